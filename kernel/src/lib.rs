@@ -1,0 +1,12 @@
+//! Linux kernel layer for mipcast: everything the daemons install in, or read from, the kernel.
+//!
+//! - [`route`]: rtnetlink routes, rules and proxy-ND entries (seg6 encap, seg6local End.DT6
+//!   decap, source-specific routes), the seg6 tunnel source, tagging with our routing-protocol
+//!   number, list/reconcile/remove-ours, batched installs.
+//! - [`sockets`]: raw Mobility Header, ICMPv6 and PIM sockets, source-specific MLD joins.
+//! - [`mrt6`]: the IPv6 multicast routing table (MIFs, MFC entries, upcalls, counters).
+//! - [`probe`]: which of the kernel features we rely on are present, in sentences.
+pub mod mrt6;
+pub mod probe;
+pub mod route;
+pub mod sockets;
