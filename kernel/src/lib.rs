@@ -5,8 +5,10 @@
 //!   number, list/reconcile/remove-ours, batched installs.
 //! - [`sockets`]: raw Mobility Header, ICMPv6 and PIM sockets, source-specific MLD joins.
 //! - [`mrt6`]: the IPv6 multicast routing table (MIFs, MFC entries, upcalls, counters).
+//! - [`nft`]: the nftables rule that marks multicast-tunnelled packets as host-addressed.
 //! - [`probe`]: which of the kernel features we rely on are present, in sentences.
 pub mod mrt6;
+pub mod nft;
 pub mod probe;
 pub mod route;
 pub mod sockets;

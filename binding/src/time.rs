@@ -1,0 +1,110 @@
+//! Time as a value: the daemon reads its clocks once per event and passes a [`Now`] in.
+//!
+//! Two clocks are needed. Lifetimes and timers run on a monotonic millisecond clock (wall-clock
+//! steps must not expire or extend bindings); RFC 4285 replay protection compares the MN's
+//! timestamp with our wall clock in 64-bit NTP format; and the state file stores wall-clock
+//! expiry so that a restarted daemon (whose monotonic clock restarted) can resume lifetimes.
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds from the NTP epoch (1900-01-01) to the Unix epoch (1970-01-01).
+const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
+/// Length of an NTP era (era 0 ends in February 2036).
+const NTP_ERA_S: u64 = 1 << 32;
+
+/// One reading of both clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic milliseconds since an arbitrary origin (e.g. daemon start).
+    pub mono_ms: u64,
+    /// Wall clock as a 64-bit NTP timestamp: seconds since 1900 in the high 32 bits, binary
+    /// fraction in the low 32 bits (RFC 5905), the format of RFC 4285's Replay Protection option.
+    pub wall_ntp: u64,
+}
+
+impl Now {
+    /// Builds a reading from a monotonic time and the wall clock's offset from the Unix epoch
+    /// (what `SystemTime::now().duration_since(UNIX_EPOCH)` gives).
+    pub fn from_unix(mono_ms: u64, since_unix_epoch: Duration) -> Self {
+        Now {
+            mono_ms,
+            wall_ntp: unix_to_ntp(since_unix_epoch),
+        }
+    }
+
+    /// Builds a reading from a monotonic time and a wall-clock time (times before 1970 count
+    /// as the Unix epoch).
+    pub fn from_system(mono_ms: u64, wall: SystemTime) -> Self {
+        Self::from_unix(mono_ms, wall.duration_since(UNIX_EPOCH).unwrap_or_default())
+    }
+
+    /// The wall clock in milliseconds since the Unix epoch.
+    pub fn unix_ms(&self) -> u64 {
+        ntp_to_unix_ms(self.wall_ntp)
+    }
+}
+
+/// Converts a time since the Unix epoch to a 64-bit NTP timestamp (wrapping at NTP era ends).
+pub fn unix_to_ntp(since_unix_epoch: Duration) -> u64 {
+    let secs = since_unix_epoch.as_secs().wrapping_add(NTP_UNIX_OFFSET_S) % NTP_ERA_S;
+    let frac = (u64::from(since_unix_epoch.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
+/// Converts a 64-bit NTP timestamp to milliseconds since the Unix epoch. A seconds value with
+/// the top bit clear is read as NTP era 1 (RFC 4330 §3), so the range is 1968-2104; times
+/// before 1970 give 0.
+pub fn ntp_to_unix_ms(ntp: u64) -> u64 {
+    let secs = ntp >> 32;
+    let secs = if secs & 0x8000_0000 == 0 {
+        secs + NTP_ERA_S
+    } else {
+        secs
+    };
+    let unix_secs = secs.saturating_sub(NTP_UNIX_OFFSET_S);
+    let frac_ms = ((ntp & 0xffff_ffff) * 1000) >> 32;
+    unix_secs * 1000 + frac_ms
+}
+
+/// A duration in milliseconds expressed in NTP timestamp units (2^-32 s).
+pub fn ms_to_ntp_units(ms: u64) -> u64 {
+    // Split so that large durations cannot overflow the shift.
+    ((ms / 1000) << 32) | (((ms % 1000) << 32) / 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_instant_round_trips() {
+        // 2024-01-01T00:00:00.5Z: Unix 1704067200 s; NTP seconds = Unix + 2208988800.
+        let d = Duration::from_millis(1_704_067_200_500);
+        let ntp = unix_to_ntp(d);
+        assert_eq!(ntp >> 32, 3_913_056_000);
+        assert_eq!(ntp & 0xffff_ffff, 0x8000_0000);
+        assert_eq!(ntp_to_unix_ms(ntp), 1_704_067_200_500);
+        assert_eq!(Now::from_unix(5, d).unix_ms(), 1_704_067_200_500);
+    }
+
+    #[test]
+    fn era_one_converts_after_2036() {
+        // Unix 2208988800 (year 2040) is past 2^32 NTP seconds, so it lands in NTP era 1.
+        let d = Duration::from_secs(2_208_988_800);
+        let ntp = unix_to_ntp(d);
+        assert!(ntp >> 32 < NTP_UNIX_OFFSET_S);
+        assert_eq!(ntp_to_unix_ms(ntp), 2_208_988_800_000);
+    }
+
+    #[test]
+    fn system_time_matches_duration() {
+        let d = Duration::from_millis(1_704_067_200_500);
+        assert_eq!(Now::from_system(1, UNIX_EPOCH + d), Now::from_unix(1, d));
+        assert_eq!(Now::from_system(1, UNIX_EPOCH - d).unix_ms(), 0);
+    }
+
+    #[test]
+    fn seven_seconds_in_ntp_units() {
+        assert_eq!(ms_to_ntp_units(7000), 7 << 32);
+        assert_eq!(ms_to_ntp_units(500), 1 << 31);
+    }
+}

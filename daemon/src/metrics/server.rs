@@ -1,0 +1,131 @@
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A client that never finishes its request headers must not hold a task forever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Back-off after a failed accept (e.g. out of file descriptors) instead of spinning.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+type Routes = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+struct Shared {
+    registry: Arc<Registry>,
+    routes: Box<Routes>,
+}
+
+/// A bound HTTP/1 listener; nothing is answered until [`MetricsServer::run`] is polled.
+pub struct MetricsServer {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl MetricsServer {
+    /// Binds `addr` (port 0 picks a free port, see [`MetricsServer::local_addr`]).
+    ///
+    /// `routes` answers every GET path other than `/metrics` and `/healthz` (without the query
+    /// string): `Some(json)` is served as `application/json`, `None` is a 404. It runs on the
+    /// server's task, so it must only take short locks.
+    pub async fn bind(
+        addr: SocketAddr,
+        registry: Arc<Registry>,
+        routes: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self {
+            listener,
+            shared: Arc::new(Shared {
+                registry,
+                routes: Box::new(routes),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves connections until the future is dropped (spawn it next to the daemon's main loop).
+    pub async fn run(self) {
+        loop {
+            let stream = match self.listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(%err, "metrics listener: accept failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            };
+            let shared = Arc::clone(&self.shared);
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let response = respond(&shared, &request);
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(err) = connection.await {
+                    tracing::debug!(%err, "metrics connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
+fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET {
+        let mut response = reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET\n".into(),
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
+        return response;
+    }
+    match request.uri().path() {
+        "/metrics" => {
+            let mut body = String::new();
+            match prometheus_client::encoding::text::encode(&mut body, &shared.registry) {
+                Ok(()) => reply(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, body),
+                Err(_) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "metrics encoding failed\n".into(),
+                ),
+            }
+        }
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        path => match (shared.routes)(path) {
+            Some(json) => reply(StatusCode::OK, "application/json", json),
+            None => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        },
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

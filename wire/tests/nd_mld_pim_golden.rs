@@ -1,0 +1,347 @@
+//! Our ND, MLD and PIM encoders and parsers against bytes produced by scapy
+//! (tests/gen_icmp_pim_fixtures.py; the addresses below mirror its ADDRS table).
+use std::net::Ipv6Addr;
+
+use mipcast_wire::mld::{self, GroupRecord, MldRepr, QueryV2, RecordType};
+use mipcast_wire::nd::{self, MapOption, NdOption, NdRepr, PrefixInformation, RouterAdvert};
+use mipcast_wire::pim::{
+    self, Assert, EncodedGroup, EncodedSource, HelloOption, JoinPrune, JoinPruneGroup,
+    LanPruneDelay, PimRepr,
+};
+
+const ROUTER: &str = "fe80::1";
+const HOST: &str = "fe80::2";
+const MMA: &str = "2001:db8:ff::1";
+const MMA2: &str = "2001:db8:ff::2";
+const GROUP: &str = "ff35::3656:78ff:fe9a:bcde";
+const V1_GROUP: &str = "ff15::1234";
+
+fn a(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/icmp_pim/{name}.bin",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run gen_icmp_pim_fixtures.py)"))
+}
+
+fn expected_ra() -> NdRepr {
+    NdRepr::RouterAdvert(RouterAdvert {
+        cur_hop_limit: 64,
+        managed: false,
+        other: true,
+        router_lifetime: 1800,
+        reachable_time: 30000,
+        retrans_timer: 1000,
+        options: vec![
+            NdOption::SourceLinkLayerAddress([2, 0, 0, 0, 0, 1]),
+            NdOption::PrefixInformation(PrefixInformation {
+                prefix_len: 64,
+                on_link: true,
+                autonomous: true,
+                valid_lifetime: 86400,
+                preferred_lifetime: 14400,
+                prefix: a("2001:db8:1::"),
+            }),
+            NdOption::Mtu(1500),
+            NdOption::Map(MapOption {
+                distance: 1,
+                preference: 15,
+                rcoa: true,
+                valid_lifetime: 3600,
+                address: a(MMA),
+            }),
+            // RDNSS (RFC 8106): reserved, lifetime 600, one server.
+            NdOption::Unknown {
+                ty: 25,
+                data: [&[0, 0, 0, 0, 0x02, 0x58][..], &a("2001:db8:1::53").octets()].concat(),
+            },
+        ],
+    })
+}
+
+fn expected_report() -> MldRepr {
+    let sources = [a(MMA), a(MMA2)];
+    MldRepr::ReportV2 {
+        records: RecordType::ALL
+            .iter()
+            .map(|&t| GroupRecord {
+                record_type: t,
+                multicast_address: a(GROUP),
+                sources: sources.get(..(t as usize % 3)).unwrap().to_vec(),
+            })
+            .collect(),
+    }
+}
+
+fn expected_hello() -> PimRepr {
+    PimRepr::Hello {
+        options: vec![
+            HelloOption::Holdtime(105),
+            HelloOption::LanPruneDelay(LanPruneDelay {
+                tracking_support: false,
+                propagation_delay_ms: 500,
+                override_interval_ms: 2500,
+            }),
+            HelloOption::DrPriority(1),
+            HelloOption::GenerationId(0x1234_5678),
+            HelloOption::AddressList(vec![a("2001:db8:1::1"), a("2001:db8:2::1")]),
+        ],
+    }
+}
+
+fn expected_join_prune() -> PimRepr {
+    PimRepr::JoinPrune(JoinPrune {
+        upstream_neighbor: a(HOST),
+        holdtime: 210,
+        groups: vec![
+            JoinPruneGroup {
+                group: EncodedGroup::new(a(GROUP)),
+                joins: vec![EncodedSource::new(a(MMA))],
+                prunes: vec![],
+            },
+            JoinPruneGroup {
+                group: EncodedGroup::new(a("ff35::1")),
+                joins: vec![],
+                prunes: vec![EncodedSource::new(a(MMA2))],
+            },
+        ],
+    })
+}
+
+fn expected_assert() -> PimRepr {
+    PimRepr::Assert(Assert {
+        group: EncodedGroup::new(a(GROUP)),
+        source: a(MMA),
+        rpt: false,
+        metric_preference: 101,
+        metric: 20,
+    })
+}
+
+/// Emits with `emit`, fills the checksum with `fill` and compares with the fixture; then
+/// checks the fixture's own checksum with `verify` and that a flipped byte fails it.
+#[allow(clippy::type_complexity)]
+fn check_bytes(
+    name: &str,
+    src: &str,
+    dst: &str,
+    len: usize,
+    emit: &dyn Fn(&mut [u8]) -> mipcast_wire::Result<usize>,
+    fill: fn(&mut [u8], &Ipv6Addr, &Ipv6Addr) -> mipcast_wire::Result<()>,
+    verify: fn(&[u8], &Ipv6Addr, &Ipv6Addr) -> mipcast_wire::Result<()>,
+) {
+    let want = fixture(name);
+    let mut buf = vec![0xaa; len + 7];
+    let n = emit(&mut buf).unwrap();
+    assert_eq!(n, len, "{name}: emit length vs buffer_len");
+    buf.truncate(n);
+    fill(&mut buf, &a(src), &a(dst)).unwrap();
+    assert_eq!(
+        hex(&buf),
+        hex(&want),
+        "{name}: emitted bytes differ from scapy's"
+    );
+    verify(&want, &a(src), &a(dst)).unwrap();
+    let mut bad = want.clone();
+    *bad.last_mut().unwrap() ^= 0x01;
+    assert_eq!(
+        verify(&bad, &a(src), &a(dst)),
+        Err(mipcast_wire::Error::BadChecksum),
+        "{name}"
+    );
+    // Too small an output buffer is an error, never a panic or a short write.
+    let mut small = vec![0; len - 1];
+    assert!(
+        emit(&mut small).is_err(),
+        "{name}: emit into a short buffer"
+    );
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn nd_matches_scapy() {
+    let rs = NdRepr::RouterSolicit {
+        options: vec![NdOption::SourceLinkLayerAddress([2, 0, 0, 0, 0, 2])],
+    };
+    let ra = expected_ra();
+    for (name, src, dst, repr) in [("rs", HOST, "ff02::2", rs), ("ra", ROUTER, "ff02::1", ra)] {
+        assert_eq!(NdRepr::parse(&fixture(name)).unwrap(), repr, "{name}");
+        check_bytes(
+            name,
+            src,
+            dst,
+            repr.buffer_len(),
+            &|b| repr.emit(b),
+            nd::fill_checksum,
+            nd::verify_checksum,
+        );
+    }
+}
+
+#[test]
+fn ra_view_and_map_option() {
+    let bytes = fixture("ra");
+    let view = nd::NdPacket::new_checked(&bytes[..]).unwrap();
+    assert_eq!(view.msg_type(), nd::ROUTER_ADVERTISEMENT);
+    assert_eq!(
+        (view.cur_hop_limit(), view.managed(), view.other()),
+        (64, false, true)
+    );
+    assert_eq!(
+        (
+            view.router_lifetime(),
+            view.reachable_time(),
+            view.retrans_timer()
+        ),
+        (1800, 30000, 1000)
+    );
+    let types: Vec<u8> = view.options().map(|o| o.unwrap().ty).collect();
+    assert_eq!(types, [1, 3, 5, 23, 25]);
+    let NdRepr::RouterAdvert(ra) = NdRepr::parse(&bytes).unwrap() else {
+        panic!("not an RA")
+    };
+    assert_eq!(ra.map().unwrap().address, a(MMA));
+}
+
+#[test]
+fn mld_matches_scapy() {
+    let cases = [
+        (
+            "mldv2_query_general",
+            ROUTER,
+            "ff02::1",
+            MldRepr::QueryV2(QueryV2 {
+                max_response_code: 10000,
+                multicast_address: Ipv6Addr::UNSPECIFIED,
+                suppress_router_side: false,
+                qrv: 2,
+                qqic: 125,
+                sources: vec![],
+            }),
+        ),
+        (
+            "mldv2_query_group_source",
+            ROUTER,
+            GROUP,
+            MldRepr::QueryV2(QueryV2 {
+                max_response_code: 0x8400,
+                multicast_address: a(GROUP),
+                suppress_router_side: true,
+                qrv: 2,
+                qqic: 0x88,
+                sources: vec![a(MMA), a(MMA2)],
+            }),
+        ),
+        ("mldv2_report", HOST, "ff02::16", expected_report()),
+        (
+            "mldv1_query",
+            ROUTER,
+            "ff02::1",
+            MldRepr::QueryV1 {
+                max_response_delay_ms: 10000,
+                multicast_address: Ipv6Addr::UNSPECIFIED,
+            },
+        ),
+        (
+            "mldv1_report",
+            HOST,
+            V1_GROUP,
+            MldRepr::ReportV1 {
+                multicast_address: a(V1_GROUP),
+            },
+        ),
+        (
+            "mldv1_done",
+            HOST,
+            "ff02::2",
+            MldRepr::DoneV1 {
+                multicast_address: a(V1_GROUP),
+            },
+        ),
+    ];
+    for (name, src, dst, repr) in cases {
+        assert_eq!(MldRepr::parse(&fixture(name)).unwrap(), repr, "{name}");
+        check_bytes(
+            name,
+            src,
+            dst,
+            repr.buffer_len(),
+            &|b| repr.emit(b),
+            mld::fill_checksum,
+            mld::verify_checksum,
+        );
+    }
+}
+
+#[test]
+fn mld_query_codes_decode_as_rfc3810_says() {
+    let MldRepr::QueryV2(q) = MldRepr::parse(&fixture("mldv2_query_group_source")).unwrap() else {
+        panic!("not a v2 query")
+    };
+    // 0x8400: exp 0, mant 0x400 -> (0x1000 | 0x400) << 3; 0x88: exp 0, mant 8 -> 0x18 << 3.
+    assert_eq!(q.max_response_delay_ms(), 40960);
+    assert_eq!(q.query_interval_secs(), 192);
+}
+
+#[test]
+fn mld_report_aux_data_is_skipped() {
+    // One record carries a 1-word aux data block; the record after it must still be found.
+    let want = MldRepr::ReportV2 {
+        records: vec![
+            GroupRecord {
+                record_type: RecordType::ModeIsInclude,
+                multicast_address: a(GROUP),
+                sources: vec![a(MMA)],
+            },
+            GroupRecord {
+                record_type: RecordType::AllowNewSources,
+                multicast_address: a(V1_GROUP),
+                sources: vec![a(MMA2)],
+            },
+        ],
+    };
+    let bytes = fixture("mldv2_report_auxdata");
+    mld::verify_checksum(&bytes, &a(HOST), &a("ff02::16")).unwrap();
+    assert_eq!(MldRepr::parse(&bytes).unwrap(), want);
+    // Claiming more aux data than the buffer holds is an error, not an over-read.
+    let mut bad = bytes.clone();
+    bad[9] = 200;
+    assert_eq!(MldRepr::parse(&bad), Err(mipcast_wire::Error::Truncated));
+}
+
+#[test]
+fn pim_matches_scapy() {
+    let cases = [
+        ("pim_hello", expected_hello()),
+        ("pim_join_prune", expected_join_prune()),
+        ("pim_assert", expected_assert()),
+    ];
+    for (name, repr) in cases {
+        assert_eq!(PimRepr::parse(&fixture(name)).unwrap(), repr, "{name}");
+        check_bytes(
+            name,
+            ROUTER,
+            "ff02::d",
+            repr.buffer_len(),
+            &|b| repr.emit(b),
+            pim::fill_checksum,
+            pim::verify_checksum,
+        );
+    }
+}
+
+#[test]
+fn pim_checksum_includes_pseudo_header() {
+    // Same bytes, different source: the checksum must no longer verify (IPv4-style PIM
+    // checksums, without the pseudo-header, would).
+    let bytes = fixture("pim_hello");
+    pim::verify_checksum(&bytes, &a(ROUTER), &pim::ALL_PIM_ROUTERS).unwrap();
+    assert!(pim::verify_checksum(&bytes, &a(HOST), &pim::ALL_PIM_ROUTERS).is_err());
+}
