@@ -4,12 +4,8 @@
 //! steps must not expire or extend bindings); RFC 4285 replay protection compares the MN's
 //! timestamp with our wall clock in 64-bit NTP format; and the state file stores wall-clock
 //! expiry so that a restarted daemon (whose monotonic clock restarted) can resume lifetimes.
+use mipcast_wire::ntp;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Seconds from the NTP epoch (1900-01-01) to the Unix epoch (1970-01-01).
-const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
-/// Length of an NTP era (era 0 ends in February 2036).
-const NTP_ERA_S: u64 = 1 << 32;
 
 /// One reading of both clocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,31 +41,17 @@ impl Now {
 
 /// Converts a time since the Unix epoch to a 64-bit NTP timestamp (wrapping at NTP era ends).
 pub fn unix_to_ntp(since_unix_epoch: Duration) -> u64 {
-    let secs = since_unix_epoch.as_secs().wrapping_add(NTP_UNIX_OFFSET_S) % NTP_ERA_S;
-    let frac = (u64::from(since_unix_epoch.subsec_nanos()) << 32) / 1_000_000_000;
-    (secs << 32) | frac
+    ntp::ntp_timestamp(UNIX_EPOCH + since_unix_epoch)
 }
 
-/// Converts a 64-bit NTP timestamp to milliseconds since the Unix epoch. A seconds value with
-/// the top bit clear is read as NTP era 1 (RFC 4330 §3), so the range is 1968-2104; times
-/// before 1970 give 0.
+/// Converts a 64-bit NTP timestamp to milliseconds since the Unix epoch (1968-2104, see
+/// [`ntp::from_ntp_timestamp`]); times before 1970 give 0.
 pub fn ntp_to_unix_ms(ntp: u64) -> u64 {
-    let secs = ntp >> 32;
-    let secs = if secs & 0x8000_0000 == 0 {
-        secs + NTP_ERA_S
-    } else {
-        secs
-    };
-    let unix_secs = secs.saturating_sub(NTP_UNIX_OFFSET_S);
-    let frac_ms = ((ntp & 0xffff_ffff) * 1000) >> 32;
-    unix_secs * 1000 + frac_ms
+    let since = ntp::from_ntp_timestamp(ntp).duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A duration in milliseconds expressed in NTP timestamp units (2^-32 s).
-pub fn ms_to_ntp_units(ms: u64) -> u64 {
-    // Split so that large durations cannot overflow the shift.
-    ((ms / 1000) << 32) | (((ms % 1000) << 32) / 1000)
-}
+pub use ntp::ms_to_ntp_units;
 
 #[cfg(test)]
 mod tests {
@@ -91,7 +73,7 @@ mod tests {
         // Unix 2208988800 (year 2040) is past 2^32 NTP seconds, so it lands in NTP era 1.
         let d = Duration::from_secs(2_208_988_800);
         let ntp = unix_to_ntp(d);
-        assert!(ntp >> 32 < NTP_UNIX_OFFSET_S);
+        assert!(ntp >> 32 < 2_208_988_800);
         assert_eq!(ntp_to_unix_ms(ntp), 2_208_988_800_000);
     }
 
@@ -100,11 +82,5 @@ mod tests {
         let d = Duration::from_millis(1_704_067_200_500);
         assert_eq!(Now::from_system(1, UNIX_EPOCH + d), Now::from_unix(1, d));
         assert_eq!(Now::from_system(1, UNIX_EPOCH - d).unix_ms(), 0);
-    }
-
-    #[test]
-    fn seven_seconds_in_ntp_units() {
-        assert_eq!(ms_to_ntp_units(7000), 7 << 32);
-        assert_eq!(ms_to_ntp_units(500), 1 << 31);
     }
 }

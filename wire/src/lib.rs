@@ -24,4 +24,5 @@ pub mod group;
 pub mod mh;
 pub mod mld;
 pub mod nd;
+pub mod ntp;
 pub mod pim;
