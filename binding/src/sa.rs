@@ -41,14 +41,7 @@ impl fmt::Debug for SecurityAssociation {
     }
 }
 
-/// Whether `addr` lies in `prefix/len` (lengths above 128 match nothing).
-pub fn prefix_contains(prefix: Ipv6Addr, len: u8, addr: Ipv6Addr) -> bool {
-    if len > 128 {
-        return false;
-    }
-    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-    (u128::from(prefix) & mask) == (u128::from(addr) & mask)
-}
+pub use mipcast_wire::prefix::prefix_contains;
 
 /// Why a set of security associations was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -50,13 +50,7 @@ pub fn terminal_group(prefix: Ipv6Addr, prefix_len: u8, iid: [u8; 8]) -> Result<
 /// True when the first `prefix_len` bits of `group` equal those of `prefix`. A `prefix_len`
 /// above 128 matches nothing.
 pub fn group_in_prefix(group: Ipv6Addr, prefix: Ipv6Addr, prefix_len: u8) -> bool {
-    if prefix_len > 128 {
-        return false;
-    }
-    let mask = u128::MAX
-        .checked_shl(128 - u32::from(prefix_len))
-        .unwrap_or(0);
-    u128::from(group) & mask == u128::from(prefix) & mask
+    crate::prefix::prefix_contains(prefix, prefix_len, group)
 }
 
 /// The low 64 bits of `addr`: the interface identifier of a terminal group.

@@ -26,3 +26,4 @@ pub mod mld;
 pub mod nd;
 pub mod ntp;
 pub mod pim;
+pub mod prefix;

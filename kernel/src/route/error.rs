@@ -1,0 +1,107 @@
+//! The one error type of the rtnetlink layer: every message names the object or request and
+//! carries the kernel's own words for what went wrong.
+use std::fmt;
+
+use super::object::KObject;
+
+/// What we were doing to an object when the kernel refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    Add,
+    Replace,
+    Delete,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Add => "adding",
+            Op::Replace => "replacing",
+            Op::Delete => "deleting",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The kernel (or the connection to it) failed a change to one object, e.g.
+    /// "adding encap route 2001:db8::1/128 -> ff35::1 dev 3 table 254: File exists".
+    #[error("{op} {object}: {text}")]
+    Object {
+        op: Op,
+        object: KObject,
+        /// The kernel's errno, None when there was no kernel answer (timeout, closed socket)
+        /// or we refused ourselves (the object exists and belongs to someone else).
+        errno: Option<i32>,
+        text: String,
+    },
+    /// A request that is not about one of our objects (a dump, a lookup, the tunnel source,
+    /// the local-table rule) failed.
+    #[error("{what}: {text}")]
+    Request {
+        what: String,
+        errno: Option<i32>,
+        text: String,
+    },
+    #[error("opening a netlink socket: {0}")]
+    Socket(#[source] std::io::Error),
+    #[error("no interface named {0:?}")]
+    NoSuchInterface(String),
+}
+
+impl RouteError {
+    /// The kernel's errno (positive, e.g. `libc::EEXIST`), when the kernel answered.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            RouteError::Object { errno, .. } | RouteError::Request { errno, .. } => *errno,
+            RouteError::Socket(e) => e.raw_os_error(),
+            RouteError::NoSuchInterface(_) => Some(libc::ENODEV),
+        }
+    }
+}
+
+/// A failure of one netlink request before it is attributed to an object or a request name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NlFailure {
+    pub errno: Option<i32>,
+    pub text: String,
+}
+
+impl NlFailure {
+    /// The kernel refused with `errno` (positive); `ext` is its extended-ack message, if any.
+    pub fn kernel(errno: i32, ext: Option<String>) -> NlFailure {
+        let base = nix::errno::Errno::from_raw(errno).desc().to_owned();
+        let text = match ext {
+            Some(msg) if !msg.is_empty() => format!("{base} ({msg})"),
+            _ => base,
+        };
+        NlFailure {
+            errno: Some(errno),
+            text,
+        }
+    }
+
+    pub fn local(text: impl Into<String>) -> NlFailure {
+        NlFailure {
+            errno: None,
+            text: text.into(),
+        }
+    }
+
+    pub fn on(self, op: Op, object: KObject) -> RouteError {
+        RouteError::Object {
+            op,
+            object,
+            errno: self.errno,
+            text: self.text,
+        }
+    }
+
+    pub fn request(self, what: impl Into<String>) -> RouteError {
+        RouteError::Request {
+            what: what.into(),
+            errno: self.errno,
+            text: self.text,
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The kernel objects mipcast installs, as plain values a daemon can keep in a desired set.
+use std::fmt;
+use std::net::Ipv6Addr;
+
+use ipnetwork::Ipv6Network;
+
+/// One route, rule or proxy-ND entry we install. Equality is field-wise; compare
+/// [`KObject::normalized`] forms (host bits of prefixes cleared), which is what
+/// [`list_ours`](super::Kernel::list_ours) returns and what reconciliation compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KObject {
+    /// `ip -6 route add <dst> [from <src>] encap seg6 mode encap.red segs <tunnel_dst> dev <oif>
+    /// table <table>`: plain IPv6-in-IPv6 towards `tunnel_dst` (which may be a multicast group).
+    EncapRoute {
+        dst: Ipv6Network,
+        /// Source prefix of a source-specific route (`from`), if any.
+        src: Option<Ipv6Network>,
+        tunnel_dst: Ipv6Addr,
+        oif: u32,
+        table: u32,
+    },
+    /// `ip -6 route add <local>/128 encap seg6local action End.DT6 table <inner_table> dev <oif>
+    /// table <table>`: decapsulates IPv6-in-IPv6 sent to `local` and looks the inner packet up
+    /// in `inner_table`.
+    DecapRoute {
+        local: Ipv6Addr,
+        oif: u32,
+        table: u32,
+        inner_table: u32,
+    },
+    /// `ip -6 rule add pref <pref> [from <from>] [to <to>] [ipproto <p>] lookup <table>`.
+    Rule {
+        pref: u32,
+        from: Option<Ipv6Network>,
+        to: Option<Ipv6Network>,
+        ipproto: Option<u8>,
+        table: u32,
+    },
+    /// `ip -6 neigh add proxy <addr> dev <ifindex>`.
+    ProxyNeigh { addr: Ipv6Addr, ifindex: u32 },
+}
+
+/// What identifies an object in the kernel: two objects with the same key cannot coexist, so
+/// one replaces the other (routes: table + destination + source; proxy entries: address +
+/// interface; rules have no replace, every field is key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Key {
+    Route {
+        table: u32,
+        dst: Ipv6Network,
+        src: Option<Ipv6Network>,
+    },
+    Rule(KObject),
+    Proxy {
+        addr: Ipv6Addr,
+        ifindex: u32,
+    },
+}
+
+impl KObject {
+    /// The same object with host bits cleared in every prefix, as the kernel stores it.
+    pub fn normalized(self) -> KObject {
+        match self {
+            KObject::EncapRoute {
+                dst,
+                src,
+                tunnel_dst,
+                oif,
+                table,
+            } => KObject::EncapRoute {
+                dst: masked(dst),
+                src: src.map(masked),
+                tunnel_dst,
+                oif,
+                table,
+            },
+            KObject::Rule {
+                pref,
+                from,
+                to,
+                ipproto,
+                table,
+            } => KObject::Rule {
+                pref,
+                from: from.map(masked),
+                to: to.map(masked),
+                ipproto,
+                table,
+            },
+            other => other,
+        }
+    }
+
+    /// The kernel identity of the (already normalized) object.
+    pub(crate) fn key(&self) -> Key {
+        match *self {
+            KObject::EncapRoute {
+                dst, src, table, ..
+            } => Key::Route { table, dst, src },
+            KObject::DecapRoute { local, table, .. } => Key::Route {
+                table,
+                dst: host_net(local),
+                src: None,
+            },
+            rule @ KObject::Rule { .. } => Key::Rule(rule),
+            KObject::ProxyNeigh { addr, ifindex } => Key::Proxy { addr, ifindex },
+        }
+    }
+
+    /// Rank used to order a batch: routes before proxy entries before rules when adding, so a
+    /// rule never points at a table that is still being filled; the reverse when removing.
+    pub(crate) fn install_rank(&self) -> u8 {
+        match self {
+            KObject::EncapRoute { .. } | KObject::DecapRoute { .. } => 0,
+            KObject::ProxyNeigh { .. } => 1,
+            KObject::Rule { .. } => 2,
+        }
+    }
+}
+
+pub(crate) fn host_net(addr: Ipv6Addr) -> Ipv6Network {
+    Ipv6Network::from(addr)
+}
+
+pub(crate) fn masked(net: Ipv6Network) -> Ipv6Network {
+    Ipv6Network::new_checked(net.network(), net.prefix()).unwrap_or(net)
+}
+
+fn table_suffix(f: &mut fmt::Formatter<'_>, table: u32) -> fmt::Result {
+    write!(f, " table {table}")
+}
+
+impl fmt::Display for KObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KObject::EncapRoute {
+                dst,
+                src,
+                tunnel_dst,
+                oif,
+                table,
+            } => {
+                write!(f, "encap route {dst}")?;
+                if let Some(src) = src {
+                    write!(f, " from {src}")?;
+                }
+                write!(f, " -> {tunnel_dst} dev {oif}")?;
+                table_suffix(f, *table)
+            }
+            KObject::DecapRoute {
+                local,
+                oif,
+                table,
+                inner_table,
+            } => {
+                write!(
+                    f,
+                    "decap route {local}/128 End.DT6 into table {inner_table} dev {oif}"
+                )?;
+                table_suffix(f, *table)
+            }
+            KObject::Rule {
+                pref,
+                from,
+                to,
+                ipproto,
+                table,
+            } => {
+                write!(f, "rule pref {pref}")?;
+                if let Some(from) = from {
+                    write!(f, " from {from}")?;
+                }
+                if let Some(to) = to {
+                    write!(f, " to {to}")?;
+                }
+                if let Some(p) = ipproto {
+                    write!(f, " ipproto {p}")?;
+                }
+                write!(f, " lookup {table}")
+            }
+            KObject::ProxyNeigh { addr, ifindex } => {
+                write!(f, "proxy neighbour {addr} dev {ifindex}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_every_field() {
+        let r = KObject::EncapRoute {
+            dst: "2001:db8::1/128".parse().unwrap(),
+            src: None,
+            tunnel_dst: "ff35::1".parse().unwrap(),
+            oif: 3,
+            table: 254,
+        };
+        assert_eq!(
+            r.to_string(),
+            "encap route 2001:db8::1/128 -> ff35::1 dev 3 table 254"
+        );
+        let rule = KObject::Rule {
+            pref: 10,
+            from: Some("2001:db8::5/128".parse().unwrap()),
+            to: None,
+            ipproto: Some(41),
+            table: 100,
+        };
+        assert_eq!(
+            rule.to_string(),
+            "rule pref 10 from 2001:db8::5/128 ipproto 41 lookup 100"
+        );
+    }
+
+    #[test]
+    fn normalization_clears_host_bits_and_keys_routes_by_prefix() {
+        let a = KObject::EncapRoute {
+            dst: "2001:db8::1/64".parse().unwrap(),
+            src: Some("2001:db8:1::7/48".parse().unwrap()),
+            tunnel_dst: "2001:db8::9".parse().unwrap(),
+            oif: 1,
+            table: 7,
+        }
+        .normalized();
+        let KObject::EncapRoute { dst, src, .. } = a else {
+            panic!("kind changed")
+        };
+        assert_eq!(dst.ip(), "2001:db8::".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(src.map(|s| s.ip()), Some("2001:db8:1::".parse().unwrap()));
+        let b = match a {
+            KObject::EncapRoute {
+                dst,
+                src,
+                oif,
+                table,
+                ..
+            } => KObject::EncapRoute {
+                dst,
+                src,
+                tunnel_dst: "ff35::2".parse().unwrap(),
+                oif,
+                table,
+            },
+            other => other,
+        };
+        assert_ne!(a, b);
+        assert_eq!(a.key(), b.key());
+    }
+}
