@@ -4,7 +4,7 @@
 use std::ops::Add;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Monotonic time in milliseconds since the clock was created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -116,6 +116,7 @@ pub use mipcast_wire::ntp::{from_ntp_timestamp, ntp_timestamp};
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn fake_clock_moves_only_when_told() {

@@ -1,0 +1,136 @@
+//! The `security_associations` section shared by the home agent and the MMA: RFC 4285 MN-HA
+//! associations, each a key file, an algorithm and the home prefixes it may register.
+//!
+//! ```yaml
+//! security_associations:
+//!   - spi: 1000                   # 256 or more (RFC 4285 §5 reserves 0-255)
+//!     algorithm: hmac-sha256-128  # or hmac-sha1-96 (RFC 4285's own, for interoperability)
+//!     key_file: /etc/mipcast/keys/mn1.key
+//!     home_prefixes: [2001:db8:99::/64]
+//! ```
+use serde::Deserialize;
+
+use mipcast_binding::sa::Algorithm;
+use mipcast_binding::{SaError, SaTable, SecurityAssociation};
+
+use super::{Ipv6Prefix, SecretKey, Validator};
+
+/// The MAC algorithm as written in a config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaAlgorithm {
+    #[serde(rename = "hmac-sha1-96")]
+    HmacSha1_96,
+    #[serde(rename = "hmac-sha256-128")]
+    HmacSha256_128,
+}
+
+impl From<SaAlgorithm> for Algorithm {
+    fn from(a: SaAlgorithm) -> Algorithm {
+        match a {
+            SaAlgorithm::HmacSha1_96 => Algorithm::HmacSha1_96,
+            SaAlgorithm::HmacSha256_128 => Algorithm::HmacSha256_128,
+        }
+    }
+}
+
+/// One `security_associations` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaConfig {
+    pub spi: u32,
+    pub algorithm: SaAlgorithm,
+    /// Read (and permission-checked) while the config loads.
+    pub key_file: SecretKey,
+    /// Home addresses this SA may register.
+    pub home_prefixes: Vec<Ipv6Prefix>,
+}
+
+impl SaConfig {
+    pub fn to_association(&self) -> SecurityAssociation {
+        SecurityAssociation {
+            spi: self.spi,
+            algorithm: self.algorithm.into(),
+            key: self.key_file.expose().to_vec(),
+            allowed: self
+                .home_prefixes
+                .iter()
+                .map(|p| (p.addr(), p.prefix_len()))
+                .collect(),
+        }
+    }
+}
+
+/// Builds the registrar's table from the config section.
+pub fn sa_table(sas: &[SaConfig]) -> Result<SaTable, SaError> {
+    SaTable::new(sas.iter().map(SaConfig::to_association))
+}
+
+/// Reports every problem of the section at its field path (`<path>[i].spi`, ...), so an
+/// operator sees all of them at once rather than [`sa_table`]'s first.
+pub fn validate_sas(path: &str, sas: &[SaConfig], v: &mut Validator) {
+    for (i, sa) in sas.iter().enumerate() {
+        if sa.spi < 256 {
+            v.error(
+                format!("{path}[{i}].spi"),
+                format!("SPI {} is reserved (RFC 4285 §5): use 256 or more", sa.spi),
+            );
+        }
+        if sas.iter().take(i).any(|earlier| earlier.spi == sa.spi) {
+            v.error(format!("{path}[{i}].spi"), format!("SPI {} is configured twice", sa.spi));
+        }
+        if sa.home_prefixes.is_empty() {
+            v.error(
+                format!("{path}[{i}].home_prefixes"),
+                "at least one home prefix is needed",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        security_associations: Vec<SaConfig>,
+    }
+
+    impl super::super::Validate for Doc {
+        fn validate(&self, v: &mut Validator) {
+            validate_sas("security_associations", &self.security_associations, v);
+        }
+    }
+
+    #[test]
+    fn loads_a_table_and_locates_bad_entries() {
+        let dir = std::env::temp_dir().join(format!("mipcast-sa-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k");
+        std::fs::write(&key, "00112233445566778899aabbccddeeff\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = format!(
+            "security_associations:\n  - spi: 1000\n    algorithm: hmac-sha1-96\n    key_file: {k}\n    home_prefixes: [2001:db8:99::/64]\n",
+            k = key.display()
+        );
+        let doc: Doc = super::super::load_str(std::path::Path::new("t.yaml"), &text).unwrap();
+        let table = sa_table(&doc.security_associations).unwrap();
+        let sa = table.get(1000).unwrap();
+        assert_eq!(sa.algorithm, Algorithm::HmacSha1_96);
+        assert_eq!(sa.key.len(), 16);
+        assert!(sa.authorises("2001:db8:99::7".parse().unwrap()));
+
+        let bad = format!(
+            "security_associations:\n  - spi: 7\n    algorithm: hmac-sha256-128\n    key_file: {k}\n    home_prefixes: []\n",
+            k = key.display()
+        );
+        let err = super::super::load_str::<Doc>(std::path::Path::new("t.yaml"), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("t.yaml:2:") && err.contains("security_associations[0].spi: SPI 7 is reserved"), "{err}");
+        assert!(err.contains("security_associations[0].home_prefixes: at least one"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

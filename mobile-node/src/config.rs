@@ -1,0 +1,330 @@
+//! The mobile node's YAML configuration (`configs/mobile-node.yaml` is the commented example).
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use mipcast_daemon::config::sa::SaAlgorithm;
+use mipcast_daemon::config::{secs, Ipv6Prefix, SecretKey, Validate, Validator};
+use mipcast_wire::group::{DEFAULT_GROUP_PREFIX, GROUP_PREFIX_LEN};
+
+/// Default metrics listener of the mobile node.
+pub const DEFAULT_METRICS: &str = "[::1]:9643";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub home_address: Ipv6Addr,
+    pub home_agent: Ipv6Addr,
+    pub home_prefix: Ipv6Prefix,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default = "default_group_prefix")]
+    pub multicast_prefix: Ipv6Prefix,
+    /// Interface whose MAC gives the EUI-64 of the terminal group (default: the first one).
+    #[serde(default)]
+    pub group_interface: Option<String>,
+    #[serde(default = "default_lifetime", with = "secs")]
+    pub binding_lifetime: Duration,
+    pub security_associations: SecurityAssociations,
+    pub interfaces: Vec<InterfaceConfig>,
+    #[serde(default)]
+    pub selection: Selection,
+    #[serde(default)]
+    pub handover: Handover,
+    #[serde(default)]
+    pub kernel: KernelConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default = "default_state_file")]
+    pub state_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Register with the site's MMA and receive on the terminal group (the mipcast design).
+    #[default]
+    Site,
+    /// Plain RFC 6275 MIPv6: the on-link address is the care-of address at the home agent.
+    Mipv6,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaConfig {
+    pub spi: u32,
+    pub algorithm: SaAlgorithm,
+    pub key_file: SecretKey,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MmaSaConfig {
+    pub address: Ipv6Addr,
+    pub spi: u32,
+    pub algorithm: SaAlgorithm,
+    pub key_file: SecretKey,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityAssociations {
+    pub home_agent: SaConfig,
+    #[serde(default)]
+    pub mmas: Vec<MmaSaConfig>,
+    /// Used with any MMA not listed in `mmas`; without it such MMAs are not registered with.
+    #[serde(default)]
+    pub default_mma: Option<SaConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceConfig {
+    pub name: String,
+    /// 0-100, higher is preferred.
+    #[serde(default = "default_preference")]
+    pub preference: u8,
+    /// 0-100, subtracted from the score (e.g. a metered link).
+    #[serde(default)]
+    pub cost: u8,
+    /// File holding a 0-100 link quality written by a radio driver; 0 = unusable.
+    #[serde(default)]
+    pub quality_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// Score margin a candidate needs over the current link before we switch.
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis: u32,
+    /// Minimum time on a link before a switch to a merely better link (milliseconds).
+    #[serde(default = "default_min_dwell_ms")]
+    pub min_dwell_ms: u64,
+    /// A link without a Router Advertisement for this long is no longer usable (milliseconds).
+    #[serde(default = "default_ra_timeout_ms")]
+    pub ra_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handover {
+    /// Make-before-break: how long the old link keeps its membership after an intra-site
+    /// switch while it is still usable (milliseconds).
+    #[serde(default = "default_overlap_ms")]
+    pub overlap_ms: u64,
+    /// Grace the previous MMA forwards to our new care-of address (seconds).
+    #[serde(default = "default_grace")]
+    pub forwarding_grace_secs: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelConfig {
+    #[serde(default = "default_protocol")]
+    pub protocol: u8,
+    #[serde(default = "default_decap_table")]
+    pub decap_table: u32,
+    #[serde(default = "default_uplink_table")]
+    pub uplink_table: u32,
+    /// Preference of the terminal-group decapsulation rule; unicast decapsulation rules
+    /// (forwarding from a previous MMA, plain MIPv6) use the next one.
+    #[serde(default = "default_decap_pref")]
+    pub decap_rule_pref: u32,
+    #[serde(default = "default_uplink_pref")]
+    pub uplink_rule_pref: u32,
+    #[serde(default = "default_local_pref")]
+    pub local_rule_pref: u32,
+    #[serde(default = "default_nft_table")]
+    pub nft_table: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default = "default_metrics")]
+    pub listen: SocketAddr,
+}
+
+fn default_group_prefix() -> Ipv6Prefix {
+    // A constant /64 multicast prefix: `new` cannot fail on it.
+    Ipv6Prefix::new(DEFAULT_GROUP_PREFIX, GROUP_PREFIX_LEN).unwrap_or_else(|_| unreachable!())
+}
+fn default_lifetime() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_preference() -> u8 {
+    50
+}
+fn default_hysteresis() -> u32 {
+    10
+}
+fn default_min_dwell_ms() -> u64 {
+    2000
+}
+fn default_ra_timeout_ms() -> u64 {
+    5000
+}
+fn default_overlap_ms() -> u64 {
+    1000
+}
+fn default_grace() -> u32 {
+    10
+}
+fn default_protocol() -> u8 {
+    mipcast_kernel::route::RTPROT_MIPCAST
+}
+fn default_decap_table() -> u32 {
+    100
+}
+fn default_uplink_table() -> u32 {
+    200
+}
+fn default_decap_pref() -> u32 {
+    10
+}
+fn default_uplink_pref() -> u32 {
+    20
+}
+fn default_local_pref() -> u32 {
+    mipcast_kernel::route::DEFAULT_LOCAL_RULE_PREF
+}
+fn default_nft_table() -> String {
+    "mipcast_mn".to_owned()
+}
+fn default_metrics() -> SocketAddr {
+    SocketAddr::from((Ipv6Addr::LOCALHOST, 9643))
+}
+fn default_state_file() -> PathBuf {
+    PathBuf::from("/var/lib/mipcast/mobile-node.state")
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            hysteresis: default_hysteresis(),
+            min_dwell_ms: default_min_dwell_ms(),
+            ra_timeout_ms: default_ra_timeout_ms(),
+        }
+    }
+}
+impl Default for Handover {
+    fn default() -> Self {
+        Handover {
+            overlap_ms: default_overlap_ms(),
+            forwarding_grace_secs: default_grace(),
+        }
+    }
+}
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            protocol: default_protocol(),
+            decap_table: default_decap_table(),
+            uplink_table: default_uplink_table(),
+            decap_rule_pref: default_decap_pref(),
+            uplink_rule_pref: default_uplink_pref(),
+            local_rule_pref: default_local_pref(),
+            nft_table: default_nft_table(),
+        }
+    }
+}
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: default_metrics(),
+        }
+    }
+}
+
+fn is_global_unicast(a: Ipv6Addr) -> bool {
+    !(a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.is_unicast_link_local())
+}
+
+impl Validate for Config {
+    fn validate(&self, v: &mut Validator) {
+        if !is_global_unicast(self.home_address) {
+            v.error("home_address", "must be a global unicast address");
+        }
+        if !is_global_unicast(self.home_agent) {
+            v.error("home_agent", "must be a global unicast address");
+        }
+        if !self.home_prefix.contains(self.home_address) {
+            v.error("home_prefix", format!("does not contain the home address {}", self.home_address));
+        }
+        if !self.multicast_prefix.addr().is_multicast() || self.multicast_prefix.prefix_len() != GROUP_PREFIX_LEN {
+            v.error("multicast_prefix", "must be a multicast /64 (e.g. ff35::/64)");
+        }
+        let lifetime = self.binding_lifetime.as_secs();
+        if !(4..=262_140).contains(&lifetime) {
+            v.error("binding_lifetime", "must be 4 to 262140 seconds (16-bit count of 4 s units)");
+        }
+        let sas = &self.security_associations;
+        check_spi(v, "security_associations.home_agent.spi", sas.home_agent.spi);
+        for (i, m) in sas.mmas.iter().enumerate() {
+            check_spi(v, &format!("security_associations.mmas[{i}].spi"), m.spi);
+            if !is_global_unicast(m.address) {
+                v.error(format!("security_associations.mmas[{i}].address"), "must be a global unicast address");
+            }
+            if sas.mmas.iter().take(i).any(|e| e.address == m.address) {
+                v.error(format!("security_associations.mmas[{i}].address"), "configured twice");
+            }
+        }
+        if let Some(d) = &sas.default_mma {
+            check_spi(v, "security_associations.default_mma.spi", d.spi);
+        }
+        if self.interfaces.is_empty() {
+            v.error("interfaces", "at least one interface is needed");
+        }
+        for (i, ifc) in self.interfaces.iter().enumerate() {
+            if ifc.name.is_empty() || ifc.name.len() > 15 {
+                v.error(format!("interfaces[{i}].name"), "must be 1 to 15 characters");
+            }
+            if self.interfaces.iter().take(i).any(|e| e.name == ifc.name) {
+                v.error(format!("interfaces[{i}].name"), "configured twice");
+            }
+            if ifc.preference > 100 {
+                v.error(format!("interfaces[{i}].preference"), "must be 0 to 100");
+            }
+            if ifc.cost > 100 {
+                v.error(format!("interfaces[{i}].cost"), "must be 0 to 100");
+            }
+        }
+        if let Some(g) = &self.group_interface {
+            if !self.interfaces.iter().any(|i| &i.name == g) {
+                v.error("group_interface", format!("{g:?} is not one of `interfaces`"));
+            }
+        }
+        if self.selection.ra_timeout_ms < 100 {
+            v.error("selection.ra_timeout_ms", "must be at least 100");
+        }
+        let k = &self.kernel;
+        if k.decap_table == k.uplink_table {
+            v.error("kernel.uplink_table", "must differ from kernel.decap_table");
+        }
+        for (path, t) in [("kernel.decap_table", k.decap_table), ("kernel.uplink_table", k.uplink_table)] {
+            if t == 0 || (253..=255).contains(&t) {
+                v.error(path, "must not be 0 or a reserved table (253-255)");
+            }
+        }
+        let prefs = [k.decap_rule_pref, k.uplink_rule_pref];
+        if prefs.iter().any(|p| *p == 0 || *p >= k.local_rule_pref) {
+            v.error("kernel.local_rule_pref", "must be above decap_rule_pref and uplink_rule_pref (which must not be 0)");
+        }
+        if k.uplink_rule_pref <= k.decap_rule_pref.saturating_add(1) {
+            // decap_rule_pref + 1 holds the unicast (forwarded / plain MIPv6) decap rules.
+            v.error("kernel.uplink_rule_pref", "must be above decap_rule_pref + 1");
+        }
+        if k.nft_table.is_empty() {
+            v.error("kernel.nft_table", "must not be empty");
+        }
+    }
+}
+
+fn check_spi(v: &mut Validator, path: &str, spi: u32) {
+    if spi < 256 {
+        v.error(path, format!("SPI {spi} is reserved (RFC 4285 §5): use 256 or more"));
+    }
+}

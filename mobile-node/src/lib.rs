@@ -1,0 +1,16 @@
+//! mipcast mobile node: movement detection from Router Advertisements, registration with the
+//! site's MMA and the home agent (or plain MIPv6 with the home agent alone), and the kernel
+//! state that receives the terminal's multicast tunnel and sends its reverse tunnel.
+//!
+//! - [`config`]: the YAML configuration.
+//! - [`core`]: the protocol logic as a pure state machine.
+//! - [`shell`]: the tokio I/O shell that runs it against sockets and the kernel.
+//! - [`host`]: addresses, the default route and interface facts over rtnetlink and sysfs.
+//! - [`metrics`]: the Prometheus metrics.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod config;
+pub mod core;
+pub mod host;
+pub mod metrics;
+pub mod shell;

@@ -1,0 +1,115 @@
+//! Prometheus metrics of the mobile node.
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::core::MetricEvent;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegLabels {
+    pub peer: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CurrentLabels {
+    pub attachment: String,
+    pub link: String,
+    pub mma: String,
+    pub coa: String,
+}
+
+fn phase_histogram() -> Histogram {
+    // 1 ms to ~32 s: BAck round trips up to the RFC 6275 maximum back-off.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16))
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub handovers: Family<KindLabel, Counter>,
+    pub registrations: Family<RegLabels, Counter>,
+    pub ra_received: Counter,
+    pub dropped: Family<ReasonLabel, Counter>,
+    pub decisions: Family<OutcomeLabel, Counter>,
+    pub bu_sent: Counter,
+    pub phase_seconds: Family<PhaseLabel, Histogram, fn() -> Histogram>,
+    pub current: Family<CurrentLabels, Gauge>,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            handovers: Family::default(),
+            registrations: Family::default(),
+            ra_received: Counter::default(),
+            dropped: Family::default(),
+            decisions: Family::default(),
+            bu_sent: Counter::default(),
+            phase_seconds: Family::new_with_constructor(phase_histogram),
+            current: Family::default(),
+        };
+        registry.register("mipcast_mn_handovers", "Handovers by kind", m.handovers.clone());
+        registry.register("mipcast_mn_registrations", "Binding registrations by peer and outcome", m.registrations.clone());
+        registry.register("mipcast_mn_router_advertisements", "Router Advertisements received", m.ra_received.clone());
+        registry.register("mipcast_mn_dropped", "Packets dropped by reason", m.dropped.clone());
+        registry.register("mipcast_mn_link_decisions", "Link selection decisions by outcome", m.decisions.clone());
+        registry.register("mipcast_mn_binding_updates_sent", "Binding Updates sent", m.bu_sent.clone());
+        registry.register("mipcast_mn_handover_phase_seconds", "Time from first BU to accepted BAck, by phase", m.phase_seconds.clone());
+        registry.register("mipcast_mn_current", "Current attachment (value 1; labels say where)", m.current.clone());
+        m
+    }
+
+    pub fn record(&self, e: &MetricEvent) {
+        match e {
+            MetricEvent::RaReceived => {
+                self.ra_received.inc();
+            }
+            MetricEvent::Dropped(reason) => {
+                self.dropped.get_or_create(&ReasonLabel { reason: (*reason).to_owned() }).inc();
+            }
+            MetricEvent::Decision(outcome) => {
+                self.decisions.get_or_create(&OutcomeLabel { outcome: (*outcome).to_owned() }).inc();
+            }
+            MetricEvent::Handover(kind) => {
+                self.handovers.get_or_create(&KindLabel { kind: kind.label().to_owned() }).inc();
+            }
+            MetricEvent::Registration { peer, outcome } => {
+                self.registrations.get_or_create(&RegLabels { peer: peer.label().to_owned(), outcome: outcome.clone() }).inc();
+            }
+            MetricEvent::Phase { phase, ms } => {
+                #[allow(clippy::cast_precision_loss)] // milliseconds well below 2^52
+                let secs = *ms as f64 / 1000.0;
+                self.phase_seconds.get_or_create(&PhaseLabel { phase: (*phase).to_owned() }).observe(secs);
+            }
+        }
+    }
+
+    /// Replaces the info series with the current attachment.
+    pub fn set_current(&self, labels: CurrentLabels) {
+        self.current.clear();
+        self.current.get_or_create(&labels).set(1);
+    }
+}

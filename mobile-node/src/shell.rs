@@ -1,0 +1,418 @@
+//! The tokio I/O shell: sockets, rtnetlink, nftables and MLD memberships around the pure
+//! [`Core`]. Single-threaded; one loop feeds received packets, interface polls, signals and
+//! timer ticks to the core and applies its actions in order.
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use mipcast_daemon::clock::{ntp_timestamp, Clock, Millis, SystemClock};
+use mipcast_daemon::metrics::{register_build_info, MetricsServer};
+use mipcast_daemon::signals::{Signal, Signals};
+use mipcast_daemon::state::StateFile;
+use mipcast_kernel::nft::NftMarker;
+use mipcast_kernel::probe::Feature;
+use mipcast_kernel::route::{Kernel, KObject};
+use mipcast_kernel::sockets::{IcmpSocket, MhSocket, PacketInfo, SsmMembership, ALL_ROUTERS};
+use mipcast_wire::group::{eui64_from_mac, terminal_group};
+use mipcast_wire::nd::{self, NdOption, NdRepr};
+use prometheus_client::registry::Registry;
+
+use crate::config::Config;
+use crate::core::kernel::KernelChange;
+use crate::core::links::{LinkConfig, Policy};
+use crate::core::reg::Sa;
+use crate::core::{Action, Attach, Core, CoreConfig, Event, Now, Persisted, Tables};
+use crate::host::{self, Host};
+use crate::metrics::{CurrentLabels, Metrics};
+
+/// How often interface state and quality files are read.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] mipcast_daemon::config::ConfigError),
+    #[error("{0}")]
+    Kernel(String),
+    #[error("{0}")]
+    Interface(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+/// Command-line options that reach the shell.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub keep_kernel_state: bool,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub fn run(opts: Options) -> Result<(), StartError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| StartError::Io { what: "starting the tokio runtime".to_owned(), source })?;
+    rt.block_on(run_async(opts))
+}
+
+/// Interface names with their quality files, as the shell polls them.
+struct PolledLink {
+    ifindex: u32,
+    name: String,
+    quality_file: Option<PathBuf>,
+    up: Option<bool>,
+    quality: Option<Option<u8>>,
+}
+
+/// Resolves interfaces and keys: the core's view of the configuration.
+async fn core_config(cfg: &Config, kernel: &Kernel) -> Result<(CoreConfig, Vec<PolledLink>), StartError> {
+    let mut links = Vec::new();
+    let mut polled = Vec::new();
+    for ifc in &cfg.interfaces {
+        let ifindex = kernel.ifindex(&ifc.name).await.map_err(|e| StartError::Interface(e.to_string()))?;
+        let mac = host::mac_of(&ifc.name).map_err(|e| StartError::Interface(e.to_string()))?;
+        links.push(LinkConfig { ifindex, name: ifc.name.clone(), mac, preference: ifc.preference, cost: ifc.cost });
+        polled.push(PolledLink { ifindex, name: ifc.name.clone(), quality_file: ifc.quality_file.clone(), up: None, quality: None });
+    }
+    let group_if = cfg.group_interface.as_ref().and_then(|g| links.iter().find(|l| &l.name == g)).or(links.first());
+    let mac = group_if.map(|l| l.mac).ok_or_else(|| StartError::Interface("no interface configured".to_owned()))?;
+    let group = terminal_group(cfg.multicast_prefix.addr(), cfg.multicast_prefix.prefix_len(), eui64_from_mac(mac))
+        .map_err(|e| StartError::Interface(format!("terminal group: {e}")))?;
+    let lo_ifindex = kernel.ifindex("lo").await.map_err(|e| StartError::Interface(e.to_string()))?;
+    let sa = |spi, algorithm: mipcast_daemon::config::sa::SaAlgorithm, key: &mipcast_daemon::config::SecretKey| Sa {
+        spi,
+        algorithm: algorithm.into(),
+        key: key.expose().to_vec(),
+    };
+    let sas = &cfg.security_associations;
+    let core = CoreConfig {
+        hoa: cfg.home_address,
+        home_agent: cfg.home_agent,
+        home_prefix: cfg.home_prefix.network(),
+        group,
+        mode: cfg.mode,
+        lifetime_s: u32::try_from(cfg.binding_lifetime.as_secs()).unwrap_or(u32::MAX),
+        ha_sa: sa(sas.home_agent.spi, sas.home_agent.algorithm, &sas.home_agent.key_file),
+        mma_sas: sas.mmas.iter().map(|m| (m.address, sa(m.spi, m.algorithm, &m.key_file))).collect(),
+        default_mma_sa: sas.default_mma.as_ref().map(|d| sa(d.spi, d.algorithm, &d.key_file)),
+        links,
+        lo_ifindex,
+        policy: Policy {
+            hysteresis: cfg.selection.hysteresis,
+            min_dwell_ms: cfg.selection.min_dwell_ms,
+            ra_timeout_ms: cfg.selection.ra_timeout_ms,
+        },
+        overlap_ms: cfg.handover.overlap_ms,
+        grace_s: cfg.handover.forwarding_grace_secs,
+        tables: Tables {
+            decap_table: cfg.kernel.decap_table,
+            uplink_table: cfg.kernel.uplink_table,
+            decap_pref: cfg.kernel.decap_rule_pref,
+            uplink_pref: cfg.kernel.uplink_rule_pref,
+        },
+    };
+    Ok((core, polled))
+}
+
+/// Everything the loop applies actions to.
+struct Io {
+    kernel: Kernel,
+    host: Host,
+    nft: NftMarker,
+    ssm: SsmMembership,
+    icmp: IcmpSocket,
+    mh: MhSocket,
+    metrics: Metrics,
+    macs: BTreeMap<u32, [u8; 6]>,
+    names: BTreeMap<u32, String>,
+}
+
+async fn run_async(opts: Options) -> Result<(), StartError> {
+    let cfg: Config = mipcast_daemon::config::load(&opts.config)?;
+    let caps = mipcast_kernel::probe::probe().await.map_err(|e| StartError::Kernel(e.to_string()))?;
+    caps.require(&[Feature::Seg6Encap, Feature::Seg6Local, Feature::IpprotoRules]).map_err(StartError::Kernel)?;
+    let kernel = Kernel::connect(cfg.kernel.protocol).await.map_err(|e| StartError::Kernel(e.to_string()))?;
+    let host = Host::connect(cfg.kernel.protocol).map_err(|e| StartError::Kernel(e.to_string()))?;
+    let nft = NftMarker::new(&cfg.kernel.nft_table).map_err(|e| StartError::Kernel(e.to_string()))?;
+    let (core_cfg, mut polled) = core_config(&cfg, &kernel).await?;
+
+    // Restart: whatever a previous run left is removed; the core then installs what it wants.
+    let stale = remove_ours(&kernel, &host, &nft).await;
+    tracing::info!(removed = stale, "removed kernel state left by a previous run");
+    kernel.ensure_local_rule_moved(cfg.kernel.local_rule_pref).await.map_err(|e| StartError::Kernel(e.to_string()))?;
+
+    let sock_err = |e: mipcast_kernel::sockets::SocketError| StartError::Kernel(e.to_string());
+    let icmp = IcmpSocket::new(&[nd::ROUTER_ADVERTISEMENT]).map_err(sock_err)?;
+    icmp.set_multicast_hops(255).map_err(sock_err)?;
+    icmp.set_unicast_hops(255).map_err(sock_err)?;
+    let mh = MhSocket::new().map_err(sock_err)?;
+    let ssm = SsmMembership::new().map_err(sock_err)?;
+
+    let mut registry = Registry::default();
+    register_build_info(&mut registry, "mobile-node", env!("CARGO_PKG_VERSION"));
+    let metrics = Metrics::register(&mut registry);
+    let status_json = Arc::new(Mutex::new(String::from("{}")));
+    let status_route = Arc::clone(&status_json);
+    let server = MetricsServer::bind(cfg.metrics.listen, Arc::new(registry), move |path| match path {
+        "/status" => status_route.lock().ok().map(|s| s.clone()),
+        _ => None,
+    })
+    .await
+    .map_err(|source| StartError::Io { what: format!("binding the metrics listener {}", cfg.metrics.listen), source })?;
+    tokio::spawn(server.run());
+    let mut signals = Signals::new().map_err(|source| StartError::Io { what: "installing signal handlers".to_owned(), source })?;
+
+    let state_file: StateFile<Persisted> = StateFile::new(cfg.state_file.clone());
+    let persisted = match state_file.load() {
+        Ok(p) => p.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "state file unusable; starting with fresh sequence numbers");
+            Persisted::default()
+        }
+    };
+    tracing::info!(hoa = %core_cfg.hoa, home_agent = %core_cfg.home_agent, group = %core_cfg.group, mode = ?core_cfg.mode,
+        links = ?core_cfg.links.iter().map(|l| &l.name).collect::<Vec<_>>(), "mobile node starting");
+    let io = Io {
+        macs: core_cfg.links.iter().map(|l| (l.ifindex, l.mac)).collect(),
+        names: core_cfg.links.iter().map(|l| (l.ifindex, l.name.clone())).collect(),
+        kernel,
+        host,
+        nft,
+        ssm,
+        icmp,
+        mh,
+        metrics,
+    };
+    let mut core = Core::new(core_cfg, persisted.clone());
+    let mut last_persisted = persisted;
+    let clock = SystemClock::new();
+    let now = || Now { mono: clock.now(), wall_ntp: ntp_timestamp(SystemTime::now()) };
+
+    let mut ra_buf = vec![0u8; 2048];
+    let mut mh_buf = vec![0u8; 2048];
+    let config_path = opts.config.clone();
+    loop {
+        // Interface state and quality files are polled: cheap, and robust to missed events.
+        for p in &mut polled {
+            let up = host::link_up(&p.name);
+            if p.up != Some(up) {
+                p.up = Some(up);
+                apply(&io, &mut core, Event::Link { ifindex: p.ifindex, up }, now()).await;
+            }
+            let q = p.quality_file.as_deref().and_then(host::read_quality);
+            if p.quality != Some(q) {
+                p.quality = Some(q);
+                apply(&io, &mut core, Event::Quality { ifindex: p.ifindex, value: q }, now()).await;
+            }
+        }
+        publish(&core, &io, &status_json, now().mono);
+        let p = core.persisted();
+        if p != last_persisted {
+            if let Err(e) = state_file.store(&p) {
+                tracing::warn!(error = %e, "cannot write the state file");
+            }
+            last_persisted = p;
+        }
+        let wake = core.next_deadline(now().mono).map_or(POLL_INTERVAL, |d| d.saturating_since(now().mono).min(POLL_INTERVAL));
+        tokio::select! {
+            r = io.icmp.recv(&mut ra_buf) => match r {
+                Ok(rx) => {
+                    let bytes = ra_buf.get(..rx.len).unwrap_or(&[]);
+                    let ev = Event::RouterAdvert { ifindex: rx.ifindex, src: rx.source, hop_limit: rx.hop_limit, bytes };
+                    apply(&io, &mut core, ev, now()).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "receiving on the ICMPv6 socket"),
+            },
+            r = io.mh.recv(&mut mh_buf) => match r {
+                Ok(rx) => {
+                    let bytes = mh_buf.get(..rx.len).unwrap_or(&[]);
+                    apply(&io, &mut core, Event::Mobility { src: rx.source, bytes }, now()).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "receiving on the mobility header socket"),
+            },
+            () = tokio::time::sleep(wake) => {
+                apply(&io, &mut core, Event::Tick, now()).await;
+            }
+            s = signals.next() => match s {
+                Signal::Shutdown => break,
+                Signal::Reload => reload(&config_path, &cfg, &io, &mut core, &mut polled).await,
+            },
+        }
+    }
+    if opts.keep_kernel_state {
+        tracing::info!("shutting down; kernel state kept (--keep-kernel-state)");
+    } else {
+        drop(io.ssm);
+        let removed = remove_ours(&io.kernel, &io.host, &io.nft).await;
+        if let Err(e) = io.kernel.restore_local_rule(cfg.kernel.local_rule_pref).await {
+            tracing::warn!(error = %e, "restoring the local rule");
+        }
+        tracing::info!(removed, "shutting down; removed our kernel state");
+    }
+    Ok(())
+}
+
+/// Removes every route, rule, address and nftables rule carrying our tag; returns the count.
+async fn remove_ours(kernel: &Kernel, host: &Host, nft: &NftMarker) -> usize {
+    let mut removed = 0;
+    match kernel.remove_all_ours().await {
+        Ok(report) => {
+            removed += report.removed.len() + report.removed_unrecognised;
+            for f in report.failed {
+                tracing::warn!(error = %f, "removing a kernel object");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "listing our kernel objects"),
+    }
+    match host.our_addresses().await {
+        Ok(addrs) => {
+            for a in addrs {
+                match host.remove_address(&a).await {
+                    Ok(()) => removed += 1,
+                    Err(e) => tracing::warn!(error = %e, "removing an address"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "listing our addresses"),
+    }
+    match nft.groups() {
+        Ok(groups) => removed += groups.len(),
+        Err(e) => tracing::debug!(error = %e, "listing nftables groups"),
+    }
+    if let Err(e) = nft.remove_table() {
+        tracing::warn!(error = %e, "removing our nftables table");
+    }
+    removed
+}
+
+async fn reload(path: &Path, running: &Config, io: &Io, core: &mut Core, polled: &mut [PolledLink]) {
+    let new: Config = match mipcast_daemon::config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reload: configuration rejected; keeping the running one");
+            return;
+        }
+    };
+    let (new_core, new_polled) = match core_config(&new, &io.kernel).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "reload: configuration rejected; keeping the running one");
+            return;
+        }
+    };
+    let fixed_changed = new.home_address != running.home_address
+        || new.home_agent != running.home_agent
+        || new.home_prefix != running.home_prefix
+        || new.mode != running.mode
+        || new.multicast_prefix != running.multicast_prefix
+        || new.interfaces.iter().map(|i| &i.name).ne(running.interfaces.iter().map(|i| &i.name))
+        || new.metrics.listen != running.metrics.listen
+        || new.kernel.protocol != running.kernel.protocol;
+    if fixed_changed {
+        tracing::warn!("reload: home address, home agent, prefixes, mode, interfaces, metrics or kernel settings changed; they need a restart and were not applied");
+    }
+    let changes = core.reload(&new_core);
+    for (p, n) in polled.iter_mut().zip(new_polled) {
+        if p.quality_file != n.quality_file {
+            tracing::info!(link = %p.name, quality_file = ?n.quality_file, "reload: quality file changed");
+            p.quality_file = n.quality_file;
+            p.quality = None;
+        }
+    }
+    tracing::info!(?changes, "configuration reloaded");
+}
+
+/// Feeds one event to the core and applies its actions in order.
+async fn apply(io: &Io, core: &mut Core, event: Event<'_>, now: Now) {
+    for action in core.handle(event, now) {
+        match action {
+            Action::SendRs { ifindex } => send_rs(io, ifindex).await,
+            Action::SendBu(bu) => {
+                io.metrics.bu_sent.inc();
+                tracing::debug!(peer = %bu.peer, src = %bu.src, seq = bu.seq, lifetime_s = bu.lifetime_s, retransmission = bu.retransmission, "sending binding update");
+                if let Err(e) = io.mh.send_to(&bu.bytes, bu.peer, PacketInfo::ANY.with_source(bu.src)).await {
+                    tracing::warn!(peer = %bu.peer, error = %e, "sending a binding update");
+                }
+            }
+            Action::Kernel(change) => apply_kernel(io, &change).await,
+            Action::Metric(m) => io.metrics.record(&m),
+        }
+    }
+}
+
+async fn send_rs(io: &Io, ifindex: u32) {
+    let options = io.macs.get(&ifindex).map(|m| vec![NdOption::SourceLinkLayerAddress(*m)]).unwrap_or_default();
+    let rs = NdRepr::RouterSolicit { options };
+    let mut buf = vec![0u8; rs.buffer_len()];
+    match rs.emit(&mut buf) {
+        Ok(n) => {
+            buf.truncate(n);
+            if let Err(e) = io.icmp.send_to(&buf, ALL_ROUTERS, PacketInfo::on(ifindex)).await {
+                tracing::debug!(ifindex, error = %e, "sending a router solicitation");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "building a router solicitation"),
+    }
+}
+
+async fn apply_kernel(io: &Io, change: &KernelChange) {
+    let result: Result<(), String> = match change {
+        KernelChange::Join(m) => io.ssm.join(m.ifindex, m.group, m.source).map_err(|e| e.to_string()),
+        KernelChange::Leave(m) => io.ssm.leave(m.ifindex, m.group, m.source).map_err(|e| e.to_string()),
+        KernelChange::AddAddress(a) => io.host.add_address(a).await.map_err(|e| e.to_string()),
+        KernelChange::RemoveAddress(a) => io.host.remove_address(a).await.map_err(|e| e.to_string()),
+        KernelChange::MarkGroup(g) => io.nft.add_group(*g).map_err(|e| e.to_string()),
+        KernelChange::UnmarkGroup(g) => io.nft.remove_group(*g).map_err(|e| e.to_string()),
+        KernelChange::Install(o) => io.kernel.replace(o).await.map_err(|e| e.to_string()),
+        KernelChange::Remove(o) => remove_object(&io.kernel, o).await,
+        KernelChange::SetDefaultRoute(r) => io.host.set_default_route(r).await.map_err(|e| e.to_string()),
+        KernelChange::RemoveDefaultRoute(r) => io.host.remove_default_route(r).await.map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => tracing::debug!(?change, "kernel change applied"),
+        Err(e) => tracing::warn!(?change, error = %e, "kernel change failed"),
+    }
+}
+
+/// Deletes an object; one the kernel already dropped (its interface went down) is success.
+async fn remove_object(kernel: &Kernel, o: &KObject) -> Result<(), String> {
+    match kernel.delete(o).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains("No such process") || text.contains("No such file") {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        }
+    }
+}
+
+/// Updates `/status` and the current-attachment info metric.
+fn publish(core: &Core, io: &Io, status: &Mutex<String>, now: Millis) {
+    let st = core.status(now);
+    if let Ok(json) = serde_json::to_string_pretty(&st) {
+        if let Ok(mut s) = status.lock() {
+            *s = json;
+        }
+    }
+    let (kind, link, mma) = match core.attachment() {
+        Attach::Detached => ("detached", None, None),
+        Attach::Home { ifindex } => ("home", Some(ifindex), None),
+        Attach::Site { ifindex, mma } => ("site", Some(ifindex), Some(mma)),
+        Attach::Mipv6 { ifindex, .. } => ("mipv6", Some(ifindex), None),
+    };
+    let name = link.and_then(|i| io.names.get(&i).cloned()).unwrap_or_default();
+    let show = |a: Option<Ipv6Addr>| a.map(|a| a.to_string()).unwrap_or_default();
+    io.metrics.set_current(CurrentLabels { attachment: kind.to_owned(), link: name, mma: show(mma), coa: show(core.care_of_address()) });
+}
+
+/// Loads the config file at `path` for `status` (only the metrics listener is used).
+pub fn metrics_listener(path: &Path) -> Result<std::net::SocketAddr, mipcast_daemon::config::ConfigError> {
+    let cfg: Config = mipcast_daemon::config::load(path)?;
+    Ok(cfg.metrics.listen)
+}

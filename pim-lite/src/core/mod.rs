@@ -1,0 +1,1083 @@
+//! The protocol core: a pure state machine. Events go in (received packets with their
+//! interface, addresses and hop limit; RPF answers; upcalls; clock ticks, each with `now`),
+//! actions come out (packets to send, MFC changes, RPF lookups to run). No sockets, no clock.
+//!
+//! Per (S,G) the router keeps: downstream interest (MLD listeners on access links, PIM join
+//! state on core links), the route toward S (RPF, from the kernel), the upstream Join state
+//! toward the RPF neighbour, and the MFC entry it installed. [`Router::refresh`] recomputes
+//! the last two from the first two whenever an input changes.
+pub mod mld;
+pub mod pim;
+pub mod ra;
+pub mod rng;
+pub mod stats;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv6Addr;
+
+use mipcast_daemon::clock::Millis;
+use mipcast_wire::mld::MldRepr;
+use mipcast_wire::nd::{NdOption, NdRepr};
+use mipcast_wire::pim::{PimRepr, ALL_PIM_ROUTERS};
+
+use crate::config::{Config, GroupRange, PimConfig, Role};
+use crate::status::{
+    DownstreamStatus, IfaceStatus, ListenerStatus, NeighborStatus, QuerierStatus, SgStatus,
+    SourceTimer, Status,
+};
+use mld::{MldCtx, MldIface, Querier};
+use pim::{Downstream, HelloOutcome, PimIface};
+use ra::{RaIface, RaKind};
+use rng::Rng;
+use stats::{Counter, Stats};
+
+/// All nodes (ff02::1): general queries and RAs go there.
+pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// A source-specific channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sg {
+    pub source: Ipv6Addr,
+    pub group: Ipv6Addr,
+}
+
+/// The addresses the kernel has on one of our interfaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IfaceAddrs {
+    pub link_local: Option<Ipv6Addr>,
+    pub globals: Vec<Ipv6Addr>,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// Which socket a packet belongs on (each has its own hop limit and options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// ICMPv6 MLD: hop limit 1, Router Alert.
+    Mld,
+    /// PIM: hop limit 1.
+    Pim,
+    /// ICMPv6 ND: hop limit 255.
+    Nd,
+}
+
+/// A packet to send (message bytes with a zero checksum: the kernel fills it in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    pub proto: Proto,
+    pub ifindex: u32,
+    pub source: Ipv6Addr,
+    pub destination: Ipv6Addr,
+    pub bytes: Vec<u8>,
+}
+
+/// Where a packet came from, as the socket reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rx {
+    pub ifindex: u32,
+    pub source: Ipv6Addr,
+    pub destination: Ipv6Addr,
+    pub hop_limit: u8,
+}
+
+/// The unicast route toward a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RpfRoute {
+    pub ifindex: u32,
+    pub gateway: Option<Ipv6Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Send(Packet),
+    /// Install or replace the (S,G) entry. `interest_since` is set the first time the entry
+    /// goes in after downstream interest appeared (for the join → MFC latency metric).
+    MfcAdd {
+        sg: Sg,
+        iif: u32,
+        oifs: Vec<u32>,
+        interest_since: Option<Millis>,
+    },
+    MfcDel { sg: Sg },
+    /// Look the route toward this source up and answer with [`Router::rpf_resolved`].
+    ResolveRpf(Ipv6Addr),
+}
+
+/// What kind of MRT6 upcall arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpcallKind {
+    NoCache,
+    WrongMif,
+    Other,
+}
+
+#[derive(Debug)]
+enum IfaceKind {
+    // Boxed: the MLD state is several times the size of the PIM state.
+    Access { mld: Box<MldIface>, ra: Option<RaIface> },
+    Core(PimIface),
+}
+
+#[derive(Debug)]
+struct Iface {
+    name: String,
+    addrs: IfaceAddrs,
+    kind: IfaceKind,
+}
+
+impl Iface {
+    fn role(&self) -> Role {
+        match self.kind {
+            IfaceKind::Access { .. } => Role::Access,
+            IfaceKind::Core(_) => Role::Core,
+        }
+    }
+
+    fn is_ours(&self, addr: Ipv6Addr) -> bool {
+        self.addrs.link_local == Some(addr) || self.addrs.globals.contains(&addr)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rpf {
+    Pending,
+    Resolved(Option<RpfRoute>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Upstream {
+    ifindex: u32,
+    neighbor: Ipv6Addr,
+    next_join: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mfc {
+    iif: u32,
+    oifs: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct SgState {
+    since: Millis,
+    upstream: Option<Upstream>,
+    mfc: Option<Mfc>,
+    /// The join → MFC latency was reported already.
+    latency_reported: bool,
+}
+
+#[derive(Debug)]
+pub struct Router {
+    pim_cfg: PimConfig,
+    ssm: Vec<GroupRange>,
+    ifaces: BTreeMap<u32, Iface>,
+    rpf: BTreeMap<Ipv6Addr, Rpf>,
+    sg: BTreeMap<Sg, SgState>,
+    next_rpf_check: Millis,
+    actions: Vec<Action>,
+    rng: Rng,
+    stats: Stats,
+}
+
+impl Router {
+    /// `ifaces` pairs each of `cfg.interfaces` (same order) with its ifindex and addresses.
+    /// Start-up Hellos, queries and RAs are due at `now`.
+    pub fn new(cfg: &Config, ifaces: Vec<(u32, IfaceAddrs)>, now: Millis, seed: u64) -> Router {
+        let mut rng = Rng::new(seed);
+        let mut map = BTreeMap::new();
+        for (ic, (ifindex, addrs)) in cfg.interfaces.iter().zip(ifaces) {
+            let kind = match ic.role {
+                Role::Access => IfaceKind::Access {
+                    mld: Box::new(MldIface::new(ic.mld(), now)),
+                    ra: ic.ra.clone().map(|ra| RaIface::new(ra, now)),
+                },
+                Role::Core => IfaceKind::Core(PimIface::new(rng.next_u32(), now)),
+            };
+            map.insert(
+                ifindex,
+                Iface {
+                    name: ic.name.clone(),
+                    addrs,
+                    kind,
+                },
+            );
+        }
+        Router {
+            pim_cfg: cfg.pim.clone(),
+            ssm: cfg.ssm_groups.clone(),
+            ifaces: map,
+            rpf: BTreeMap::new(),
+            sg: BTreeMap::new(),
+            next_rpf_check: now + cfg.pim.rpf_check_interval(),
+            actions: Vec::new(),
+            rng,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    pub fn neighbor_count(&self, ifindex: u32) -> usize {
+        match self.ifaces.get(&ifindex).map(|i| &i.kind) {
+            Some(IfaceKind::Core(p)) => p.neighbors.len(),
+            _ => 0,
+        }
+    }
+
+    /// Some(true/false) for access interfaces: whether we are the MLD querier.
+    pub fn is_querier(&self, ifindex: u32) -> Option<bool> {
+        match self.ifaces.get(&ifindex).map(|i| &i.kind) {
+            Some(IfaceKind::Access { mld, .. }) => Some(mld.is_querier()),
+            _ => None,
+        }
+    }
+
+    pub fn sg_count(&self) -> usize {
+        self.sg.len()
+    }
+
+    /// When [`Router::tick`] has something to do next.
+    pub fn next_deadline(&self) -> Millis {
+        let mut t = self.next_rpf_check;
+        for iface in self.ifaces.values() {
+            let d = match &iface.kind {
+                IfaceKind::Access { mld, ra } => {
+                    let m = mld.next_deadline();
+                    let r = ra.as_ref().map(RaIface::next_deadline);
+                    [m, r].into_iter().flatten().min()
+                }
+                IfaceKind::Core(p) => Some(p.next_deadline()),
+            };
+            if let Some(d) = d {
+                t = t.min(d);
+            }
+        }
+        for st in self.sg.values() {
+            if let Some(u) = st.upstream {
+                t = t.min(u.next_join);
+            }
+        }
+        t
+    }
+
+    // ---- events ----
+
+    /// The kernel's addresses on an interface (at start and whenever they change).
+    pub fn set_addresses(&mut self, now: Millis, ifindex: u32, addrs: IfaceAddrs) {
+        let Some(iface) = self.ifaces.get_mut(&ifindex) else {
+            return;
+        };
+        if iface.addrs == addrs {
+            return;
+        }
+        tracing::info!(interface = %iface.name, link_local = ?addrs.link_local, globals = ?addrs.globals, "interface addresses changed");
+        iface.addrs = addrs;
+        if let IfaceKind::Core(p) = &mut iface.kind {
+            // Neighbours must learn our new addresses before our next Join.
+            p.next_hello = now;
+        }
+    }
+
+    pub fn handle_mld(&mut self, now: Millis, rx: Rx, bytes: &[u8]) {
+        let Some(iface) = self.ifaces.get_mut(&rx.ifindex) else {
+            return;
+        };
+        let IfaceKind::Access { mld, .. } = &mut iface.kind else {
+            self.stats.bump(Counter::MldIgnored("not_access_interface"));
+            return;
+        };
+        let msg = match MldRepr::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(interface = %iface.name, source = %rx.source, "malformed MLD message: {e}");
+                self.stats.bump(Counter::Malformed {
+                    protocol: "mld",
+                    reason: e.label(),
+                });
+                return;
+            }
+        };
+        let mut out = Vec::new();
+        let mut changed = Vec::new();
+        let mut ctx = MldCtx {
+            now,
+            our_address: iface.addrs.link_local,
+            ssm: &self.ssm,
+            stats: &mut self.stats,
+            out: &mut out,
+            changed: &mut changed,
+        };
+        mld.handle(&mut ctx, rx.source, rx.hop_limit, msg);
+        self.flush_mld(rx.ifindex, out);
+        for sg in changed {
+            self.refresh(now, sg);
+        }
+    }
+
+    pub fn handle_pim(&mut self, now: Millis, rx: Rx, bytes: &[u8]) {
+        let Some(iface) = self.ifaces.get_mut(&rx.ifindex) else {
+            return;
+        };
+        let name = iface.name.clone();
+        let IfaceKind::Core(p) = &mut iface.kind else {
+            self.stats.bump(Counter::PimIgnored("not_core_interface"));
+            return;
+        };
+        if !rx.source.is_unicast_link_local() {
+            self.stats.bump(Counter::Malformed {
+                protocol: "pim",
+                reason: "source_not_link_local",
+            });
+            return;
+        }
+        let msg = match PimRepr::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(interface = %name, source = %rx.source, "malformed PIM message: {e}");
+                self.stats.bump(Counter::Malformed {
+                    protocol: "pim",
+                    reason: e.label(),
+                });
+                return;
+            }
+        };
+        match msg {
+            PimRepr::Hello { options } => {
+                let outcome = p.on_hello(now, rx.source, &options);
+                self.on_hello_outcome(now, rx.ifindex, rx.source, outcome);
+            }
+            PimRepr::JoinPrune(jp) => {
+                if !p.neighbors.contains_key(&rx.source) {
+                    // RFC 7761 §4.9: only Hellos are accepted from non-neighbours.
+                    tracing::debug!(interface = %name, source = %rx.source, "Join/Prune from a non-neighbour ignored");
+                    self.stats.bump(Counter::PimIgnored("non_neighbor"));
+                    return;
+                }
+                self.on_join_prune(now, rx.ifindex, rx.source, &jp);
+            }
+            PimRepr::Assert(_) => {
+                // Asserts resolve duplicate forwarders on shared links; pim-lite expects one
+                // forwarder per link (see README), so they are only counted.
+                self.stats.bump(Counter::PimIgnored("assert"));
+            }
+        }
+    }
+
+    pub fn handle_nd(&mut self, now: Millis, rx: Rx, bytes: &[u8]) {
+        let Some(iface) = self.ifaces.get_mut(&rx.ifindex) else {
+            return;
+        };
+        let IfaceKind::Access { ra: Some(ra), .. } = &mut iface.kind else {
+            return;
+        };
+        // RFC 4861 §6.1.1 validity checks (the kernel verified the checksum).
+        if rx.hop_limit != 255 {
+            self.stats.bump(Counter::Malformed {
+                protocol: "nd",
+                reason: "hop_limit",
+            });
+            return;
+        }
+        match NdRepr::parse(bytes) {
+            Ok(NdRepr::RouterSolicit { options }) => {
+                let has_slla = options
+                    .iter()
+                    .any(|o| matches!(o, NdOption::SourceLinkLayerAddress(_)));
+                if rx.source.is_unspecified() && has_slla {
+                    self.stats.bump(Counter::Malformed {
+                        protocol: "nd",
+                        reason: "slla_from_unspecified",
+                    });
+                    return;
+                }
+                self.stats.bump(Counter::RsReceived);
+                tracing::debug!(interface = %iface.name, source = %rx.source, "router solicitation");
+                ra.on_solicitation(now, &mut self.rng);
+            }
+            Ok(NdRepr::RouterAdvert(_)) => {}
+            Err(e) => {
+                self.stats.bump(Counter::Malformed {
+                    protocol: "nd",
+                    reason: e.label(),
+                });
+            }
+        }
+    }
+
+    /// An MRT6 upcall for (S,G), arrived on `ifindex` (None: a MIF we do not know).
+    pub fn handle_upcall(&mut self, kind: UpcallKind, ifindex: Option<u32>, sg: Sg) {
+        match kind {
+            UpcallKind::NoCache => {
+                let entry = self.sg.get(&sg).and_then(|st| st.mfc.clone());
+                match entry {
+                    Some(m) => {
+                        // The kernel lost an entry we installed: put it back.
+                        tracing::info!(source = %sg.source, group = %sg.group, "NOCACHE upcall for an (S,G) we forward: re-installing the MFC entry");
+                        self.stats.bump(Counter::Upcall {
+                            kind: "nocache",
+                            outcome: "reinstalled",
+                        });
+                        self.actions.push(Action::MfcAdd {
+                            sg,
+                            iif: m.iif,
+                            oifs: m.oifs,
+                            interest_since: None,
+                        });
+                    }
+                    None => {
+                        tracing::debug!(source = %sg.source, group = %sg.group, ?ifindex, "NOCACHE upcall without downstream interest");
+                        self.stats.bump(Counter::Upcall {
+                            kind: "nocache",
+                            outcome: "no_state",
+                        });
+                    }
+                }
+            }
+            UpcallKind::WrongMif => {
+                tracing::debug!(source = %sg.source, group = %sg.group, ?ifindex, "WRONGMIF upcall");
+                self.stats.bump(Counter::Upcall {
+                    kind: "wrongmif",
+                    outcome: "counted",
+                });
+            }
+            UpcallKind::Other => {
+                self.stats.bump(Counter::Upcall {
+                    kind: "other",
+                    outcome: "counted",
+                });
+            }
+        }
+    }
+
+    /// The answer to an [`Action::ResolveRpf`].
+    pub fn rpf_resolved(&mut self, now: Millis, source: Ipv6Addr, route: Option<RpfRoute>) {
+        let Some(entry) = self.rpf.get_mut(&source) else {
+            return; // nobody wants this source any more
+        };
+        let new = Rpf::Resolved(route);
+        if *entry == new {
+            return;
+        }
+        let name = |i: u32| self.ifaces.get(&i).map_or_else(|| format!("ifindex {i}"), |f| f.name.clone());
+        match route {
+            Some(r) => tracing::info!(%source, iif = %name(r.ifindex), gateway = ?r.gateway, "RPF toward source"),
+            None => tracing::warn!(%source, "no unicast route toward source: cannot forward it"),
+        }
+        if let Some(e) = self.rpf.get_mut(&source) {
+            *e = new;
+        }
+        let sgs: Vec<Sg> = self.sg.keys().filter(|sg| sg.source == source).copied().collect();
+        for sg in sgs {
+            self.refresh(now, sg);
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn tick(&mut self, now: Millis) {
+        let ifindexes: Vec<u32> = self.ifaces.keys().copied().collect();
+        for ifindex in ifindexes {
+            self.tick_iface(now, ifindex);
+        }
+        self.send_due_joins(now);
+        if self.next_rpf_check <= now {
+            self.next_rpf_check = now + self.pim_cfg.rpf_check_interval();
+            let sources: Vec<Ipv6Addr> = self.rpf.keys().copied().collect();
+            self.actions.extend(sources.into_iter().map(Action::ResolveRpf));
+        }
+    }
+
+    /// Goodbye: Prunes upstream, Hellos with holdtime 0, final RAs, and every MFC entry
+    /// removed. The router is empty afterwards.
+    pub fn shutdown(&mut self) {
+        let mut prunes: BTreeMap<(u32, Ipv6Addr), Vec<Sg>> = BTreeMap::new();
+        for (&sg, st) in &self.sg {
+            if let Some(u) = st.upstream {
+                prunes.entry((u.ifindex, u.neighbor)).or_default().push(sg);
+            }
+        }
+        for ((ifindex, neighbor), sgs) in prunes {
+            self.send_join_prune(ifindex, neighbor, &[], &sgs);
+        }
+        let ifindexes: Vec<u32> = self.ifaces.keys().copied().collect();
+        for ifindex in ifindexes {
+            let Some(iface) = self.ifaces.get(&ifindex) else {
+                continue;
+            };
+            match &iface.kind {
+                IfaceKind::Core(p) => {
+                    let msg = pim::hello(&self.pim_cfg, p.gen_id, 0, &iface.addrs.globals);
+                    self.send_pim(ifindex, ALL_PIM_ROUTERS, &msg);
+                }
+                IfaceKind::Access { ra: Some(ra), .. } => {
+                    let msg = ra.advert(iface.addrs.mac, 0);
+                    self.send_nd(ifindex, &msg);
+                }
+                IfaceKind::Access { ra: None, .. } => {}
+            }
+        }
+        let installed: Vec<Sg> = self.sg.iter().filter(|(_, st)| st.mfc.is_some()).map(|(&sg, _)| sg).collect();
+        self.actions.extend(installed.into_iter().map(|sg| Action::MfcDel { sg }));
+        self.sg.clear();
+        self.rpf.clear();
+    }
+
+    /// Applies a new configuration whose interface list (names and roles) is unchanged;
+    /// returns a line per change, or why it needs a restart.
+    pub fn reload(&mut self, cfg: &Config) -> Result<Vec<String>, String> {
+        let same_ifaces = cfg.interfaces.len() == self.ifaces.len()
+            && cfg.interfaces.iter().all(|ic| {
+                self.ifaces
+                    .values()
+                    .any(|i| i.name == ic.name && i.role() == ic.role)
+            });
+        if !same_ifaces {
+            return Err("the interface list or a role changed: restart pim-lite to apply it".into());
+        }
+        let mut changes = Vec::new();
+        if self.pim_cfg != cfg.pim {
+            changes.push(format!("pim: {:?} -> {:?}", self.pim_cfg, cfg.pim));
+            self.pim_cfg = cfg.pim.clone();
+        }
+        if self.ssm != cfg.ssm_groups {
+            changes.push(format!("ssm_groups: {:?} -> {:?}", self.ssm, cfg.ssm_groups));
+            self.ssm = cfg.ssm_groups.clone();
+        }
+        for ic in &cfg.interfaces {
+            let Some(iface) = self.ifaces.values_mut().find(|i| i.name == ic.name) else {
+                continue;
+            };
+            if let IfaceKind::Access { mld, ra } = &mut iface.kind {
+                if mld_cfg_of(mld) != ic.mld() {
+                    changes.push(format!("{}: mld settings changed", ic.name));
+                    mld.set_config(ic.mld());
+                }
+                match (ra.as_mut(), &ic.ra) {
+                    (Some(r), Some(new)) => {
+                        if r.config() != new {
+                            changes.push(format!("{}: router advertisement contents changed", ic.name));
+                            r.set_config(new.clone());
+                        }
+                    }
+                    (None, None) => {}
+                    (_, new) => {
+                        changes.push(format!("{}: router advertisements {}", ic.name, if new.is_some() { "enabled" } else { "disabled" }));
+                        *ra = new.clone().map(|c| RaIface::new(c, Millis(0)));
+                    }
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    // ---- internals ----
+
+    fn tick_iface(&mut self, now: Millis, ifindex: u32) {
+        let Some(iface) = self.ifaces.get_mut(&ifindex) else {
+            return;
+        };
+        match &mut iface.kind {
+            IfaceKind::Access { mld, ra } => {
+                let mut out = Vec::new();
+                let mut changed = Vec::new();
+                let mut ctx = MldCtx {
+                    now,
+                    our_address: iface.addrs.link_local,
+                    ssm: &self.ssm,
+                    stats: &mut self.stats,
+                    out: &mut out,
+                    changed: &mut changed,
+                };
+                mld.tick(&mut ctx);
+                let advert = ra.as_mut().and_then(|r| r.poll(now, iface.addrs.mac, &mut self.rng));
+                self.flush_mld(ifindex, out);
+                if let Some((kind, msg)) = advert {
+                    self.stats.bump(Counter::RaSent(match kind {
+                        RaKind::Solicited => "solicited",
+                        RaKind::Unsolicited => "unsolicited",
+                    }));
+                    self.send_nd(ifindex, &msg);
+                }
+                for sg in changed {
+                    self.refresh(now, sg);
+                }
+            }
+            IfaceKind::Core(p) => {
+                let hello = if p.next_hello <= now {
+                    p.next_hello = now + self.pim_cfg.hello_period();
+                    Some(pim::hello(&self.pim_cfg, p.gen_id, self.pim_cfg.hello_holdtime(), &iface.addrs.globals))
+                } else {
+                    None
+                };
+                let gone = p.expire_neighbors(now);
+                let expired = p.expire_downstream(now);
+                for n in &gone {
+                    tracing::info!(interface = %iface.name, neighbor = %n, "PIM neighbour expired");
+                }
+                for sg in &expired {
+                    tracing::info!(interface = %iface.name, source = %sg.source, group = %sg.group, "downstream join state expired");
+                }
+                if let Some(h) = hello {
+                    self.stats.bump(Counter::HellosSent);
+                    self.send_pim(ifindex, ALL_PIM_ROUTERS, &h);
+                }
+                if !gone.is_empty() {
+                    self.refresh_all(now);
+                }
+                for sg in expired {
+                    self.refresh(now, sg);
+                }
+            }
+        }
+    }
+
+    fn on_hello_outcome(&mut self, now: Millis, ifindex: u32, from: Ipv6Addr, outcome: HelloOutcome) {
+        let Some(iface) = self.ifaces.get_mut(&ifindex) else {
+            return;
+        };
+        let IfaceKind::Core(p) = &mut iface.kind else {
+            return;
+        };
+        match outcome {
+            HelloOutcome::Refreshed | HelloOutcome::Unknown => return,
+            HelloOutcome::New | HelloOutcome::Restarted => {
+                let restarted = outcome == HelloOutcome::Restarted;
+                tracing::info!(interface = %iface.name, neighbor = %from, gen_id = ?p.neighbors.get(&from).and_then(|n| n.gen_id), "{}", if restarted { "PIM neighbour restarted (new generation id)" } else { "new PIM neighbour" });
+                // RFC 7761 §4.3.1: a triggered Hello so the neighbour accepts our Joins.
+                let at = now + self.rng.up_to(self.pim_cfg.triggered_hello_delay());
+                p.next_hello = p.next_hello.min(at);
+                if restarted {
+                    // §4.5.7: it lost our join state; refresh it within the override interval.
+                    let override_interval = self.pim_cfg.override_interval();
+                    for st in self.sg.values_mut() {
+                        if let Some(u) = st.upstream.as_mut() {
+                            if u.ifindex == ifindex && u.neighbor == from {
+                                u.next_join = u.next_join.min(now + self.rng.up_to(override_interval));
+                            }
+                        }
+                    }
+                }
+            }
+            HelloOutcome::Gone => {
+                tracing::info!(interface = %iface.name, neighbor = %from, "PIM neighbour left (holdtime 0)");
+            }
+        }
+        self.refresh_all(now);
+    }
+
+    fn on_join_prune(&mut self, now: Millis, ifindex: u32, from: Ipv6Addr, jp: &mipcast_wire::pim::JoinPrune) {
+        let (joins, prunes, skipped) = pim::entries(jp);
+        self.stats.add(Counter::JoinPrune { sent: false, join: true }, joins.len() as u64);
+        self.stats.add(Counter::JoinPrune { sent: false, join: false }, prunes.len() as u64);
+        if skipped > 0 {
+            self.stats.add(Counter::PimIgnored("not_source_specific"), skipped as u64);
+        }
+        let Some(iface) = self.ifaces.get_mut(&ifindex) else {
+            return;
+        };
+        let for_us = iface.is_ours(jp.upstream_neighbor);
+        let IfaceKind::Core(p) = &mut iface.kind else {
+            return;
+        };
+        if for_us {
+            let mut changed = Vec::new();
+            for &sg in &joins {
+                if jp.holdtime == 0 {
+                    continue;
+                }
+                if p.downstream_join(now, sg, jp.holdtime) {
+                    tracing::info!(interface = %iface.name, neighbor = %from, source = %sg.source, group = %sg.group, holdtime = jp.holdtime, "downstream Join");
+                    changed.push(sg);
+                }
+            }
+            for &sg in &prunes {
+                let gone = p.downstream_prune(now, sg, &self.pim_cfg);
+                tracing::info!(interface = %iface.name, neighbor = %from, source = %sg.source, group = %sg.group, removed = gone, "downstream Prune");
+                if gone {
+                    changed.push(sg);
+                }
+            }
+            for sg in changed {
+                self.refresh(now, sg);
+            }
+            return;
+        }
+        // A Prune to our upstream neighbour for an (S,G) we still want: override it with a
+        // Join before its prune-pending time runs out (RFC 7761 §4.5.7).
+        let target = p.neighbor_for(jp.upstream_neighbor);
+        let override_interval = self.pim_cfg.override_interval();
+        for sg in prunes {
+            let Some(st) = self.sg.get_mut(&sg) else {
+                continue;
+            };
+            if let Some(u) = st.upstream.as_mut() {
+                if u.ifindex == ifindex && Some(u.neighbor) == target {
+                    let at = now + self.rng.up_to(override_interval);
+                    tracing::info!(neighbor = %u.neighbor, source = %sg.source, group = %sg.group, "overriding another router's Prune");
+                    u.next_join = u.next_join.min(at);
+                }
+            }
+        }
+    }
+
+    fn refresh_all(&mut self, now: Millis) {
+        let sgs: Vec<Sg> = self.sg.keys().copied().collect();
+        for sg in sgs {
+            self.refresh(now, sg);
+        }
+    }
+
+    /// Interfaces with downstream interest in `sg`.
+    fn interested(&self, sg: Sg) -> BTreeSet<u32> {
+        self.ifaces
+            .iter()
+            .filter(|(_, iface)| match &iface.kind {
+                IfaceKind::Access { mld, .. } => mld.has_listener(sg),
+                IfaceKind::Core(p) => p.downstream.contains_key(&sg),
+            })
+            .map(|(&i, _)| i)
+            .collect()
+    }
+
+    /// Recomputes upstream Join state and the MFC entry of `sg` from its downstream interest
+    /// and the route toward S.
+    fn refresh(&mut self, now: Millis, sg: Sg) {
+        let interested = self.interested(sg);
+        if interested.is_empty() {
+            let Some(st) = self.sg.remove(&sg) else {
+                return;
+            };
+            tracing::info!(source = %sg.source, group = %sg.group, "no downstream interest left");
+            if let Some(u) = st.upstream {
+                self.prune_if_neighbor(u, sg);
+            }
+            if st.mfc.is_some() {
+                tracing::info!(source = %sg.source, group = %sg.group, "removing MFC entry");
+                self.actions.push(Action::MfcDel { sg });
+            }
+            if !self.sg.keys().any(|k| k.source == sg.source) {
+                self.rpf.remove(&sg.source);
+            }
+            return;
+        }
+        if let std::collections::btree_map::Entry::Vacant(e) = self.sg.entry(sg) {
+            tracing::info!(source = %sg.source, group = %sg.group, "downstream interest appeared");
+            e.insert(SgState {
+                since: now,
+                upstream: None,
+                mfc: None,
+                latency_reported: false,
+            });
+        }
+        if let std::collections::btree_map::Entry::Vacant(e) = self.rpf.entry(sg.source) {
+            e.insert(Rpf::Pending);
+            self.actions.push(Action::ResolveRpf(sg.source));
+        }
+        let route = match self.rpf.get(&sg.source) {
+            Some(Rpf::Resolved(Some(r))) if self.ifaces.contains_key(&r.ifindex) => Some(*r),
+            Some(Rpf::Resolved(Some(r))) => {
+                tracing::debug!(source = %sg.source, ifindex = r.ifindex, "route toward source leaves through an interface pim-lite does not manage");
+                None
+            }
+            _ => None,
+        };
+        let oifs: Vec<u32> = match route {
+            Some(r) => interested.into_iter().filter(|&i| i != r.ifindex).collect(),
+            None => Vec::new(),
+        };
+        let upstream_target = match route {
+            Some(r) if !oifs.is_empty() => self.rpf_neighbor(r, sg),
+            _ => None,
+        };
+        let (old_upstream, old_mfc) = match self.sg.get(&sg) {
+            Some(st) => (st.upstream, st.mfc.clone()),
+            None => return,
+        };
+        // Upstream Join state.
+        let new_upstream = match (old_upstream, upstream_target) {
+            (Some(u), Some((i, n))) if u.ifindex == i && u.neighbor == n => Some(u),
+            (old, Some((ifindex, neighbor))) => {
+                if let Some(u) = old {
+                    tracing::info!(source = %sg.source, group = %sg.group, from = %u.neighbor, to = %neighbor, "RPF neighbour changed: moving the Join");
+                    self.prune_if_neighbor(u, sg);
+                }
+                tracing::info!(source = %sg.source, group = %sg.group, %neighbor, "sending Join upstream");
+                self.send_join_prune(ifindex, neighbor, &[sg], &[]);
+                Some(Upstream {
+                    ifindex,
+                    neighbor,
+                    next_join: now + self.pim_cfg.join_prune_period(),
+                })
+            }
+            (Some(u), None) => {
+                tracing::info!(source = %sg.source, group = %sg.group, neighbor = %u.neighbor, "no upstream Join needed any more");
+                self.prune_if_neighbor(u, sg);
+                None
+            }
+            (None, None) => None,
+        };
+        // Forwarding entry.
+        let new_mfc = match route {
+            Some(r) if !oifs.is_empty() => Some(Mfc { iif: r.ifindex, oifs }),
+            _ => None,
+        };
+        let mut latency = None;
+        if new_mfc != old_mfc {
+            match &new_mfc {
+                Some(m) => {
+                    tracing::info!(source = %sg.source, group = %sg.group, iif = %self.if_name(m.iif), oifs = ?m.oifs.iter().map(|&i| self.if_name(i)).collect::<Vec<_>>(), "installing MFC entry");
+                    let reported = self.sg.get(&sg).is_some_and(|st| st.latency_reported);
+                    if !reported {
+                        latency = self.sg.get(&sg).map(|st| st.since);
+                    }
+                    self.actions.push(Action::MfcAdd {
+                        sg,
+                        iif: m.iif,
+                        oifs: m.oifs.clone(),
+                        interest_since: latency,
+                    });
+                }
+                None => {
+                    tracing::info!(source = %sg.source, group = %sg.group, "removing MFC entry");
+                    self.actions.push(Action::MfcDel { sg });
+                }
+            }
+        }
+        if let Some(st) = self.sg.get_mut(&sg) {
+            st.upstream = new_upstream;
+            st.mfc = new_mfc;
+            st.latency_reported |= latency.is_some();
+        }
+    }
+
+    /// RPF'(S): the PIM neighbour behind the route's gateway. None when S is directly
+    /// connected (no gateway) or the gateway is no PIM neighbour.
+    fn rpf_neighbor(&self, r: RpfRoute, sg: Sg) -> Option<(u32, Ipv6Addr)> {
+        let gateway = r.gateway?;
+        let iface = self.ifaces.get(&r.ifindex)?;
+        let IfaceKind::Core(p) = &iface.kind else {
+            return None;
+        };
+        match p.neighbor_for(gateway) {
+            Some(n) => Some((r.ifindex, n)),
+            None => {
+                tracing::debug!(source = %sg.source, %gateway, interface = %iface.name, "RPF gateway is not a PIM neighbour (yet): no Join sent");
+                None
+            }
+        }
+    }
+
+    fn prune_if_neighbor(&mut self, u: Upstream, sg: Sg) {
+        let alive = matches!(
+            self.ifaces.get(&u.ifindex).map(|i| &i.kind),
+            Some(IfaceKind::Core(p)) if p.neighbors.contains_key(&u.neighbor)
+        );
+        if alive {
+            tracing::info!(source = %sg.source, group = %sg.group, neighbor = %u.neighbor, "sending Prune upstream");
+            self.send_join_prune(u.ifindex, u.neighbor, &[], &[sg]);
+        }
+    }
+
+    fn send_due_joins(&mut self, now: Millis) {
+        let mut due: BTreeMap<(u32, Ipv6Addr), Vec<Sg>> = BTreeMap::new();
+        let period = self.pim_cfg.join_prune_period();
+        for (&sg, st) in self.sg.iter_mut() {
+            if let Some(u) = st.upstream.as_mut() {
+                if u.next_join <= now {
+                    u.next_join = now + period;
+                    due.entry((u.ifindex, u.neighbor)).or_default().push(sg);
+                }
+            }
+        }
+        for ((ifindex, neighbor), sgs) in due {
+            self.send_join_prune(ifindex, neighbor, &sgs, &[]);
+        }
+    }
+
+    fn send_join_prune(&mut self, ifindex: u32, neighbor: Ipv6Addr, joins: &[Sg], prunes: &[Sg]) {
+        self.stats.add(Counter::JoinPrune { sent: true, join: true }, joins.len() as u64);
+        self.stats.add(Counter::JoinPrune { sent: true, join: false }, prunes.len() as u64);
+        let holdtime = self.pim_cfg.join_prune_holdtime();
+        for msg in pim::join_prune(neighbor, holdtime, joins, prunes) {
+            self.send_pim(ifindex, ALL_PIM_ROUTERS, &msg);
+        }
+    }
+
+    fn send_pim(&mut self, ifindex: u32, destination: Ipv6Addr, msg: &PimRepr) {
+        let mut bytes = vec![0; msg.buffer_len()];
+        match msg.emit(&mut bytes) {
+            Ok(n) => bytes.truncate(n),
+            Err(e) => {
+                tracing::warn!("cannot encode PIM message: {e}");
+                return;
+            }
+        }
+        self.push_packet(Proto::Pim, ifindex, destination, bytes);
+    }
+
+    fn send_nd(&mut self, ifindex: u32, msg: &NdRepr) {
+        let mut bytes = vec![0; msg.buffer_len()];
+        match msg.emit(&mut bytes) {
+            Ok(n) => bytes.truncate(n),
+            Err(e) => {
+                tracing::warn!("cannot encode router advertisement: {e}");
+                return;
+            }
+        }
+        self.push_packet(Proto::Nd, ifindex, ALL_NODES, bytes);
+    }
+
+    fn flush_mld(&mut self, ifindex: u32, out: Vec<(Ipv6Addr, MldRepr)>) {
+        for (destination, msg) in out {
+            let mut bytes = vec![0; msg.buffer_len()];
+            match msg.emit(&mut bytes) {
+                Ok(n) => bytes.truncate(n),
+                Err(e) => {
+                    tracing::warn!("cannot encode MLD query: {e}");
+                    continue;
+                }
+            }
+            self.push_packet(Proto::Mld, ifindex, destination, bytes);
+        }
+    }
+
+    /// Every packet leaves from the interface's link-local address (RFC 3810 §5.1.14,
+    /// RFC 4861 §6.1.2, RFC 7761 §4.9); without one yet, nothing is sent.
+    fn push_packet(&mut self, proto: Proto, ifindex: u32, destination: Ipv6Addr, bytes: Vec<u8>) {
+        let Some(source) = self.ifaces.get(&ifindex).and_then(|i| i.addrs.link_local) else {
+            return;
+        };
+        self.actions.push(Action::Send(Packet {
+            proto,
+            ifindex,
+            source,
+            destination,
+            bytes,
+        }));
+    }
+
+    fn if_name(&self, ifindex: u32) -> String {
+        self.ifaces
+            .get(&ifindex)
+            .map_or_else(|| format!("ifindex {ifindex}"), |i| i.name.clone())
+    }
+
+    /// The `/status` document (kernel counters left empty for the shell to fill).
+    pub fn status(&self, now: Millis) -> Status {
+        let left = |t: Millis| t.0.saturating_sub(now.0);
+        let interfaces = self
+            .ifaces
+            .iter()
+            .map(|(&ifindex, iface)| {
+                let mut s = IfaceStatus {
+                    name: iface.name.clone(),
+                    ifindex,
+                    role: iface.role().to_string(),
+                    link_local: iface.addrs.link_local,
+                    querier: None,
+                    neighbors: Vec::new(),
+                    listeners: Vec::new(),
+                    downstream: Vec::new(),
+                };
+                match &iface.kind {
+                    IfaceKind::Access { mld, .. } => {
+                        s.querier = Some(match mld.querier() {
+                            Querier::Us { .. } => QuerierStatus {
+                                we_are_querier: true,
+                                address: iface.addrs.link_local,
+                            },
+                            Querier::Other { address, .. } => QuerierStatus {
+                                we_are_querier: false,
+                                address: Some(*address),
+                            },
+                        });
+                        s.listeners = mld
+                            .groups()
+                            .into_iter()
+                            .map(|g| ListenerStatus {
+                                group: g.group,
+                                sources: g
+                                    .sources
+                                    .into_iter()
+                                    .map(|(source, t)| SourceTimer {
+                                        source,
+                                        expires_in_ms: left(t),
+                                    })
+                                    .collect(),
+                                any_source_expires_in_ms: g.any_source_until.map(left),
+                            })
+                            .collect();
+                    }
+                    IfaceKind::Core(p) => {
+                        s.neighbors = p
+                            .neighbors
+                            .iter()
+                            .map(|(&address, n)| NeighborStatus {
+                                address,
+                                gen_id: n.gen_id,
+                                dr_priority: n.dr_priority,
+                                addresses: n.addresses.clone(),
+                                expires_in_ms: n.expires.map(left),
+                            })
+                            .collect();
+                        s.downstream = p
+                            .downstream
+                            .iter()
+                            .map(|(sg, d)| {
+                                let (state, expires) = match *d {
+                                    Downstream::Join { expires } => ("join", expires),
+                                    Downstream::PrunePending { prune_at, .. } => ("prune_pending", prune_at),
+                                };
+                                DownstreamStatus {
+                                    source: sg.source,
+                                    group: sg.group,
+                                    state: state.to_owned(),
+                                    expires_in_ms: left(expires),
+                                }
+                            })
+                            .collect();
+                    }
+                }
+                s
+            })
+            .collect();
+        let sg = self
+            .sg
+            .iter()
+            .map(|(&sg, st)| {
+                let route = match self.rpf.get(&sg.source) {
+                    Some(Rpf::Resolved(r)) => *r,
+                    _ => None,
+                };
+                SgStatus {
+                    source: sg.source,
+                    group: sg.group,
+                    iif: route.map(|r| self.if_name(r.ifindex)),
+                    rpf_gateway: route.and_then(|r| r.gateway),
+                    upstream_neighbor: st.upstream.map(|u| u.neighbor),
+                    oifs: st
+                        .mfc
+                        .as_ref()
+                        .map(|m| m.oifs.iter().map(|&i| self.if_name(i)).collect())
+                        .unwrap_or_default(),
+                    mfc_installed: st.mfc.is_some(),
+                    packets: None,
+                    bytes: None,
+                    wrong_if: None,
+                }
+            })
+            .collect();
+        Status { interfaces, sg }
+    }
+}
+
+fn mld_cfg_of(mld: &MldIface) -> crate::config::MldConfig {
+    mld.config().clone()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! PIM (RFC 7761, SSM subset) per core link: neighbours from Hellos, downstream (S,G) join
+//! state, and building our Hello and Join/Prune messages.
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use mipcast_daemon::clock::Millis;
+use mipcast_wire::pim::{
+    EncodedGroup, EncodedSource, HelloOption, JoinPrune, JoinPruneGroup, LanPruneDelay, PimRepr,
+};
+
+use super::Sg;
+use crate::config::PimConfig;
+
+/// RFC 7761 §4.11: Hello holdtime when the option is absent.
+const DEFAULT_HELLO_HOLDTIME: u16 = 105;
+/// (S,G) entries per Join/Prune message: 40 × 20 bytes plus group headers stays well below
+/// the minimum IPv6 MTU.
+const MAX_SOURCES_PER_MESSAGE: usize = 40;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbor {
+    pub gen_id: Option<u32>,
+    pub dr_priority: Option<u32>,
+    /// Secondary addresses from the Address List option.
+    pub addresses: Vec<Ipv6Addr>,
+    /// None: holdtime 0xffff, never expires.
+    pub expires: Option<Millis>,
+}
+
+/// What a Hello did to the neighbour table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelloOutcome {
+    New,
+    /// The generation id changed: the neighbour restarted and lost its state.
+    Restarted,
+    Refreshed,
+    /// Holdtime 0: the neighbour is going away.
+    Gone,
+    Unknown,
+}
+
+/// Downstream (S,G) state of one interface (RFC 7761 §4.5.2, SSM subset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Downstream {
+    Join { expires: Millis },
+    /// A Prune was heard; unless a Join overrides it by `prune_at`, the state goes.
+    PrunePending { expires: Millis, prune_at: Millis },
+}
+
+impl Downstream {
+    fn deadline(&self) -> Millis {
+        match *self {
+            Downstream::Join { expires } => expires,
+            Downstream::PrunePending { expires, prune_at } => expires.min(prune_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PimIface {
+    pub gen_id: u32,
+    pub next_hello: Millis,
+    pub neighbors: BTreeMap<Ipv6Addr, Neighbor>,
+    pub downstream: BTreeMap<Sg, Downstream>,
+}
+
+impl PimIface {
+    /// The first Hello goes out at once (a triggered Hello on start-up).
+    pub fn new(gen_id: u32, now: Millis) -> PimIface {
+        PimIface {
+            gen_id,
+            next_hello: now,
+            neighbors: BTreeMap::new(),
+            downstream: BTreeMap::new(),
+        }
+    }
+
+    pub fn next_deadline(&self) -> Millis {
+        let neighbors = self.neighbors.values().filter_map(|n| n.expires);
+        let downstream = self.downstream.values().map(Downstream::deadline);
+        neighbors.chain(downstream).fold(self.next_hello, Millis::min)
+    }
+
+    /// Applies a Hello from `from` (its link-local source address).
+    pub fn on_hello(&mut self, now: Millis, from: Ipv6Addr, options: &[HelloOption]) -> HelloOutcome {
+        let mut holdtime = DEFAULT_HELLO_HOLDTIME;
+        let mut gen_id = None;
+        let mut dr_priority = None;
+        let mut addresses = Vec::new();
+        for opt in options {
+            match opt {
+                HelloOption::Holdtime(h) => holdtime = *h,
+                HelloOption::GenerationId(g) => gen_id = Some(*g),
+                HelloOption::DrPriority(p) => dr_priority = Some(*p),
+                HelloOption::AddressList(a) => addresses.extend(a.iter().copied()),
+                HelloOption::LanPruneDelay(_) | HelloOption::Unknown { .. } => {}
+            }
+        }
+        if holdtime == 0 {
+            return match self.neighbors.remove(&from) {
+                Some(_) => HelloOutcome::Gone,
+                None => HelloOutcome::Unknown,
+            };
+        }
+        let expires = (holdtime != u16::MAX).then(|| now + std::time::Duration::from_secs(u64::from(holdtime)));
+        let neighbor = Neighbor {
+            gen_id,
+            dr_priority,
+            addresses,
+            expires,
+        };
+        match self.neighbors.insert(from, neighbor) {
+            None => HelloOutcome::New,
+            Some(old) if old.gen_id != gen_id => HelloOutcome::Restarted,
+            Some(_) => HelloOutcome::Refreshed,
+        }
+    }
+
+    /// The neighbour whose link-local address or Address List holds `addr`.
+    pub fn neighbor_for(&self, addr: Ipv6Addr) -> Option<Ipv6Addr> {
+        if self.neighbors.contains_key(&addr) {
+            return Some(addr);
+        }
+        self.neighbors
+            .iter()
+            .find(|(_, n)| n.addresses.contains(&addr))
+            .map(|(&a, _)| a)
+    }
+
+    /// Removes neighbours whose holdtime ran out; returns them.
+    pub fn expire_neighbors(&mut self, now: Millis) -> Vec<Ipv6Addr> {
+        let gone: Vec<Ipv6Addr> = self
+            .neighbors
+            .iter()
+            .filter(|(_, n)| n.expires.is_some_and(|t| t <= now))
+            .map(|(&a, _)| a)
+            .collect();
+        for a in &gone {
+            self.neighbors.remove(a);
+        }
+        gone
+    }
+
+    /// Join(S,G) received for us with `holdtime` seconds.
+    pub fn downstream_join(&mut self, now: Millis, sg: Sg, holdtime: u16) -> bool {
+        let until = now + std::time::Duration::from_secs(u64::from(holdtime));
+        let expires = match self.downstream.get(&sg) {
+            Some(Downstream::Join { expires }) | Some(Downstream::PrunePending { expires, .. }) => {
+                (*expires).max(until)
+            }
+            None => until,
+        };
+        self.downstream
+            .insert(sg, Downstream::Join { expires })
+            .is_none()
+    }
+
+    /// Prune(S,G) received for us. With one neighbour only the state goes at once (nobody
+    /// can override); on a shared link it waits for the override window. True when the state
+    /// went.
+    pub fn downstream_prune(&mut self, now: Millis, sg: Sg, cfg: &PimConfig) -> bool {
+        let Some(&state) = self.downstream.get(&sg) else {
+            return false;
+        };
+        if self.neighbors.len() <= 1 {
+            self.downstream.remove(&sg);
+            return true;
+        }
+        if let Downstream::Join { expires } = state {
+            self.downstream.insert(
+                sg,
+                Downstream::PrunePending {
+                    expires,
+                    prune_at: now + cfg.prune_pending(),
+                },
+            );
+        }
+        false
+    }
+
+    /// Removes downstream state whose holdtime or prune-pending time ran out.
+    pub fn expire_downstream(&mut self, now: Millis) -> Vec<Sg> {
+        let gone: Vec<Sg> = self
+            .downstream
+            .iter()
+            .filter(|(_, d)| d.deadline() <= now)
+            .map(|(&sg, _)| sg)
+            .collect();
+        for sg in &gone {
+            self.downstream.remove(sg);
+        }
+        gone
+    }
+}
+
+/// Our Hello: holdtime (0 = we are leaving), DR priority, generation id, LAN prune delay and
+/// our global addresses on the link.
+pub fn hello(cfg: &PimConfig, gen_id: u32, holdtime: u16, globals: &[Ipv6Addr]) -> PimRepr {
+    let mut options = vec![
+        HelloOption::Holdtime(holdtime),
+        HelloOption::LanPruneDelay(LanPruneDelay {
+            tracking_support: false,
+            propagation_delay_ms: u16::try_from(cfg.propagation_delay_ms).unwrap_or(0x7fff).min(0x7fff),
+            override_interval_ms: u16::try_from(cfg.override_interval_ms).unwrap_or(u16::MAX),
+        }),
+        HelloOption::DrPriority(cfg.dr_priority),
+        HelloOption::GenerationId(gen_id),
+    ];
+    if !globals.is_empty() {
+        options.push(HelloOption::AddressList(globals.to_vec()));
+    }
+    PimRepr::Hello { options }
+}
+
+/// Join/Prune messages to `neighbor`, grouped by group and split to stay small.
+pub fn join_prune(neighbor: Ipv6Addr, holdtime: u16, joins: &[Sg], prunes: &[Sg]) -> Vec<PimRepr> {
+    let mut entries: Vec<(Sg, bool)> = joins.iter().map(|&sg| (sg, true)).collect();
+    entries.extend(prunes.iter().map(|&sg| (sg, false)));
+    entries.sort_by_key(|(sg, _)| (sg.group, sg.source));
+    entries
+        .chunks(MAX_SOURCES_PER_MESSAGE)
+        .map(|chunk| {
+            let mut groups: Vec<JoinPruneGroup> = Vec::new();
+            for &(sg, join) in chunk {
+                if groups.last().is_none_or(|g| g.group.addr != sg.group) {
+                    groups.push(JoinPruneGroup {
+                        group: EncodedGroup::new(sg.group),
+                        joins: Vec::new(),
+                        prunes: Vec::new(),
+                    });
+                }
+                if let Some(g) = groups.last_mut() {
+                    let list = if join { &mut g.joins } else { &mut g.prunes };
+                    list.push(EncodedSource::new(sg.source));
+                }
+            }
+            PimRepr::JoinPrune(JoinPrune {
+                upstream_neighbor: neighbor,
+                holdtime,
+                groups,
+            })
+        })
+        .collect()
+}
+
+/// The (S,G) joins and prunes of a received Join/Prune. Entries that are not plain (S,G)
+/// (wildcard, RPT bit, a prefix instead of one source or group) have no meaning in SSM and
+/// are counted as skipped.
+pub fn entries(jp: &JoinPrune) -> (Vec<Sg>, Vec<Sg>, usize) {
+    let mut joins = Vec::new();
+    let mut prunes = Vec::new();
+    let mut skipped = 0;
+    for g in &jp.groups {
+        for (list, out) in [(&g.joins, &mut joins), (&g.prunes, &mut prunes)] {
+            for s in list {
+                let plain = !s.wildcard && !s.rpt && s.mask_len == 128 && g.group.mask_len == 128;
+                if plain && g.group.addr.is_multicast() {
+                    out.push(Sg {
+                        source: s.addr,
+                        group: g.group.addr,
+                    });
+                } else {
+                    skipped += 1;
+                }
+            }
+        }
+    }
+    (joins, prunes, skipped)
+}

@@ -1,0 +1,536 @@
+//! State-machine tests: a fake clock (plain `Millis` values), packets in as bytes, actions out.
+use std::net::Ipv6Addr;
+use std::path::Path;
+
+use mipcast_wire::mld::{self, GroupRecord, MldRepr, QueryV2, RecordType};
+use mipcast_wire::nd::NdRepr;
+use mipcast_wire::pim::{
+    EncodedGroup, EncodedSource, HelloOption, JoinPrune, JoinPruneGroup, PimRepr,
+};
+
+use super::*;
+use crate::config::Config;
+
+const ACC: u32 = 1;
+const CORE0: u32 = 2;
+const CORE1: u32 = 3;
+
+fn a(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn s() -> Ipv6Addr {
+    a("2001:db8:1::1")
+}
+fn g() -> Ipv6Addr {
+    a("ff35::200:ff:fe00:100")
+}
+fn sg() -> Sg {
+    Sg { source: s(), group: g() }
+}
+fn our_ll(ifindex: u32) -> Ipv6Addr {
+    a(&format!("fe80::{ifindex}:1"))
+}
+const HOST: &str = "fe80::99";
+
+const CONFIG: &str = "
+interfaces:
+  - name: acc
+    role: access
+    mld:
+      query_interval_secs: 20
+      query_response_interval_ms: 2000
+      last_listener_query_interval_ms: 500
+    ra:
+      max_interval_ms: 60000
+      solicited_delay_max_ms: 50
+      prefixes: [ { prefix: \"2001:db8:21::/64\" } ]
+      map: { address: \"2001:db8:1::1\", preference: 12 }
+  - { name: core0, role: core }
+  - { name: core1, role: core }
+";
+
+fn config(text: &str) -> Config {
+    mipcast_daemon::config::load_str(Path::new("test.yaml"), text).unwrap()
+}
+
+fn router_with(text: &str) -> Router {
+    let cfg = config(text);
+    let ifaces = [ACC, CORE0, CORE1]
+        .into_iter()
+        .map(|i| {
+            (
+                i,
+                IfaceAddrs {
+                    link_local: Some(our_ll(i)),
+                    globals: vec![a(&format!("2001:db8:{i}::1"))],
+                    mac: Some([2, 0, 0, 0, 0, i as u8]),
+                },
+            )
+        })
+        .collect();
+    let mut r = Router::new(&cfg, ifaces, Millis(0), 7);
+    r.tick(Millis(0));
+    r.take_actions();
+    r
+}
+
+fn router() -> Router {
+    router_with(CONFIG)
+}
+
+fn rx(ifindex: u32, source: Ipv6Addr, hop_limit: u8) -> Rx {
+    Rx {
+        ifindex,
+        source,
+        destination: ALL_NODES,
+        hop_limit,
+    }
+}
+
+fn bytes_of_mld(m: &MldRepr) -> Vec<u8> {
+    let mut b = vec![0; m.buffer_len()];
+    m.emit(&mut b).unwrap();
+    b
+}
+
+fn bytes_of_pim(m: &PimRepr) -> Vec<u8> {
+    let mut b = vec![0; m.buffer_len()];
+    m.emit(&mut b).unwrap();
+    b
+}
+
+fn report(r: &mut Router, now: u64, t: RecordType, sources: &[Ipv6Addr]) {
+    let m = MldRepr::ReportV2 {
+        records: vec![GroupRecord {
+            record_type: t,
+            multicast_address: g(),
+            sources: sources.to_vec(),
+        }],
+    };
+    r.handle_mld(Millis(now), rx(ACC, a(HOST), 1), &bytes_of_mld(&m));
+}
+
+fn hello(r: &mut Router, now: u64, ifindex: u32, from: Ipv6Addr, gen_id: u32, holdtime: u16, addrs: &[Ipv6Addr]) {
+    let mut options = vec![HelloOption::Holdtime(holdtime), HelloOption::GenerationId(gen_id)];
+    if !addrs.is_empty() {
+        options.push(HelloOption::AddressList(addrs.to_vec()));
+    }
+    r.handle_pim(Millis(now), rx(ifindex, from, 1), &bytes_of_pim(&PimRepr::Hello { options }));
+}
+
+fn join_prune(r: &mut Router, now: u64, ifindex: u32, from: Ipv6Addr, upstream: Ipv6Addr, join: bool, holdtime: u16) {
+    let src = vec![EncodedSource::new(s())];
+    let m = PimRepr::JoinPrune(JoinPrune {
+        upstream_neighbor: upstream,
+        holdtime,
+        groups: vec![JoinPruneGroup {
+            group: EncodedGroup::new(g()),
+            joins: if join { src.clone() } else { vec![] },
+            prunes: if join { vec![] } else { src },
+        }],
+    });
+    r.handle_pim(Millis(now), rx(ifindex, from, 1), &bytes_of_pim(&m));
+}
+
+/// Runs every timer up to and including `until`, step by step, collecting actions.
+fn run_until(r: &mut Router, from: u64, until: u64) -> Vec<(u64, Action)> {
+    let mut out = Vec::new();
+    let mut now = from;
+    loop {
+        r.tick(Millis(now));
+        out.extend(r.take_actions().into_iter().map(|act| (now, act)));
+        let next = r.next_deadline().0.max(now + 1);
+        if next > until {
+            return out;
+        }
+        now = next;
+    }
+}
+
+/// Join/Prune messages among `actions`: (ifindex, upstream neighbour, joins, prunes).
+fn jps(actions: &[Action]) -> Vec<(u32, Ipv6Addr, Vec<Sg>, Vec<Sg>)> {
+    actions
+        .iter()
+        .filter_map(|act| match act {
+            Action::Send(p) if p.proto == Proto::Pim => match PimRepr::parse(&p.bytes).unwrap() {
+                PimRepr::JoinPrune(jp) => {
+                    let (j, pr, _) = pim::entries(&jp);
+                    Some((p.ifindex, jp.upstream_neighbor, j, pr))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn queries(actions: &[Action]) -> Vec<(Ipv6Addr, QueryV2)> {
+    actions
+        .iter()
+        .filter_map(|act| match act {
+            Action::Send(p) if p.proto == Proto::Mld => match MldRepr::parse(&p.bytes).unwrap() {
+                MldRepr::QueryV2(q) => Some((p.destination, q)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn mfc_adds(actions: &[Action]) -> Vec<(u32, Vec<u32>)> {
+    actions
+        .iter()
+        .filter_map(|act| match act {
+            Action::MfcAdd { iif, oifs, .. } => Some((*iif, oifs.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn mfc_dels(actions: &[Action]) -> usize {
+    actions.iter().filter(|act| matches!(act, Action::MfcDel { .. })).count()
+}
+
+fn acts(v: &[(u64, Action)]) -> Vec<Action> {
+    v.iter().map(|(_, act)| act.clone()).collect()
+}
+
+/// A listener for (S,G) on the access link with S reached through `n0` on core0.
+fn joined_upstream(r: &mut Router, n0: Ipv6Addr) -> Vec<Action> {
+    hello(r, 10, CORE0, n0, 1, 105, &[a("2001:db8:99::1")]);
+    r.take_actions();
+    report(r, 20, RecordType::AllowNewSources, &[s()]);
+    let first = r.take_actions();
+    assert_eq!(first, vec![Action::ResolveRpf(s())], "RPF is looked up before anything else");
+    r.rpf_resolved(Millis(25), s(), Some(RpfRoute { ifindex: CORE0, gateway: Some(a("2001:db8:99::1")) }));
+    r.take_actions()
+}
+
+#[test]
+fn report_makes_a_listener_that_joins_installs_and_expires() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    let out = joined_upstream(&mut r, n0);
+    // The gateway is the neighbour's global address, known from its Hello address list.
+    assert_eq!(jps(&out), vec![(CORE0, n0, vec![sg()], vec![])]);
+    assert_eq!(mfc_adds(&out), vec![(CORE0, vec![ACC])]);
+    assert!(matches!(out.iter().find(|a| matches!(a, Action::MfcAdd { .. })),
+        Some(Action::MfcAdd { interest_since: Some(Millis(20)), .. })));
+
+    // MALI = 2 × 20 s + 2 s: no refresh, so the listener goes at 42.020 s, not before.
+    let before = run_until(&mut r, 26, 42_019);
+    assert_eq!(mfc_dels(&acts(&before)), 0);
+    // Periodic Joins refresh the upstream state every 60 s... none due yet; general queries
+    // went out (the querier keeps asking).
+    assert!(queries(&acts(&before)).iter().any(|(d, q)| *d == ALL_NODES && q.multicast_address.is_unspecified()));
+    let after = run_until(&mut r, 42_019, 42_020);
+    let after = acts(&after);
+    assert_eq!(mfc_dels(&after), 1, "{after:?}");
+    assert_eq!(jps(&after), vec![(CORE0, n0, vec![], vec![sg()])], "Prune when interest ends");
+    assert_eq!(r.sg_count(), 0);
+}
+
+#[test]
+fn block_sends_source_specific_queries_then_times_the_source_out() {
+    let mut r = router();
+    joined_upstream(&mut r, a("fe80::2:2"));
+    report(&mut r, 1000, RecordType::BlockOldSources, &[s()]);
+    let out = r.take_actions();
+    let q = queries(&out);
+    assert_eq!(q.len(), 1, "{out:?}");
+    assert_eq!(q[0].0, g(), "sent to the group");
+    assert_eq!((q[0].1.multicast_address, q[0].1.sources.clone()), (g(), vec![s()]));
+    assert_eq!(q[0].1.max_response_delay_ms(), 500, "max response = LLQI");
+    assert_eq!(mfc_dels(&out), 0, "not removed before the last listener query time");
+    // LLQC = robustness = 2: one retransmission after LLQI, removal at LLQT = 1 s.
+    let later = run_until(&mut r, 1001, 1999);
+    assert_eq!(queries(&acts(&later)).iter().filter(|(d, _)| *d == g()).count(), 1);
+    assert_eq!(mfc_dels(&acts(&later)), 0);
+    let gone = acts(&run_until(&mut r, 1999, 2000));
+    assert_eq!(mfc_dels(&gone), 1, "{gone:?}");
+}
+
+#[test]
+fn a_report_during_the_last_listener_query_keeps_the_source() {
+    let mut r = router();
+    joined_upstream(&mut r, a("fe80::2:2"));
+    report(&mut r, 1000, RecordType::ChangeToInclude, &[]);
+    assert_eq!(queries(&r.take_actions()).len(), 1, "TO_IN {{}} queries the dropped source");
+    report(&mut r, 1200, RecordType::ModeIsInclude, &[s()]);
+    let out = acts(&run_until(&mut r, 1201, 5000));
+    assert_eq!(mfc_dels(&out), 0, "{out:?}");
+    assert!(queries(&out).iter().all(|(d, _)| *d != g()), "no more specific queries once answered");
+}
+
+#[test]
+fn fast_leave_drops_the_source_at_once() {
+    let mut r = router_with(&CONFIG.replace("query_interval_secs: 20", "query_interval_secs: 20\n      fast_leave: true"));
+    joined_upstream(&mut r, a("fe80::2:2"));
+    report(&mut r, 1000, RecordType::BlockOldSources, &[s()]);
+    let out = r.take_actions();
+    assert!(queries(&out).is_empty());
+    assert_eq!(mfc_dels(&out), 1);
+}
+
+#[test]
+fn querier_election_lowest_address_wins_until_it_goes_quiet() {
+    let mut r = router();
+    assert_eq!(r.is_querier(ACC), Some(true));
+    let general = MldRepr::QueryV2(QueryV2 {
+        max_response_code: mld::encode_max_response_code(2000),
+        multicast_address: Ipv6Addr::UNSPECIFIED,
+        suppress_router_side: false,
+        qrv: 2,
+        qqic: 20,
+        sources: vec![],
+    });
+    // A higher address does not take over.
+    r.handle_mld(Millis(100), rx(ACC, a("fe80::2:ffff"), 1), &bytes_of_mld(&general));
+    assert_eq!(r.is_querier(ACC), Some(true));
+    // A lower one does; we send no general queries while it is present.
+    r.handle_mld(Millis(200), rx(ACC, a("fe80::1"), 1), &bytes_of_mld(&general));
+    assert_eq!(r.is_querier(ACC), Some(false));
+    // Other querier present = 2 × 20 s + 2 s / 2 = 41 s.
+    let quiet = acts(&run_until(&mut r, 201, 41_199));
+    assert!(queries(&quiet).is_empty(), "{quiet:?}");
+    assert_eq!(r.is_querier(ACC), Some(false));
+    let back = acts(&run_until(&mut r, 41_199, 41_200));
+    assert_eq!(r.is_querier(ACC), Some(true));
+    assert!(queries(&back).iter().any(|(d, q)| *d == ALL_NODES && q.multicast_address.is_unspecified()));
+    // A query with hop limit 255 is invalid and changes nothing.
+    r.handle_mld(Millis(41_300), rx(ACC, a("fe80::1"), 255), &bytes_of_mld(&general));
+    assert_eq!(r.is_querier(ACC), Some(true));
+}
+
+#[test]
+fn mldv1_and_exclude_in_the_ssm_range_are_ignored() {
+    let mut r = router();
+    let v1 = MldRepr::ReportV1 { multicast_address: g() };
+    r.handle_mld(Millis(10), rx(ACC, a(HOST), 1), &bytes_of_mld(&v1));
+    report(&mut r, 20, RecordType::ChangeToExclude, &[]);
+    assert!(r.take_actions().is_empty());
+    assert_eq!(r.stats().get(Counter::MldIgnored("v1_report_in_ssm_range")), 1);
+    assert_eq!(r.stats().get(Counter::MldIgnored("exclude_in_ssm_range")), 1);
+    // Outside the SSM range an MLDv1 report is any-source interest: tracked, not forwarded.
+    let asm = MldRepr::ReportV1 { multicast_address: a("ff15::1234") };
+    r.handle_mld(Millis(30), rx(ACC, a(HOST), 1), &bytes_of_mld(&asm));
+    assert!(r.take_actions().is_empty());
+    let st = r.status(Millis(30));
+    let acc = st.interfaces.iter().find(|i| i.name == "acc").unwrap();
+    assert_eq!(acc.listeners.len(), 1);
+    assert!(acc.listeners[0].any_source_expires_in_ms.is_some());
+}
+
+#[test]
+fn downstream_join_installs_with_directly_connected_source_and_expires() {
+    let mut r = router();
+    let n = a("fe80::2:2");
+    hello(&mut r, 10, CORE0, n, 1, 105, &[]);
+    r.take_actions();
+    // A Join from a non-neighbour is ignored.
+    join_prune(&mut r, 15, CORE0, a("fe80::2:3"), our_ll(CORE0), true, 30);
+    assert!(r.take_actions().is_empty());
+    join_prune(&mut r, 20, CORE0, n, our_ll(CORE0), true, 30);
+    assert_eq!(r.take_actions(), vec![Action::ResolveRpf(s())]);
+    r.rpf_resolved(Millis(21), s(), Some(RpfRoute { ifindex: CORE1, gateway: None }));
+    let out = r.take_actions();
+    assert_eq!(mfc_adds(&out), vec![(CORE1, vec![CORE0])]);
+    assert!(jps(&out).is_empty(), "S is directly connected: no Join");
+    // Holdtime 30 s: refreshed at 10 s, so it lasts until 40.010 s.
+    join_prune(&mut r, 10_010, CORE0, n, our_ll(CORE0), true, 30);
+    let out = acts(&run_until(&mut r, 10_011, 40_009));
+    assert_eq!(mfc_dels(&out), 0);
+    let out = acts(&run_until(&mut r, 40_009, 40_010));
+    assert_eq!(mfc_dels(&out), 1);
+}
+
+#[test]
+fn prune_from_the_only_neighbour_removes_at_once() {
+    let mut r = router();
+    let n = a("fe80::2:2");
+    hello(&mut r, 10, CORE0, n, 1, 105, &[]);
+    // Addressed to our global address this time: that is ours too.
+    join_prune(&mut r, 20, CORE0, n, a("2001:db8:2::1"), true, 210);
+    r.rpf_resolved(Millis(21), s(), Some(RpfRoute { ifindex: CORE1, gateway: None }));
+    r.take_actions();
+    join_prune(&mut r, 30, CORE0, n, our_ll(CORE0), false, 210);
+    assert_eq!(mfc_dels(&r.take_actions()), 1);
+}
+
+#[test]
+fn prune_on_a_shared_link_waits_for_an_override() {
+    let mut r = router();
+    let (n1, n2) = (a("fe80::2:2"), a("fe80::2:3"));
+    hello(&mut r, 10, CORE0, n1, 1, 105, &[]);
+    hello(&mut r, 10, CORE0, n2, 1, 105, &[]);
+    join_prune(&mut r, 20, CORE0, n1, our_ll(CORE0), true, 210);
+    r.rpf_resolved(Millis(21), s(), Some(RpfRoute { ifindex: CORE1, gateway: None }));
+    r.take_actions();
+    // n1 prunes; n2 still wants it and overrides with a Join inside the window (3 s).
+    join_prune(&mut r, 1000, CORE0, n1, our_ll(CORE0), false, 210);
+    assert_eq!(mfc_dels(&r.take_actions()), 0);
+    join_prune(&mut r, 2000, CORE0, n2, our_ll(CORE0), true, 210);
+    let out = acts(&run_until(&mut r, 2001, 10_000));
+    assert_eq!(mfc_dels(&out), 0, "the override kept the state");
+    // Without an override the prune takes effect after the prune-pending time.
+    join_prune(&mut r, 20_000, CORE0, n1, our_ll(CORE0), false, 210);
+    let out = acts(&run_until(&mut r, 20_001, 22_999));
+    assert_eq!(mfc_dels(&out), 0);
+    let out = acts(&run_until(&mut r, 22_999, 23_000));
+    assert_eq!(mfc_dels(&out), 1);
+}
+
+#[test]
+fn we_override_another_routers_prune_for_an_sg_we_want() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    joined_upstream(&mut r, n0);
+    let other = a("fe80::2:7");
+    hello(&mut r, 30, CORE0, other, 5, 105, &[]);
+    r.take_actions();
+    // Another downstream router prunes (S,G) toward our upstream neighbour, addressed by
+    // its global address.
+    join_prune(&mut r, 1000, CORE0, other, a("2001:db8:99::1"), false, 210);
+    assert!(r.take_actions().is_empty());
+    let out = acts(&run_until(&mut r, 1001, 1000 + 2500));
+    assert_eq!(jps(&out), vec![(CORE0, n0, vec![sg()], vec![])], "Join within the override interval");
+}
+
+#[test]
+fn neighbour_restart_and_expiry() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    joined_upstream(&mut r, n0);
+    // Periodic Join at t_periodic (60 s after the first); the host keeps reporting.
+    let out = acts(&run_listening(&mut r, 26, 60_025));
+    assert_eq!(jps(&out), vec![(CORE0, n0, vec![sg()], vec![])]);
+    // New generation id: the neighbour lost our state; we re-join within 2.5 s instead of
+    // waiting for the next period, and send a triggered Hello.
+    hello(&mut r, 61_000, CORE0, n0, 2, 105, &[a("2001:db8:99::1")]);
+    let out = acts(&run_listening(&mut r, 61_000, 66_000));
+    assert_eq!(jps(&out), vec![(CORE0, n0, vec![sg()], vec![])], "{out:?}");
+    let hellos = out.iter().filter(|act| matches!(act, Action::Send(p) if p.proto == Proto::Pim && p.ifindex == CORE0 && matches!(PimRepr::parse(&p.bytes), Ok(PimRepr::Hello { .. })))).count();
+    assert!(hellos >= 1, "triggered Hello");
+    // Holdtime expiry (105 s after the last Hello): no neighbour, no Join target.
+    assert_eq!(r.neighbor_count(CORE0), 1);
+    run_listening(&mut r, 66_000, 61_000 + 105_000);
+    assert_eq!(r.neighbor_count(CORE0), 0);
+    let st = r.status(Millis(166_001));
+    assert_eq!(st.sg[0].upstream_neighbor, None);
+    assert!(st.sg[0].mfc_installed, "forwarding stays while S is routed that way");
+}
+
+/// Like [`run_until`], with the host re-reporting (S,G) every 30 s.
+fn run_listening(r: &mut Router, from: u64, until: u64) -> Vec<(u64, Action)> {
+    let mut out = Vec::new();
+    let mut t = from;
+    while t < until {
+        let end = (t + 30_000).min(until);
+        out.extend(run_until(r, t, end));
+        report(r, end, RecordType::ModeIsInclude, &[s()]);
+        out.extend(r.take_actions().into_iter().map(|act| (end, act)));
+        t = end;
+    }
+    out
+}
+
+#[test]
+fn rpf_change_moves_the_join() {
+    let mut r = router();
+    let (n0, n1) = (a("fe80::2:2"), a("fe80::3:2"));
+    joined_upstream(&mut r, n0);
+    hello(&mut r, 30, CORE1, n1, 9, 105, &[]);
+    r.take_actions();
+    // The periodic re-check asks for the route again; the answer now points to core1/n1.
+    let out = acts(&run_until(&mut r, 31, 5000));
+    assert!(out.contains(&Action::ResolveRpf(s())), "periodic RPF re-check");
+    r.rpf_resolved(Millis(5001), s(), Some(RpfRoute { ifindex: CORE1, gateway: Some(n1) }));
+    let out = r.take_actions();
+    let mut j = jps(&out);
+    j.sort();
+    assert_eq!(j, vec![(CORE0, n0, vec![], vec![sg()]), (CORE1, n1, vec![sg()], vec![])]);
+    assert_eq!(mfc_adds(&out), vec![(CORE1, vec![ACC])]);
+}
+
+#[test]
+fn router_solicitation_is_answered_within_the_configured_delay() {
+    let mut r = router();
+    run_until(&mut r, 0, 1000);
+    r.handle_nd(Millis(1000), rx(ACC, a(HOST), 255), &[133, 0, 0, 0, 0, 0, 0, 0]);
+    let out = run_until(&mut r, 1000, 1050);
+    let ras: Vec<(u64, NdRepr)> = out
+        .iter()
+        .filter_map(|(t, act)| match act {
+            Action::Send(p) if p.proto == Proto::Nd => {
+                assert_eq!((p.source, p.destination), (our_ll(ACC), ALL_NODES));
+                Some((*t, NdRepr::parse(&p.bytes).unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ras.len(), 1, "{out:?}");
+    let NdRepr::RouterAdvert(ra) = &ras[0].1 else { panic!() };
+    let map = ra.map().unwrap();
+    assert_eq!((map.address, map.preference, map.distance), (s(), 12, 1));
+    // An RS with a hop limit other than 255 is not valid (RFC 4861 §6.1.1).
+    r.handle_nd(Millis(2000), rx(ACC, a(HOST), 64), &[133, 0, 0, 0, 0, 0, 0, 0]);
+    let out = run_until(&mut r, 2000, 2100);
+    assert!(out.iter().all(|(_, act)| !matches!(act, Action::Send(p) if p.proto == Proto::Nd)));
+}
+
+#[test]
+fn shutdown_prunes_says_goodbye_and_removes_every_entry() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    joined_upstream(&mut r, n0);
+    r.shutdown();
+    let out = r.take_actions();
+    assert_eq!(jps(&out), vec![(CORE0, n0, vec![], vec![sg()])]);
+    assert_eq!(mfc_dels(&out), 1);
+    let goodbye = out.iter().filter(|act| matches!(act, Action::Send(p) if p.proto == Proto::Pim
+        && matches!(PimRepr::parse(&p.bytes), Ok(PimRepr::Hello { ref options }) if options.contains(&HelloOption::Holdtime(0))))).count();
+    assert_eq!(goodbye, 2, "holdtime-0 Hello on both core interfaces");
+    assert_eq!(r.sg_count(), 0);
+}
+
+#[test]
+fn malformed_input_is_counted_not_fatal() {
+    let mut r = router();
+    r.handle_mld(Millis(1), rx(ACC, a(HOST), 1), &[143, 0, 0]);
+    r.handle_pim(Millis(1), rx(CORE0, a("fe80::5"), 1), &[0x23, 0, 0, 0, 2]);
+    r.handle_pim(Millis(1), rx(CORE0, a("2001:db8::5"), 1), &[0x20, 0, 0, 0]);
+    r.handle_nd(Millis(1), rx(ACC, a(HOST), 255), &[133]);
+    assert!(r.take_actions().is_empty());
+    let malformed: u64 = r
+        .stats()
+        .counters
+        .iter()
+        .filter(|(c, _)| matches!(c, Counter::Malformed { .. }))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(malformed, 4);
+}
+
+#[test]
+fn example_config_loads_and_bad_values_are_located() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/pim-lite.yaml");
+    let cfg: Config = mipcast_daemon::config::load(&path).unwrap();
+    assert_eq!(cfg.mrt6.table, 253);
+    assert_eq!(cfg.metrics.listen.port(), 9644);
+    assert!(cfg.ssm_groups.iter().any(|r| r.contains(g())));
+    assert!(!cfg.ssm_groups.iter().any(|r| r.contains(a("ff15::1"))));
+
+    let bad = "interfaces:\n  - name: acc\n    role: access\n    ra:\n      map: { address: \"2001:db8::1\", distance: 16 }\n";
+    let err = mipcast_daemon::config::load_str::<Config>(Path::new("t.yaml"), bad).unwrap_err().to_string();
+    assert!(err.contains("interfaces[0].ra.map.distance"), "{err}");
+    let many: String = (0..33).map(|i| format!("  - {{ name: e{i}, role: core }}\n")).collect();
+    let err = mipcast_daemon::config::load_str::<Config>(Path::new("t.yaml"), &format!("interfaces:\n{many}"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 32"), "{err}");
+    let err = mipcast_daemon::config::load_str::<Config>(Path::new("t.yaml"), "interfaces: []\nssm_groups: [\"2001:db8::/32\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ff00::/8"), "{err}");
+}

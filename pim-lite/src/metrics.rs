@@ -1,0 +1,160 @@
+//! Prometheus metrics: state gauges set by the shell, event counters mirrored from the core's
+//! [`Stats`], kernel (S,G) counters, and the join → MFC latency histogram.
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::core::stats::{Counter as Event, Stats};
+use crate::core::Sg;
+
+type Labels = Vec<(&'static str, String)>;
+type U64Gauge = Gauge<u64, AtomicU64>;
+
+pub struct Metrics {
+    neighbors: Family<Labels, Gauge>,
+    querier: Family<Labels, Gauge>,
+    sg_states: Gauge,
+    mfc_entries: Gauge,
+    sg_packets: Family<Labels, U64Gauge>,
+    sg_bytes: Family<Labels, U64Gauge>,
+    join_prune: Family<Labels, Counter>,
+    mld_records: Family<Labels, Counter>,
+    mld_queries: Family<Labels, Counter>,
+    ignored: Family<Labels, Counter>,
+    malformed: Family<Labels, Counter>,
+    upcalls: Family<Labels, Counter>,
+    router_adverts: Family<Labels, Counter>,
+    router_solicits: Counter,
+    hellos: Counter,
+    send_errors: Family<Labels, Counter>,
+    join_to_mfc: Histogram,
+}
+
+fn sg_labels(sg: Sg) -> Labels {
+    vec![("source", sg.source.to_string()), ("group", sg.group.to_string())]
+}
+
+fn one(key: &'static str, value: &str) -> Labels {
+    vec![(key, value.to_owned())]
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            neighbors: Family::default(),
+            querier: Family::default(),
+            sg_states: Gauge::default(),
+            mfc_entries: Gauge::default(),
+            sg_packets: Family::default(),
+            sg_bytes: Family::default(),
+            join_prune: Family::default(),
+            mld_records: Family::default(),
+            mld_queries: Family::default(),
+            ignored: Family::default(),
+            malformed: Family::default(),
+            upcalls: Family::default(),
+            router_adverts: Family::default(),
+            router_solicits: Counter::default(),
+            hellos: Counter::default(),
+            send_errors: Family::default(),
+            // 0.5 ms .. ~8 s
+            join_to_mfc: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
+        };
+        let r = registry.sub_registry_with_prefix("pim_lite");
+        r.register("pim_neighbors", "PIM neighbours per core interface", m.neighbors.clone());
+        r.register("mld_querier", "1 when we are the MLD querier of the access interface", m.querier.clone());
+        r.register("sg_states", "(S,G) channels with downstream interest", m.sg_states.clone());
+        r.register("mfc_entries", "MFC entries installed in the kernel", m.mfc_entries.clone());
+        r.register("sg_packets", "Packets forwarded by the (S,G) MFC entry (kernel counter, restarts when the entry is re-installed)", m.sg_packets.clone());
+        r.register("sg_bytes", "Bytes forwarded by the (S,G) MFC entry (kernel counter, restarts when the entry is re-installed)", m.sg_bytes.clone());
+        r.register("join_prune_entries", "(S,G) entries in PIM Join/Prune messages by direction and kind", m.join_prune.clone());
+        r.register("mld_records", "MLD records received by record type (v1_report/v1_done for MLDv1)", m.mld_records.clone());
+        r.register("mld_queries_sent", "MLD queries sent by kind", m.mld_queries.clone());
+        r.register("ignored", "Protocol input deliberately not acted on, by protocol and reason", m.ignored.clone());
+        r.register("malformed_packets", "Invalid packets by protocol and reason", m.malformed.clone());
+        r.register("mrt6_upcalls", "Kernel multicast routing upcalls by kind and outcome", m.upcalls.clone());
+        r.register("router_advertisements_sent", "Router advertisements sent", m.router_adverts.clone());
+        r.register("router_solicitations", "Valid router solicitations received", m.router_solicits.clone());
+        r.register("pim_hellos_sent", "PIM Hellos sent", m.hellos.clone());
+        r.register("send_errors", "Packets the kernel refused to send, by protocol", m.send_errors.clone());
+        r.register(
+            "join_to_mfc_seconds",
+            "Time from the first downstream interest in an (S,G) (MLD report or PIM Join) to its MFC entry",
+            m.join_to_mfc.clone(),
+        );
+        m
+    }
+
+    /// Mirrors the core's event counters (they only grow).
+    pub fn sync(&self, stats: &Stats) {
+        for (&event, &value) in &stats.counters {
+            let counter = match event {
+                Event::JoinPrune { sent, join } => self.join_prune.get_or_create_owned(&vec![
+                    ("direction", if sent { "sent" } else { "received" }.to_owned()),
+                    ("kind", if join { "join" } else { "prune" }.to_owned()),
+                ]),
+                Event::MldRecord(t) => self.mld_records.get_or_create_owned(&one("record_type", t)),
+                Event::MldIgnored(r) => self
+                    .ignored
+                    .get_or_create_owned(&vec![("protocol", "mld".to_owned()), ("reason", r.to_owned())]),
+                Event::PimIgnored(r) => self
+                    .ignored
+                    .get_or_create_owned(&vec![("protocol", "pim".to_owned()), ("reason", r.to_owned())]),
+                Event::Malformed { protocol, reason } => self.malformed.get_or_create_owned(&vec![
+                    ("protocol", protocol.to_owned()),
+                    ("reason", reason.to_owned()),
+                ]),
+                Event::Upcall { kind, outcome } => self.upcalls.get_or_create_owned(&vec![
+                    ("kind", kind.to_owned()),
+                    ("outcome", outcome.to_owned()),
+                ]),
+                Event::RaSent(kind) => self.router_adverts.get_or_create_owned(&one("kind", kind)),
+                Event::MldQueriesSent(kind) => self.mld_queries.get_or_create_owned(&one("kind", kind)),
+                Event::RsReceived => self.router_solicits.clone(),
+                Event::HellosSent => self.hellos.clone(),
+            };
+            counter.inc_by(value.saturating_sub(counter.get()));
+        }
+    }
+
+    pub fn set_neighbors(&self, interface: &str, n: usize) {
+        self.neighbors
+            .get_or_create(&one("interface", interface))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_querier(&self, interface: &str, querier: bool) {
+        self.querier
+            .get_or_create(&one("interface", interface))
+            .set(i64::from(querier));
+    }
+
+    pub fn set_counts(&self, sg_states: usize, mfc_entries: usize) {
+        self.sg_states.set(i64::try_from(sg_states).unwrap_or(i64::MAX));
+        self.mfc_entries.set(i64::try_from(mfc_entries).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_sg_counters(&self, sg: Sg, packets: u64, bytes: u64) {
+        let labels = sg_labels(sg);
+        self.sg_packets.get_or_create(&labels).set(packets);
+        self.sg_bytes.get_or_create(&labels).set(bytes);
+    }
+
+    pub fn remove_sg(&self, sg: Sg) {
+        let labels = sg_labels(sg);
+        self.sg_packets.remove(&labels);
+        self.sg_bytes.remove(&labels);
+    }
+
+    pub fn send_error(&self, protocol: &str) {
+        self.send_errors.get_or_create(&one("protocol", protocol)).inc();
+    }
+
+    pub fn observe_join_to_mfc(&self, seconds: f64) {
+        self.join_to_mfc.observe(seconds);
+    }
+}

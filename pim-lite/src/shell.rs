@@ -1,0 +1,517 @@
+//! The I/O shell: opens the sockets and the MRT6 table, feeds the core with packets, upcalls,
+//! RPF answers and clock ticks, and carries out its actions.
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mipcast_daemon::clock::{Clock, Millis, SystemClock};
+use mipcast_daemon::metrics::{register_build_info, MetricsServer};
+use mipcast_daemon::signals::{Signal, Signals};
+use mipcast_kernel::mrt6::{self, Mrt6};
+use mipcast_kernel::probe::{self, Feature};
+use mipcast_kernel::route::{Kernel, RouteError, RTPROT_MIPCAST};
+use mipcast_kernel::sockets::{IcmpSocket, PacketInfo, PimSocket, SocketError, ALL_MLDV2_ROUTERS, ALL_ROUTERS};
+use prometheus_client::registry::Registry;
+
+use crate::config::{Config, Role};
+use crate::core::{Action, IfaceAddrs, Packet, Proto, Router, RpfRoute, Rx, Sg, UpcallKind};
+use crate::metrics::Metrics;
+
+/// How often interface addresses are re-read (a link-local address may appear late).
+const ADDRESS_REFRESH: Duration = Duration::from_secs(2);
+/// How often kernel counters, gauges and `/status` are refreshed.
+const STATUS_REFRESH: Duration = Duration::from_millis(500);
+/// How soon they are refreshed after protocol input changed something.
+const STATUS_SETTLE: Duration = Duration::from_millis(20);
+/// ICMPv6 types each socket passes.
+const MLD_TYPES: [u8; 4] = [130, 131, 132, 143];
+const RS_TYPES: [u8; 1] = [mipcast_wire::nd::ROUTER_SOLICITATION];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("cannot start the tokio runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{0}")]
+    MissingFeature(String),
+    #[error("netlink: {0}")]
+    Route(Box<RouteError>),
+    #[error("{0}")]
+    Socket(#[from] SocketError),
+    #[error("interface {name} (interfaces[{index}]): {source}")]
+    Interface {
+        name: String,
+        index: usize,
+        source: Box<RouteError>,
+    },
+    #[error(
+        "interface {name}: {source} (a kernel multicast routing table has at most {max} \
+         multicast interfaces; configure fewer interfaces)",
+        max = mrt6::MAX_MIFS
+    )]
+    TooManyMifs { name: String, source: SocketError },
+    #[error("metrics listener {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("reading interface addresses: {0}")]
+    Addresses(nix::Error),
+}
+
+pub struct Options {
+    pub config_path: PathBuf,
+    /// MRT6 state cannot outlive our socket (the kernel flushes the table when it closes);
+    /// accepted for a uniform CLI and logged.
+    pub keep_kernel_state: bool,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub fn run(config: Config, opts: Options) -> Result<(), ShellError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ShellError::Runtime)?;
+    rt.block_on(async { Shell::open(config, opts).await?.run_loop().await })
+}
+
+struct Sockets {
+    mld: IcmpSocket,
+    nd: IcmpSocket,
+    pim: PimSocket,
+}
+
+struct Shell {
+    config: Config,
+    opts: Options,
+    clock: SystemClock,
+    kernel: Kernel,
+    mrt: Mrt6,
+    sockets: Sockets,
+    router: Router,
+    metrics: Metrics,
+    status: Arc<Mutex<String>>,
+    /// (S,G) entries we installed in the kernel.
+    installed: BTreeSet<Sg>,
+    names: BTreeMap<u32, String>,
+    next_addresses: Millis,
+    next_status: Millis,
+}
+
+impl Shell {
+    async fn run_loop(mut self) -> Result<(), ShellError> {
+        let mut signals = Signals::new().map_err(ShellError::Signals)?;
+        let mut mld_buf = vec![0u8; 65_536];
+        let mut nd_buf = vec![0u8; 2048];
+        let mut pim_buf = vec![0u8; 65_536];
+        loop {
+            self.apply_actions().await;
+            let now = self.clock.now();
+            if self.next_status <= now {
+                self.refresh_status(now);
+                self.next_status = now + STATUS_REFRESH;
+            }
+            if self.next_addresses <= now {
+                self.refresh_addresses(now);
+                self.next_addresses = now + ADDRESS_REFRESH;
+            }
+            let deadline = self
+                .router
+                .next_deadline()
+                .min(self.next_status)
+                .min(self.next_addresses);
+            let sleep = Duration::from_millis(deadline.0.saturating_sub(now.0));
+            tokio::select! {
+                r = self.sockets.mld.recv(&mut mld_buf) => {
+                    if let Some((rx, bytes)) = received(r, &mld_buf, "MLD") {
+                        self.router.handle_mld(self.clock.now(), rx, bytes);
+                    }
+                }
+                r = self.sockets.nd.recv(&mut nd_buf) => {
+                    if let Some((rx, bytes)) = received(r, &nd_buf, "ND") {
+                        self.router.handle_nd(self.clock.now(), rx, bytes);
+                    }
+                }
+                r = self.sockets.pim.recv(&mut pim_buf) => {
+                    if let Some((rx, bytes)) = received(r, &pim_buf, "PIM") {
+                        self.router.handle_pim(self.clock.now(), rx, bytes);
+                    }
+                }
+                u = self.mrt.recv_upcall() => match u {
+                    Ok(u) => {
+                        let kind = match u.kind {
+                            mrt6::UpcallKind::NoCache => UpcallKind::NoCache,
+                            mrt6::UpcallKind::WrongMif => UpcallKind::WrongMif,
+                            _ => UpcallKind::Other,
+                        };
+                        let ifindex = self.mrt.ifindex_of(u.mif);
+                        let sg = Sg { source: u.source, group: u.group };
+                        self.router.handle_upcall(kind, ifindex, sg);
+                    }
+                    Err(e) => tracing::warn!("MRT6 upcall: {e}"),
+                },
+                s = signals.next() => match s {
+                    Signal::Shutdown => return self.shutdown().await,
+                    Signal::Reload => self.reload(),
+                },
+                _ = tokio::time::sleep(sleep) => {
+                    self.router.tick(self.clock.now());
+                }
+            }
+        }
+    }
+
+    async fn apply_actions(&mut self) {
+        loop {
+            let actions = self.router.take_actions();
+            if actions.is_empty() {
+                return;
+            }
+            // State changed: show it soon rather than at the next periodic refresh.
+            self.next_status = self.next_status.min(self.clock.now() + STATUS_SETTLE);
+            for action in actions {
+                match action {
+                    Action::Send(p) => self.send(p).await,
+                    Action::MfcAdd {
+                        sg,
+                        iif,
+                        oifs,
+                        interest_since,
+                    } => self.mfc_add(sg, iif, &oifs, interest_since),
+                    Action::MfcDel { sg } => self.mfc_del(sg),
+                    Action::ResolveRpf(source) => {
+                        let asked = std::time::Instant::now();
+                        let answer = self.kernel.route_get(source).await;
+                        tracing::debug!(%source, elapsed_us = asked.elapsed().as_micros(), "RPF lookup");
+                        let route = match answer {
+                            Ok(r) => r.map(|l| RpfRoute {
+                                ifindex: l.oif,
+                                gateway: l.gateway,
+                            }),
+                            Err(e) => {
+                                tracing::warn!(%source, "RPF lookup failed: {e}");
+                                None
+                            }
+                        };
+                        self.router.rpf_resolved(self.clock.now(), source, route);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&self, p: Packet) {
+        let info = PacketInfo::on(p.ifindex).with_source(p.source);
+        let (result, proto) = match p.proto {
+            Proto::Mld => (self.sockets.mld.send_to(&p.bytes, p.destination, info).await, "mld"),
+            Proto::Nd => (self.sockets.nd.send_to(&p.bytes, p.destination, info).await, "nd"),
+            Proto::Pim => (self.sockets.pim.send_to(&p.bytes, p.destination, info).await, "pim"),
+        };
+        if let Err(e) = result {
+            self.metrics.send_error(proto);
+            tracing::warn!(interface = %self.name(p.ifindex), "{e}");
+        }
+    }
+
+    fn mfc_add(&mut self, sg: Sg, iif: u32, oifs: &[u32], interest_since: Option<Millis>) {
+        let Some(iif_mif) = self.mrt.mif_of(iif) else {
+            tracing::warn!(source = %sg.source, group = %sg.group, "no MIF for the incoming interface {}", self.name(iif));
+            return;
+        };
+        let oif_mifs: Vec<_> = oifs.iter().filter_map(|&i| self.mrt.mif_of(i)).collect();
+        let asked = std::time::Instant::now();
+        let added = self.mrt.add_mfc(sg.source, sg.group, iif_mif, &oif_mifs);
+        tracing::debug!(source = %sg.source, group = %sg.group, elapsed_us = asked.elapsed().as_micros(), "MRT6_ADD_MFC");
+        match added {
+            Ok(()) => {
+                self.installed.insert(sg);
+                if let Some(since) = interest_since {
+                    let latency = self.clock.now().saturating_since(since);
+                    self.metrics.observe_join_to_mfc(latency.as_secs_f64());
+                    tracing::info!(source = %sg.source, group = %sg.group, latency_ms = latency.as_millis(), "MFC entry installed after first interest");
+                }
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    fn mfc_del(&mut self, sg: Sg) {
+        self.installed.remove(&sg);
+        self.metrics.remove_sg(sg);
+        if let Err(e) = self.mrt.del_mfc(sg.source, sg.group) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    fn name(&self, ifindex: u32) -> String {
+        self.names
+            .get(&ifindex)
+            .cloned()
+            .unwrap_or_else(|| format!("ifindex {ifindex}"))
+    }
+
+    fn refresh_addresses(&mut self, now: Millis) {
+        match read_addresses(&self.names) {
+            Ok(all) => {
+                for (ifindex, addrs) in all {
+                    self.router.set_addresses(now, ifindex, addrs);
+                }
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    fn refresh_status(&mut self, now: Millis) {
+        self.metrics.sync(self.router.stats());
+        for (&ifindex, name) in &self.names {
+            if let Some(q) = self.router.is_querier(ifindex) {
+                self.metrics.set_querier(name, q);
+            } else {
+                self.metrics.set_neighbors(name, self.router.neighbor_count(ifindex));
+            }
+        }
+        self.metrics.set_counts(self.router.sg_count(), self.installed.len());
+        let mut status = self.router.status(now);
+        for sg in status.sg.iter_mut().filter(|s| s.mfc_installed) {
+            match self.mrt.sg_counters(sg.source, sg.group) {
+                Ok(c) => {
+                    sg.packets = Some(c.packets);
+                    sg.bytes = Some(c.bytes);
+                    sg.wrong_if = Some(c.wrong_if);
+                    self.metrics.set_sg_counters(
+                        Sg {
+                            source: sg.source,
+                            group: sg.group,
+                        },
+                        c.packets,
+                        c.bytes,
+                    );
+                }
+                Err(e) => tracing::debug!("{e}"),
+            }
+        }
+        match serde_json::to_string_pretty(&status) {
+            Ok(json) => *self.status.lock().unwrap_or_else(|p| p.into_inner()) = json,
+            Err(e) => tracing::warn!("cannot encode /status: {e}"),
+        }
+    }
+
+    fn reload(&mut self) {
+        tracing::info!(file = %self.opts.config_path.display(), "SIGHUP: reloading the configuration");
+        let new: Config = match mipcast_daemon::config::load(&self.opts.config_path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("new configuration rejected, keeping the old one:\n{e}");
+                return;
+            }
+        };
+        if new.mrt6 != self.config.mrt6 || new.metrics != self.config.metrics {
+            tracing::error!("mrt6 and metrics settings need a restart: new configuration rejected, keeping the old one");
+            return;
+        }
+        match self.router.reload(&new) {
+            Ok(changes) if changes.is_empty() => tracing::info!("configuration unchanged"),
+            Ok(changes) => {
+                for c in changes {
+                    tracing::info!("reload: {c}");
+                }
+                self.config = new;
+            }
+            Err(e) => tracing::error!("new configuration rejected, keeping the old one: {e}"),
+        }
+    }
+
+    async fn shutdown(mut self) -> Result<(), ShellError> {
+        let mfc = self.installed.len();
+        self.router.shutdown();
+        self.apply_actions().await;
+        let mifs = self.names.len();
+        if self.opts.keep_kernel_state {
+            tracing::warn!("--keep-kernel-state: MRT6 entries cannot outlive the multicast routing socket; the kernel flushes them anyway");
+        }
+        let table = self.mrt.table();
+        self.mrt.close()?;
+        tracing::info!(table, mfc_entries = mfc, mifs, "shut down: MFC entries and MIFs removed (MRT6_DONE)");
+        Ok(())
+    }
+}
+
+impl Shell {
+    async fn open(config: Config, opts: Options) -> Result<Shell, ShellError> {
+        let caps = probe::probe().await.map_err(|e| ShellError::Route(Box::new(e)))?;
+        let mut needed = vec![Feature::Mrt6];
+        if config.mrt6.table != mrt6::DEFAULT_TABLE {
+            needed.push(Feature::Mrt6Tables);
+        }
+        caps.require(&needed).map_err(ShellError::MissingFeature)?;
+
+        let kernel = Kernel::connect(RTPROT_MIPCAST)
+            .await
+            .map_err(|e| ShellError::Route(Box::new(e)))?;
+        let mut names = BTreeMap::new();
+        let mut ifindexes = Vec::new();
+        for (index, ic) in config.interfaces.iter().enumerate() {
+            let ifindex = kernel
+                .ifindex(&ic.name)
+                .await
+                .map_err(|source| ShellError::Interface {
+                    name: ic.name.clone(),
+                    index,
+                    source: Box::new(source),
+                })?;
+            names.insert(ifindex, ic.name.clone());
+            ifindexes.push(ifindex);
+        }
+
+        let table = (config.mrt6.table != mrt6::DEFAULT_TABLE).then_some(config.mrt6.table);
+        let mrt = Mrt6::open(table)?;
+        // Opening succeeded, so no other socket owns the table, and the kernel flushed
+        // whatever a previous owner (an earlier pim-lite) left when its socket closed: the
+        // table starts empty and is rebuilt from what MLD and PIM teach us again.
+        tracing::info!(table = mrt.table(), "MRT6 table opened empty; state is relearned from MLD reports and PIM Joins");
+        for (ic, &ifindex) in config.interfaces.iter().zip(&ifindexes) {
+            let mif = mrt.add_mif(ifindex).map_err(|source| match source {
+                SocketError::MifTableFull { .. } => ShellError::TooManyMifs {
+                    name: ic.name.clone(),
+                    source,
+                },
+                other => ShellError::Socket(other),
+            })?;
+            tracing::info!(interface = %ic.name, ifindex, mif = mif.index(), role = %ic.role, "multicast interface added");
+        }
+
+        let sockets = open_sockets(&config, &ifindexes)?;
+        let clock = SystemClock::new();
+        let now = clock.now();
+        let all = read_addresses(&names).map_err(ShellError::Addresses)?;
+        let ifaces = ifindexes
+            .iter()
+            .map(|i| (*i, all.get(i).cloned().unwrap_or_default()))
+            .collect();
+        let router = Router::new(&config, ifaces, now, seed());
+
+        let mut registry = Registry::default();
+        register_build_info(&mut registry, "pim-lite", env!("CARGO_PKG_VERSION"));
+        let metrics = Metrics::register(&mut registry);
+        let status = Arc::new(Mutex::new(String::from("{}")));
+        let served = Arc::clone(&status);
+        let addr = config.metrics.listen;
+        let server = MetricsServer::bind(addr, Arc::new(registry), move |path| {
+            (path == "/status").then(|| served.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        })
+        .await
+        .map_err(|source| ShellError::Metrics { addr, source })?;
+        tokio::spawn(server.run());
+        tracing::info!(metrics = %addr, interfaces = names.len(), "pim-lite running");
+
+        Ok(Shell {
+            config,
+            opts,
+            clock,
+            kernel,
+            mrt,
+            sockets,
+            router,
+            metrics,
+            status,
+            installed: BTreeSet::new(),
+            names,
+            next_addresses: now + ADDRESS_REFRESH,
+            next_status: now,
+        })
+    }
+}
+
+fn open_sockets(config: &Config, ifindexes: &[u32]) -> Result<Sockets, ShellError> {
+    let mld = IcmpSocket::new(&MLD_TYPES)?;
+    mld.set_router_alert(true)?;
+    mld.set_multicast_hops(1)?;
+    let nd = IcmpSocket::new(&RS_TYPES)?;
+    nd.set_multicast_hops(255)?;
+    nd.set_unicast_hops(255)?;
+    let pim = PimSocket::new()?;
+    for (ic, &ifindex) in config.interfaces.iter().zip(ifindexes) {
+        match ic.role {
+            Role::Access => {
+                mld.join(ALL_MLDV2_ROUTERS, ifindex)?;
+                if ic.ra.is_some() {
+                    nd.join(ALL_ROUTERS, ifindex)?;
+                }
+            }
+            Role::Core => pim.join_all_pim_routers(ifindex)?,
+        }
+    }
+    Ok(Sockets { mld, nd, pim })
+}
+
+fn received<'a>(
+    r: Result<mipcast_kernel::sockets::Received, SocketError>,
+    buf: &'a [u8],
+    what: &str,
+) -> Option<(Rx, &'a [u8])> {
+    match r {
+        Ok(r) => {
+            let bytes = buf.get(..r.len)?;
+            Some((
+                Rx {
+                    ifindex: r.ifindex,
+                    source: r.source,
+                    destination: r.destination,
+                    hop_limit: r.hop_limit,
+                },
+                bytes,
+            ))
+        }
+        Err(e) => {
+            tracing::debug!("{what} socket: {e}");
+            None
+        }
+    }
+}
+
+/// Link-local and global addresses and MACs of the named interfaces, by ifindex.
+fn read_addresses(names: &BTreeMap<u32, String>) -> Result<BTreeMap<u32, IfaceAddrs>, nix::Error> {
+    let by_name: BTreeMap<&str, u32> = names.iter().map(|(&i, n)| (n.as_str(), i)).collect();
+    let mut out: BTreeMap<u32, IfaceAddrs> = BTreeMap::new();
+    for ifa in nix::ifaddrs::getifaddrs()? {
+        let Some(&ifindex) = by_name.get(ifa.interface_name.as_str()) else {
+            continue;
+        };
+        let entry = out.entry(ifindex).or_default();
+        let Some(addr) = ifa.address else {
+            continue;
+        };
+        if let Some(sin6) = addr.as_sockaddr_in6() {
+            let ip: Ipv6Addr = sin6.ip();
+            if ip.is_unicast_link_local() {
+                entry.link_local.get_or_insert(ip);
+            } else if !ip.is_loopback() && !ip.is_multicast() && !ip.is_unspecified() {
+                entry.globals.push(ip);
+            }
+        } else if let Some(link) = addr.as_link_addr() {
+            entry.mac = link.addr().filter(|m| m.iter().any(|&b| b != 0));
+        }
+    }
+    for addrs in out.values_mut() {
+        addrs.globals.sort();
+        addrs.globals.dedup();
+    }
+    Ok(out)
+}
+
+/// Seeds protocol jitter and generation ids: differs per process and start.
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    (t as u64) ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Loads and validates a configuration file (for `--check-config` and start-up).
+pub fn load_config(path: &Path) -> Result<Config, mipcast_daemon::config::ConfigError> {
+    mipcast_daemon::config::load(path)
+}
