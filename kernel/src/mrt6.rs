@@ -35,8 +35,9 @@ const SIOCGETMIFCNT_IN6: libc::c_ulong = SIOCPROTOPRIVATE;
 const SIOCGETSGCNT_IN6: libc::c_ulong = SIOCPROTOPRIVATE + 1;
 /// MAXMIFS: MIFs per table.
 pub const MAX_MIFS: usize = 32;
-/// RT6_TABLE_DFLT: the table used when none is chosen (the one /proc/net/ip6_mr_* shows).
-pub const DEFAULT_TABLE: u32 = 253;
+/// RT6_TABLE_DFLT (= RT_TABLE_MAIN for IPv6): the table used when none is chosen, the one
+/// /proc/net/ip6_mr_* shows and the default `ip -6 mrule` looks up.
+pub const DEFAULT_TABLE: u32 = 254;
 /// Size of `struct mrt6msg`.
 const MRT6MSG_LEN: usize = 40;
 
@@ -174,7 +175,7 @@ pub struct Mrt6 {
 }
 
 impl Mrt6 {
-    /// Becomes the multicast router of `table` (`None`: the default table 253). Must run inside
+    /// Becomes the multicast router of `table` (`None`: the default table 254). Must run inside
     /// a tokio runtime and the target network namespace; needs CAP_NET_ADMIN.
     pub fn open(table: Option<u32>) -> Result<Mrt6> {
         let socket = Socket::new(

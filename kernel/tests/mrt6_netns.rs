@@ -188,7 +188,7 @@ fn close_flushes_table_mif_limit_and_per_daemon_tables() {
     ns.sh("for i in $(seq 0 32); do ip link add v$i type veth peer name p$i; done");
     let rt = runtime();
     let mrt = open(&ns, &rt, None);
-    assert_eq!(mrt.table(), 253);
+    assert_eq!(mrt.table(), 254);
     assert_eq!(
         ns.sh("cat /proc/sys/net/ipv6/conf/all/mc_forwarding")
             .trim(),
@@ -240,7 +240,7 @@ fn close_flushes_table_mif_limit_and_per_daemon_tables() {
         let _g = rt.enter();
         Mrt6::open(None)
     }) {
-        Err(e @ SocketError::TableInUse { table: 253 }) => {
+        Err(e @ SocketError::TableInUse { table: 254 }) => {
             assert!(e.to_string().contains("already owns"))
         }
         other => panic!(

@@ -516,7 +516,7 @@ fn malformed_input_is_counted_not_fatal() {
 fn example_config_loads_and_bad_values_are_located() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/pim-lite.yaml");
     let cfg: Config = mipcast_daemon::config::load(&path).unwrap();
-    assert_eq!(cfg.mrt6.table, 253);
+    assert_eq!(cfg.mrt6.table, 254);
     assert_eq!(cfg.metrics.listen.port(), 9644);
     assert!(cfg.ssm_groups.iter().any(|r| r.contains(g())));
     assert!(!cfg.ssm_groups.iter().any(|r| r.contains(a("ff15::1"))));

@@ -1,0 +1,194 @@
+//! The MMA's registration rules, plugged into the shared [`Registrar`](mipcast_binding::Registrar).
+//!
+//! BAck status codes the policy uses (the registrar adds 135 and 144-146 itself):
+//!
+//! | status | name (RFC 6275 §6.1.8)        | when                                                       |
+//! |--------|-------------------------------|------------------------------------------------------------|
+//! | 128    | reason unspecified            | no Terminal Group option; forwarding to a non-unicast CoA  |
+//! | 129    | administratively prohibited   | M flag missing; source outside the site prefixes; group    |
+//! |        |                               | outside the terminal multicast prefix                      |
+//! | 130    | insufficient resources        | the group is in use by another terminal                    |
+//! | 131    | home registration not supported | H flag set: the MMA is not a home agent                  |
+//! | 132    | not home subnet               | no configured home agent serves the home address           |
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+
+use serde::{Deserialize, Serialize};
+
+use mipcast_binding::{Binding, BindingCache, DeregVerdict, Policy, Request, Verdict};
+use mipcast_wire::group::group_in_prefix;
+use mipcast_wire::mh::{back_status, bu_flags, Experimental, MobilityOption};
+use mipcast_wire::prefix::prefix_contains;
+
+/// What the MMA attaches to a terminal's binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terminal {
+    /// The terminal's multicast group: downlink tunnels go to (MMA, group).
+    pub group: Ipv6Addr,
+    /// The home agent its reverse tunnel goes to.
+    pub home_agent: Ipv6Addr,
+    /// Set after a deregistration with a forwarding request: the new care-of address its
+    /// traffic is tunnelled to until the grace period ends.
+    pub forward_to: Option<Ipv6Addr>,
+}
+
+/// Configuration of the policy (the parts a SIGHUP may change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    pub site_prefixes: Vec<(Ipv6Addr, u8)>,
+    pub group_prefix: (Ipv6Addr, u8),
+    /// Home agent address and the home prefixes it serves.
+    pub home_agents: Vec<(Ipv6Addr, Vec<(Ipv6Addr, u8)>)>,
+    pub default_grace_s: u32,
+    pub max_grace_s: u32,
+}
+
+impl PolicyConfig {
+    fn home_agent_of(&self, hoa: Ipv6Addr) -> Option<Ipv6Addr> {
+        self.home_agents
+            .iter()
+            .find(|(_, prefixes)| prefixes.iter().any(|&(p, l)| prefix_contains(p, l, hoa)))
+            .map(|&(ha, _)| ha)
+    }
+
+    fn on_site(&self, addr: Ipv6Addr) -> bool {
+        self.site_prefixes.iter().any(|&(p, l)| prefix_contains(p, l, addr))
+    }
+}
+
+/// [`Policy`] of the MMA. Keeps a group → home address index of the active terminals so the
+/// "one terminal per group" check is O(1); the core feeds it every install and removal.
+#[derive(Debug, Clone)]
+pub struct MmaPolicy {
+    config: PolicyConfig,
+    mma: Ipv6Addr,
+    groups: HashMap<Ipv6Addr, Ipv6Addr>,
+}
+
+impl MmaPolicy {
+    pub fn new(mma: Ipv6Addr, config: PolicyConfig) -> Self {
+        MmaPolicy {
+            config,
+            mma,
+            groups: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
+    }
+
+    /// Takes a reloaded configuration; registered terminals are kept as they are.
+    pub fn set_config(&mut self, config: PolicyConfig) {
+        self.config = config;
+    }
+
+    /// The terminal holding `group`, if any.
+    pub fn group_owner(&self, group: Ipv6Addr) -> Option<Ipv6Addr> {
+        self.groups.get(&group).copied()
+    }
+
+    /// Records that `binding` was installed in place of `replaced`.
+    pub fn note_install(&mut self, binding: &Binding<Terminal>, replaced: Option<&Binding<Terminal>>) {
+        if let Some(old) = replaced {
+            self.note_remove(old);
+        }
+        if binding.payload.forward_to.is_none() {
+            self.groups.insert(binding.payload.group, binding.hoa);
+        }
+    }
+
+    /// Records that `binding` left (or stopped holding its group).
+    pub fn note_remove(&mut self, binding: &Binding<Terminal>) {
+        if self.groups.get(&binding.payload.group) == Some(&binding.hoa) {
+            self.groups.remove(&binding.payload.group);
+        }
+    }
+
+    fn reject(status: u8) -> Verdict<Terminal> {
+        Verdict::Reject { status }
+    }
+}
+
+fn terminal_group(options: &[MobilityOption]) -> Option<Ipv6Addr> {
+    options.iter().find_map(|o| match o {
+        MobilityOption::Experimental(Experimental::TerminalGroup(g)) => Some(*g),
+        _ => None,
+    })
+}
+
+fn forwarding_request(options: &[MobilityOption]) -> Option<(Ipv6Addr, u32)> {
+    options.iter().find_map(|o| match o {
+        MobilityOption::Experimental(Experimental::ForwardingRequest { new_coa, grace_secs }) => {
+            Some((*new_coa, *grace_secs))
+        }
+        _ => None,
+    })
+}
+
+fn is_unicast(a: Ipv6Addr) -> bool {
+    !(a.is_multicast() || a.is_unspecified() || a.is_loopback())
+}
+
+impl Policy for MmaPolicy {
+    type Payload = Terminal;
+
+    fn on_register(&mut self, req: &Request, _cache: &BindingCache<Terminal>) -> Verdict<Terminal> {
+        if req.has_flag(bu_flags::HOME) {
+            return Self::reject(back_status::HOME_REG_NOT_SUPPORTED);
+        }
+        if !req.has_flag(bu_flags::MAP) || !self.config.on_site(req.src) {
+            return Self::reject(back_status::ADMIN_PROHIBITED);
+        }
+        let Some(group) = terminal_group(&req.options) else {
+            return Self::reject(back_status::UNSPECIFIED);
+        };
+        let (prefix, len) = self.config.group_prefix;
+        if !group_in_prefix(group, prefix, len) {
+            return Self::reject(back_status::ADMIN_PROHIBITED);
+        }
+        if matches!(self.groups.get(&group), Some(owner) if *owner != req.hoa) {
+            return Self::reject(back_status::INSUFFICIENT_RESOURCES);
+        }
+        let Some(home_agent) = self.config.home_agent_of(req.hoa) else {
+            return Self::reject(back_status::NOT_HOME_SUBNET);
+        };
+        Verdict::Accept {
+            payload: Terminal {
+                group,
+                home_agent,
+                forward_to: None,
+            },
+            ack_options: vec![MobilityOption::Experimental(Experimental::AssignedCoa(self.mma))],
+        }
+    }
+
+    fn on_deregister(&mut self, req: &Request, cache: &BindingCache<Terminal>) -> DeregVerdict<Terminal> {
+        let Some((new_coa, asked)) = forwarding_request(&req.options) else {
+            // Deregistering an unknown terminal is acknowledged too: a retransmitted
+            // deregistration must not look like a failure.
+            return DeregVerdict::Remove { ack_options: Vec::new() };
+        };
+        if !is_unicast(new_coa) || new_coa == self.mma {
+            return DeregVerdict::Reject {
+                status: back_status::UNSPECIFIED,
+            };
+        }
+        let Some(current) = cache.get(&req.hoa) else {
+            return DeregVerdict::Remove { ack_options: Vec::new() };
+        };
+        let grace_s = if asked == 0 { self.config.default_grace_s } else { asked }.min(self.config.max_grace_s);
+        DeregVerdict::Linger {
+            payload: Terminal {
+                forward_to: Some(new_coa),
+                ..current.payload
+            },
+            grace_s,
+            // Echoes the granted grace period so the terminal knows how long it is covered.
+            ack_options: vec![MobilityOption::Experimental(Experimental::ForwardingRequest {
+                new_coa,
+                grace_secs: grace_s,
+            })],
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The MMA's Prometheus metrics.
+use std::net::Ipv6Addr;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use mipcast_kernel::mrt6::SgCounters;
+use mipcast_wire::mh::back_status;
+
+use crate::core::Event;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuLabels {
+    /// registered, refreshed, forwarding, removed, rejected, dropped.
+    pub outcome: String,
+    /// The BAck status for rejections, the drop reason, the removal reason; empty otherwise.
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SgLabels {
+    pub source: String,
+    pub group: String,
+}
+
+/// Metric handles; clones share the values.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub terminals: Gauge,
+    pub forwarding_windows_active: Gauge,
+    pub forwarding_windows: Counter,
+    pub binding_updates: Family<BuLabels, Counter>,
+    pub auth_failures: Counter,
+    pub kernel_errors: Family<OpLabels, Counter>,
+    pub mfc_packets: Family<SgLabels, Counter>,
+    pub mfc_bytes: Family<SgLabels, Counter>,
+    pub mfc_wrong_if: Family<SgLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("mma");
+        r.register("terminals", "Terminals registered and served here", self.terminals.clone());
+        r.register(
+            "forwarding_windows_active",
+            "Deregistered terminals whose traffic is being forwarded to their new care-of address",
+            self.forwarding_windows_active.clone(),
+        );
+        r.register(
+            "forwarding_windows",
+            "Forwarding windows opened (the kernel counts no packets per route, so windows are counted)",
+            self.forwarding_windows.clone(),
+        );
+        r.register(
+            "binding_updates",
+            "Binding Updates and binding removals by outcome",
+            self.binding_updates.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "Binding Updates refused by RFC 4285 checks (status 144, 145, 146)",
+            self.auth_failures.clone(),
+        );
+        r.register("kernel_errors", "Failed kernel changes by operation", self.kernel_errors.clone());
+        r.register("mfc_packets", "Packets forwarded by each (MMA, G) MFC entry", self.mfc_packets.clone());
+        r.register("mfc_bytes", "Bytes forwarded by each (MMA, G) MFC entry", self.mfc_bytes.clone());
+        r.register(
+            "mfc_wrong_interface_packets",
+            "Packets for an (MMA, G) entry that arrived on another interface than the WAN one",
+            self.mfc_wrong_if.clone(),
+        );
+    }
+
+    fn bu(&self, outcome: &str, detail: impl Into<String>) {
+        self.binding_updates
+            .get_or_create(&BuLabels {
+                outcome: outcome.to_owned(),
+                detail: detail.into(),
+            })
+            .inc();
+    }
+
+    pub fn record(&self, event: &Event, source: Ipv6Addr) {
+        match event {
+            Event::Registered { refresh, .. } => {
+                self.bu(if *refresh { "refreshed" } else { "registered" }, "")
+            }
+            Event::ForwardingStarted { .. } => {
+                self.forwarding_windows.inc();
+                self.bu("forwarding", "");
+            }
+            Event::Removed { reason, group, .. } => {
+                self.bu("removed", format!("{reason:?}").to_lowercase());
+                let labels = sg(source, *group);
+                self.mfc_packets.remove(&labels);
+                self.mfc_bytes.remove(&labels);
+                self.mfc_wrong_if.remove(&labels);
+            }
+            Event::Rejected { status, .. } => {
+                if matches!(
+                    *status,
+                    back_status::MIPV6_ID_MISMATCH | back_status::MIPV6_MESG_ID_REQD | back_status::MIPV6_AUTH_FAIL
+                ) {
+                    self.auth_failures.inc();
+                }
+                self.bu("rejected", status.to_string());
+            }
+            Event::Dropped { reason, .. } => self.bu("dropped", *reason),
+        }
+    }
+
+    pub fn kernel_error(&self, op: &str) {
+        self.kernel_errors
+            .get_or_create(&OpLabels { op: op.to_owned() })
+            .inc();
+    }
+
+    pub fn set_counts(&self, terminals: usize, forwarding: usize) {
+        self.terminals.set(i64::try_from(terminals).unwrap_or(i64::MAX));
+        self.forwarding_windows_active
+            .set(i64::try_from(forwarding).unwrap_or(i64::MAX));
+    }
+
+    /// Brings the (source, group) counters up to the kernel's values. The kernel's counts
+    /// restart when an entry is re-created; the metric then waits until they pass its value.
+    pub fn set_sg(&self, source: Ipv6Addr, group: Ipv6Addr, c: SgCounters) {
+        let labels = sg(source, group);
+        for (family, value) in [
+            (&self.mfc_packets, c.packets),
+            (&self.mfc_bytes, c.bytes),
+            (&self.mfc_wrong_if, c.wrong_if),
+        ] {
+            let counter = family.get_or_create(&labels);
+            let have = counter.get();
+            if value > have {
+                counter.inc_by(value - have);
+            }
+        }
+    }
+}
+
+fn sg(source: Ipv6Addr, group: Ipv6Addr) -> SgLabels {
+    SgLabels {
+        source: source.to_string(),
+        group: group.to_string(),
+    }
+}

@@ -1,0 +1,699 @@
+//! The tokio I/O shell: runs the [`Core`] against a raw Mobility Header socket, the kernel's
+//! routing tables (rtnetlink), its multicast routing table (MRT6), signals, a state file and
+//! the metrics listener.
+use std::collections::HashSet;
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::FutureExt;
+use prometheus_client::registry::Registry;
+use tokio::task::JoinHandle;
+use tokio::time::Instant as TokioInstant;
+use tracing::{debug, info, warn};
+
+use mipcast_binding::{BindingRecord, Now, RegistrarConfig, SaError, SaTable};
+use mipcast_daemon::config::{sa, ConfigError};
+use mipcast_daemon::metrics::{register_build_info, MetricsServer};
+use mipcast_daemon::signals::{Signal, Signals};
+use mipcast_daemon::state::{StateError, StateFile};
+use mipcast_kernel::mrt6::{Mifi, Mrt6};
+use mipcast_kernel::probe::{self, Feature};
+use mipcast_kernel::route::{KObject, Kernel, RouteError};
+use mipcast_kernel::sockets::{MhSocket, PacketInfo, SocketError};
+
+use crate::config::Config;
+use crate::core::{Change, Core, Event, Output, Plan, PolicyConfig};
+use crate::metrics::Metrics;
+use crate::mrule::{Mrule, MruleError};
+use crate::status::Status;
+
+/// Messages handled before the kernel changes they caused are applied together.
+const BURST: usize = 256;
+/// A Mobility Header message is far smaller; anything longer is not one of ours.
+const RECV_BUF: usize = 2048;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    MissingFeature(String),
+    #[error("security associations: {0}")]
+    Sa(#[from] SaError),
+    #[error("registration settings: {0}")]
+    Registrar(#[from] mipcast_binding::ConfigError),
+    #[error("{0}")]
+    Kernel(#[from] RouteError),
+    #[error("{0}")]
+    Socket(#[from] SocketError),
+    #[error("{0}")]
+    Mrule(#[from] MruleError),
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("metrics listener {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("starting the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config_path: PathBuf,
+    /// Leave routes and rules in place on shutdown (MFC entries go with the MRT6 socket).
+    pub keep_kernel_state: bool,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub fn run(config: Config, options: Options) -> Result<(), ShellError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ShellError::Runtime)?;
+    runtime.block_on(async move { Daemon::start(config, options).await?.run().await })
+}
+
+type Records = Vec<BindingRecord<crate::core::Terminal>>;
+
+/// The registrar's settings from the config.
+pub fn registrar_config(c: &Config) -> RegistrarConfig {
+    RegistrarConfig {
+        max_lifetime_s: u32::try_from(c.registration.max_lifetime.as_secs()).unwrap_or(u32::MAX),
+        replay_window_ms: u64::try_from(c.registration.replay_window.as_millis()).unwrap_or(u64::MAX),
+        refresh_percent: c.registration.refresh_percent,
+    }
+}
+
+/// The policy's settings from the config.
+pub fn policy_config(c: &Config) -> PolicyConfig {
+    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    PolicyConfig {
+        site_prefixes: c.site_prefixes.iter().map(|p| (p.addr(), p.prefix_len())).collect(),
+        group_prefix: c.group_prefix(),
+        home_agents: c
+            .home_agents
+            .iter()
+            .map(|ha| {
+                (
+                    ha.address,
+                    ha.home_prefixes.iter().map(|p| (p.addr(), p.prefix_len())).collect(),
+                )
+            })
+            .collect(),
+        default_grace_s: secs(c.forwarding.default_grace),
+        max_grace_s: secs(c.forwarding.max_grace),
+    }
+}
+
+/// The kernel plan from the config and the resolved interface indexes.
+pub fn plan(c: &Config, wan_ifindex: u32, site_ifindex: u32) -> Plan {
+    Plan {
+        mma: c.address,
+        wan_ifindex,
+        site_ifindex,
+        site_prefixes: c.site_prefixes.iter().map(|p| (p.addr(), p.prefix_len())).collect(),
+        home_agents: c.home_agents.iter().map(|ha| ha.address).collect(),
+        ha_decap_table: c.kernel.ha_decap_table,
+        site_decap_table: c.kernel.site_decap_table,
+        uplink_table: c.kernel.uplink_table,
+        ha_rule_pref: c.kernel.ha_rule_pref,
+        site_rule_pref: c.kernel.site_rule_pref,
+    }
+}
+
+/// Monotonic milliseconds since start plus the wall clock, read once per event.
+#[derive(Clone, Copy)]
+struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Now {
+        let mono = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Now::from_system(mono, SystemTime::now())
+    }
+
+    fn instant_of(&self, mono_ms: u64) -> TokioInstant {
+        TokioInstant::from_std(self.start + Duration::from_millis(mono_ms))
+    }
+}
+
+struct Daemon {
+    config: Config,
+    options: Options,
+    clock: Clock,
+    core: Arc<Mutex<Core>>,
+    kernel: Kernel,
+    mrt6: Option<Mrt6>,
+    mrule: Option<Mrule>,
+    wan_mif: Mifi,
+    site_mifs: Vec<Mifi>,
+    mh: MhSocket,
+    metrics: Metrics,
+    state: StateFile<Records>,
+    /// The seg6 tunnel source before we set ours, put back on shutdown.
+    previous_tunsrc: Ipv6Addr,
+    dirty_since: Option<TokioInstant>,
+    writing: Option<JoinHandle<Result<(), StateError>>>,
+    server: JoinHandle<()>,
+}
+
+fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Daemon {
+    async fn start(config: Config, options: Options) -> Result<Daemon, ShellError> {
+        let caps = probe::probe().await?;
+        let mut needed = vec![
+            Feature::Seg6Encap,
+            Feature::Seg6Local,
+            Feature::SourceRoutes,
+            Feature::IpprotoRules,
+            Feature::Mrt6,
+        ];
+        if config.kernel.mrt6_table.is_some() {
+            needed.push(Feature::Mrt6Tables);
+        }
+        caps.require(&needed).map_err(ShellError::MissingFeature)?;
+
+        let clock = Clock { start: Instant::now() };
+        let kernel = Kernel::connect(config.kernel.protocol).await?;
+        let wan_ifindex = kernel.ifindex(&config.wan_interface).await?;
+        let mut site_ifindexes = Vec::new();
+        for name in &config.site_interfaces {
+            site_ifindexes.push(kernel.ifindex(name).await?);
+        }
+        let site_ifindex = site_ifindexes.first().copied().unwrap_or(wan_ifindex);
+
+        let mrt6 = Mrt6::open(config.kernel.mrt6_table)?;
+        let wan_mif = mrt6.add_mif(wan_ifindex)?;
+        let site_mifs = site_ifindexes
+            .iter()
+            .map(|&i| mrt6.add_mif(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mrule = match config.kernel.mrt6_table {
+            Some(table) => {
+                let rule = Mrule {
+                    pref: config.kernel.mrule_pref,
+                    iif: config.wan_interface.clone(),
+                    table,
+                    protocol: config.kernel.protocol,
+                };
+                rule.install().await?;
+                Some(rule)
+            }
+            None => None,
+        };
+
+        let sas = sa::sa_table(&config.security_associations)?;
+        let core = Core::new(
+            registrar_config(&config),
+            sas,
+            policy_config(&config),
+            plan(&config, wan_ifindex, site_ifindex),
+        )?;
+        let core = Arc::new(Mutex::new(core));
+
+        let previous_tunsrc = kernel.get_seg6_tunsrc().await?;
+        kernel.set_seg6_tunsrc(config.address).await?;
+        kernel.ensure_local_rule_moved(config.kernel.local_rule_pref).await?;
+
+        let metrics = Metrics::default();
+        let mut registry = Registry::default();
+        register_build_info(&mut registry, "mma", env!("CARGO_PKG_VERSION"));
+        metrics.register(&mut registry);
+        let status_core = Arc::clone(&core);
+        let address = config.address;
+        let server = MetricsServer::bind(config.metrics.listen, Arc::new(registry), move |path| {
+            (path == "/status").then(|| status_json(&lock(&status_core), address, clock))
+        })
+        .await
+        .map_err(|source| ShellError::Metrics {
+            addr: config.metrics.listen,
+            source,
+        })?;
+        info!(listen = %server.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "metrics listener up");
+        let server = tokio::spawn(server.run());
+
+        let mh = MhSocket::new()?;
+        let state = StateFile::new(config.state.file.clone());
+        let mut daemon = Daemon {
+            config,
+            options,
+            clock,
+            core,
+            kernel,
+            mrt6: Some(mrt6),
+            mrule,
+            wan_mif,
+            site_mifs,
+            mh,
+            metrics,
+            state,
+            previous_tunsrc,
+            dirty_since: None,
+            writing: None,
+            server,
+        };
+        daemon.restore().await;
+        Ok(daemon)
+    }
+
+    /// Restores the state file's terminals and makes the kernel match: reconcile routes and
+    /// rules (stale ones of ours go), re-add MFC entries (they died with the old socket).
+    async fn restore(&mut self) {
+        let records = match self.state.load() {
+            Ok(records) => records.unwrap_or_default(),
+            Err(e) => {
+                warn!(error = %e, "state file unusable; starting without terminals");
+                Vec::new()
+            }
+        };
+        let now = self.clock.now();
+        let outputs = lock(&self.core).restore(records, now);
+        let groups = lock(&self.core).desired_groups();
+        for group in &groups {
+            self.add_mfc(*group);
+        }
+        let restored = outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Event(Event::Registered { .. } | Event::ForwardingStarted { .. })))
+            .count();
+        self.reconcile("start").await;
+        self.update_counts();
+        info!(
+            terminals = restored,
+            mfc_entries = groups.len(),
+            address = %self.config.address,
+            "mma ready"
+        );
+    }
+
+    async fn reconcile(&mut self, why: &str) {
+        let desired: HashSet<KObject> = lock(&self.core).desired_objects();
+        match self.kernel.reconcile(&desired).await {
+            Ok(report) => {
+                for e in &report.failed {
+                    warn!(error = %e, "reconcile");
+                    self.metrics.kernel_error("reconcile");
+                }
+                info!(
+                    why,
+                    wanted = desired.len(),
+                    added = report.added.len(),
+                    replaced = report.replaced.len(),
+                    removed = report.removed.len() + report.removed_unrecognised,
+                    failed = report.failed.len(),
+                    "kernel reconciled"
+                );
+            }
+            Err(e) => {
+                warn!(error = %e, "reconcile failed");
+                self.metrics.kernel_error("reconcile");
+            }
+        }
+    }
+
+    async fn run(mut self) -> Result<(), ShellError> {
+        let mut signals = Signals::new().map_err(ShellError::Runtime)?;
+        let mut buf = vec![0u8; RECV_BUF];
+        let mfc_poll = self.config.metrics.mfc_poll;
+        let mut mfc_tick = tokio::time::interval(if mfc_poll.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            mfc_poll
+        });
+        loop {
+            let deadline = lock(&self.core).next_deadline();
+            let timer = deadline.map(|ms| self.clock.instant_of(ms));
+            let flush_at = self
+                .dirty_since
+                .filter(|_| self.writing.is_none())
+                .map(|t| t + Duration::from_millis(self.config.state.write_delay_ms));
+            tokio::select! {
+                received = self.mh.recv(&mut buf) => {
+                    let mut outputs = Vec::new();
+                    self.handle_received(received, &buf, &mut outputs);
+                    // Drain what else is queued, so a burst of BUs is one batch of kernel changes.
+                    for _ in 1..BURST {
+                        match self.mh.recv(&mut buf).now_or_never() {
+                            Some(received) => self.handle_received(received, &buf, &mut outputs),
+                            None => break,
+                        }
+                    }
+                    self.apply(outputs).await;
+                }
+                _ = sleep_until_opt(timer) => {
+                    let now = self.clock.now();
+                    let outputs = lock(&self.core).poll(now);
+                    self.apply(outputs).await;
+                }
+                _ = sleep_until_opt(flush_at) => self.start_write(),
+                written = join_opt(&mut self.writing) => {
+                    self.writing = None;
+                    match written {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => warn!(error = %e, "state file not written"),
+                        Err(e) => warn!(error = %e, "state file writer failed"),
+                    }
+                }
+                _ = mfc_tick.tick(), if !mfc_poll.is_zero() => self.poll_mfc_counters(),
+                signal = signals.next() => match signal {
+                    Signal::Shutdown => break,
+                    Signal::Reload => self.reload().await,
+                },
+            }
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    fn handle_received(
+        &mut self,
+        received: Result<mipcast_kernel::sockets::Received, SocketError>,
+        buf: &[u8],
+        outputs: &mut Vec<Output>,
+    ) {
+        match received {
+            Ok(r) => {
+                let Some(bytes) = buf.get(..r.len) else { return };
+                let now = self.clock.now();
+                outputs.extend(lock(&self.core).handle_mh(r.source, r.destination, bytes, now));
+            }
+            Err(e) => {
+                warn!(error = %e, "mobility header socket");
+            }
+        }
+    }
+
+    /// Applies outputs: every kernel change first (consecutive route changes of one kind as
+    /// one netlink batch), then the messages, so no acknowledgement announces a binding the
+    /// kernel does not have yet.
+    async fn apply(&mut self, outputs: Vec<Output>) {
+        let mut sends = Vec::new();
+        let mut pending: Vec<Change> = Vec::new();
+        let mut changed = false;
+        for output in outputs {
+            match output {
+                Output::Kernel(change @ (Change::AddMfc { .. } | Change::DelMfc { .. })) => {
+                    self.apply_mfc(change)
+                }
+                Output::Kernel(change) => {
+                    if pending.first().is_some_and(|p| std::mem::discriminant(p) != std::mem::discriminant(&change)) {
+                        self.flush_routes(std::mem::take(&mut pending)).await;
+                    }
+                    pending.push(change);
+                }
+                Output::Send { src, dst, bytes } => sends.push((src, dst, bytes)),
+                Output::Event(event) => {
+                    changed |= matches!(
+                        event,
+                        Event::Registered { .. } | Event::ForwardingStarted { .. } | Event::Removed { .. }
+                    );
+                    log_event(&event);
+                    self.metrics.record(&event, self.config.address);
+                }
+            }
+        }
+        self.flush_routes(pending).await;
+        for (src, dst, bytes) in sends {
+            if let Err(e) = self.mh.send_to(&bytes, dst, PacketInfo::ANY.with_source(src)).await {
+                warn!(%dst, error = %e, "sending a mobility message failed");
+            }
+        }
+        if changed {
+            self.update_counts();
+            self.dirty_since.get_or_insert_with(TokioInstant::now);
+        }
+    }
+
+    async fn flush_routes(&mut self, changes: Vec<Change>) {
+        let Some(first) = changes.first().copied() else { return };
+        let objects: Vec<KObject> = changes
+            .iter()
+            .filter_map(|c| match *c {
+                Change::Add(o) | Change::Replace(o) | Change::Delete(o) => Some(o),
+                _ => None,
+            })
+            .collect();
+        match first {
+            Change::Add(_) => {
+                for e in self.kernel.add_batch(&objects).await {
+                    // A route left by a crashed predecessor: take its place.
+                    let retried = match (&e, e.errno()) {
+                        (RouteError::Object { object, .. }, Some(libc::EEXIST)) => {
+                            self.kernel.replace(object).await
+                        }
+                        _ => Err(e),
+                    };
+                    if let Err(e) = retried {
+                        warn!(error = %e, "kernel change failed");
+                        self.metrics.kernel_error("add");
+                    }
+                }
+            }
+            Change::Replace(_) => {
+                for o in &objects {
+                    if let Err(e) = self.kernel.replace(o).await {
+                        warn!(error = %e, "kernel change failed");
+                        self.metrics.kernel_error("replace");
+                    }
+                }
+            }
+            _ => {
+                for e in self.kernel.delete_batch(&objects).await {
+                    // Already gone is what we wanted.
+                    if !matches!(e.errno(), Some(libc::ESRCH | libc::ENOENT)) {
+                        warn!(error = %e, "kernel change failed");
+                        self.metrics.kernel_error("delete");
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_mfc(&mut self, change: Change) {
+        match change {
+            Change::AddMfc { group, .. } => self.add_mfc(group),
+            Change::DelMfc { source, group } => {
+                if let Some(mrt6) = &self.mrt6 {
+                    if let Err(e) = mrt6.del_mfc(source, group) {
+                        warn!(%group, error = %e, "removing the MFC entry failed");
+                        self.metrics.kernel_error("del_mfc");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn add_mfc(&mut self, group: Ipv6Addr) {
+        let Some(mrt6) = &self.mrt6 else { return };
+        if let Err(e) = mrt6.add_mfc(self.config.address, group, self.wan_mif, &self.site_mifs) {
+            warn!(%group, error = %e, "installing the MFC entry failed");
+            self.metrics.kernel_error("add_mfc");
+        }
+    }
+
+    fn poll_mfc_counters(&self) {
+        let Some(mrt6) = &self.mrt6 else { return };
+        let source = self.config.address;
+        for group in lock(&self.core).desired_groups() {
+            match mrt6.sg_counters(source, group) {
+                Ok(c) => self.metrics.set_sg(source, group, c),
+                Err(e) => debug!(%group, error = %e, "reading MFC counters"),
+            }
+        }
+    }
+
+    fn update_counts(&self) {
+        let (served, forwarding) = lock(&self.core).counts();
+        self.metrics.set_counts(served, forwarding);
+    }
+
+    /// Hands a snapshot of the terminals to a blocking task (the write fsyncs).
+    fn start_write(&mut self) {
+        self.dirty_since = None;
+        let records = lock(&self.core).records(self.clock.now());
+        let state = self.state.clone();
+        self.writing = Some(tokio::task::spawn_blocking(move || state.store(&records)));
+    }
+
+    async fn reload(&mut self) {
+        let path = self.options.config_path.clone();
+        let new: Config = match mipcast_daemon::config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "reload refused; keeping the running configuration");
+                return;
+            }
+        };
+        let sas = match sa::sa_table(&new.security_associations) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "reload refused; keeping the running configuration");
+                return;
+            }
+        };
+        let old = &self.config;
+        let restart_only = [
+            ("address", old.address != new.address),
+            ("wan_interface", old.wan_interface != new.wan_interface),
+            ("site_interfaces", old.site_interfaces != new.site_interfaces),
+            ("registration", old.registration != new.registration),
+            ("kernel", old.kernel != new.kernel),
+            ("metrics", old.metrics != new.metrics),
+            ("state", old.state != new.state),
+        ];
+        for (field, _) in restart_only.iter().filter(|(_, changed)| *changed) {
+            warn!(field, "changing this setting needs a restart; the running value stays");
+        }
+        let changed: Vec<&str> = [
+            ("site_prefixes", old.site_prefixes != new.site_prefixes),
+            ("group_prefix", old.group_prefix() != new.group_prefix()),
+            ("home_agents", old.home_agents != new.home_agents),
+            ("forwarding", old.forwarding != new.forwarding),
+            ("security_associations", true),
+        ]
+        .iter()
+        .filter(|(_, c)| *c)
+        .map(|(f, _)| *f)
+        .collect();
+        // Settings that need a restart keep their running values.
+        let mut merged = new;
+        merged.address = old.address;
+        merged.wan_interface = old.wan_interface.clone();
+        merged.site_interfaces = old.site_interfaces.clone();
+        merged.registration = old.registration;
+        merged.kernel = old.kernel;
+        merged.metrics = old.metrics;
+        merged.state = old.state.clone();
+        {
+            let mut core = lock(&self.core);
+            let (wan, site) = (core.plan().wan_ifindex, core.plan().site_ifindex);
+            core.reload(sas, policy_config(&merged), plan(&merged, wan, site));
+        }
+        self.config = merged;
+        self.reconcile("reload").await;
+        info!(changed = ?changed, "configuration reloaded (registered terminals kept)");
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(handle) = self.writing.take() {
+            let _ = handle.await;
+        }
+        let records = lock(&self.core).records(self.clock.now());
+        match self.state.store(&records) {
+            Ok(()) => info!(terminals = records.len(), file = %self.state.path().display(), "state saved"),
+            Err(e) => warn!(error = %e, "state file not written"),
+        }
+        self.server.abort();
+        let mfc = lock(&self.core).desired_groups().len();
+        if let Some(mrt6) = self.mrt6.take() {
+            // MRT6_DONE: the kernel drops our MIFs and MFC entries.
+            if let Err(e) = mrt6.close() {
+                warn!(error = %e, "closing the MRT6 table");
+            }
+        }
+        if self.options.keep_kernel_state {
+            info!(mfc_entries_flushed = mfc, "shutting down; routes and rules kept (--keep-kernel-state)");
+            return;
+        }
+        let removed = match self.kernel.remove_all_ours().await {
+            Ok(report) => {
+                for e in &report.failed {
+                    warn!(error = %e, "removing kernel state");
+                }
+                report.removed.len() + report.removed_unrecognised
+            }
+            Err(e) => {
+                warn!(error = %e, "removing kernel state");
+                0
+            }
+        };
+        if let Some(rule) = &self.mrule {
+            if let Err(e) = rule.remove().await {
+                warn!(error = %e, "removing the mrule");
+            }
+        }
+        if let Err(e) = self.kernel.restore_local_rule(self.config.kernel.local_rule_pref).await {
+            warn!(error = %e, "restoring the local rule");
+        }
+        // Put back whatever tunnel source was there before us (usually `::`, unset).
+        if let Err(e) = self.kernel.set_seg6_tunsrc(self.previous_tunsrc).await {
+            warn!(error = %e, "restoring the seg6 tunnel source");
+        }
+        info!(
+            routes_and_rules = removed,
+            mfc_entries = mfc,
+            mrule = self.mrule.is_some(),
+            tunsrc = %self.previous_tunsrc,
+            "shut down; kernel state removed"
+        );
+    }
+}
+
+fn status_json(core: &Core, address: Ipv6Addr, clock: Clock) -> String {
+    let now = clock.now();
+    let (served, forwarding) = core.counts();
+    let status = Status {
+        address,
+        uptime_s: now.mono_ms / 1000,
+        terminals_registered: served,
+        forwarding_windows: forwarding,
+        terminals: core.terminal_status(now.mono_ms),
+    };
+    serde_json::to_string(&status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+fn log_event(event: &Event) {
+    match event {
+        Event::Registered {
+            hoa,
+            coa,
+            group,
+            home_agent,
+            lifetime_s,
+            refresh,
+        } => info!(%hoa, %coa, %group, %home_agent, lifetime_s, refresh, "terminal registered"),
+        Event::ForwardingStarted { hoa, new_coa, grace_s } => {
+            info!(%hoa, %new_coa, grace_s, "terminal left; forwarding to its new care-of address")
+        }
+        Event::Removed { hoa, group, reason } => info!(%hoa, %group, ?reason, "terminal removed"),
+        Event::Rejected { peer, hoa, status } => {
+            info!(%peer, hoa = ?hoa, status, "binding update rejected")
+        }
+        Event::Dropped { reason, detail } => debug!(reason, detail, "mobility message dropped"),
+    }
+}
+
+async fn sleep_until_opt(at: Option<TokioInstant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn join_opt<T>(handle: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match handle {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Loads and checks a configuration file, including its security associations.
+pub fn load_config(path: &std::path::Path) -> Result<(Config, SaTable), ShellError> {
+    let config: Config = mipcast_daemon::config::load(path)?;
+    let sas = sa::sa_table(&config.security_associations)?;
+    mipcast_binding::Registrar::new(
+        registrar_config(&config),
+        sas.clone(),
+        crate::core::MmaPolicy::new(config.address, policy_config(&config)),
+    )?;
+    Ok((config, sas))
+}

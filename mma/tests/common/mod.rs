@@ -1,0 +1,131 @@
+//! Shared fixture: the reference topology's addresses and a Binding Update builder that signs
+//! with the wire crate, as a terminal would.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::net::Ipv6Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mipcast_wire::auth::{Algorithm, Credentials};
+use mipcast_wire::mh::{bu_flags, BindingUpdate, Experimental, Message, MhRepr, MobilityOption};
+
+pub const CN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+pub const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+pub const MMA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+pub const ON_LINK: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 2);
+pub const HOA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 0x100);
+pub const GROUP: Ipv6Addr = Ipv6Addr::new(0xff35, 0, 0, 0, 0x200, 0xff, 0xfe00, 0x100);
+pub const NEW_COA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, 2);
+pub const SPI: u32 = 1000;
+pub const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+/// A terminal's Binding Update to the MMA.
+#[derive(Debug, Clone)]
+pub struct Bu {
+    pub sequence: u16,
+    pub flags: u16,
+    /// 4-second units.
+    pub lifetime: u16,
+    pub hoa: Ipv6Addr,
+    pub coa: Ipv6Addr,
+    pub group: Option<Ipv6Addr>,
+    pub forward: Option<(Ipv6Addr, u32)>,
+    pub timestamp: u64,
+    pub key: Vec<u8>,
+}
+
+impl Bu {
+    pub fn new(sequence: u16, hoa: Ipv6Addr, group: Ipv6Addr, timestamp: u64) -> Bu {
+        Bu {
+            sequence,
+            flags: bu_flags::ACK | bu_flags::MAP,
+            lifetime: 10,
+            hoa,
+            coa: ON_LINK,
+            group: Some(group),
+            forward: None,
+            timestamp,
+            key: KEY.to_vec(),
+        }
+    }
+
+    pub fn dereg(mut self, forward: Option<(Ipv6Addr, u32)>) -> Bu {
+        self.lifetime = 0;
+        self.forward = forward;
+        self
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut options = vec![
+            MobilityOption::HomeNetworkPrefix {
+                prefix_len: 128,
+                prefix: self.hoa,
+            },
+            MobilityOption::ReplayProtection {
+                timestamp: self.timestamp,
+            },
+        ];
+        if let Some(g) = self.group {
+            options.push(MobilityOption::Experimental(Experimental::TerminalGroup(g)));
+        }
+        if let Some((new_coa, grace_secs)) = self.forward {
+            options.push(MobilityOption::Experimental(Experimental::ForwardingRequest {
+                new_coa,
+                grace_secs,
+            }));
+        }
+        let repr = MhRepr {
+            message: Message::BindingUpdate(BindingUpdate {
+                sequence: self.sequence,
+                flags: self.flags,
+                lifetime: self.lifetime,
+            }),
+            options,
+        };
+        let mut buf = vec![0; repr.buffer_len() + 64];
+        let creds = Credentials {
+            spi: SPI,
+            algorithm: Algorithm::HmacSha256_128,
+            key: &self.key,
+        };
+        let len = repr
+            .emit_authenticated(&mut buf, &creds, &self.coa, &self.hoa)
+            .expect("emit BU");
+        buf.truncate(len);
+        buf
+    }
+}
+
+/// A parsed acknowledgement: status, options, and whether its authenticator verifies.
+#[derive(Debug)]
+pub struct Ack {
+    pub status: u8,
+    pub sequence: u16,
+    pub options: Vec<MobilityOption>,
+    pub authentic: bool,
+}
+
+pub fn parse_ack(bytes: &[u8], coa: Ipv6Addr, hoa: Ipv6Addr) -> Ack {
+    let repr = MhRepr::parse(bytes).expect("parse BAck");
+    let Message::BindingAck(back) = repr.message else {
+        panic!("not a BAck: {repr:?}")
+    };
+    let authentic = mipcast_wire::auth::verify(bytes, &coa, &hoa, |spi| {
+        (spi == SPI).then_some((Algorithm::HmacSha256_128, KEY))
+    })
+    .is_ok();
+    Ack {
+        status: back.status,
+        sequence: back.sequence,
+        options: repr.options,
+        authentic,
+    }
+}
+
+/// The NTP timestamp of the wall clock now (what a terminal puts in Replay Protection).
+pub fn ntp_now() -> u64 {
+    mipcast_wire::ntp::ntp_timestamp(SystemTime::now())
+}
+
+pub fn ntp_at(unix_ms: u64) -> u64 {
+    mipcast_wire::ntp::ntp_timestamp(UNIX_EPOCH + Duration::from_millis(unix_ms))
+}

@@ -1,0 +1,49 @@
+//! The example configuration is accepted by `--check-config`; mistakes are reported with file,
+//! line, column and field path.
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+fn with_key(text: &str, dir: &std::path::Path) -> String {
+    let key = dir.join("terminals.key");
+    std::fs::write(&key, "00112233445566778899aabbccddeeff").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    text.replace("/etc/mipcast/keys/terminals.key", key.to_str().unwrap())
+}
+
+fn check(text: &str, name: &str) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("mma-config-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mma.yaml");
+    std::fs::write(&path, with_key(text, &dir)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mma"))
+        .args(["--check-config", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+const EXAMPLE: &str = include_str!("../../configs/mma.yaml");
+
+#[test]
+fn example_config_is_accepted() {
+    let out = check(EXAMPLE, "ok");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn errors_name_the_line_and_field() {
+    let bad = EXAMPLE
+        .replace("group_prefix: ff35::/64", "group_prefix: 2001:db8::/64")
+        .replace("max_grace: 60 ", "max_grace: 5  ");
+    let out = check(&bad, "bad");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line_of = |needle: &str| EXAMPLE.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    assert!(
+        err.contains(&format!("mma.yaml:{}:", line_of("group_prefix:")))
+            && err.contains("group_prefix: must be a multicast /64"),
+        "{err}"
+    );
+    assert!(err.contains("forwarding.default_grace: is longer than forwarding.max_grace"), "{err}");
+}
