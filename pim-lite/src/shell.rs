@@ -21,10 +21,8 @@ use crate::metrics::Metrics;
 
 /// How often interface addresses are re-read (a link-local address may appear late).
 const ADDRESS_REFRESH: Duration = Duration::from_secs(2);
-/// How often kernel counters, gauges and `/status` are refreshed.
+/// How often kernel counters, gauges and `/status` are refreshed when nothing happens.
 const STATUS_REFRESH: Duration = Duration::from_millis(500);
-/// How soon they are refreshed after protocol input changed something.
-const STATUS_SETTLE: Duration = Duration::from_millis(20);
 /// ICMPv6 types each socket passes.
 const MLD_TYPES: [u8; 4] = [130, 131, 132, 143];
 const RS_TYPES: [u8; 1] = [mipcast_wire::nd::ROUTER_SOLICITATION];
@@ -108,9 +106,12 @@ impl Shell {
         let mut nd_buf = vec![0u8; 2048];
         let mut pim_buf = vec![0u8; 65_536];
         loop {
-            self.apply_actions().await;
+            let changed = self.apply_actions().await;
             let now = self.clock.now();
-            if self.next_status <= now {
+            // Published before the next event is read: the kernel forwards as soon as an MFC
+            // entry goes in, and a deferred refresh left `/status` showing the state before
+            // a Join while traffic already flowed.
+            if changed || self.next_status <= now {
                 self.refresh_status(now);
                 self.next_status = now + STATUS_REFRESH;
             }
@@ -164,14 +165,15 @@ impl Shell {
         }
     }
 
-    async fn apply_actions(&mut self) {
+    /// Carries out the core's actions; true when there were any (the state changed).
+    async fn apply_actions(&mut self) -> bool {
+        let mut any = false;
         loop {
             let actions = self.router.take_actions();
             if actions.is_empty() {
-                return;
+                return any;
             }
-            // State changed: show it soon rather than at the next periodic refresh.
-            self.next_status = self.next_status.min(self.clock.now() + STATUS_SETTLE);
+            any = true;
             for action in actions {
                 match action {
                     Action::Send(p) => self.send(p).await,

@@ -11,7 +11,7 @@ mod common;
 
 use std::net::{Ipv6Addr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,25 +84,31 @@ impl Receiver {
         })
     }
 
-    /// The next datagram's arrival ifindex, or None after `timeout`.
-    fn next(&self, timeout: Duration) -> Option<u32> {
+    /// The next datagram's arrival ifindex and sequence number, or None after `timeout`.
+    fn next(&self, timeout: Duration) -> Option<(u32, u64)> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
         self.0.set_read_timeout(Some(timeout)).ok()?;
         let mut buf = [0u8; 2048];
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
         let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
         let msg = recvmsg::<SockaddrIn6>(self.0.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).ok()?;
-        msg.cmsgs().ok()?.find_map(|c| match c {
+        let (len, ifindex) = (msg.bytes, msg.cmsgs().ok()?.find_map(|c| match c {
             ControlMessageOwned::Ipv6PacketInfo(i) => Some(i.ipi6_ifindex),
             _ => None,
-        })
+        })?);
+        let seq = std::str::from_utf8(buf.get(..len)?).ok()?.strip_prefix("seq ")?.parse().ok()?;
+        Some((ifindex, seq))
     }
 
-    /// Time until a datagram arrives on `ifindex` (others are skipped), or None.
-    fn first_on(&self, ifindex: u32, within: Duration) -> Option<Duration> {
+    /// Time until a datagram sent at or after `fresh` (a [`Sender::mark`]) arrives on
+    /// `ifindex`, or None. Older ones are skipped: the kernel queues datagrams of an (S,G)
+    /// without an MFC entry for up to 10 s and delivers them when one appears, so they prove
+    /// nothing about the tree at the time of the check.
+    fn first_on(&self, ifindex: u32, fresh: u64, within: Duration) -> Option<Duration> {
         let start = Instant::now();
         while let Some(left) = within.checked_sub(start.elapsed()) {
-            if self.next(left)? == ifindex {
+            let (i, seq) = self.next(left)?;
+            if i == ifindex && seq >= fresh {
                 return Some(start.elapsed());
             }
         }
@@ -114,9 +120,10 @@ impl Receiver {
     }
 }
 
-/// S sends a datagram to G every 2 ms until dropped.
+/// S sends a datagram "seq N" to G every 2 ms until dropped.
 struct Sender {
     stop: Arc<AtomicBool>,
+    next_seq: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -135,16 +142,21 @@ impl Sender {
             s
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let next_seq = Arc::new(AtomicU64::new(0));
+        let (flag, seq) = (Arc::clone(&stop), Arc::clone(&next_seq));
         let thread = std::thread::spawn(move || {
-            let mut n = 0u64;
             while !flag.load(Ordering::Relaxed) {
+                let n = seq.fetch_add(1, Ordering::SeqCst);
                 let _ = sock.send_to(format!("seq {n}").as_bytes(), (a(G), PORT));
-                n += 1;
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
-        Sender { stop, thread: Some(thread) }
+        Sender { stop, next_seq, thread: Some(thread) }
+    }
+
+    /// The sequence number of the next datagram: everything from it on is sent from now.
+    fn mark(&self) -> u64 {
+        self.next_seq.load(Ordering::SeqCst)
     }
 }
 
@@ -154,6 +166,16 @@ impl Drop for Sender {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The generation id of the only PIM neighbour on `ifname`, from the router's /status.
+fn neighbor_gen_id(ns: &Netns, ifname: &str) -> Option<u32> {
+    let st = status(ns);
+    let iface = st.interfaces.iter().find(|i| i.name == ifname)?;
+    match iface.neighbors.as_slice() {
+        [n] => n.gen_id,
+        _ => None,
     }
 }
 
@@ -222,16 +244,16 @@ fn ssm_tree_follows_the_host_and_leaves_no_kernel_state() {
     assert_eq!(access.role, "access");
     assert!(access.querier.as_ref().is_some_and(|q| q.we_are_querier), "acc1 queries its access link");
 
-    let _sender = Sender::start(&src, "s0");
+    let sender = Sender::start(&src, "s0");
     let rx = Receiver::bind(&host);
     // Nothing is forwarded before anyone joins.
     assert_eq!(rx.next(Duration::from_millis(300)), None, "traffic before any join");
 
     // Join on access link 1 with the kernel's own MLDv2.
     let membership = host.enter(|| SsmMembership::new().expect("membership socket"));
-    let t0 = Instant::now();
+    let (t0, fresh) = (Instant::now(), sender.mark());
     membership.join(h1, a(G), a(S)).expect("join on h1");
-    let first = rx.first_on(h1, Duration::from_secs(5)).map(|_| t0.elapsed());
+    let first = rx.first_on(h1, fresh, Duration::from_secs(5)).map(|_| t0.elapsed());
     let first = first.unwrap_or_else(|| {
         panic!("no datagram on h1 after the join\ncore:\n{}\nacc1:\n{}", r_core.log_text(), r_acc1.log_text())
     });
@@ -240,7 +262,7 @@ fn ssm_tree_follows_the_host_and_leaves_no_kernel_state() {
     assert_eq!((e1.iif.as_str(), e1.oifs.clone()), ("a1_up", vec!["a1_dn".to_string()]));
     let ec = has_sg(&mfc(&core)).expect("core MFC entry");
     assert_eq!((ec.iif.as_str(), ec.oifs.clone()), ("c_s", vec!["c_a1".to_string()]));
-    // /status is refreshed twice a second.
+    // /status is published after each change; the datagram may still overtake it.
     let sg = wait_for("core /status shows the (S,G)", Duration::from_secs(2), || {
         let sg = status(&core).sg;
         sg.iter().any(|s| s.source == a(S) && s.mfc_installed).then_some(sg)
@@ -250,9 +272,9 @@ fn ssm_tree_follows_the_host_and_leaves_no_kernel_state() {
 
     // Move: leave on link 1, join on link 2.
     membership.leave(h1, a(G), a(S)).expect("leave on h1");
-    let t1 = Instant::now();
+    let (t1, fresh) = (Instant::now(), sender.mark());
     membership.join(h2, a(G), a(S)).expect("join on h2");
-    let moved = rx.first_on(h2, Duration::from_secs(5)).map(|_| t1.elapsed()).unwrap_or_else(|| {
+    let moved = rx.first_on(h2, fresh, Duration::from_secs(5)).map(|_| t1.elapsed()).unwrap_or_else(|| {
         panic!("no datagram on h2 after the move\ncore:\n{}\nacc2:\n{}", r_core.log_text(),
             r_acc2.as_ref().map(Router::log_text).unwrap_or_default())
     });
@@ -264,7 +286,7 @@ fn ssm_tree_follows_the_host_and_leaves_no_kernel_state() {
     });
     assert_eq!(ec.iif, "c_s");
     rx.drain();
-    assert_eq!(rx.first_on(h1, Duration::from_millis(300)), None, "traffic still on h1 after the prune");
+    assert_eq!(rx.first_on(h1, sender.mark(), Duration::from_millis(300)), None, "traffic still on h1 after the prune");
 
     // Router Solicitation on link 1 is answered quickly, with the MAP option.
     let before = metric(&metrics(&acc1), "pim_lite_router_advertisements_sent_total{kind=\"solicited\"}");
@@ -278,17 +300,31 @@ fn ssm_tree_follows_the_host_and_leaves_no_kernel_state() {
     assert!(after > before, "the RA was a solicited one ({before} -> {after})");
 
     // Restart acc2: its table is flushed on SIGTERM and rebuilt from relearned MLD state.
+    let old_gen_id = neighbor_gen_id(&core, "c_a2").expect("core has acc2 as neighbour");
     let log2 = r_acc2.take().expect("acc2").stop();
     assert!(log2.contains("shut down"), "{log2}");
     assert!(mfc(&acc2).is_empty() && mifs(&acc2).is_empty(), "acc2 left MRT6 state");
     rx.drain();
-    let t2 = Instant::now();
+    let (t2, fresh) = (Instant::now(), sender.mark());
     r_acc2 = Some(Router::start(&acc2, "acc2-restarted", &access_config("a2_up", "a2_dn", "2001:db8:22::/64", true)));
-    let rebuilt = rx.first_on(h2, Duration::from_secs(8)).map(|_| t2.elapsed());
+    let rebuilt = rx.first_on(h2, fresh, Duration::from_secs(8)).map(|_| t2.elapsed());
     let rebuilt = rebuilt.unwrap_or_else(|| panic!("no traffic after acc2 restarted:\n{}",
         r_acc2.as_ref().map(Router::log_text).unwrap_or_default()));
     println!("acc2 restart -> traffic again: {:.0} ms", rebuilt.as_secs_f64() * 1000.0);
     assert!(has_sg(&mfc(&acc2)).is_some(), "acc2 rebuilt its MFC entry");
+    // A datagram sent after the restart crossed the core: its kernel entry points at c_a2.
+    let ec = has_sg(&mfc(&core)).expect("core MFC entry after acc2's restart");
+    assert_eq!((ec.iif.as_str(), ec.oifs.clone()), ("c_s", vec!["c_a2".to_string()]));
+    // The daemon publishes /status right after it changes the kernel, but the datagram can
+    // still overtake it: wait (bounded) for the core's own view before asserting on it.
+    let waited = Instant::now();
+    wait_for("core /status: (S,G) toward c_a2, acc2 with a new generation id", Duration::from_secs(2), || {
+        let sg = status(&core).sg;
+        let joined = sg.iter().any(|s| s.source == a(S) && s.group == a(G) && s.mfc_installed && s.oifs == vec!["c_a2".to_string()]);
+        let gen_id = neighbor_gen_id(&core, "c_a2");
+        (joined && gen_id.is_some() && gen_id != Some(old_gen_id)).then_some(())
+    });
+    println!("core /status showed the rebuilt branch after {:.1} ms of waiting", waited.elapsed().as_secs_f64() * 1000.0);
 
     // `pim-lite status` renders the daemon's /status as a table.
     let table = core.sh(&format!("{} -c {} status", env!("CARGO_BIN_EXE_pim-lite"), r_core.config.display()));

@@ -276,10 +276,23 @@ impl Router {
             return;
         }
         tracing::info!(interface = %iface.name, link_local = ?addrs.link_local, globals = ?addrs.globals, "interface addresses changed");
+        let link_local_changed = iface.addrs.link_local != addrs.link_local;
         iface.addrs = addrs;
-        if let IfaceKind::Core(p) = &mut iface.kind {
-            // Neighbours must learn our new addresses before our next Join.
-            p.next_hello = now;
+        let IfaceKind::Core(p) = &mut iface.kind else {
+            return;
+        };
+        // Neighbours must learn our new addresses before our next Join.
+        p.next_hello = now;
+        p.hello_current = false;
+        if link_local_changed {
+            // Joins sent so far left from another source address, or not at all while the
+            // interface had none: neighbours may hold no state from them, so re-send now
+            // (after the Hello) instead of at the next periodic refresh.
+            for st in self.sg.values_mut() {
+                if let Some(u) = st.upstream.as_mut().filter(|u| u.ifindex == ifindex) {
+                    u.next_join = now;
+                }
+            }
         }
     }
 
@@ -501,7 +514,8 @@ impl Router {
             }
         }
         for ((ifindex, neighbor), sgs) in prunes {
-            self.send_join_prune(ifindex, neighbor, &[], &sgs);
+            // No Hello first: a neighbour that never heard ours holds no Join state from us.
+            self.emit_join_prune(ifindex, neighbor, &[], &sgs);
         }
         let ifindexes: Vec<u32> = self.ifaces.keys().copied().collect();
         for ifindex in ifindexes {
@@ -609,6 +623,8 @@ impl Router {
             IfaceKind::Core(p) => {
                 let hello = if p.next_hello <= now {
                     p.next_hello = now + self.pim_cfg.hello_period();
+                    // Without a link-local address the Hello cannot leave (see push_packet).
+                    p.hello_current = iface.addrs.link_local.is_some();
                     Some(pim::hello(&self.pim_cfg, p.gen_id, self.pim_cfg.hello_holdtime(), &iface.addrs.globals))
                 } else {
                     None
@@ -753,7 +769,7 @@ impl Router {
             };
             tracing::info!(source = %sg.source, group = %sg.group, "no downstream interest left");
             if let Some(u) = st.upstream {
-                self.prune_if_neighbor(u, sg);
+                self.prune_if_neighbor(now, u, sg);
             }
             if st.mfc.is_some() {
                 tracing::info!(source = %sg.source, group = %sg.group, "removing MFC entry");
@@ -803,10 +819,10 @@ impl Router {
             (old, Some((ifindex, neighbor))) => {
                 if let Some(u) = old {
                     tracing::info!(source = %sg.source, group = %sg.group, from = %u.neighbor, to = %neighbor, "RPF neighbour changed: moving the Join");
-                    self.prune_if_neighbor(u, sg);
+                    self.prune_if_neighbor(now, u, sg);
                 }
                 tracing::info!(source = %sg.source, group = %sg.group, %neighbor, "sending Join upstream");
-                self.send_join_prune(ifindex, neighbor, &[sg], &[]);
+                self.send_join_prune(now, ifindex, neighbor, &[sg], &[]);
                 Some(Upstream {
                     ifindex,
                     neighbor,
@@ -815,7 +831,7 @@ impl Router {
             }
             (Some(u), None) => {
                 tracing::info!(source = %sg.source, group = %sg.group, neighbor = %u.neighbor, "no upstream Join needed any more");
-                self.prune_if_neighbor(u, sg);
+                self.prune_if_neighbor(now, u, sg);
                 None
             }
             (None, None) => None,
@@ -871,14 +887,14 @@ impl Router {
         }
     }
 
-    fn prune_if_neighbor(&mut self, u: Upstream, sg: Sg) {
+    fn prune_if_neighbor(&mut self, now: Millis, u: Upstream, sg: Sg) {
         let alive = matches!(
             self.ifaces.get(&u.ifindex).map(|i| &i.kind),
             Some(IfaceKind::Core(p)) if p.neighbors.contains_key(&u.neighbor)
         );
         if alive {
             tracing::info!(source = %sg.source, group = %sg.group, neighbor = %u.neighbor, "sending Prune upstream");
-            self.send_join_prune(u.ifindex, u.neighbor, &[], &[sg]);
+            self.send_join_prune(now, u.ifindex, u.neighbor, &[], &[sg]);
         }
     }
 
@@ -894,11 +910,39 @@ impl Router {
             }
         }
         for ((ifindex, neighbor), sgs) in due {
-            self.send_join_prune(ifindex, neighbor, &sgs, &[]);
+            self.send_join_prune(now, ifindex, neighbor, &sgs, &[]);
         }
     }
 
-    fn send_join_prune(&mut self, ifindex: u32, neighbor: Ipv6Addr, joins: &[Sg], prunes: &[Sg]) {
+    /// A Join/Prune, preceded by a Hello when the neighbours have not heard our current one
+    /// yet: they would drop the Join/Prune, and nothing would repeat it before the next
+    /// periodic Join (RFC 7761 §4.3.1: "it MUST immediately send the relevant Hello message
+    /// ... followed by the Join/Prune"). This happens when an event is handled before the
+    /// start-up Hello went out, or right after an address change.
+    fn send_join_prune(&mut self, now: Millis, ifindex: u32, neighbor: Ipv6Addr, joins: &[Sg], prunes: &[Sg]) {
+        self.ensure_hello(now, ifindex);
+        self.emit_join_prune(ifindex, neighbor, joins, prunes);
+    }
+
+    fn ensure_hello(&mut self, now: Millis, ifindex: u32) {
+        let Some(iface) = self.ifaces.get_mut(&ifindex) else {
+            return;
+        };
+        let IfaceKind::Core(p) = &mut iface.kind else {
+            return;
+        };
+        if p.hello_current || iface.addrs.link_local.is_none() {
+            return;
+        }
+        tracing::info!(interface = %iface.name, "sending a Hello ahead of a Join/Prune: neighbours have not heard our current one yet");
+        p.hello_current = true;
+        p.next_hello = now + self.pim_cfg.hello_period();
+        let msg = pim::hello(&self.pim_cfg, p.gen_id, self.pim_cfg.hello_holdtime(), &iface.addrs.globals);
+        self.stats.bump(Counter::HellosSent);
+        self.send_pim(ifindex, ALL_PIM_ROUTERS, &msg);
+    }
+
+    fn emit_join_prune(&mut self, ifindex: u32, neighbor: Ipv6Addr, joins: &[Sg], prunes: &[Sg]) {
         self.stats.add(Counter::JoinPrune { sent: true, join: true }, joins.len() as u64);
         self.stats.add(Counter::JoinPrune { sent: true, join: false }, prunes.len() as u64);
         let holdtime = self.pim_cfg.join_prune_holdtime();

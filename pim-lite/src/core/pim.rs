@@ -60,6 +60,9 @@ impl Downstream {
 pub struct PimIface {
     pub gen_id: u32,
     pub next_hello: Millis,
+    /// Our Hello with the interface's current addresses went out. Neighbours accept Join/Prunes
+    /// only from routers they heard a Hello from (RFC 7761 §4.3.1).
+    pub hello_current: bool,
     pub neighbors: BTreeMap<Ipv6Addr, Neighbor>,
     pub downstream: BTreeMap<Sg, Downstream>,
 }
@@ -70,6 +73,7 @@ impl PimIface {
         PimIface {
             gen_id,
             next_hello: now,
+            hello_current: false,
             neighbors: BTreeMap::new(),
             downstream: BTreeMap::new(),
         }

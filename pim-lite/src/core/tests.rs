@@ -54,22 +54,23 @@ fn config(text: &str) -> Config {
     mipcast_daemon::config::load_str(Path::new("test.yaml"), text).unwrap()
 }
 
-fn router_with(text: &str) -> Router {
+fn addrs_of(ifindex: u32) -> IfaceAddrs {
+    IfaceAddrs {
+        link_local: Some(our_ll(ifindex)),
+        globals: vec![a(&format!("2001:db8:{ifindex}::1"))],
+        mac: Some([2, 0, 0, 0, 0, ifindex as u8]),
+    }
+}
+
+/// A router as the shell creates it: nothing has run yet, not even the start-up tick.
+fn unstarted(text: &str, now: u64, seed: u64) -> Router {
     let cfg = config(text);
-    let ifaces = [ACC, CORE0, CORE1]
-        .into_iter()
-        .map(|i| {
-            (
-                i,
-                IfaceAddrs {
-                    link_local: Some(our_ll(i)),
-                    globals: vec![a(&format!("2001:db8:{i}::1"))],
-                    mac: Some([2, 0, 0, 0, 0, i as u8]),
-                },
-            )
-        })
-        .collect();
-    let mut r = Router::new(&cfg, ifaces, Millis(0), 7);
+    let ifaces = [ACC, CORE0, CORE1].into_iter().map(|i| (i, addrs_of(i))).collect();
+    Router::new(&cfg, ifaces, Millis(now), seed)
+}
+
+fn router_with(text: &str) -> Router {
+    let mut r = unstarted(text, 0, 7);
     r.tick(Millis(0));
     r.take_actions();
     r
@@ -533,4 +534,216 @@ fn example_config_loads_and_bad_values_are_located() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("ff00::/8"), "{err}");
+}
+
+/// The kinds of the PIM messages sent on `ifindex`, in order.
+fn pim_kinds(actions: &[Action], ifindex: u32) -> Vec<&'static str> {
+    actions
+        .iter()
+        .filter_map(|act| match act {
+            Action::Send(p) if p.proto == Proto::Pim && p.ifindex == ifindex => Some(match PimRepr::parse(&p.bytes) {
+                Ok(PimRepr::Hello { .. }) => "hello",
+                Ok(PimRepr::JoinPrune(jp)) => match pim::entries(&jp) {
+                    (j, _, _) if !j.is_empty() => "join",
+                    _ => "prune",
+                },
+                _ => "other",
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---- two routers on one core link: the netns tree's core and acc2, without sockets ----
+
+/// The upstream router: S is directly connected on `UP_S`, the access router is on `UP_DOWN`.
+const UP_S: u32 = 20;
+const UP_DOWN: u32 = 21;
+
+/// A router and the answer it gets to every RPF lookup.
+struct Node {
+    r: Router,
+    rpf: RpfRoute,
+}
+
+impl Node {
+    fn upstream() -> Node {
+        let cfg = config("interfaces:\n  - { name: c_s, role: core }\n  - { name: c_a2, role: core }\n");
+        let ifaces = [UP_S, UP_DOWN].into_iter().map(|i| (i, addrs_of(i))).collect();
+        Node {
+            r: Router::new(&cfg, ifaces, Millis(0), 99),
+            rpf: RpfRoute { ifindex: UP_S, gateway: None },
+        }
+    }
+
+    /// The access router (CONFIG) reaching S through the upstream's link-local address.
+    fn access(now: u64, seed: u64) -> Node {
+        Node {
+            r: unstarted(CONFIG, now, seed),
+            rpf: RpfRoute { ifindex: CORE0, gateway: Some(our_ll(UP_DOWN)) },
+        }
+    }
+
+    /// Takes the actions, answering RPF lookups as the shell does (at once, in order).
+    fn settle(&mut self, now: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        loop {
+            let actions = self.r.take_actions();
+            if actions.is_empty() {
+                return out;
+            }
+            for act in actions {
+                match act {
+                    Action::ResolveRpf(source) => self.r.rpf_resolved(Millis(now), source, Some(self.rpf)),
+                    other => out.push(other),
+                }
+            }
+        }
+    }
+
+    fn ignored(&self, reason: &'static str) -> u64 {
+        self.r.stats().counters.get(&Counter::PimIgnored(reason)).copied().unwrap_or(0)
+    }
+}
+
+/// Hands the PIM packets among `actions` sent on `from_if` to `to`, arriving on `to_if`, in
+/// order. Returns how many there were.
+fn carry(actions: &[Action], from_if: u32, to: &mut Router, to_if: u32, now: u64) -> usize {
+    let mut n = 0;
+    for act in actions {
+        if let Action::Send(p) = act {
+            if p.proto == Proto::Pim && p.ifindex == from_if {
+                to.handle_pim(Millis(now), rx(to_if, p.source, 1), &p.bytes);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Carries packets both ways until the link is quiet; returns the upstream's actions.
+fn pump(up: &mut Node, acc: &mut Node, now: u64) -> Vec<Action> {
+    let mut up_log = Vec::new();
+    loop {
+        let from_acc = acc.settle(now);
+        let from_up = up.settle(now);
+        let moved = carry(&from_acc, CORE0, &mut up.r, UP_DOWN, now) + carry(&from_up, UP_DOWN, &mut acc.r, CORE0, now);
+        up_log.extend(from_up);
+        if moved == 0 {
+            return up_log;
+        }
+    }
+}
+
+/// Runs both routers' timers from `from` to `until` with the link in between.
+fn run_link(up: &mut Node, acc: &mut Node, from: u64, until: u64) -> Vec<Action> {
+    let mut up_log = Vec::new();
+    let mut now = from;
+    while now <= until {
+        up.r.tick(Millis(now));
+        acc.r.tick(Millis(now));
+        up_log.extend(pump(up, acc, now));
+        now = up.r.next_deadline().0.min(acc.r.next_deadline().0).max(now + 1);
+    }
+    up_log
+}
+
+fn forwards_down(up: &Node) -> bool {
+    up.r.status(Millis(0))
+        .sg
+        .iter()
+        .any(|e| e.source == s() && e.group == g() && e.mfc_installed && e.oifs == vec!["c_a2".to_string()])
+}
+
+/// The restart of the netns test (access router 2 under the core), with the event order the
+/// shell allows: its sockets are open before its first tick, so the upstream's periodic
+/// Hello and the host's report can be handled before the start-up Hello goes out. The Join
+/// that follows used to leave first, the upstream dropped it (no Hello heard from that
+/// router yet), and nothing repeated it for a Join period (60 s): traffic stopped at the
+/// upstream although the access router had its MFC entry.
+#[test]
+fn restarted_access_router_gets_its_tree_back_whatever_runs_before_its_first_tick() {
+    let mut up = Node::upstream();
+    let mut acc = Node::access(0, 1);
+    run_link(&mut up, &mut acc, 0, 300);
+    assert_eq!((up.r.neighbor_count(UP_DOWN), acc.r.neighbor_count(CORE0)), (1, 1), "adjacency");
+    report(&mut acc.r, 400, RecordType::AllowNewSources, &[s()]);
+    let out = pump(&mut up, &mut acc, 400);
+    assert_eq!(mfc_adds(&out), vec![(UP_S, vec![UP_DOWN])]);
+    assert!(forwards_down(&up));
+
+    // Graceful stop: Prune and goodbye Hello; the upstream drops the branch and the neighbour.
+    acc.r.shutdown();
+    let out = pump(&mut up, &mut acc, 1000);
+    assert_eq!(mfc_dels(&out), 1);
+    assert_eq!((up.r.sg_count(), up.r.neighbor_count(UP_DOWN)), (0, 0));
+
+    // The upstream's next periodic Hello is what the new instance finds on its socket.
+    let (mut t, mut up_hello) = (1000, Vec::new());
+    while pim_kinds(&up_hello, UP_DOWN) != ["hello"] {
+        t = up.r.next_deadline().0.max(t + 1);
+        assert!(t < 60_000, "no periodic Hello from the upstream");
+        up.r.tick(Millis(t));
+        up_hello = up.settle(t);
+    }
+    let mut acc = Node::access(t, 2);
+    carry(&up_hello, UP_DOWN, &mut acc.r, CORE0, t);
+    report(&mut acc.r, t, RecordType::ModeIsInclude, &[s()]);
+    let first = acc.settle(t);
+    assert_eq!(mfc_adds(&first), vec![(CORE0, vec![ACC])]);
+    carry(&first, CORE0, &mut up.r, UP_DOWN, t);
+    let out = up.settle(t);
+    assert_eq!(up.ignored("non_neighbor"), 0, "Join/Prune from a router whose Hello was not heard");
+    assert_eq!(mfc_adds(&out), vec![(UP_S, vec![UP_DOWN])], "the upstream forwards again at once");
+    assert_eq!(pim_kinds(&first, CORE0), ["hello", "join"]);
+    // The start-up tick and the triggered Hellos change nothing.
+    run_link(&mut up, &mut acc, t, t + 1000);
+    assert!(forwards_down(&up));
+    let st = up.r.status(Millis(t + 1000));
+    let down = st.interfaces.iter().find(|i| i.name == "c_a2").unwrap();
+    assert_eq!(down.neighbors.len(), 1);
+    assert_ne!(down.neighbors[0].gen_id, None);
+}
+
+/// Without a link-local address nothing can be sent, the Join included; once the address
+/// appears, the Hello is followed by the Join at once, not a Join period later.
+#[test]
+fn joins_that_could_not_leave_go_right_after_the_first_hello() {
+    let cfg = config(CONFIG);
+    let no_ll = IfaceAddrs { link_local: None, ..addrs_of(CORE0) };
+    let ifaces = vec![(ACC, addrs_of(ACC)), (CORE0, no_ll), (CORE1, addrs_of(CORE1))];
+    let mut r = Router::new(&cfg, ifaces, Millis(0), 7);
+    r.tick(Millis(0));
+    assert!(pim_kinds(&r.take_actions(), CORE0).is_empty(), "nothing leaves without a source address");
+    let out = joined_upstream(&mut r, a("fe80::2:2"));
+    assert!(pim_kinds(&out, CORE0).is_empty());
+    r.set_addresses(Millis(2000), CORE0, addrs_of(CORE0));
+    let out = acts(&run_until(&mut r, 2000, 2000));
+    assert_eq!(pim_kinds(&out, CORE0), ["hello", "join"], "{out:?}");
+}
+
+/// After an address change the neighbours have not heard us from the new address: a Join
+/// triggered before the next tick brings its Hello along.
+#[test]
+fn a_join_after_an_address_change_is_preceded_by_a_hello() {
+    let mut r = router();
+    joined_upstream(&mut r, a("fe80::2:2"));
+    r.set_addresses(Millis(100), CORE0, IfaceAddrs { link_local: Some(a("fe80::2:77")), ..addrs_of(CORE0) });
+    let out = r.take_actions();
+    assert!(out.is_empty(), "{out:?}");
+    // A second channel from the same source, before the tick that would send the Hello.
+    let m = MldRepr::ReportV2 {
+        records: vec![GroupRecord { record_type: RecordType::AllowNewSources, multicast_address: a("ff35::2"), sources: vec![s()] }],
+    };
+    r.handle_mld(Millis(110), rx(ACC, a(HOST), 1), &bytes_of_mld(&m));
+    let out = r.take_actions();
+    assert_eq!(pim_kinds(&out, CORE0), ["hello", "join"], "{out:?}");
+    let sources: Vec<Ipv6Addr> = out.iter().filter_map(|act| match act {
+        Action::Send(p) if p.ifindex == CORE0 => Some(p.source),
+        _ => None,
+    }).collect();
+    assert_eq!(sources, [a("fe80::2:77"); 2], "both from the new address");
+    // The Hello timer restarted: no second Hello at the next tick.
+    let out = acts(&run_until(&mut r, 110, 5000));
+    assert_eq!(pim_kinds(&out, CORE0).iter().filter(|k| **k == "hello").count(), 0, "{out:?}");
 }
