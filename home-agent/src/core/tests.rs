@@ -1,0 +1,346 @@
+//! The core driven with real BU bytes and a hand-moved clock.
+use std::collections::HashSet;
+use std::net::Ipv6Addr;
+use std::time::Duration;
+
+use mipcast_binding::{HomeAgentPolicy, Registrar, RegistrarConfig, SaTable, SecurityAssociation};
+use mipcast_kernel::route::KObject;
+use mipcast_wire::auth::{Algorithm, Credentials};
+use mipcast_wire::mh::{BindingUpdate, Message, MhRepr, MobilityOption};
+use mipcast_wire::ntp::ntp_timestamp;
+
+use super::plan::{Plan, PlanParams};
+use super::ratelimit::TokenBucket;
+use super::replies::back_status_of;
+use super::*;
+
+const KEY: &[u8] = b"0123456789abcdef";
+const WALL0: u64 = 1_700_000_000_000;
+
+fn a(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn ha() -> Ipv6Addr {
+    a("2001:db8:1::1")
+}
+
+fn core() -> Core {
+    let sas = SaTable::new([SecurityAssociation {
+        spi: 1000,
+        algorithm: Algorithm::HmacSha256_128,
+        key: KEY.to_vec(),
+        allowed: vec![(a("2001:db8:1::"), 64)],
+    }])
+    .unwrap();
+    let registrar = Registrar::new(
+        RegistrarConfig::default(),
+        sas.clone(),
+        HomeAgentPolicy::new(vec![(a("2001:db8:1::"), 64)]).unwrap(),
+    )
+    .unwrap();
+    let plan = Plan::new(PlanParams {
+        home_ifindex: 2,
+        ha_address: ha(),
+        decap_table: 3600,
+        decap_rule_pref: 10,
+    });
+    Core::new(registrar, sas, plan, TokenBucket::new(1, 2))
+}
+
+fn now(ms: u64) -> Now {
+    Now::from_unix(ms, Duration::from_millis(WALL0 + ms))
+}
+
+/// A BU as an MN sends it: HNP with the HoA, Alternate CoA, Replay Protection, signed.
+fn bu(hoa: &str, coa: &str, seq: u16, lifetime_units: u16, at_ms: u64, key: &[u8]) -> Vec<u8> {
+    let ts = ntp_timestamp(std::time::UNIX_EPOCH + Duration::from_millis(WALL0 + at_ms));
+    let repr = MhRepr {
+        message: Message::BindingUpdate(BindingUpdate {
+            sequence: seq,
+            flags: 0xc000, // A | H
+            lifetime: lifetime_units,
+        }),
+        options: vec![
+            MobilityOption::HomeNetworkPrefix {
+                prefix_len: 128,
+                prefix: a(hoa),
+            },
+            MobilityOption::AlternateCareOf(a(coa)),
+            MobilityOption::ReplayProtection { timestamp: ts },
+        ],
+    };
+    let mut buf = vec![0; 256];
+    let creds = Credentials {
+        spi: 1000,
+        algorithm: Algorithm::HmacSha256_128,
+        key,
+    };
+    let n = repr
+        .emit_authenticated(&mut buf, &creds, &a(coa), &a(hoa))
+        .unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn statuses(f: &Finish) -> Vec<Option<u8>> {
+    f.sends.iter().map(|s| back_status_of(&s.bytes)).collect()
+}
+
+#[test]
+fn accepted_bu_programs_then_acknowledges() {
+    let mut c = core();
+    let mut b = Burst::default();
+    let msg = bu("2001:db8:1::100", "2001:db8:2::9", 1, 10, 0, KEY);
+    c.on_message(&mut b, a("2001:db8:2::9"), ha(), &msg, now(0));
+    assert_eq!(c.unresolved(&b), vec![a("2001:db8:2::9")]);
+    c.resolve(a("2001:db8:2::9"), 7);
+    let ch = c.changes(&b);
+    assert_eq!(ch.add.len(), 3, "{ch:?}");
+    assert!(ch.add.iter().any(|o| matches!(o,
+        KObject::EncapRoute { tunnel_dst, oif: 7, .. } if *tunnel_dst == a("2001:db8:2::9"))));
+    let f = c.finish(b, &[]);
+    assert_eq!(statuses(&f), vec![Some(0)]);
+    assert_eq!(f.sends[0].dst, a("2001:db8:2::9"));
+    assert_eq!(f.sends[0].src, ha());
+    assert!(f.rollback.is_empty());
+    assert!(f.cache_changed);
+    let st = c.status(now(1000));
+    assert_eq!(st.len(), 1);
+    assert_eq!(
+        (st[0].coa, st[0].sequence, st[0].lifetime_left_s),
+        (a("2001:db8:2::9"), 1, 39)
+    );
+    assert!(st[0].programmed);
+}
+
+#[test]
+fn kernel_failure_rolls_back_and_answers_130() {
+    let mut c = core();
+    let mut b = Burst::default();
+    let msg = bu("2001:db8:1::100", "2001:db8:2::9", 1, 10, 0, KEY);
+    c.on_message(&mut b, a("2001:db8:2::9"), ha(), &msg, now(0));
+    let ch = c.changes(&b);
+    let route = *ch
+        .add
+        .iter()
+        .find(|o| matches!(o, KObject::EncapRoute { .. }))
+        .unwrap();
+    let f = c.finish(b, &[route]);
+    assert_eq!(statuses(&f), vec![Some(130)]);
+    // Undo the proxy entry and the rule that did get in (the route delete is tolerated).
+    let mut undone = f.rollback.delete.clone();
+    undone.sort();
+    let mut expected = ch.add.clone();
+    expected.sort();
+    assert_eq!(undone, expected);
+    assert!(f
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::ProgrammingFailed { .. })));
+    assert_eq!(c.plan().len(), 0);
+    assert!(!c.status(now(0))[0].programmed);
+
+    // The MN retries with a new sequence number; this time the kernel takes it.
+    let mut b = Burst::default();
+    let msg = bu("2001:db8:1::100", "2001:db8:2::9", 2, 10, 10, KEY);
+    c.on_message(&mut b, a("2001:db8:2::9"), ha(), &msg, now(10));
+    assert_eq!(c.changes(&b).add.len(), 3);
+    let f = c.finish(b, &[]);
+    assert_eq!(statuses(&f), vec![Some(0)]);
+    assert!(c.status(now(10))[0].programmed);
+}
+
+#[test]
+fn failed_move_keeps_the_old_tunnel() {
+    let mut c = core();
+    let mut b = Burst::default();
+    c.on_message(
+        &mut b,
+        a("2001:db8:2::9"),
+        ha(),
+        &bu("2001:db8:1::100", "2001:db8:2::9", 1, 10, 0, KEY),
+        now(0),
+    );
+    c.finish(b, &[]);
+    let mut b = Burst::default();
+    c.on_message(
+        &mut b,
+        a("2001:db8:3::9"),
+        ha(),
+        &bu("2001:db8:1::100", "2001:db8:3::9", 2, 10, 5, KEY),
+        now(5),
+    );
+    let ch = c.changes(&b);
+    assert_eq!(ch.replace.len(), 1);
+    let f = c.finish(b, &[ch.replace[0]]);
+    assert_eq!(statuses(&f), vec![Some(130)]);
+    assert_eq!(
+        c.plan().tunnel(&a("2001:db8:1::100")),
+        Some(a("2001:db8:2::9"))
+    );
+    assert_eq!(c.plan().refs(&a("2001:db8:3::9")), 0);
+}
+
+#[test]
+fn bad_messages_never_touch_the_kernel_and_replies_are_rate_limited() {
+    let mut c = core();
+    let mut b = Burst::default();
+    let wrong_key = bu(
+        "2001:db8:1::100",
+        "2001:db8:2::9",
+        1,
+        10,
+        0,
+        b"wrong-key-000000",
+    );
+    for _ in 0..5 {
+        c.on_message(&mut b, a("2001:db8:2::9"), ha(), &wrong_key, now(0));
+    }
+    // Truncated, garbage and an unknown MH type (42).
+    c.on_message(&mut b, a("2001:db8:2::9"), ha(), &wrong_key[..20], now(0));
+    c.on_message(&mut b, a("2001:db8:2::9"), ha(), &[0xff; 3], now(0));
+    assert!(c.changes(&b).is_empty());
+    let f = c.finish(b, &[]);
+    // Burst of 2 replies, the rest suppressed.
+    assert_eq!(statuses(&f), vec![Some(146), Some(146)]);
+    let suppressed = f
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ReplySuppressed { .. }))
+        .count();
+    assert_eq!(suppressed, 3);
+    assert!(f.events.iter().any(|e| matches!(
+        e,
+        Event::Rejected {
+            status: 146,
+            auth_reason: Some("auth_mismatch"),
+            ..
+        }
+    )));
+    assert_eq!(
+        f.events
+            .iter()
+            .filter(|e| matches!(
+                e,
+                Event::Dropped {
+                    reason: "bad_length",
+                    ..
+                }
+            ))
+            .count(),
+        2
+    );
+    assert!(!f.cache_changed);
+    assert!(c.is_empty());
+
+    // A second later one token is back: an unknown MH type gets its Binding Error.
+    let mut b = Burst::default();
+    c.on_message(
+        &mut b,
+        a("2001:db8:2::9"),
+        ha(),
+        &[59, 0, 42, 0, 0, 0, 0, 0],
+        now(1000),
+    );
+    let f = c.finish(b, &[]);
+    assert_eq!(f.sends.len(), 1);
+    assert_eq!(f.sends[0].bytes[2], 7, "a Binding Error");
+    assert!(f
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::BindingError { .. })));
+}
+
+#[test]
+fn expiry_removes_everything_and_restore_reprograms() {
+    let mut c = core();
+    let mut b = Burst::default();
+    c.on_message(
+        &mut b,
+        a("2001:db8:2::9"),
+        ha(),
+        &bu("2001:db8:1::100", "2001:db8:2::9", 1, 10, 0, KEY),
+        now(0),
+    );
+    c.on_message(
+        &mut b,
+        a("2001:db8:2::9"),
+        ha(),
+        &bu("2001:db8:1::101", "2001:db8:2::9", 1, 20, 0, KEY),
+        now(0),
+    );
+    let installed: HashSet<KObject> = c.changes(&b).add.into_iter().collect();
+    c.finish(b, &[]);
+    let records = c.records(now(100));
+
+    // Restart 1 s later: both restored, the kernel wants exactly what was installed.
+    let mut fresh = core();
+    let mut b = Burst::default();
+    let later = Now::from_unix(5, Duration::from_millis(WALL0 + 1100));
+    assert_eq!(fresh.restore(&mut b, records, later), 2);
+    fresh.finish(b, &[]);
+    let mut want = installed.clone();
+    want.insert(fresh.plan().decap_route());
+    assert_eq!(fresh.desired(), want);
+
+    // At 80 % of its 40 s lifetime the first gets a Binding Refresh Request, at 40 s it expires.
+    let mut b = Burst::default();
+    c.on_timers(&mut b, now(32_000));
+    assert!(c.changes(&b).is_empty());
+    let f = c.finish(b, &[]);
+    assert_eq!(f.sends.len(), 1);
+    assert_eq!(f.sends[0].bytes[2], 0, "a Binding Refresh Request");
+    assert!(f
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::RefreshRequested { .. })));
+    let mut b = Burst::default();
+    c.on_timers(&mut b, now(40_000));
+    let ch = c.changes(&b);
+    assert_eq!(
+        ch.delete.len(),
+        2,
+        "proxy and route, the shared rule stays: {ch:?}"
+    );
+    let f = c.finish(b, &[]);
+    assert!(f.events.iter().any(|e| matches!(
+        e,
+        Event::Removed {
+            reason: RemoveReason::Expired,
+            ..
+        }
+    )));
+    let mut b = Burst::default();
+    c.on_timers(&mut b, now(80_000));
+    assert_eq!(c.changes(&b).delete.len(), 3);
+    c.finish(b, &[]);
+    assert_eq!(c.desired().len(), 1);
+}
+
+#[test]
+fn deregistration_acknowledged_after_removal() {
+    let mut c = core();
+    let mut b = Burst::default();
+    c.on_message(
+        &mut b,
+        a("2001:db8:2::9"),
+        ha(),
+        &bu("2001:db8:1::100", "2001:db8:2::9", 1, 10, 0, KEY),
+        now(0),
+    );
+    c.finish(b, &[]);
+    let mut b = Burst::default();
+    c.on_message(
+        &mut b,
+        a("2001:db8:2::9"),
+        ha(),
+        &bu("2001:db8:1::100", "2001:db8:2::9", 2, 0, 10, KEY),
+        now(10),
+    );
+    assert_eq!(c.changes(&b).delete.len(), 3);
+    // Even a failed delete does not turn the deregistration into a failure.
+    let f = c.finish(b, &[]);
+    assert_eq!(statuses(&f), vec![Some(0)]);
+    assert!(c.is_empty());
+}

@@ -1,0 +1,19 @@
+//! mipcast home agent (RFC 6275 home registrations, RFC 4285 authentication) over kernel seg6
+//! tunnels: the binding registrar and its mapping to kernel objects ([`core`], pure), the
+//! tokio shell that runs it ([`shell`]), configuration, metrics and the `status` subcommand.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
+pub mod config;
+pub mod core;
+pub mod metrics;
+pub mod shell;
+pub mod status;

@@ -1,0 +1,720 @@
+//! The tokio I/O shell: the Mobility Header socket, the kernel, timers, signals, the state
+//! file and the metrics listener around the pure [`Core`].
+use std::collections::HashSet;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use futures::FutureExt;
+use mipcast_binding::{BindingRecord, Registrar};
+use mipcast_daemon::metrics::{register_build_info, MetricsServer};
+use mipcast_daemon::signals::{Signal, Signals};
+use mipcast_daemon::state::{StateError, StateFile};
+use mipcast_kernel::probe::{self, Feature};
+use mipcast_kernel::route::{KObject, Kernel, RouteError};
+use mipcast_kernel::sockets::{MhSocket, PacketInfo};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::core::plan::{Changes, Plan, PlanParams};
+use crate::core::ratelimit::TokenBucket;
+use crate::core::{BindingStatus, Burst, Core, Event, Now};
+use crate::metrics::Metrics;
+
+/// Messages handled before the kernel is programmed and the replies go out: large enough to
+/// amortise netlink batches under load, small enough to keep BAck latency low.
+const MAX_BURST: usize = 512;
+/// Room for any Mobility Header (its length field allows 2048 bytes).
+const RECV_BUFFER: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("{0}")]
+    Kernel(#[from] RouteError),
+    #[error("{0}")]
+    MissingFeature(String),
+    #[error("cannot start the tokio runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("opening the Mobility Header socket: {0}")]
+    Socket(#[from] mipcast_kernel::sockets::SocketError),
+    #[error("metrics listener {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Sysctl {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What survives a restart.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SavedState {
+    pub bindings: Vec<BindingRecord<()>>,
+    /// Namespace settings as they were before we changed them, restored at a clean stop.
+    /// Kept here so that a restart after a crash still knows the original values.
+    #[serde(default)]
+    pub original: Originals,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Originals {
+    /// `net.ipv6.conf.<home-if>.proxy_ndp` before we set it to 1 (None: we did not change it).
+    pub proxy_ndp: Option<String>,
+    /// The seg6 tunnel source before we set it to the HA address (None: we did not change it).
+    pub seg6_tunsrc: Option<Ipv6Addr>,
+}
+
+pub struct Options {
+    pub config_path: PathBuf,
+    pub keep_kernel_state: bool,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub fn run(config: Config, options: Options) -> Result<(), ShellError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ShellError::Runtime)?
+        .block_on(run_async(config, options))
+}
+
+/// Monotonic and wall clock readings for the core.
+#[derive(Clone, Copy)]
+struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Now {
+        let mono = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Now::from_system(mono, SystemTime::now())
+    }
+
+    fn at(&self, mono_ms: u64) -> Instant {
+        self.start + Duration::from_millis(mono_ms)
+    }
+}
+
+/// Locks the core; a panic elsewhere cannot poison data we only read and write whole.
+fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Daemon {
+    core: Arc<Mutex<Core>>,
+    kernel: Kernel,
+    socket: MhSocket,
+    metrics: Metrics,
+    clock: Clock,
+    home_ifindex: u32,
+    state: StateFile<SavedState>,
+    originals: Originals,
+    write_delay: Duration,
+    /// When the pending state write is due; None when the file is up to date.
+    write_due: Option<Instant>,
+    writing: Option<tokio::task::JoinHandle<Result<(), StateError>>>,
+}
+
+async fn run_async(config: Config, options: Options) -> Result<(), ShellError> {
+    let caps = probe::probe().await?;
+    caps.require(&[
+        Feature::Seg6Encap,
+        Feature::Seg6Local,
+        Feature::IpprotoRules,
+    ])
+    .map_err(ShellError::MissingFeature)?;
+    let kernel = Kernel::connect(config.kernel.protocol).await?;
+    let home_ifindex = kernel.ifindex(&config.home_link.interface).await?;
+    let ha = config.home_link.address;
+
+    let state = StateFile::<SavedState>::new(&config.state.file);
+    let saved = match state.load() {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e @ StateError::Corrupt { .. }) => {
+            warn!(error = %e, "ignoring the state file; starting without bindings");
+            SavedState::default()
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    let originals = prepare_namespace(&kernel, &config, saved.original.clone()).await?;
+
+    let sas = config
+        .sa_table()
+        .map_err(|e| ShellError::Config(e.to_string()))?;
+    let policy = config
+        .policy()
+        .map_err(|e| ShellError::Config(e.to_string()))?;
+    let registrar = Registrar::new(config.registrar_config(), sas.clone(), policy)
+        .map_err(|e| ShellError::Config(e.to_string()))?;
+    let plan = Plan::new(PlanParams {
+        home_ifindex,
+        ha_address: ha,
+        decap_table: config.kernel.decap_table,
+        decap_rule_pref: config.kernel.decap_rule_pref,
+    });
+    let limiter = TokenBucket::new(
+        config.reply_rate_limit.per_second,
+        config.reply_rate_limit.burst,
+    );
+    let clock = Clock {
+        start: Instant::now(),
+    };
+    let core = Arc::new(Mutex::new(Core::new(registrar, sas, plan, limiter)));
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    register_build_info(&mut registry, "home-agent", env!("CARGO_PKG_VERSION"));
+
+    let mut daemon = Daemon {
+        core: Arc::clone(&core),
+        kernel,
+        socket: MhSocket::new()?,
+        metrics,
+        clock,
+        home_ifindex,
+        state,
+        originals,
+        write_delay: Duration::from_millis(config.state.write_delay_ms),
+        write_due: None,
+        writing: None,
+    };
+    daemon.restore(saved.bindings).await;
+    // Persist the originals at once: if we crash before the first binding, a restart must
+    // still know what to put back.
+    daemon.write_state_now().await;
+
+    let mut signals = Signals::new().map_err(ShellError::Signals)?;
+    let status_core = Arc::clone(&core);
+    let server = MetricsServer::bind(config.metrics.listen, Arc::new(registry), move |path| {
+        (path == "/status").then(|| {
+            let now = clock.now();
+            let bindings = lock(&status_core).status(now);
+            serde_json::to_string(&StatusPage { bindings }).unwrap_or_default()
+        })
+    })
+    .await
+    .map_err(|source| ShellError::Metrics {
+        addr: config.metrics.listen,
+        source,
+    })?;
+    let listen = server.local_addr().unwrap_or(config.metrics.listen);
+    tokio::spawn(server.run());
+    info!(
+        home_if = %config.home_link.interface,
+        ha = %ha,
+        metrics = %listen,
+        bindings = lock(&core).len(),
+        "home agent ready"
+    );
+
+    let mut config = config;
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        let deadline = lock(&core).next_deadline().map(|d| clock.at(d));
+        let write_due = daemon.write_due;
+        tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Shutdown => break,
+                Signal::Reload => reload(&mut config, &options.config_path, &core),
+            },
+            first = daemon.socket.recv(&mut buf) => {
+                daemon.receive_burst(first, &mut buf).await;
+            }
+            _ = sleep_until(deadline) => {
+                let mut burst = Burst::default();
+                lock(&core).on_timers(&mut burst, clock.now());
+                daemon.finish_burst(burst, Instant::now()).await;
+            }
+            _ = sleep_until(write_due) => daemon.write_state().await,
+        }
+    }
+    daemon.shutdown(&config, options.keep_kernel_state).await;
+    Ok(())
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct StatusPage {
+    pub bindings: Vec<BindingStatus>,
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// proxy_ndp on the home link, the seg6 tunnel source, the local rule moved behind ours.
+async fn prepare_namespace(
+    kernel: &Kernel,
+    config: &Config,
+    mut originals: Originals,
+) -> Result<Originals, ShellError> {
+    let path = proxy_ndp_path(&config.home_link.interface);
+    let current = std::fs::read_to_string(&path)
+        .map_err(|source| ShellError::Sysctl {
+            path: path.clone(),
+            source,
+        })?
+        .trim()
+        .to_owned();
+    if current != "1" {
+        std::fs::write(&path, "1").map_err(|source| ShellError::Sysctl {
+            path: path.clone(),
+            source,
+        })?;
+        info!(path = %path.display(), was = %current, "enabled proxy NDP on the home link");
+        originals.proxy_ndp.get_or_insert(current);
+    }
+    let forwarding =
+        std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").unwrap_or_default();
+    if forwarding.trim() != "1" {
+        warn!("IPv6 forwarding is off (net.ipv6.conf.all.forwarding=0): tunnelled traffic will not be forwarded");
+    }
+
+    let ha = config.home_link.address;
+    let tunsrc = kernel.get_seg6_tunsrc().await?;
+    if tunsrc != ha {
+        kernel.set_seg6_tunsrc(ha).await?;
+        info!(was = %tunsrc, now = %ha, "set the seg6 tunnel source");
+        originals.seg6_tunsrc.get_or_insert(tunsrc);
+    }
+    kernel
+        .ensure_local_rule_moved(config.kernel.local_rule_pref)
+        .await?;
+    Ok(originals)
+}
+
+fn proxy_ndp_path(interface: &str) -> PathBuf {
+    Path::new("/proc/sys/net/ipv6/conf")
+        .join(interface)
+        .join("proxy_ndp")
+}
+
+/// SIGHUP: security associations, home prefixes and the reply rate limit change in place;
+/// bindings are kept. Anything else needs a restart and is reported as ignored.
+fn reload(config: &mut Config, path: &Path, core: &Mutex<Core>) {
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "reload: keeping the running configuration");
+            return;
+        }
+    };
+    let (sas, policy) = match (new.sa_table(), new.policy()) {
+        (Ok(s), Ok(p)) => (s, p),
+        (Err(e), _) => {
+            error!(error = %e, "reload: keeping the running configuration");
+            return;
+        }
+        (_, Err(e)) => {
+            error!(error = %e, "reload: keeping the running configuration");
+            return;
+        }
+    };
+    let spis = |c: &Config| -> Vec<u32> { c.security_associations.iter().map(|s| s.spi).collect() };
+    let needs_restart: Vec<&str> = [
+        (
+            "home_link",
+            config.home_link.interface != new.home_link.interface
+                || config.home_link.address != new.home_link.address,
+        ),
+        (
+            "bindings",
+            config.registrar_config() != new.registrar_config(),
+        ),
+        (
+            "kernel",
+            format!("{:?}", config.kernel) != format!("{:?}", new.kernel),
+        ),
+        ("metrics", config.metrics.listen != new.metrics.listen),
+        ("state", config.state.file != new.state.file),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(name, _)| name)
+    .collect();
+    if !needs_restart.is_empty() {
+        warn!(sections = ?needs_restart, "reload: these settings change only at restart; ignored");
+    }
+    info!(
+        spis_before = ?spis(config),
+        spis_after = ?spis(&new),
+        home_prefixes = ?new.home_prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        rate_limit = ?new.reply_rate_limit,
+        "reload: security associations, home prefixes and rate limit replaced; bindings kept"
+    );
+    let limiter = TokenBucket::new(new.reply_rate_limit.per_second, new.reply_rate_limit.burst);
+    lock(core).reload(sas, policy, limiter);
+    // Keep the settings that need a restart as they are running.
+    config.security_associations = new.security_associations;
+    config.home_prefixes = new.home_prefixes;
+    config.reply_rate_limit = new.reply_rate_limit;
+}
+
+impl Daemon {
+    /// Restores saved bindings and makes the kernel match them: missing objects added,
+    /// objects with our tag that no binding explains removed.
+    async fn restore(&mut self, records: Vec<BindingRecord<()>>) {
+        let saved = records.len();
+        let mut burst = Burst::default();
+        let restored = lock(&self.core).restore(&mut burst, records, self.clock.now());
+        // Only the plan matters here: reconciliation below does the kernel work.
+        drop(lock(&self.core).finish(burst, &[]));
+        self.resolve_all().await;
+        let desired: HashSet<KObject> = lock(&self.core).desired();
+        match self.kernel.reconcile(&desired).await {
+            Ok(report) => {
+                let failed_hoas: Vec<Ipv6Addr> = report
+                    .failed
+                    .iter()
+                    .filter_map(|e| match e {
+                        RouteError::Object { object, .. } => hoa_of(object),
+                        _ => None,
+                    })
+                    .collect();
+                for e in &report.failed {
+                    self.metrics.kernel_error("reconcile");
+                    warn!(error = %e, "reconcile");
+                }
+                lock(&self.core).mark_unprogrammed(failed_hoas);
+                info!(
+                    saved,
+                    restored,
+                    added = report.added.len(),
+                    replaced = report.replaced.len(),
+                    removed = report.removed.len() + report.removed_unrecognised,
+                    failed = report.failed.len(),
+                    "kernel reconciled with the restored bindings"
+                );
+            }
+            Err(e) => {
+                self.metrics.kernel_error("reconcile");
+                error!(error = %e, "cannot reconcile the kernel state");
+            }
+        }
+        self.metrics.bindings.set(gauge(lock(&self.core).len()));
+    }
+
+    async fn resolve_all(&mut self) {
+        let coas = lock(&self.core).all_unresolved();
+        for coa in coas {
+            let oif = self.oif_toward(coa).await;
+            lock(&self.core).resolve(coa, oif);
+        }
+    }
+
+    /// The interface the kernel routes `coa` through (the default route's, if no better);
+    /// without any route, the home interface: the seg6 encapsulation routes the outer packet
+    /// afresh anyway, so the device only has to exist.
+    async fn oif_toward(&self, coa: Ipv6Addr) -> u32 {
+        match self.kernel.route_get(coa).await {
+            Ok(Some(route)) => route.oif,
+            Ok(None) => {
+                warn!(%coa, "no route toward the care-of address; tunnelling via the home interface");
+                self.home_ifindex
+            }
+            Err(e) => {
+                self.metrics.kernel_error("route_get");
+                warn!(%coa, error = %e, "route lookup failed; tunnelling via the home interface");
+                self.home_ifindex
+            }
+        }
+    }
+
+    /// Handles `first` and every message already queued behind it (up to [`MAX_BURST`]).
+    async fn receive_burst(
+        &mut self,
+        first: mipcast_kernel::sockets::Result<mipcast_kernel::sockets::Received>,
+        buf: &mut [u8],
+    ) {
+        let started = Instant::now();
+        let mut burst = Burst::default();
+        let mut next = Some(first);
+        let mut count = 0;
+        while let Some(received) = next.take() {
+            match received {
+                Ok(rx) => {
+                    let bytes = buf.get(..rx.len).unwrap_or_default();
+                    let t = std::time::Instant::now();
+                    lock(&self.core).on_message(
+                        &mut burst,
+                        rx.source,
+                        rx.destination,
+                        bytes,
+                        self.clock.now(),
+                    );
+                    self.metrics
+                        .cache_op_seconds
+                        .observe(t.elapsed().as_secs_f64());
+                }
+                Err(e) => {
+                    debug!(error = %e, "receive failed");
+                    self.metrics
+                        .dropped
+                        .get_or_create(&crate::metrics::ReasonLabel {
+                            reason: "receive_error",
+                        })
+                        .inc();
+                }
+            }
+            count += 1;
+            if count < MAX_BURST {
+                next = self.socket.recv(buf).now_or_never();
+            }
+        }
+        self.finish_burst(burst, started).await;
+    }
+
+    /// Programs the kernel for a burst, then sends its replies.
+    async fn finish_burst(&mut self, burst: Burst, started: Instant) {
+        if burst.is_idle() {
+            // Nothing to program or send; only drops to count and log.
+            let fin = lock(&self.core).finish(burst, &[]);
+            self.report(&fin.events);
+            return;
+        }
+        let coas = lock(&self.core).unresolved(&burst);
+        for coa in coas {
+            let oif = self.oif_toward(coa).await;
+            lock(&self.core).resolve(coa, oif);
+        }
+        let changes = lock(&self.core).changes(&burst);
+        let failed = self.apply(&changes, false).await;
+        let fin = lock(&self.core).finish(burst, &failed);
+        if !fin.rollback.is_empty() {
+            let still = self.apply(&fin.rollback, true).await;
+            if !still.is_empty() {
+                error!(
+                    objects = still.len(),
+                    "rollback of a failed registration failed too"
+                );
+            }
+        }
+        self.report(&fin.events);
+        for send in &fin.sends {
+            let info = PacketInfo::ANY.with_source(send.src);
+            match self.socket.send_to(&send.bytes, send.dst, info).await {
+                Ok(()) => self.metrics.count_sent(&send.bytes),
+                Err(e) => {
+                    warn!(dst = %send.dst, error = %e, "send failed");
+                    self.metrics
+                        .dropped
+                        .get_or_create(&crate::metrics::ReasonLabel {
+                            reason: "send_error",
+                        })
+                        .inc();
+                }
+            }
+        }
+        if fin.cache_changed {
+            self.metrics.bindings.set(gauge(lock(&self.core).len()));
+            self.write_due
+                .get_or_insert_with(|| Instant::now() + self.write_delay);
+        }
+        self.metrics
+            .burst_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Applies `changes`; returns the objects whose add or replace failed. Deletes of objects
+    /// already gone are fine. `rollback` also tolerates adds of objects already present.
+    async fn apply(&self, changes: &Changes, rollback: bool) -> Vec<KObject> {
+        let mut failed = Vec::new();
+        if !changes.add.is_empty() {
+            for e in self.kernel.add_batch(&changes.add).await {
+                if rollback && e.errno() == Some(libc::EEXIST) {
+                    continue;
+                }
+                self.metrics.kernel_error("add");
+                warn!(error = %e, "kernel refused an object");
+                match e {
+                    RouteError::Object { object, .. } => failed.push(object),
+                    // Unattributable: count every add of this batch as failed.
+                    _ => failed.extend(changes.add.iter().copied()),
+                }
+            }
+        }
+        for object in &changes.replace {
+            if let Err(e) = self.kernel.replace(object).await {
+                self.metrics.kernel_error("replace");
+                warn!(error = %e, "kernel refused a route change");
+                failed.push(*object);
+            }
+        }
+        if !changes.delete.is_empty() {
+            for e in self.kernel.delete_batch(&changes.delete).await {
+                if matches!(e.errno(), Some(libc::ENOENT | libc::ESRCH)) {
+                    debug!(error = %e, "already gone");
+                    continue;
+                }
+                self.metrics.kernel_error("delete");
+                warn!(error = %e, "kernel refused a removal");
+            }
+        }
+        failed
+    }
+
+    fn report(&self, events: &[Event]) {
+        self.metrics.count_events(events);
+        for e in events {
+            log_event(e);
+        }
+    }
+
+    /// Writes the state file in the background (encoding happens here, disk I/O off-thread).
+    async fn write_state(&mut self) {
+        self.write_due = None;
+        if let Some(previous) = self.writing.take() {
+            self.count_write(previous.await);
+        }
+        let saved = SavedState {
+            bindings: lock(&self.core).records(self.clock.now()),
+            original: self.originals.clone(),
+        };
+        let state = StateFile::<SavedState>::new(self.state.path());
+        self.writing = Some(tokio::task::spawn_blocking(move || state.store(&saved)));
+    }
+
+    async fn write_state_now(&mut self) {
+        self.write_state().await;
+        if let Some(w) = self.writing.take() {
+            self.count_write(w.await);
+        }
+    }
+
+    fn count_write(&self, result: Result<Result<(), StateError>, tokio::task::JoinError>) {
+        let outcome = match result {
+            Ok(Ok(())) => "ok",
+            Ok(Err(e)) => {
+                error!(error = %e, "cannot write the state file");
+                "error"
+            }
+            Err(e) => {
+                error!(error = %e, "state file writer failed");
+                "error"
+            }
+        };
+        self.metrics
+            .state_writes
+            .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Clean stop: the state file is written (bindings survive a restart either way); unless
+    /// told to keep it, everything we installed in the kernel and the namespace goes.
+    async fn shutdown(mut self, config: &Config, keep_kernel_state: bool) {
+        self.write_state_now().await;
+        let bindings = lock(&self.core).len();
+        if keep_kernel_state {
+            info!(
+                bindings,
+                "stopping; kernel state kept (--keep-kernel-state)"
+            );
+            return;
+        }
+        let (removed, failed) = match self.kernel.remove_all_ours().await {
+            Ok(r) => {
+                for e in &r.failed {
+                    warn!(error = %e, "removing kernel state");
+                }
+                (r.removed.len() + r.removed_unrecognised, r.failed.len())
+            }
+            Err(e) => {
+                error!(error = %e, "cannot list our kernel state");
+                (0, 1)
+            }
+        };
+        if let Err(e) = self
+            .kernel
+            .restore_local_rule(config.kernel.local_rule_pref)
+            .await
+        {
+            warn!(error = %e, "restoring the local rule");
+        }
+        if let Some(tunsrc) = self.originals.seg6_tunsrc.take() {
+            if let Err(e) = self.kernel.set_seg6_tunsrc(tunsrc).await {
+                warn!(error = %e, "restoring the seg6 tunnel source");
+            }
+        }
+        if let Some(value) = self.originals.proxy_ndp.take() {
+            let path = proxy_ndp_path(&config.home_link.interface);
+            if let Err(e) = std::fs::write(&path, value) {
+                warn!(path = %path.display(), error = %e, "restoring proxy_ndp");
+            }
+        }
+        // The namespace is as we found it: a later start must not "restore" these again.
+        self.write_state_now().await;
+        info!(bindings, removed, failed, "stopped; kernel state removed");
+    }
+}
+
+fn hoa_of(object: &KObject) -> Option<Ipv6Addr> {
+    match object {
+        KObject::EncapRoute { dst, .. } => Some(dst.ip()),
+        KObject::ProxyNeigh { addr, .. } => Some(*addr),
+        _ => None,
+    }
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn log_event(e: &Event) {
+    match e {
+        Event::Registered {
+            hoa,
+            coa,
+            previous,
+            lifetime_s,
+            sequence,
+        } => match previous {
+            None => info!(%hoa, %coa, lifetime_s, sequence, "binding created"),
+            Some(old) if old == coa => {
+                debug!(%hoa, %coa, lifetime_s, sequence, "binding refreshed")
+            }
+            Some(old) => info!(%hoa, %coa, old_coa = %old, lifetime_s, sequence, "binding moved"),
+        },
+        Event::Removed { hoa, coa, reason } => {
+            info!(%hoa, %coa, reason = ?reason, "binding removed")
+        }
+        Event::Rejected {
+            peer,
+            hoa,
+            status,
+            auth_reason,
+        } => info!(
+            %peer,
+            hoa = ?hoa,
+            status,
+            reason = auth_reason.unwrap_or("-"),
+            "binding update refused"
+        ),
+        Event::BindingError { peer } => debug!(%peer, "unknown mobility header type"),
+        Event::Dropped {
+            peer,
+            reason,
+            detail,
+        } => debug!(%peer, reason, detail, "message dropped"),
+        Event::ReplySuppressed { peer } => debug!(%peer, "reply suppressed by the rate limit"),
+        Event::ProgrammingFailed { hoa, coa } => {
+            warn!(%hoa, %coa, "kernel refused the binding; answered 130")
+        }
+        Event::RefreshRequested { peer } => debug!(%peer, "binding refresh request sent"),
+    }
+}

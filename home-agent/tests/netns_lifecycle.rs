@@ -1,0 +1,194 @@
+//! Restart after kill -9, graceful shutdown, and many register/deregister cycles.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mipcast_netns_tests::{have_root, udp_send, UdpProbe};
+
+const PORT: u16 = 7001;
+
+#[test]
+fn kill_9_and_restart_restores_the_binding_then_sigterm_removes_everything() {
+    if !have_root("kill_9_and_restart") {
+        return;
+    }
+    let lab = Lab::new("restart");
+    let rules_before = lab.ha.sh("ip -6 rule show");
+    let mut ha = lab.start(&[]);
+    let reply = with_mn(&lab.mn, async |mn| {
+        mn.exchange(&mn.bu(1, 100, Some(KEY))).await
+    });
+    assert!(
+        matches!(reply, Some(Reply::Ack { status: 0, .. })),
+        "{reply:?}"
+    );
+    // The state file is written within its 100 ms delay.
+    let state = lab.dir.path("state.json");
+    assert!(wait_for(Duration::from_secs(3), || {
+        std::fs::read_to_string(&state).is_ok_and(|s| s.contains(HOA))
+    }));
+    ha.signal_and_wait(libc::SIGKILL, Duration::from_secs(5))
+        .expect("killed");
+
+    // A stale object of ours the new process must remove.
+    lab.ha.sh("ip -6 route add 2001:db8:1::7777/128 encap seg6 mode encap.red segs 2001:db8:2::77 dev wan1 proto 158");
+    let mut ha = lab.start(&[]);
+    let k = lab.kernel_state();
+    assert!(
+        !k.routes.iter().any(|r| r.contains("7777")),
+        "stale route removed: {k:?}"
+    );
+    assert_eq!(k.proxies.len(), 1, "{k:?}");
+    let status = lab.fetch("/status").expect("status");
+    assert!(status.contains(HOA) && status.contains(COA), "{status}");
+
+    let at_mn = UdpProbe::bind(&lab.mn, HOA, PORT);
+    udp_send(&lab.cn, CN, HOA, PORT, "after-restart");
+    assert_eq!(
+        at_mn.recv(Duration::from_secs(3)).map(|r| r.0).as_deref(),
+        Some("after-restart")
+    );
+    // The restored binding keeps its sequence number: an old one is refused with 135.
+    let reply = with_mn(&lab.mn, async |mn| {
+        mn.exchange(&mn.bu(1, 100, Some(KEY))).await
+    });
+    assert!(
+        matches!(
+            reply,
+            Some(Reply::Ack {
+                status: 135,
+                sequence: 1,
+                ..
+            })
+        ),
+        "{reply:?}"
+    );
+
+    let st = ha
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("exited");
+    assert!(st.success(), "{st}");
+    let k = lab.kernel_state();
+    assert!(k.is_empty(), "{k:?}");
+    assert_eq!(
+        lab.ha.sh("ip -6 rule show"),
+        rules_before,
+        "local rule back at pref 0"
+    );
+    assert_eq!(
+        lab.ha
+            .sh("cat /proc/sys/net/ipv6/conf/home0/proxy_ndp")
+            .trim(),
+        "0"
+    );
+    assert_eq!(lab.ha.sh("ip sr tunsrc show").trim(), "tunsrc addr ::");
+    // The binding survives a clean stop in the state file too.
+    assert!(std::fs::read_to_string(&state).unwrap().contains(HOA));
+}
+
+#[test]
+fn thousand_register_deregister_cycles_leave_nothing() {
+    if !have_root("thousand_register_deregister_cycles") {
+        return;
+    }
+    let lab = Lab::new("cycles");
+    let mut ha = lab.start(&["--log-level", "warn"]);
+    let started = std::time::Instant::now();
+    let bad = with_mn(&lab.mn, async |mn| {
+        let mut bad = Vec::new();
+        for i in 0..1000u16 {
+            let reg = mn.exchange(&mn.bu(2 * i + 1, 10, Some(KEY))).await;
+            let dereg = mn.exchange(&mn.bu(2 * i + 2, 0, Some(KEY))).await;
+            for r in [reg, dereg] {
+                if !matches!(r, Some(Reply::Ack { status: 0, .. })) {
+                    bad.push((i, r));
+                }
+            }
+        }
+        bad
+    });
+    assert!(
+        bad.is_empty(),
+        "{} cycles went wrong, first: {:?}",
+        bad.len(),
+        bad.first()
+    );
+    eprintln!("1000 cycles in {:?}", started.elapsed());
+    let k = lab.kernel_state();
+    assert!(k.is_idle(), "{k:?}");
+    assert_eq!(
+        lab.metric("home_agent_binding_updates_received_total{outcome=\"deregistered\"}"),
+        1000.0
+    );
+    assert_eq!(lab.metric("home_agent_kernel_errors_total"), 0.0);
+    let st = ha
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("exited");
+    assert!(st.success());
+    assert!(lab.kernel_state().is_empty());
+}
+
+#[test]
+fn sighup_reloads_security_associations_and_keeps_bindings() {
+    if !have_root("sighup_reloads") {
+        return;
+    }
+    let lab = Lab::new("hup");
+    let mut ha = lab.start(&[]);
+    let reply = with_mn(&lab.mn, async |mn| {
+        mn.exchange(&mn.bu(1, 100, Some(KEY))).await
+    });
+    assert!(matches!(reply, Some(Reply::Ack { status: 0, .. })));
+    // New key for SPI 1000 in a new key file.
+    let key2 = lab.dir.path("mn2.key");
+    std::fs::write(&key2, b"a-completely-new-key").unwrap();
+    std::fs::set_permissions(&key2, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let text = std::fs::read_to_string(&lab.config).unwrap();
+    let old_key = lab.dir.path("mn.key");
+    std::fs::write(
+        &lab.config,
+        text.replace(path_str(&old_key), path_str(&key2)),
+    )
+    .unwrap();
+    // SAFETY-free: kill(1) through the shell tool.
+    std::process::Command::new("kill")
+        .args(["-HUP", &ha.0.id().to_string()])
+        .status()
+        .unwrap();
+    let replies = with_mn(&lab.mn, async |mn| {
+        let mut out = Vec::new();
+        for _ in 0..30 {
+            let r = mn.exchange(&mn.bu(2, 100, Some(KEY))).await;
+            if matches!(r, Some(Reply::Ack { status: 146, .. })) {
+                out.push(r);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        out.push(
+            mn.exchange(&mn.bu(2, 100, Some(b"a-completely-new-key")))
+                .await,
+        );
+        out
+    });
+    assert!(
+        matches!(replies[0], Some(Reply::Ack { status: 146, .. })),
+        "{replies:?}"
+    );
+    assert!(
+        matches!(
+            replies[1],
+            Some(Reply::Ack {
+                status: 0,
+                sequence: 2,
+                ..
+            })
+        ),
+        "{replies:?}"
+    );
+    assert!(lab.fetch("/status").unwrap().contains(HOA));
+    assert_eq!(lab.kernel_state().proxies.len(), 1);
+    ha.signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("exited");
+}
