@@ -4,6 +4,7 @@
 //!
 //! Nothing here knows about Mobile IPv6: protocol logic lives in the daemons and the wire crate.
 
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod logging;

@@ -9,7 +9,6 @@ use mipcast_daemon::config::{self, secs, ConfigError, Ipv6Prefix, Validate, Vali
 use mipcast_kernel::route::{DEFAULT_LOCAL_RULE_PREF, RTPROT_MIPCAST};
 use serde::Deserialize;
 
-pub const DEFAULT_PATH: &str = "/etc/mipcast/home-agent.yaml";
 pub const DEFAULT_METRICS: &str = "[::1]:9641";
 
 #[derive(Debug, Deserialize)]

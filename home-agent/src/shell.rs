@@ -1,5 +1,6 @@
 //! The tokio I/O shell: the Mobility Header socket, the kernel, timers, signals, the state
 //! file and the metrics listener around the pure [`Core`].
+use mipcast_daemon::cli::RunOptions;
 use std::collections::HashSet;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
@@ -77,13 +78,9 @@ pub struct Originals {
     pub seg6_tunsrc: Option<Ipv6Addr>,
 }
 
-pub struct Options {
-    pub config_path: PathBuf,
-    pub keep_kernel_state: bool,
-}
 
 /// Runs the daemon until SIGTERM/SIGINT.
-pub fn run(config: Config, options: Options) -> Result<(), ShellError> {
+pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -128,7 +125,7 @@ struct Daemon {
     writing: Option<tokio::task::JoinHandle<Result<(), StateError>>>,
 }
 
-async fn run_async(config: Config, options: Options) -> Result<(), ShellError> {
+async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError> {
     let caps = probe::probe().await?;
     caps.require(&[
         Feature::Seg6Encap,

@@ -10,7 +10,6 @@ use mipcast_daemon::config::sa::{self, SaConfig};
 use mipcast_daemon::config::{secs, Ipv6Prefix, Validate, Validator};
 use mipcast_wire::group::{DEFAULT_GROUP_PREFIX, GROUP_PREFIX_LEN};
 
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/mipcast/mma.yaml";
 pub const DEFAULT_METRICS_PORT: u16 = 9642;
 
 #[derive(Debug, Clone, Deserialize)]

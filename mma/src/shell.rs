@@ -1,9 +1,9 @@
 //! The tokio I/O shell: runs the [`Core`] against a raw Mobility Header socket, the kernel's
 //! routing tables (rtnetlink), its multicast routing table (MRT6), signals, a state file and
 //! the metrics listener.
+use mipcast_daemon::cli::RunOptions;
 use std::collections::HashSet;
 use std::net::Ipv6Addr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -61,15 +61,9 @@ pub enum ShellError {
     Runtime(std::io::Error),
 }
 
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub config_path: PathBuf,
-    /// Leave routes and rules in place on shutdown (MFC entries go with the MRT6 socket).
-    pub keep_kernel_state: bool,
-}
 
 /// Runs the daemon until SIGTERM/SIGINT.
-pub fn run(config: Config, options: Options) -> Result<(), ShellError> {
+pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -144,7 +138,7 @@ impl Clock {
 
 struct Daemon {
     config: Config,
-    options: Options,
+    options: RunOptions,
     clock: Clock,
     core: Arc<Mutex<Core>>,
     kernel: Kernel,
@@ -167,7 +161,7 @@ fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
 }
 
 impl Daemon {
-    async fn start(config: Config, options: Options) -> Result<Daemon, ShellError> {
+    async fn start(config: Config, options: RunOptions) -> Result<Daemon, ShellError> {
         let caps = probe::probe().await?;
         let mut needed = vec![
             Feature::Seg6Encap,

@@ -14,3 +14,4 @@ pub mod core;
 pub mod host;
 pub mod metrics;
 pub mod shell;
+pub mod status;

@@ -1,6 +1,7 @@
 //! The tokio I/O shell: sockets, rtnetlink, nftables and MLD memberships around the pure
 //! [`Core`]. Single-threaded; one loop feeds received packets, interface polls, signals and
 //! timer ticks to the core and applies its actions in order.
+use mipcast_daemon::cli::RunOptions;
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
@@ -42,20 +43,14 @@ pub enum StartError {
     Io { what: String, source: std::io::Error },
 }
 
-/// Command-line options that reach the shell.
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub config: PathBuf,
-    pub keep_kernel_state: bool,
-}
 
 /// Runs the daemon until SIGTERM/SIGINT.
-pub fn run(opts: Options) -> Result<(), StartError> {
+pub fn run(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|source| StartError::Io { what: "starting the tokio runtime".to_owned(), source })?;
-    rt.block_on(run_async(opts))
+    rt.block_on(run_async(cfg, opts))
 }
 
 /// Interface names with their quality files, as the shell polls them.
@@ -130,8 +125,7 @@ struct Io {
     names: BTreeMap<u32, String>,
 }
 
-async fn run_async(opts: Options) -> Result<(), StartError> {
-    let cfg: Config = mipcast_daemon::config::load(&opts.config)?;
+async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     let caps = mipcast_kernel::probe::probe().await.map_err(|e| StartError::Kernel(e.to_string()))?;
     caps.require(&[Feature::Seg6Encap, Feature::Seg6Local, Feature::IpprotoRules]).map_err(StartError::Kernel)?;
     let kernel = Kernel::connect(cfg.kernel.protocol).await.map_err(|e| StartError::Kernel(e.to_string()))?;
@@ -193,7 +187,7 @@ async fn run_async(opts: Options) -> Result<(), StartError> {
 
     let mut ra_buf = vec![0u8; 2048];
     let mut mh_buf = vec![0u8; 2048];
-    let config_path = opts.config.clone();
+    let config_path = opts.config_path.clone();
     loop {
         // Interface state and quality files are polled: cheap, and robust to missed events.
         for p in &mut polled {
@@ -409,10 +403,4 @@ fn publish(core: &Core, io: &Io, status: &Mutex<String>, now: Millis) {
     let name = link.and_then(|i| io.names.get(&i).cloned()).unwrap_or_default();
     let show = |a: Option<Ipv6Addr>| a.map(|a| a.to_string()).unwrap_or_default();
     io.metrics.set_current(CurrentLabels { attachment: kind.to_owned(), link: name, mma: show(mma), coa: show(core.care_of_address()) });
-}
-
-/// Loads the config file at `path` for `status` (only the metrics listener is used).
-pub fn metrics_listener(path: &Path) -> Result<std::net::SocketAddr, mipcast_daemon::config::ConfigError> {
-    let cfg: Config = mipcast_daemon::config::load(path)?;
-    Ok(cfg.metrics.listen)
 }

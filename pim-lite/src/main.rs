@@ -1,9 +1,12 @@
-//! Minimal PIM-SSM router for a mipcast site.
-use std::path::PathBuf;
+//! The `pim-lite` binary: command line only; everything else is in the library.
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use pim_lite::shell::{self, Options};
+use clap::Parser;
+use mipcast_daemon::cli::{self, CommonArgs, RunOptions};
+use pim_lite::config::Config;
+use pim_lite::shell;
 use pim_lite::status::Status;
 
 /// mipcast pim-lite: a minimal PIM-SSM router for a mipcast site.
@@ -16,93 +19,34 @@ use pim_lite::status::Status;
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// Configuration file (YAML).
-    #[arg(short, long, default_value = "/etc/mipcast/pim-lite.yaml", global = true)]
-    config: PathBuf,
-    /// Validate the configuration file and exit (status 0 when it is usable).
-    #[arg(long)]
-    check_config: bool,
-    /// Log filter: error, warn, info, debug, trace or a tracing directive such as
-    /// `info,pim_lite=debug`. A non-empty RUST_LOG replaces it.
-    #[arg(long, default_value = "info")]
-    log_level: String,
-    /// Log one JSON object per line.
-    #[arg(long)]
-    log_json: bool,
-    /// Accepted for symmetry with the other mipcast daemons; has no effect: the kernel
-    /// flushes a multicast routing table's MIFs and MFC entries when its daemon's socket
-    /// closes, so MRT6 state cannot be kept.
-    #[arg(long)]
-    keep_kernel_state: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Show the running daemon's interfaces, neighbours, listeners and (S,G) table (fetched
-    /// from /status on the metrics listener of the configuration).
-    Status {
-        /// Print the raw JSON document.
-        #[arg(long)]
-        json: bool,
-    },
+struct PimLite;
+
+impl cli::Daemon for PimLite {
+    const NAME: &'static str = "pim-lite";
+    type Config = Config;
+
+    fn load(path: &Path) -> Result<Config, String> {
+        shell::load_config(path).map_err(|e| e.to_string())
+    }
+
+    fn metrics_listen(config: &Config) -> SocketAddr {
+        config.metrics.listen
+    }
+
+    fn status_table(json: &str) -> Result<String, String> {
+        let status: Status = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        Ok(status.table())
+    }
+
+    fn run(config: Config, options: RunOptions) -> Result<(), String> {
+        shell::run(config, options).map_err(|e| e.to_string())
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match shell::load_config(&cli.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(Command::Status { json }) = cli.command {
-        return status(config.metrics.listen, json);
-    }
-    if cli.check_config {
-        println!("{}: configuration OK", cli.config.display());
-        return ExitCode::SUCCESS;
-    }
-    if let Err(e) = mipcast_daemon::logging::init_tracing(&cli.log_level, cli.log_json) {
-        eprintln!("pim-lite: {e}");
-        return ExitCode::FAILURE;
-    }
-    let opts = Options {
-        config_path: cli.config,
-        keep_kernel_state: cli.keep_kernel_state,
-    };
-    match shell::run(config, opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("pim-lite: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn status(addr: std::net::SocketAddr, json: bool) -> ExitCode {
-    let body = match mipcast_daemon::metrics::fetch(addr, "/status") {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("pim-lite status: {e} (is pim-lite running?)");
-            return ExitCode::FAILURE;
-        }
-    };
-    if json {
-        println!("{body}");
-        return ExitCode::SUCCESS;
-    }
-    match serde_json::from_str::<Status>(&body) {
-        Ok(s) => {
-            print!("{}", s.table());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("pim-lite status: unexpected /status document: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::main::<PimLite>(Cli::parse().common)
 }

@@ -1,8 +1,9 @@
 //! The I/O shell: opens the sockets and the MRT6 table, feeds the core with packets, upcalls,
 //! RPF answers and clock ticks, and carries out its actions.
+use mipcast_daemon::cli::RunOptions;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,15 +61,9 @@ pub enum ShellError {
     Addresses(nix::Error),
 }
 
-pub struct Options {
-    pub config_path: PathBuf,
-    /// MRT6 state cannot outlive our socket (the kernel flushes the table when it closes);
-    /// accepted for a uniform CLI and logged.
-    pub keep_kernel_state: bool,
-}
 
 /// Runs the daemon until SIGTERM/SIGINT.
-pub fn run(config: Config, opts: Options) -> Result<(), ShellError> {
+pub fn run(config: Config, opts: RunOptions) -> Result<(), ShellError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -84,7 +79,7 @@ struct Sockets {
 
 struct Shell {
     config: Config,
-    opts: Options,
+    opts: RunOptions,
     clock: SystemClock,
     kernel: Kernel,
     mrt: Mrt6,
@@ -342,7 +337,7 @@ impl Shell {
 }
 
 impl Shell {
-    async fn open(config: Config, opts: Options) -> Result<Shell, ShellError> {
+    async fn open(config: Config, opts: RunOptions) -> Result<Shell, ShellError> {
         let caps = probe::probe().await.map_err(|e| ShellError::Route(Box::new(e)))?;
         let mut needed = vec![Feature::Mrt6];
         if config.mrt6.table != mrt6::DEFAULT_TABLE {
