@@ -4,6 +4,12 @@
 //! nothing behind. Commands run inside with `ip netns exec`; Rust code (netlink and raw
 //! sockets) runs inside with [`Netns::enter`], which moves a fresh thread into the namespace:
 //! sockets belong to the namespace of the thread that creates them.
+pub mod capture;
+pub mod flow;
+pub mod kstate;
+pub mod site;
+pub mod wait;
+
 use std::fs::File;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,618 @@
+//! The whole mipcast system in network namespaces, with the real daemon binaries: a
+//! correspondent, a home agent, two sites (MMA + pim-lite routers) and a mobile node with one
+//! interface on each of the three access links.
+//!
+//! ```text
+//!                         hl (home link host, 2001:db8:99::2)
+//!                          | home0   home link 2001:db8:99::/64: HA 2001:db8:99::1, HoA ::100
+//!  cn --wan0----wan0-- ha (home-agent)
+//!  2001:db8:f0::2  ::1  | m1                                   | m2
+//!                       | 2001:db8:f1::/64                     | 2001:db8:f2::/64
+//!                  wan0 |                                 wan0 |
+//!                 mma1 (mma, 2001:db8:1::1 on site0)      mma2 (mma, 2001:db8:2::1 on site0)
+//!                 site0 | 2001:db8:1::/64                site0 | 2001:db8:2::/64
+//!                   up0 |                                  up0 |
+//!                 c1 (pim-lite core)                      a3 (pim-lite core + access)
+//!             d1 /          \ d2  2001:db8:1:11::/64,        | acc0 2001:db8:2:3::/64
+//!           up0 /            \ up0          2001:db8:1:12::/64|
+//!   a1 (pim-lite access)   a2 (pim-lite access)               |
+//!     | acc0 2001:db8:1:1::/64  | acc0 2001:db8:1:2::/64      |
+//!     e1 ------------------- mn (mobile-node) e2 ------------ e3
+//! ```
+//! Site 1 is 2001:db8:1::/48 behind mma1, site 2 is 2001:db8:2::/48 behind mma2. The MMA
+//! address sits on the MMA's site interface, so the first pim-lite router sees the tree's
+//! source S = MMA as directly connected. The access routers advertise their prefix and the
+//! site's MMA (MAP option); the mobile node forms its on-link addresses from the RAs and
+//! picks its link from the quality files (`<dir>/q/e1.quality` ...).
+use std::net::{Ipv6Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use crate::kstate::Snapshot;
+use crate::wait::{wait_for, WaitError};
+use crate::{veth, Daemon, Netns};
+
+/// The addressing plan of the diagram above.
+pub mod addr {
+    use std::net::Ipv6Addr;
+
+    pub const CN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf0, 0, 0, 0, 0, 2);
+    pub const HA_WAN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf0, 0, 0, 0, 0, 1);
+    /// The home agent's address on the home link (tunnel endpoint, BU destination).
+    pub const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 1);
+    pub const HOME_HOST: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 2);
+    pub const HOA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 0x100);
+    pub const HOME_PREFIX: &str = "2001:db8:99::/64";
+    pub const MMA1: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+    pub const MMA2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+    pub const SITE1: &str = "2001:db8:1::/48";
+    pub const SITE2: &str = "2001:db8:2::/48";
+    /// Access link prefixes of a1, a2, a3 (the routers are ::1 on them).
+    pub const ACCESS: [&str; 3] = ["2001:db8:1:1::", "2001:db8:1:2::", "2001:db8:2:3::"];
+    pub const GROUP_PREFIX: &str = "ff35::/64";
+}
+
+pub const HOME_AGENT: &str = "home-agent";
+pub const MMA: &str = "mma";
+pub const MOBILE_NODE: &str = "mobile-node";
+pub const PIM_LITE: &str = "pim-lite";
+
+const SPI_HA: u32 = 1000;
+const SPI_MMA: u32 = 1001;
+
+/// The namespaces of the site, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    Cn,
+    Home,
+    Ha,
+    Mma1,
+    C1,
+    A1,
+    A2,
+    Mma2,
+    A3,
+    Mn,
+}
+
+impl Node {
+    pub const ALL: [Node; 10] =
+        [Node::Cn, Node::Home, Node::Ha, Node::Mma1, Node::C1, Node::A1, Node::A2, Node::Mma2, Node::A3, Node::Mn];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Node::Cn => "cn",
+            Node::Home => "home",
+            Node::Ha => "ha",
+            Node::Mma1 => "mma1",
+            Node::C1 => "c1",
+            Node::A1 => "a1",
+            Node::A2 => "a2",
+            Node::Mma2 => "mma2",
+            Node::A3 => "a3",
+            Node::Mn => "mn",
+        }
+    }
+
+    /// The daemon binary running in this namespace, if any.
+    pub fn daemon(self) -> Option<&'static str> {
+        match self {
+            Node::Ha => Some(HOME_AGENT),
+            Node::Mma1 | Node::Mma2 => Some(MMA),
+            Node::C1 | Node::A1 | Node::A2 | Node::A3 => Some(PIM_LITE),
+            Node::Mn => Some(MOBILE_NODE),
+            Node::Cn | Node::Home => None,
+        }
+    }
+
+    /// Start order: agents and routers before the terminal, which needs their RAs.
+    const DAEMONS: [Node; 8] = [Node::Ha, Node::Mma1, Node::Mma2, Node::C1, Node::A1, Node::A2, Node::A3, Node::Mn];
+}
+
+#[derive(Debug)]
+pub enum SiteError {
+    /// A daemon binary is not where the build puts it.
+    MissingBinary(PathBuf),
+    Setup(String),
+    DaemonExited { node: &'static str, status: ExitStatus, log: String },
+    Wait(WaitError),
+}
+
+impl std::fmt::Display for SiteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SiteError::MissingBinary(p) => write!(
+                f,
+                "{} not found: run `cargo build --workspace` first (`cargo build --release --workspace` for release)",
+                p.display()
+            ),
+            SiteError::Setup(e) => write!(f, "topology setup: {e}"),
+            SiteError::DaemonExited { node, status, log } => write!(f, "the daemon in {node} exited ({status}):\n{log}"),
+            SiteError::Wait(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for SiteError {}
+
+impl From<WaitError> for SiteError {
+    fn from(e: WaitError) -> Self {
+        SiteError::Wait(e)
+    }
+}
+
+/// The directory holding the daemon binaries of the build that produced the running
+/// executable: `target/<profile>/` (a test binary lives one level down, in `deps/`).
+pub fn daemon_dir() -> Result<PathBuf, SiteError> {
+    let exe = std::env::current_exe().map_err(|e| SiteError::Setup(format!("current_exe: {e}")))?;
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    for bin in [HOME_AGENT, MMA, MOBILE_NODE, PIM_LITE] {
+        let p = dir.join(bin);
+        if !p.is_file() {
+            return Err(SiteError::MissingBinary(p));
+        }
+    }
+    Ok(dir)
+}
+
+pub struct SiteOptions {
+    /// Short tag in the namespace names (`mc<tag><node>...`).
+    pub tag: String,
+    /// Where the daemon binaries are; default: [`daemon_dir`].
+    pub bin_dir: Option<PathBuf>,
+    /// `--log-level` of every daemon.
+    pub log_level: String,
+    /// Keep the working directory (configs, logs) after the site is dropped.
+    pub keep_dir: bool,
+}
+
+impl SiteOptions {
+    pub fn new(tag: &str) -> SiteOptions {
+        // MIPCAST_KEEP_SITE_DIR=1 keeps configs, logs and captures for a post-mortem.
+        let keep_dir = std::env::var_os("MIPCAST_KEEP_SITE_DIR").is_some_and(|v| v == "1");
+        SiteOptions { tag: tag.to_owned(), bin_dir: None, log_level: "info".into(), keep_dir }
+    }
+}
+
+struct Running {
+    node: Node,
+    daemon: Daemon,
+}
+
+/// A resolved (S,G) entry of a namespace's multicast forwarding cache, interfaces by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfcEntry {
+    pub source: Ipv6Addr,
+    pub group: Ipv6Addr,
+    pub iif: String,
+    pub oifs: Vec<String>,
+    pub packets: u64,
+}
+
+/// The topology; dropping it stops the daemons (SIGTERM, then SIGKILL) and deletes the
+/// namespaces.
+pub struct Site {
+    // Declared before the namespaces: daemons must be gone before their namespace is.
+    daemons: Vec<Running>,
+    pub cn: Netns,
+    pub home: Netns,
+    pub ha: Netns,
+    pub mma1: Netns,
+    pub c1: Netns,
+    pub a1: Netns,
+    pub a2: Netns,
+    pub mma2: Netns,
+    pub a3: Netns,
+    pub mn: Netns,
+    /// Configs, keys, quality files, logs and state files.
+    pub dir: PathBuf,
+    bins: PathBuf,
+    log_level: String,
+    keep_dir: bool,
+    baseline: Vec<(Node, Snapshot)>,
+}
+
+fn setup<T>(r: Result<T, String>) -> Result<T, SiteError> {
+    r.map_err(SiteError::Setup)
+}
+
+impl Site {
+    /// Creates namespaces, links, static routes, configs, keys and quality files (e1 = 100,
+    /// e2 = e3 = 0, so the terminal starts on a1), and records the kernel state every
+    /// namespace has before any daemon runs. Starts no daemon.
+    pub fn build(opts: &SiteOptions) -> Result<Site, SiteError> {
+        let bins = match &opts.bin_dir {
+            Some(d) => d.clone(),
+            None => daemon_dir()?,
+        };
+        let dir = std::env::temp_dir().join(format!("mipcast-site-{}-{}", opts.tag, std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("q")).map_err(|e| SiteError::Setup(format!("{}: {e}", dir.display())))?;
+        let ns = |n: Node| Netns::new(&format!("{}{}", opts.tag, n.name()));
+        let mut site = Site {
+            daemons: Vec::new(),
+            cn: ns(Node::Cn),
+            home: ns(Node::Home),
+            ha: ns(Node::Ha),
+            mma1: ns(Node::Mma1),
+            c1: ns(Node::C1),
+            a1: ns(Node::A1),
+            a2: ns(Node::A2),
+            mma2: ns(Node::Mma2),
+            a3: ns(Node::A3),
+            mn: ns(Node::Mn),
+            dir,
+            bins,
+            log_level: opts.log_level.clone(),
+            keep_dir: opts.keep_dir,
+            baseline: Vec::new(),
+        };
+        site.wire();
+        site.write_configs()?;
+        for (ifname, q) in [("e1", 100), ("e2", 0), ("e3", 0)] {
+            site.set_quality(ifname, q)?;
+        }
+        for (node, ifs) in [
+            (Node::C1, &["up0", "d1", "d2"][..]),
+            (Node::A1, &["up0", "acc0"][..]),
+            (Node::A2, &["up0", "acc0"][..]),
+            (Node::A3, &["up0", "acc0"][..]),
+            (Node::Mn, &["e1", "e2", "e3"][..]),
+        ] {
+            for ifname in ifs {
+                site.wait_ipv6_ready(node, ifname)?;
+            }
+        }
+        for n in Node::ALL {
+            let snap = setup(Snapshot::take(site.ns(n)))?;
+            site.baseline.push((n, snap));
+        }
+        Ok(site)
+    }
+
+    pub fn ns(&self, n: Node) -> &Netns {
+        match n {
+            Node::Cn => &self.cn,
+            Node::Home => &self.home,
+            Node::Ha => &self.ha,
+            Node::Mma1 => &self.mma1,
+            Node::C1 => &self.c1,
+            Node::A1 => &self.a1,
+            Node::A2 => &self.a2,
+            Node::Mma2 => &self.mma2,
+            Node::A3 => &self.a3,
+            Node::Mn => &self.mn,
+        }
+    }
+
+    fn wire(&self) {
+        use addr::*;
+        veth(&self.cn, "wan0", &format!("{CN}/64"), &self.ha, "wan0", &format!("{HA_WAN}/64"));
+        veth(&self.home, "home0", &format!("{HOME_HOST}/64"), &self.ha, "home0", &format!("{HA}/64"));
+        veth(&self.ha, "m1", "2001:db8:f1::1/64", &self.mma1, "wan0", "2001:db8:f1::2/64");
+        veth(&self.ha, "m2", "2001:db8:f2::1/64", &self.mma2, "wan0", "2001:db8:f2::2/64");
+        veth(&self.mma1, "site0", &format!("{MMA1}/64"), &self.c1, "up0", "2001:db8:1::2/64");
+        veth(&self.c1, "d1", "2001:db8:1:11::1/64", &self.a1, "up0", "2001:db8:1:11::2/64");
+        veth(&self.c1, "d2", "2001:db8:1:12::1/64", &self.a2, "up0", "2001:db8:1:12::2/64");
+        veth(&self.mma2, "site0", &format!("{MMA2}/64"), &self.a3, "up0", "2001:db8:2::2/64");
+        // The terminal's interfaces get their addresses from the mobile-node daemon (SLAAC
+        // from the RAs), nothing here.
+        veth(&self.a1, "acc0", &format!("{}1/64", ACCESS[0]), &self.mn, "e1", "");
+        veth(&self.a2, "acc0", &format!("{}1/64", ACCESS[1]), &self.mn, "e2", "");
+        veth(&self.a3, "acc0", &format!("{}1/64", ACCESS[2]), &self.mn, "e3", "");
+
+        self.cn.sh(&format!("ip -6 route add default via {HA_WAN}"));
+        self.home.sh(&format!("ip -6 route add default via {HA}"));
+        self.ha.sh(&format!(
+            "ip -6 route add {SITE1} via 2001:db8:f1::2 && ip -6 route add {SITE2} via 2001:db8:f2::2"
+        ));
+        self.mma1.sh(&format!("ip -6 route add default via 2001:db8:f1::1 && ip -6 route add {SITE1} via 2001:db8:1::2"));
+        self.mma2.sh(&format!("ip -6 route add default via 2001:db8:f2::1 && ip -6 route add {SITE2} via 2001:db8:2::2"));
+        self.c1.sh(&format!(
+            "ip -6 route add default via {MMA1} && ip -6 route add {}/64 via 2001:db8:1:11::2 && \
+             ip -6 route add {}/64 via 2001:db8:1:12::2",
+            ACCESS[0], ACCESS[1]
+        ));
+        self.a1.sh("ip -6 route add default via 2001:db8:1:11::1");
+        self.a2.sh("ip -6 route add default via 2001:db8:1:12::1");
+        self.a3.sh(&format!("ip -6 route add default via {MMA2}"));
+    }
+
+    /// Link-local address and multicast route present: MLD, PIM and RAs can use the link.
+    fn wait_ipv6_ready(&self, node: Node, ifname: &str) -> Result<(), SiteError> {
+        let ns = self.ns(node);
+        wait_for(&format!("IPv6 on {ifname} in {}", node.name()), Duration::from_secs(5), || {
+            let routes = ns.try_sh(&format!("ip -6 route show table local dev {ifname}")).ok()?;
+            let addrs = ns.try_sh(&format!("ip -6 -o addr show dev {ifname} scope link")).ok()?;
+            (routes.contains("ff00::/8") && addrs.contains("inet6")).then_some(())
+        })?;
+        Ok(())
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn config_path(&self, node: Node) -> PathBuf {
+        self.path(&format!("{}.yaml", node.name()))
+    }
+
+    pub fn log_path(&self, node: Node) -> PathBuf {
+        self.path(&format!("{}.log", node.name()))
+    }
+
+    fn write(&self, name: &str, text: &str, mode: u32) -> Result<PathBuf, SiteError> {
+        let p = self.path(name);
+        let io = |e: std::io::Error| SiteError::Setup(format!("{}: {e}", p.display()));
+        std::fs::write(&p, text).map_err(io)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+        Ok(p)
+    }
+
+    fn write_configs(&self) -> Result<(), SiteError> {
+        use addr::*;
+        // Distinct keys for the two kinds of security association; the daemons refuse key
+        // files other users can read.
+        let key_ha = self.write("mn-ha.key", &"a5".repeat(32), 0o600)?;
+        let key_mma = self.write("mn-mma.key", &"3c".repeat(32), 0o600)?;
+        let d = self.dir.display();
+        self.write(
+            "ha.yaml",
+            &format!(
+                "home_link:\n  interface: home0\n  address: {HA}\n\
+                 home_prefixes: [{HOME_PREFIX}]\n\
+                 security_associations:\n  - spi: {SPI_HA}\n    algorithm: hmac-sha256-128\n    key_file: {k}\n    home_prefixes: [{HOA}/128]\n\
+                 metrics:\n  listen: \"[::1]:9641\"\n\
+                 state:\n  file: {d}/ha.state.json\n  write_delay_ms: 100\n",
+                k = key_ha.display()
+            ),
+            0o644,
+        )?;
+        // Terminals' on-link addresses come from the access links only (the MMA's own
+        // address must not look like a terminal's).
+        let site1 = format!("{}/64, {}/64", ACCESS[0], ACCESS[1]);
+        let site2 = format!("{}/64", ACCESS[2]);
+        for (node, mma, prefix) in [(Node::Mma1, MMA1, site1), (Node::Mma2, MMA2, site2)] {
+            self.write(
+                &format!("{}.yaml", node.name()),
+                &format!(
+                    "address: {mma}\nwan_interface: wan0\nsite_interfaces: [site0]\nsite_prefixes: [{prefix}]\n\
+                     group_prefix: {GROUP_PREFIX}\n\
+                     home_agents:\n  - address: {HA}\n    home_prefixes: [{HOME_PREFIX}]\n\
+                     security_associations:\n  - spi: {SPI_MMA}\n    algorithm: hmac-sha256-128\n    key_file: {k}\n    home_prefixes: [{HOME_PREFIX}]\n\
+                     forwarding:\n  default_grace: 10\n  max_grace: 30\n\
+                     metrics:\n  listen: \"[::1]:9642\"\n  mfc_poll: 1\n\
+                     state:\n  file: {d}/{n}.state.json\n  write_delay_ms: 100\n",
+                    k = key_mma.display(),
+                    n = node.name()
+                ),
+                0o644,
+            )?;
+        }
+        // Triggered Hellos at once and RPF re-checks every second: the tree forms in well
+        // under a second after a join.
+        let pim = "pim:\n  hello_period_secs: 30\n  triggered_hello_delay_ms: 100\n  rpf_check_interval_secs: 1\n\
+                   metrics:\n  listen: \"[::1]:9644\"\n";
+        self.write(
+            "c1.yaml",
+            &format!("interfaces:\n  - {{ name: up0, role: core }}\n  - {{ name: d1, role: core }}\n  - {{ name: d2, role: core }}\n{pim}"),
+            0o644,
+        )?;
+        for (node, prefix, mma) in [(Node::A1, ACCESS[0], MMA1), (Node::A2, ACCESS[1], MMA1), (Node::A3, ACCESS[2], MMA2)] {
+            self.write(
+                &format!("{}.yaml", node.name()),
+                &format!(
+                    "interfaces:\n  - {{ name: up0, role: core }}\n  - name: acc0\n    role: access\n\
+                     \x20   mld:\n      query_interval_secs: 10\n      query_response_interval_ms: 1000\n\
+                     \x20     last_listener_query_interval_ms: 300\n      fast_leave: true\n\
+                     \x20   ra:\n      max_interval_ms: 1000\n      solicited_delay_max_ms: 50\n\
+                     \x20     prefixes: [ {{ prefix: \"{prefix}/64\" }} ]\n\
+                     \x20     map: {{ address: \"{mma}\", distance: 1, preference: 10, valid_lifetime_secs: 1800 }}\n{pim}"
+                ),
+                0o644,
+            )?;
+        }
+        let mut ifs = String::new();
+        for i in 1..=3 {
+            ifs.push_str(&format!("  - {{ name: e{i}, preference: 50, quality_file: {d}/q/e{i}.quality }}\n"));
+        }
+        self.write(
+            "mn.yaml",
+            &format!(
+                "home_address: {HOA}\nhome_agent: {HA}\nhome_prefix: {HOME_PREFIX}\nmode: site\n\
+                 multicast_prefix: {GROUP_PREFIX}\ngroup_interface: e1\nbinding_lifetime: 300\n\
+                 security_associations:\n\
+                 \x20 home_agent: {{ spi: {SPI_HA}, algorithm: hmac-sha256-128, key_file: {kh} }}\n\
+                 \x20 default_mma: {{ spi: {SPI_MMA}, algorithm: hmac-sha256-128, key_file: {km} }}\n\
+                 interfaces:\n{ifs}\
+                 selection: {{ hysteresis: 10, min_dwell_ms: 500, ra_timeout_ms: 3500 }}\n\
+                 handover: {{ overlap_ms: 1000, forwarding_grace_secs: 10 }}\n\
+                 metrics: {{ listen: \"[::1]:9643\" }}\n\
+                 state_file: {d}/mn.state\n",
+                kh = key_ha.display(),
+                km = key_mma.display()
+            ),
+            0o644,
+        )?;
+        Ok(())
+    }
+
+    /// Writes the radio quality (0-100) the mobile node reads for `ifname` (e1, e2, e3);
+    /// atomically, so the daemon never reads a half-written file.
+    pub fn set_quality(&self, ifname: &str, quality: u8) -> Result<(), SiteError> {
+        let tmp = self.path(&format!("q/.{ifname}.tmp"));
+        let dst = self.path(&format!("q/{ifname}.quality"));
+        std::fs::write(&tmp, format!("{quality}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &dst))
+            .map_err(|e| SiteError::Setup(format!("{}: {e}", dst.display())))
+    }
+
+    /// Starts every daemon (home agent, MMAs, pim-lite routers, then the mobile node) and
+    /// waits until each answers `/healthz`.
+    pub fn start_daemons(&mut self) -> Result<(), SiteError> {
+        for node in Node::DAEMONS {
+            self.start(node)?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, node: Node) -> Result<(), SiteError> {
+        let Some(bin) = node.daemon() else { return Ok(()) };
+        let (cfg, log) = (self.config_path(node), self.log_path(node));
+        let program = self.bins.join(bin);
+        let child = self.ns(node).spawn(
+            &program.to_string_lossy(),
+            &["-c", &cfg.to_string_lossy(), "--log-level", &self.log_level],
+            Some(&log),
+        );
+        let mut daemon = Daemon(child);
+        let addr = metrics_addr(bin);
+        let ns = self.ns(node);
+        let ready = wait_for(&format!("{bin} in {} to answer /healthz", node.name()), Duration::from_secs(20), || {
+            if let Ok(Some(status)) = daemon.0.try_wait() {
+                return Some(Err(status));
+            }
+            ns.enter(|| mipcast_daemon::metrics::fetch(addr, "/healthz").ok()).map(|_| Ok(()))
+        })?;
+        if let Err(status) = ready {
+            return Err(SiteError::DaemonExited { node: node.name(), status, log: read(&log) });
+        }
+        self.daemons.push(Running { node, daemon });
+        Ok(())
+    }
+
+    /// `<daemon> -c <config> status --json` in the node's namespace, parsed.
+    pub fn status(&self, node: Node) -> Result<serde_json::Value, String> {
+        let bin = node.daemon().ok_or_else(|| format!("no daemon in {}", node.name()))?;
+        let out = self.ns(node).cmd(
+            &self.bins.join(bin).to_string_lossy(),
+            &["-c", &self.config_path(node).to_string_lossy(), "status", "--json"],
+        );
+        if !out.status.success() {
+            return Err(format!("{bin} status in {}: {}", node.name(), String::from_utf8_lossy(&out.stderr)));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("{bin} status --json: {e}"))
+    }
+
+    /// The node's resolved MFC entries (default MRT6 table).
+    pub fn mfc(&self, node: Node) -> Vec<MfcEntry> {
+        mfc(self.ns(node))
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self, node: Node) -> String {
+        read(&self.log_path(node))
+    }
+
+    pub fn ifindex(&self, node: Node, ifname: &str) -> Option<u32> {
+        self.ns(node).try_sh(&format!("cat /sys/class/net/{ifname}/ifindex")).ok()?.trim().parse().ok()
+    }
+
+    /// SIGTERM to every daemon, the terminal first (so it can deregister), then routers and
+    /// agents; each gets `timeout` to exit. Returns each daemon's exit status (None: it had
+    /// to be killed).
+    pub fn stop_daemons(&mut self, timeout: Duration) -> Vec<(Node, Option<ExitStatus>)> {
+        let mut out = Vec::new();
+        while let Some(mut r) = self.daemons.pop() {
+            let st = r.daemon.signal_and_wait(libc::SIGTERM, timeout);
+            out.push((r.node, st));
+        }
+        out
+    }
+
+    /// Every difference between the kernel state now and before the daemons started, in any
+    /// namespace (routes, rules, proxy ND, MFC/MIFs, nftables, seg6 tunnel source,
+    /// addresses, proxy_ndp). Empty when the daemons cleaned up after themselves.
+    pub fn leftovers(&self) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for (node, before) in &self.baseline {
+            out.extend(Snapshot::take(self.ns(*node))?.diff(before));
+        }
+        Ok(out)
+    }
+
+    /// The daemons still running.
+    pub fn running(&self) -> Vec<Node> {
+        self.daemons.iter().map(|r| r.node).collect()
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        for (node, st) in self.stop_daemons(Duration::from_secs(5)) {
+            if st.is_none() {
+                eprintln!("{} in {} did not exit on SIGTERM within 5 s; killed", node.daemon().unwrap_or("?"), node.name());
+            }
+        }
+        if panicking {
+            for node in Node::DAEMONS {
+                let log = self.log(node);
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- {} log ({}), last lines ---", node.name(), self.log_path(node).display());
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+        if !self.keep_dir && !panicking {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// The metrics listener each daemon is configured with above (one namespace each).
+fn metrics_addr(bin: &str) -> SocketAddr {
+    let port = match bin {
+        HOME_AGENT => 9641,
+        MMA => 9642,
+        MOBILE_NODE => 9643,
+        _ => 9644,
+    };
+    SocketAddr::from((Ipv6Addr::LOCALHOST, port))
+}
+
+/// Resolved entries of a namespace's default MRT6 table, with MIF numbers turned into
+/// interface names (unresolved upcall entries are skipped).
+pub fn mfc(ns: &Netns) -> Vec<MfcEntry> {
+    let vifs: Vec<(String, String)> = ns
+        .try_sh("cat /proc/net/ip6_mr_vif")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_owned(), w.next()?.to_owned()))
+        })
+        .collect();
+    let name = |mif: &str| vifs.iter().find(|(i, _)| i == mif).map_or_else(|| format!("mif{mif}"), |(_, n)| n.clone());
+    ns.try_sh("cat /proc/net/ip6_mr_cache")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            // Group Origin Iif Pkts Bytes Wrong Oifs(mif:ttl ...)
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let (group, origin, iif) = (w.first()?, w.get(1)?, w.get(2)?);
+            if *iif == "65535" || *iif == "-1" {
+                return None;
+            }
+            Some(MfcEntry {
+                group: group.parse().ok()?,
+                source: origin.parse().ok()?,
+                iif: name(iif),
+                oifs: w.iter().skip(6).filter_map(|o| o.split(':').next()).map(name).collect(),
+                packets: w.get(3).and_then(|p| p.parse().ok()).unwrap_or(0),
+            })
+        })
+        .collect()
+}
