@@ -36,11 +36,11 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// A new namespace named `mc<tag><pid>_<n>`, loopback up, forwarding on, DAD off (so
+    /// A new namespace named `mc<tag>_<pid>_<n>`, loopback up, forwarding on, DAD off (so
     /// addresses are usable at once).
     pub fn new(tag: &str) -> Netns {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("mc{tag}{}_{n}", std::process::id());
+        let name = format!("mc{tag}_{}_{n}", std::process::id());
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
         ns.sh("ip link set lo up");
