@@ -285,3 +285,16 @@ fn key_files_readable_by_others_are_refused() {
         .expect("key loaded");
     assert_eq!(key.expose(), &[0xa1, 0xb2, 0xc3, 0xd4]);
 }
+
+#[test]
+fn relative_key_file_is_relative_to_the_config_file() {
+    let dir = TempDir::new("relkey");
+    std::fs::create_dir_all(dir.path().join("keys")).expect("keys dir");
+    key_file(&dir, "keys/rel.key", b"0a0b", 0o600);
+    // The test's working directory is the crate, not `dir`: only the config's directory can
+    // make `keys/rel.key` resolve.
+    let path = write_config(&dir, &[(10, "    peer: 2001:db8:1::11\n    key_file: keys/rel.key")]);
+    let cfg: HomeAgent = config::load(&path).expect("relative key file found next to the config");
+    let key = cfg.security_associations[1].key_file.as_ref().expect("key loaded");
+    assert_eq!(key.expose(), &[0x0a, 0x0b]);
+}

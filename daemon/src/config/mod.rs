@@ -149,6 +149,7 @@ pub fn load_str<T: DeserializeOwned + Validate>(file: &Path, text: &str) -> Resu
 }
 
 fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Problem> {
+    let _dir = secret::ConfigDirGuard::set(file.parent().filter(|d| !d.as_os_str().is_empty()));
     let deserializer = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = FieldPath::from_serde(err.path());

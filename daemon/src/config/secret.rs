@@ -14,7 +14,7 @@ const MAX_KEY_FILE: u64 = 4096;
 /// `Display`, so a key cannot end up in a log line or a dumped config by accident.
 ///
 /// In a config, a `SecretKey` field holds the key file's path and deserializing it reads the
-/// file (relative paths are relative to the daemon's working directory), so a bad key file is
+/// file (relative paths are relative to the configuration file's directory), so a bad key file is
 /// reported with the field's path and line like any other config error.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretKey(Vec<u8>);
@@ -107,9 +107,37 @@ impl fmt::Debug for SecretKey {
     }
 }
 
+// serde gives a Deserialize impl no context, so the directory of the configuration file being
+// loaded reaches it through a thread-local set by `config::parse` for the duration of a parse.
+thread_local! {
+    static CONFIG_DIR: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Resolves relative key-file paths against `dir` until the guard is dropped.
+pub(super) struct ConfigDirGuard(Option<PathBuf>);
+
+impl ConfigDirGuard {
+    pub(super) fn set(dir: Option<&Path>) -> ConfigDirGuard {
+        ConfigDirGuard(CONFIG_DIR.with(|d| d.replace(dir.map(Path::to_owned))))
+    }
+}
+
+impl Drop for ConfigDirGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CONFIG_DIR.with(|d| *d.borrow_mut() = previous);
+    }
+}
+
+/// A key file path as written in a configuration file: relative paths are relative to the
+/// directory of that file, as an operator reading the file expects.
 impl<'de> Deserialize<'de> for SecretKey {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let path = PathBuf::deserialize(deserializer)?;
+        let path = match CONFIG_DIR.with(|d| d.borrow().clone()) {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path,
+        };
         Self::load(&path).map_err(serde::de::Error::custom)
     }
 }
