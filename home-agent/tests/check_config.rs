@@ -12,8 +12,11 @@ fn temp(tag: &str) -> std::path::PathBuf {
 #[test]
 fn example_config_passes() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/home-agent.yaml");
-    // The example names key files relative to the working directory.
+    // The example names key files relative to its own directory: check a copy with keys
+    // beside it.
     let dir = temp("ok");
+    let copy = dir.join("home-agent.yaml");
+    std::fs::copy(&example, &copy).unwrap();
     for (name, key) in [
         ("mn1.key", "000102030405060708090a0b0c0d0e0f"),
         ("mn2.key", "raw bytes"),
@@ -24,8 +27,7 @@ fn example_config_passes() {
     }
     let out = Command::new(env!("CARGO_BIN_EXE_home-agent"))
         .args(["--check-config", "-c"])
-        .arg(&example)
-        .current_dir(&dir)
+        .arg(&copy)
         .output()
         .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
