@@ -229,6 +229,37 @@ impl<Po: Policy> Registrar<Po> {
         actions
     }
 
+    /// Takes back the binding of `hoa` after its kernel programming failed: the daemon answers
+    /// the BU with status 130 instead of 0, so no binding may stay behind that the MN believes
+    /// refused. The binding leaves the cache without an [`Action::Remove`] (its kernel state is
+    /// the daemon's to roll back) and is returned; its timestamp is remembered like a
+    /// deregistration's, so the very BU replayed is refused while the MN's retry, with a new
+    /// sequence number and timestamp, is accepted. None when `hoa` has no binding.
+    pub fn revoke(&mut self, hoa: &Ipv6Addr, now: Now) -> Option<Binding<Po::Payload>> {
+        let binding = self.cache.remove(hoa)?;
+        self.remember(binding.hoa, binding.last_timestamp, now);
+        Some(binding)
+    }
+
+    /// The BAck 130 (insufficient resources) that answers the BU which created `binding`
+    /// when the daemon could not program it (see [`Self::revoke`]): signed with the binding's
+    /// SA and echoing its timestamp, like any reply to an authenticated BU.
+    pub fn revoked_ack(&self, binding: &Binding<Po::Payload>) -> Result<Vec<u8>, mipcast_wire::Error> {
+        let signed = SignedReply {
+            spi: binding.spi,
+            coa: binding.coa,
+            hoa: binding.hoa,
+            timestamp: binding.last_timestamp,
+        };
+        self.signed_ack(
+            back_status::INSUFFICIENT_RESOURCES,
+            binding.sequence,
+            0,
+            Vec::new(),
+            Some(signed),
+        )
+    }
+
     /// The bindings as state-file records.
     pub fn records(&self, now: Now) -> Vec<BindingRecord<Po::Payload>> {
         self.cache.records(now)

@@ -315,3 +315,50 @@ fn bad_config_is_refused() {
         assert!(Registrar::new(bad, sas(), p()).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn revoked_binding_leaves_the_cache_and_its_bu_cannot_be_replayed() {
+    let mut ha = home_agent();
+    let mut clock = Clock::new();
+    let first = Bu::new(1, clock.ntp(0));
+    assert_eq!(installs(&send(&mut ha, &first, &clock)), 1);
+    clock.advance_ms(1000);
+    let moved = Bu {
+        alt_coa: Some(addr(0xe, 1)),
+        ..Bu::new(2, clock.ntp(0))
+    };
+    assert_eq!(installs(&send(&mut ha, &moved, &clock)), 1);
+
+    // The kernel refused the move: the whole binding goes, timers included.
+    let revoked = ha.revoke(&HOA, clock.now()).expect("bound");
+    assert_eq!((revoked.sequence, revoked.coa), (2, addr(0xe, 1)));
+    // Its answer: 130, the BU's sequence number and timestamp, signed for the BU's CoA.
+    let bytes = ha.revoked_ack(&revoked).expect("emit");
+    let ack = the_ack::<()>(&[Action::Send { dst: COA, src: HA, bytes }], addr(0xe, 1), HOA);
+    assert_eq!((ack.back.status, ack.back.sequence, ack.back.lifetime), (130, 2, 0));
+    assert_eq!(ack.replay_timestamp(), Some(moved.timestamp.unwrap()));
+    assert_eq!(ack.auth, Ok(SPI));
+    assert!(ha.cache().get(&HOA).is_none());
+    assert_eq!(ha.cache().len(), 0);
+    assert_eq!(ha.next_deadline(), None);
+    assert!(ha.revoke(&HOA, clock.now()).is_none(), "nothing left to revoke");
+    clock.advance_ms(60_000);
+    assert!(ha.poll_timers(clock.now()).is_empty(), "no expiry of a revoked binding");
+
+    // The very BU replayed within the window is refused (timestamp already seen)...
+    let mut clock = Clock::new();
+    let mut ha = home_agent();
+    let bu = Bu::new(5, clock.ntp(0));
+    send(&mut ha, &bu, &clock);
+    ha.revoke(&HOA, clock.now()).expect("bound");
+    clock.advance_ms(100);
+    let replay = ha.handle_bu(COA, HA, &bu.bytes(), clock.now());
+    assert_eq!(installs(&replay), 0, "{replay:?}");
+    assert_eq!(the_ack(&replay, COA, HOA).back.status, 144);
+    // ...while the MN's retry, with a new sequence number and timestamp, registers again.
+    let retry = Bu::new(6, clock.ntp(0));
+    let actions = send(&mut ha, &retry, &clock);
+    assert_eq!(installs(&actions), 1);
+    assert_eq!(the_ack(&actions, COA, HOA).back.status, 0);
+    assert_eq!(ha.cache().get(&HOA).map(|b| b.sequence), Some(6));
+}

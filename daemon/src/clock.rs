@@ -42,6 +42,32 @@ impl SystemClock {
             start: Instant::now(),
         }
     }
+
+    /// Both clocks read once, as the binding registrar takes them: monotonic milliseconds
+    /// since this clock was created and the wall clock.
+    pub fn reading(&self) -> mipcast_binding::Now {
+        mipcast_binding::Now::from_system(Clock::now(self).0, SystemTime::now())
+    }
+
+    /// The tokio instant of monotonic time `at` (a core's next deadline), for `sleep_until`.
+    pub fn instant_at(&self, at: Millis) -> tokio::time::Instant {
+        let at = self
+            .start
+            .checked_add(Duration::from_millis(at.0))
+            // Beyond what `Instant` can hold: far enough in the future to mean "never".
+            .or_else(|| self.start.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+            .unwrap_or(self.start);
+        tokio::time::Instant::from_std(at)
+    }
+}
+
+/// Sleeps until `at`; never wakes when there is nothing to wait for. For `select!` branches
+/// whose deadline comes and goes (the next timer of a core, a debounced write).
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Default for SystemClock {
@@ -132,5 +158,34 @@ mod tests {
             Duration::from_secs(2)
         );
         assert_eq!(Millis(0).saturating_since(clock.now()), Duration::ZERO);
+    }
+
+    #[test]
+    fn system_clock_maps_deadlines_to_instants_and_reads_both_clocks() {
+        let clock = SystemClock::new();
+        let before = SystemTime::now();
+        let now = clock.reading();
+        let after = SystemTime::now();
+        let unix_ms = |t: SystemTime| {
+            u64::try_from(t.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+        };
+        // NTP keeps 1/2^32 s, so a round trip may lose the last millisecond.
+        assert!(now.unix_ms() + 1 >= unix_ms(before) && now.unix_ms() <= unix_ms(after));
+        assert!(now.mono_ms < 1000, "{now:?}");
+        let t0 = clock.instant_at(Millis(0));
+        assert_eq!(clock.instant_at(Millis(2500)) - t0, Duration::from_millis(2500));
+        // The origin is the clock's creation, not the call.
+        assert!(t0 <= tokio::time::Instant::now());
+        // An absurd deadline is clamped, not a panic.
+        assert!(clock.instant_at(Millis(u64::MAX)) > t0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sleep_until_none_never_wakes() {
+        let never = tokio::time::timeout(Duration::from_secs(3600), sleep_until(None)).await;
+        assert!(never.is_err());
+        let at = tokio::time::Instant::now() + Duration::from_secs(5);
+        sleep_until(Some(at)).await;
+        assert!(tokio::time::Instant::now() >= at);
     }
 }

@@ -4,7 +4,10 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use common::TempDir;
-use mipcast_daemon::state::{StateError, StateFile};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mipcast_daemon::state::{StateError, StateFile, StateWriter};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +38,10 @@ fn missing_file_is_none_then_write_overwrite_read_back() {
     let on_disk: Bindings =
         serde_json::from_slice(&fs::read(&path).expect("read")).expect("plain JSON on disk");
     assert_eq!(on_disk, bindings(2, 1));
+    // Compact: one line, no indentation (the file is rewritten at every burst of changes).
+    let raw = fs::read(&path).expect("read");
+    assert_eq!(raw.iter().filter(|b| **b == b'\n').count(), 1);
+    assert!(!raw.windows(2).any(|w| w == b"  "));
     assert_eq!(file.load().expect("load"), Some(bindings(2, 1)));
 
     let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
@@ -81,4 +88,70 @@ fn corrupt_file_is_a_clear_error_naming_the_file() {
             .starts_with(&format!("state file {} is corrupt: ", path.display())),
         "{err}"
     );
+}
+
+/// A writer whose outcomes land in a shared list (true = written).
+fn writer(path: &std::path::Path, delay_ms: u64) -> (StateWriter<Bindings>, Arc<Mutex<Vec<bool>>>) {
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&outcomes);
+    let w = StateWriter::new(
+        StateFile::new(path),
+        Duration::from_millis(delay_ms),
+        move |o| seen.lock().unwrap().push(o.is_ok()),
+    );
+    (w, outcomes)
+}
+
+#[tokio::test]
+async fn writer_coalesces_a_burst_of_changes_into_one_delayed_write() {
+    let dir = TempDir::new("state-writer");
+    let path = dir.path().join("bindings.json");
+    let (mut w, outcomes) = writer(&path, 80);
+
+    // Nothing changed: nothing is due.
+    assert!(tokio::time::timeout(Duration::from_millis(150), w.due()).await.is_err());
+
+    let started = tokio::time::Instant::now();
+    let mut generation = 0;
+    for _ in 0..500 {
+        generation += 1;
+        w.mark_dirty();
+    }
+    assert!(w.is_dirty());
+    tokio::time::timeout(Duration::from_secs(2), w.due()).await.expect("due");
+    assert!(started.elapsed() >= Duration::from_millis(80), "{:?}", started.elapsed());
+    w.start(|| bindings(generation, 20_000));
+    assert!(!w.is_dirty());
+
+    // Changes while the first write is on disk join one second write.
+    for _ in 0..300 {
+        generation += 1;
+        w.mark_dirty();
+    }
+    tokio::time::timeout(Duration::from_secs(5), w.due()).await.expect("due again");
+    assert_eq!(*outcomes.lock().unwrap(), vec![true], "the first write is reported first");
+    w.start(|| bindings(generation, 3));
+    // Collects the second write, then waits for nothing.
+    assert!(tokio::time::timeout(Duration::from_millis(300), w.due()).await.is_err());
+    assert_eq!(*outcomes.lock().unwrap(), vec![true, true]);
+    assert_eq!(w.file().load().expect("load"), Some(bindings(800, 3)));
+}
+
+#[tokio::test]
+async fn writer_reports_failures_and_writes_now_on_request() {
+    let dir = TempDir::new("state-writer-fail");
+    let (mut bad, outcomes) = writer(&dir.path().join("missing-dir/bindings.json"), 10);
+    let outcome = bad.write_now(bindings(1, 1)).await;
+    assert!(matches!(outcome, Err(StateError::Io { .. })), "{outcome:?}");
+    assert_eq!(*outcomes.lock().unwrap(), vec![false]);
+
+    let path = dir.path().join("bindings.json");
+    let (mut good, outcomes) = writer(&path, 10_000);
+    good.mark_dirty();
+    good.start(|| bindings(1, 5));
+    // Waits for the running write, then writes at once, without the delay.
+    good.write_now(bindings(2, 2)).await.expect("write now");
+    assert_eq!(*outcomes.lock().unwrap(), vec![true, true]);
+    assert_eq!(good.file().load().expect("load"), Some(bindings(2, 2)));
+    assert!(!good.is_dirty());
 }

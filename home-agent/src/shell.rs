@@ -5,13 +5,13 @@ use std::collections::HashSet;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use futures::FutureExt;
 use mipcast_binding::{BindingRecord, Registrar};
+use mipcast_daemon::clock::{sleep_until, Millis, SystemClock};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
-use mipcast_daemon::state::{StateError, StateFile};
+use mipcast_daemon::state::{StateError, StateFile, StateWriter};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{KObject, Kernel, RouteError};
 use mipcast_kernel::sockets::{MhSocket, PacketInfo};
@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::Config;
 use crate::core::plan::{Changes, Plan, PlanParams};
 use crate::core::ratelimit::TokenBucket;
-use crate::core::{BindingStatus, Burst, Core, Event, Now};
+use crate::core::{BindingStatus, Burst, Core, Event};
 use crate::metrics::Metrics;
 
 /// Messages handled before the kernel is programmed and the replies go out: large enough to
@@ -31,6 +31,9 @@ use crate::metrics::Metrics;
 const MAX_BURST: usize = 512;
 /// Room for any Mobility Header (its length field allows 2048 bytes).
 const RECV_BUFFER: usize = 4096;
+/// Socket receive buffer: BUs that arrive while a burst is being programmed wait here. The
+/// default (~208 KiB) overflowed above ~200 queued BUs; this holds tens of thousands.
+const SOCKET_RECV_BUFFER: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
@@ -88,23 +91,6 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
         .block_on(run_async(config, options))
 }
 
-/// Monotonic and wall clock readings for the core.
-#[derive(Clone, Copy)]
-struct Clock {
-    start: Instant,
-}
-
-impl Clock {
-    fn now(&self) -> Now {
-        let mono = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Now::from_system(mono, SystemTime::now())
-    }
-
-    fn at(&self, mono_ms: u64) -> Instant {
-        self.start + Duration::from_millis(mono_ms)
-    }
-}
-
 /// Locks the core; a panic elsewhere cannot poison data we only read and write whole.
 fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
     core.lock().unwrap_or_else(|p| p.into_inner())
@@ -115,14 +101,10 @@ struct Daemon {
     kernel: Kernel,
     socket: MhSocket,
     metrics: Metrics,
-    clock: Clock,
+    clock: SystemClock,
     home_ifindex: u32,
-    state: StateFile<SavedState>,
+    state: StateWriter<SavedState>,
     originals: Originals,
-    write_delay: Duration,
-    /// When the pending state write is due; None when the file is up to date.
-    write_due: Option<Instant>,
-    writing: Option<tokio::task::JoinHandle<Result<(), StateError>>>,
 }
 
 async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError> {
@@ -167,27 +149,38 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         config.reply_rate_limit.per_second,
         config.reply_rate_limit.burst,
     );
-    let clock = Clock {
-        start: Instant::now(),
-    };
+    let clock = SystemClock::new();
     let core = Arc::new(Mutex::new(Core::new(registrar, sas, plan, limiter)));
 
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     register_build_info(&mut registry, "home-agent", env!("CARGO_PKG_VERSION"));
 
+    let socket = MhSocket::new()?;
+    match socket.set_recv_buffer(SOCKET_RECV_BUFFER) {
+        Ok(granted) => debug!(granted, "Mobility Header socket receive buffer"),
+        Err(e) => warn!(error = %e, "cannot enlarge the Mobility Header receive buffer"),
+    }
+    let writes = metrics.state_writes.clone();
+    let state = StateWriter::new(
+        state,
+        Duration::from_millis(config.state.write_delay_ms),
+        move |outcome| {
+            let outcome = if outcome.is_ok() { "ok" } else { "error" };
+            writes
+                .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+                .inc();
+        },
+    );
     let mut daemon = Daemon {
         core: Arc::clone(&core),
         kernel,
-        socket: MhSocket::new()?,
+        socket,
         metrics,
         clock,
         home_ifindex,
         state,
         originals,
-        write_delay: Duration::from_millis(config.state.write_delay_ms),
-        write_due: None,
-        writing: None,
     };
     daemon.restore(saved.bindings).await;
     // Persist the originals at once: if we crash before the first binding, a restart must
@@ -198,8 +191,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
     let status_core = Arc::clone(&core);
     let server = MetricsServer::bind(config.metrics.listen, Arc::new(registry), move |path| {
         (path == "/status").then(|| {
-            let now = clock.now();
-            let bindings = lock(&status_core).status(now);
+            let bindings = lock(&status_core).status(clock.reading());
             serde_json::to_string(&StatusPage { bindings }).unwrap_or_default()
         })
     })
@@ -221,8 +213,9 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
     let mut config = config;
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
-        let deadline = lock(&core).next_deadline().map(|d| clock.at(d));
-        let write_due = daemon.write_due;
+        let deadline = lock(&core)
+            .next_deadline()
+            .map(|d| clock.instant_at(Millis(d)));
         tokio::select! {
             signal = signals.next() => match signal {
                 Signal::Shutdown => break,
@@ -233,10 +226,10 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
             }
             _ = sleep_until(deadline) => {
                 let mut burst = Burst::default();
-                lock(&core).on_timers(&mut burst, clock.now());
+                lock(&core).on_timers(&mut burst, clock.reading());
                 daemon.finish_burst(burst, Instant::now()).await;
             }
-            _ = sleep_until(write_due) => daemon.write_state().await,
+            _ = daemon.state.due() => daemon.write_state(),
         }
     }
     daemon.shutdown(&config, options.keep_kernel_state).await;
@@ -246,13 +239,6 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
 #[derive(Serialize, Deserialize)]
 pub struct StatusPage {
     pub bindings: Vec<BindingStatus>,
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// proxy_ndp on the home link, the seg6 tunnel source, the local rule moved behind ours.
@@ -369,9 +355,10 @@ impl Daemon {
     async fn restore(&mut self, records: Vec<BindingRecord<()>>) {
         let saved = records.len();
         let mut burst = Burst::default();
-        let restored = lock(&self.core).restore(&mut burst, records, self.clock.now());
+        let now = self.clock.reading();
+        let restored = lock(&self.core).restore(&mut burst, records, now);
         // Only the plan matters here: reconciliation below does the kernel work.
-        drop(lock(&self.core).finish(burst, &[]));
+        drop(lock(&self.core).finish(burst, &[], now));
         self.resolve_all().await;
         let desired: HashSet<KObject> = lock(&self.core).desired();
         match self.kernel.reconcile(&desired).await {
@@ -441,47 +428,51 @@ impl Daemon {
     ) {
         let started = Instant::now();
         let mut burst = Burst::default();
-        let mut next = Some(first);
-        let mut count = 0;
-        while let Some(received) = next.take() {
-            match received {
-                Ok(rx) => {
-                    let bytes = buf.get(..rx.len).unwrap_or_default();
-                    let t = std::time::Instant::now();
-                    lock(&self.core).on_message(
-                        &mut burst,
-                        rx.source,
-                        rx.destination,
-                        bytes,
-                        self.clock.now(),
-                    );
-                    self.metrics
-                        .cache_op_seconds
-                        .observe(t.elapsed().as_secs_f64());
-                }
-                Err(e) => {
-                    debug!(error = %e, "receive failed");
-                    self.metrics
-                        .dropped
-                        .get_or_create(&crate::metrics::ReasonLabel {
-                            reason: "receive_error",
-                        })
-                        .inc();
-                }
+        let first = first.map(|rx| (rx, buf.get(..rx.len).unwrap_or_default()));
+        self.on_received(&mut burst, first);
+        self.socket.drain(buf, MAX_BURST - 1, |received| {
+            self.on_received(&mut burst, received)
+        });
+        self.finish_burst(burst, started).await;
+    }
+
+    fn on_received(
+        &self,
+        burst: &mut Burst,
+        received: mipcast_kernel::sockets::Result<(mipcast_kernel::sockets::Received, &[u8])>,
+    ) {
+        match received {
+            Ok((rx, bytes)) => {
+                let t = std::time::Instant::now();
+                lock(&self.core).on_message(
+                    burst,
+                    rx.source,
+                    rx.destination,
+                    bytes,
+                    self.clock.reading(),
+                );
+                self.metrics
+                    .cache_op_seconds
+                    .observe(t.elapsed().as_secs_f64());
             }
-            count += 1;
-            if count < MAX_BURST {
-                next = self.socket.recv(buf).now_or_never();
+            Err(e) => {
+                debug!(error = %e, "receive failed");
+                self.metrics
+                    .dropped
+                    .get_or_create(&crate::metrics::ReasonLabel {
+                        reason: "receive_error",
+                    })
+                    .inc();
             }
         }
-        self.finish_burst(burst, started).await;
     }
 
     /// Programs the kernel for a burst, then sends its replies.
     async fn finish_burst(&mut self, burst: Burst, started: Instant) {
+        let now = self.clock.reading();
         if burst.is_idle() {
             // Nothing to program or send; only drops to count and log.
-            let fin = lock(&self.core).finish(burst, &[]);
+            let fin = lock(&self.core).finish(burst, &[], now);
             self.report(&fin.events);
             return;
         }
@@ -492,7 +483,7 @@ impl Daemon {
         }
         let changes = lock(&self.core).changes(&burst);
         let failed = self.apply(&changes, false).await;
-        let fin = lock(&self.core).finish(burst, &failed);
+        let fin = lock(&self.core).finish(burst, &failed, now);
         if !fin.rollback.is_empty() {
             let still = self.apply(&fin.rollback, true).await;
             if !still.is_empty() {
@@ -520,8 +511,7 @@ impl Daemon {
         }
         if fin.cache_changed {
             self.metrics.bindings.set(gauge(lock(&self.core).len()));
-            self.write_due
-                .get_or_insert_with(|| Instant::now() + self.write_delay);
+            self.state.mark_dirty();
         }
         self.metrics
             .burst_seconds
@@ -573,43 +563,22 @@ impl Daemon {
         }
     }
 
-    /// Writes the state file in the background (encoding happens here, disk I/O off-thread).
-    async fn write_state(&mut self) {
-        self.write_due = None;
-        if let Some(previous) = self.writing.take() {
-            self.count_write(previous.await);
-        }
-        let saved = SavedState {
-            bindings: lock(&self.core).records(self.clock.now()),
-            original: self.originals.clone(),
-        };
-        let state = StateFile::<SavedState>::new(self.state.path());
-        self.writing = Some(tokio::task::spawn_blocking(move || state.store(&saved)));
+    /// Starts writing the state file in the background (the snapshot is taken here).
+    fn write_state(&mut self) {
+        let (core, clock, original) = (&self.core, self.clock, self.originals.clone());
+        self.state.start(|| SavedState {
+            bindings: lock(core).records(clock.reading()),
+            original,
+        });
     }
 
     async fn write_state_now(&mut self) {
-        self.write_state().await;
-        if let Some(w) = self.writing.take() {
-            self.count_write(w.await);
-        }
-    }
-
-    fn count_write(&self, result: Result<Result<(), StateError>, tokio::task::JoinError>) {
-        let outcome = match result {
-            Ok(Ok(())) => "ok",
-            Ok(Err(e)) => {
-                error!(error = %e, "cannot write the state file");
-                "error"
-            }
-            Err(e) => {
-                error!(error = %e, "state file writer failed");
-                "error"
-            }
+        let saved = SavedState {
+            bindings: lock(&self.core).records(self.clock.reading()),
+            original: self.originals.clone(),
         };
-        self.metrics
-            .state_writes
-            .get_or_create(&crate::metrics::OutcomeLabel { outcome })
-            .inc();
+        // A failure is logged and counted by the writer; the daemon goes on.
+        let _ = self.state.write_now(saved).await;
     }
 
     /// Clean stop: the state file is written (bindings survive a restart either way); unless

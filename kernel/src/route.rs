@@ -168,8 +168,8 @@ impl Kernel {
             .iter()
             .any(|o| matches!(o, KObject::ProxyNeigh { .. }))
         {
-            let foreign = match self.dump_proxies().await {
-                Ok(proxies) => self.foreign(&proxies),
+            let foreign = match self.foreign_among(&objects).await {
+                Ok(foreign) => foreign,
                 Err(e) => return objects.into_iter().map(|o| e.clone().on(op, o)).collect(),
             };
             objects.retain(|o| {
@@ -576,9 +576,52 @@ impl Kernel {
             .collect()
     }
 
+    /// The proxy entries among `objects` that exist without our tag. One RTM_GETNEIGH per
+    /// entry (batched), not a dump: the cost follows the batch, not the size of the proxy
+    /// table (a dump per batch made registrations O(bindings) each at 100k bindings).
+    async fn foreign_among(&self, objects: &[KObject]) -> Result<HashSet<KObject>, NlFailure> {
+        let proxies: Vec<KObject> = objects
+            .iter()
+            .filter(|o| matches!(o, KObject::ProxyNeigh { .. }))
+            .copied()
+            .collect();
+        let requests = proxies
+            .iter()
+            .map(|o| Request {
+                message: RouteNetlinkMessage::GetNeighbour(codec::proxy_get_message(o)),
+                flags: NLM_F_REQUEST | NLM_F_ACK,
+            })
+            .collect();
+        let mut foreign = HashSet::new();
+        for (object, answer) in proxies.into_iter().zip(self.nl.batch_with_replies(requests).await)
+        {
+            let replies = match answer {
+                Ok(replies) => replies,
+                // No entry for the address: nobody's to take over.
+                Err(e) if e.errno == Some(libc::ENOENT) => continue,
+                Err(e) => return Err(e),
+            };
+            // The kernel answers with the entry it would adopt, which may be one for any
+            // interface (no device): whoever's it is decides.
+            let theirs = replies.iter().any(|r| match r {
+                RouteNetlinkMessage::NewNeighbour(n) => {
+                    codec::parse_proxy(n).is_some_and(|d| d.protocol != self.protocol)
+                }
+                _ => false,
+            });
+            if theirs {
+                foreign.insert(object);
+            }
+        }
+        Ok(foreign)
+    }
+
     async fn refuse_foreign_proxy(&self, obj: &KObject, op: Op) -> Result<(), RouteError> {
-        let proxies = self.dump_proxies().await.map_err(|e| e.on(op, *obj))?;
-        if self.foreign(&proxies).contains(obj) {
+        let foreign = self
+            .foreign_among(std::slice::from_ref(obj))
+            .await
+            .map_err(|e| e.on(op, *obj))?;
+        if foreign.contains(obj) {
             return Err(not_ours(op, *obj));
         }
         Ok(())

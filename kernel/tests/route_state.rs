@@ -380,3 +380,69 @@ fn local_rule_move_is_idempotent_and_reversible() {
         assert_eq!(ns.sh("ip -6 rule"), original);
     }
 }
+
+#[test]
+fn batches_never_take_over_or_delete_foreign_proxy_entries() {
+    if !have_root("batches_never_take_over_or_delete_foreign_proxy_entries") {
+        return;
+    }
+    let (ns, x0) = one_link("rp");
+    let proxy = |a: &str| KObject::ProxyNeigh {
+        addr: a.parse().unwrap(),
+        ifindex: x0,
+    };
+    // Someone else's entries: one untagged, one tagged by another daemon. The kernel would
+    // silently adopt either on an add of ours.
+    ns.sh("ip -6 neigh add proxy 2001:db8:7::52 dev x0 && \
+           ip -6 neigh add proxy 2001:db8:7::53 dev x0 proto static");
+    let theirs = [proxy("2001:db8:7::52"), proxy("2001:db8:7::53")];
+    let mine = [proxy("2001:db8:7::60"), proxy("2001:db8:7::61")];
+    let before = lines(&ns, "ip -6 neigh show proxy");
+    let (added, deleted) = with_kernel(&ns, async |k| {
+        let added = k.add_batch(&[theirs[0], mine[0], theirs[1], mine[1]]).await;
+        let deleted = k.delete_batch(&[theirs[0], mine[0], theirs[1]]).await;
+        (added, deleted)
+    });
+    let refused = |errors: &[mipcast_kernel::route::RouteError]| -> Vec<String> {
+        let mut v: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        v.sort();
+        v
+    };
+    let added = refused(&added);
+    assert_eq!(added.len(), 2, "{added:?}");
+    assert!(added[0].starts_with("adding proxy neighbour 2001:db8:7::52"), "{added:?}");
+    assert!(added[1].starts_with("adding proxy neighbour 2001:db8:7::53"), "{added:?}");
+    assert_eq!(deleted.len(), 2, "{deleted:?}");
+    let now = lines(&ns, "ip -6 neigh show proxy");
+    // Theirs exactly as before (no tag taken over), ours: 61 added, 60 added then deleted.
+    for line in &before {
+        assert!(now.contains(line), "{line} changed: {now:?}");
+    }
+    assert!(now.iter().any(|l| l.starts_with("2001:db8:7::61 ") && l.contains("proto 158")));
+    assert!(!now.iter().any(|l| l.starts_with("2001:db8:7::60 ")), "{now:?}");
+    assert_eq!(now.len(), before.len() + 1, "{now:?}");
+}
+
+#[test]
+fn deleting_a_route_with_device_zero_matches_any_device() {
+    if !have_root("deleting_a_route_with_device_zero_matches_any_device") {
+        return;
+    }
+    // The MMA withdraws a terminal whose refused replace may have left the previous route on
+    // another device: it deletes by identity with device 0.
+    let (ns, x0) = one_link("rz");
+    let route = |oif: u32, tunnel: &str| KObject::EncapRoute {
+        dst: "2001:db8:50::1/128".parse().unwrap(),
+        src: None,
+        tunnel_dst: tunnel.parse().unwrap(),
+        oif,
+        table: RT_TABLE_MAIN,
+    };
+    let (failed_add, failed_del) = with_kernel(&ns, async |k| {
+        let added = k.add_batch(&[route(x0, "2001:db8:7::99")]).await;
+        let deleted = k.delete_batch(&[route(0, "ff35::1")]).await;
+        (added, deleted)
+    });
+    assert!(failed_add.is_empty() && failed_del.is_empty(), "{failed_add:?} {failed_del:?}");
+    assert!(lines(&ns, "ip -6 route show table all proto 158").is_empty());
+}

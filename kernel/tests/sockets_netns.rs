@@ -177,6 +177,68 @@ fn mh_socket_carries_mh_between_namespaces_with_kernel_checksum() {
 }
 
 #[test]
+fn mh_socket_with_a_large_receive_buffer_keeps_a_burst_and_drains_it() {
+    if !have_root("mh_burst") {
+        return;
+    }
+    const BURST: usize = 1500;
+    let (a, b) = (Netns::new("mba"), Netns::new("mbb"));
+    link(&a, "a0", "2001:db8:1::1/64", &b, "b0", "2001:db8:1::2/64");
+    let rt = runtime();
+    let (small, big) = b.enter(|| {
+        let _g = rt.enter();
+        (
+            MhSocket::new().expect("MH socket in b"),
+            MhSocket::new().expect("MH socket in b"),
+        )
+    });
+    let granted = big.set_recv_buffer(8 << 20).expect("receive buffer");
+    assert!(granted >= 8 << 20, "granted {granted}");
+    let tx = a.enter(|| {
+        let _g = rt.enter();
+        MhSocket::new().expect("MH socket in a")
+    });
+    let dst: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+    // Sent while nobody reads, as when the daemon is busy programming the kernel.
+    rt.block_on(async {
+        for i in 0..BURST {
+            let seq = u16::try_from(i).unwrap().to_be_bytes();
+            let bu = [59u8, 1, 5, 0, 0, 0, seq[0], seq[1], 0x80, 0, 0, 16, 1, 2, 0, 0];
+            tx.send_to(&bu, dst, PacketInfo::ANY).await.expect("send MH");
+        }
+    });
+    let mut buf = [0u8; 2048];
+    let mut count = |socket: &MhSocket| {
+        let mut seqs = Vec::new();
+        let _g = rt.enter();
+        let first = rt
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(3), socket.recv(&mut buf)).await
+            })
+            .expect("first MH")
+            .expect("recv");
+        seqs.push(u16::from_be_bytes([buf[6], buf[7]]));
+        assert_eq!(first.len, 16);
+        let taken = socket.drain(&mut buf, usize::MAX, |r| {
+            let (rx, bytes) = r.expect("recv");
+            assert_eq!((rx.len, bytes.len()), (16, 16));
+            seqs.push(u16::from_be_bytes([bytes[6], bytes[7]]));
+        });
+        assert_eq!(taken + 1, seqs.len());
+        seqs
+    };
+    let got = count(&big);
+    assert_eq!(got.len(), BURST, "every BU of the burst kept");
+    assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "in order");
+    // The default buffer, for contrast, overflows on the same burst.
+    let default_got = count(&small).len();
+    println!("default buffer kept {default_got} of {BURST}");
+    assert!(default_got < BURST, "default buffer kept all {default_got}");
+    // Nothing queued: drain returns at once.
+    assert_eq!(big.drain(&mut buf, 10, |_| panic!("nothing queued")), 0);
+}
+
+#[test]
 fn icmp_socket_filters_types_reports_hop_limit_and_interface() {
     if !have_root("icmp_socket") {
         return;

@@ -14,7 +14,7 @@ use crate::core::Event;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuLabels {
-    /// registered, refreshed, forwarding, removed, rejected, dropped.
+    /// registered, refreshed, forwarding, removed, rejected, dropped, kernel_failed.
     pub outcome: String,
     /// The BAck status for rejections, the drop reason, the removal reason; empty otherwise.
     pub detail: String,
@@ -23,6 +23,12 @@ pub struct BuLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
     pub op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// ok or error.
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,6 +46,7 @@ pub struct Metrics {
     pub binding_updates: Family<BuLabels, Counter>,
     pub auth_failures: Counter,
     pub kernel_errors: Family<OpLabels, Counter>,
+    pub state_writes: Family<OutcomeLabels, Counter>,
     pub mfc_packets: Family<SgLabels, Counter>,
     pub mfc_bytes: Family<SgLabels, Counter>,
     pub mfc_wrong_if: Family<SgLabels, Counter>,
@@ -70,6 +77,7 @@ impl Metrics {
             self.auth_failures.clone(),
         );
         r.register("kernel_errors", "Failed kernel changes by operation", self.kernel_errors.clone());
+        r.register("state_writes", "State file writes, by outcome", self.state_writes.clone());
         r.register("mfc_packets", "Packets forwarded by each (MMA, G) MFC entry", self.mfc_packets.clone());
         r.register("mfc_bytes", "Bytes forwarded by each (MMA, G) MFC entry", self.mfc_bytes.clone());
         r.register(
@@ -114,7 +122,15 @@ impl Metrics {
                 self.bu("rejected", status.to_string());
             }
             Event::Dropped { reason, .. } => self.bu("dropped", *reason),
+            Event::ProgrammingFailed { .. } => self.bu("kernel_failed", "130"),
         }
+    }
+
+    pub fn state_write(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.state_writes
+            .get_or_create(&OutcomeLabels { outcome: outcome.to_owned() })
+            .inc();
     }
 
     pub fn kernel_error(&self, op: &str) {

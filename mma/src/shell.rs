@@ -2,22 +2,21 @@
 //! routing tables (rtnetlink), its multicast routing table (MRT6), signals, a state file and
 //! the metrics listener.
 use mipcast_daemon::cli::RunOptions;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::Ipv6Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use futures::FutureExt;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
-use tokio::time::Instant as TokioInstant;
 use tracing::{debug, info, warn};
 
-use mipcast_binding::{BindingRecord, Now, RegistrarConfig, SaError, SaTable};
+use mipcast_binding::{BindingRecord, RegistrarConfig, SaError, SaTable};
+use mipcast_daemon::clock::{sleep_until, Millis, SystemClock};
 use mipcast_daemon::config::{sa, ConfigError};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
-use mipcast_daemon::state::{StateError, StateFile};
+use mipcast_daemon::state::{StateError, StateFile, StateWriter};
 use mipcast_kernel::mrt6::{Mifi, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{KObject, Kernel, RouteError};
@@ -33,6 +32,9 @@ use crate::status::Status;
 const BURST: usize = 256;
 /// A Mobility Header message is far smaller; anything longer is not one of ours.
 const RECV_BUF: usize = 2048;
+/// Socket receive buffer: BUs that arrive while a burst is being programmed wait here. The
+/// default (~208 KiB) overflowed above ~200 queued BUs; this holds tens of thousands.
+const SOCKET_RECV_BUFFER: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
@@ -72,6 +74,15 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
 }
 
 type Records = Vec<BindingRecord<crate::core::Terminal>>;
+
+/// What [`Daemon::apply_kernel`] leaves to do after the kernel changes.
+#[derive(Default)]
+struct Applied {
+    /// (source, destination, bytes, the registration it confirms).
+    sends: Vec<(Ipv6Addr, Ipv6Addr, Vec<u8>, Option<Ipv6Addr>)>,
+    events: Vec<Event>,
+    failed: Vec<Change>,
+}
 
 /// The registrar's settings from the config.
 pub fn registrar_config(c: &Config) -> RegistrarConfig {
@@ -119,27 +130,10 @@ pub fn plan(c: &Config, wan_ifindex: u32, site_ifindex: u32) -> Plan {
     }
 }
 
-/// Monotonic milliseconds since start plus the wall clock, read once per event.
-#[derive(Clone, Copy)]
-struct Clock {
-    start: Instant,
-}
-
-impl Clock {
-    fn now(&self) -> Now {
-        let mono = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Now::from_system(mono, SystemTime::now())
-    }
-
-    fn instant_of(&self, mono_ms: u64) -> TokioInstant {
-        TokioInstant::from_std(self.start + Duration::from_millis(mono_ms))
-    }
-}
-
 struct Daemon {
     config: Config,
     options: RunOptions,
-    clock: Clock,
+    clock: SystemClock,
     core: Arc<Mutex<Core>>,
     kernel: Kernel,
     mrt6: Option<Mrt6>,
@@ -148,11 +142,9 @@ struct Daemon {
     site_mifs: Vec<Mifi>,
     mh: MhSocket,
     metrics: Metrics,
-    state: StateFile<Records>,
+    state: StateWriter<Records>,
     /// The seg6 tunnel source before we set ours, put back on shutdown.
     previous_tunsrc: Ipv6Addr,
-    dirty_since: Option<TokioInstant>,
-    writing: Option<JoinHandle<Result<(), StateError>>>,
     server: JoinHandle<()>,
 }
 
@@ -175,7 +167,7 @@ impl Daemon {
         }
         caps.require(&needed).map_err(ShellError::MissingFeature)?;
 
-        let clock = Clock { start: Instant::now() };
+        let clock = SystemClock::new();
         let kernel = Kernel::connect(config.kernel.protocol).await?;
         let wan_ifindex = kernel.ifindex(&config.wan_interface).await?;
         let mut site_ifindexes = Vec::new();
@@ -235,7 +227,16 @@ impl Daemon {
         let server = tokio::spawn(server.run());
 
         let mh = MhSocket::new()?;
-        let state = StateFile::new(config.state.file.clone());
+        match mh.set_recv_buffer(SOCKET_RECV_BUFFER) {
+            Ok(granted) => debug!(granted, "Mobility Header socket receive buffer"),
+            Err(e) => warn!(error = %e, "cannot enlarge the Mobility Header receive buffer"),
+        }
+        let counted = metrics.clone();
+        let state = StateWriter::new(
+            StateFile::new(config.state.file.clone()),
+            Duration::from_millis(config.state.write_delay_ms),
+            move |outcome| counted.state_write(outcome.is_ok()),
+        );
         let mut daemon = Daemon {
             config,
             options,
@@ -250,8 +251,6 @@ impl Daemon {
             metrics,
             state,
             previous_tunsrc,
-            dirty_since: None,
-            writing: None,
             server,
         };
         daemon.restore().await;
@@ -261,14 +260,14 @@ impl Daemon {
     /// Restores the state file's terminals and makes the kernel match: reconcile routes and
     /// rules (stale ones of ours go), re-add MFC entries (they died with the old socket).
     async fn restore(&mut self) {
-        let records = match self.state.load() {
+        let records = match self.state.file().load() {
             Ok(records) => records.unwrap_or_default(),
             Err(e) => {
                 warn!(error = %e, "state file unusable; starting without terminals");
                 Vec::new()
             }
         };
-        let now = self.clock.now();
+        let now = self.clock.reading();
         let outputs = lock(&self.core).restore(records, now);
         let groups = lock(&self.core).desired_groups();
         for group in &groups {
@@ -324,38 +323,24 @@ impl Daemon {
         });
         loop {
             let deadline = lock(&self.core).next_deadline();
-            let timer = deadline.map(|ms| self.clock.instant_of(ms));
-            let flush_at = self
-                .dirty_since
-                .filter(|_| self.writing.is_none())
-                .map(|t| t + Duration::from_millis(self.config.state.write_delay_ms));
+            let timer = deadline.map(|ms| self.clock.instant_at(Millis(ms)));
             tokio::select! {
                 received = self.mh.recv(&mut buf) => {
                     let mut outputs = Vec::new();
-                    self.handle_received(received, &buf, &mut outputs);
+                    let first = received.map(|rx| (rx, buf.get(..rx.len).unwrap_or_default()));
+                    self.handle_received(first, &mut outputs);
                     // Drain what else is queued, so a burst of BUs is one batch of kernel changes.
-                    for _ in 1..BURST {
-                        match self.mh.recv(&mut buf).now_or_never() {
-                            Some(received) => self.handle_received(received, &buf, &mut outputs),
-                            None => break,
-                        }
-                    }
+                    self.mh.drain(&mut buf, BURST - 1, |received| {
+                        self.handle_received(received, &mut outputs)
+                    });
                     self.apply(outputs).await;
                 }
-                _ = sleep_until_opt(timer) => {
-                    let now = self.clock.now();
+                _ = sleep_until(timer) => {
+                    let now = self.clock.reading();
                     let outputs = lock(&self.core).poll(now);
                     self.apply(outputs).await;
                 }
-                _ = sleep_until_opt(flush_at) => self.start_write(),
-                written = join_opt(&mut self.writing) => {
-                    self.writing = None;
-                    match written {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => warn!(error = %e, "state file not written"),
-                        Err(e) => warn!(error = %e, "state file writer failed"),
-                    }
-                }
+                _ = self.state.due() => self.start_write(),
                 _ = mfc_tick.tick(), if !mfc_poll.is_zero() => self.poll_mfc_counters(),
                 signal = signals.next() => match signal {
                     Signal::Shutdown => break,
@@ -368,15 +353,13 @@ impl Daemon {
     }
 
     fn handle_received(
-        &mut self,
-        received: Result<mipcast_kernel::sockets::Received, SocketError>,
-        buf: &[u8],
+        &self,
+        received: Result<(mipcast_kernel::sockets::Received, &[u8]), SocketError>,
         outputs: &mut Vec<Output>,
     ) {
         match received {
-            Ok(r) => {
-                let Some(bytes) = buf.get(..r.len) else { return };
-                let now = self.clock.now();
+            Ok((r, bytes)) => {
+                let now = self.clock.reading();
                 outputs.extend(lock(&self.core).handle_mh(r.source, r.destination, bytes, now));
             }
             Err(e) => {
@@ -387,47 +370,93 @@ impl Daemon {
 
     /// Applies outputs: every kernel change first (consecutive route changes of one kind as
     /// one netlink batch), then the messages, so no acknowledgement announces a binding the
-    /// kernel does not have yet.
+    /// kernel does not have. A terminal whose change the kernel refused is revoked: its state
+    /// withdrawn, its BAck(0) replaced by a 130 (see the core's documentation).
     async fn apply(&mut self, outputs: Vec<Output>) {
-        let mut sends = Vec::new();
-        let mut pending: Vec<Change> = Vec::new();
-        let mut changed = false;
-        for output in outputs {
-            match output {
-                Output::Kernel(change @ (Change::AddMfc { .. } | Change::DelMfc { .. })) => {
-                    self.apply_mfc(change)
-                }
-                Output::Kernel(change) => {
-                    if pending.first().is_some_and(|p| std::mem::discriminant(p) != std::mem::discriminant(&change)) {
-                        self.flush_routes(std::mem::take(&mut pending)).await;
-                    }
-                    pending.push(change);
-                }
-                Output::Send { src, dst, bytes } => sends.push((src, dst, bytes)),
-                Output::Event(event) => {
-                    changed |= matches!(
-                        event,
-                        Event::Registered { .. } | Event::ForwardingStarted { .. } | Event::Removed { .. }
-                    );
-                    log_event(&event);
-                    self.metrics.record(&event, self.config.address);
-                }
+        let applied = self.apply_kernel(outputs).await;
+        let mut revoked: BTreeSet<Ipv6Addr> = BTreeSet::new();
+        let mut rollback = Vec::new();
+        {
+            let now = self.clock.reading();
+            let mut core = lock(&self.core);
+            let owners: BTreeSet<Ipv6Addr> =
+                applied.failed.iter().filter_map(|c| core.owner(c)).collect();
+            for hoa in owners {
+                rollback.extend(core.revoke(hoa, now));
+                revoked.insert(hoa);
             }
         }
-        self.flush_routes(pending).await;
-        for (src, dst, bytes) in sends {
+        // Only deletes: nothing in here can fail in a way that needs undoing.
+        let undone = self.apply_kernel(rollback).await;
+        let mut changed = false;
+        for event in applied.events.iter().chain(&undone.events) {
+            let superseded = match event {
+                Event::Registered { hoa, .. } | Event::ForwardingStarted { hoa, .. } => {
+                    revoked.contains(hoa)
+                }
+                _ => false,
+            };
+            if superseded {
+                continue;
+            }
+            changed |= matches!(
+                event,
+                Event::Registered { .. }
+                    | Event::ForwardingStarted { .. }
+                    | Event::Removed { .. }
+                    | Event::ProgrammingFailed { .. }
+            );
+            log_event(event);
+            self.metrics.record(event, self.config.address);
+        }
+        let sends = applied
+            .sends
+            .into_iter()
+            .filter(|s| !s.3.is_some_and(|hoa| revoked.contains(&hoa)))
+            .chain(undone.sends);
+        for (src, dst, bytes, _) in sends {
             if let Err(e) = self.mh.send_to(&bytes, dst, PacketInfo::ANY.with_source(src)).await {
                 warn!(%dst, error = %e, "sending a mobility message failed");
             }
         }
         if changed {
             self.update_counts();
-            self.dirty_since.get_or_insert_with(TokioInstant::now);
+            self.state.mark_dirty();
         }
     }
 
-    async fn flush_routes(&mut self, changes: Vec<Change>) {
-        let Some(first) = changes.first().copied() else { return };
+    /// Applies the kernel changes of `outputs` in order; returns the rest and the changes the
+    /// kernel refused (adds and replaces; a delete of something already gone is fine).
+    async fn apply_kernel(&mut self, outputs: Vec<Output>) -> Applied {
+        let mut applied = Applied::default();
+        let mut pending: Vec<Change> = Vec::new();
+        for output in outputs {
+            match output {
+                Output::Kernel(change @ (Change::AddMfc { .. } | Change::DelMfc { .. })) => {
+                    if !self.apply_mfc(change) {
+                        applied.failed.push(change);
+                    }
+                }
+                Output::Kernel(change) => {
+                    if pending.first().is_some_and(|p| std::mem::discriminant(p) != std::mem::discriminant(&change)) {
+                        let failed = self.flush_routes(std::mem::take(&mut pending)).await;
+                        applied.failed.extend(failed);
+                    }
+                    pending.push(change);
+                }
+                Output::Send { src, dst, bytes, confirms } => applied.sends.push((src, dst, bytes, confirms)),
+                Output::Event(event) => applied.events.push(event),
+            }
+        }
+        let failed = self.flush_routes(pending).await;
+        applied.failed.extend(failed);
+        applied
+    }
+
+    /// Applies one batch of route changes of one kind; returns the adds and replaces refused.
+    async fn flush_routes(&mut self, changes: Vec<Change>) -> Vec<Change> {
+        let mut failed = Vec::new();
+        let Some(first) = changes.first().copied() else { return failed };
         let objects: Vec<KObject> = changes
             .iter()
             .filter_map(|c| match *c {
@@ -448,6 +477,11 @@ impl Daemon {
                     if let Err(e) = retried {
                         warn!(error = %e, "kernel change failed");
                         self.metrics.kernel_error("add");
+                        match e {
+                            RouteError::Object { object, .. } => failed.push(Change::Add(object)),
+                            // Unattributable: every add of the batch may have failed.
+                            _ => failed.extend(changes.iter().copied()),
+                        }
                     }
                 }
             }
@@ -456,6 +490,7 @@ impl Daemon {
                     if let Err(e) = self.kernel.replace(o).await {
                         warn!(error = %e, "kernel change failed");
                         self.metrics.kernel_error("replace");
+                        failed.push(Change::Replace(*o));
                     }
                 }
             }
@@ -469,29 +504,38 @@ impl Daemon {
                 }
             }
         }
+        failed
     }
 
-    fn apply_mfc(&mut self, change: Change) {
+    /// Applies an MFC change; false when an add failed.
+    fn apply_mfc(&mut self, change: Change) -> bool {
         match change {
             Change::AddMfc { group, .. } => self.add_mfc(group),
             Change::DelMfc { source, group } => {
                 if let Some(mrt6) = &self.mrt6 {
-                    if let Err(e) = mrt6.del_mfc(source, group) {
-                        warn!(%group, error = %e, "removing the MFC entry failed");
-                        self.metrics.kernel_error("del_mfc");
+                    match mrt6.del_mfc(source, group) {
+                        Err(SocketError::Os { source: e, .. }) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                        Err(e) => {
+                            warn!(%group, error = %e, "removing the MFC entry failed");
+                            self.metrics.kernel_error("del_mfc");
+                        }
+                        Ok(()) => {}
                     }
                 }
+                true
             }
-            _ => {}
+            _ => true,
         }
     }
 
-    fn add_mfc(&mut self, group: Ipv6Addr) {
-        let Some(mrt6) = &self.mrt6 else { return };
+    fn add_mfc(&mut self, group: Ipv6Addr) -> bool {
+        let Some(mrt6) = &self.mrt6 else { return true };
         if let Err(e) = mrt6.add_mfc(self.config.address, group, self.wan_mif, &self.site_mifs) {
             warn!(%group, error = %e, "installing the MFC entry failed");
             self.metrics.kernel_error("add_mfc");
+            return false;
         }
+        true
     }
 
     fn poll_mfc_counters(&self) {
@@ -510,12 +554,10 @@ impl Daemon {
         self.metrics.set_counts(served, forwarding);
     }
 
-    /// Hands a snapshot of the terminals to a blocking task (the write fsyncs).
+    /// Hands a snapshot of the terminals to the background writer (the write fsyncs).
     fn start_write(&mut self) {
-        self.dirty_since = None;
-        let records = lock(&self.core).records(self.clock.now());
-        let state = self.state.clone();
-        self.writing = Some(tokio::task::spawn_blocking(move || state.store(&records)));
+        let (core, clock) = (&self.core, self.clock);
+        self.state.start(|| lock(core).records(clock.reading()));
     }
 
     async fn reload(&mut self) {
@@ -578,13 +620,11 @@ impl Daemon {
     }
 
     async fn shutdown(mut self) {
-        if let Some(handle) = self.writing.take() {
-            let _ = handle.await;
-        }
-        let records = lock(&self.core).records(self.clock.now());
-        match self.state.store(&records) {
-            Ok(()) => info!(terminals = records.len(), file = %self.state.path().display(), "state saved"),
-            Err(e) => warn!(error = %e, "state file not written"),
+        let records = lock(&self.core).records(self.clock.reading());
+        let terminals = records.len();
+        // A failure is logged and counted by the writer.
+        if self.state.write_now(records).await.is_ok() {
+            info!(terminals, file = %self.state.file().path().display(), "state saved");
         }
         self.server.abort();
         let mfc = lock(&self.core).desired_groups().len();
@@ -632,8 +672,8 @@ impl Daemon {
     }
 }
 
-fn status_json(core: &Core, address: Ipv6Addr, clock: Clock) -> String {
-    let now = clock.now();
+fn status_json(core: &Core, address: Ipv6Addr, clock: SystemClock) -> String {
+    let now = clock.reading();
     let (served, forwarding) = core.counts();
     let status = Status {
         address,
@@ -663,20 +703,9 @@ fn log_event(event: &Event) {
             info!(%peer, hoa = ?hoa, status, "binding update rejected")
         }
         Event::Dropped { reason, detail } => debug!(reason, detail, "mobility message dropped"),
-    }
-}
-
-async fn sleep_until_opt(at: Option<TokioInstant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn join_opt<T>(handle: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
-    match handle {
-        Some(h) => h.await,
-        None => std::future::pending().await,
+        Event::ProgrammingFailed { hoa, group } => {
+            warn!(%hoa, %group, "kernel refused the terminal's state; registration revoked, answered 130")
+        }
     }
 }
 

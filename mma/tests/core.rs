@@ -113,7 +113,7 @@ fn ack(out: &[Output], hoa: Ipv6Addr) -> Ack {
     let sends: Vec<_> = out
         .iter()
         .filter_map(|o| match o {
-            Output::Send { src, dst, bytes } => Some((*src, *dst, bytes.clone())),
+            Output::Send { src, dst, bytes, .. } => Some((*src, *dst, bytes.clone())),
             _ => None,
         })
         .collect();
@@ -385,4 +385,94 @@ fn restored_terminals_program_the_same_state_and_keep_their_groups() {
     let out = send(&mut restarted, &Bu::new(1, HOA, GROUP, clock.ntp()), &clock);
     assert_eq!(kernel(&out), vec![]);
     assert_ne!(ack(&out, HOA).status, 0);
+}
+
+/// `route` on any device: how a withdrawal deletes it (whatever device a refused replace
+/// left the previous route on).
+fn anywhere(route: KObject) -> KObject {
+    match route {
+        KObject::EncapRoute { dst, src, tunnel_dst, table, .. } => KObject::EncapRoute {
+            dst,
+            src,
+            tunnel_dst,
+            oif: 0,
+            table,
+        },
+        other => other,
+    }
+}
+
+#[test]
+fn refused_kernel_change_revokes_the_terminal_and_answers_130() {
+    let mut c = core();
+    let mut clock = Clock { mono: 1000 };
+    let out = register(&mut c, &clock);
+    // The BAck(0) names what it confirms, so the shell can hold it back on failure.
+    assert!(out.iter().any(|o| matches!(o, Output::Send { confirms: Some(h), .. } if *h == HOA)));
+    // The shell attributes the refused uplink route and the MFC entry to the terminal; the
+    // constant objects belong to nobody.
+    assert_eq!(c.owner(&Change::Add(uplink(HOA))), Some(HOA));
+    assert_eq!(c.owner(&Change::Add(downlink(HOA, GROUP))), Some(HOA));
+    assert_eq!(c.owner(&Change::AddMfc { source: MMA, group: GROUP }), Some(HOA));
+    for constant in plan().constant_objects() {
+        assert_eq!(c.owner(&Change::Add(constant)), None, "{constant:?}");
+    }
+
+    let out = c.revoke(HOA, clock.now());
+    assert_eq!(
+        kernel(&out),
+        vec![
+            Change::Delete(anywhere(downlink(HOA, GROUP))),
+            Change::Delete(anywhere(uplink(HOA))),
+            Change::DelMfc { source: MMA, group: GROUP },
+        ]
+    );
+    assert!(out.iter().any(|o| matches!(o,
+        Output::Event(Event::ProgrammingFailed { hoa, group }) if (*hoa, *group) == (HOA, GROUP))));
+    // Signed 130 to the BU's sender, for the BU's sequence number, never "confirming" anything.
+    let a = ack(&out, HOA);
+    assert_eq!((a.status, a.sequence, a.authentic), (130, 1, true));
+    assert!(!out.iter().any(|o| matches!(o, Output::Send { confirms: Some(_), .. })));
+    // Nothing is left that claims the terminal is served.
+    assert_eq!(c.counts(), (0, 0));
+    assert_eq!(c.group_owner(GROUP), None);
+    assert!(c.desired_groups().is_empty());
+    assert_eq!(c.desired_objects().len(), plan().constant_objects().len());
+    assert_eq!(c.next_deadline(), None);
+    assert_eq!(c.owner(&Change::Add(uplink(HOA))), None);
+    assert!(c.revoke(HOA, clock.now()).is_empty(), "revoked once");
+
+    // The terminal's retry registers from scratch.
+    clock.advance(50);
+    let out = send(&mut c, &Bu::new(2, HOA, GROUP, clock.ntp()), &clock);
+    assert_eq!(kernel(&out).len(), 3, "{out:?}");
+    assert_eq!(ack(&out, HOA).status, 0);
+    assert_eq!(c.group_owner(GROUP), Some(HOA));
+}
+
+#[test]
+fn refused_forwarding_change_withdraws_both_route_shapes() {
+    let mut c = core();
+    let mut clock = Clock { mono: 1000 };
+    register(&mut c, &clock);
+    clock.advance(100);
+    let out = send(&mut c, &Bu::new(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 20))), &clock);
+    let replace = kernel(&out)
+        .into_iter()
+        .find(|ch| matches!(ch, Change::Replace(_)))
+        .expect("forwarding replaces the downlink");
+    assert_eq!(c.owner(&replace), Some(HOA));
+    let out = c.revoke(HOA, clock.now());
+    // The refused replace left the downlink to the group: deleted by identity, any device;
+    // the uplink the forwarding state no longer has is deleted too (tolerated if gone).
+    assert_eq!(
+        kernel(&out),
+        vec![
+            Change::Delete(anywhere(downlink(HOA, GROUP))),
+            Change::Delete(anywhere(uplink(HOA))),
+            Change::DelMfc { source: MMA, group: GROUP },
+        ]
+    );
+    assert_eq!(ack(&out, HOA).sequence, 2);
+    assert_eq!(c.counts(), (0, 0));
 }

@@ -8,11 +8,12 @@
 //! only then gets the packets to send. So a BAck(0) leaves only once its binding is in the
 //! kernel; a binding the kernel refused is rolled back there and answered with status 130.
 //!
-//! Kernel failure policy: the registrar has no way to forget a binding it accepted, so a
-//! binding whose programming failed stays in its cache marked *unprogrammed* (shown by
-//! `status`), with the kernel put back to what it was before that BU (the previous CoA, or
-//! nothing). The MN, told 130, retries with a new sequence number, which re-attempts the
-//! programming; otherwise the entry expires and removes whatever the kernel still has.
+//! Kernel failure policy: a binding whose programming failed is revoked from the registrar
+//! (`Registrar::revoke`) and everything of it is taken out of the kernel, including the route
+//! to a previous CoA a refused move left behind, so the cache, the kernel and the MN (told 130)
+//! agree that nothing is bound. The MN retries with a new sequence number. Only bindings
+//! restored from the state file that reconciliation could not install stay in the cache,
+//! marked *unprogrammed* (shown by `status`): there is no BU to answer for them.
 pub mod plan;
 pub mod ratelimit;
 pub mod replies;
@@ -70,7 +71,8 @@ pub enum Event {
     },
     /// A reply to a refused message was not sent: over the rate limit.
     ReplySuppressed { peer: Ipv6Addr },
-    /// The kernel refused to program a registration; it was answered with BAck 130.
+    /// The kernel refused to program a registration: it was revoked and withdrawn from the
+    /// kernel, and its BU (if it asked for an acknowledgement) answered with BAck 130.
     ProgrammingFailed { hoa: Ipv6Addr, coa: Ipv6Addr },
     /// A Binding Refresh Request went to `peer`.
     RefreshRequested { peer: Ipv6Addr },
@@ -125,7 +127,7 @@ pub struct BindingStatus {
 
 pub struct Core {
     registrar: Registrar<HomeAgentPolicy>,
-    /// A copy of the registrar's SAs, to sign the BAck 130 of a failed programming.
+    /// A copy of the registrar's SAs, to name the cause of authentication failures.
     sas: SaTable,
     plan: Plan,
     limiter: TokenBucket,
@@ -302,8 +304,9 @@ impl Core {
         self.plan.changes(&burst.round)
     }
 
-    /// Ends the burst given the objects whose add or replace the kernel refused.
-    pub fn finish(&mut self, burst: Burst, failed: &[KObject]) -> Finish {
+    /// Ends the burst given the objects whose add or replace the kernel refused: their
+    /// bindings are revoked and withdrawn from the kernel (see the module documentation).
+    pub fn finish(&mut self, burst: Burst, failed: &[KObject], now: Now) -> Finish {
         let Burst {
             round,
             pending,
@@ -313,14 +316,19 @@ impl Core {
             .iter()
             .flat_map(|o| self.plan.dependents(&round, o))
             .collect();
-        let undo = self.plan.revert(&round, &failed_hoas);
-        let rollback = self.plan.changes(&undo);
+        let (undo, rollback) = self.plan.withdraw(&round, &failed_hoas);
         let cache_changed = !round.is_empty();
         for hoa in round.hoas() {
-            if failed_hoas.contains(hoa) && self.registrar.cache().get(hoa).is_some() {
-                self.unprogrammed.insert(*hoa);
-            } else {
-                self.unprogrammed.remove(hoa);
+            self.unprogrammed.remove(hoa);
+        }
+        let mut failed_hoas: Vec<Ipv6Addr> = failed_hoas.into_iter().collect();
+        failed_hoas.sort();
+        for hoa in &failed_hoas {
+            if let Some(b) = self.registrar.revoke(hoa, now) {
+                events.push(Event::ProgrammingFailed {
+                    hoa: b.hoa,
+                    coa: b.coa,
+                });
             }
         }
         self.plan.end_round(round);
@@ -329,12 +337,8 @@ impl Core {
         let mut sends = Vec::with_capacity(pending.len());
         for p in pending {
             match p.confirms {
-                Some(b) if failed_hoas.contains(&b.hoa) => {
-                    events.push(Event::ProgrammingFailed {
-                        hoa: b.hoa,
-                        coa: b.coa,
-                    });
-                    match replies::insufficient_resources(&self.sas, &b) {
+                Some(b) if failed_hoas.binary_search(&b.hoa).is_ok() => {
+                    match self.registrar.revoked_ack(&b) {
                         Ok(bytes) => sends.push(Send { bytes, ..p.send }),
                         Err(e) => events.push(Event::Dropped {
                             peer: p.send.dst,

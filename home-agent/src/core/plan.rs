@@ -217,22 +217,28 @@ impl Plan {
         }
     }
 
-    /// Puts the `failed` home addresses of `round` back to their before-values, as a new
-    /// round whose [`Self::changes`] undo what of theirs reached the kernel.
-    pub fn revert(&mut self, round: &Round, failed: &HashSet<Ipv6Addr>) -> Round {
+    /// Unbinds the `failed` home addresses of `round` (their registrations are revoked) in a
+    /// new round, and returns it with the changes that take their objects out of the kernel:
+    /// what the round added for them, and, for a failed move, the route to the previous CoA
+    /// that the refused replace left in place. Apply the deletes tolerating "not found".
+    pub fn withdraw(&mut self, round: &Round, failed: &HashSet<Ipv6Addr>) -> (Round, Changes) {
         let mut undo = Round::default();
+        let mut stale = Vec::new();
         for hoa in failed {
-            if let Some(before) = round.before(hoa) {
-                self.set(&mut undo, *hoa, before);
+            let Some(before) = round.before(hoa) else {
+                continue;
+            };
+            let current = self.tunnels.get(hoa).copied();
+            if let Some(old) = before.filter(|old| Some(*old) != current) {
+                stale.push(self.encap(*hoa, old, self.oif_before(round, old)));
             }
+            self.set(&mut undo, *hoa, None);
         }
-        // The reverted CoAs keep the interface they had.
-        for (coa, state) in &round.coas {
-            if let (Some(c), Some(oif)) = (self.coas.get_mut(coa), state.oif) {
-                c.oif.get_or_insert(oif);
-            }
-        }
-        undo
+        let mut changes = self.changes(&undo);
+        changes.delete.extend(stale);
+        changes.delete.sort();
+        changes.delete.dedup();
+        (undo, changes)
     }
 
     /// Home addresses whose binding depends on `object` in `round`: the HoA of a route or
@@ -498,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_bindings_are_reverted_with_their_rule() {
+    fn failed_bindings_are_withdrawn_with_their_rule() {
         let mut p = plan();
         bind(&mut p, "2001:db8:1::100", Some("2001:db8:2::9"));
         let mut r = Round::default();
@@ -513,16 +519,16 @@ mod tests {
         deps.sort();
         assert_eq!(deps, vec![a("2001:db8:1::100"), a("2001:db8:1::101")]);
         let failed: HashSet<_> = deps.into_iter().collect();
-        let undo = p.revert(&r, &failed);
-        let ch = p.changes(&undo);
-        assert_eq!(
-            ch.replace,
-            vec![encap("2001:db8:1::100", "2001:db8:2::9", WAN_IF)]
-        );
-        assert_eq!(ch.add, vec![rule("2001:db8:2::9")]);
+        let (undo, ch) = p.withdraw(&r, &failed);
+        assert!(ch.add.is_empty() && ch.replace.is_empty(), "{ch:?}");
+        // Everything of both failed bindings goes, including the moving one's route to its
+        // previous CoA (the refused replace left it) and the rule that did get in.
         assert_eq!(
             ch.delete,
             sorted(vec![
+                proxy("2001:db8:1::100"),
+                encap("2001:db8:1::100", "2001:db8:3::9", WAN_IF),
+                encap("2001:db8:1::100", "2001:db8:2::9", WAN_IF),
                 proxy("2001:db8:1::101"),
                 encap("2001:db8:1::101", "2001:db8:3::9", WAN_IF),
                 rule("2001:db8:3::9"),
@@ -530,11 +536,12 @@ mod tests {
         );
         p.end_round(r);
         p.end_round(undo);
-        assert_eq!(p.tunnel(&a("2001:db8:1::100")), Some(a("2001:db8:2::9")));
+        assert_eq!(p.tunnel(&a("2001:db8:1::100")), None);
         assert_eq!(p.tunnel(&a("2001:db8:1::101")), None);
         assert_eq!(p.tunnel(&a("2001:db8:1::102")), Some(a("2001:db8:4::9")));
         assert_eq!(p.refs(&a("2001:db8:3::9")), 0);
-        assert_eq!(p.desired().len(), 1 + 2 * 2 + 2);
+        assert_eq!(p.refs(&a("2001:db8:2::9")), 0);
+        assert_eq!(p.desired().len(), 1 + 2 + 1);
     }
 
     #[test]

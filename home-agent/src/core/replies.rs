@@ -1,10 +1,9 @@
 //! Reading and writing the home agent's own replies, beyond what the registrar builds.
 use std::net::Ipv6Addr;
 
-use mipcast_binding::messages::{self, Signer};
-use mipcast_binding::{Binding, SaTable};
+use mipcast_binding::SaTable;
 use mipcast_wire::auth;
-use mipcast_wire::mh::{back_status, mh_type, MhPacket, MhRepr, MobilityOption};
+use mipcast_wire::mh::{back_status, mh_type, MhPacket, MhRepr};
 
 /// The status of a Binding Acknowledgement, None for any other message.
 pub fn back_status_of(bytes: &[u8]) -> Option<u8> {
@@ -13,29 +12,6 @@ pub fn back_status_of(bytes: &[u8]) -> Option<u8> {
         return None;
     }
     packet.message_data().first().copied()
-}
-
-/// The acknowledgement that replaces a BAck(0) when the kernel refused to program the binding:
-/// status 130 (insufficient resources), signed with the binding's SA like any reply to an
-/// authenticated BU, echoing its timestamp. The MN retries with a new sequence number.
-pub fn insufficient_resources(
-    sas: &SaTable,
-    binding: &Binding<()>,
-) -> Result<Vec<u8>, mipcast_wire::Error> {
-    let signer = sas.get(binding.spi).map(|sa| Signer {
-        sa,
-        coa: binding.coa,
-        hoa: binding.hoa,
-    });
-    messages::binding_ack(
-        back_status::INSUFFICIENT_RESOURCES,
-        binding.sequence,
-        0,
-        vec![MobilityOption::ReplayProtection {
-            timestamp: binding.last_timestamp,
-        }],
-        signer,
-    )
 }
 
 /// A metrics label for why a BU from `src` was refused with `status`, for the
@@ -68,7 +44,8 @@ pub fn auth_failure_reason(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mipcast_binding::{BindingState, SecurityAssociation};
+    use mipcast_binding::SecurityAssociation;
+    use mipcast_wire::mh::MobilityOption;
     use mipcast_wire::auth::{Algorithm, Credentials};
     use mipcast_wire::mh::{BindingUpdate, Message};
 
@@ -143,40 +120,5 @@ mod tests {
         );
         assert_eq!(auth_failure_reason(135, src, &good, &sas()), None);
         assert_eq!(auth_failure_reason(146, src, &[1, 2, 3], &sas()), None);
-    }
-
-    #[test]
-    fn refusal_is_a_signed_130_that_verifies() {
-        let binding = Binding {
-            hoa: a("2001:db8:1::100"),
-            coa: a("2001:db8:2::9"),
-            peer: a("2001:db8:2::9"),
-            local: a("2001:db8:1::1"),
-            sequence: 77,
-            lifetime_s: 40,
-            registered_at_ms: 0,
-            expires_at_ms: 40_000,
-            refresh_at_ms: None,
-            last_timestamp: 0x1234_5678_9abc_def0,
-            spi: 1000,
-            state: BindingState::Active,
-            payload: (),
-        };
-        let bytes = insufficient_resources(&sas(), &binding).unwrap();
-        assert_eq!(back_status_of(&bytes), Some(130));
-        // Byte 2 is the MH type, 6 = BAck; sequence at bytes 8-9.
-        assert_eq!(bytes[2], 6);
-        assert_eq!(u16::from_be_bytes([bytes[8], bytes[9]]), 77);
-        let repr = MhRepr::parse(&bytes).unwrap();
-        assert_eq!(repr.replay_timestamp(), Some(0x1234_5678_9abc_def0));
-        let lookup = |spi| {
-            (spi == 1000).then_some((Algorithm::HmacSha256_128, b"0123456789abcdef".as_slice()))
-        };
-        assert_eq!(
-            auth::verify(&bytes, &binding.coa, &binding.hoa, lookup),
-            Ok(1000)
-        );
-        assert_eq!(back_status_of(&bu(b"k", 1000)), None);
-        assert_eq!(back_status_of(&[]), None);
     }
 }

@@ -99,7 +99,7 @@ fn accepted_bu_programs_then_acknowledges() {
     assert_eq!(ch.add.len(), 3, "{ch:?}");
     assert!(ch.add.iter().any(|o| matches!(o,
         KObject::EncapRoute { tunnel_dst, oif: 7, .. } if *tunnel_dst == a("2001:db8:2::9"))));
-    let f = c.finish(b, &[]);
+    let f = c.finish(b, &[], now(0));
     assert_eq!(statuses(&f), vec![Some(0)]);
     assert_eq!(f.sends[0].dst, a("2001:db8:2::9"));
     assert_eq!(f.sends[0].src, ha());
@@ -126,8 +126,14 @@ fn kernel_failure_rolls_back_and_answers_130() {
         .iter()
         .find(|o| matches!(o, KObject::EncapRoute { .. }))
         .unwrap();
-    let f = c.finish(b, &[route]);
+    let f = c.finish(b, &[route], now(0));
     assert_eq!(statuses(&f), vec![Some(130)]);
+    // The 130 is signed with the BU's SA like any reply to an authenticated BU.
+    let lookup = |spi| (spi == 1000).then_some((Algorithm::HmacSha256_128, KEY));
+    assert_eq!(
+        mipcast_wire::auth::verify(&f.sends[0].bytes, &a("2001:db8:2::9"), &a("2001:db8:1::100"), lookup),
+        Ok(1000)
+    );
     // Undo the proxy entry and the rule that did get in (the route delete is tolerated).
     let mut undone = f.rollback.delete.clone();
     undone.sort();
@@ -139,20 +145,24 @@ fn kernel_failure_rolls_back_and_answers_130() {
         .iter()
         .any(|e| matches!(e, Event::ProgrammingFailed { .. })));
     assert_eq!(c.plan().len(), 0);
-    assert!(!c.status(now(0))[0].programmed);
+    // Revoked: the registrar no longer has it, so nothing claims the HoA is bound.
+    assert!(c.status(now(0)).is_empty());
+    assert_eq!(c.len(), 0);
+    assert_eq!(c.next_deadline(), None);
+    assert!(f.cache_changed);
 
     // The MN retries with a new sequence number; this time the kernel takes it.
     let mut b = Burst::default();
     let msg = bu("2001:db8:1::100", "2001:db8:2::9", 2, 10, 10, KEY);
     c.on_message(&mut b, a("2001:db8:2::9"), ha(), &msg, now(10));
     assert_eq!(c.changes(&b).add.len(), 3);
-    let f = c.finish(b, &[]);
+    let f = c.finish(b, &[], now(0));
     assert_eq!(statuses(&f), vec![Some(0)]);
     assert!(c.status(now(10))[0].programmed);
 }
 
 #[test]
-fn failed_move_keeps_the_old_tunnel() {
+fn failed_move_withdraws_the_binding_and_the_old_tunnel() {
     let mut c = core();
     let mut b = Burst::default();
     c.on_message(
@@ -162,7 +172,7 @@ fn failed_move_keeps_the_old_tunnel() {
         &bu("2001:db8:1::100", "2001:db8:2::9", 1, 10, 0, KEY),
         now(0),
     );
-    c.finish(b, &[]);
+    c.finish(b, &[], now(0));
     let mut b = Burst::default();
     c.on_message(
         &mut b,
@@ -173,13 +183,22 @@ fn failed_move_keeps_the_old_tunnel() {
     );
     let ch = c.changes(&b);
     assert_eq!(ch.replace.len(), 1);
-    let f = c.finish(b, &[ch.replace[0]]);
+    let f = c.finish(b, &[ch.replace[0]], now(5));
     assert_eq!(statuses(&f), vec![Some(130)]);
-    assert_eq!(
-        c.plan().tunnel(&a("2001:db8:1::100")),
-        Some(a("2001:db8:2::9"))
-    );
+    assert_eq!(c.plan().tunnel(&a("2001:db8:1::100")), None);
     assert_eq!(c.plan().refs(&a("2001:db8:3::9")), 0);
+    assert!(c.status(now(5)).is_empty());
+    // The refused replace left the route to the old CoA: the rollback deletes it, the proxy
+    // entry and the new CoA's rule (the old one's went with the move).
+    let kinds: Vec<String> = f.rollback.delete.iter().map(|o| o.to_string()).collect();
+    assert!(f.rollback.delete.iter().any(|o| matches!(o,
+        KObject::EncapRoute { tunnel_dst, .. } if *tunnel_dst == a("2001:db8:2::9"))), "{kinds:?}");
+    assert!(f.rollback.delete.iter().any(|o| matches!(o, KObject::ProxyNeigh { .. })), "{kinds:?}");
+    assert!(f.rollback.delete.iter().any(|o| matches!(o,
+        KObject::Rule { from: Some(from), .. } if from.ip() == a("2001:db8:3::9"))), "{kinds:?}");
+    assert!(ch.delete.iter().any(|o| matches!(o,
+        KObject::Rule { from: Some(from), .. } if from.ip() == a("2001:db8:2::9"))));
+    assert!(f.events.iter().any(|e| matches!(e, Event::ProgrammingFailed { .. })));
 }
 
 #[test]
@@ -201,7 +220,7 @@ fn bad_messages_never_touch_the_kernel_and_replies_are_rate_limited() {
     c.on_message(&mut b, a("2001:db8:2::9"), ha(), &wrong_key[..20], now(0));
     c.on_message(&mut b, a("2001:db8:2::9"), ha(), &[0xff; 3], now(0));
     assert!(c.changes(&b).is_empty());
-    let f = c.finish(b, &[]);
+    let f = c.finish(b, &[], now(0));
     // Burst of 2 replies, the rest suppressed.
     assert_eq!(statuses(&f), vec![Some(146), Some(146)]);
     let suppressed = f
@@ -243,7 +262,7 @@ fn bad_messages_never_touch_the_kernel_and_replies_are_rate_limited() {
         &[59, 0, 42, 0, 0, 0, 0, 0],
         now(1000),
     );
-    let f = c.finish(b, &[]);
+    let f = c.finish(b, &[], now(0));
     assert_eq!(f.sends.len(), 1);
     assert_eq!(f.sends[0].bytes[2], 7, "a Binding Error");
     assert!(f
@@ -271,7 +290,7 @@ fn expiry_removes_everything_and_restore_reprograms() {
         now(0),
     );
     let installed: HashSet<KObject> = c.changes(&b).add.into_iter().collect();
-    c.finish(b, &[]);
+    c.finish(b, &[], now(0));
     let records = c.records(now(100));
 
     // Restart 1 s later: both restored, the kernel wants exactly what was installed.
@@ -279,7 +298,7 @@ fn expiry_removes_everything_and_restore_reprograms() {
     let mut b = Burst::default();
     let later = Now::from_unix(5, Duration::from_millis(WALL0 + 1100));
     assert_eq!(fresh.restore(&mut b, records, later), 2);
-    fresh.finish(b, &[]);
+    fresh.finish(b, &[], now(0));
     let mut want = installed.clone();
     want.insert(fresh.plan().decap_route());
     assert_eq!(fresh.desired(), want);
@@ -288,7 +307,7 @@ fn expiry_removes_everything_and_restore_reprograms() {
     let mut b = Burst::default();
     c.on_timers(&mut b, now(32_000));
     assert!(c.changes(&b).is_empty());
-    let f = c.finish(b, &[]);
+    let f = c.finish(b, &[], now(0));
     assert_eq!(f.sends.len(), 1);
     assert_eq!(f.sends[0].bytes[2], 0, "a Binding Refresh Request");
     assert!(f
@@ -303,7 +322,7 @@ fn expiry_removes_everything_and_restore_reprograms() {
         2,
         "proxy and route, the shared rule stays: {ch:?}"
     );
-    let f = c.finish(b, &[]);
+    let f = c.finish(b, &[], now(0));
     assert!(f.events.iter().any(|e| matches!(
         e,
         Event::Removed {
@@ -314,7 +333,7 @@ fn expiry_removes_everything_and_restore_reprograms() {
     let mut b = Burst::default();
     c.on_timers(&mut b, now(80_000));
     assert_eq!(c.changes(&b).delete.len(), 3);
-    c.finish(b, &[]);
+    c.finish(b, &[], now(0));
     assert_eq!(c.desired().len(), 1);
 }
 
@@ -329,7 +348,7 @@ fn deregistration_acknowledged_after_removal() {
         &bu("2001:db8:1::100", "2001:db8:2::9", 1, 10, 0, KEY),
         now(0),
     );
-    c.finish(b, &[]);
+    c.finish(b, &[], now(0));
     let mut b = Burst::default();
     c.on_message(
         &mut b,
@@ -340,7 +359,7 @@ fn deregistration_acknowledged_after_removal() {
     );
     assert_eq!(c.changes(&b).delete.len(), 3);
     // Even a failed delete does not turn the deregistration into a failure.
-    let f = c.finish(b, &[]);
+    let f = c.finish(b, &[], now(0));
     assert_eq!(statuses(&f), vec![Some(0)]);
     assert!(c.is_empty());
 }

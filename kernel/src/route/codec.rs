@@ -169,6 +169,22 @@ fn neigh_message(obj: &KObject, protocol: u8) -> NeighbourMessage {
     m
 }
 
+/// RTM_GETNEIGH for the one proxy entry `obj` (NTF_PROXY, address and interface only: the
+/// kernel refuses any other attribute or header field in a get).
+pub(crate) fn proxy_get_message(obj: &KObject) -> NeighbourMessage {
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Inet6;
+    if let KObject::ProxyNeigh { addr, ifindex } = *obj {
+        m.header.ifindex = ifindex;
+        m.header.flags = NeighbourFlags::Proxy;
+        m.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(
+                addr,
+            )));
+    }
+    m
+}
+
 /// A dumped object: its protocol tag, and the [`KObject`] it is when it has a shape we install.
 pub(crate) struct Dumped {
     pub protocol: u8,

@@ -37,6 +37,9 @@ pub(crate) struct Nl {
     handle: ConnectionHandle<RouteNetlinkMessage>,
 }
 
+/// The outcome of one request of a batch: the messages it was answered with, or its error.
+pub(crate) type Answer = Result<Vec<RouteNetlinkMessage>, NlFailure>;
+
 /// One request of a batch, with its netlink flags.
 pub(crate) struct Request {
     pub message: RouteNetlinkMessage,
@@ -76,6 +79,16 @@ impl Nl {
     /// of a few thousand routes drains it for a moment (seen here: a run of ~100 failures at
     /// the end of a batch, all succeeding a few milliseconds later).
     pub async fn batch(&self, requests: Vec<Request>) -> Vec<Result<(), NlFailure>> {
+        self.batch_with_replies(requests)
+            .await
+            .into_iter()
+            .map(|r| r.map(drop))
+            .collect()
+    }
+
+    /// Like [`Self::batch`], also returning the messages the kernel answered each request
+    /// with before its acknowledgement (single gets: the object asked for).
+    pub async fn batch_with_replies(&self, requests: Vec<Request>) -> Vec<Answer> {
         let mut results = vec![Err(closed()); requests.len()];
         let mut pending: Vec<(usize, Request)> = requests.into_iter().enumerate().collect();
         let mut pause = ENOMEM_FIRST_PAUSE;
@@ -117,10 +130,7 @@ impl Nl {
         results
     }
 
-    async fn chunk(
-        &self,
-        chunk: Vec<NetlinkMessage<RouteNetlinkMessage>>,
-    ) -> Vec<Result<(), NlFailure>> {
+    async fn chunk(&self, chunk: Vec<NetlinkMessage<RouteNetlinkMessage>>) -> Vec<Answer> {
         let n = chunk.len();
         let mut stream = match self.handle.request_batch(chunk, SocketAddr::new(0, 0)) {
             Ok(s) => s,
@@ -128,9 +138,14 @@ impl Nl {
         };
         // (sequence number, outcome) of every acknowledgement or error.
         let mut answers: Vec<(u32, Result<(), NlFailure>)> = Vec::with_capacity(n);
+        // (sequence number, message) of replies that come before their acknowledgement.
+        let mut replies: Vec<(u32, RouteNetlinkMessage)> = Vec::new();
         let collect = async {
             while let Some(msg) = stream.next().await {
-                if let NetlinkPayload::Error(e) = &msg.payload {
+                let seq = msg.header.sequence_number;
+                if let NetlinkPayload::InnerMessage(inner) = msg.payload {
+                    replies.push((seq, inner));
+                } else if let NetlinkPayload::Error(e) = &msg.payload {
                     let outcome = match e.code {
                         None => Ok(()),
                         Some(code) => Err(NlFailure::kernel(
@@ -138,7 +153,7 @@ impl Nl {
                             ext_ack_message(msg.header.flags, &e.header),
                         )),
                     };
-                    answers.push((msg.header.sequence_number, outcome));
+                    answers.push((seq, outcome));
                 }
             }
         };
@@ -154,10 +169,16 @@ impl Nl {
         // The requests of one batch carry consecutive sequence numbers and each gets exactly
         // one answer, so the smallest answered number belongs to the first request.
         let base = answers.iter().map(|(seq, _)| *seq).min().unwrap_or(0);
-        let mut results = vec![Err(NlFailure::local("no acknowledgement from the kernel")); n];
+        let mut results: Vec<Answer> =
+            vec![Err(NlFailure::local("no acknowledgement from the kernel")); n];
         for (seq, outcome) in answers {
             if let Some(slot) = results.get_mut(seq.wrapping_sub(base) as usize) {
-                *slot = outcome;
+                *slot = outcome.map(|()| Vec::new());
+            }
+        }
+        for (seq, reply) in replies {
+            if let Some(Ok(messages)) = results.get_mut(seq.wrapping_sub(base) as usize) {
+                messages.push(reply);
             }
         }
         results

@@ -1,7 +1,10 @@
 use std::net::Ipv6Addr;
 
-use super::error::Result;
+use futures::FutureExt;
+
+use super::error::{Result, SocketError};
 use super::raw::{PacketInfo, RawSocket, Received};
+use super::sys;
 
 /// Checksum field offset in the Mobility Header (RFC 6275 §6.1.1).
 const MH_CHECKSUM_OFFSET: i32 = 4;
@@ -23,6 +26,49 @@ impl MhSocket {
     /// The next Mobility Header message (from its payload-proto byte on) into `buf`.
     pub async fn recv(&self, buf: &mut [u8]) -> Result<Received> {
         self.raw.recv(buf).await
+    }
+
+    /// Hands every message already queued, without waiting and at most `max`, to `each`
+    /// (with its bytes, `buf[..len]`); returns how many were taken. After a [`Self::recv`],
+    /// this turns a burst of BUs into one batch of kernel changes.
+    pub fn drain(
+        &self,
+        buf: &mut [u8],
+        max: usize,
+        mut each: impl FnMut(Result<(Received, &[u8])>),
+    ) -> usize {
+        for taken in 0..max {
+            let Some(received) = self.recv(buf).now_or_never() else {
+                return taken;
+            };
+            each(received.map(|rx| (rx, buf.get(..rx.len).unwrap_or_default())));
+        }
+        max
+    }
+
+    /// Asks for a receive buffer of `bytes` (SO_RCVBUFFORCE, which needs CAP_NET_ADMIN, else
+    /// SO_RCVBUF, capped by net.core.rmem_max) and returns the size the kernel granted (it
+    /// counts its own overhead, so about twice the request). The default (~208 KiB) holds only
+    /// about 200 BUs: a larger burst arriving while the daemon programs the kernel is dropped.
+    pub fn set_recv_buffer(&self, bytes: usize) -> Result<usize> {
+        let value = i32::try_from(bytes).unwrap_or(i32::MAX);
+        let forced = sys::set_opt(
+            self.raw.borrowed(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &value,
+            "setsockopt(SO_RCVBUFFORCE)",
+        );
+        if forced.is_err() {
+            self.raw
+                .socket()
+                .set_recv_buffer_size(bytes)
+                .map_err(|e| SocketError::os("setsockopt(SO_RCVBUF)", e))?;
+        }
+        self.raw
+            .socket()
+            .recv_buffer_size()
+            .map_err(|e| SocketError::os("getsockopt(SO_RCVBUF)", e))
     }
 
     /// Sends one Mobility Header message to `destination` (source and interface per `info`).

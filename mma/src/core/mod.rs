@@ -3,6 +3,12 @@
 //! Mobility Header messages and timer ticks go in with a [`Now`]; [`Output`]s come out in the
 //! order to apply them: kernel changes before the acknowledgement that announces them. No
 //! sockets, no clock reads, no kernel calls here, so tests drive it with a fake clock.
+//!
+//! Kernel failure policy: when a change of a terminal is refused, the shell asks
+//! [`Core::owner`] whose it was and calls [`Core::revoke`]: the registration is taken back
+//! from the registrar, everything of the terminal is deleted from the kernel, and its BU is
+//! answered with a signed BAck 130 instead of the BAck(0) that confirmed it (a Send whose
+//! `confirms` names the terminal, which the shell drops).
 pub mod plan;
 pub mod policy;
 
@@ -28,6 +34,9 @@ pub enum Output {
         src: Ipv6Addr,
         dst: Ipv6Addr,
         bytes: Vec<u8>,
+        /// The home address whose registration this acknowledgement announces: not to be
+        /// sent if that registration's kernel changes fail (see [`Core::revoke`]).
+        confirms: Option<Ipv6Addr>,
     },
     Kernel(Change),
     Event(Event),
@@ -63,6 +72,9 @@ pub enum Event {
     },
     /// A message dropped without reply; `reason` is a stable metrics label.
     Dropped { reason: &'static str, detail: String },
+    /// The kernel refused a change of the terminal: its registration was revoked, its kernel
+    /// state withdrawn, its BU answered with 130.
+    ProgrammingFailed { hoa: Ipv6Addr, group: Ipv6Addr },
 }
 
 /// The MMA's state: registered terminals and the kernel plan they map to.
@@ -149,12 +161,10 @@ impl Core {
     }
 
     /// (served terminals, terminals in a forwarding window).
+    /// O(1): the shell reads it after every burst.
     pub fn counts(&self) -> (usize, usize) {
-        let forwarding = self
-            .terminals()
-            .filter(|b| b.state == BindingState::Lingering)
-            .count();
-        (self.registrar.cache().len() - forwarding, forwarding)
+        let served = self.registrar.policy().served();
+        (served, self.registrar.cache().len().saturating_sub(served))
     }
 
     /// The terminal holding `group`, if any.
@@ -162,12 +172,63 @@ impl Core {
         self.registrar.policy().group_owner(group)
     }
 
+    /// The registered terminal a kernel change serves, if any (constant objects serve none).
+    pub fn owner(&self, change: &Change) -> Option<Ipv6Addr> {
+        let hoa = match *change {
+            Change::Add(o) | Change::Replace(o) | Change::Delete(o) => plan::terminal_of(&o)?,
+            Change::AddMfc { group, .. } | Change::DelMfc { group, .. } => self.group_owner(group)?,
+        };
+        self.registrar.cache().get(&hoa).map(|b| b.hoa)
+    }
+
+    /// Takes back the registration of `hoa` after its kernel changes failed: the changes that
+    /// delete whatever of it the kernel may hold, the event, and the signed BAck 130 to its
+    /// last BU (sent whatever its A flag said: a refusal is always answered). Empty when `hoa`
+    /// is not registered.
+    pub fn revoke(&mut self, hoa: Ipv6Addr, now: Now) -> Vec<Output> {
+        let Some(binding) = self.registrar.revoke(&hoa, now) else {
+            return Vec::new();
+        };
+        self.registrar.policy_mut().note_remove(&binding);
+        let mut out: Vec<Output> = self
+            .plan
+            .withdraw(hoa, &binding.payload)
+            .into_iter()
+            .map(Output::Kernel)
+            .collect();
+        out.push(Output::Event(Event::ProgrammingFailed {
+            hoa,
+            group: binding.payload.group,
+        }));
+        match self.registrar.revoked_ack(&binding) {
+            Ok(bytes) => out.push(Output::Send {
+                src: binding.local,
+                dst: binding.peer,
+                bytes,
+                confirms: None,
+            }),
+            Err(e) => out.push(Output::Event(Event::Dropped {
+                reason: "emit_failed",
+                detail: e.to_string(),
+            })),
+        }
+        out
+    }
+
     fn translate(&mut self, actions: Vec<Action<Terminal>>) -> Vec<Output> {
         let mut out = Vec::new();
+        // The registrar puts an install before the acknowledgement that announces it.
+        let mut installed = None;
         for action in actions {
             match action {
-                Action::Send { dst, src, bytes } => out.push(Output::Send { src, dst, bytes }),
+                Action::Send { dst, src, bytes } => out.push(Output::Send {
+                    src,
+                    dst,
+                    bytes,
+                    confirms: installed,
+                }),
                 Action::Install { binding, replaced } => {
+                    installed = Some(binding.hoa);
                     self.registrar
                         .policy_mut()
                         .note_install(&binding, replaced.as_ref());

@@ -51,12 +51,35 @@ const DEFAULT_ROUTE: Ipv6Network = match Ipv6Network::new_checked(Ipv6Addr::UNSP
     None => panic!("::/0 is a valid prefix"),
 };
 
+fn any_device(route: KObject) -> KObject {
+    match route {
+        KObject::EncapRoute { dst, src, tunnel_dst, table, .. } => KObject::EncapRoute {
+            dst,
+            src,
+            tunnel_dst,
+            oif: 0,
+            table,
+        },
+        other => other,
+    }
+}
+
 fn host(a: Ipv6Addr) -> Ipv6Network {
     Ipv6Network::from(a)
 }
 
 fn net(p: Ipv6Addr, len: u8) -> Option<Ipv6Network> {
     Ipv6Network::new(p, len).ok()
+}
+
+/// The home address a terminal's route is for: `HoA/128` (downlink or forwarding) or
+/// `default from HoA/128` (uplink). None for the constant objects.
+pub fn terminal_of(o: &KObject) -> Option<Ipv6Addr> {
+    match *o {
+        KObject::EncapRoute { dst, src: None, .. } if dst.prefix() == 128 => Some(dst.ip()),
+        KObject::EncapRoute { src: Some(src), .. } if src.prefix() == 128 => Some(src.ip()),
+        _ => None,
+    }
 }
 
 /// Kernel identity of a route (table, destination, source); rules are their own identity.
@@ -150,6 +173,32 @@ impl Plan {
                 mfc_group: Some(t.group),
             },
         }
+    }
+
+    /// Deletes of everything a terminal may have in the kernel, whatever state a failed change
+    /// left it in: both route identities (downlink or forwarding `HoA/128`, uplink) with any
+    /// device, since a refused replace leaves the previous route (maybe on another device),
+    /// and its (MMA, G) entry. Apply tolerating "not found".
+    pub fn withdraw(&self, hoa: Ipv6Addr, t: &Terminal) -> Vec<Change> {
+        let served = Terminal {
+            forward_to: None,
+            ..*t
+        };
+        let mut out: Vec<Change> = self
+            .terminal(hoa, &served)
+            .routes
+            .into_iter()
+            .map(|route| match route {
+                // Device 0: the kernel then matches table, destination, source and our tag.
+                KObject::EncapRoute { .. } => Change::Delete(any_device(route)),
+                other => Change::Delete(other),
+            })
+            .collect();
+        out.push(Change::DelMfc {
+            source: self.mma,
+            group: t.group,
+        });
+        out
     }
 
     /// The changes that turn `old` into `new` (either may be absent), leaving alone what both

@@ -88,6 +88,11 @@ impl MmaPolicy {
         self.groups.get(&group).copied()
     }
 
+    /// Terminals served here (not forwarding): each holds exactly one group.
+    pub fn served(&self) -> usize {
+        self.groups.len()
+    }
+
     /// Records that `binding` was installed in place of `replaced`.
     pub fn note_install(&mut self, binding: &Binding<Terminal>, replaced: Option<&Binding<Terminal>>) {
         if let Some(old) = replaced {
