@@ -1,6 +1,8 @@
 //! The Internet checksum (RFC 1071) and the IPv6 upper-layer pseudo-header (RFC 8200 §8.1).
 use std::net::Ipv6Addr;
 
+use crate::{Error, Result};
+
 /// Ones'-complement sum of `data` folded into 16 bits (not yet complemented). An odd trailing
 /// byte is padded with zero, as RFC 1071 requires.
 pub fn sum(mut acc: u32, data: &[u8]) -> u32 {
@@ -44,6 +46,29 @@ pub fn ipv6_upper_layer(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, packet:
 pub fn verify_ipv6_upper_layer(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, packet: &[u8]) -> bool {
     let len = u32::try_from(packet.len()).unwrap_or(u32::MAX);
     sum(pseudo_header(src, dst, next_header, len), packet) == 0xffff
+}
+
+/// Writes the checksum of the upper-layer message `buf` (exactly one message, checksum field at
+/// `offset`) sent from `src` to `dst` with `next_header`; the field's old value is ignored.
+pub fn fill(buf: &mut [u8], offset: usize, src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8) -> Result<()> {
+    buf.get_mut(offset..offset + 2).ok_or(Error::Truncated)?.fill(0);
+    let sum = ipv6_upper_layer(src, dst, next_header, buf);
+    buf.get_mut(offset..offset + 2).ok_or(Error::Truncated)?.copy_from_slice(&sum.to_be_bytes());
+    Ok(())
+}
+
+/// Checks the checksum of the upper-layer message `buf`, which must at least reach past its
+/// checksum field at `offset`: `Err(Truncated)` when it does not, `Err(BadChecksum)` when the
+/// sum does not verify.
+pub fn verify(buf: &[u8], offset: usize, src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8) -> Result<()> {
+    if buf.len() < offset + 2 {
+        return Err(Error::Truncated);
+    }
+    if verify_ipv6_upper_layer(src, dst, next_header, buf) {
+        Ok(())
+    } else {
+        Err(Error::BadChecksum)
+    }
 }
 
 #[cfg(test)]

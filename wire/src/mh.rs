@@ -742,22 +742,11 @@ pub(crate) fn emit_parts(message: &Message, options: &[MobilityOption], last: Op
 pub fn fill_checksum(mh: &mut [u8], src: &Ipv6Addr, dst: &Ipv6Addr) -> Result<()> {
     let total = MhPacket::new_checked(&*mh)?.total_len();
     let region = mh.get_mut(..total).ok_or(Error::BadLength)?;
-    let field = region.get_mut(CHECKSUM_OFFSET..CHECKSUM_OFFSET + 2).ok_or(Error::Truncated)?;
-    field.copy_from_slice(&[0, 0]);
-    let sum = checksum::ipv6_upper_layer(src, dst, IPPROTO_MH, region);
-    region
-        .get_mut(CHECKSUM_OFFSET..CHECKSUM_OFFSET + 2)
-        .ok_or(Error::Truncated)?
-        .copy_from_slice(&sum.to_be_bytes());
-    Ok(())
+    checksum::fill(region, CHECKSUM_OFFSET, src, dst, IPPROTO_MH)
 }
 
 /// Checks the MH checksum; `Err(BadChecksum)` when it does not verify.
 pub fn verify_checksum(mh: &[u8], src: &Ipv6Addr, dst: &Ipv6Addr) -> Result<()> {
     let packet = MhPacket::new_checked(mh)?;
-    if checksum::verify_ipv6_upper_layer(src, dst, IPPROTO_MH, packet.mh()) {
-        Ok(())
-    } else {
-        Err(Error::BadChecksum)
-    }
+    checksum::verify(packet.mh(), CHECKSUM_OFFSET, src, dst, IPPROTO_MH)
 }

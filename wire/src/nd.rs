@@ -38,28 +38,12 @@ const MAP_FLAG_R: u8 = 0x80;
 /// Writes the ICMPv6 checksum into `buf`, which holds exactly one ICMPv6 message (as returned
 /// by an `emit`) addressed from `src` to `dst`.
 pub fn fill_checksum(buf: &mut [u8], src: &Ipv6Addr, dst: &Ipv6Addr) -> Result<()> {
-    let field = buf
-        .get_mut(CHECKSUM_OFFSET..CHECKSUM_OFFSET + 2)
-        .ok_or(Error::BufferTooSmall)?;
-    field.fill(0);
-    let sum = checksum::ipv6_upper_layer(src, dst, IPPROTO_ICMPV6, buf);
-    let field = buf
-        .get_mut(CHECKSUM_OFFSET..CHECKSUM_OFFSET + 2)
-        .ok_or(Error::BufferTooSmall)?;
-    field.copy_from_slice(&sum.to_be_bytes());
-    Ok(())
+    checksum::fill(buf, CHECKSUM_OFFSET, src, dst, IPPROTO_ICMPV6)
 }
 
 /// Checks the ICMPv6 checksum of the whole message in `buf`.
 pub fn verify_checksum(buf: &[u8], src: &Ipv6Addr, dst: &Ipv6Addr) -> Result<()> {
-    if buf.len() < CHECKSUM_OFFSET + 2 {
-        return Err(Error::Truncated);
-    }
-    if checksum::verify_ipv6_upper_layer(src, dst, IPPROTO_ICMPV6, buf) {
-        Ok(())
-    } else {
-        Err(Error::BadChecksum)
-    }
+    checksum::verify(buf, CHECKSUM_OFFSET, src, dst, IPPROTO_ICMPV6)
 }
 
 /// A read-only view of a Router Solicitation or Router Advertisement.

@@ -47,28 +47,12 @@ const ASSERT_FLAG_RPT: u32 = 0x8000_0000;
 
 /// Writes the PIM checksum into `buf`, which holds exactly one PIM message.
 pub fn fill_checksum(buf: &mut [u8], src: &Ipv6Addr, dst: &Ipv6Addr) -> Result<()> {
-    let field = buf
-        .get_mut(CHECKSUM_OFFSET..CHECKSUM_OFFSET + 2)
-        .ok_or(Error::BufferTooSmall)?;
-    field.fill(0);
-    let sum = checksum::ipv6_upper_layer(src, dst, IPPROTO_PIM, buf);
-    let field = buf
-        .get_mut(CHECKSUM_OFFSET..CHECKSUM_OFFSET + 2)
-        .ok_or(Error::BufferTooSmall)?;
-    field.copy_from_slice(&sum.to_be_bytes());
-    Ok(())
+    checksum::fill(buf, CHECKSUM_OFFSET, src, dst, IPPROTO_PIM)
 }
 
 /// Checks the checksum of the whole PIM message in `buf`.
 pub fn verify_checksum(buf: &[u8], src: &Ipv6Addr, dst: &Ipv6Addr) -> Result<()> {
-    if buf.len() < HEADER_LEN {
-        return Err(Error::Truncated);
-    }
-    if checksum::verify_ipv6_upper_layer(src, dst, IPPROTO_PIM, buf) {
-        Ok(())
-    } else {
-        Err(Error::BadChecksum)
-    }
+    checksum::verify(buf, CHECKSUM_OFFSET, src, dst, IPPROTO_PIM)
 }
 
 fn check_family(r: &mut Reader<'_>) -> Result<()> {
