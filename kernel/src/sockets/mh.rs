@@ -6,8 +6,6 @@ use super::error::{Result, SocketError};
 use super::raw::{PacketInfo, RawSocket, Received};
 use super::sys;
 
-/// Checksum field offset in the Mobility Header (RFC 6275 §6.1.1).
-const MH_CHECKSUM_OFFSET: i32 = 4;
 
 /// A raw Mobility Header (IPPROTO_MH) socket. The kernel computes the MH checksum on send and
 /// drops received messages whose checksum is wrong, so callers send with the checksum field
@@ -19,7 +17,7 @@ pub struct MhSocket {
 impl MhSocket {
     pub fn new() -> Result<MhSocket> {
         let raw = RawSocket::new(libc::IPPROTO_MH, "IPPROTO_MH")?;
-        raw.set_checksum_offset(MH_CHECKSUM_OFFSET)?;
+        raw.set_checksum_offset(mipcast_wire::mh::CHECKSUM_OFFSET)?;
         Ok(MhSocket { raw })
     }
 

@@ -6,8 +6,6 @@ use super::raw::{PacketInfo, RawSocket, Received};
 /// All PIM routers (ff02::d).
 pub const ALL_PIM_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xd);
 
-/// PIM checksum field offset (RFC 7761 §4.9).
-const PIM_CHECKSUM_OFFSET: i32 = 2;
 
 /// A raw PIMv2 (IPPROTO_PIM) socket: the kernel fills and verifies the checksum over the
 /// pseudo-header; multicast goes out with hop limit 1 and is not looped back.
@@ -18,7 +16,7 @@ pub struct PimSocket {
 impl PimSocket {
     pub fn new() -> Result<PimSocket> {
         let raw = RawSocket::new(libc::IPPROTO_PIM, "IPPROTO_PIM")?;
-        raw.set_checksum_offset(PIM_CHECKSUM_OFFSET)?;
+        raw.set_checksum_offset(mipcast_wire::pim::CHECKSUM_OFFSET)?;
         raw.set_multicast_hops(1)?;
         Ok(PimSocket { raw })
     }

@@ -102,7 +102,9 @@ impl RawSocket {
 
     /// Makes the kernel compute the checksum at `offset` on send and verify it on receive
     /// (dropping bad packets), over the IPv6 pseudo-header.
-    pub(crate) fn set_checksum_offset(&self, offset: i32) -> Result<()> {
+    pub(crate) fn set_checksum_offset(&self, offset: usize) -> Result<()> {
+        // Header offsets are single-digit; the kernel takes a C int.
+        let offset = libc::c_int::try_from(offset).unwrap_or(libc::c_int::MAX);
         sys::set_opt(
             self.borrowed(),
             libc::IPPROTO_IPV6,
