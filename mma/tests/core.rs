@@ -128,7 +128,7 @@ fn send(c: &mut Core, bu: &Bu, clock: &Clock) -> Vec<Output> {
 }
 
 fn register(c: &mut Core, clock: &Clock) -> Vec<Output> {
-    send(c, &Bu::new(1, HOA, GROUP, clock.ntp()), clock)
+    send(c, &terminal_bu(1, HOA, GROUP, clock.ntp()), clock)
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn refresh_with_the_same_group_changes_nothing_in_the_kernel() {
     let mut clock = Clock { mono: 1000 };
     register(&mut c, &clock);
     clock.advance(100);
-    let out = send(&mut c, &Bu::new(2, HOA, GROUP, clock.ntp()), &clock);
+    let out = send(&mut c, &terminal_bu(2, HOA, GROUP, clock.ntp()), &clock);
     assert_eq!(kernel(&out), vec![]);
     assert_eq!(ack(&out, HOA).status, 0);
     assert!(out.iter().any(|o| matches!(o, Output::Event(Event::Registered { refresh: true, .. }))));
@@ -176,7 +176,7 @@ fn group_of_another_terminal_is_refused_with_130_and_installs_nothing() {
     register(&mut c, &clock);
     clock.advance(10);
     let other: Ipv6Addr = "2001:db8:99::200".parse().unwrap();
-    let out = send(&mut c, &Bu::new(1, other, GROUP, clock.ntp()), &clock);
+    let out = send(&mut c, &terminal_bu(1, other, GROUP, clock.ntp()), &clock);
     assert_eq!(kernel(&out), vec![]);
     let a = ack(&out, other);
     assert_eq!((a.status, a.authentic), (130, true));
@@ -189,29 +189,29 @@ fn refusals_install_nothing_and_carry_the_documented_status() {
     let clock = Clock { mono: 1000 };
     let outside: Ipv6Addr = "ff35:0:0:1::1".parse().unwrap();
     let cases: Vec<(&str, Bu, Ipv6Addr, u8)> = vec![
-        ("group outside the prefix", Bu::new(1, HOA, outside, clock.ntp()), ON_LINK, 129),
+        ("group outside the prefix", terminal_bu(1, HOA, outside, clock.ntp()), ON_LINK, 129),
         (
             "no M flag",
-            Bu { flags: bu_flags::ACK, ..Bu::new(1, HOA, GROUP, clock.ntp()) },
+            Bu { flags: bu_flags::ACK, ..terminal_bu(1, HOA, GROUP, clock.ntp()) },
             ON_LINK,
             129,
         ),
         (
             "home registration",
-            Bu { flags: bu_flags::ACK | bu_flags::MAP | bu_flags::HOME, ..Bu::new(1, HOA, GROUP, clock.ntp()) },
+            Bu { flags: bu_flags::ACK | bu_flags::MAP | bu_flags::HOME, ..terminal_bu(1, HOA, GROUP, clock.ntp()) },
             ON_LINK,
             131,
         ),
-        ("no group option", Bu { group: None, ..Bu::new(1, HOA, GROUP, clock.ntp()) }, ON_LINK, 128),
+        ("no group option", Bu { group: None, ..terminal_bu(1, HOA, GROUP, clock.ntp()) }, ON_LINK, 128),
         (
             "home address no home agent serves",
-            Bu::new(1, "2001:db8:55::1".parse().unwrap(), GROUP, clock.ntp()),
+            terminal_bu(1, "2001:db8:55::1".parse().unwrap(), GROUP, clock.ntp()),
             ON_LINK,
             132,
         ),
         (
             "wrong key",
-            Bu { key: b"not the key".to_vec(), ..Bu::new(1, HOA, GROUP, clock.ntp()) },
+            Bu { key: Some(b"not the key".to_vec()), ..terminal_bu(1, HOA, GROUP, clock.ntp()) },
             ON_LINK,
             146,
         ),
@@ -225,7 +225,7 @@ fn refusals_install_nothing_and_carry_the_documented_status() {
     }
     // A BU from outside the site prefixes.
     let mut c = core();
-    let bu = Bu { coa: "2001:db8:5::9".parse().unwrap(), ..Bu::new(1, HOA, GROUP, clock.ntp()) };
+    let bu = Bu { coa: "2001:db8:5::9".parse().unwrap(), ..terminal_bu(1, HOA, GROUP, clock.ntp()) };
     let out = c.handle_mh(bu.coa, MMA, &bu.bytes(), clock.now());
     assert_eq!(kernel(&out), vec![]);
     assert!(out.iter().any(|o| matches!(o, Output::Event(Event::Rejected { status: 129, .. }))));
@@ -237,7 +237,7 @@ fn forwarding_window_is_capped_redirects_to_the_new_coa_and_ends() {
     let mut clock = Clock { mono: 1000 };
     register(&mut c, &clock);
     clock.advance(500);
-    let dereg = Bu::new(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 500)));
+    let dereg = terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 500)));
     let out = send(&mut c, &dereg, &clock);
     let forward = KObject::EncapRoute {
         dst: host(HOA),
@@ -282,7 +282,7 @@ fn forwarding_request_for_zero_seconds_gets_the_default_grace() {
     let mut clock = Clock { mono: 1000 };
     register(&mut c, &clock);
     clock.advance(10);
-    let out = send(&mut c, &Bu::new(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 0))), &clock);
+    let out = send(&mut c, &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 0))), &clock);
     assert!(out.iter().any(|o| matches!(o, Output::Event(Event::ForwardingStarted { grace_s: 10, .. }))));
     clock.advance(10_000);
     assert_eq!(c.poll(clock.now()).len(), 2, "removal kernel change and event");
@@ -294,7 +294,7 @@ fn deregistration_without_forwarding_removes_everything_at_once() {
     let mut clock = Clock { mono: 1000 };
     register(&mut c, &clock);
     clock.advance(10);
-    let out = send(&mut c, &Bu::new(2, HOA, GROUP, clock.ntp()).dereg(None), &clock);
+    let out = send(&mut c, &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(None), &clock);
     assert_eq!(
         kernel(&out),
         vec![
@@ -308,7 +308,7 @@ fn deregistration_without_forwarding_removes_everything_at_once() {
     // Another terminal may now take the group.
     clock.advance(10);
     let other: Ipv6Addr = "2001:db8:99::200".parse().unwrap();
-    let out = send(&mut c, &Bu::new(1, other, GROUP, clock.ntp()), &clock);
+    let out = send(&mut c, &terminal_bu(1, other, GROUP, clock.ntp()), &clock);
     assert_eq!(ack(&out, other).status, 0);
 }
 
@@ -382,7 +382,7 @@ fn restored_terminals_program_the_same_state_and_keep_their_groups() {
     );
     assert_eq!(restarted.group_owner(GROUP), Some(HOA));
     // The replayed BU is refused: replay state came back with the binding.
-    let out = send(&mut restarted, &Bu::new(1, HOA, GROUP, clock.ntp()), &clock);
+    let out = send(&mut restarted, &terminal_bu(1, HOA, GROUP, clock.ntp()), &clock);
     assert_eq!(kernel(&out), vec![]);
     assert_ne!(ack(&out, HOA).status, 0);
 }
@@ -444,7 +444,7 @@ fn refused_kernel_change_revokes_the_terminal_and_answers_130() {
 
     // The terminal's retry registers from scratch.
     clock.advance(50);
-    let out = send(&mut c, &Bu::new(2, HOA, GROUP, clock.ntp()), &clock);
+    let out = send(&mut c, &terminal_bu(2, HOA, GROUP, clock.ntp()), &clock);
     assert_eq!(kernel(&out).len(), 3, "{out:?}");
     assert_eq!(ack(&out, HOA).status, 0);
     assert_eq!(c.group_owner(GROUP), Some(HOA));
@@ -456,7 +456,7 @@ fn refused_forwarding_change_withdraws_both_route_shapes() {
     let mut clock = Clock { mono: 1000 };
     register(&mut c, &clock);
     clock.advance(100);
-    let out = send(&mut c, &Bu::new(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 20))), &clock);
+    let out = send(&mut c, &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 20))), &clock);
     let replace = kernel(&out)
         .into_iter()
         .find(|ch| matches!(ch, Change::Replace(_)))

@@ -78,7 +78,7 @@ fn netns_refusals_install_nothing() {
     let constant = t.our_kernel_state();
 
     let outside: Ipv6Addr = "ff35:0:0:1::100".parse().unwrap();
-    let ack = t.send_bu(&Bu::new(1, HOA, outside, ntp_now()));
+    let ack = t.send_bu(&terminal_bu(1, HOA, outside, ntp_now()));
     assert_eq!((ack.status, ack.authentic), (129, true), "group outside the prefix");
     assert_eq!(t.our_kernel_state(), constant);
     assert!(!t.mfc().contains("ff35"), "{}", t.mfc());
@@ -86,7 +86,7 @@ fn netns_refusals_install_nothing() {
     t.register(2);
     let with_one = t.our_kernel_state();
     let other: Ipv6Addr = "2001:db8:99::200".parse().unwrap();
-    let ack = t.send_bu(&Bu::new(1, other, GROUP, ntp_now()));
+    let ack = t.send_bu(&terminal_bu(1, other, GROUP, ntp_now()));
     assert_eq!(ack.status, 130, "group in use");
     assert_eq!(t.our_kernel_state(), with_one);
     assert!(!with_one.contains(&other.to_string()));
@@ -103,7 +103,7 @@ fn netns_forwarding_after_deregistration_then_stops() {
     t.register(1);
 
     // Grace 30 s asked, 3 s granted (max_grace).
-    let ack = t.send_bu(&Bu::new(2, HOA, GROUP, ntp_now()).dereg(Some((NEW_COA, 30))));
+    let ack = t.send_bu(&terminal_bu(2, HOA, GROUP, ntp_now()).dereg(Some((NEW_COA, 30))));
     assert_eq!(ack.status, 0);
     assert!(ack.options.contains(&MobilityOption::Experimental(Experimental::ForwardingRequest {
         new_coa: NEW_COA,

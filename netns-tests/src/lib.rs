@@ -4,9 +4,11 @@
 //! nothing behind. Commands run inside with `ip netns exec`; Rust code (netlink and raw
 //! sockets) runs inside with [`Netns::enter`], which moves a fresh thread into the namespace:
 //! sockets belong to the namespace of the thread that creates them.
+pub mod bench;
 pub mod capture;
 pub mod flow;
 pub mod kstate;
+pub mod mh_client;
 pub mod site;
 pub mod wait;
 

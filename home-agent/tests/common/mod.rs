@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use mipcast_kernel::sockets::{MhSocket, PacketInfo};
+pub use mipcast_netns_tests::mh_client::Reply;
+use mipcast_netns_tests::mh_client::{parse_reply, Bu};
 use mipcast_netns_tests::{veth, Daemon, Netns};
-use mipcast_wire::auth::{Algorithm, Credentials};
-use mipcast_wire::mh::{BindingUpdate, Message, MhRepr, MobilityOption};
-use mipcast_wire::ntp::ntp_timestamp;
 
 pub const HA: &str = "2001:db8:1::1";
 pub const CN: &str = "2001:db8:1::2";
@@ -236,19 +235,6 @@ pub fn block<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// The decoded answer to a BU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply {
-    Ack {
-        status: u8,
-        sequence: u16,
-        lifetime: u16,
-    },
-    Error {
-        status: u8,
-    },
-}
-
 /// A mobile node's Binding Update client on a raw MH socket (create it inside the MN's
 /// namespace and a tokio runtime).
 pub struct Mn {
@@ -271,41 +257,14 @@ impl Mn {
     /// A BU with A|H, HNP(HoA/128), Alternate CoA and Replay Protection (now), signed with
     /// `key` (None: no authentication option at all).
     pub fn bu(&self, seq: u16, lifetime_units: u16, key: Option<&[u8]>) -> Vec<u8> {
-        let repr = MhRepr {
-            message: Message::BindingUpdate(BindingUpdate {
-                sequence: seq,
-                flags: 0xc000,
-                lifetime: lifetime_units,
-            }),
-            options: vec![
-                MobilityOption::HomeNetworkPrefix {
-                    prefix_len: 128,
-                    prefix: self.hoa,
-                },
-                MobilityOption::AlternateCareOf(self.coa),
-                MobilityOption::ReplayProtection {
-                    timestamp: ntp_timestamp(SystemTime::now()),
-                },
-            ],
-        };
-        let mut buf = vec![0; 512];
-        let n = match key {
-            Some(key) => repr
-                .emit_authenticated(
-                    &mut buf,
-                    &Credentials {
-                        spi: SPI,
-                        algorithm: Algorithm::HmacSha256_128,
-                        key,
-                    },
-                    &self.coa,
-                    &self.hoa,
-                )
-                .unwrap(),
-            None => repr.emit(&mut buf).unwrap(),
-        };
-        buf.truncate(n);
-        buf
+        Bu {
+            flags: 0xc000,
+            lifetime: lifetime_units,
+            alternate_coa: Some(self.coa),
+            key: key.map(<[u8]>::to_vec),
+            ..Bu::new(seq, self.hoa, self.coa, SPI, &self.key)
+        }
+        .bytes()
     }
 
     pub async fn send(&self, bytes: &[u8]) {
@@ -324,16 +283,8 @@ impl Mn {
                 .await
                 .ok()?
                 .expect("recv");
-            match MhRepr::parse(&buf[..rx.len]).map(|r| r.message) {
-                Ok(Message::BindingAck(b)) => {
-                    return Some(Reply::Ack {
-                        status: b.status,
-                        sequence: b.sequence,
-                        lifetime: b.lifetime,
-                    })
-                }
-                Ok(Message::BindingError(e)) => return Some(Reply::Error { status: e.status }),
-                _ => continue,
+            if let Some(reply) = buf.get(..rx.len).and_then(parse_reply) {
+                return Some(reply);
             }
         }
     }

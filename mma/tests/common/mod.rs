@@ -5,8 +5,9 @@
 use std::net::Ipv6Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mipcast_wire::auth::{Algorithm, Credentials};
-use mipcast_wire::mh::{bu_flags, BindingUpdate, Experimental, Message, MhRepr, MobilityOption};
+use mipcast_wire::auth::Algorithm;
+pub use mipcast_netns_tests::mh_client::Bu;
+use mipcast_wire::mh::{bu_flags, Message, MhRepr, MobilityOption};
 
 pub const CN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
 pub const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
@@ -18,80 +19,14 @@ pub const NEW_COA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, 2);
 pub const SPI: u32 = 1000;
 pub const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-/// A terminal's Binding Update to the MMA.
-#[derive(Debug, Clone)]
-pub struct Bu {
-    pub sequence: u16,
-    pub flags: u16,
-    /// 4-second units.
-    pub lifetime: u16,
-    pub hoa: Ipv6Addr,
-    pub coa: Ipv6Addr,
-    pub group: Option<Ipv6Addr>,
-    pub forward: Option<(Ipv6Addr, u32)>,
-    pub timestamp: u64,
-    pub key: Vec<u8>,
-}
-
-impl Bu {
-    pub fn new(sequence: u16, hoa: Ipv6Addr, group: Ipv6Addr, timestamp: u64) -> Bu {
-        Bu {
-            sequence,
-            flags: bu_flags::ACK | bu_flags::MAP,
-            lifetime: 10,
-            hoa,
-            coa: ON_LINK,
-            group: Some(group),
-            forward: None,
-            timestamp,
-            key: KEY.to_vec(),
-        }
-    }
-
-    pub fn dereg(mut self, forward: Option<(Ipv6Addr, u32)>) -> Bu {
-        self.lifetime = 0;
-        self.forward = forward;
-        self
-    }
-
-    pub fn bytes(&self) -> Vec<u8> {
-        let mut options = vec![
-            MobilityOption::HomeNetworkPrefix {
-                prefix_len: 128,
-                prefix: self.hoa,
-            },
-            MobilityOption::ReplayProtection {
-                timestamp: self.timestamp,
-            },
-        ];
-        if let Some(g) = self.group {
-            options.push(MobilityOption::Experimental(Experimental::TerminalGroup(g)));
-        }
-        if let Some((new_coa, grace_secs)) = self.forward {
-            options.push(MobilityOption::Experimental(Experimental::ForwardingRequest {
-                new_coa,
-                grace_secs,
-            }));
-        }
-        let repr = MhRepr {
-            message: Message::BindingUpdate(BindingUpdate {
-                sequence: self.sequence,
-                flags: self.flags,
-                lifetime: self.lifetime,
-            }),
-            options,
-        };
-        let mut buf = vec![0; repr.buffer_len() + 64];
-        let creds = Credentials {
-            spi: SPI,
-            algorithm: Algorithm::HmacSha256_128,
-            key: &self.key,
-        };
-        let len = repr
-            .emit_authenticated(&mut buf, &creds, &self.coa, &self.hoa)
-            .expect("emit BU");
-        buf.truncate(len);
-        buf
+/// A terminal's Binding Update to the MMA, from its on-link address.
+pub fn terminal_bu(sequence: u16, hoa: Ipv6Addr, group: Ipv6Addr, timestamp: u64) -> Bu {
+    Bu {
+        flags: bu_flags::ACK | bu_flags::MAP,
+        lifetime: 10,
+        group: Some(group),
+        timestamp,
+        ..Bu::new(sequence, hoa, ON_LINK, SPI, KEY)
     }
 }
 

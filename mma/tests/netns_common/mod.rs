@@ -174,7 +174,7 @@ impl Topo {
     }
 
     pub fn register(&self, sequence: u16) -> Ack {
-        let ack = self.send_bu(&Bu::new(sequence, HOA, GROUP, ntp_now()));
+        let ack = self.send_bu(&terminal_bu(sequence, HOA, GROUP, ntp_now()));
         assert_eq!(ack.status, 0, "{ack:?}");
         ack
     }

@@ -10,22 +10,24 @@
 //!
 //! The client keeps W BUs in flight over a raw Mobility Header socket (checksum computed here)
 //! and counts BAcks; phases: register all, refresh all (no kernel change), deregister all.
-use std::io::Read;
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::os::unix::fs::PermissionsExt;
+use std::net::Ipv6Addr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use mipcast_netns_tests::bench::{
+    nth_address, pipeline, rss_kib, scratch_with_key, sibling_binary, wait_listening, Cli,
+};
+use mipcast_netns_tests::mh_client::{Bu, MhClient};
 use mipcast_netns_tests::{veth, Daemon, Netns};
-use mipcast_wire::auth::{Algorithm, Credentials};
-use mipcast_wire::mh::{fill_checksum, BindingUpdate, Message, MhRepr, MobilityOption};
-use mipcast_wire::ntp::ntp_timestamp;
-use socket2::{Domain, Protocol, Socket, Type};
 
 const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 const SRC: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 9);
 const KEY: &[u8] = b"benchmark-key-not-hex";
 const SPI: u32 = 1000;
+const CLI: Cli = Cli {
+    bin: "ha-bench",
+    options: "[--bindings N] [--window W] [--coas C] [--daemon PATH]",
+};
 
 struct Args {
     bindings: u32,
@@ -39,128 +41,45 @@ fn args() -> Args {
         bindings: 100_000,
         window: 128,
         coas: 16,
-        daemon: std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.join("home-agent")))
-            .unwrap_or_else(|| PathBuf::from("home-agent")),
+        daemon: sibling_binary("home-agent"),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
-        let num = || {
-            value
-                .parse()
-                .unwrap_or_else(|_| usage(&format!("{flag}: not a number")))
-        };
+    for (flag, value) in CLI.pairs() {
         match flag.as_str() {
-            "--bindings" => a.bindings = num(),
-            "--window" => a.window = num().max(1),
-            "--coas" => a.coas = num().clamp(1, 65535),
+            "--bindings" => a.bindings = CLI.number(&flag, &value),
+            "--window" => a.window = CLI.number::<u32>(&flag, &value).max(1),
+            "--coas" => a.coas = CLI.number::<u32>(&flag, &value).clamp(1, 65535),
             "--daemon" => a.daemon = PathBuf::from(&value),
-            _ => usage(&format!("unknown option {flag}")),
+            _ => CLI.usage(&format!("unknown option {flag}")),
         }
     }
     a
 }
 
-fn usage(msg: &str) -> ! {
-    eprintln!(
-        "ha-bench: {msg}\nusage: ha-bench [--bindings N] [--window W] [--coas C] [--daemon PATH]"
-    );
-    std::process::exit(2)
-}
-
 fn hoa(i: u32) -> Ipv6Addr {
-    Ipv6Addr::from(u128::from(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 1, 0)) + u128::from(i))
+    nth_address(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 1, 0), i)
 }
 
 fn coa(i: u32, coas: u32) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, (1 + i % coas) as u16)
 }
 
-fn bu(hoa: Ipv6Addr, coa: Ipv6Addr, seq: u16, lifetime: u16) -> Vec<u8> {
-    let repr = MhRepr {
-        message: Message::BindingUpdate(BindingUpdate {
-            sequence: seq,
-            flags: 0xc000,
-            lifetime,
-        }),
-        options: vec![
-            MobilityOption::HomeNetworkPrefix {
-                prefix_len: 128,
-                prefix: hoa,
-            },
-            MobilityOption::AlternateCareOf(coa),
-            MobilityOption::ReplayProtection {
-                timestamp: ntp_timestamp(SystemTime::now()),
-            },
-        ],
-    };
-    let mut buf = vec![0; 256];
-    let creds = Credentials {
-        spi: SPI,
-        algorithm: Algorithm::HmacSha256_128,
-        key: KEY,
-    };
-    let n = repr
-        .emit_authenticated(&mut buf, &creds, &coa, &hoa)
-        .expect("emit BU");
-    buf.truncate(n);
-    fill_checksum(&mut buf, &SRC, &HA).expect("checksum");
-    buf
-}
-
-/// Sends one BU per binding with `window` in flight; returns (seconds, BAcks by status 0,
-/// other replies, timeouts).
-fn phase(sock: &Socket, a: &Args, seq: u16, lifetime: u16) -> (f64, u32, u32, u32) {
-    let to = SocketAddr::V6(SocketAddrV6::new(HA, 0, 0, 0)).into();
-    let started = Instant::now();
-    let (mut sent, mut ok, mut other, mut lost) = (0u32, 0u32, 0u32, 0u32);
-    let mut buf = [0u8; 2048];
-    while ok + other + lost < a.bindings {
-        while sent < a.bindings && sent - (ok + other + lost) < a.window {
-            let msg = bu(hoa(sent), coa(sent, a.coas), seq, lifetime);
-            sock.send_to(&msg, &to).expect("send BU");
-            sent += 1;
-        }
-        match (&*sock).read(&mut buf) {
-            Ok(n) => match MhRepr::parse(&buf[..n]).map(|r| r.message) {
-                Ok(Message::BindingAck(b)) if b.status == 0 => ok += 1,
-                Ok(Message::BindingAck(_)) | Ok(Message::BindingError(_)) => other += 1,
-                _ => {}
-            },
-            // A reply lost (e.g. a BU dropped by a full socket buffer): count it and go on.
-            Err(_) => lost += 1,
-        }
-        let done = ok + other + lost;
-        if done % 10_000 == 0 && done > 0 {
-            eprintln!(
-                "  {done} replies after {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
+fn bu(i: u32, coas: u32, seq: u16, lifetime: u16) -> Vec<u8> {
+    Bu {
+        flags: 0xc000,
+        lifetime,
+        alternate_coa: Some(coa(i, coas)),
+        ..Bu::new(seq, hoa(i), SRC, SPI, KEY)
     }
-    (started.elapsed().as_secs_f64(), ok, other, lost)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    .bytes()
 }
 
 fn main() {
     let a = args();
     if !nix::unistd::geteuid().is_root() {
-        usage("needs root (network namespaces)");
+        CLI.usage("needs root (network namespaces)");
     }
     if !a.daemon.exists() {
-        usage(&format!(
+        CLI.usage(&format!(
             "{} not found: build it first (cargo build --release -p home-agent) or pass --daemon",
             a.daemon.display()
         ));
@@ -185,11 +104,7 @@ fn main() {
     ha.sh("ip -6 route add 2001:db8:3::/64 via 2001:db8:2::9");
     mn.sh("ip -6 route add default via 2001:db8:2::1");
 
-    let dir = std::env::temp_dir().join(format!("ha-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let key = dir.join("key");
-    std::fs::write(&key, KEY).expect("key");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (dir, key) = scratch_with_key("ha-bench", KEY).expect("scratch directory");
     let config = dir.join("home-agent.yaml");
     std::fs::write(
         &config,
@@ -210,27 +125,16 @@ fn main() {
         Some(&log),
     ));
     let pid = daemon.0.id();
-    let ready = Instant::now() + Duration::from_secs(15);
-    while ha.try_sh("ss -ltn | grep -q 9641").is_err() {
-        assert!(
-            Instant::now() < ready,
-            "daemon not ready: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&ha, 9641, &log);
     let rss_idle = rss_kib(pid);
 
     let report = mn.enter(|| {
-        let sock = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(135))).expect("raw MH socket");
-        sock.bind(&SocketAddr::V6(SocketAddrV6::new(SRC, 0, 0, 0)).into()).expect("bind");
-        sock.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
-        // A big receive buffer: BAcks of a whole window may be queued at once.
-        let _ = sock.set_recv_buffer_size(4 << 20);
+        let client = MhClient::bind(SRC, HA, Duration::from_secs(2)).expect("raw MH socket");
         let mut lines = Vec::new();
         for (name, seq, lifetime) in [("register", 1u16, 900u16), ("refresh", 2, 900), ("deregister", 3, 0)] {
             eprintln!("{name}...");
-            let (secs, ok, other, lost) = phase(&sock, &a, seq, lifetime);
+            let t = pipeline(&client, a.bindings, a.window, |i| bu(i, a.coas, seq, lifetime)).expect("send BU");
+            let (secs, ok, other, lost) = (t.secs, t.accepted, t.refused + t.errors, t.lost);
             let rss = rss_kib(pid);
             let objects = ha.sh("ip -6 route show table all proto 158 | wc -l; ip -6 neigh show proxy | wc -l");
             let line = format!(

@@ -8,21 +8,23 @@
 //! `mma` binary next to this one). Topology: `ha` (WAN) ── `mma` ── `site` (every BU comes from
 //! the site's on-link address 2001:db8:4::2, one home address and group per terminal). Each
 //! registration makes the MMA install two routes (batched) and one MFC entry.
-use std::io::Read;
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::os::unix::fs::PermissionsExt;
+use std::net::Ipv6Addr;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use mipcast_netns_tests::bench::{nth_address, pipeline, rss_kib, scratch_with_key, sibling_binary, wait_listening, Cli, Tally};
+use mipcast_netns_tests::mh_client::{Bu, MhClient};
 use mipcast_netns_tests::{veth, Daemon, Netns};
-use mipcast_wire::auth::{Algorithm, Credentials};
-use mipcast_wire::mh::{bu_flags, fill_checksum, BindingUpdate, Experimental, Message, MhRepr, MobilityOption};
-use socket2::{Domain, Protocol, Socket, Type};
+use mipcast_wire::mh::bu_flags;
 
 const MMA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
 const SRC: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 2);
 const KEY: &[u8] = b"mma benchmark key, 32 bytes long";
 const SPI: u32 = 1000;
+const CLI: Cli = Cli {
+    bin: "mma-bench",
+    options: "[--terminals N] [--window W] [--daemon PATH]",
+};
 
 struct Args {
     terminals: u32,
@@ -34,92 +36,34 @@ fn args() -> Args {
     let mut a = Args {
         terminals: 100_000,
         window: 128,
-        daemon: std::env::current_exe()
-            .ok()
-            .and_then(|p| Some(p.parent()?.join("mma").to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "mma".into()),
+        daemon: sibling_binary("mma").to_string_lossy().into_owned(),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+    for (flag, value) in CLI.pairs() {
         match flag.as_str() {
-            "--terminals" => a.terminals = value().parse().unwrap_or_else(|_| usage("bad --terminals")),
-            "--window" => a.window = value().parse().unwrap_or_else(|_| usage("bad --window")),
-            "--daemon" => a.daemon = value(),
-            other => usage(&format!("unknown argument {other}")),
+            "--terminals" => a.terminals = CLI.number(&flag, &value),
+            "--window" => a.window = CLI.number(&flag, &value),
+            "--daemon" => a.daemon = value,
+            other => CLI.usage(&format!("unknown argument {other}")),
         }
     }
     a
 }
 
-fn usage(msg: &str) -> ! {
-    eprintln!("mma-bench: {msg}\nusage: mma-bench [--terminals N] [--window W] [--daemon PATH]");
-    std::process::exit(2);
-}
-
-fn hoa(i: u32) -> Ipv6Addr {
-    let [a, b, c, d] = i.to_be_bytes();
-    Ipv6Addr::from([0x20, 0x01, 0x0d, 0xb8, 0, 0x99, 0, 0, 0, 0, 0, 0, a, b, c, d])
-}
-
-fn group(i: u32) -> Ipv6Addr {
-    let [a, b, c, d] = i.to_be_bytes();
-    Ipv6Addr::from([0xff, 0x35, 0, 0, 0, 0, 0, 0, 0x02, 0, 0, 0, a, b, c, d])
-}
-
 fn bu(i: u32, seq: u16, lifetime: u16) -> Vec<u8> {
-    let repr = MhRepr {
-        message: Message::BindingUpdate(BindingUpdate {
-            sequence: seq,
-            flags: bu_flags::ACK | bu_flags::MAP,
-            lifetime,
-        }),
-        options: vec![
-            MobilityOption::HomeNetworkPrefix { prefix_len: 128, prefix: hoa(i) },
-            MobilityOption::ReplayProtection {
-                timestamp: mipcast_wire::ntp::ntp_timestamp(SystemTime::now()),
-            },
-            MobilityOption::Experimental(Experimental::TerminalGroup(group(i))),
-        ],
-    };
-    let mut buf = vec![0; repr.buffer_len() + 64];
-    let creds = Credentials { spi: SPI, algorithm: Algorithm::HmacSha256_128, key: KEY };
-    let n = repr.emit_authenticated(&mut buf, &creds, &SRC, &hoa(i)).expect("emit BU");
-    buf.truncate(n);
-    fill_checksum(&mut buf, &SRC, &MMA).expect("checksum");
-    buf
-}
-
-/// One BU per terminal with `window` in flight; returns (seconds, accepted, refused, lost).
-fn phase(sock: &Socket, a: &Args, seq: u16, lifetime: u16) -> (f64, u32, u32, u32) {
-    let to = SocketAddr::V6(SocketAddrV6::new(MMA, 0, 0, 0)).into();
-    let started = Instant::now();
-    let (mut sent, mut ok, mut refused, mut lost) = (0u32, 0u32, 0u32, 0u32);
-    let mut buf = [0u8; 2048];
-    while ok + refused + lost < a.terminals {
-        while sent < a.terminals && sent - (ok + refused + lost) < a.window {
-            sock.send_to(&bu(sent, seq, lifetime), &to).expect("send BU");
-            sent += 1;
-        }
-        match (&*sock).read(&mut buf) {
-            Ok(n) => match MhRepr::parse(&buf[..n]).map(|r| r.message) {
-                Ok(Message::BindingAck(b)) if b.status == 0 => ok += 1,
-                Ok(Message::BindingAck(_)) => refused += 1,
-                _ => {}
-            },
-            Err(_) => lost += 1,
-        }
+    let hoa = nth_address(Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 0), i);
+    let group = nth_address(Ipv6Addr::new(0xff35, 0, 0, 0, 0x200, 0, 0, 0), i);
+    Bu {
+        flags: bu_flags::ACK | bu_flags::MAP,
+        lifetime,
+        group: Some(group),
+        ..Bu::new(seq, hoa, SRC, SPI, KEY)
     }
-    (started.elapsed().as_secs_f64(), ok, refused, lost)
+    .bytes()
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+/// One BU per terminal with `window` in flight; a Binding Error counts as a refusal.
+fn phase(client: &MhClient, a: &Args, seq: u16, lifetime: u16) -> Tally {
+    pipeline(client, a.terminals, a.window, |i| bu(i, seq, lifetime)).expect("send BU")
 }
 
 fn count_lines(ns: &Netns, cmd: &str) -> usize {
@@ -138,11 +82,7 @@ fn main() {
     veth(&mma, "e1", "2001:db8:4::1/64", &site, "e0", "2001:db8:4::2/64");
     site.sh("ip -6 route add default via 2001:db8:4::1");
 
-    let dir = std::env::temp_dir().join(format!("mma-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let key = dir.join("key");
-    std::fs::write(&key, KEY).expect("key");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (dir, key) = scratch_with_key("mma-bench", KEY).expect("scratch directory");
     let config = dir.join("mma.yaml");
     std::fs::write(
         &config,
@@ -158,26 +98,21 @@ fn main() {
     .expect("config");
     let log = dir.join("mma.log");
     let mut daemon = Daemon(mma.spawn(&a.daemon, &["-c", config.to_str().unwrap_or_default(), "--log-level", "warn"], Some(&log)));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while mma.try_sh("ss -ltn | grep -q 9642").is_err() {
-        assert!(Instant::now() < deadline, "mma did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&mma, 9642, &log);
     let pid = daemon.0.id();
     let rss_idle = rss_kib(pid);
 
     let lines = site.enter(|| {
-        let sock = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(135))).expect("raw MH socket");
-        sock.bind(&SocketAddr::V6(SocketAddrV6::new(SRC, 0, 0, 0)).into()).expect("bind");
-        sock.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
-        let _ = sock.set_recv_buffer_size(4 << 20);
+        let client = MhClient::bind(SRC, MMA, Duration::from_secs(2)).expect("raw MH socket");
         let mut lines = Vec::new();
-        let (secs, ok, refused, lost) = phase(&sock, &a, 1, 1000);
+        let Tally { secs, accepted: ok, refused, errors, lost } = phase(&client, &a, 1, 1000);
+        let refused = refused + errors;
         lines.push(format!(
             "register: {ok} accepted, {refused} refused, {lost} lost in {secs:.2} s = {:.0} registrations/s",
             f64::from(a.terminals) / secs
         ));
-        let (secs, ok, refused, lost) = phase(&sock, &a, 2, 1000);
+        let Tally { secs, accepted: ok, refused, errors, lost } = phase(&client, &a, 2, 1000);
+        let refused = refused + errors;
         lines.push(format!(
             "refresh:  {ok} accepted, {refused} refused, {lost} lost in {secs:.2} s = {:.0} refreshes/s (no kernel change)",
             f64::from(a.terminals) / secs
