@@ -244,7 +244,10 @@ impl<Po: Policy> Registrar<Po> {
     /// The BAck 130 (insufficient resources) that answers the BU which created `binding`
     /// when the daemon could not program it (see [`Self::revoke`]): signed with the binding's
     /// SA and echoing its timestamp, like any reply to an authenticated BU.
-    pub fn revoked_ack(&self, binding: &Binding<Po::Payload>) -> Result<Vec<u8>, mipcast_wire::Error> {
+    pub fn revoked_ack(
+        &self,
+        binding: &Binding<Po::Payload>,
+    ) -> Result<Vec<u8>, mipcast_wire::Error> {
         let signed = SignedReply {
             spi: binding.spi,
             coa: binding.coa,

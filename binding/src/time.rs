@@ -47,7 +47,9 @@ pub fn unix_to_ntp(since_unix_epoch: Duration) -> u64 {
 /// Converts a 64-bit NTP timestamp to milliseconds since the Unix epoch (1968-2104, see
 /// [`ntp::from_ntp_timestamp`]); times before 1970 give 0.
 pub fn ntp_to_unix_ms(ntp: u64) -> u64 {
-    let since = ntp::from_ntp_timestamp(ntp).duration_since(UNIX_EPOCH).unwrap_or_default();
+    let since = ntp::from_ntp_timestamp(ntp)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 

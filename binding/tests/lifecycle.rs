@@ -334,16 +334,33 @@ fn revoked_binding_leaves_the_cache_and_its_bu_cannot_be_replayed() {
     assert_eq!((revoked.sequence, revoked.coa), (2, addr(0xe, 1)));
     // Its answer: 130, the BU's sequence number and timestamp, signed for the BU's CoA.
     let bytes = ha.revoked_ack(&revoked).expect("emit");
-    let ack = the_ack::<()>(&[Action::Send { dst: COA, src: HA, bytes }], addr(0xe, 1), HOA);
-    assert_eq!((ack.back.status, ack.back.sequence, ack.back.lifetime), (130, 2, 0));
+    let ack = the_ack::<()>(
+        &[Action::Send {
+            dst: COA,
+            src: HA,
+            bytes,
+        }],
+        addr(0xe, 1),
+        HOA,
+    );
+    assert_eq!(
+        (ack.back.status, ack.back.sequence, ack.back.lifetime),
+        (130, 2, 0)
+    );
     assert_eq!(ack.replay_timestamp(), Some(moved.timestamp.unwrap()));
     assert_eq!(ack.auth, Ok(SPI));
     assert!(ha.cache().get(&HOA).is_none());
     assert_eq!(ha.cache().len(), 0);
     assert_eq!(ha.next_deadline(), None);
-    assert!(ha.revoke(&HOA, clock.now()).is_none(), "nothing left to revoke");
+    assert!(
+        ha.revoke(&HOA, clock.now()).is_none(),
+        "nothing left to revoke"
+    );
     clock.advance_ms(60_000);
-    assert!(ha.poll_timers(clock.now()).is_empty(), "no expiry of a revoked binding");
+    assert!(
+        ha.poll_timers(clock.now()).is_empty(),
+        "no expiry of a revoked binding"
+    );
 
     // The very BU replayed within the window is refused (timestamp already seen)...
     let mut clock = Clock::new();

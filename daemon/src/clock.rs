@@ -55,7 +55,10 @@ impl SystemClock {
             .start
             .checked_add(Duration::from_millis(at.0))
             // Beyond what `Instant` can hold: far enough in the future to mean "never".
-            .or_else(|| self.start.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+            .or_else(|| {
+                self.start
+                    .checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
+            })
             .unwrap_or(self.start);
         tokio::time::Instant::from_std(at)
     }
@@ -173,7 +176,10 @@ mod tests {
         assert!(now.unix_ms() + 1 >= unix_ms(before) && now.unix_ms() <= unix_ms(after));
         assert!(now.mono_ms < 1000, "{now:?}");
         let t0 = clock.instant_at(Millis(0));
-        assert_eq!(clock.instant_at(Millis(2500)) - t0, Duration::from_millis(2500));
+        assert_eq!(
+            clock.instant_at(Millis(2500)) - t0,
+            Duration::from_millis(2500)
+        );
         // The origin is the clock's creation, not the call.
         assert!(t0 <= tokio::time::Instant::now());
         // An absurd deadline is clamped, not a panic.

@@ -293,8 +293,14 @@ fn relative_key_file_is_relative_to_the_config_file() {
     key_file(&dir, "keys/rel.key", b"0a0b", 0o600);
     // The test's working directory is the crate, not `dir`: only the config's directory can
     // make `keys/rel.key` resolve.
-    let path = write_config(&dir, &[(10, "    peer: 2001:db8:1::11\n    key_file: keys/rel.key")]);
+    let path = write_config(
+        &dir,
+        &[(10, "    peer: 2001:db8:1::11\n    key_file: keys/rel.key")],
+    );
     let cfg: HomeAgent = config::load(&path).expect("relative key file found next to the config");
-    let key = cfg.security_associations[1].key_file.as_ref().expect("key loaded");
+    let key = cfg.security_associations[1]
+        .key_file
+        .as_ref()
+        .expect("key loaded");
     assert_eq!(key.expose(), &[0x0a, 0x0b]);
 }

@@ -109,7 +109,9 @@ async fn writer_coalesces_a_burst_of_changes_into_one_delayed_write() {
     let (mut w, outcomes) = writer(&path, 80);
 
     // Nothing changed: nothing is due.
-    assert!(tokio::time::timeout(Duration::from_millis(150), w.due()).await.is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(150), w.due())
+        .await
+        .is_err());
 
     let started = tokio::time::Instant::now();
     let mut generation = 0;
@@ -118,8 +120,14 @@ async fn writer_coalesces_a_burst_of_changes_into_one_delayed_write() {
         w.mark_dirty();
     }
     assert!(w.is_dirty());
-    tokio::time::timeout(Duration::from_secs(2), w.due()).await.expect("due");
-    assert!(started.elapsed() >= Duration::from_millis(80), "{:?}", started.elapsed());
+    tokio::time::timeout(Duration::from_secs(2), w.due())
+        .await
+        .expect("due");
+    assert!(
+        started.elapsed() >= Duration::from_millis(80),
+        "{:?}",
+        started.elapsed()
+    );
     w.start(|| bindings(generation, 20_000));
     assert!(!w.is_dirty());
 
@@ -128,11 +136,19 @@ async fn writer_coalesces_a_burst_of_changes_into_one_delayed_write() {
         generation += 1;
         w.mark_dirty();
     }
-    tokio::time::timeout(Duration::from_secs(5), w.due()).await.expect("due again");
-    assert_eq!(*outcomes.lock().unwrap(), vec![true], "the first write is reported first");
+    tokio::time::timeout(Duration::from_secs(5), w.due())
+        .await
+        .expect("due again");
+    assert_eq!(
+        *outcomes.lock().unwrap(),
+        vec![true],
+        "the first write is reported first"
+    );
     w.start(|| bindings(generation, 3));
     // Collects the second write, then waits for nothing.
-    assert!(tokio::time::timeout(Duration::from_millis(300), w.due()).await.is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(300), w.due())
+        .await
+        .is_err());
     assert_eq!(*outcomes.lock().unwrap(), vec![true, true]);
     assert_eq!(w.file().load().expect("load"), Some(bindings(800, 3)));
 }

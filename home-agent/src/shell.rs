@@ -81,7 +81,6 @@ pub struct Originals {
     pub seg6_tunsrc: Option<Ipv6Addr>,
 }
 
-
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
     tokio::runtime::Builder::new_current_thread()

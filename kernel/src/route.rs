@@ -593,7 +593,9 @@ impl Kernel {
             })
             .collect();
         let mut foreign = HashSet::new();
-        for (object, answer) in proxies.into_iter().zip(self.nl.batch_with_replies(requests).await)
+        for (object, answer) in proxies
+            .into_iter()
+            .zip(self.nl.batch_with_replies(requests).await)
         {
             let replies = match answer {
                 Ok(replies) => replies,

@@ -410,16 +410,27 @@ fn batches_never_take_over_or_delete_foreign_proxy_entries() {
     };
     let added = refused(&added);
     assert_eq!(added.len(), 2, "{added:?}");
-    assert!(added[0].starts_with("adding proxy neighbour 2001:db8:7::52"), "{added:?}");
-    assert!(added[1].starts_with("adding proxy neighbour 2001:db8:7::53"), "{added:?}");
+    assert!(
+        added[0].starts_with("adding proxy neighbour 2001:db8:7::52"),
+        "{added:?}"
+    );
+    assert!(
+        added[1].starts_with("adding proxy neighbour 2001:db8:7::53"),
+        "{added:?}"
+    );
     assert_eq!(deleted.len(), 2, "{deleted:?}");
     let now = lines(&ns, "ip -6 neigh show proxy");
     // Theirs exactly as before (no tag taken over), ours: 61 added, 60 added then deleted.
     for line in &before {
         assert!(now.contains(line), "{line} changed: {now:?}");
     }
-    assert!(now.iter().any(|l| l.starts_with("2001:db8:7::61 ") && l.contains("proto 158")));
-    assert!(!now.iter().any(|l| l.starts_with("2001:db8:7::60 ")), "{now:?}");
+    assert!(now
+        .iter()
+        .any(|l| l.starts_with("2001:db8:7::61 ") && l.contains("proto 158")));
+    assert!(
+        !now.iter().any(|l| l.starts_with("2001:db8:7::60 ")),
+        "{now:?}"
+    );
     assert_eq!(now.len(), before.len() + 1, "{now:?}");
 }
 
@@ -443,6 +454,9 @@ fn deleting_a_route_with_device_zero_matches_any_device() {
         let deleted = k.delete_batch(&[route(0, "ff35::1")]).await;
         (added, deleted)
     });
-    assert!(failed_add.is_empty() && failed_del.is_empty(), "{failed_add:?} {failed_del:?}");
+    assert!(
+        failed_add.is_empty() && failed_del.is_empty(),
+        "{failed_add:?} {failed_del:?}"
+    );
     assert!(lines(&ns, "ip -6 route show table all proto 158").is_empty());
 }

@@ -203,8 +203,12 @@ fn mh_socket_with_a_large_receive_buffer_keeps_a_burst_and_drains_it() {
     rt.block_on(async {
         for i in 0..BURST {
             let seq = u16::try_from(i).unwrap().to_be_bytes();
-            let bu = [59u8, 1, 5, 0, 0, 0, seq[0], seq[1], 0x80, 0, 0, 16, 1, 2, 0, 0];
-            tx.send_to(&bu, dst, PacketInfo::ANY).await.expect("send MH");
+            let bu = [
+                59u8, 1, 5, 0, 0, 0, seq[0], seq[1], 0x80, 0, 0, 16, 1, 2, 0, 0,
+            ];
+            tx.send_to(&bu, dst, PacketInfo::ANY)
+                .await
+                .expect("send MH");
         }
     });
     let mut buf = [0u8; 2048];

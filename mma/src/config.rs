@@ -197,7 +197,10 @@ impl Validate for Config {
             }
         }
         if self.site_interfaces.len() + 1 > mipcast_kernel::mrt6::MAX_MIFS {
-            v.error("site_interfaces", "more interfaces than MRT6 has MIFs (32 with the WAN one)");
+            v.error(
+                "site_interfaces",
+                "more interfaces than MRT6 has MIFs (32 with the WAN one)",
+            );
         }
         if self.site_prefixes.is_empty() {
             v.error("site_prefixes", "at least one site prefix is needed");
@@ -222,18 +225,32 @@ impl Validate for Config {
         }
         for (i, ha) in self.home_agents.iter().enumerate() {
             if !is_global_unicast(ha.address) {
-                v.error(format!("home_agents[{i}].address"), "must be a global unicast address");
+                v.error(
+                    format!("home_agents[{i}].address"),
+                    "must be a global unicast address",
+                );
             }
             if ha.home_prefixes.is_empty() {
-                v.error(format!("home_agents[{i}].home_prefixes"), "at least one home prefix is needed");
+                v.error(
+                    format!("home_agents[{i}].home_prefixes"),
+                    "at least one home prefix is needed",
+                );
             }
-            if self.home_agents.iter().take(i).any(|h| h.address == ha.address) {
+            if self
+                .home_agents
+                .iter()
+                .take(i)
+                .any(|h| h.address == ha.address)
+            {
                 v.error(format!("home_agents[{i}].address"), "listed twice");
             }
             for (j, p) in ha.home_prefixes.iter().enumerate() {
-                let overlap = self.home_agents.iter().take(i).flat_map(|h| &h.home_prefixes).any(|q| {
-                    q.contains(p.addr()) || p.contains(q.addr())
-                });
+                let overlap = self
+                    .home_agents
+                    .iter()
+                    .take(i)
+                    .flat_map(|h| &h.home_prefixes)
+                    .any(|q| q.contains(p.addr()) || p.contains(q.addr()));
                 if overlap {
                     v.error(
                         format!("home_agents[{i}].home_prefixes[{j}]"),
@@ -245,7 +262,10 @@ impl Validate for Config {
         sa::validate_sas("security_associations", &self.security_associations, v);
         let r = &self.registration;
         if r.max_lifetime.as_secs() < 4 || r.max_lifetime.as_secs() > 4 * u64::from(u16::MAX) {
-            v.error("registration.max_lifetime", "must be between 4 and 262140 seconds");
+            v.error(
+                "registration.max_lifetime",
+                "must be between 4 and 262140 seconds",
+            );
         }
         if r.replay_window.is_zero() {
             v.error("registration.replay_window", "must be positive");
@@ -255,26 +275,44 @@ impl Validate for Config {
         }
         let f = &self.forwarding;
         if f.default_grace > f.max_grace {
-            v.error("forwarding.default_grace", "is longer than forwarding.max_grace");
+            v.error(
+                "forwarding.default_grace",
+                "is longer than forwarding.max_grace",
+            );
         }
         if f.max_grace.as_secs() > u64::from(u32::MAX) {
             v.error("forwarding.max_grace", "too long");
         }
         let k = &self.kernel;
         let tables = [k.ha_decap_table, k.site_decap_table, k.uplink_table];
-        for (name, t) in ["ha_decap_table", "site_decap_table", "uplink_table"].iter().zip(tables) {
+        for (name, t) in ["ha_decap_table", "site_decap_table", "uplink_table"]
+            .iter()
+            .zip(tables)
+        {
             if t == 0 || (253..=255).contains(&t) {
-                v.error(format!("kernel.{name}"), "must be a table of our own (not 0, 253, 254, 255)");
+                v.error(
+                    format!("kernel.{name}"),
+                    "must be a table of our own (not 0, 253, 254, 255)",
+                );
             }
         }
         if tables.iter().collect::<BTreeSet<_>>().len() != tables.len() {
-            v.error("kernel", "ha_decap_table, site_decap_table and uplink_table must differ");
+            v.error(
+                "kernel",
+                "ha_decap_table, site_decap_table and uplink_table must differ",
+            );
         }
         if k.ha_rule_pref == k.site_rule_pref {
-            v.error("kernel.site_rule_pref", "must differ from kernel.ha_rule_pref");
+            v.error(
+                "kernel.site_rule_pref",
+                "must differ from kernel.ha_rule_pref",
+            );
         }
         if k.local_rule_pref <= k.ha_rule_pref.max(k.site_rule_pref) {
-            v.error("kernel.local_rule_pref", "must be above both decapsulation rule priorities");
+            v.error(
+                "kernel.local_rule_pref",
+                "must be above both decapsulation rule priorities",
+            );
         }
         if k.mrt6_table == Some(0) {
             v.error("kernel.mrt6_table", "must not be 0");
@@ -286,7 +324,9 @@ impl Config {
     /// The terminal multicast prefix as (address, length).
     pub fn group_prefix(&self) -> (Ipv6Addr, u8) {
         self.group_prefix_setting
-            .map_or((DEFAULT_GROUP_PREFIX, GROUP_PREFIX_LEN), |p| (p.addr(), p.prefix_len()))
+            .map_or((DEFAULT_GROUP_PREFIX, GROUP_PREFIX_LEN), |p| {
+                (p.addr(), p.prefix_len())
+            })
     }
 
     /// The home agent serving `hoa`, if any.

@@ -55,7 +55,11 @@ pub struct Metrics {
 impl Metrics {
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("mma");
-        r.register("terminals", "Terminals registered and served here", self.terminals.clone());
+        r.register(
+            "terminals",
+            "Terminals registered and served here",
+            self.terminals.clone(),
+        );
         r.register(
             "forwarding_windows_active",
             "Deregistered terminals whose traffic is being forwarded to their new care-of address",
@@ -76,10 +80,26 @@ impl Metrics {
             "Binding Updates refused by RFC 4285 checks (status 144, 145, 146)",
             self.auth_failures.clone(),
         );
-        r.register("kernel_errors", "Failed kernel changes by operation", self.kernel_errors.clone());
-        r.register("state_writes", "State file writes, by outcome", self.state_writes.clone());
-        r.register("mfc_packets", "Packets forwarded by each (MMA, G) MFC entry", self.mfc_packets.clone());
-        r.register("mfc_bytes", "Bytes forwarded by each (MMA, G) MFC entry", self.mfc_bytes.clone());
+        r.register(
+            "kernel_errors",
+            "Failed kernel changes by operation",
+            self.kernel_errors.clone(),
+        );
+        r.register(
+            "state_writes",
+            "State file writes, by outcome",
+            self.state_writes.clone(),
+        );
+        r.register(
+            "mfc_packets",
+            "Packets forwarded by each (MMA, G) MFC entry",
+            self.mfc_packets.clone(),
+        );
+        r.register(
+            "mfc_bytes",
+            "Bytes forwarded by each (MMA, G) MFC entry",
+            self.mfc_bytes.clone(),
+        );
         r.register(
             "mfc_wrong_interface_packets",
             "Packets for an (MMA, G) entry that arrived on another interface than the WAN one",
@@ -115,7 +135,9 @@ impl Metrics {
             Event::Rejected { status, .. } => {
                 if matches!(
                     *status,
-                    back_status::MIPV6_ID_MISMATCH | back_status::MIPV6_MESG_ID_REQD | back_status::MIPV6_AUTH_FAIL
+                    back_status::MIPV6_ID_MISMATCH
+                        | back_status::MIPV6_MESG_ID_REQD
+                        | back_status::MIPV6_AUTH_FAIL
                 ) {
                     self.auth_failures.inc();
                 }
@@ -129,7 +151,9 @@ impl Metrics {
     pub fn state_write(&self, ok: bool) {
         let outcome = if ok { "ok" } else { "error" };
         self.state_writes
-            .get_or_create(&OutcomeLabels { outcome: outcome.to_owned() })
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
             .inc();
     }
 
@@ -140,7 +164,8 @@ impl Metrics {
     }
 
     pub fn set_counts(&self, terminals: usize, forwarding: usize) {
-        self.terminals.set(i64::try_from(terminals).unwrap_or(i64::MAX));
+        self.terminals
+            .set(i64::try_from(terminals).unwrap_or(i64::MAX));
         self.forwarding_windows_active
             .set(i64::try_from(forwarding).unwrap_or(i64::MAX));
     }

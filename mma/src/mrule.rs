@@ -44,14 +44,21 @@ impl Mrule {
         m.attributes.push(RuleAttribute::Priority(self.pref));
         m.attributes.push(RuleAttribute::Iifname(self.iif.clone()));
         m.attributes.push(RuleAttribute::Table(self.table));
-        m.attributes.push(RuleAttribute::Protocol(RouteProtocol::from(self.protocol)));
+        m.attributes
+            .push(RuleAttribute::Protocol(RouteProtocol::from(self.protocol)));
         m
     }
 
     /// Adds the rule; one already there is fine.
     pub async fn install(&self) -> Result<(), MruleError> {
         let message = RouteNetlinkMessage::NewRule(self.message());
-        match self.request(message, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL).await {
+        match self
+            .request(
+                message,
+                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .await
+        {
             Err(errno) if errno == libc::EEXIST => Ok(()),
             other => other.map_err(|errno| self.error("adding", errno)),
         }
@@ -78,7 +85,8 @@ impl Mrule {
 
     /// One acknowledged request on a short-lived connection; Err(errno) on failure.
     async fn request(&self, message: RouteNetlinkMessage, flags: u16) -> Result<(), i32> {
-        let (connection, mut handle, _) = rtnetlink::new_connection().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let (connection, mut handle, _) =
+            rtnetlink::new_connection().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
         let task = tokio::spawn(connection);
         let mut request = NetlinkMessage::from(message);
         request.header.flags = flags;

@@ -63,7 +63,6 @@ pub enum ShellError {
     Runtime(std::io::Error),
 }
 
-
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -88,7 +87,8 @@ struct Applied {
 pub fn registrar_config(c: &Config) -> RegistrarConfig {
     RegistrarConfig {
         max_lifetime_s: u32::try_from(c.registration.max_lifetime.as_secs()).unwrap_or(u32::MAX),
-        replay_window_ms: u64::try_from(c.registration.replay_window.as_millis()).unwrap_or(u64::MAX),
+        replay_window_ms: u64::try_from(c.registration.replay_window.as_millis())
+            .unwrap_or(u64::MAX),
         refresh_percent: c.registration.refresh_percent,
     }
 }
@@ -97,7 +97,11 @@ pub fn registrar_config(c: &Config) -> RegistrarConfig {
 pub fn policy_config(c: &Config) -> PolicyConfig {
     let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
     PolicyConfig {
-        site_prefixes: c.site_prefixes.iter().map(|p| (p.addr(), p.prefix_len())).collect(),
+        site_prefixes: c
+            .site_prefixes
+            .iter()
+            .map(|p| (p.addr(), p.prefix_len()))
+            .collect(),
         group_prefix: c.group_prefix(),
         home_agents: c
             .home_agents
@@ -105,7 +109,10 @@ pub fn policy_config(c: &Config) -> PolicyConfig {
             .map(|ha| {
                 (
                     ha.address,
-                    ha.home_prefixes.iter().map(|p| (p.addr(), p.prefix_len())).collect(),
+                    ha.home_prefixes
+                        .iter()
+                        .map(|p| (p.addr(), p.prefix_len()))
+                        .collect(),
                 )
             })
             .collect(),
@@ -120,7 +127,11 @@ pub fn plan(c: &Config, wan_ifindex: u32, site_ifindex: u32) -> Plan {
         mma: c.address,
         wan_ifindex,
         site_ifindex,
-        site_prefixes: c.site_prefixes.iter().map(|p| (p.addr(), p.prefix_len())).collect(),
+        site_prefixes: c
+            .site_prefixes
+            .iter()
+            .map(|p| (p.addr(), p.prefix_len()))
+            .collect(),
         home_agents: c.home_agents.iter().map(|ha| ha.address).collect(),
         ha_decap_table: c.kernel.ha_decap_table,
         site_decap_table: c.kernel.site_decap_table,
@@ -207,7 +218,9 @@ impl Daemon {
 
         let previous_tunsrc = kernel.get_seg6_tunsrc().await?;
         kernel.set_seg6_tunsrc(config.address).await?;
-        kernel.ensure_local_rule_moved(config.kernel.local_rule_pref).await?;
+        kernel
+            .ensure_local_rule_moved(config.kernel.local_rule_pref)
+            .await?;
 
         let metrics = Metrics::default();
         let mut registry = Registry::default();
@@ -275,7 +288,12 @@ impl Daemon {
         }
         let restored = outputs
             .iter()
-            .filter(|o| matches!(o, Output::Event(Event::Registered { .. } | Event::ForwardingStarted { .. })))
+            .filter(|o| {
+                matches!(
+                    o,
+                    Output::Event(Event::Registered { .. } | Event::ForwardingStarted { .. })
+                )
+            })
             .count();
         self.reconcile("start").await;
         self.update_counts();
@@ -379,8 +397,11 @@ impl Daemon {
         {
             let now = self.clock.reading();
             let mut core = lock(&self.core);
-            let owners: BTreeSet<Ipv6Addr> =
-                applied.failed.iter().filter_map(|c| core.owner(c)).collect();
+            let owners: BTreeSet<Ipv6Addr> = applied
+                .failed
+                .iter()
+                .filter_map(|c| core.owner(c))
+                .collect();
             for hoa in owners {
                 rollback.extend(core.revoke(hoa, now));
                 revoked.insert(hoa);
@@ -415,7 +436,11 @@ impl Daemon {
             .filter(|s| !s.3.is_some_and(|hoa| revoked.contains(&hoa)))
             .chain(undone.sends);
         for (src, dst, bytes, _) in sends {
-            if let Err(e) = self.mh.send_to(&bytes, dst, PacketInfo::ANY.with_source(src)).await {
+            if let Err(e) = self
+                .mh
+                .send_to(&bytes, dst, PacketInfo::ANY.with_source(src))
+                .await
+            {
                 warn!(%dst, error = %e, "sending a mobility message failed");
             }
         }
@@ -438,13 +463,20 @@ impl Daemon {
                     }
                 }
                 Output::Kernel(change) => {
-                    if pending.first().is_some_and(|p| std::mem::discriminant(p) != std::mem::discriminant(&change)) {
+                    if pending.first().is_some_and(|p| {
+                        std::mem::discriminant(p) != std::mem::discriminant(&change)
+                    }) {
                         let failed = self.flush_routes(std::mem::take(&mut pending)).await;
                         applied.failed.extend(failed);
                     }
                     pending.push(change);
                 }
-                Output::Send { src, dst, bytes, confirms } => applied.sends.push((src, dst, bytes, confirms)),
+                Output::Send {
+                    src,
+                    dst,
+                    bytes,
+                    confirms,
+                } => applied.sends.push((src, dst, bytes, confirms)),
                 Output::Event(event) => applied.events.push(event),
             }
         }
@@ -456,7 +488,9 @@ impl Daemon {
     /// Applies one batch of route changes of one kind; returns the adds and replaces refused.
     async fn flush_routes(&mut self, changes: Vec<Change>) -> Vec<Change> {
         let mut failed = Vec::new();
-        let Some(first) = changes.first().copied() else { return failed };
+        let Some(first) = changes.first().copied() else {
+            return failed;
+        };
         let objects: Vec<KObject> = changes
             .iter()
             .filter_map(|c| match *c {
@@ -514,7 +548,8 @@ impl Daemon {
             Change::DelMfc { source, group } => {
                 if let Some(mrt6) = &self.mrt6 {
                     match mrt6.del_mfc(source, group) {
-                        Err(SocketError::Os { source: e, .. }) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                        Err(SocketError::Os { source: e, .. })
+                            if e.raw_os_error() == Some(libc::ENOENT) => {}
                         Err(e) => {
                             warn!(%group, error = %e, "removing the MFC entry failed");
                             self.metrics.kernel_error("del_mfc");
@@ -580,14 +615,20 @@ impl Daemon {
         let restart_only = [
             ("address", old.address != new.address),
             ("wan_interface", old.wan_interface != new.wan_interface),
-            ("site_interfaces", old.site_interfaces != new.site_interfaces),
+            (
+                "site_interfaces",
+                old.site_interfaces != new.site_interfaces,
+            ),
             ("registration", old.registration != new.registration),
             ("kernel", old.kernel != new.kernel),
             ("metrics", old.metrics != new.metrics),
             ("state", old.state != new.state),
         ];
         for (field, _) in restart_only.iter().filter(|(_, changed)| *changed) {
-            warn!(field, "changing this setting needs a restart; the running value stays");
+            warn!(
+                field,
+                "changing this setting needs a restart; the running value stays"
+            );
         }
         let changed: Vec<&str> = [
             ("site_prefixes", old.site_prefixes != new.site_prefixes),
@@ -635,7 +676,10 @@ impl Daemon {
             }
         }
         if self.options.keep_kernel_state {
-            info!(mfc_entries_flushed = mfc, "shutting down; routes and rules kept (--keep-kernel-state)");
+            info!(
+                mfc_entries_flushed = mfc,
+                "shutting down; routes and rules kept (--keep-kernel-state)"
+            );
             return;
         }
         let removed = match self.kernel.remove_all_ours().await {
@@ -655,7 +699,11 @@ impl Daemon {
                 warn!(error = %e, "removing the mrule");
             }
         }
-        if let Err(e) = self.kernel.restore_local_rule(self.config.kernel.local_rule_pref).await {
+        if let Err(e) = self
+            .kernel
+            .restore_local_rule(self.config.kernel.local_rule_pref)
+            .await
+        {
             warn!(error = %e, "restoring the local rule");
         }
         // Put back whatever tunnel source was there before us (usually `::`, unset).
@@ -695,7 +743,11 @@ fn log_event(event: &Event) {
             lifetime_s,
             refresh,
         } => info!(%hoa, %coa, %group, %home_agent, lifetime_s, refresh, "terminal registered"),
-        Event::ForwardingStarted { hoa, new_coa, grace_s } => {
+        Event::ForwardingStarted {
+            hoa,
+            new_coa,
+            grace_s,
+        } => {
             info!(%hoa, %new_coa, grace_s, "terminal left; forwarding to its new care-of address")
         }
         Event::Removed { hoa, group, reason } => info!(%hoa, %group, ?reason, "terminal removed"),

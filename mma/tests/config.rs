@@ -28,7 +28,11 @@ const EXAMPLE: &str = include_str!("../../configs/mma.yaml");
 #[test]
 fn example_config_is_accepted() {
     let out = check(EXAMPLE, "ok");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -45,5 +49,8 @@ fn errors_name_the_line_and_field() {
             && err.contains("group_prefix: must be a multicast /64"),
         "{err}"
     );
-    assert!(err.contains("forwarding.default_grace: is longer than forwarding.max_grace"), "{err}");
+    assert!(
+        err.contains("forwarding.default_grace: is longer than forwarding.max_grace"),
+        "{err}"
+    );
 }

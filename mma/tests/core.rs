@@ -113,7 +113,9 @@ fn ack(out: &[Output], hoa: Ipv6Addr) -> Ack {
     let sends: Vec<_> = out
         .iter()
         .filter_map(|o| match o {
-            Output::Send { src, dst, bytes, .. } => Some((*src, *dst, bytes.clone())),
+            Output::Send {
+                src, dst, bytes, ..
+            } => Some((*src, *dst, bytes.clone())),
             _ => None,
         })
         .collect();
@@ -139,20 +141,31 @@ fn registration_installs_route_uplink_and_mfc_then_acks_with_the_care_of_address
     assert_eq!(
         kernel(&out),
         vec![
-            Change::AddMfc { source: MMA, group: GROUP },
+            Change::AddMfc {
+                source: MMA,
+                group: GROUP
+            },
             Change::Add(downlink(HOA, GROUP)),
             Change::Add(uplink(HOA)),
         ]
     );
     // Kernel changes come before the acknowledgement.
-    let last_kernel = out.iter().rposition(|o| matches!(o, Output::Kernel(_))).unwrap();
-    let send = out.iter().position(|o| matches!(o, Output::Send { .. })).unwrap();
+    let last_kernel = out
+        .iter()
+        .rposition(|o| matches!(o, Output::Kernel(_)))
+        .unwrap();
+    let send = out
+        .iter()
+        .position(|o| matches!(o, Output::Send { .. }))
+        .unwrap();
     assert!(last_kernel < send);
     let a = ack(&out, HOA);
     assert_eq!((a.status, a.sequence, a.authentic), (0, 1, true));
     assert!(a
         .options
-        .contains(&MobilityOption::Experimental(Experimental::AssignedCoa(MMA))));
+        .contains(&MobilityOption::Experimental(Experimental::AssignedCoa(
+            MMA
+        ))));
     assert_eq!(c.group_owner(GROUP), Some(HOA));
     assert_eq!(c.counts(), (1, 0));
 }
@@ -166,7 +179,9 @@ fn refresh_with_the_same_group_changes_nothing_in_the_kernel() {
     let out = send(&mut c, &terminal_bu(2, HOA, GROUP, clock.ntp()), &clock);
     assert_eq!(kernel(&out), vec![]);
     assert_eq!(ack(&out, HOA).status, 0);
-    assert!(out.iter().any(|o| matches!(o, Output::Event(Event::Registered { refresh: true, .. }))));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Registered { refresh: true, .. }))));
 }
 
 #[test]
@@ -189,20 +204,39 @@ fn refusals_install_nothing_and_carry_the_documented_status() {
     let clock = Clock { mono: 1000 };
     let outside: Ipv6Addr = "ff35:0:0:1::1".parse().unwrap();
     let cases: Vec<(&str, Bu, Ipv6Addr, u8)> = vec![
-        ("group outside the prefix", terminal_bu(1, HOA, outside, clock.ntp()), ON_LINK, 129),
+        (
+            "group outside the prefix",
+            terminal_bu(1, HOA, outside, clock.ntp()),
+            ON_LINK,
+            129,
+        ),
         (
             "no M flag",
-            Bu { flags: bu_flags::ACK, ..terminal_bu(1, HOA, GROUP, clock.ntp()) },
+            Bu {
+                flags: bu_flags::ACK,
+                ..terminal_bu(1, HOA, GROUP, clock.ntp())
+            },
             ON_LINK,
             129,
         ),
         (
             "home registration",
-            Bu { flags: bu_flags::ACK | bu_flags::MAP | bu_flags::HOME, ..terminal_bu(1, HOA, GROUP, clock.ntp()) },
+            Bu {
+                flags: bu_flags::ACK | bu_flags::MAP | bu_flags::HOME,
+                ..terminal_bu(1, HOA, GROUP, clock.ntp())
+            },
             ON_LINK,
             131,
         ),
-        ("no group option", Bu { group: None, ..terminal_bu(1, HOA, GROUP, clock.ntp()) }, ON_LINK, 128),
+        (
+            "no group option",
+            Bu {
+                group: None,
+                ..terminal_bu(1, HOA, GROUP, clock.ntp())
+            },
+            ON_LINK,
+            128,
+        ),
         (
             "home address no home agent serves",
             terminal_bu(1, "2001:db8:55::1".parse().unwrap(), GROUP, clock.ntp()),
@@ -211,7 +245,10 @@ fn refusals_install_nothing_and_carry_the_documented_status() {
         ),
         (
             "wrong key",
-            Bu { key: Some(b"not the key".to_vec()), ..terminal_bu(1, HOA, GROUP, clock.ntp()) },
+            Bu {
+                key: Some(b"not the key".to_vec()),
+                ..terminal_bu(1, HOA, GROUP, clock.ntp())
+            },
             ON_LINK,
             146,
         ),
@@ -225,10 +262,15 @@ fn refusals_install_nothing_and_carry_the_documented_status() {
     }
     // A BU from outside the site prefixes.
     let mut c = core();
-    let bu = Bu { coa: "2001:db8:5::9".parse().unwrap(), ..terminal_bu(1, HOA, GROUP, clock.ntp()) };
+    let bu = Bu {
+        coa: "2001:db8:5::9".parse().unwrap(),
+        ..terminal_bu(1, HOA, GROUP, clock.ntp())
+    };
     let out = c.handle_mh(bu.coa, MMA, &bu.bytes(), clock.now());
     assert_eq!(kernel(&out), vec![]);
-    assert!(out.iter().any(|o| matches!(o, Output::Event(Event::Rejected { status: 129, .. }))));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Rejected { status: 129, .. }))));
 }
 
 #[test]
@@ -251,17 +293,26 @@ fn forwarding_window_is_capped_redirects_to_the_new_coa_and_ends() {
         vec![
             Change::Replace(forward),
             Change::Delete(uplink(HOA)),
-            Change::DelMfc { source: MMA, group: GROUP },
+            Change::DelMfc {
+                source: MMA,
+                group: GROUP
+            },
         ]
     );
     let a = ack(&out, HOA);
     assert_eq!(a.status, 0);
-    assert!(a.options.contains(&MobilityOption::Experimental(Experimental::ForwardingRequest {
-        new_coa: NEW_COA,
-        grace_secs: 60
-    })));
+    assert!(a.options.contains(&MobilityOption::Experimental(
+        Experimental::ForwardingRequest {
+            new_coa: NEW_COA,
+            grace_secs: 60
+        }
+    )));
     assert_eq!(c.counts(), (0, 1));
-    assert_eq!(c.group_owner(GROUP), None, "the group is free while forwarding");
+    assert_eq!(
+        c.group_owner(GROUP),
+        None,
+        "the group is free while forwarding"
+    );
 
     clock.advance(59_999);
     assert_eq!(kernel(&c.poll(clock.now())), vec![]);
@@ -270,10 +321,16 @@ fn forwarding_window_is_capped_redirects_to_the_new_coa_and_ends() {
     assert_eq!(kernel(&out), vec![Change::Delete(forward)]);
     assert!(out.iter().any(|o| matches!(
         o,
-        Output::Event(Event::Removed { reason: RemoveReason::GraceEnded, .. })
+        Output::Event(Event::Removed {
+            reason: RemoveReason::GraceEnded,
+            ..
+        })
     )));
     assert_eq!(c.counts(), (0, 0));
-    assert!(c.desired_objects().iter().all(|o| !matches!(o, KObject::EncapRoute { .. })));
+    assert!(c
+        .desired_objects()
+        .iter()
+        .all(|o| !matches!(o, KObject::EncapRoute { .. })));
 }
 
 #[test]
@@ -282,10 +339,21 @@ fn forwarding_request_for_zero_seconds_gets_the_default_grace() {
     let mut clock = Clock { mono: 1000 };
     register(&mut c, &clock);
     clock.advance(10);
-    let out = send(&mut c, &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 0))), &clock);
-    assert!(out.iter().any(|o| matches!(o, Output::Event(Event::ForwardingStarted { grace_s: 10, .. }))));
+    let out = send(
+        &mut c,
+        &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 0))),
+        &clock,
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::ForwardingStarted { grace_s: 10, .. })
+    )));
     clock.advance(10_000);
-    assert_eq!(c.poll(clock.now()).len(), 2, "removal kernel change and event");
+    assert_eq!(
+        c.poll(clock.now()).len(),
+        2,
+        "removal kernel change and event"
+    );
 }
 
 #[test]
@@ -294,13 +362,20 @@ fn deregistration_without_forwarding_removes_everything_at_once() {
     let mut clock = Clock { mono: 1000 };
     register(&mut c, &clock);
     clock.advance(10);
-    let out = send(&mut c, &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(None), &clock);
+    let out = send(
+        &mut c,
+        &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(None),
+        &clock,
+    );
     assert_eq!(
         kernel(&out),
         vec![
             Change::Delete(downlink(HOA, GROUP)),
             Change::Delete(uplink(HOA)),
-            Change::DelMfc { source: MMA, group: GROUP },
+            Change::DelMfc {
+                source: MMA,
+                group: GROUP
+            },
         ]
     );
     assert_eq!(ack(&out, HOA).status, 0);
@@ -328,7 +403,10 @@ fn expiry_removes_routes_and_mfc() {
         vec![
             Change::Delete(downlink(HOA, GROUP)),
             Change::Delete(uplink(HOA)),
-            Change::DelMfc { source: MMA, group: GROUP },
+            Change::DelMfc {
+                source: MMA,
+                group: GROUP
+            },
         ]
     );
     assert_eq!(c.group_owner(GROUP), None);
@@ -352,8 +430,18 @@ fn desired_state_maps_each_terminal_and_the_constant_objects() {
         uplink(HOA),
         rule(10, "2001:db8:2::1/128", 100),
         rule(20, "2001:db8:4::/64", 101),
-        KObject::DecapRoute { local: MMA, oif: WAN, table: 100, inner_table: 254 },
-        KObject::DecapRoute { local: MMA, oif: SITE, table: 101, inner_table: 102 },
+        KObject::DecapRoute {
+            local: MMA,
+            oif: WAN,
+            table: 100,
+            inner_table: 254,
+        },
+        KObject::DecapRoute {
+            local: MMA,
+            oif: SITE,
+            table: 101,
+            inner_table: 102,
+        },
     ] {
         assert!(want.contains(&o), "missing {o}");
     }
@@ -375,14 +463,21 @@ fn restored_terminals_program_the_same_state_and_keep_their_groups() {
     assert_eq!(
         kernel(&out),
         vec![
-            Change::AddMfc { source: MMA, group: GROUP },
+            Change::AddMfc {
+                source: MMA,
+                group: GROUP
+            },
             Change::Add(downlink(HOA, GROUP)),
             Change::Add(uplink(HOA)),
         ]
     );
     assert_eq!(restarted.group_owner(GROUP), Some(HOA));
     // The replayed BU is refused: replay state came back with the binding.
-    let out = send(&mut restarted, &terminal_bu(1, HOA, GROUP, clock.ntp()), &clock);
+    let out = send(
+        &mut restarted,
+        &terminal_bu(1, HOA, GROUP, clock.ntp()),
+        &clock,
+    );
     assert_eq!(kernel(&out), vec![]);
     assert_ne!(ack(&out, HOA).status, 0);
 }
@@ -391,7 +486,13 @@ fn restored_terminals_program_the_same_state_and_keep_their_groups() {
 /// left the previous route on).
 fn anywhere(route: KObject) -> KObject {
     match route {
-        KObject::EncapRoute { dst, src, tunnel_dst, table, .. } => KObject::EncapRoute {
+        KObject::EncapRoute {
+            dst,
+            src,
+            tunnel_dst,
+            table,
+            ..
+        } => KObject::EncapRoute {
             dst,
             src,
             tunnel_dst,
@@ -408,12 +509,20 @@ fn refused_kernel_change_revokes_the_terminal_and_answers_130() {
     let mut clock = Clock { mono: 1000 };
     let out = register(&mut c, &clock);
     // The BAck(0) names what it confirms, so the shell can hold it back on failure.
-    assert!(out.iter().any(|o| matches!(o, Output::Send { confirms: Some(h), .. } if *h == HOA)));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Send { confirms: Some(h), .. } if *h == HOA)));
     // The shell attributes the refused uplink route and the MFC entry to the terminal; the
     // constant objects belong to nobody.
     assert_eq!(c.owner(&Change::Add(uplink(HOA))), Some(HOA));
     assert_eq!(c.owner(&Change::Add(downlink(HOA, GROUP))), Some(HOA));
-    assert_eq!(c.owner(&Change::AddMfc { source: MMA, group: GROUP }), Some(HOA));
+    assert_eq!(
+        c.owner(&Change::AddMfc {
+            source: MMA,
+            group: GROUP
+        }),
+        Some(HOA)
+    );
     for constant in plan().constant_objects() {
         assert_eq!(c.owner(&Change::Add(constant)), None, "{constant:?}");
     }
@@ -424,7 +533,10 @@ fn refused_kernel_change_revokes_the_terminal_and_answers_130() {
         vec![
             Change::Delete(anywhere(downlink(HOA, GROUP))),
             Change::Delete(anywhere(uplink(HOA))),
-            Change::DelMfc { source: MMA, group: GROUP },
+            Change::DelMfc {
+                source: MMA,
+                group: GROUP
+            },
         ]
     );
     assert!(out.iter().any(|o| matches!(o,
@@ -432,7 +544,13 @@ fn refused_kernel_change_revokes_the_terminal_and_answers_130() {
     // Signed 130 to the BU's sender, for the BU's sequence number, never "confirming" anything.
     let a = ack(&out, HOA);
     assert_eq!((a.status, a.sequence, a.authentic), (130, 1, true));
-    assert!(!out.iter().any(|o| matches!(o, Output::Send { confirms: Some(_), .. })));
+    assert!(!out.iter().any(|o| matches!(
+        o,
+        Output::Send {
+            confirms: Some(_),
+            ..
+        }
+    )));
     // Nothing is left that claims the terminal is served.
     assert_eq!(c.counts(), (0, 0));
     assert_eq!(c.group_owner(GROUP), None);
@@ -456,7 +574,11 @@ fn refused_forwarding_change_withdraws_both_route_shapes() {
     let mut clock = Clock { mono: 1000 };
     register(&mut c, &clock);
     clock.advance(100);
-    let out = send(&mut c, &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 20))), &clock);
+    let out = send(
+        &mut c,
+        &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 20))),
+        &clock,
+    );
     let replace = kernel(&out)
         .into_iter()
         .find(|ch| matches!(ch, Change::Replace(_)))
@@ -470,7 +592,10 @@ fn refused_forwarding_change_withdraws_both_route_shapes() {
         vec![
             Change::Delete(anywhere(downlink(HOA, GROUP))),
             Change::Delete(anywhere(uplink(HOA))),
-            Change::DelMfc { source: MMA, group: GROUP },
+            Change::DelMfc {
+                source: MMA,
+                group: GROUP
+            },
         ]
     );
     assert_eq!(ack(&out, HOA).sequence, 2);

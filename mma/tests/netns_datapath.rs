@@ -24,44 +24,81 @@ fn netns_registration_downlink_tcp_and_uplink() {
 
     let ack = t.register(1);
     assert!(ack.authentic, "BAck must be signed with the terminal's SA");
-    assert!(ack.options.contains(&MobilityOption::Experimental(Experimental::AssignedCoa(MMA))), "{ack:?}");
+    assert!(
+        ack.options
+            .contains(&MobilityOption::Experimental(Experimental::AssignedCoa(
+                MMA
+            ))),
+        "{ack:?}"
+    );
     assert!(t.has_mfc_entry(), "MFC: {}", t.mfc());
 
     // Downlink: observed on the site link with outer (MMA, G), and TCP works end to end.
     let site = Capture::start(&t.r, "e0", &t.dir, "site");
     let wan = Capture::start(&t.mma, "e0", &t.dir, "wan");
     let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    assert_eq!(tcp_echo(&t, &payload), payload, "TCP echo through the tunnels");
+    assert_eq!(
+        tcp_echo(&t, &payload),
+        payload,
+        "TCP echo through the tunnels"
+    );
     let site_packets = site.stop();
     let wan_packets = wan.stop();
-    let (mma, ha, hoa, group, cn) =
-        (MMA.to_string(), HA.to_string(), HOA.to_string(), GROUP.to_string(), CN.to_string());
+    let (mma, ha, hoa, group, cn) = (
+        MMA.to_string(),
+        HA.to_string(),
+        HOA.to_string(),
+        GROUP.to_string(),
+        CN.to_string(),
+    );
     assert!(
-        site_packets.iter().any(|(os, od, is, id)| *os == mma && *od == group && *is == cn && *id == hoa),
+        site_packets
+            .iter()
+            .any(|(os, od, is, id)| *os == mma && *od == group && *is == cn && *id == hoa),
         "no (MMA -> G) tunnel packet on the site link: {site_packets:?}"
     );
     // The rest are the terminal's reverse tunnel (on-link address -> MMA).
     assert!(
         site_packets
             .iter()
-            .all(|(os, od, _, _)| (*os == mma && *od == group) || (*os == ON_LINK.to_string() && *od == mma)),
+            .all(|(os, od, _, _)| (*os == mma && *od == group)
+                || (*os == ON_LINK.to_string() && *od == mma)),
         "unexpected tunnel packets on the site link: {site_packets:?}"
     );
     // Uplink: the terminal's replies leave towards its home agent with the MMA as outer source.
     assert!(
-        wan_packets.iter().any(|(os, od, is, id)| *os == mma && *od == ha && *is == hoa && *id == cn),
+        wan_packets
+            .iter()
+            .any(|(os, od, is, id)| *os == mma && *od == ha && *is == hoa && *id == cn),
         "no (MMA -> HA) reverse tunnel packet on the WAN link: {wan_packets:?}"
     );
 
     // A terminal that did not register cannot use the uplink: the MMA has no route for it.
     let stranger: Ipv6Addr = "2001:db8:99::200".parse().unwrap();
-    t.mn.sh(&format!("ip addr add {stranger}/128 dev lo && ip -6 rule add pref 21 from {stranger} lookup 200"));
-    assert!(udp_arrives(&t.mn, HOA, &t.cn, CN, 7100, Duration::from_secs(3)), "registered uplink");
-    assert!(!udp_arrives(&t.mn, stranger, &t.cn, CN, 7101, Duration::from_secs(2)), "unregistered uplink must be dropped");
+    t.mn.sh(&format!(
+        "ip addr add {stranger}/128 dev lo && ip -6 rule add pref 21 from {stranger} lookup 200"
+    ));
+    assert!(
+        udp_arrives(&t.mn, HOA, &t.cn, CN, 7100, Duration::from_secs(3)),
+        "registered uplink"
+    );
+    assert!(
+        !udp_arrives(&t.mn, stranger, &t.cn, CN, 7101, Duration::from_secs(2)),
+        "unregistered uplink must be dropped"
+    );
 
-    let status = t.mma.sh(&format!("{} status -c {}", env!("CARGO_BIN_EXE_mma"), config.display()));
-    assert!(status.contains(&hoa) && status.contains(&group) && status.contains("registered"), "{status}");
-    let metrics = t.mma.sh("curl -s http://[::1]:9642/metrics 2>/dev/null || true");
+    let status = t.mma.sh(&format!(
+        "{} status -c {}",
+        env!("CARGO_BIN_EXE_mma"),
+        config.display()
+    ));
+    assert!(
+        status.contains(&hoa) && status.contains(&group) && status.contains("registered"),
+        "{status}"
+    );
+    let metrics = t
+        .mma
+        .sh("curl -s http://[::1]:9642/metrics 2>/dev/null || true");
     if !metrics.is_empty() {
         assert!(metrics.contains("mma_terminals 1"), "{metrics}");
     }
@@ -79,7 +116,11 @@ fn netns_refusals_install_nothing() {
 
     let outside: Ipv6Addr = "ff35:0:0:1::100".parse().unwrap();
     let ack = t.send_bu(&terminal_bu(1, HOA, outside, ntp_now()));
-    assert_eq!((ack.status, ack.authentic), (129, true), "group outside the prefix");
+    assert_eq!(
+        (ack.status, ack.authentic),
+        (129, true),
+        "group outside the prefix"
+    );
     assert_eq!(t.our_kernel_state(), constant);
     assert!(!t.mfc().contains("ff35"), "{}", t.mfc());
 
@@ -105,11 +146,17 @@ fn netns_forwarding_after_deregistration_then_stops() {
     // Grace 30 s asked, 3 s granted (max_grace).
     let ack = t.send_bu(&terminal_bu(2, HOA, GROUP, ntp_now()).dereg(Some((NEW_COA, 30))));
     assert_eq!(ack.status, 0);
-    assert!(ack.options.contains(&MobilityOption::Experimental(Experimental::ForwardingRequest {
-        new_coa: NEW_COA,
-        grace_secs: 3
-    })));
-    assert!(!t.mfc().contains("ff35"), "MFC entry must go when forwarding starts: {}", t.mfc());
+    assert!(ack.options.contains(&MobilityOption::Experimental(
+        Experimental::ForwardingRequest {
+            new_coa: NEW_COA,
+            grace_secs: 3
+        }
+    )));
+    assert!(
+        !t.mfc().contains("ff35"),
+        "MFC entry must go when forwarding starts: {}",
+        t.mfc()
+    );
 
     let wan = Capture::start(&t.mma, "e0", &t.dir, "fwd");
     for _ in 0..3 {
@@ -119,7 +166,9 @@ fn netns_forwarding_after_deregistration_then_stops() {
     let during = wan.stop();
     let (mma, new_coa, hoa) = (MMA.to_string(), NEW_COA.to_string(), HOA.to_string());
     assert!(
-        during.iter().any(|(os, od, _, id)| *os == mma && *od == new_coa && *id == hoa),
+        during
+            .iter()
+            .any(|(os, od, _, id)| *os == mma && *od == new_coa && *id == hoa),
         "no tunnel packet to the new CoA: {during:?}"
     );
 
@@ -129,7 +178,10 @@ fn netns_forwarding_after_deregistration_then_stops() {
     let wan = Capture::start(&t.mma, "e0", &t.dir, "after");
     mipcast_netns_tests::udp_send(&t.cn, &CN.to_string(), &HOA.to_string(), 7201, "after");
     let after = wan.stop();
-    assert!(after.iter().all(|(_, od, _, _)| *od != new_coa), "still forwarding: {after:?}");
+    assert!(
+        after.iter().all(|(_, od, _, _)| *od != new_coa),
+        "still forwarding: {after:?}"
+    );
     assert!(!t.our_kernel_state().contains(&hoa));
 }
 
@@ -143,25 +195,47 @@ fn netns_restart_keeps_terminals_and_sigterm_cleans_up() {
     let config = t.write_config("");
     let mut first = t.start_mma(&config, 1);
     t.register(1);
-    assert!(udp_arrives(&t.cn, CN, &t.mn, HOA, 7300, Duration::from_secs(3)), "downlink before restart");
+    assert!(
+        udp_arrives(&t.cn, CN, &t.mn, HOA, 7300, Duration::from_secs(3)),
+        "downlink before restart"
+    );
     wait_for(Duration::from_secs(5), "state file", || {
-        std::fs::read_to_string(t.dir.join("state.json")).unwrap_or_default().contains(&HOA.to_string())
+        std::fs::read_to_string(t.dir.join("state.json"))
+            .unwrap_or_default()
+            .contains(&HOA.to_string())
     });
 
-    first.signal_and_wait(libc::SIGKILL, Duration::from_secs(5)).expect("killed");
+    first
+        .signal_and_wait(libc::SIGKILL, Duration::from_secs(5))
+        .expect("killed");
     // The MFC entry died with the MRT6 socket: downlink is broken until the restart.
     assert!(!t.mfc().contains("ff35"), "{}", t.mfc());
     let mut second = t.start_mma(&config, 2);
     assert!(t.has_mfc_entry(), "MFC restored: {}", t.mfc());
-    assert!(udp_arrives(&t.cn, CN, &t.mn, HOA, 7301, Duration::from_secs(3)), "downlink after restart");
-    assert!(udp_arrives(&t.mn, HOA, &t.cn, CN, 7302, Duration::from_secs(3)), "uplink after restart");
+    assert!(
+        udp_arrives(&t.cn, CN, &t.mn, HOA, 7301, Duration::from_secs(3)),
+        "downlink after restart"
+    );
+    assert!(
+        udp_arrives(&t.mn, HOA, &t.cn, CN, 7302, Duration::from_secs(3)),
+        "uplink after restart"
+    );
 
-    let st = second.signal_and_wait(libc::SIGTERM, Duration::from_secs(10)).expect("exits on SIGTERM");
+    let st = second
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("exits on SIGTERM");
     assert!(st.success(), "{st}");
     assert_eq!(t.our_kernel_state().trim(), "", "routes/rules left behind");
     assert!(!t.mfc().contains("ff35"), "{}", t.mfc());
-    assert_eq!(t.mma.sh("ip -6 rule show"), rules_before, "rules not restored");
-    assert!(t.mma.sh("ip sr tunsrc show").contains("::"), "tunsrc restored");
+    assert_eq!(
+        t.mma.sh("ip -6 rule show"),
+        rules_before,
+        "rules not restored"
+    );
+    assert!(
+        t.mma.sh("ip sr tunsrc show").contains("::"),
+        "tunsrc restored"
+    );
     let log = std::fs::read_to_string(t.log(2)).unwrap();
     assert!(log.contains("kernel state removed"), "{log}");
 }
@@ -177,9 +251,16 @@ fn netns_own_mrt6_table_with_mrule() {
     let mrules = t.mma.sh("ip -6 mrule show");
     assert!(mrules.contains("iif e0 lookup 1000"), "{mrules}");
     t.register(1);
-    assert!(udp_arrives(&t.cn, CN, &t.mn, HOA, 7400, Duration::from_secs(3)), "downlink through MRT6 table 1000");
+    assert!(
+        udp_arrives(&t.cn, CN, &t.mn, HOA, 7400, Duration::from_secs(3)),
+        "downlink through MRT6 table 1000"
+    );
     // The default table (what /proc shows) stays empty: the entry is in table 1000.
     assert!(!t.has_mfc_entry(), "{}", t.mfc());
-    mma.signal_and_wait(libc::SIGTERM, Duration::from_secs(10)).expect("exits");
-    assert!(!t.mma.sh("ip -6 mrule show").contains("1000"), "mrule left behind");
+    mma.signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("exits");
+    assert!(
+        !t.mma.sh("ip -6 mrule show").contains("1000"),
+        "mrule left behind"
+    );
 }

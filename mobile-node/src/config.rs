@@ -252,24 +252,45 @@ impl Validate for Config {
             v.error("home_agent", "must be a global unicast address");
         }
         if !self.home_prefix.contains(self.home_address) {
-            v.error("home_prefix", format!("does not contain the home address {}", self.home_address));
+            v.error(
+                "home_prefix",
+                format!("does not contain the home address {}", self.home_address),
+            );
         }
-        if !self.multicast_prefix.addr().is_multicast() || self.multicast_prefix.prefix_len() != GROUP_PREFIX_LEN {
-            v.error("multicast_prefix", "must be a multicast /64 (e.g. ff35::/64)");
+        if !self.multicast_prefix.addr().is_multicast()
+            || self.multicast_prefix.prefix_len() != GROUP_PREFIX_LEN
+        {
+            v.error(
+                "multicast_prefix",
+                "must be a multicast /64 (e.g. ff35::/64)",
+            );
         }
         let lifetime = self.binding_lifetime.as_secs();
         if !(4..=262_140).contains(&lifetime) {
-            v.error("binding_lifetime", "must be 4 to 262140 seconds (16-bit count of 4 s units)");
+            v.error(
+                "binding_lifetime",
+                "must be 4 to 262140 seconds (16-bit count of 4 s units)",
+            );
         }
         let sas = &self.security_associations;
-        check_spi(v, "security_associations.home_agent.spi", sas.home_agent.spi);
+        check_spi(
+            v,
+            "security_associations.home_agent.spi",
+            sas.home_agent.spi,
+        );
         for (i, m) in sas.mmas.iter().enumerate() {
             check_spi(v, &format!("security_associations.mmas[{i}].spi"), m.spi);
             if !is_global_unicast(m.address) {
-                v.error(format!("security_associations.mmas[{i}].address"), "must be a global unicast address");
+                v.error(
+                    format!("security_associations.mmas[{i}].address"),
+                    "must be a global unicast address",
+                );
             }
             if sas.mmas.iter().take(i).any(|e| e.address == m.address) {
-                v.error(format!("security_associations.mmas[{i}].address"), "configured twice");
+                v.error(
+                    format!("security_associations.mmas[{i}].address"),
+                    "configured twice",
+                );
             }
         }
         if let Some(d) = &sas.default_mma {
@@ -280,7 +301,10 @@ impl Validate for Config {
         }
         for (i, ifc) in self.interfaces.iter().enumerate() {
             if ifc.name.is_empty() || ifc.name.len() > 15 {
-                v.error(format!("interfaces[{i}].name"), "must be 1 to 15 characters");
+                v.error(
+                    format!("interfaces[{i}].name"),
+                    "must be 1 to 15 characters",
+                );
             }
             if self.interfaces.iter().take(i).any(|e| e.name == ifc.name) {
                 v.error(format!("interfaces[{i}].name"), "configured twice");
@@ -294,7 +318,10 @@ impl Validate for Config {
         }
         if let Some(g) = &self.group_interface {
             if !self.interfaces.iter().any(|i| &i.name == g) {
-                v.error("group_interface", format!("{g:?} is not one of `interfaces`"));
+                v.error(
+                    "group_interface",
+                    format!("{g:?} is not one of `interfaces`"),
+                );
             }
         }
         if self.selection.ra_timeout_ms < 100 {
@@ -304,18 +331,27 @@ impl Validate for Config {
         if k.decap_table == k.uplink_table {
             v.error("kernel.uplink_table", "must differ from kernel.decap_table");
         }
-        for (path, t) in [("kernel.decap_table", k.decap_table), ("kernel.uplink_table", k.uplink_table)] {
+        for (path, t) in [
+            ("kernel.decap_table", k.decap_table),
+            ("kernel.uplink_table", k.uplink_table),
+        ] {
             if t == 0 || (253..=255).contains(&t) {
                 v.error(path, "must not be 0 or a reserved table (253-255)");
             }
         }
         let prefs = [k.decap_rule_pref, k.uplink_rule_pref];
         if prefs.iter().any(|p| *p == 0 || *p >= k.local_rule_pref) {
-            v.error("kernel.local_rule_pref", "must be above decap_rule_pref and uplink_rule_pref (which must not be 0)");
+            v.error(
+                "kernel.local_rule_pref",
+                "must be above decap_rule_pref and uplink_rule_pref (which must not be 0)",
+            );
         }
         if k.uplink_rule_pref <= k.decap_rule_pref.saturating_add(1) {
             // decap_rule_pref + 1 holds the unicast (forwarded / plain MIPv6) decap rules.
-            v.error("kernel.uplink_rule_pref", "must be above decap_rule_pref + 1");
+            v.error(
+                "kernel.uplink_rule_pref",
+                "must be above decap_rule_pref + 1",
+            );
         }
         if k.nft_table.is_empty() {
             v.error("kernel.nft_table", "must not be empty");
@@ -325,6 +361,9 @@ impl Validate for Config {
 
 fn check_spi(v: &mut Validator, path: &str, spi: u32) {
     if spi < 256 {
-        v.error(path, format!("SPI {spi} is reserved (RFC 4285 §5): use 256 or more"));
+        v.error(
+            path,
+            format!("SPI {spi} is reserved (RFC 4285 §5): use 256 or more"),
+        );
     }
 }

@@ -4,7 +4,9 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use futures::TryStreamExt;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressProtocol};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressMessage, AddressProtocol,
+};
 use netlink_packet_route::route::RouteProtocol;
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -16,11 +18,22 @@ pub enum HostError {
     #[error("opening an rtnetlink socket: {0}")]
     Socket(std::io::Error),
     #[error("{op}: {source}")]
-    Netlink { op: String, source: rtnetlink::Error },
+    Netlink {
+        op: String,
+        source: rtnetlink::Error,
+    },
     #[error("interface {name}: reading {what} from sysfs: {source}")]
-    Sysfs { name: String, what: &'static str, source: std::io::Error },
+    Sysfs {
+        name: String,
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("interface {name}: {what} in sysfs is not a MAC address: {text:?}")]
-    BadMac { name: String, what: &'static str, text: String },
+    BadMac {
+        name: String,
+        what: &'static str,
+        text: String,
+    },
 }
 
 /// rtnetlink handle of the calling thread's namespace.
@@ -48,11 +61,25 @@ impl Host {
     /// Adds the address (no DAD: the node owns these addresses by construction), tagged ours;
     /// an existing identical address is success.
     pub async fn add_address(&self, a: &Address) -> Result<(), HostError> {
-        let mut req = self.handle.address().add(a.ifindex, IpAddr::V6(a.addr), a.prefix_len).replace();
+        let mut req = self
+            .handle
+            .address()
+            .add(a.ifindex, IpAddr::V6(a.addr), a.prefix_len)
+            .replace();
         let m = req.message_mut();
-        m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
-        m.attributes.push(AddressAttribute::Protocol(AddressProtocol::Other(self.protocol)));
-        req.execute().await.map_err(|source| HostError::Netlink { op: format!("adding {}/{} on ifindex {}", a.addr, a.prefix_len, a.ifindex), source })
+        m.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        m.attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::Other(
+                self.protocol,
+            )));
+        req.execute().await.map_err(|source| HostError::Netlink {
+            op: format!(
+                "adding {}/{} on ifindex {}",
+                a.addr, a.prefix_len, a.ifindex
+            ),
+            source,
+        })
     }
 
     /// Deletes the address; an absent one is success.
@@ -61,10 +88,24 @@ impl Host {
         m.header.family = AddressFamily::Inet6;
         m.header.index = a.ifindex;
         m.header.prefix_len = a.prefix_len;
-        m.attributes.push(AddressAttribute::Address(IpAddr::V6(a.addr)));
+        m.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(a.addr)));
         match self.handle.address().del(m).execute().await {
-            Err(e) if matches!(errno(&e), Some(libc::EADDRNOTAVAIL | libc::ENODEV | libc::ENOENT)) => Ok(()),
-            other => other.map_err(|source| HostError::Netlink { op: format!("removing {}/{} from ifindex {}", a.addr, a.prefix_len, a.ifindex), source }),
+            Err(e)
+                if matches!(
+                    errno(&e),
+                    Some(libc::EADDRNOTAVAIL | libc::ENODEV | libc::ENOENT)
+                ) =>
+            {
+                Ok(())
+            }
+            other => other.map_err(|source| HostError::Netlink {
+                op: format!(
+                    "removing {}/{} from ifindex {}",
+                    a.addr, a.prefix_len, a.ifindex
+                ),
+                source,
+            }),
         }
     }
 
@@ -72,18 +113,27 @@ impl Host {
     pub async fn our_addresses(&self) -> Result<Vec<Address>, HostError> {
         let mut out = Vec::new();
         let mut stream = self.handle.address().get().execute();
-        let err = |source| HostError::Netlink { op: "listing addresses".to_owned(), source };
+        let err = |source| HostError::Netlink {
+            op: "listing addresses".to_owned(),
+            source,
+        };
         while let Some(m) = stream.try_next().await.map_err(err)? {
             if m.header.family != AddressFamily::Inet6 {
                 continue;
             }
-            let ours = m.attributes.iter().any(|a| matches!(a, AddressAttribute::Protocol(p) if u8::from(*p) == self.protocol));
+            let ours = m.attributes.iter().any(
+                |a| matches!(a, AddressAttribute::Protocol(p) if u8::from(*p) == self.protocol),
+            );
             let addr = m.attributes.iter().find_map(|a| match a {
                 AddressAttribute::Address(IpAddr::V6(v)) => Some(*v),
                 _ => None,
             });
             if let (true, Some(addr)) = (ours, addr) {
-                out.push(Address { ifindex: m.header.index, addr, prefix_len: m.header.prefix_len });
+                out.push(Address {
+                    ifindex: m.header.index,
+                    addr,
+                    prefix_len: m.header.prefix_len,
+                });
             }
         }
         Ok(out)
@@ -101,25 +151,55 @@ impl Host {
     /// Installs (or replaces) the main table's default route. Tagged ours, so the kernel
     /// crate's shutdown sweep removes it with our other routes.
     pub async fn set_default_route(&self, r: &DefaultRoute) -> Result<(), HostError> {
-        self.handle.route().add(self.default_route(r)).replace().execute().await.map_err(|source| HostError::Netlink {
-            op: format!("setting the default route via {} dev {}", r.gateway, r.ifindex),
-            source,
-        })
+        self.handle
+            .route()
+            .add(self.default_route(r))
+            .replace()
+            .execute()
+            .await
+            .map_err(|source| HostError::Netlink {
+                op: format!(
+                    "setting the default route via {} dev {}",
+                    r.gateway, r.ifindex
+                ),
+                source,
+            })
     }
 
     pub async fn remove_default_route(&self, r: &DefaultRoute) -> Result<(), HostError> {
-        match self.handle.route().del(self.default_route(r)).execute().await {
-            Err(e) if matches!(errno(&e), Some(libc::ESRCH | libc::ENOENT | libc::ENODEV)) => Ok(()),
-            other => other.map_err(|source| HostError::Netlink { op: format!("removing the default route via {}", r.gateway), source }),
+        match self
+            .handle
+            .route()
+            .del(self.default_route(r))
+            .execute()
+            .await
+        {
+            Err(e) if matches!(errno(&e), Some(libc::ESRCH | libc::ENOENT | libc::ENODEV)) => {
+                Ok(())
+            }
+            other => other.map_err(|source| HostError::Netlink {
+                op: format!("removing the default route via {}", r.gateway),
+                source,
+            }),
         }
     }
 }
 
 /// The interface's MAC address (for SLAAC and the terminal group).
 pub fn mac_of(name: &str) -> Result<[u8; 6], HostError> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
-        .map_err(|source| HostError::Sysfs { name: name.to_owned(), what: "address", source })?;
-    parse_mac(text.trim()).ok_or_else(|| HostError::BadMac { name: name.to_owned(), what: "address", text })
+    let text =
+        std::fs::read_to_string(format!("/sys/class/net/{name}/address")).map_err(|source| {
+            HostError::Sysfs {
+                name: name.to_owned(),
+                what: "address",
+                source,
+            }
+        })?;
+    parse_mac(text.trim()).ok_or_else(|| HostError::BadMac {
+        name: name.to_owned(),
+        what: "address",
+        text,
+    })
 }
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -134,9 +214,11 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
 /// Whether the interface can carry traffic: operstate up (or unknown, for links without
 /// carrier reporting) and administratively up.
 pub fn link_up(name: &str) -> bool {
-    let oper = std::fs::read_to_string(format!("/sys/class/net/{name}/operstate")).unwrap_or_default();
+    let oper =
+        std::fs::read_to_string(format!("/sys/class/net/{name}/operstate")).unwrap_or_default();
     let flags = std::fs::read_to_string(format!("/sys/class/net/{name}/flags")).unwrap_or_default();
-    let admin_up = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).is_ok_and(|f| f & 1 != 0);
+    let admin_up =
+        u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).is_ok_and(|f| f & 1 != 0);
     admin_up && matches!(oper.trim(), "up" | "unknown")
 }
 

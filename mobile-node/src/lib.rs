@@ -7,7 +7,15 @@
 //! - [`shell`]: the tokio I/O shell that runs it against sockets and the kernel.
 //! - [`host`]: addresses, the default route and interface facts over rtnetlink and sysfs.
 //! - [`metrics`]: the Prometheus metrics.
-#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 pub mod config;
 pub mod core;

@@ -44,7 +44,9 @@ pub struct CurrentLabels {
 
 fn phase_histogram() -> Histogram {
     // 1 ms to ~32 s: BAck round trips up to the RFC 6275 maximum back-off.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 16,
+    ))
 }
 
 #[derive(Clone)]
@@ -71,14 +73,46 @@ impl Metrics {
             phase_seconds: Family::new_with_constructor(phase_histogram),
             current: Family::default(),
         };
-        registry.register("mipcast_mn_handovers", "Handovers by kind", m.handovers.clone());
-        registry.register("mipcast_mn_registrations", "Binding registrations by peer and outcome", m.registrations.clone());
-        registry.register("mipcast_mn_router_advertisements", "Router Advertisements received", m.ra_received.clone());
-        registry.register("mipcast_mn_dropped", "Packets dropped by reason", m.dropped.clone());
-        registry.register("mipcast_mn_link_decisions", "Link selection decisions by outcome", m.decisions.clone());
-        registry.register("mipcast_mn_binding_updates_sent", "Binding Updates sent", m.bu_sent.clone());
-        registry.register("mipcast_mn_handover_phase_seconds", "Time from first BU to accepted BAck, by phase", m.phase_seconds.clone());
-        registry.register("mipcast_mn_current", "Current attachment (value 1; labels say where)", m.current.clone());
+        registry.register(
+            "mipcast_mn_handovers",
+            "Handovers by kind",
+            m.handovers.clone(),
+        );
+        registry.register(
+            "mipcast_mn_registrations",
+            "Binding registrations by peer and outcome",
+            m.registrations.clone(),
+        );
+        registry.register(
+            "mipcast_mn_router_advertisements",
+            "Router Advertisements received",
+            m.ra_received.clone(),
+        );
+        registry.register(
+            "mipcast_mn_dropped",
+            "Packets dropped by reason",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "mipcast_mn_link_decisions",
+            "Link selection decisions by outcome",
+            m.decisions.clone(),
+        );
+        registry.register(
+            "mipcast_mn_binding_updates_sent",
+            "Binding Updates sent",
+            m.bu_sent.clone(),
+        );
+        registry.register(
+            "mipcast_mn_handover_phase_seconds",
+            "Time from first BU to accepted BAck, by phase",
+            m.phase_seconds.clone(),
+        );
+        registry.register(
+            "mipcast_mn_current",
+            "Current attachment (value 1; labels say where)",
+            m.current.clone(),
+        );
         m
     }
 
@@ -88,21 +122,42 @@ impl Metrics {
                 self.ra_received.inc();
             }
             MetricEvent::Dropped(reason) => {
-                self.dropped.get_or_create(&ReasonLabel { reason: (*reason).to_owned() }).inc();
+                self.dropped
+                    .get_or_create(&ReasonLabel {
+                        reason: (*reason).to_owned(),
+                    })
+                    .inc();
             }
             MetricEvent::Decision(outcome) => {
-                self.decisions.get_or_create(&OutcomeLabel { outcome: (*outcome).to_owned() }).inc();
+                self.decisions
+                    .get_or_create(&OutcomeLabel {
+                        outcome: (*outcome).to_owned(),
+                    })
+                    .inc();
             }
             MetricEvent::Handover(kind) => {
-                self.handovers.get_or_create(&KindLabel { kind: kind.label().to_owned() }).inc();
+                self.handovers
+                    .get_or_create(&KindLabel {
+                        kind: kind.label().to_owned(),
+                    })
+                    .inc();
             }
             MetricEvent::Registration { peer, outcome } => {
-                self.registrations.get_or_create(&RegLabels { peer: peer.label().to_owned(), outcome: outcome.clone() }).inc();
+                self.registrations
+                    .get_or_create(&RegLabels {
+                        peer: peer.label().to_owned(),
+                        outcome: outcome.clone(),
+                    })
+                    .inc();
             }
             MetricEvent::Phase { phase, ms } => {
                 #[allow(clippy::cast_precision_loss)] // milliseconds well below 2^52
                 let secs = *ms as f64 / 1000.0;
-                self.phase_seconds.get_or_create(&PhaseLabel { phase: (*phase).to_owned() }).observe(secs);
+                self.phase_seconds
+                    .get_or_create(&PhaseLabel {
+                        phase: (*phase).to_owned(),
+                    })
+                    .observe(secs);
             }
         }
     }

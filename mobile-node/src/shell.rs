@@ -14,7 +14,7 @@ use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_daemon::state::StateFile;
 use mipcast_kernel::nft::NftMarker;
 use mipcast_kernel::probe::Feature;
-use mipcast_kernel::route::{Kernel, KObject};
+use mipcast_kernel::route::{KObject, Kernel};
 use mipcast_kernel::sockets::{IcmpSocket, MhSocket, PacketInfo, SsmMembership, ALL_ROUTERS};
 use mipcast_wire::group::{eui64_from_mac, terminal_group};
 use mipcast_wire::nd::{self, NdOption, NdRepr};
@@ -40,16 +40,21 @@ pub enum StartError {
     #[error("{0}")]
     Interface(String),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
 }
-
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|source| StartError::Io { what: "starting the tokio runtime".to_owned(), source })?;
+        .map_err(|source| StartError::Io {
+            what: "starting the tokio runtime".to_owned(),
+            source,
+        })?;
     rt.block_on(run_async(cfg, opts))
 }
 
@@ -63,21 +68,54 @@ struct PolledLink {
 }
 
 /// Resolves interfaces and keys: the core's view of the configuration.
-async fn core_config(cfg: &Config, kernel: &Kernel) -> Result<(CoreConfig, Vec<PolledLink>), StartError> {
+async fn core_config(
+    cfg: &Config,
+    kernel: &Kernel,
+) -> Result<(CoreConfig, Vec<PolledLink>), StartError> {
     let mut links = Vec::new();
     let mut polled = Vec::new();
     for ifc in &cfg.interfaces {
-        let ifindex = kernel.ifindex(&ifc.name).await.map_err(|e| StartError::Interface(e.to_string()))?;
+        let ifindex = kernel
+            .ifindex(&ifc.name)
+            .await
+            .map_err(|e| StartError::Interface(e.to_string()))?;
         let mac = host::mac_of(&ifc.name).map_err(|e| StartError::Interface(e.to_string()))?;
-        links.push(LinkConfig { ifindex, name: ifc.name.clone(), mac, preference: ifc.preference, cost: ifc.cost });
-        polled.push(PolledLink { ifindex, name: ifc.name.clone(), quality_file: ifc.quality_file.clone(), up: None, quality: None });
+        links.push(LinkConfig {
+            ifindex,
+            name: ifc.name.clone(),
+            mac,
+            preference: ifc.preference,
+            cost: ifc.cost,
+        });
+        polled.push(PolledLink {
+            ifindex,
+            name: ifc.name.clone(),
+            quality_file: ifc.quality_file.clone(),
+            up: None,
+            quality: None,
+        });
     }
-    let group_if = cfg.group_interface.as_ref().and_then(|g| links.iter().find(|l| &l.name == g)).or(links.first());
-    let mac = group_if.map(|l| l.mac).ok_or_else(|| StartError::Interface("no interface configured".to_owned()))?;
-    let group = terminal_group(cfg.multicast_prefix.addr(), cfg.multicast_prefix.prefix_len(), eui64_from_mac(mac))
-        .map_err(|e| StartError::Interface(format!("terminal group: {e}")))?;
-    let lo_ifindex = kernel.ifindex("lo").await.map_err(|e| StartError::Interface(e.to_string()))?;
-    let sa = |spi, algorithm: mipcast_daemon::config::sa::SaAlgorithm, key: &mipcast_daemon::config::SecretKey| Sa {
+    let group_if = cfg
+        .group_interface
+        .as_ref()
+        .and_then(|g| links.iter().find(|l| &l.name == g))
+        .or(links.first());
+    let mac = group_if
+        .map(|l| l.mac)
+        .ok_or_else(|| StartError::Interface("no interface configured".to_owned()))?;
+    let group = terminal_group(
+        cfg.multicast_prefix.addr(),
+        cfg.multicast_prefix.prefix_len(),
+        eui64_from_mac(mac),
+    )
+    .map_err(|e| StartError::Interface(format!("terminal group: {e}")))?;
+    let lo_ifindex = kernel
+        .ifindex("lo")
+        .await
+        .map_err(|e| StartError::Interface(e.to_string()))?;
+    let sa = |spi,
+              algorithm: mipcast_daemon::config::sa::SaAlgorithm,
+              key: &mipcast_daemon::config::SecretKey| Sa {
         spi,
         algorithm: algorithm.into(),
         key: key.expose().to_vec(),
@@ -90,9 +128,20 @@ async fn core_config(cfg: &Config, kernel: &Kernel) -> Result<(CoreConfig, Vec<P
         group,
         mode: cfg.mode,
         lifetime_s: u32::try_from(cfg.binding_lifetime.as_secs()).unwrap_or(u32::MAX),
-        ha_sa: sa(sas.home_agent.spi, sas.home_agent.algorithm, &sas.home_agent.key_file),
-        mma_sas: sas.mmas.iter().map(|m| (m.address, sa(m.spi, m.algorithm, &m.key_file))).collect(),
-        default_mma_sa: sas.default_mma.as_ref().map(|d| sa(d.spi, d.algorithm, &d.key_file)),
+        ha_sa: sa(
+            sas.home_agent.spi,
+            sas.home_agent.algorithm,
+            &sas.home_agent.key_file,
+        ),
+        mma_sas: sas
+            .mmas
+            .iter()
+            .map(|m| (m.address, sa(m.spi, m.algorithm, &m.key_file)))
+            .collect(),
+        default_mma_sa: sas
+            .default_mma
+            .as_ref()
+            .map(|d| sa(d.spi, d.algorithm, &d.key_file)),
         links,
         lo_ifindex,
         policy: Policy {
@@ -126,17 +175,33 @@ struct Io {
 }
 
 async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
-    let caps = mipcast_kernel::probe::probe().await.map_err(|e| StartError::Kernel(e.to_string()))?;
-    caps.require(&[Feature::Seg6Encap, Feature::Seg6Local, Feature::IpprotoRules]).map_err(StartError::Kernel)?;
-    let kernel = Kernel::connect(cfg.kernel.protocol).await.map_err(|e| StartError::Kernel(e.to_string()))?;
+    let caps = mipcast_kernel::probe::probe()
+        .await
+        .map_err(|e| StartError::Kernel(e.to_string()))?;
+    caps.require(&[
+        Feature::Seg6Encap,
+        Feature::Seg6Local,
+        Feature::IpprotoRules,
+    ])
+    .map_err(StartError::Kernel)?;
+    let kernel = Kernel::connect(cfg.kernel.protocol)
+        .await
+        .map_err(|e| StartError::Kernel(e.to_string()))?;
     let host = Host::connect(cfg.kernel.protocol).map_err(|e| StartError::Kernel(e.to_string()))?;
-    let nft = NftMarker::new(&cfg.kernel.nft_table).map_err(|e| StartError::Kernel(e.to_string()))?;
+    let nft =
+        NftMarker::new(&cfg.kernel.nft_table).map_err(|e| StartError::Kernel(e.to_string()))?;
     let (core_cfg, mut polled) = core_config(&cfg, &kernel).await?;
 
     // Restart: whatever a previous run left is removed; the core then installs what it wants.
     let stale = remove_ours(&kernel, &host, &nft).await;
-    tracing::info!(removed = stale, "removed kernel state left by a previous run");
-    kernel.ensure_local_rule_moved(cfg.kernel.local_rule_pref).await.map_err(|e| StartError::Kernel(e.to_string()))?;
+    tracing::info!(
+        removed = stale,
+        "removed kernel state left by a previous run"
+    );
+    kernel
+        .ensure_local_rule_moved(cfg.kernel.local_rule_pref)
+        .await
+        .map_err(|e| StartError::Kernel(e.to_string()))?;
 
     let sock_err = |e: mipcast_kernel::sockets::SocketError| StartError::Kernel(e.to_string());
     let icmp = IcmpSocket::new(&[nd::ROUTER_ADVERTISEMENT]).map_err(sock_err)?;
@@ -150,14 +215,24 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     let metrics = Metrics::register(&mut registry);
     let status_json = Arc::new(Mutex::new(String::from("{}")));
     let status_route = Arc::clone(&status_json);
-    let server = MetricsServer::bind(cfg.metrics.listen, Arc::new(registry), move |path| match path {
-        "/status" => status_route.lock().ok().map(|s| s.clone()),
-        _ => None,
-    })
+    let server = MetricsServer::bind(
+        cfg.metrics.listen,
+        Arc::new(registry),
+        move |path| match path {
+            "/status" => status_route.lock().ok().map(|s| s.clone()),
+            _ => None,
+        },
+    )
     .await
-    .map_err(|source| StartError::Io { what: format!("binding the metrics listener {}", cfg.metrics.listen), source })?;
+    .map_err(|source| StartError::Io {
+        what: format!("binding the metrics listener {}", cfg.metrics.listen),
+        source,
+    })?;
     tokio::spawn(server.run());
-    let mut signals = Signals::new().map_err(|source| StartError::Io { what: "installing signal handlers".to_owned(), source })?;
+    let mut signals = Signals::new().map_err(|source| StartError::Io {
+        what: "installing signal handlers".to_owned(),
+        source,
+    })?;
 
     let state_file: StateFile<Persisted> = StateFile::new(cfg.state_file.clone());
     let persisted = match state_file.load() {
@@ -171,7 +246,11 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
         links = ?core_cfg.links.iter().map(|l| &l.name).collect::<Vec<_>>(), "mobile node starting");
     let io = Io {
         macs: core_cfg.links.iter().map(|l| (l.ifindex, l.mac)).collect(),
-        names: core_cfg.links.iter().map(|l| (l.ifindex, l.name.clone())).collect(),
+        names: core_cfg
+            .links
+            .iter()
+            .map(|l| (l.ifindex, l.name.clone()))
+            .collect(),
         kernel,
         host,
         nft,
@@ -183,7 +262,10 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     let mut core = Core::new(core_cfg, persisted.clone());
     let mut last_persisted = persisted;
     let clock = SystemClock::new();
-    let now = || Now { mono: clock.now(), wall_ntp: ntp_timestamp(SystemTime::now()) };
+    let now = || Now {
+        mono: clock.now(),
+        wall_ntp: ntp_timestamp(SystemTime::now()),
+    };
 
     let mut ra_buf = vec![0u8; 2048];
     let mut mh_buf = vec![0u8; 2048];
@@ -194,12 +276,30 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
             let up = host::link_up(&p.name);
             if p.up != Some(up) {
                 p.up = Some(up);
-                apply(&io, &mut core, Event::Link { ifindex: p.ifindex, up }, now()).await;
+                apply(
+                    &io,
+                    &mut core,
+                    Event::Link {
+                        ifindex: p.ifindex,
+                        up,
+                    },
+                    now(),
+                )
+                .await;
             }
             let q = p.quality_file.as_deref().and_then(host::read_quality);
             if p.quality != Some(q) {
                 p.quality = Some(q);
-                apply(&io, &mut core, Event::Quality { ifindex: p.ifindex, value: q }, now()).await;
+                apply(
+                    &io,
+                    &mut core,
+                    Event::Quality {
+                        ifindex: p.ifindex,
+                        value: q,
+                    },
+                    now(),
+                )
+                .await;
             }
         }
         publish(&core, &io, &status_json, now().mono);
@@ -210,7 +310,9 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
             }
             last_persisted = p;
         }
-        let wake = core.next_deadline(now().mono).map_or(POLL_INTERVAL, |d| d.saturating_since(now().mono).min(POLL_INTERVAL));
+        let wake = core.next_deadline(now().mono).map_or(POLL_INTERVAL, |d| {
+            d.saturating_since(now().mono).min(POLL_INTERVAL)
+        });
         tokio::select! {
             r = io.icmp.recv(&mut ra_buf) => match r {
                 Ok(rx) => {
@@ -241,7 +343,11 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     } else {
         drop(io.ssm);
         let removed = remove_ours(&io.kernel, &io.host, &io.nft).await;
-        if let Err(e) = io.kernel.restore_local_rule(cfg.kernel.local_rule_pref).await {
+        if let Err(e) = io
+            .kernel
+            .restore_local_rule(cfg.kernel.local_rule_pref)
+            .await
+        {
             tracing::warn!(error = %e, "restoring the local rule");
         }
         tracing::info!(removed, "shutting down; removed our kernel state");
@@ -282,7 +388,13 @@ async fn remove_ours(kernel: &Kernel, host: &Host, nft: &NftMarker) -> usize {
     removed
 }
 
-async fn reload(path: &Path, running: &Config, io: &Io, core: &mut Core, polled: &mut [PolledLink]) {
+async fn reload(
+    path: &Path,
+    running: &Config,
+    io: &Io,
+    core: &mut Core,
+    polled: &mut [PolledLink],
+) {
     let new: Config = match mipcast_daemon::config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -302,7 +414,11 @@ async fn reload(path: &Path, running: &Config, io: &Io, core: &mut Core, polled:
         || new.home_prefix != running.home_prefix
         || new.mode != running.mode
         || new.multicast_prefix != running.multicast_prefix
-        || new.interfaces.iter().map(|i| &i.name).ne(running.interfaces.iter().map(|i| &i.name))
+        || new
+            .interfaces
+            .iter()
+            .map(|i| &i.name)
+            .ne(running.interfaces.iter().map(|i| &i.name))
         || new.metrics.listen != running.metrics.listen
         || new.kernel.protocol != running.kernel.protocol;
     if fixed_changed {
@@ -327,7 +443,11 @@ async fn apply(io: &Io, core: &mut Core, event: Event<'_>, now: Now) {
             Action::SendBu(bu) => {
                 io.metrics.bu_sent.inc();
                 tracing::debug!(peer = %bu.peer, src = %bu.src, seq = bu.seq, lifetime_s = bu.lifetime_s, retransmission = bu.retransmission, "sending binding update");
-                if let Err(e) = io.mh.send_to(&bu.bytes, bu.peer, PacketInfo::ANY.with_source(bu.src)).await {
+                if let Err(e) = io
+                    .mh
+                    .send_to(&bu.bytes, bu.peer, PacketInfo::ANY.with_source(bu.src))
+                    .await
+                {
                     tracing::warn!(peer = %bu.peer, error = %e, "sending a binding update");
                 }
             }
@@ -338,13 +458,21 @@ async fn apply(io: &Io, core: &mut Core, event: Event<'_>, now: Now) {
 }
 
 async fn send_rs(io: &Io, ifindex: u32) {
-    let options = io.macs.get(&ifindex).map(|m| vec![NdOption::SourceLinkLayerAddress(*m)]).unwrap_or_default();
+    let options = io
+        .macs
+        .get(&ifindex)
+        .map(|m| vec![NdOption::SourceLinkLayerAddress(*m)])
+        .unwrap_or_default();
     let rs = NdRepr::RouterSolicit { options };
     let mut buf = vec![0u8; rs.buffer_len()];
     match rs.emit(&mut buf) {
         Ok(n) => {
             buf.truncate(n);
-            if let Err(e) = io.icmp.send_to(&buf, ALL_ROUTERS, PacketInfo::on(ifindex)).await {
+            if let Err(e) = io
+                .icmp
+                .send_to(&buf, ALL_ROUTERS, PacketInfo::on(ifindex))
+                .await
+            {
                 tracing::debug!(ifindex, error = %e, "sending a router solicitation");
             }
         }
@@ -354,16 +482,32 @@ async fn send_rs(io: &Io, ifindex: u32) {
 
 async fn apply_kernel(io: &Io, change: &KernelChange) {
     let result: Result<(), String> = match change {
-        KernelChange::Join(m) => io.ssm.join(m.ifindex, m.group, m.source).map_err(|e| e.to_string()),
-        KernelChange::Leave(m) => io.ssm.leave(m.ifindex, m.group, m.source).map_err(|e| e.to_string()),
+        KernelChange::Join(m) => io
+            .ssm
+            .join(m.ifindex, m.group, m.source)
+            .map_err(|e| e.to_string()),
+        KernelChange::Leave(m) => io
+            .ssm
+            .leave(m.ifindex, m.group, m.source)
+            .map_err(|e| e.to_string()),
         KernelChange::AddAddress(a) => io.host.add_address(a).await.map_err(|e| e.to_string()),
-        KernelChange::RemoveAddress(a) => io.host.remove_address(a).await.map_err(|e| e.to_string()),
+        KernelChange::RemoveAddress(a) => {
+            io.host.remove_address(a).await.map_err(|e| e.to_string())
+        }
         KernelChange::MarkGroup(g) => io.nft.add_group(*g).map_err(|e| e.to_string()),
         KernelChange::UnmarkGroup(g) => io.nft.remove_group(*g).map_err(|e| e.to_string()),
         KernelChange::Install(o) => io.kernel.replace(o).await.map_err(|e| e.to_string()),
         KernelChange::Remove(o) => remove_object(&io.kernel, o).await,
-        KernelChange::SetDefaultRoute(r) => io.host.set_default_route(r).await.map_err(|e| e.to_string()),
-        KernelChange::RemoveDefaultRoute(r) => io.host.remove_default_route(r).await.map_err(|e| e.to_string()),
+        KernelChange::SetDefaultRoute(r) => io
+            .host
+            .set_default_route(r)
+            .await
+            .map_err(|e| e.to_string()),
+        KernelChange::RemoveDefaultRoute(r) => io
+            .host
+            .remove_default_route(r)
+            .await
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => tracing::debug!(?change, "kernel change applied"),
@@ -400,7 +544,14 @@ fn publish(core: &Core, io: &Io, status: &Mutex<String>, now: Millis) {
         Attach::Site { ifindex, mma } => ("site", Some(ifindex), Some(mma)),
         Attach::Mipv6 { ifindex, .. } => ("mipv6", Some(ifindex), None),
     };
-    let name = link.and_then(|i| io.names.get(&i).cloned()).unwrap_or_default();
+    let name = link
+        .and_then(|i| io.names.get(&i).cloned())
+        .unwrap_or_default();
     let show = |a: Option<Ipv6Addr>| a.map(|a| a.to_string()).unwrap_or_default();
-    io.metrics.set_current(CurrentLabels { attachment: kind.to_owned(), link: name, mma: show(mma), coa: show(core.care_of_address()) });
+    io.metrics.set_current(CurrentLabels {
+        attachment: kind.to_owned(),
+        link: name,
+        mma: show(mma),
+        coa: show(core.care_of_address()),
+    });
 }

@@ -7,14 +7,22 @@ use std::process::Command;
 /// The example with its key paths pointed at a private temporary directory holding keys.
 fn example_with_keys(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/mobile-node.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/mobile-node.yaml"
+    ))
+    .unwrap();
     for name in ["mn-ha.key", "mn-mma1.key", "mn-mma-default.key"] {
         let p = dir.join(name);
         std::fs::write(&p, "00112233445566778899aabbccddeeff\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let path = dir.join("mobile-node.yaml");
-    std::fs::write(&path, text.replace("/etc/mipcast/keys/", &format!("{}/", dir.display()))).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("/etc/mipcast/keys/", &format!("{}/", dir.display())),
+    )
+    .unwrap();
     path
 }
 
@@ -25,15 +33,34 @@ fn example_config_is_accepted() {
     let cfg: mobile_node::config::Config = mipcast_daemon::config::load(&path).unwrap();
     assert_eq!(cfg.interfaces.len(), 2);
     assert_eq!(cfg.mode, mobile_node::config::Mode::Site);
-    let out = Command::new(env!("CARGO_BIN_EXE_mobile-node")).args(["--check-config", "-c"]).arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_mobile-node"))
+        .args(["--check-config", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    let bad = std::fs::read_to_string(&path).unwrap().replace("home_prefix: 2001:db8:99::/64", "home_prefix: 2001:db8:98::/64");
+    let bad = std::fs::read_to_string(&path).unwrap().replace(
+        "home_prefix: 2001:db8:99::/64",
+        "home_prefix: 2001:db8:98::/64",
+    );
     let bad_path = dir.join("bad.yaml");
     std::fs::write(&bad_path, bad).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mobile-node")).args(["--check-config", "-c"]).arg(&bad_path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mobile-node"))
+        .args(["--check-config", "-c"])
+        .arg(&bad_path)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("bad.yaml:7:14:") && err.contains("home_prefix: does not contain the home address"), "{err}");
+    assert!(
+        err.contains("bad.yaml:7:14:")
+            && err.contains("home_prefix: does not contain the home address"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -30,24 +30,70 @@ fn netns_registration_then_inter_site_move() {
     let ha = Netns::new("ha");
     veth(&mn, "e1", "", &ar1, "a1", "2001:db8:10:1::1/64");
     veth(&mn, "e2", "", &ar2, "a2", "2001:db8:20:1::1/64");
-    veth(&ar1, "u1", "2001:db8:f1::1/64", &ha, "h1", "2001:db8:f1::2/64");
-    veth(&ar2, "u2", "2001:db8:f2::1/64", &ha, "h2", "2001:db8:f2::2/64");
-    ar1.sh(&format!("ip addr add {MMA1}/128 dev lo && ip -6 route add default via 2001:db8:f1::2"));
-    ar2.sh(&format!("ip addr add {MMA2}/128 dev lo && ip -6 route add default via 2001:db8:f2::2"));
+    veth(
+        &ar1,
+        "u1",
+        "2001:db8:f1::1/64",
+        &ha,
+        "h1",
+        "2001:db8:f1::2/64",
+    );
+    veth(
+        &ar2,
+        "u2",
+        "2001:db8:f2::1/64",
+        &ha,
+        "h2",
+        "2001:db8:f2::2/64",
+    );
+    ar1.sh(&format!(
+        "ip addr add {MMA1}/128 dev lo && ip -6 route add default via 2001:db8:f1::2"
+    ));
+    ar2.sh(&format!(
+        "ip addr add {MMA2}/128 dev lo && ip -6 route add default via 2001:db8:f2::2"
+    ));
     ha.sh(&format!("ip addr add {HA}/128 dev lo && ip -6 route add 2001:db8:10::/48 via 2001:db8:f1::1 && ip -6 route add 2001:db8:20::/48 via 2001:db8:f2::1"));
 
-    let _ra1 = ra_sender(&ar1, vec![(ifindex(&ar1, "a1"), ra_bytes(a("2001:db8:10:1::"), Some(a(MMA1))))]);
-    let _ra2 = ra_sender(&ar2, vec![(ifindex(&ar2, "a2"), ra_bytes(a("2001:db8:20:1::"), Some(a(MMA2))))]);
+    let _ra1 = ra_sender(
+        &ar1,
+        vec![(
+            ifindex(&ar1, "a1"),
+            ra_bytes(a("2001:db8:10:1::"), Some(a(MMA1))),
+        )],
+    );
+    let _ra2 = ra_sender(
+        &ar2,
+        vec![(
+            ifindex(&ar2, "a2"),
+            ra_bytes(a("2001:db8:20:1::"), Some(a(MMA2))),
+        )],
+    );
     let (_r1, log1) = responder(&ar1);
     let (_r2, log2) = responder(&ar2);
     let (_rh, logh) = responder(&ha);
 
     let dir = std::env::temp_dir().join(format!("mipcast-mn-inter-{}", std::process::id()));
-    let cfg = write_mn_config(&dir, &MnSetup { hoa: HOA, ha: HA, home_prefix: "2001:db8:99::/64", interfaces: &[("e1", 60), ("e2", 50)], quality_dir: None, metrics_port: PORT });
-    let mut daemon = Daemon(mn.spawn(env!("CARGO_BIN_EXE_mobile-node"), &["-c", cfg.to_str().unwrap(), "--log-level", "debug"], Some(&dir.join("mn.log"))));
+    let cfg = write_mn_config(
+        &dir,
+        &MnSetup {
+            hoa: HOA,
+            ha: HA,
+            home_prefix: "2001:db8:99::/64",
+            interfaces: &[("e1", 60), ("e2", 50)],
+            quality_dir: None,
+            metrics_port: PORT,
+        },
+    );
+    let mut daemon = Daemon(mn.spawn(
+        env!("CARGO_BIN_EXE_mobile-node"),
+        &["-c", cfg.to_str().unwrap(), "--log-level", "debug"],
+        Some(&dir.join("mn.log")),
+    ));
 
     // Registration: MMA1 then the home agent with the MMA as alternate CoA.
-    wait_for(Duration::from_secs(10), "home registration", || (!logh.lock().unwrap().is_empty()).then_some(()));
+    wait_for(Duration::from_secs(10), "home registration", || {
+        (!logh.lock().unwrap().is_empty()).then_some(())
+    });
     let e1_addr = a("2001:db8:10:1:0:0:0:0"); // prefix only; the IID comes from the MAC
     let first = log1.lock().unwrap().clone();
     assert_eq!(first.len(), 1, "{first:?}");
@@ -56,53 +102,103 @@ fn netns_registration_then_inter_site_move() {
     assert_eq!(b.flags, bu_flags::ACK | bu_flags::MAP);
     assert_eq!(b.hoa, Some(a(HOA)));
     assert!(b.group.is_some_and(|g| g.segments()[0] == 0xff35));
-    assert_eq!(b.src.segments()[..4], e1_addr.segments()[..4], "sent from the on-link address on e1");
+    assert_eq!(
+        b.src.segments()[..4],
+        e1_addr.segments()[..4],
+        "sent from the on-link address on e1"
+    );
     let hb = logh.lock().unwrap()[0].clone();
-    assert_eq!((hb.flags, hb.alt_coa, hb.lifetime_units), (bu_flags::ACK | bu_flags::HOME, Some(a(MMA1)), 15));
+    assert_eq!(
+        (hb.flags, hb.alt_coa, hb.lifetime_units),
+        (bu_flags::ACK | bu_flags::HOME, Some(a(MMA1)), 15)
+    );
     assert!(hb.authenticated);
     let group = b.group.unwrap();
 
     // Kernel state the daemon installed.
     let rules = mn.sh("ip -6 rule show");
-    assert!(rules.contains(&format!("to {group} ipproto ipv6 lookup 100")), "{rules}");
+    assert!(
+        rules.contains(&format!("to {group} ipproto ipv6 lookup 100")),
+        "{rules}"
+    );
     assert!(rules.contains(&format!("from {HOA} lookup 200")), "{rules}");
     let uplink = mn.sh("ip -6 route show table 200 proto 158");
-    assert!(uplink.contains(MMA1) && uplink.contains("dev e1"), "{uplink}");
-    assert!(mn.sh("ip -6 route show table 100 proto 158").contains("End.DT6"));
+    assert!(
+        uplink.contains(MMA1) && uplink.contains("dev e1"),
+        "{uplink}"
+    );
+    assert!(mn
+        .sh("ip -6 route show table 100 proto 158")
+        .contains("End.DT6"));
     assert!(mn.sh("ip -6 addr show dev lo").contains(HOA));
-    assert!(mn.sh("nft list table ip6 mipcast_mn").contains(&group.to_string()));
+    assert!(mn
+        .sh("nft list table ip6 mipcast_mn")
+        .contains(&group.to_string()));
 
     // Inter-site move: e1 goes down; the node is on e2 in MMA2's site.
     let cap = Capture::start(&mn, "e2", "ip6 proto 135", dir.join("e2.pcap"));
     mn.sh("ip link set e1 down");
-    wait_for(Duration::from_secs(10), "deregistration with the old MMA", || (log1.lock().unwrap().len() >= 2).then_some(()));
-    wait_for(Duration::from_secs(5), "second home registration", || (logh.lock().unwrap().len() >= 2).then_some(()));
+    wait_for(
+        Duration::from_secs(10),
+        "deregistration with the old MMA",
+        || (log1.lock().unwrap().len() >= 2).then_some(()),
+    );
+    wait_for(Duration::from_secs(5), "second home registration", || {
+        (logh.lock().unwrap().len() >= 2).then_some(())
+    });
     std::thread::sleep(Duration::from_millis(500));
     let new_mma = log2.lock().unwrap().clone();
     assert_eq!(new_mma.len(), 1, "{new_mma:?}");
-    assert_eq!((new_mma[0].flags, new_mma[0].group), (bu_flags::ACK | bu_flags::MAP, Some(group)));
+    assert_eq!(
+        (new_mma[0].flags, new_mma[0].group),
+        (bu_flags::ACK | bu_flags::MAP, Some(group))
+    );
     let e2_src = new_mma[0].src;
     assert_eq!(e2_src.segments()[..4], a("2001:db8:20:1::").segments()[..4]);
     let home = logh.lock().unwrap()[1].clone();
-    assert_eq!((home.alt_coa, home.src, home.flags), (Some(a(MMA2)), e2_src, bu_flags::ACK | bu_flags::HOME));
+    assert_eq!(
+        (home.alt_coa, home.src, home.flags),
+        (Some(a(MMA2)), e2_src, bu_flags::ACK | bu_flags::HOME)
+    );
     let dereg = log1.lock().unwrap()[1].clone();
-    assert_eq!((dereg.lifetime_units, dereg.forward, dereg.src), (0, Some((e2_src, 5)), e2_src));
-    assert!(home.at >= new_mma[0].at && dereg.at >= new_mma[0].at, "HA and old MMA only after the new MMA");
+    assert_eq!(
+        (dereg.lifetime_units, dereg.forward, dereg.src),
+        (0, Some((e2_src, 5)), e2_src)
+    );
+    assert!(
+        home.at >= new_mma[0].at && dereg.at >= new_mma[0].at,
+        "HA and old MMA only after the new MMA"
+    );
     let on_wire = cap.finish("mip6.mhtype == 5", &["ipv6.dst", "mip6.bu.seqnr"]);
     assert_eq!(on_wire.len(), 3, "exactly three BUs on e2: {on_wire:?}");
     for peer in [MMA2, HA, MMA1] {
-        assert_eq!(on_wire.iter().filter(|l| l.starts_with(&format!("{peer}\t"))).count(), 1, "{on_wire:?}");
+        assert_eq!(
+            on_wire
+                .iter()
+                .filter(|l| l.starts_with(&format!("{peer}\t")))
+                .count(),
+            1,
+            "{on_wire:?}"
+        );
     }
     let uplink = mn.sh("ip -6 route show table 200 proto 158");
-    assert!(uplink.contains(MMA2) && uplink.contains("dev e2"), "{uplink}");
+    assert!(
+        uplink.contains(MMA2) && uplink.contains("dev e2"),
+        "{uplink}"
+    );
     // The old MMA forwards to our new on-link address: a unicast decap rule for it.
     let rules = mn.sh("ip -6 rule show");
-    assert!(rules.contains(&format!("from {MMA1} to {e2_src} ipproto ipv6 lookup 100")), "{rules}");
+    assert!(
+        rules.contains(&format!("from {MMA1} to {e2_src} ipproto ipv6 lookup 100")),
+        "{rules}"
+    );
     let st = status(&mn, PORT).expect("status");
     assert_eq!(st["attachment"]["mma"], MMA2);
 
     // Shutdown removes everything.
-    assert!(daemon.signal_and_wait(libc::SIGTERM, Duration::from_secs(10)).is_some_and(|s| s.success()));
+    assert!(daemon
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
     assert_eq!(mn.sh("ip -6 route show table all proto 158"), "");
     assert!(!mn.sh("ip -6 rule show").contains("lookup 100"));
     assert!(!mn.sh("ip -6 addr show dev lo").contains(HOA));

@@ -13,7 +13,12 @@ pub struct Capture {
 
 impl Capture {
     /// Starts `tcpdump -i ifname <filter>` into `file` and waits until it is armed.
-    pub fn start(ns: &Netns, ifname: &str, filter: &str, file: &Path) -> Result<Capture, WaitError> {
+    pub fn start(
+        ns: &Netns,
+        ifname: &str,
+        filter: &str,
+        file: &Path,
+    ) -> Result<Capture, WaitError> {
         let log = file.with_extension("tcpdump.log");
         let path = file.to_string_lossy();
         // --immediate-mode: without it packets wait in the ring's current block and a short
@@ -23,10 +28,20 @@ impl Capture {
             args.push(filter);
         }
         let child = ns.spawn("tcpdump", &args, Some(&log));
-        let cap = Capture { daemon: Daemon(child), file: file.to_path_buf() };
-        wait_for(&format!("tcpdump on {ifname} in {}", ns.name()), Duration::from_secs(5), || {
-            std::fs::read_to_string(&log).ok().filter(|l| l.contains("listening on")).map(|_| ())
-        })?;
+        let cap = Capture {
+            daemon: Daemon(child),
+            file: file.to_path_buf(),
+        };
+        wait_for(
+            &format!("tcpdump on {ifname} in {}", ns.name()),
+            Duration::from_secs(5),
+            || {
+                std::fs::read_to_string(&log)
+                    .ok()
+                    .filter(|l| l.contains("listening on"))
+                    .map(|_| ())
+            },
+        )?;
         Ok(cap)
     }
 
@@ -34,22 +49,36 @@ impl Capture {
     pub fn finish(mut self) -> PathBuf {
         // Packets already on the wire need a moment to reach the capture buffer.
         std::thread::sleep(Duration::from_millis(200));
-        let _ = self.daemon.signal_and_wait(libc::SIGINT, Duration::from_secs(5));
+        let _ = self
+            .daemon
+            .signal_and_wait(libc::SIGINT, Duration::from_secs(5));
         self.file.clone()
     }
 }
 
 /// tshark's `-T fields` output for the packets matching `display_filter`, one Vec per packet
 /// (a field with several occurrences, e.g. the inner and outer IPv6 source, is comma-joined).
-pub fn tshark_fields(pcap: &Path, display_filter: &str, fields: &[&str]) -> Result<Vec<Vec<String>>, String> {
+pub fn tshark_fields(
+    pcap: &Path,
+    display_filter: &str,
+    fields: &[&str],
+) -> Result<Vec<Vec<String>>, String> {
     let mut cmd = std::process::Command::new("tshark");
-    cmd.arg("-r").arg(pcap).args(["-Y", display_filter, "-T", "fields"]);
+    cmd.arg("-r")
+        .arg(pcap)
+        .args(["-Y", display_filter, "-T", "fields"]);
     for f in fields {
         cmd.args(["-e", f]);
     }
-    let out = cmd.output().map_err(|e| format!("cannot run tshark: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run tshark: {e}"))?;
     if !out.status.success() {
-        return Err(format!("tshark on {}: {}", pcap.display(), String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "tshark on {}: {}",
+            pcap.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()

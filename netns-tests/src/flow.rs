@@ -37,7 +37,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Errors that only mean "nothing arrived within the poll interval".
 fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted)
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
 }
 
 impl TcpFlow {
@@ -64,7 +67,9 @@ impl TcpFlow {
         let server = loop {
             match listener.accept() {
                 Ok((s, _)) => break s,
-                Err(e) if is_timeout(&e) && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) if is_timeout(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
                 Err(e) => return Err(format!("accept on {target}: {e}")),
             }
         };
@@ -72,7 +77,8 @@ impl TcpFlow {
             s.set_nonblocking(false).map_err(|e| e.to_string())?;
             s.set_nodelay(true).map_err(|e| e.to_string())?;
             s.set_read_timeout(Some(POLL)).map_err(|e| e.to_string())?;
-            s.set_write_timeout(Some(WRITE_STALL)).map_err(|e| e.to_string())?;
+            s.set_write_timeout(Some(WRITE_STALL))
+                .map_err(|e| e.to_string())?;
         }
         let mut flow = TcpFlow {
             stop: Arc::new(AtomicBool::new(false)),
@@ -92,7 +98,11 @@ impl TcpFlow {
     }
 
     fn spawn_echo(&mut self, mut rx: TcpStream, mut tx: TcpStream) {
-        let (stop, log, errors) = (Arc::clone(&self.stop), Arc::clone(&self.down), Arc::clone(&self.errors));
+        let (stop, log, errors) = (
+            Arc::clone(&self.stop),
+            Arc::clone(&self.down),
+            Arc::clone(&self.errors),
+        );
         self.threads.push(std::thread::spawn(move || {
             let mut buf = vec![0u8; 65536];
             while !stop.load(Ordering::Relaxed) {
@@ -250,17 +260,26 @@ impl Gap {
 
 fn largest_gap(arrivals: &[(Instant, usize)], from: Instant, to: Instant) -> Gap {
     let mut last = from;
-    let mut worst = Gap { start: from, length: Duration::ZERO };
+    let mut worst = Gap {
+        start: from,
+        length: Duration::ZERO,
+    };
     for (t, _) in arrivals.iter().filter(|(t, _)| *t >= from && *t <= to) {
         let length = t.saturating_duration_since(last);
         if length > worst.length {
-            worst = Gap { start: last, length };
+            worst = Gap {
+                start: last,
+                length,
+            };
         }
         last = *t;
     }
     let tail = to.saturating_duration_since(last);
     if tail > worst.length {
-        worst = Gap { start: last, length: tail };
+        worst = Gap {
+            start: last,
+            length: tail,
+        };
     }
     worst
 }
@@ -274,8 +293,26 @@ mod tests {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
         let log = vec![(ms(10), 1), (ms(20), 1), (ms(250), 1), (ms(260), 1)];
-        assert_eq!(largest_gap(&log, ms(0), ms(300)), Gap { start: ms(20), length: Duration::from_millis(230) });
-        assert_eq!(largest_gap(&log, ms(0), ms(600)), Gap { start: ms(260), length: Duration::from_millis(340) });
-        assert_eq!(largest_gap(&[], ms(0), ms(100)), Gap { start: ms(0), length: Duration::from_millis(100) });
+        assert_eq!(
+            largest_gap(&log, ms(0), ms(300)),
+            Gap {
+                start: ms(20),
+                length: Duration::from_millis(230)
+            }
+        );
+        assert_eq!(
+            largest_gap(&log, ms(0), ms(600)),
+            Gap {
+                start: ms(260),
+                length: Duration::from_millis(340)
+            }
+        );
+        assert_eq!(
+            largest_gap(&[], ms(0), ms(100)),
+            Gap {
+                start: ms(0),
+                length: Duration::from_millis(100)
+            }
+        );
     }
 }

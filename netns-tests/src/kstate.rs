@@ -6,7 +6,10 @@ use crate::Netns;
 /// exceptions change with traffic and are not the daemons' state, so they are left out.
 const SECTIONS: &[(&str, &str)] = &[
     // `cache` lines are PMTU/redirect exceptions the kernel creates on its own.
-    ("routes", "ip -6 route show table all | grep -v ' cache' || true"),
+    (
+        "routes",
+        "ip -6 route show table all | grep -v ' cache' || true",
+    ),
     ("rules", "ip -6 rule show"),
     ("mrules", "ip -6 mrule show 2>/dev/null || true"),
     ("proxy-nd", "ip -6 neigh show proxy"),
@@ -30,11 +33,18 @@ impl Snapshot {
         let mut sections = Vec::new();
         for (name, cmd) in SECTIONS {
             let out = ns.try_sh(cmd)?;
-            let mut lines: Vec<String> = out.lines().map(|l| l.trim_end().to_owned()).filter(|l| !l.is_empty()).collect();
+            let mut lines: Vec<String> = out
+                .lines()
+                .map(|l| l.trim_end().to_owned())
+                .filter(|l| !l.is_empty())
+                .collect();
             lines.sort();
             sections.push((*name, lines));
         }
-        Ok(Snapshot { ns: ns.name().to_owned(), sections })
+        Ok(Snapshot {
+            ns: ns.name().to_owned(),
+            sections,
+        })
     }
 
     /// Lines present in `self` but not in `before` ("+") and the reverse ("-"), by section.
@@ -53,6 +63,9 @@ impl Snapshot {
 
     /// The lines of one section (e.g. "routes"), for printing.
     pub fn section(&self, name: &str) -> &[String] {
-        self.sections.iter().find(|(n, _)| *n == name).map_or(&[], |(_, l)| l.as_slice())
+        self.sections
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(&[], |(_, l)| l.as_slice())
     }
 }

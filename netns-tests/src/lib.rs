@@ -46,8 +46,10 @@ impl Netns {
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
         ns.sh("ip link set lo up");
-        ns.sh("sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv6.conf.all.accept_dad=0 \
-               net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.keep_addr_on_down=1");
+        ns.sh(
+            "sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv6.conf.all.accept_dad=0 \
+               net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.keep_addr_on_down=1",
+        );
         ns
     }
 
@@ -89,13 +91,16 @@ impl Netns {
     /// inherited). The caller kills it; [`Daemon`] does so on drop.
     pub fn spawn(&self, program: &str, args: &[&str], log: Option<&std::path::Path>) -> Child {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]).args(args).stdin(Stdio::null());
+        c.args(["netns", "exec", &self.name, program])
+            .args(args)
+            .stdin(Stdio::null());
         if let Some(path) = log {
             let f = File::create(path).unwrap_or_else(|e| panic!("log {}: {e}", path.display()));
             let f2 = f.try_clone().expect("dup log fd");
             c.stdout(f).stderr(f2);
         }
-        c.spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
+        c.spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
     }
 
     /// Runs `f` on a new thread that has entered this namespace, and returns its result.
@@ -117,12 +122,17 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Kill anything still running inside (daemons a failed test left behind).
-        let _ = Command::new("ip").args(["netns", "pids", &self.name]).output().map(|o| {
-            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        });
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            });
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -131,7 +141,11 @@ pub struct Daemon(pub Child);
 
 impl Daemon {
     /// Sends `sig` (e.g. `libc::SIGTERM`) and waits up to `timeout` for the exit status.
-    pub fn signal_and_wait(&mut self, sig: i32, timeout: Duration) -> Option<std::process::ExitStatus> {
+    pub fn signal_and_wait(
+        &mut self,
+        sig: i32,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
         // SAFETY: kill(2) on our own child's pid; no memory is touched.
         unsafe { libc::kill(self.0.id() as i32, sig) };
         let deadline = std::time::Instant::now() + timeout;
@@ -155,7 +169,18 @@ impl Drop for Daemon {
 /// A veth pair between two namespaces, both ends up, with the given addresses (CIDR, `nodad`).
 pub fn veth(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
     run_ok(Command::new("ip").args([
-        "link", "add", a_if, "netns", a.name(), "type", "veth", "peer", "name", b_if, "netns", b.name(),
+        "link",
+        "add",
+        a_if,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
     ]));
     for (ns, ifname, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
         ns.sh(&format!("ip link set {ifname} up"));
@@ -170,8 +195,11 @@ pub fn udp_send(ns: &Netns, src: &str, dst: &str, port: u16, payload: &str) {
     ns.enter(|| {
         let s = std::net::UdpSocket::bind((src.parse::<std::net::Ipv6Addr>().expect("src"), 0))
             .unwrap_or_else(|e| panic!("bind {src}: {e}"));
-        s.send_to(payload.as_bytes(), (dst.parse::<std::net::Ipv6Addr>().expect("dst"), port))
-            .unwrap_or_else(|e| panic!("send to {dst}: {e}"));
+        s.send_to(
+            payload.as_bytes(),
+            (dst.parse::<std::net::Ipv6Addr>().expect("dst"), port),
+        )
+        .unwrap_or_else(|e| panic!("send to {dst}: {e}"));
     });
 }
 
@@ -182,7 +210,8 @@ impl UdpProbe {
     pub fn bind(ns: &Netns, addr: &str, port: u16) -> UdpProbe {
         ns.enter(|| {
             let a: std::net::Ipv6Addr = addr.parse().expect("addr");
-            let s = std::net::UdpSocket::bind((a, port)).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+            let s =
+                std::net::UdpSocket::bind((a, port)).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
             UdpProbe(s)
         })
     }
@@ -198,5 +227,9 @@ impl UdpProbe {
 
 fn run_ok(c: &mut Command) {
     let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
-    assert!(out.status.success(), "{c:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -78,8 +78,18 @@ pub enum Node {
 }
 
 impl Node {
-    pub const ALL: [Node; 10] =
-        [Node::Cn, Node::Home, Node::Ha, Node::Mma1, Node::C1, Node::A1, Node::A2, Node::Mma2, Node::A3, Node::Mn];
+    pub const ALL: [Node; 10] = [
+        Node::Cn,
+        Node::Home,
+        Node::Ha,
+        Node::Mma1,
+        Node::C1,
+        Node::A1,
+        Node::A2,
+        Node::Mma2,
+        Node::A3,
+        Node::Mn,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -108,7 +118,16 @@ impl Node {
     }
 
     /// Start order: agents and routers before the terminal, which needs their RAs.
-    const DAEMONS: [Node; 8] = [Node::Ha, Node::Mma1, Node::Mma2, Node::C1, Node::A1, Node::A2, Node::A3, Node::Mn];
+    const DAEMONS: [Node; 8] = [
+        Node::Ha,
+        Node::Mma1,
+        Node::Mma2,
+        Node::C1,
+        Node::A1,
+        Node::A2,
+        Node::A3,
+        Node::Mn,
+    ];
 }
 
 #[derive(Debug)]
@@ -116,7 +135,11 @@ pub enum SiteError {
     /// A daemon binary is not where the build puts it.
     MissingBinary(PathBuf),
     Setup(String),
-    DaemonExited { node: &'static str, status: ExitStatus, log: String },
+    DaemonExited {
+        node: &'static str,
+        status: ExitStatus,
+        log: String,
+    },
     Wait(WaitError),
 }
 
@@ -175,7 +198,12 @@ impl SiteOptions {
     pub fn new(tag: &str) -> SiteOptions {
         // MIPCAST_KEEP_SITE_DIR=1 keeps configs, logs and captures for a post-mortem.
         let keep_dir = std::env::var_os("MIPCAST_KEEP_SITE_DIR").is_some_and(|v| v == "1");
-        SiteOptions { tag: tag.to_owned(), bin_dir: None, log_level: "info".into(), keep_dir }
+        SiteOptions {
+            tag: tag.to_owned(),
+            bin_dir: None,
+            log_level: "info".into(),
+            keep_dir,
+        }
     }
 }
 
@@ -230,9 +258,11 @@ impl Site {
             Some(d) => d.clone(),
             None => daemon_dir()?,
         };
-        let dir = std::env::temp_dir().join(format!("mipcast-site-{}-{}", opts.tag, std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("mipcast-site-{}-{}", opts.tag, std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("q")).map_err(|e| SiteError::Setup(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir.join("q"))
+            .map_err(|e| SiteError::Setup(format!("{}: {e}", dir.display())))?;
         let ns = |n: Node| Netns::new(&format!("{}{}", opts.tag, n.name()));
         let mut site = Site {
             daemons: Vec::new(),
@@ -292,19 +322,96 @@ impl Site {
 
     fn wire(&self) {
         use addr::*;
-        veth(&self.cn, "wan0", &format!("{CN}/64"), &self.ha, "wan0", &format!("{HA_WAN}/64"));
-        veth(&self.home, "home0", &format!("{HOME_HOST}/64"), &self.ha, "home0", &format!("{HA}/64"));
-        veth(&self.ha, "m1", "2001:db8:f1::1/64", &self.mma1, "wan0", "2001:db8:f1::2/64");
-        veth(&self.ha, "m2", "2001:db8:f2::1/64", &self.mma2, "wan0", "2001:db8:f2::2/64");
-        veth(&self.mma1, "site0", &format!("{MMA1}/64"), &self.c1, "up0", "2001:db8:1::2/64");
-        veth(&self.c1, "d1", "2001:db8:1:11::1/64", &self.a1, "up0", "2001:db8:1:11::2/64");
-        veth(&self.c1, "d2", "2001:db8:1:12::1/64", &self.a2, "up0", "2001:db8:1:12::2/64");
-        veth(&self.mma2, "site0", &format!("{MMA2}/64"), &self.a3, "up0", "2001:db8:2::2/64");
+        veth(
+            &self.cn,
+            "wan0",
+            &format!("{CN}/64"),
+            &self.ha,
+            "wan0",
+            &format!("{HA_WAN}/64"),
+        );
+        veth(
+            &self.home,
+            "home0",
+            &format!("{HOME_HOST}/64"),
+            &self.ha,
+            "home0",
+            &format!("{HA}/64"),
+        );
+        veth(
+            &self.ha,
+            "m1",
+            "2001:db8:f1::1/64",
+            &self.mma1,
+            "wan0",
+            "2001:db8:f1::2/64",
+        );
+        veth(
+            &self.ha,
+            "m2",
+            "2001:db8:f2::1/64",
+            &self.mma2,
+            "wan0",
+            "2001:db8:f2::2/64",
+        );
+        veth(
+            &self.mma1,
+            "site0",
+            &format!("{MMA1}/64"),
+            &self.c1,
+            "up0",
+            "2001:db8:1::2/64",
+        );
+        veth(
+            &self.c1,
+            "d1",
+            "2001:db8:1:11::1/64",
+            &self.a1,
+            "up0",
+            "2001:db8:1:11::2/64",
+        );
+        veth(
+            &self.c1,
+            "d2",
+            "2001:db8:1:12::1/64",
+            &self.a2,
+            "up0",
+            "2001:db8:1:12::2/64",
+        );
+        veth(
+            &self.mma2,
+            "site0",
+            &format!("{MMA2}/64"),
+            &self.a3,
+            "up0",
+            "2001:db8:2::2/64",
+        );
         // The terminal's interfaces get their addresses from the mobile-node daemon (SLAAC
         // from the RAs), nothing here.
-        veth(&self.a1, "acc0", &format!("{}1/64", ACCESS[0]), &self.mn, "e1", "");
-        veth(&self.a2, "acc0", &format!("{}1/64", ACCESS[1]), &self.mn, "e2", "");
-        veth(&self.a3, "acc0", &format!("{}1/64", ACCESS[2]), &self.mn, "e3", "");
+        veth(
+            &self.a1,
+            "acc0",
+            &format!("{}1/64", ACCESS[0]),
+            &self.mn,
+            "e1",
+            "",
+        );
+        veth(
+            &self.a2,
+            "acc0",
+            &format!("{}1/64", ACCESS[1]),
+            &self.mn,
+            "e2",
+            "",
+        );
+        veth(
+            &self.a3,
+            "acc0",
+            &format!("{}1/64", ACCESS[2]),
+            &self.mn,
+            "e3",
+            "",
+        );
 
         self.cn.sh(&format!("ip -6 route add default via {HA_WAN}"));
         self.home.sh(&format!("ip -6 route add default via {HA}"));
@@ -326,11 +433,19 @@ impl Site {
     /// Link-local address and multicast route present: MLD, PIM and RAs can use the link.
     fn wait_ipv6_ready(&self, node: Node, ifname: &str) -> Result<(), SiteError> {
         let ns = self.ns(node);
-        wait_for(&format!("IPv6 on {ifname} in {}", node.name()), Duration::from_secs(5), || {
-            let routes = ns.try_sh(&format!("ip -6 route show table local dev {ifname}")).ok()?;
-            let addrs = ns.try_sh(&format!("ip -6 -o addr show dev {ifname} scope link")).ok()?;
-            (routes.contains("ff00::/8") && addrs.contains("inet6")).then_some(())
-        })?;
+        wait_for(
+            &format!("IPv6 on {ifname} in {}", node.name()),
+            Duration::from_secs(5),
+            || {
+                let routes = ns
+                    .try_sh(&format!("ip -6 route show table local dev {ifname}"))
+                    .ok()?;
+                let addrs = ns
+                    .try_sh(&format!("ip -6 -o addr show dev {ifname} scope link"))
+                    .ok()?;
+                (routes.contains("ff00::/8") && addrs.contains("inet6")).then_some(())
+            },
+        )?;
         Ok(())
     }
 
@@ -403,7 +518,11 @@ impl Site {
             &format!("interfaces:\n  - {{ name: up0, role: core }}\n  - {{ name: d1, role: core }}\n  - {{ name: d2, role: core }}\n{pim}"),
             0o644,
         )?;
-        for (node, prefix, mma) in [(Node::A1, ACCESS[0], MMA1), (Node::A2, ACCESS[1], MMA1), (Node::A3, ACCESS[2], MMA2)] {
+        for (node, prefix, mma) in [
+            (Node::A1, ACCESS[0], MMA1),
+            (Node::A2, ACCESS[1], MMA1),
+            (Node::A3, ACCESS[2], MMA2),
+        ] {
             self.write(
                 &format!("{}.yaml", node.name()),
                 &format!(
@@ -419,7 +538,9 @@ impl Site {
         }
         let mut ifs = String::new();
         for i in 1..=3 {
-            ifs.push_str(&format!("  - {{ name: e{i}, preference: 50, quality_file: {d}/q/e{i}.quality }}\n"));
+            ifs.push_str(&format!(
+                "  - {{ name: e{i}, preference: 50, quality_file: {d}/q/e{i}.quality }}\n"
+            ));
         }
         self.write(
             "mn.yaml",
@@ -462,7 +583,9 @@ impl Site {
     }
 
     fn start(&mut self, node: Node) -> Result<(), SiteError> {
-        let Some(bin) = node.daemon() else { return Ok(()) };
+        let Some(bin) = node.daemon() else {
+            return Ok(());
+        };
         let (cfg, log) = (self.config_path(node), self.log_path(node));
         let program = self.bins.join(bin);
         let child = self.ns(node).spawn(
@@ -473,14 +596,23 @@ impl Site {
         let mut daemon = Daemon(child);
         let addr = metrics_addr(bin);
         let ns = self.ns(node);
-        let ready = wait_for(&format!("{bin} in {} to answer /healthz", node.name()), Duration::from_secs(20), || {
-            if let Ok(Some(status)) = daemon.0.try_wait() {
-                return Some(Err(status));
-            }
-            ns.enter(|| mipcast_daemon::metrics::fetch(addr, "/healthz").ok()).map(|_| Ok(()))
-        })?;
+        let ready = wait_for(
+            &format!("{bin} in {} to answer /healthz", node.name()),
+            Duration::from_secs(20),
+            || {
+                if let Ok(Some(status)) = daemon.0.try_wait() {
+                    return Some(Err(status));
+                }
+                ns.enter(|| mipcast_daemon::metrics::fetch(addr, "/healthz").ok())
+                    .map(|_| Ok(()))
+            },
+        )?;
         if let Err(status) = ready {
-            return Err(SiteError::DaemonExited { node: node.name(), status, log: read(&log) });
+            return Err(SiteError::DaemonExited {
+                node: node.name(),
+                status,
+                log: read(&log),
+            });
         }
         self.daemons.push(Running { node, daemon });
         Ok(())
@@ -488,13 +620,24 @@ impl Site {
 
     /// `<daemon> -c <config> status --json` in the node's namespace, parsed.
     pub fn status(&self, node: Node) -> Result<serde_json::Value, String> {
-        let bin = node.daemon().ok_or_else(|| format!("no daemon in {}", node.name()))?;
+        let bin = node
+            .daemon()
+            .ok_or_else(|| format!("no daemon in {}", node.name()))?;
         let out = self.ns(node).cmd(
             &self.bins.join(bin).to_string_lossy(),
-            &["-c", &self.config_path(node).to_string_lossy(), "status", "--json"],
+            &[
+                "-c",
+                &self.config_path(node).to_string_lossy(),
+                "status",
+                "--json",
+            ],
         );
         if !out.status.success() {
-            return Err(format!("{bin} status in {}: {}", node.name(), String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "{bin} status in {}: {}",
+                node.name(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         serde_json::from_slice(&out.stdout).map_err(|e| format!("{bin} status --json: {e}"))
     }
@@ -510,7 +653,12 @@ impl Site {
     }
 
     pub fn ifindex(&self, node: Node, ifname: &str) -> Option<u32> {
-        self.ns(node).try_sh(&format!("cat /sys/class/net/{ifname}/ifindex")).ok()?.trim().parse().ok()
+        self.ns(node)
+            .try_sh(&format!("cat /sys/class/net/{ifname}/ifindex"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// SIGTERM to every daemon, the terminal first (so it can deregister), then routers and
@@ -547,14 +695,22 @@ impl Drop for Site {
         let panicking = std::thread::panicking();
         for (node, st) in self.stop_daemons(Duration::from_secs(5)) {
             if st.is_none() {
-                eprintln!("{} in {} did not exit on SIGTERM within 5 s; killed", node.daemon().unwrap_or("?"), node.name());
+                eprintln!(
+                    "{} in {} did not exit on SIGTERM within 5 s; killed",
+                    node.daemon().unwrap_or("?"),
+                    node.name()
+                );
             }
         }
         if panicking {
             for node in Node::DAEMONS {
                 let log = self.log(node);
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!("--- {} log ({}), last lines ---", node.name(), self.log_path(node).display());
+                eprintln!(
+                    "--- {} log ({}), last lines ---",
+                    node.name(),
+                    self.log_path(node).display()
+                );
                 for l in tail.iter().rev() {
                     eprintln!("{l}");
                 }
@@ -594,7 +750,11 @@ pub fn mfc(ns: &Netns) -> Vec<MfcEntry> {
             Some((w.next()?.to_owned(), w.next()?.to_owned()))
         })
         .collect();
-    let name = |mif: &str| vifs.iter().find(|(i, _)| i == mif).map_or_else(|| format!("mif{mif}"), |(_, n)| n.clone());
+    let name = |mif: &str| {
+        vifs.iter()
+            .find(|(i, _)| i == mif)
+            .map_or_else(|| format!("mif{mif}"), |(_, n)| n.clone())
+    };
     ns.try_sh("cat /proc/net/ip6_mr_cache")
         .unwrap_or_default()
         .lines()
@@ -610,7 +770,12 @@ pub fn mfc(ns: &Netns) -> Vec<MfcEntry> {
                 group: group.parse().ok()?,
                 source: origin.parse().ok()?,
                 iif: name(iif),
-                oifs: w.iter().skip(6).filter_map(|o| o.split(':').next()).map(name).collect(),
+                oifs: w
+                    .iter()
+                    .skip(6)
+                    .filter_map(|o| o.split(':').next())
+                    .map(name)
+                    .collect(),
                 packets: w.get(3).and_then(|p| p.parse().ok()).unwrap_or(0),
             })
         })

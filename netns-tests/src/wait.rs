@@ -24,7 +24,9 @@ pub enum WaitError {
 impl std::fmt::Display for WaitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WaitError::Timeout { what, after } => write!(f, "timed out after {after:?} waiting for {what}"),
+            WaitError::Timeout { what, after } => {
+                write!(f, "timed out after {after:?} waiting for {what}")
+            }
             WaitError::Interrupted => write!(f, "interrupted"),
         }
     }
@@ -33,7 +35,11 @@ impl std::fmt::Display for WaitError {
 impl std::error::Error for WaitError {}
 
 /// Polls `f` every `step` until it returns Some, for at most `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T, WaitError> {
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Result<T, WaitError> {
     let step = Duration::from_millis(50);
     let deadline = Instant::now() + timeout;
     loop {
@@ -44,7 +50,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
             return Ok(v);
         }
         if Instant::now() >= deadline {
-            return Err(WaitError::Timeout { what: what.to_owned(), after: timeout });
+            return Err(WaitError::Timeout {
+                what: what.to_owned(),
+                after: timeout,
+            });
         }
         std::thread::sleep(step);
     }

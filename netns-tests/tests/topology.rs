@@ -18,6 +18,9 @@ fn veth_pair_carries_udp_and_namespaces_are_removed() {
         assert_eq!(msg, "hello");
         assert_eq!(from.ip().to_string(), "2001:db8:1::1");
     }
-    let list = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&list.stdout).contains(&name));
 }

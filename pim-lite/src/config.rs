@@ -253,8 +253,7 @@ impl PimConfig {
     }
     pub fn join_prune_holdtime(&self) -> u16 {
         self.join_prune_holdtime_secs.unwrap_or_else(|| {
-            u16::try_from(self.join_prune_period_secs.saturating_mul(7) / 2)
-                .unwrap_or(u16::MAX - 1)
+            u16::try_from(self.join_prune_period_secs.saturating_mul(7) / 2).unwrap_or(u16::MAX - 1)
         })
     }
     pub fn override_interval(&self) -> Duration {
@@ -406,17 +405,26 @@ impl Validate for Config {
         for (i, iface) in self.interfaces.iter().enumerate() {
             let at = format!("interfaces[{i}]");
             if iface.name.is_empty() || iface.name.len() > 15 {
-                v.error(format!("{at}.name"), "an interface name has 1 to 15 characters");
+                v.error(
+                    format!("{at}.name"),
+                    "an interface name has 1 to 15 characters",
+                );
             }
             if !names.insert(iface.name.as_str()) {
-                v.error(format!("{at}.name"), format!("{} is listed twice", iface.name));
+                v.error(
+                    format!("{at}.name"),
+                    format!("{} is listed twice", iface.name),
+                );
             }
             if iface.role == Role::Core {
                 if iface.mld.is_some() {
                     v.error(format!("{at}.mld"), "MLD runs on access interfaces only");
                 }
                 if iface.ra.is_some() {
-                    v.error(format!("{at}.ra"), "router advertisements are for access interfaces only");
+                    v.error(
+                        format!("{at}.ra"),
+                        "router advertisements are for access interfaces only",
+                    );
                 }
             }
             if let Some(mld) = &iface.mld {
@@ -428,21 +436,35 @@ impl Validate for Config {
         }
         validate_pim(v, &self.pim);
         if self.mrt6.table == 0 {
-            v.error("mrt6.table", "table 0 is not a valid multicast routing table");
+            v.error(
+                "mrt6.table",
+                "table 0 is not a valid multicast routing table",
+            );
         }
     }
 }
 
 fn validate_mld(v: &mut Validator, at: &str, m: &MldConfig) {
     if !(1..=7).contains(&m.robustness) {
-        v.error(format!("{at}.robustness"), "must be 1 to 7 (3-bit QRV field)");
+        v.error(
+            format!("{at}.robustness"),
+            "must be 1 to 7 (3-bit QRV field)",
+        );
     }
-    if m.query_interval_secs == 0 || u64::from(mipcast_wire::mld::QQI_SECS_MAX) < m.query_interval_secs {
-        v.error(format!("{at}.query_interval_secs"), "must be 1 to 31744 (QQIC range)");
+    if m.query_interval_secs == 0
+        || u64::from(mipcast_wire::mld::QQI_SECS_MAX) < m.query_interval_secs
+    {
+        v.error(
+            format!("{at}.query_interval_secs"),
+            "must be 1 to 31744 (QQIC range)",
+        );
     }
     let qri_max = u64::from(mipcast_wire::mld::MAX_RESPONSE_DELAY_MS_MAX);
     if m.query_response_interval_ms == 0 || m.query_response_interval_ms > qri_max {
-        v.error(format!("{at}.query_response_interval_ms"), format!("must be 1 to {qri_max}"));
+        v.error(
+            format!("{at}.query_response_interval_ms"),
+            format!("must be 1 to {qri_max}"),
+        );
     }
     if m.query_response_interval_ms >= m.query_interval_secs.saturating_mul(1000) {
         v.error(
@@ -451,22 +473,34 @@ fn validate_mld(v: &mut Validator, at: &str, m: &MldConfig) {
         );
     }
     if m.last_listener_query_interval_ms == 0 || m.last_listener_query_interval_ms > qri_max {
-        v.error(format!("{at}.last_listener_query_interval_ms"), format!("must be 1 to {qri_max}"));
+        v.error(
+            format!("{at}.last_listener_query_interval_ms"),
+            format!("must be 1 to {qri_max}"),
+        );
     }
     if m.last_listener_query_count == Some(0) {
-        v.error(format!("{at}.last_listener_query_count"), "must be at least 1");
+        v.error(
+            format!("{at}.last_listener_query_count"),
+            "must be at least 1",
+        );
     }
     if m.startup_query_count == Some(0) {
         v.error(format!("{at}.startup_query_count"), "must be at least 1");
     }
     if m.startup_query_interval_secs == Some(0) {
-        v.error(format!("{at}.startup_query_interval_secs"), "must be at least 1");
+        v.error(
+            format!("{at}.startup_query_interval_secs"),
+            "must be at least 1",
+        );
     }
 }
 
 fn validate_ra(v: &mut Validator, at: &str, ra: &RaConfig) {
     if !(70..=1_800_000).contains(&ra.max_interval_ms) {
-        v.error(format!("{at}.max_interval_ms"), "must be 70 to 1800000 (RFC 6275 §7.5)");
+        v.error(
+            format!("{at}.max_interval_ms"),
+            "must be 70 to 1800000 (RFC 6275 §7.5)",
+        );
     }
     if let Some(min) = ra.min_interval_ms {
         if min < 30 || min > ra.max_interval_ms.saturating_mul(3) / 4 {
@@ -477,7 +511,10 @@ fn validate_ra(v: &mut Validator, at: &str, ra: &RaConfig) {
         }
     }
     if ra.solicited_delay_max_ms > 500 {
-        v.error(format!("{at}.solicited_delay_max_ms"), "must be at most 500 (RFC 4861 MAX_RA_DELAY_TIME)");
+        v.error(
+            format!("{at}.solicited_delay_max_ms"),
+            "must be at most 500 (RFC 4861 MAX_RA_DELAY_TIME)",
+        );
     }
     if let Some(mtu) = ra.mtu {
         if mtu < 1280 {
@@ -492,19 +529,31 @@ fn validate_ra(v: &mut Validator, at: &str, ra: &RaConfig) {
             );
         }
         if p.prefix.addr().is_multicast() {
-            v.error(format!("{at}.prefixes[{i}].prefix"), "must be a unicast prefix");
+            v.error(
+                format!("{at}.prefixes[{i}].prefix"),
+                "must be a unicast prefix",
+            );
         }
     }
     if let Some(map) = &ra.map {
         if map.distance > 15 {
-            v.error(format!("{at}.map.distance"), "must be 0 to 15 (4-bit field)");
+            v.error(
+                format!("{at}.map.distance"),
+                "must be 0 to 15 (4-bit field)",
+            );
         }
         if map.preference > 15 {
-            v.error(format!("{at}.map.preference"), "must be 0 to 15 (4-bit field)");
+            v.error(
+                format!("{at}.map.preference"),
+                "must be 0 to 15 (4-bit field)",
+            );
         }
         let a = map.address;
         if a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.is_unicast_link_local() {
-            v.error(format!("{at}.map.address"), "must be the MMA's global unicast address");
+            v.error(
+                format!("{at}.map.address"),
+                "must be the MMA's global unicast address",
+            );
         }
     }
 }
@@ -513,23 +562,33 @@ fn validate_pim(v: &mut Validator, p: &PimConfig) {
     if p.hello_period_secs == 0 || p.hello_period_secs > 18_000 {
         v.error("pim.hello_period_secs", "must be 1 to 18000");
     }
-    if p.hello_holdtime_secs.is_some_and(|h| h == 0 || u64::from(h) <= p.hello_period_secs) {
-        v.error("pim.hello_holdtime_secs", "must be longer than hello_period_secs");
+    if p.hello_holdtime_secs
+        .is_some_and(|h| h == 0 || u64::from(h) <= p.hello_period_secs)
+    {
+        v.error(
+            "pim.hello_holdtime_secs",
+            "must be longer than hello_period_secs",
+        );
     }
     if p.join_prune_period_secs == 0 || p.join_prune_period_secs > 18_000 {
         v.error("pim.join_prune_period_secs", "must be 1 to 18000");
     }
-    if p
-        .join_prune_holdtime_secs
+    if p.join_prune_holdtime_secs
         .is_some_and(|h| u64::from(h) <= p.join_prune_period_secs)
     {
-        v.error("pim.join_prune_holdtime_secs", "must be longer than join_prune_period_secs");
+        v.error(
+            "pim.join_prune_holdtime_secs",
+            "must be longer than join_prune_period_secs",
+        );
     }
     if p.override_interval_ms == 0 || p.override_interval_ms > 65_535 {
         v.error("pim.override_interval_ms", "must be 1 to 65535");
     }
     if p.propagation_delay_ms > 0x7fff {
-        v.error("pim.propagation_delay_ms", "must be at most 32767 (15-bit field)");
+        v.error(
+            "pim.propagation_delay_ms",
+            "must be at most 32767 (15-bit field)",
+        );
     }
     if p.rpf_check_interval_secs == 0 {
         v.error("pim.rpf_check_interval_secs", "must be at least 1");

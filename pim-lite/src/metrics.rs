@@ -35,7 +35,10 @@ pub struct Metrics {
 }
 
 fn sg_labels(sg: Sg) -> Labels {
-    vec![("source", sg.source.to_string()), ("group", sg.group.to_string())]
+    vec![
+        ("source", sg.source.to_string()),
+        ("group", sg.group.to_string()),
+    ]
 }
 
 fn one(key: &'static str, value: &str) -> Labels {
@@ -65,22 +68,74 @@ impl Metrics {
             join_to_mfc: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
         };
         let r = registry.sub_registry_with_prefix("pim_lite");
-        r.register("pim_neighbors", "PIM neighbours per core interface", m.neighbors.clone());
-        r.register("mld_querier", "1 when we are the MLD querier of the access interface", m.querier.clone());
-        r.register("sg_states", "(S,G) channels with downstream interest", m.sg_states.clone());
-        r.register("mfc_entries", "MFC entries installed in the kernel", m.mfc_entries.clone());
+        r.register(
+            "pim_neighbors",
+            "PIM neighbours per core interface",
+            m.neighbors.clone(),
+        );
+        r.register(
+            "mld_querier",
+            "1 when we are the MLD querier of the access interface",
+            m.querier.clone(),
+        );
+        r.register(
+            "sg_states",
+            "(S,G) channels with downstream interest",
+            m.sg_states.clone(),
+        );
+        r.register(
+            "mfc_entries",
+            "MFC entries installed in the kernel",
+            m.mfc_entries.clone(),
+        );
         r.register("sg_packets", "Packets forwarded by the (S,G) MFC entry (kernel counter, restarts when the entry is re-installed)", m.sg_packets.clone());
         r.register("sg_bytes", "Bytes forwarded by the (S,G) MFC entry (kernel counter, restarts when the entry is re-installed)", m.sg_bytes.clone());
-        r.register("join_prune_entries", "(S,G) entries in PIM Join/Prune messages by direction and kind", m.join_prune.clone());
-        r.register("mld_records", "MLD records received by record type (v1_report/v1_done for MLDv1)", m.mld_records.clone());
-        r.register("mld_queries_sent", "MLD queries sent by kind", m.mld_queries.clone());
-        r.register("ignored", "Protocol input deliberately not acted on, by protocol and reason", m.ignored.clone());
-        r.register("malformed_packets", "Invalid packets by protocol and reason", m.malformed.clone());
-        r.register("mrt6_upcalls", "Kernel multicast routing upcalls by kind and outcome", m.upcalls.clone());
-        r.register("router_advertisements_sent", "Router advertisements sent", m.router_adverts.clone());
-        r.register("router_solicitations", "Valid router solicitations received", m.router_solicits.clone());
+        r.register(
+            "join_prune_entries",
+            "(S,G) entries in PIM Join/Prune messages by direction and kind",
+            m.join_prune.clone(),
+        );
+        r.register(
+            "mld_records",
+            "MLD records received by record type (v1_report/v1_done for MLDv1)",
+            m.mld_records.clone(),
+        );
+        r.register(
+            "mld_queries_sent",
+            "MLD queries sent by kind",
+            m.mld_queries.clone(),
+        );
+        r.register(
+            "ignored",
+            "Protocol input deliberately not acted on, by protocol and reason",
+            m.ignored.clone(),
+        );
+        r.register(
+            "malformed_packets",
+            "Invalid packets by protocol and reason",
+            m.malformed.clone(),
+        );
+        r.register(
+            "mrt6_upcalls",
+            "Kernel multicast routing upcalls by kind and outcome",
+            m.upcalls.clone(),
+        );
+        r.register(
+            "router_advertisements_sent",
+            "Router advertisements sent",
+            m.router_adverts.clone(),
+        );
+        r.register(
+            "router_solicitations",
+            "Valid router solicitations received",
+            m.router_solicits.clone(),
+        );
         r.register("pim_hellos_sent", "PIM Hellos sent", m.hellos.clone());
-        r.register("send_errors", "Packets the kernel refused to send, by protocol", m.send_errors.clone());
+        r.register(
+            "send_errors",
+            "Packets the kernel refused to send, by protocol",
+            m.send_errors.clone(),
+        );
         r.register(
             "join_to_mfc_seconds",
             "Time from the first downstream interest in an (S,G) (MLD report or PIM Join) to its MFC entry",
@@ -94,16 +149,21 @@ impl Metrics {
         for (&event, &value) in &stats.counters {
             let counter = match event {
                 Event::JoinPrune { sent, join } => self.join_prune.get_or_create_owned(&vec![
-                    ("direction", if sent { "sent" } else { "received" }.to_owned()),
+                    (
+                        "direction",
+                        if sent { "sent" } else { "received" }.to_owned(),
+                    ),
                     ("kind", if join { "join" } else { "prune" }.to_owned()),
                 ]),
                 Event::MldRecord(t) => self.mld_records.get_or_create_owned(&one("record_type", t)),
-                Event::MldIgnored(r) => self
-                    .ignored
-                    .get_or_create_owned(&vec![("protocol", "mld".to_owned()), ("reason", r.to_owned())]),
-                Event::PimIgnored(r) => self
-                    .ignored
-                    .get_or_create_owned(&vec![("protocol", "pim".to_owned()), ("reason", r.to_owned())]),
+                Event::MldIgnored(r) => self.ignored.get_or_create_owned(&vec![
+                    ("protocol", "mld".to_owned()),
+                    ("reason", r.to_owned()),
+                ]),
+                Event::PimIgnored(r) => self.ignored.get_or_create_owned(&vec![
+                    ("protocol", "pim".to_owned()),
+                    ("reason", r.to_owned()),
+                ]),
                 Event::Malformed { protocol, reason } => self.malformed.get_or_create_owned(&vec![
                     ("protocol", protocol.to_owned()),
                     ("reason", reason.to_owned()),
@@ -113,7 +173,9 @@ impl Metrics {
                     ("outcome", outcome.to_owned()),
                 ]),
                 Event::RaSent(kind) => self.router_adverts.get_or_create_owned(&one("kind", kind)),
-                Event::MldQueriesSent(kind) => self.mld_queries.get_or_create_owned(&one("kind", kind)),
+                Event::MldQueriesSent(kind) => {
+                    self.mld_queries.get_or_create_owned(&one("kind", kind))
+                }
                 Event::RsReceived => self.router_solicits.clone(),
                 Event::HellosSent => self.hellos.clone(),
             };
@@ -134,8 +196,10 @@ impl Metrics {
     }
 
     pub fn set_counts(&self, sg_states: usize, mfc_entries: usize) {
-        self.sg_states.set(i64::try_from(sg_states).unwrap_or(i64::MAX));
-        self.mfc_entries.set(i64::try_from(mfc_entries).unwrap_or(i64::MAX));
+        self.sg_states
+            .set(i64::try_from(sg_states).unwrap_or(i64::MAX));
+        self.mfc_entries
+            .set(i64::try_from(mfc_entries).unwrap_or(i64::MAX));
     }
 
     pub fn set_sg_counters(&self, sg: Sg, packets: u64, bytes: u64) {
@@ -151,7 +215,9 @@ impl Metrics {
     }
 
     pub fn send_error(&self, protocol: &str) {
-        self.send_errors.get_or_create(&one("protocol", protocol)).inc();
+        self.send_errors
+            .get_or_create(&one("protocol", protocol))
+            .inc();
     }
 
     pub fn observe_join_to_mfc(&self, seconds: f64) {

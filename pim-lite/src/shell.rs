@@ -13,7 +13,9 @@ use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_kernel::mrt6::{self, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{Kernel, RouteError, RTPROT_MIPCAST};
-use mipcast_kernel::sockets::{IcmpSocket, PacketInfo, PimSocket, SocketError, ALL_MLDV2_ROUTERS, ALL_ROUTERS};
+use mipcast_kernel::sockets::{
+    IcmpSocket, PacketInfo, PimSocket, SocketError, ALL_MLDV2_ROUTERS, ALL_ROUTERS,
+};
 use prometheus_client::registry::Registry;
 
 use crate::config::{Config, Role};
@@ -60,7 +62,6 @@ pub enum ShellError {
     #[error("reading interface addresses: {0}")]
     Addresses(nix::Error),
 }
-
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(config: Config, opts: RunOptions) -> Result<(), ShellError> {
@@ -203,9 +204,24 @@ impl Shell {
     async fn send(&self, p: Packet) {
         let info = PacketInfo::on(p.ifindex).with_source(p.source);
         let (result, proto) = match p.proto {
-            Proto::Mld => (self.sockets.mld.send_to(&p.bytes, p.destination, info).await, "mld"),
-            Proto::Nd => (self.sockets.nd.send_to(&p.bytes, p.destination, info).await, "nd"),
-            Proto::Pim => (self.sockets.pim.send_to(&p.bytes, p.destination, info).await, "pim"),
+            Proto::Mld => (
+                self.sockets
+                    .mld
+                    .send_to(&p.bytes, p.destination, info)
+                    .await,
+                "mld",
+            ),
+            Proto::Nd => (
+                self.sockets.nd.send_to(&p.bytes, p.destination, info).await,
+                "nd",
+            ),
+            Proto::Pim => (
+                self.sockets
+                    .pim
+                    .send_to(&p.bytes, p.destination, info)
+                    .await,
+                "pim",
+            ),
         };
         if let Err(e) = result {
             self.metrics.send_error(proto);
@@ -267,10 +283,12 @@ impl Shell {
             if let Some(q) = self.router.is_querier(ifindex) {
                 self.metrics.set_querier(name, q);
             } else {
-                self.metrics.set_neighbors(name, self.router.neighbor_count(ifindex));
+                self.metrics
+                    .set_neighbors(name, self.router.neighbor_count(ifindex));
             }
         }
-        self.metrics.set_counts(self.router.sg_count(), self.installed.len());
+        self.metrics
+            .set_counts(self.router.sg_count(), self.installed.len());
         let mut status = self.router.status(now);
         for sg in status.sg.iter_mut().filter(|s| s.mfc_installed) {
             match self.mrt.sg_counters(sg.source, sg.group) {
@@ -331,14 +349,21 @@ impl Shell {
         }
         let table = self.mrt.table();
         self.mrt.close()?;
-        tracing::info!(table, mfc_entries = mfc, mifs, "shut down: MFC entries and MIFs removed (MRT6_DONE)");
+        tracing::info!(
+            table,
+            mfc_entries = mfc,
+            mifs,
+            "shut down: MFC entries and MIFs removed (MRT6_DONE)"
+        );
         Ok(())
     }
 }
 
 impl Shell {
     async fn open(config: Config, opts: RunOptions) -> Result<Shell, ShellError> {
-        let caps = probe::probe().await.map_err(|e| ShellError::Route(Box::new(e)))?;
+        let caps = probe::probe()
+            .await
+            .map_err(|e| ShellError::Route(Box::new(e)))?;
         let mut needed = vec![Feature::Mrt6];
         if config.mrt6.table != mrt6::DEFAULT_TABLE {
             needed.push(Feature::Mrt6Tables);
@@ -351,14 +376,15 @@ impl Shell {
         let mut names = BTreeMap::new();
         let mut ifindexes = Vec::new();
         for (index, ic) in config.interfaces.iter().enumerate() {
-            let ifindex = kernel
-                .ifindex(&ic.name)
-                .await
-                .map_err(|source| ShellError::Interface {
-                    name: ic.name.clone(),
-                    index,
-                    source: Box::new(source),
-                })?;
+            let ifindex =
+                kernel
+                    .ifindex(&ic.name)
+                    .await
+                    .map_err(|source| ShellError::Interface {
+                        name: ic.name.clone(),
+                        index,
+                        source: Box::new(source),
+                    })?;
             names.insert(ifindex, ic.name.clone());
             ifindexes.push(ifindex);
         }
@@ -368,7 +394,10 @@ impl Shell {
         // Opening succeeded, so no other socket owns the table, and the kernel flushed
         // whatever a previous owner (an earlier pim-lite) left when its socket closed: the
         // table starts empty and is rebuilt from what MLD and PIM teach us again.
-        tracing::info!(table = mrt.table(), "MRT6 table opened empty; state is relearned from MLD reports and PIM Joins");
+        tracing::info!(
+            table = mrt.table(),
+            "MRT6 table opened empty; state is relearned from MLD reports and PIM Joins"
+        );
         for (ic, &ifindex) in config.interfaces.iter().zip(&ifindexes) {
             let mif = mrt.add_mif(ifindex).map_err(|source| match source {
                 SocketError::MifTableFull { .. } => ShellError::TooManyMifs {

@@ -85,7 +85,10 @@ pub struct SgStatus {
 }
 
 fn ms(v: Option<u64>) -> String {
-    v.map_or_else(|| "never".to_owned(), |ms| format!("{:.1}s", ms as f64 / 1000.0))
+    v.map_or_else(
+        || "never".to_owned(),
+        |ms| format!("{:.1}s", ms as f64 / 1000.0),
+    )
 }
 
 fn or_dash<T: ToString>(v: Option<T>) -> String {
@@ -168,7 +171,11 @@ impl Status {
                 or_dash(sg.packets),
                 or_dash(sg.bytes),
                 sg.oifs.join(","),
-                if sg.mfc_installed { "" } else { " (no MFC entry)" }
+                if sg.mfc_installed {
+                    ""
+                } else {
+                    " (no MFC entry)"
+                }
             );
         }
         out

@@ -40,7 +40,9 @@ use sha1::Sha1;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::mh::{self, option_type, MhPacket, MhRepr, MobilityOption, AUTH_SUBTYPE_MN_HA, CHECKSUM_OFFSET};
+use crate::mh::{
+    self, option_type, MhPacket, MhRepr, MobilityOption, AUTH_SUBTYPE_MN_HA, CHECKSUM_OFFSET,
+};
 use crate::{Error, Result};
 
 /// Bytes between the option's type byte and its authenticator: type, length, subtype, SPI.
@@ -65,7 +67,11 @@ impl Algorithm {
     }
 
     /// The truncated HMAC of the concatenation of `parts`.
-    fn mac(self, key: &[u8], parts: &[&[u8]]) -> core::result::Result<Vec<u8>, hmac::digest::InvalidLength> {
+    fn mac(
+        self,
+        key: &[u8],
+        parts: &[&[u8]],
+    ) -> core::result::Result<Vec<u8>, hmac::digest::InvalidLength> {
         let mut full = match self {
             Algorithm::HmacSha1_96 => mac_of::<Hmac<Sha1>>(key, parts)?,
             Algorithm::HmacSha256_128 => mac_of::<Hmac<Sha256>>(key, parts)?,
@@ -75,7 +81,10 @@ impl Algorithm {
     }
 }
 
-fn mac_of<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> core::result::Result<Vec<u8>, hmac::digest::InvalidLength> {
+fn mac_of<M: Mac + hmac::digest::KeyInit>(
+    key: &[u8],
+    parts: &[&[u8]],
+) -> core::result::Result<Vec<u8>, hmac::digest::InvalidLength> {
     let mut m = <M as Mac>::new_from_slice(key)?;
     for p in parts {
         m.update(p);
@@ -128,7 +137,9 @@ impl fmt::Display for AuthError {
             AuthError::Missing => f.write_str("no mobility message authentication option"),
             AuthError::NotLast => f.write_str("authentication option is not last"),
             AuthError::UnknownSpi(spi) => write!(f, "unknown mobility SPI {spi}"),
-            AuthError::BadLength => f.write_str("authenticator length does not match the SPI's algorithm"),
+            AuthError::BadLength => {
+                f.write_str("authenticator length does not match the SPI's algorithm")
+            }
             AuthError::Mismatch => f.write_str("authenticator mismatch"),
             AuthError::Malformed(e) => write!(f, "authentication: {e}"),
         }
@@ -140,7 +151,12 @@ impl std::error::Error for AuthError {}
 /// The Mobility Data the authenticator covers, as slices: CoA, HoA and the header up to the
 /// SPI with the checksum field replaced by zeros. `auth_start` is the offset of the
 /// authenticator's first byte.
-fn mobility_data<'a>(coa: &'a [u8; 16], hoa: &'a [u8; 16], mh: &'a [u8], auth_start: usize) -> Option<[&'a [u8]; 5]> {
+fn mobility_data<'a>(
+    coa: &'a [u8; 16],
+    hoa: &'a [u8; 16],
+    mh: &'a [u8],
+    auth_start: usize,
+) -> Option<[&'a [u8]; 5]> {
     const ZERO: [u8; 2] = [0, 0];
     Some([
         coa,
@@ -158,16 +174,31 @@ impl MhRepr {
     ///
     /// Fails like `emit`, and with `Malformed` when `self` already carries an Authentication
     /// option.
-    pub fn emit_authenticated(&self, buf: &mut [u8], creds: &Credentials<'_>, coa: &Ipv6Addr, hoa: &Ipv6Addr) -> Result<usize> {
+    pub fn emit_authenticated(
+        &self,
+        buf: &mut [u8],
+        creds: &Credentials<'_>,
+        coa: &Ipv6Addr,
+        hoa: &Ipv6Addr,
+    ) -> Result<usize> {
         let n = creds.algorithm.authenticator_len();
-        let option = MobilityOption::Authentication { subtype: AUTH_SUBTYPE_MN_HA, spi: creds.spi, authenticator: vec![0; n] };
+        let option = MobilityOption::Authentication {
+            subtype: AUTH_SUBTYPE_MN_HA,
+            spi: creds.spi,
+            authenticator: vec![0; n],
+        };
         let total = mh::emit_parts(&self.message, &self.options, Some(&option), buf)?;
         let auth_start = total - n;
         let (coa, hoa) = (coa.octets(), hoa.octets());
         let emitted = buf.get(..total).ok_or(Error::BufferTooSmall)?;
         let parts = mobility_data(&coa, &hoa, emitted, auth_start).ok_or(Error::BufferTooSmall)?;
-        let mac = creds.algorithm.mac(creds.key, &parts).map_err(|_| Error::Malformed("hmac key"))?;
-        buf.get_mut(auth_start..total).ok_or(Error::BufferTooSmall)?.copy_from_slice(&mac);
+        let mac = creds
+            .algorithm
+            .mac(creds.key, &parts)
+            .map_err(|_| Error::Malformed("hmac key"))?;
+        buf.get_mut(auth_start..total)
+            .ok_or(Error::BufferTooSmall)?
+            .copy_from_slice(&mac);
         Ok(total)
     }
 }
@@ -177,7 +208,12 @@ impl MhRepr {
 /// `lookup` maps an SPI to its algorithm and key. The option must be the header's last bytes
 /// (nothing, not even padding, after it) and have subtype MN-HA. Only the header is checked
 /// here; parse it with [`MhRepr::parse`] for its content.
-pub fn verify<'k>(mh: &[u8], coa: &Ipv6Addr, hoa: &Ipv6Addr, lookup: impl Fn(u32) -> Option<(Algorithm, &'k [u8])>) -> core::result::Result<u32, AuthError> {
+pub fn verify<'k>(
+    mh: &[u8],
+    coa: &Ipv6Addr,
+    hoa: &Ipv6Addr,
+    lookup: impl Fn(u32) -> Option<(Algorithm, &'k [u8])>,
+) -> core::result::Result<u32, AuthError> {
     let packet = MhPacket::new_checked(mh).map_err(AuthError::Malformed)?;
     let mut found = None;
     for raw in packet.options().map_err(AuthError::Malformed)? {
@@ -193,9 +229,14 @@ pub fn verify<'k>(mh: &[u8], coa: &Ipv6Addr, hoa: &Ipv6Addr, lookup: impl Fn(u32
     let bad_len = AuthError::Malformed(Error::Malformed("authentication option length"));
     let (subtype, rest) = raw.data.split_first().ok_or(bad_len)?;
     if *subtype != AUTH_SUBTYPE_MN_HA {
-        return Err(AuthError::Malformed(Error::Unsupported("authentication subtype")));
+        return Err(AuthError::Malformed(Error::Unsupported(
+            "authentication subtype",
+        )));
     }
-    let spi_bytes: [u8; 4] = rest.get(..4).and_then(|s| s.try_into().ok()).ok_or(bad_len)?;
+    let spi_bytes: [u8; 4] = rest
+        .get(..4)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(bad_len)?;
     let spi = u32::from_be_bytes(spi_bytes);
     let received = rest.get(4..).ok_or(bad_len)?;
     let (algorithm, key) = lookup(spi).ok_or(AuthError::UnknownSpi(spi))?;
@@ -203,8 +244,11 @@ pub fn verify<'k>(mh: &[u8], coa: &Ipv6Addr, hoa: &Ipv6Addr, lookup: impl Fn(u32
         return Err(AuthError::BadLength);
     }
     let (coa, hoa) = (coa.octets(), hoa.octets());
-    let parts = mobility_data(&coa, &hoa, packet.mh(), raw.offset + AUTH_HEADER_LEN).ok_or(bad_len)?;
-    let expected = algorithm.mac(key, &parts).map_err(|_| AuthError::Malformed(Error::Malformed("hmac key")))?;
+    let parts =
+        mobility_data(&coa, &hoa, packet.mh(), raw.offset + AUTH_HEADER_LEN).ok_or(bad_len)?;
+    let expected = algorithm
+        .mac(key, &parts)
+        .map_err(|_| AuthError::Malformed(Error::Malformed("hmac key")))?;
     if bool::from(expected.ct_eq(received)) {
         Ok(spi)
     } else {
@@ -218,7 +262,10 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     // RFC 2202 §3 (HMAC-SHA1) and RFC 4231 §4 (HMAC-SHA256): test cases 1, 2 and 5 (the
@@ -226,9 +273,21 @@ mod tests {
     #[test]
     fn rfc2202_hmac_sha1_96() {
         let cases: [(&[u8], &[u8], &str); 3] = [
-            (&[0x0b; 20], b"Hi There", "b617318655057264e28bc0b6fb378c8ef146be00"),
-            (b"Jefe", b"what do ya want for nothing?", "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"),
-            (&[0x0c; 20], b"Test With Truncation", "4c1a03424b55e07fe7f27be1d58bb9324a9a5a04"),
+            (
+                &[0x0b; 20],
+                b"Hi There",
+                "b617318655057264e28bc0b6fb378c8ef146be00",
+            ),
+            (
+                b"Jefe",
+                b"what do ya want for nothing?",
+                "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79",
+            ),
+            (
+                &[0x0c; 20],
+                b"Test With Truncation",
+                "4c1a03424b55e07fe7f27be1d58bb9324a9a5a04",
+            ),
         ];
         for (key, data, digest) in cases {
             let mac = Algorithm::HmacSha1_96.mac(key, &[data]).unwrap();
@@ -239,9 +298,21 @@ mod tests {
     #[test]
     fn rfc4231_hmac_sha256_128() {
         let cases: [(&[u8], &[u8], &str); 3] = [
-            (&[0x0b; 20], b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
-            (b"Jefe", b"what do ya want for nothing?", "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
-            (&[0x0c; 20], b"Test With Truncation", "a3b6167473100ee06e0c796c2955552b"),
+            (
+                &[0x0b; 20],
+                b"Hi There",
+                "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+            ),
+            (
+                b"Jefe",
+                b"what do ya want for nothing?",
+                "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            ),
+            (
+                &[0x0c; 20],
+                b"Test With Truncation",
+                "a3b6167473100ee06e0c796c2955552b",
+            ),
         ];
         for (key, data, digest) in cases {
             let mac = Algorithm::HmacSha256_128.mac(key, &[data]).unwrap();
@@ -252,7 +323,9 @@ mod tests {
     #[test]
     fn split_input_equals_contiguous_input() {
         let whole = Algorithm::HmacSha1_96.mac(b"k", &[b"abcdef"]).unwrap();
-        let split = Algorithm::HmacSha1_96.mac(b"k", &[b"ab", b"", b"cdef"]).unwrap();
+        let split = Algorithm::HmacSha1_96
+            .mac(b"k", &[b"ab", b"", b"cdef"])
+            .unwrap();
         assert_eq!(whole, split);
     }
 }

@@ -43,24 +43,45 @@ pub fn ipv6_upper_layer(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, packet:
 }
 
 /// True when `packet`, checksum field included, verifies against the pseudo-header.
-pub fn verify_ipv6_upper_layer(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, packet: &[u8]) -> bool {
+pub fn verify_ipv6_upper_layer(
+    src: &Ipv6Addr,
+    dst: &Ipv6Addr,
+    next_header: u8,
+    packet: &[u8],
+) -> bool {
     let len = u32::try_from(packet.len()).unwrap_or(u32::MAX);
     sum(pseudo_header(src, dst, next_header, len), packet) == 0xffff
 }
 
 /// Writes the checksum of the upper-layer message `buf` (exactly one message, checksum field at
 /// `offset`) sent from `src` to `dst` with `next_header`; the field's old value is ignored.
-pub fn fill(buf: &mut [u8], offset: usize, src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8) -> Result<()> {
-    buf.get_mut(offset..offset + 2).ok_or(Error::Truncated)?.fill(0);
+pub fn fill(
+    buf: &mut [u8],
+    offset: usize,
+    src: &Ipv6Addr,
+    dst: &Ipv6Addr,
+    next_header: u8,
+) -> Result<()> {
+    buf.get_mut(offset..offset + 2)
+        .ok_or(Error::Truncated)?
+        .fill(0);
     let sum = ipv6_upper_layer(src, dst, next_header, buf);
-    buf.get_mut(offset..offset + 2).ok_or(Error::Truncated)?.copy_from_slice(&sum.to_be_bytes());
+    buf.get_mut(offset..offset + 2)
+        .ok_or(Error::Truncated)?
+        .copy_from_slice(&sum.to_be_bytes());
     Ok(())
 }
 
 /// Checks the checksum of the upper-layer message `buf`, which must at least reach past its
 /// checksum field at `offset`: `Err(Truncated)` when it does not, `Err(BadChecksum)` when the
 /// sum does not verify.
-pub fn verify(buf: &[u8], offset: usize, src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8) -> Result<()> {
+pub fn verify(
+    buf: &[u8],
+    offset: usize,
+    src: &Ipv6Addr,
+    dst: &Ipv6Addr,
+    next_header: u8,
+) -> Result<()> {
     if buf.len() < offset + 2 {
         return Err(Error::Truncated);
     }
@@ -78,7 +99,10 @@ mod tests {
     #[test]
     fn rfc1071_example() {
         // RFC 1071 §3: the sum of 0001 f203 f4f5 f6f7 is ddf2.
-        assert_eq!(sum(0, &[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
+        assert_eq!(
+            sum(0, &[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            0xddf2
+        );
     }
 
     #[test]

@@ -11,12 +11,17 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
 )]
 
-mod error;
 pub mod checksum;
 mod cursor;
+mod error;
 
 pub use error::{Error, Result};
 pub mod auth;

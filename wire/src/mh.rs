@@ -141,7 +141,11 @@ pub enum MobilityOption {
     /// Type 22 (RFC 5213 §8.3).
     HomeNetworkPrefix { prefix_len: u8, prefix: Ipv6Addr },
     /// Type 9 (RFC 4285 §5): must be the last option of the message.
-    Authentication { subtype: u8, spi: u32, authenticator: Vec<u8> },
+    Authentication {
+        subtype: u8,
+        spi: u32,
+        authenticator: Vec<u8>,
+    },
     /// Type 10 (RFC 4285 §6): 64-bit NTP-format timestamp.
     ReplayProtection { timestamp: u64 },
     /// Type 18 with one of our sub-types.
@@ -282,12 +286,17 @@ impl<T: AsRef<[u8]>> MhPacket<T> {
     /// too short for its type's fields (`BadLength`).
     pub fn options(&self) -> Result<RawOptions<'_>> {
         let start = self.options_offset()?;
-        Ok(RawOptions { mh: self.mh(), pos: start, done: false })
+        Ok(RawOptions {
+            mh: self.mh(),
+            pos: start,
+            done: false,
+        })
     }
 
     /// Offset of the first option: after the type's fixed fields.
     fn options_offset(&self) -> Result<usize> {
-        let fields = message_fields_len(self.mh_type()).ok_or(Error::Unsupported("mobility header type"))?;
+        let fields =
+            message_fields_len(self.mh_type()).ok_or(Error::Unsupported("mobility header type"))?;
         let start = FIXED_LEN + fields;
         if start > self.total_len() {
             return Err(Error::BadLength);
@@ -345,7 +354,11 @@ impl<'a> Iterator for RawOptions<'a> {
         let ty = *self.mh.get(offset)?;
         if ty == option_type::PAD1 {
             self.pos += 1;
-            return Some(Ok(RawOption { ty, offset, data: &[] }));
+            return Some(Ok(RawOption {
+                ty,
+                offset,
+                data: &[],
+            }));
         }
         let data = self
             .mh
@@ -430,7 +443,12 @@ impl Experimental {
     }
 
     fn is_ours(subtype: u8) -> bool {
-        matches!(subtype, exp_subtype::TERMINAL_GROUP | exp_subtype::ASSIGNED_COA | exp_subtype::FORWARDING_REQUEST)
+        matches!(
+            subtype,
+            exp_subtype::TERMINAL_GROUP
+                | exp_subtype::ASSIGNED_COA
+                | exp_subtype::FORWARDING_REQUEST
+        )
     }
 
     /// Parses option data (sub-type byte first); `None` for a sub-type that is not ours.
@@ -441,8 +459,12 @@ impl Experimental {
             _ => return Ok(None),
         };
         let exp = match (subtype, fields.len()) {
-            (exp_subtype::TERMINAL_GROUP, 16) => Experimental::TerminalGroup(addr(fields, 0).ok_or(bad)?),
-            (exp_subtype::ASSIGNED_COA, 16) => Experimental::AssignedCoa(addr(fields, 0).ok_or(bad)?),
+            (exp_subtype::TERMINAL_GROUP, 16) => {
+                Experimental::TerminalGroup(addr(fields, 0).ok_or(bad)?)
+            }
+            (exp_subtype::ASSIGNED_COA, 16) => {
+                Experimental::AssignedCoa(addr(fields, 0).ok_or(bad)?)
+            }
             (exp_subtype::FORWARDING_REQUEST, 20) => Experimental::ForwardingRequest {
                 new_coa: addr(fields, 0).ok_or(bad)?,
                 grace_secs: be32(fields, 16).ok_or(bad)?,
@@ -458,12 +480,20 @@ impl MobilityOption {
     /// `Malformed`.
     fn parse(raw: &RawOption<'_>) -> Result<Option<MobilityOption>> {
         let data = raw.data;
-        let len_is = |n: usize, what: &'static str| if data.len() == n { Ok(()) } else { Err(Error::Malformed(what)) };
+        let len_is = |n: usize, what: &'static str| {
+            if data.len() == n {
+                Ok(())
+            } else {
+                Err(Error::Malformed(what))
+            }
+        };
         let opt = match raw.ty {
             option_type::PAD1 | option_type::PADN => return Ok(None),
             option_type::BINDING_REFRESH_ADVICE => {
                 len_is(2, "binding refresh advice length")?;
-                MobilityOption::BindingRefreshAdvice { interval: be16(data, 0).ok_or(Error::Truncated)? }
+                MobilityOption::BindingRefreshAdvice {
+                    interval: be16(data, 0).ok_or(Error::Truncated)?,
+                }
             }
             option_type::ALTERNATE_COA => {
                 len_is(16, "alternate care-of address length")?;
@@ -475,14 +505,21 @@ impl MobilityOption {
                 if prefix_len > 128 {
                     return Err(Error::Malformed("home network prefix length"));
                 }
-                MobilityOption::HomeNetworkPrefix { prefix_len, prefix: addr(data, 2).ok_or(Error::Truncated)? }
+                MobilityOption::HomeNetworkPrefix {
+                    prefix_len,
+                    prefix: addr(data, 2).ok_or(Error::Truncated)?,
+                }
             }
             option_type::REPLAY_PROTECTION => {
                 len_is(8, "replay protection length")?;
-                MobilityOption::ReplayProtection { timestamp: be64(data, 0).ok_or(Error::Truncated)? }
+                MobilityOption::ReplayProtection {
+                    timestamp: be64(data, 0).ok_or(Error::Truncated)?,
+                }
             }
             option_type::AUTHENTICATION => {
-                let (subtype, rest) = data.split_first().ok_or(Error::Malformed("authentication option length"))?;
+                let (subtype, rest) = data
+                    .split_first()
+                    .ok_or(Error::Malformed("authentication option length"))?;
                 let spi = be32(rest, 0).ok_or(Error::Malformed("authentication option length"))?;
                 MobilityOption::Authentication {
                     subtype: *subtype,
@@ -492,9 +529,15 @@ impl MobilityOption {
             }
             option_type::EXPERIMENTAL => match Experimental::parse(data)? {
                 Some(exp) => MobilityOption::Experimental(exp),
-                None => MobilityOption::Unknown { ty: raw.ty, data: data.to_vec() },
+                None => MobilityOption::Unknown {
+                    ty: raw.ty,
+                    data: data.to_vec(),
+                },
             },
-            ty => MobilityOption::Unknown { ty, data: data.to_vec() },
+            ty => MobilityOption::Unknown {
+                ty,
+                data: data.to_vec(),
+            },
         };
         Ok(Some(opt))
     }
@@ -534,7 +577,9 @@ impl MobilityOption {
             MobilityOption::HomeNetworkPrefix { .. } => (8, 4),
             MobilityOption::ReplayProtection { .. } => (8, 2),
             // End-aligned instead, see crate::auth: the option is last and ends the header.
-            MobilityOption::Authentication { .. } => return (8 - (pos + 2 + self.data_len()) % 8) % 8,
+            MobilityOption::Authentication { .. } => {
+                return (8 - (pos + 2 + self.data_len()) % 8) % 8
+            }
             MobilityOption::Experimental(_) | MobilityOption::Unknown { .. } => return 0,
         };
         (x + y - pos % x) % x
@@ -546,13 +591,19 @@ impl MobilityOption {
             MobilityOption::HomeNetworkPrefix { prefix_len, .. } if *prefix_len > 128 => {
                 Err(Error::Malformed("home network prefix length"))
             }
-            MobilityOption::Authentication { authenticator, .. } if authenticator.len() > usize::from(u8::MAX) - 5 => {
+            MobilityOption::Authentication { authenticator, .. }
+                if authenticator.len() > usize::from(u8::MAX) - 5 =>
+            {
                 Err(Error::Malformed("authentication option length"))
             }
-            MobilityOption::Unknown { data, .. } if data.len() > usize::from(u8::MAX) => Err(Error::Malformed("option length")),
+            MobilityOption::Unknown { data, .. } if data.len() > usize::from(u8::MAX) => {
+                Err(Error::Malformed("option length"))
+            }
             MobilityOption::Unknown { ty, data } => {
                 let decoded = match *ty {
-                    option_type::EXPERIMENTAL => data.first().is_some_and(|s| Experimental::is_ours(*s)),
+                    option_type::EXPERIMENTAL => {
+                        data.first().is_some_and(|s| Experimental::is_ours(*s))
+                    }
                     option_type::PAD1
                     | option_type::PADN
                     | option_type::BINDING_REFRESH_ADVICE
@@ -582,7 +633,11 @@ impl MobilityOption {
                 w.put(&[0, *prefix_len])?;
                 w.put(&prefix.octets())
             }
-            MobilityOption::Authentication { subtype, spi, authenticator } => {
+            MobilityOption::Authentication {
+                subtype,
+                spi,
+                authenticator,
+            } => {
                 w.put(&[*subtype])?;
                 w.put(&spi.to_be_bytes())?;
                 w.put(authenticator)
@@ -591,8 +646,13 @@ impl MobilityOption {
             MobilityOption::Experimental(exp) => {
                 w.put(&[exp.subtype()])?;
                 match exp {
-                    Experimental::TerminalGroup(a) | Experimental::AssignedCoa(a) => w.put(&a.octets()),
-                    Experimental::ForwardingRequest { new_coa, grace_secs } => {
+                    Experimental::TerminalGroup(a) | Experimental::AssignedCoa(a) => {
+                        w.put(&a.octets())
+                    }
+                    Experimental::ForwardingRequest {
+                        new_coa,
+                        grace_secs,
+                    } => {
                         w.put(&new_coa.octets())?;
                         w.put(&grace_secs.to_be_bytes())
                     }
@@ -612,7 +672,10 @@ struct Writer<'b> {
 impl Writer<'_> {
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
         let end = self.pos + bytes.len();
-        self.buf.get_mut(self.pos..end).ok_or(Error::BufferTooSmall)?.copy_from_slice(bytes);
+        self.buf
+            .get_mut(self.pos..end)
+            .ok_or(Error::BufferTooSmall)?
+            .copy_from_slice(bytes);
         self.pos = end;
         Ok(())
     }
@@ -623,7 +686,8 @@ impl Writer<'_> {
             0 => Ok(()),
             1 => self.put(&[option_type::PAD1]),
             _ => {
-                let data_len = u8::try_from(n - 2).map_err(|_| Error::Malformed("padding length"))?;
+                let data_len =
+                    u8::try_from(n - 2).map_err(|_| Error::Malformed("padding length"))?;
                 self.put(&[option_type::PADN, data_len])?;
                 for _ in 0..data_len {
                     self.put(&[0])?;
@@ -673,7 +737,10 @@ impl MhRepr {
     /// The home address: the prefix of a Home Network Prefix option of length 128.
     pub fn home_address(&self) -> Option<Ipv6Addr> {
         self.options.iter().find_map(|o| match o {
-            MobilityOption::HomeNetworkPrefix { prefix_len: 128, prefix } => Some(*prefix),
+            MobilityOption::HomeNetworkPrefix {
+                prefix_len: 128,
+                prefix,
+            } => Some(*prefix),
             _ => None,
         })
     }
@@ -706,13 +773,20 @@ impl MhRepr {
 /// Length of a header with `message` and `options`, padding included.
 fn layout_len<'a>(message: &Message, options: impl Iterator<Item = &'a MobilityOption>) -> usize {
     let fields = message_fields_len(message.mh_type()).unwrap_or(0);
-    let end = options.fold(FIXED_LEN + fields, |pos, opt| pos + opt.padding_at(pos) + 2 + opt.data_len());
+    let end = options.fold(FIXED_LEN + fields, |pos, opt| {
+        pos + opt.padding_at(pos) + 2 + opt.data_len()
+    });
     end.div_ceil(8) * 8
 }
 
 /// Emits `message` with `options` followed by `last` (how [`crate::auth`] appends its option
 /// without cloning the representation).
-pub(crate) fn emit_parts(message: &Message, options: &[MobilityOption], last: Option<&MobilityOption>, buf: &mut [u8]) -> Result<usize> {
+pub(crate) fn emit_parts(
+    message: &Message,
+    options: &[MobilityOption],
+    last: Option<&MobilityOption>,
+    buf: &mut [u8],
+) -> Result<usize> {
     let all = || options.iter().chain(last);
     let count = all().count();
     for (i, opt) in all().enumerate() {
@@ -725,9 +799,13 @@ pub(crate) fn emit_parts(message: &Message, options: &[MobilityOption], last: Op
     if total > MAX_LEN {
         return Err(Error::Malformed("mobility header length"));
     }
-    let header_len = u8::try_from(total / 8 - 1).map_err(|_| Error::Malformed("mobility header length"))?;
+    let header_len =
+        u8::try_from(total / 8 - 1).map_err(|_| Error::Malformed("mobility header length"))?;
     let region = buf.get_mut(..total).ok_or(Error::BufferTooSmall)?;
-    let mut w = Writer { buf: region, pos: 0 };
+    let mut w = Writer {
+        buf: region,
+        pos: 0,
+    };
     w.put(&[IPPROTO_NONE, header_len, message.mh_type(), 0, 0, 0])?;
     message.emit(&mut w)?;
     for opt in all() {

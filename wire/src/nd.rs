@@ -494,4 +494,3 @@ impl NdRepr {
         Ok(w.pos())
     }
 }
-

@@ -58,7 +58,13 @@ mod tests {
 
     #[test]
     fn ntp_round_trips_across_the_era_boundary() {
-        for unix_secs in [0, 1_700_000_000, 2_085_978_495, 2_085_978_496, 3_000_000_000] {
+        for unix_secs in [
+            0,
+            1_700_000_000,
+            2_085_978_495,
+            2_085_978_496,
+            3_000_000_000,
+        ] {
             let t = UNIX_EPOCH + Duration::new(unix_secs, 250_000_000);
             assert_eq!(from_ntp_timestamp(ntp_timestamp(t)), t, "{unix_secs}");
         }

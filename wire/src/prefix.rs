@@ -18,7 +18,11 @@ mod tests {
     #[test]
     fn lengths_zero_to_128() {
         let p: Ipv6Addr = "2001:db8:1::".parse().unwrap();
-        assert!(prefix_contains(p, 48, "2001:db8:1:ffff::1".parse().unwrap()));
+        assert!(prefix_contains(
+            p,
+            48,
+            "2001:db8:1:ffff::1".parse().unwrap()
+        ));
         assert!(!prefix_contains(p, 48, "2001:db8:2::1".parse().unwrap()));
         assert!(prefix_contains(p, 0, "ff02::1".parse().unwrap()));
         assert!(prefix_contains(p, 128, p));

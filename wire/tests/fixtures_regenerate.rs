@@ -9,30 +9,54 @@ fn regenerate_and_compare(script: &str, fixture_dir: &str) {
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).unwrap();
     // Debian's python3-scapy lives under /usr/bin/python3, not a pyenv python on PATH.
-    let out = match Command::new("/usr/bin/python3").arg(root.join(script)).env("FIXTURE_OUT", &scratch).output() {
+    let out = match Command::new("/usr/bin/python3")
+        .arg(root.join(script))
+        .env("FIXTURE_OUT", &scratch)
+        .output()
+    {
         Ok(o) => o,
         Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "{script}: /usr/bin/python3 is required under CI: {e}");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{script}: /usr/bin/python3 is required under CI: {e}"
+            );
             eprintln!("SKIP {script}: no /usr/bin/python3");
             return;
         }
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() && stderr.contains("No module named 'scapy'") && std::env::var_os("CI").is_none() {
+    if !out.status.success()
+        && stderr.contains("No module named 'scapy'")
+        && std::env::var_os("CI").is_none()
+    {
         eprintln!("SKIP {script}: scapy not installed");
         return;
     }
     assert!(out.status.success(), "{script} failed: {stderr}");
     let checked_in = root.join("fixtures").join(fixture_dir);
-    let mut names: Vec<_> = std::fs::read_dir(&checked_in).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&checked_in)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
-    let mut regenerated: Vec<_> = std::fs::read_dir(&scratch).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut regenerated: Vec<_> = std::fs::read_dir(&scratch)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     regenerated.sort();
-    assert_eq!(names, regenerated, "{script} writes a different set of fixtures than is checked in");
+    assert_eq!(
+        names, regenerated,
+        "{script} writes a different set of fixtures than is checked in"
+    );
     for name in names {
         let a = std::fs::read(checked_in.join(&name)).unwrap();
         let b = std::fs::read(scratch.join(&name)).unwrap();
-        assert_eq!(a, b, "{fixture_dir}/{}: checked-in bytes differ from what {script} generates", name.to_string_lossy());
+        assert_eq!(
+            a,
+            b,
+            "{fixture_dir}/{}: checked-in bytes differ from what {script} generates",
+            name.to_string_lossy()
+        );
     }
 }
 

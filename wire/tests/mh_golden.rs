@@ -4,8 +4,8 @@ use std::net::Ipv6Addr;
 
 use mipcast_wire::auth::{self, Algorithm, AuthError, Credentials};
 use mipcast_wire::mh::{
-    back_status, be_status, bu_flags, fill_checksum, verify_checksum, BindingAck, BindingError, BindingUpdate,
-    Experimental, Message, MhPacket, MhRepr, MobilityOption, AUTH_SUBTYPE_MN_HA,
+    back_status, be_status, bu_flags, fill_checksum, verify_checksum, BindingAck, BindingError,
+    BindingUpdate, Experimental, Message, MhPacket, MhRepr, MobilityOption, AUTH_SUBTYPE_MN_HA,
 };
 use mipcast_wire::Error;
 
@@ -29,38 +29,92 @@ fn auth_key() -> Vec<u8> {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/fixtures/mh/{name}.bin", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run /usr/bin/python3 wire/tests/gen_mh_fixtures.py)"))
+    let path = format!(
+        "{}/tests/fixtures/mh/{name}.bin",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("{path}: {e} (run /usr/bin/python3 wire/tests/gen_mh_fixtures.py)")
+    })
 }
 
 fn hnp() -> MobilityOption {
-    MobilityOption::HomeNetworkPrefix { prefix_len: 128, prefix: a(HOA) }
+    MobilityOption::HomeNetworkPrefix {
+        prefix_len: 128,
+        prefix: a(HOA),
+    }
 }
 
 fn bu(sequence: u16, flags: u16, lifetime: u16, options: Vec<MobilityOption>) -> MhRepr {
-    MhRepr { message: Message::BindingUpdate(BindingUpdate { sequence, flags, lifetime }), options }
+    MhRepr {
+        message: Message::BindingUpdate(BindingUpdate {
+            sequence,
+            flags,
+            lifetime,
+        }),
+        options,
+    }
 }
 
-fn back(status: u8, flags: u8, sequence: u16, lifetime: u16, options: Vec<MobilityOption>) -> MhRepr {
-    MhRepr { message: Message::BindingAck(BindingAck { status, flags, sequence, lifetime }), options }
+fn back(
+    status: u8,
+    flags: u8,
+    sequence: u16,
+    lifetime: u16,
+    options: Vec<MobilityOption>,
+) -> MhRepr {
+    MhRepr {
+        message: Message::BindingAck(BindingAck {
+            status,
+            flags,
+            sequence,
+            lifetime,
+        }),
+        options,
+    }
 }
 
 fn be(status: u8, home_address: Ipv6Addr) -> MhRepr {
-    MhRepr { message: Message::BindingError(BindingError { status, home_address }), options: vec![] }
+    MhRepr {
+        message: Message::BindingError(BindingError {
+            status,
+            home_address,
+        }),
+        options: vec![],
+    }
 }
 
 /// Every plain (unauthenticated) fixture with the representation it must hold.
 fn plain_cases() -> Vec<(&'static str, MhRepr)> {
     let k = 0x80;
     vec![
-        ("brr", MhRepr { message: Message::BindingRefreshRequest, options: vec![] }),
+        (
+            "brr",
+            MhRepr {
+                message: Message::BindingRefreshRequest,
+                options: vec![],
+            },
+        ),
         (
             "bu_home",
-            bu(0x1234, bu_flags::ACK | bu_flags::HOME, 150, vec![hnp(), MobilityOption::AlternateCareOf(a(ALT_COA))]),
+            bu(
+                0x1234,
+                bu_flags::ACK | bu_flags::HOME,
+                150,
+                vec![hnp(), MobilityOption::AlternateCareOf(a(ALT_COA))],
+            ),
         ),
         (
             "bu_mma",
-            bu(7, bu_flags::ACK | bu_flags::MAP, 300, vec![hnp(), MobilityOption::Experimental(Experimental::TerminalGroup(a(GROUP)))]),
+            bu(
+                7,
+                bu_flags::ACK | bu_flags::MAP,
+                300,
+                vec![
+                    hnp(),
+                    MobilityOption::Experimental(Experimental::TerminalGroup(a(GROUP))),
+                ],
+            ),
         ),
         (
             "bu_forwarding",
@@ -68,7 +122,13 @@ fn plain_cases() -> Vec<(&'static str, MhRepr)> {
                 8,
                 bu_flags::ACK | bu_flags::MAP,
                 0,
-                vec![hnp(), MobilityOption::Experimental(Experimental::ForwardingRequest { new_coa: a(NEW_COA), grace_secs: 10 })],
+                vec![
+                    hnp(),
+                    MobilityOption::Experimental(Experimental::ForwardingRequest {
+                        new_coa: a(NEW_COA),
+                        grace_secs: 10,
+                    }),
+                ],
             ),
         ),
         (
@@ -84,13 +144,31 @@ fn plain_cases() -> Vec<(&'static str, MhRepr)> {
                 ],
             ),
         ),
-        ("back_132", back(back_status::NOT_HOME_SUBNET, k, 0x2001, 0, vec![])),
-        ("back_135", back(back_status::SEQUENCE_OUT_OF_WINDOW, k, 0x2001, 0, vec![])),
-        ("back_144", back(back_status::MIPV6_ID_MISMATCH, k, 0x2001, 0, vec![])),
-        ("back_145", back(back_status::MIPV6_MESG_ID_REQD, k, 0x2001, 0, vec![])),
-        ("back_146", back(back_status::MIPV6_AUTH_FAIL, k, 0x2001, 0, vec![])),
+        (
+            "back_132",
+            back(back_status::NOT_HOME_SUBNET, k, 0x2001, 0, vec![]),
+        ),
+        (
+            "back_135",
+            back(back_status::SEQUENCE_OUT_OF_WINDOW, k, 0x2001, 0, vec![]),
+        ),
+        (
+            "back_144",
+            back(back_status::MIPV6_ID_MISMATCH, k, 0x2001, 0, vec![]),
+        ),
+        (
+            "back_145",
+            back(back_status::MIPV6_MESG_ID_REQD, k, 0x2001, 0, vec![]),
+        ),
+        (
+            "back_146",
+            back(back_status::MIPV6_AUTH_FAIL, k, 0x2001, 0, vec![]),
+        ),
         ("be_1", be(be_status::UNKNOWN_BINDING, a(HOA))),
-        ("be_2", be(be_status::UNRECOGNIZED_MH_TYPE, Ipv6Addr::UNSPECIFIED)),
+        (
+            "be_2",
+            be(be_status::UNRECOGNIZED_MH_TYPE, Ipv6Addr::UNSPECIFIED),
+        ),
     ]
 }
 
@@ -122,28 +200,65 @@ fn parse_scapy_fixtures() {
 }
 
 fn auth_repr() -> MhRepr {
-    bu(0x2001, bu_flags::ACK | bu_flags::HOME, 75, vec![hnp(), MobilityOption::ReplayProtection { timestamp: REPLAY_TS }])
+    bu(
+        0x2001,
+        bu_flags::ACK | bu_flags::HOME,
+        75,
+        vec![
+            hnp(),
+            MobilityOption::ReplayProtection {
+                timestamp: REPLAY_TS,
+            },
+        ],
+    )
 }
 
 #[test]
 fn authenticated_bu_matches_python_hmac() {
     let key = auth_key();
-    for (name, algorithm) in [("bu_auth_sha1", Algorithm::HmacSha1_96), ("bu_auth_sha256", Algorithm::HmacSha256_128)] {
-        let creds = Credentials { spi: AUTH_SPI, algorithm, key: &key };
+    for (name, algorithm) in [
+        ("bu_auth_sha1", Algorithm::HmacSha1_96),
+        ("bu_auth_sha256", Algorithm::HmacSha256_128),
+    ] {
+        let creds = Credentials {
+            spi: AUTH_SPI,
+            algorithm,
+            key: &key,
+        };
         let mut buf = vec![0u8; 128];
-        let n = auth_repr().emit_authenticated(&mut buf, &creds, &a(SRC), &a(HOA)).unwrap();
+        let n = auth_repr()
+            .emit_authenticated(&mut buf, &creds, &a(SRC), &a(HOA))
+            .unwrap();
         buf.truncate(n);
         fill_checksum(&mut buf, &a(SRC), &a(DST)).unwrap();
         let golden = fixture(name);
         assert_eq!(buf, golden, "{name}");
 
         let lookup = |spi: u32| (spi == AUTH_SPI).then_some((algorithm, &key[..]));
-        assert_eq!(auth::verify(&golden, &a(SRC), &a(HOA), lookup), Ok(AUTH_SPI), "{name}");
+        assert_eq!(
+            auth::verify(&golden, &a(SRC), &a(HOA), lookup),
+            Ok(AUTH_SPI),
+            "{name}"
+        );
         // The addresses are part of the authenticated data.
-        assert_eq!(auth::verify(&golden, &a(DST), &a(HOA), lookup), Err(AuthError::Mismatch), "{name}");
-        assert_eq!(auth::verify(&golden, &a(SRC), &a(HOA), |_| None), Err(AuthError::UnknownSpi(AUTH_SPI)));
-        let other = if algorithm == Algorithm::HmacSha1_96 { Algorithm::HmacSha256_128 } else { Algorithm::HmacSha1_96 };
-        assert_eq!(auth::verify(&golden, &a(SRC), &a(HOA), |_| Some((other, &key[..]))), Err(AuthError::BadLength));
+        assert_eq!(
+            auth::verify(&golden, &a(DST), &a(HOA), lookup),
+            Err(AuthError::Mismatch),
+            "{name}"
+        );
+        assert_eq!(
+            auth::verify(&golden, &a(SRC), &a(HOA), |_| None),
+            Err(AuthError::UnknownSpi(AUTH_SPI))
+        );
+        let other = if algorithm == Algorithm::HmacSha1_96 {
+            Algorithm::HmacSha256_128
+        } else {
+            Algorithm::HmacSha1_96
+        };
+        assert_eq!(
+            auth::verify(&golden, &a(SRC), &a(HOA), |_| Some((other, &key[..]))),
+            Err(AuthError::BadLength)
+        );
 
         let n_auth = algorithm.authenticator_len();
         let mut expected = auth_repr();
@@ -157,7 +272,10 @@ fn authenticated_bu_matches_python_hmac() {
         let mut again = emit_with_checksum(&expected);
         assert_eq!(again, golden, "{name}");
         again[4] ^= 1;
-        assert_eq!(verify_checksum(&again, &a(SRC), &a(DST)), Err(Error::BadChecksum));
+        assert_eq!(
+            verify_checksum(&again, &a(SRC), &a(DST)),
+            Err(Error::BadChecksum)
+        );
     }
 }
 
@@ -165,7 +283,10 @@ fn authenticated_bu_matches_python_hmac() {
 fn verify_rejects_unauthenticated_and_misplaced_options() {
     let key = auth_key();
     let lookup = |_| Some((Algorithm::HmacSha1_96, &key[..]));
-    assert_eq!(auth::verify(&fixture("bu_home"), &a(SRC), &a(HOA), lookup), Err(AuthError::Missing));
+    assert_eq!(
+        auth::verify(&fixture("bu_home"), &a(SRC), &a(HOA), lookup),
+        Err(AuthError::Missing)
+    );
 
     // Authentication followed by padding: not last. Built by hand so emit's own rules do not
     // prevent it: BRR (8) + Pad1 + auth option with a 12-byte authenticator (19) + PadN(2) = 32.
@@ -174,14 +295,19 @@ fn verify_rejects_unauthenticated_and_misplaced_options() {
     mh.extend_from_slice(&[0xaa; 12]);
     mh.extend_from_slice(&[1, 2, 0, 0]);
     assert_eq!(mh.len(), 32);
-    assert_eq!(auth::verify(&mh, &a(SRC), &a(HOA), lookup), Err(AuthError::NotLast));
+    assert_eq!(
+        auth::verify(&mh, &a(SRC), &a(HOA), lookup),
+        Err(AuthError::NotLast)
+    );
 
     // MN-AAA subtype (2) is not ours.
     let mut aaa = fixture("bu_auth_sha1");
     aaa[47] = 2;
     assert_eq!(
         auth::verify(&aaa, &a(SRC), &a(HOA), lookup),
-        Err(AuthError::Malformed(Error::Unsupported("authentication subtype")))
+        Err(AuthError::Malformed(Error::Unsupported(
+            "authentication subtype"
+        )))
     );
 }
 
@@ -190,5 +316,8 @@ fn unknown_mh_type_is_unsupported() {
     // A Home Test Init (type 1) from scapy's point of view: we answer those with a BE status 2.
     let mut hoti = fixture("back_132");
     hoti[2] = 1;
-    assert_eq!(MhRepr::parse(&hoti), Err(Error::Unsupported("mobility header type")));
+    assert_eq!(
+        MhRepr::parse(&hoti),
+        Err(Error::Unsupported("mobility header type"))
+    );
 }

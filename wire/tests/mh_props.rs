@@ -4,8 +4,8 @@ use std::net::Ipv6Addr;
 
 use mipcast_wire::auth::{self, Algorithm, AuthError, Credentials};
 use mipcast_wire::mh::{
-    fill_checksum, verify_checksum, BindingAck, BindingError, BindingUpdate, Experimental, Message, MhPacket, MhRepr,
-    MobilityOption,
+    fill_checksum, verify_checksum, BindingAck, BindingError, BindingUpdate, Experimental, Message,
+    MhPacket, MhRepr, MobilityOption,
 };
 use proptest::prelude::*;
 
@@ -16,12 +16,29 @@ fn addr() -> impl Strategy<Value = Ipv6Addr> {
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         Just(Message::BindingRefreshRequest),
-        (any::<u16>(), any::<u16>(), any::<u16>())
-            .prop_map(|(sequence, flags, lifetime)| Message::BindingUpdate(BindingUpdate { sequence, flags, lifetime })),
-        (any::<u8>(), any::<u8>(), any::<u16>(), any::<u16>()).prop_map(|(status, flags, sequence, lifetime)| {
-            Message::BindingAck(BindingAck { status, flags, sequence, lifetime })
+        (any::<u16>(), any::<u16>(), any::<u16>()).prop_map(|(sequence, flags, lifetime)| {
+            Message::BindingUpdate(BindingUpdate {
+                sequence,
+                flags,
+                lifetime,
+            })
         }),
-        (any::<u8>(), addr()).prop_map(|(status, home_address)| Message::BindingError(BindingError { status, home_address })),
+        (any::<u8>(), any::<u8>(), any::<u16>(), any::<u16>()).prop_map(
+            |(status, flags, sequence, lifetime)| {
+                Message::BindingAck(BindingAck {
+                    status,
+                    flags,
+                    sequence,
+                    lifetime,
+                })
+            }
+        ),
+        (any::<u8>(), addr()).prop_map(|(status, home_address)| Message::BindingError(
+            BindingError {
+                status,
+                home_address
+            }
+        )),
     ]
 }
 
@@ -34,13 +51,24 @@ fn option() -> impl Strategy<Value = MobilityOption> {
     prop_oneof![
         any::<u16>().prop_map(|interval| MobilityOption::BindingRefreshAdvice { interval }),
         addr().prop_map(MobilityOption::AlternateCareOf),
-        (0u8..=128, addr()).prop_map(|(prefix_len, prefix)| MobilityOption::HomeNetworkPrefix { prefix_len, prefix }),
+        (0u8..=128, addr()).prop_map(|(prefix_len, prefix)| MobilityOption::HomeNetworkPrefix {
+            prefix_len,
+            prefix
+        }),
         any::<u64>().prop_map(|timestamp| MobilityOption::ReplayProtection { timestamp }),
         addr().prop_map(|a| MobilityOption::Experimental(Experimental::TerminalGroup(a))),
         addr().prop_map(|a| MobilityOption::Experimental(Experimental::AssignedCoa(a))),
-        (addr(), any::<u32>())
-            .prop_map(|(new_coa, grace_secs)| MobilityOption::Experimental(Experimental::ForwardingRequest { new_coa, grace_secs })),
-        (unknown_type(), proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(ty, data)| MobilityOption::Unknown { ty, data }),
+        (addr(), any::<u32>()).prop_map(|(new_coa, grace_secs)| MobilityOption::Experimental(
+            Experimental::ForwardingRequest {
+                new_coa,
+                grace_secs
+            }
+        )),
+        (
+            unknown_type(),
+            proptest::collection::vec(any::<u8>(), 0..40)
+        )
+            .prop_map(|(ty, data)| MobilityOption::Unknown { ty, data }),
         // Experimental with a sub-type that is not ours stays Unknown.
         (4u8.., proptest::collection::vec(any::<u8>(), 0..30)).prop_map(|(sub, mut data)| {
             data.insert(0, sub);
@@ -50,21 +78,37 @@ fn option() -> impl Strategy<Value = MobilityOption> {
 }
 
 fn auth_option() -> impl Strategy<Value = MobilityOption> {
-    (any::<u8>(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..40))
-        .prop_map(|(subtype, spi, authenticator)| MobilityOption::Authentication { subtype, spi, authenticator })
+    (
+        any::<u8>(),
+        any::<u32>(),
+        proptest::collection::vec(any::<u8>(), 0..40),
+    )
+        .prop_map(
+            |(subtype, spi, authenticator)| MobilityOption::Authentication {
+                subtype,
+                spi,
+                authenticator,
+            },
+        )
 }
 
 fn repr() -> impl Strategy<Value = MhRepr> {
-    (message(), proptest::collection::vec(option(), 0..6), proptest::option::of(auth_option())).prop_map(
-        |(message, mut options, auth)| {
+    (
+        message(),
+        proptest::collection::vec(option(), 0..6),
+        proptest::option::of(auth_option()),
+    )
+        .prop_map(|(message, mut options, auth)| {
             options.extend(auth);
             MhRepr { message, options }
-        },
-    )
+        })
 }
 
 fn algorithm() -> impl Strategy<Value = Algorithm> {
-    prop_oneof![Just(Algorithm::HmacSha1_96), Just(Algorithm::HmacSha256_128)]
+    prop_oneof![
+        Just(Algorithm::HmacSha1_96),
+        Just(Algorithm::HmacSha256_128)
+    ]
 }
 
 proptest! {
@@ -182,7 +226,13 @@ fn exercise(buf: &[u8]) {
     let key = [7u8; 20];
     let (coa, hoa) = (Ipv6Addr::LOCALHOST, Ipv6Addr::UNSPECIFIED);
     if let Ok(p) = MhPacket::new_checked(buf) {
-        let _ = (p.payload_proto(), p.header_len(), p.mh_type(), p.checksum(), p.message_data().len());
+        let _ = (
+            p.payload_proto(),
+            p.header_len(),
+            p.mh_type(),
+            p.checksum(),
+            p.message_data().len(),
+        );
         if let Ok(opts) = p.options() {
             for o in opts.take(4096) {
                 let _ = o.map(|o| o.end());
@@ -245,5 +295,8 @@ fn mutated_golden_fixtures_never_panic() {
             }
         }
     }
-    assert!(count >= 10, "fixtures missing: run /usr/bin/python3 wire/tests/gen_mh_fixtures.py");
+    assert!(
+        count >= 10,
+        "fixtures missing: run /usr/bin/python3 wire/tests/gen_mh_fixtures.py"
+    );
 }

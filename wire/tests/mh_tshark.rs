@@ -6,8 +6,8 @@ use std::net::Ipv6Addr;
 
 use mipcast_wire::auth::{Algorithm, Credentials};
 use mipcast_wire::mh::{
-    back_status, be_status, bu_flags, fill_checksum, BindingAck, BindingError, BindingUpdate, Experimental, Message,
-    MhRepr, MobilityOption, IPPROTO_MH,
+    back_status, be_status, bu_flags, fill_checksum, BindingAck, BindingError, BindingUpdate,
+    Experimental, Message, MhRepr, MobilityOption, IPPROTO_MH,
 };
 
 fn a(s: &str) -> Ipv6Addr {
@@ -31,50 +31,109 @@ fn tshark_decodes_every_message() {
     if !common::have_tshark("tshark_decodes_every_message") {
         return;
     }
-    let (mn, ha, mma) = (a("2001:db8:100::10"), a("2001:db8:1::1"), a("2001:db8:300::1"));
+    let (mn, ha, mma) = (
+        a("2001:db8:100::10"),
+        a("2001:db8:1::1"),
+        a("2001:db8:300::1"),
+    );
     let hoa = a("2001:db8:1::100");
-    let hnp = MobilityOption::HomeNetworkPrefix { prefix_len: 128, prefix: hoa };
+    let hnp = MobilityOption::HomeNetworkPrefix {
+        prefix_len: 128,
+        prefix: hoa,
+    };
     let bu_ha = MhRepr {
-        message: Message::BindingUpdate(BindingUpdate { sequence: 4660, flags: bu_flags::ACK | bu_flags::HOME, lifetime: 150 }),
+        message: Message::BindingUpdate(BindingUpdate {
+            sequence: 4660,
+            flags: bu_flags::ACK | bu_flags::HOME,
+            lifetime: 150,
+        }),
         options: vec![
             hnp.clone(),
             MobilityOption::AlternateCareOf(a("2001:db8:200::20")),
-            MobilityOption::ReplayProtection { timestamp: 0xE8D4_A510_0000_0000 },
+            MobilityOption::ReplayProtection {
+                timestamp: 0xE8D4_A510_0000_0000,
+            },
         ],
     };
     let bu_mma = MhRepr {
-        message: Message::BindingUpdate(BindingUpdate { sequence: 7, flags: bu_flags::ACK | bu_flags::MAP, lifetime: 300 }),
-        options: vec![hnp.clone(), MobilityOption::Experimental(Experimental::TerminalGroup(a("ff35::211:22ff:fe33:4455")))],
-    };
-    let bu_fwd = MhRepr {
-        message: Message::BindingUpdate(BindingUpdate { sequence: 8, flags: bu_flags::ACK | bu_flags::MAP, lifetime: 0 }),
+        message: Message::BindingUpdate(BindingUpdate {
+            sequence: 7,
+            flags: bu_flags::ACK | bu_flags::MAP,
+            lifetime: 300,
+        }),
         options: vec![
             hnp.clone(),
-            MobilityOption::Experimental(Experimental::ForwardingRequest { new_coa: a("2001:db8:400::1"), grace_secs: 10 }),
+            MobilityOption::Experimental(Experimental::TerminalGroup(a(
+                "ff35::211:22ff:fe33:4455",
+            ))),
+        ],
+    };
+    let bu_fwd = MhRepr {
+        message: Message::BindingUpdate(BindingUpdate {
+            sequence: 8,
+            flags: bu_flags::ACK | bu_flags::MAP,
+            lifetime: 0,
+        }),
+        options: vec![
+            hnp.clone(),
+            MobilityOption::Experimental(Experimental::ForwardingRequest {
+                new_coa: a("2001:db8:400::1"),
+                grace_secs: 10,
+            }),
         ],
     };
     let back_ok = MhRepr {
-        message: Message::BindingAck(BindingAck { status: back_status::ACCEPTED, flags: 0, sequence: 7, lifetime: 300 }),
+        message: Message::BindingAck(BindingAck {
+            status: back_status::ACCEPTED,
+            flags: 0,
+            sequence: 7,
+            lifetime: 300,
+        }),
         options: vec![
             MobilityOption::BindingRefreshAdvice { interval: 60 },
             MobilityOption::Experimental(Experimental::AssignedCoa(mma)),
         ],
     };
     let back_fail = MhRepr {
-        message: Message::BindingAck(BindingAck { status: back_status::NOT_HOME_SUBNET, flags: 0x80, sequence: 9, lifetime: 0 }),
+        message: Message::BindingAck(BindingAck {
+            status: back_status::NOT_HOME_SUBNET,
+            flags: 0x80,
+            sequence: 9,
+            lifetime: 0,
+        }),
         options: vec![],
     };
-    let brr = MhRepr { message: Message::BindingRefreshRequest, options: vec![] };
+    let brr = MhRepr {
+        message: Message::BindingRefreshRequest,
+        options: vec![],
+    };
     let be = MhRepr {
-        message: Message::BindingError(BindingError { status: be_status::UNRECOGNIZED_MH_TYPE, home_address: hoa }),
+        message: Message::BindingError(BindingError {
+            status: be_status::UNRECOGNIZED_MH_TYPE,
+            home_address: hoa,
+        }),
         options: vec![],
     };
 
     let key: Vec<u8> = (1..=20).collect();
     let mut packets = vec![];
-    for (spi, algorithm) in [(0x0102_0304, Algorithm::HmacSha1_96), (0x0506_0708, Algorithm::HmacSha256_128)] {
+    for (spi, algorithm) in [
+        (0x0102_0304, Algorithm::HmacSha1_96),
+        (0x0506_0708, Algorithm::HmacSha256_128),
+    ] {
         let mut buf = vec![0; 256];
-        let n = bu_ha.emit_authenticated(&mut buf, &Credentials { spi, algorithm, key: &key }, &mn, &hoa).unwrap();
+        let n = bu_ha
+            .emit_authenticated(
+                &mut buf,
+                &Credentials {
+                    spi,
+                    algorithm,
+                    key: &key,
+                },
+                &mn,
+                &hoa,
+            )
+            .unwrap();
         buf.truncate(n);
         packets.push(frame(mn, ha, buf));
     }

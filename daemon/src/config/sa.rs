@@ -76,7 +76,10 @@ pub fn validate_sas(path: &str, sas: &[SaConfig], v: &mut Validator) {
             );
         }
         if sas.iter().take(i).any(|earlier| earlier.spi == sa.spi) {
-            v.error(format!("{path}[{i}].spi"), format!("SPI {} is configured twice", sa.spi));
+            v.error(
+                format!("{path}[{i}].spi"),
+                format!("SPI {} is configured twice", sa.spi),
+            );
         }
         if sa.home_prefixes.is_empty() {
             v.error(
@@ -129,8 +132,15 @@ mod tests {
         let err = super::super::load_str::<Doc>(std::path::Path::new("t.yaml"), &bad)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("t.yaml:2:") && err.contains("security_associations[0].spi: SPI 7 is reserved"), "{err}");
-        assert!(err.contains("security_associations[0].home_prefixes: at least one"), "{err}");
+        assert!(
+            err.contains("t.yaml:2:")
+                && err.contains("security_associations[0].spi: SPI 7 is reserved"),
+            "{err}"
+        );
+        assert!(
+            err.contains("security_associations[0].home_prefixes: at least one"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -45,8 +45,8 @@ pub fn auth_failure_reason(
 mod tests {
     use super::*;
     use mipcast_binding::SecurityAssociation;
-    use mipcast_wire::mh::MobilityOption;
     use mipcast_wire::auth::{Algorithm, Credentials};
+    use mipcast_wire::mh::MobilityOption;
     use mipcast_wire::mh::{BindingUpdate, Message};
 
     fn a(s: &str) -> Ipv6Addr {

@@ -131,7 +131,12 @@ fn kernel_failure_rolls_back_and_answers_130() {
     // The 130 is signed with the BU's SA like any reply to an authenticated BU.
     let lookup = |spi| (spi == 1000).then_some((Algorithm::HmacSha256_128, KEY));
     assert_eq!(
-        mipcast_wire::auth::verify(&f.sends[0].bytes, &a("2001:db8:2::9"), &a("2001:db8:1::100"), lookup),
+        mipcast_wire::auth::verify(
+            &f.sends[0].bytes,
+            &a("2001:db8:2::9"),
+            &a("2001:db8:1::100"),
+            lookup
+        ),
         Ok(1000)
     );
     // Undo the proxy entry and the rule that did get in (the route delete is tolerated).
@@ -191,14 +196,29 @@ fn failed_move_withdraws_the_binding_and_the_old_tunnel() {
     // The refused replace left the route to the old CoA: the rollback deletes it, the proxy
     // entry and the new CoA's rule (the old one's went with the move).
     let kinds: Vec<String> = f.rollback.delete.iter().map(|o| o.to_string()).collect();
-    assert!(f.rollback.delete.iter().any(|o| matches!(o,
-        KObject::EncapRoute { tunnel_dst, .. } if *tunnel_dst == a("2001:db8:2::9"))), "{kinds:?}");
-    assert!(f.rollback.delete.iter().any(|o| matches!(o, KObject::ProxyNeigh { .. })), "{kinds:?}");
-    assert!(f.rollback.delete.iter().any(|o| matches!(o,
-        KObject::Rule { from: Some(from), .. } if from.ip() == a("2001:db8:3::9"))), "{kinds:?}");
+    assert!(
+        f.rollback.delete.iter().any(|o| matches!(o,
+        KObject::EncapRoute { tunnel_dst, .. } if *tunnel_dst == a("2001:db8:2::9"))),
+        "{kinds:?}"
+    );
+    assert!(
+        f.rollback
+            .delete
+            .iter()
+            .any(|o| matches!(o, KObject::ProxyNeigh { .. })),
+        "{kinds:?}"
+    );
+    assert!(
+        f.rollback.delete.iter().any(|o| matches!(o,
+        KObject::Rule { from: Some(from), .. } if from.ip() == a("2001:db8:3::9"))),
+        "{kinds:?}"
+    );
     assert!(ch.delete.iter().any(|o| matches!(o,
         KObject::Rule { from: Some(from), .. } if from.ip() == a("2001:db8:2::9"))));
-    assert!(f.events.iter().any(|e| matches!(e, Event::ProgrammingFailed { .. })));
+    assert!(f
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::ProgrammingFailed { .. })));
 }
 
 #[test]

@@ -6,7 +6,6 @@ use super::error::{Result, SocketError};
 use super::raw::{PacketInfo, RawSocket, Received};
 use super::sys;
 
-
 /// A raw Mobility Header (IPPROTO_MH) socket. The kernel computes the MH checksum on send and
 /// drops received messages whose checksum is wrong, so callers send with the checksum field
 /// zero and never see a corrupt message.

@@ -6,7 +6,6 @@ use super::raw::{PacketInfo, RawSocket, Received};
 /// All PIM routers (ff02::d).
 pub const ALL_PIM_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xd);
 
-
 /// A raw PIMv2 (IPPROTO_PIM) socket: the kernel fills and verifies the checksum over the
 /// pseudo-header; multicast goes out with hop limit 1 and is not looped back.
 pub struct PimSocket {

@@ -71,7 +71,10 @@ pub enum Event {
         status: u8,
     },
     /// A message dropped without reply; `reason` is a stable metrics label.
-    Dropped { reason: &'static str, detail: String },
+    Dropped {
+        reason: &'static str,
+        detail: String,
+    },
     /// The kernel refused a change of the terminal: its registration was revoked, its kernel
     /// state withdrawn, its BU answered with 130.
     ProgrammingFailed { hoa: Ipv6Addr, group: Ipv6Addr },
@@ -116,7 +119,13 @@ impl Core {
     }
 
     /// A Mobility Header message from `src` to our address `dst`.
-    pub fn handle_mh(&mut self, src: Ipv6Addr, dst: Ipv6Addr, bytes: &[u8], now: Now) -> Vec<Output> {
+    pub fn handle_mh(
+        &mut self,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        bytes: &[u8],
+        now: Now,
+    ) -> Vec<Output> {
         let actions = self.registrar.handle_bu(src, dst, bytes, now);
         self.translate(actions)
     }
@@ -176,7 +185,9 @@ impl Core {
     pub fn owner(&self, change: &Change) -> Option<Ipv6Addr> {
         let hoa = match *change {
             Change::Add(o) | Change::Replace(o) | Change::Delete(o) => plan::terminal_of(&o)?,
-            Change::AddMfc { group, .. } | Change::DelMfc { group, .. } => self.group_owner(group)?,
+            Change::AddMfc { group, .. } | Change::DelMfc { group, .. } => {
+                self.group_owner(group)?
+            }
         };
         self.registrar.cache().get(&hoa).map(|b| b.hoa)
     }
@@ -232,7 +243,9 @@ impl Core {
                     self.registrar
                         .policy_mut()
                         .note_install(&binding, replaced.as_ref());
-                    let old = replaced.as_ref().map(|b| self.plan.terminal(b.hoa, &b.payload));
+                    let old = replaced
+                        .as_ref()
+                        .map(|b| self.plan.terminal(b.hoa, &b.payload));
                     let new = self.plan.terminal(binding.hoa, &binding.payload);
                     out.extend(
                         self.plan
@@ -261,7 +274,12 @@ impl Core {
                 Action::Remove { binding, reason } => {
                     self.registrar.policy_mut().note_remove(&binding);
                     let old = self.plan.terminal(binding.hoa, &binding.payload);
-                    out.extend(self.plan.diff(Some(&old), None).into_iter().map(Output::Kernel));
+                    out.extend(
+                        self.plan
+                            .diff(Some(&old), None)
+                            .into_iter()
+                            .map(Output::Kernel),
+                    );
                     out.push(Output::Event(Event::Removed {
                         hoa: binding.hoa,
                         group: binding.payload.group,

@@ -41,8 +41,14 @@ pub enum Change {
     Replace(KObject),
     Delete(KObject),
     /// (source, group) entry: iif = the WAN MIF, oifs = the site MIFs.
-    AddMfc { source: Ipv6Addr, group: Ipv6Addr },
-    DelMfc { source: Ipv6Addr, group: Ipv6Addr },
+    AddMfc {
+        source: Ipv6Addr,
+        group: Ipv6Addr,
+    },
+    DelMfc {
+        source: Ipv6Addr,
+        group: Ipv6Addr,
+    },
 }
 
 /// `::/0`, the destination of the source-specific uplink routes.
@@ -53,7 +59,13 @@ const DEFAULT_ROUTE: Ipv6Network = match Ipv6Network::new_checked(Ipv6Addr::UNSP
 
 fn any_device(route: KObject) -> KObject {
     match route {
-        KObject::EncapRoute { dst, src, tunnel_dst, table, .. } => KObject::EncapRoute {
+        KObject::EncapRoute {
+            dst,
+            src,
+            tunnel_dst,
+            table,
+            ..
+        } => KObject::EncapRoute {
             dst,
             src,
             tunnel_dst,
@@ -85,7 +97,9 @@ pub fn terminal_of(o: &KObject) -> Option<Ipv6Addr> {
 /// Kernel identity of a route (table, destination, source); rules are their own identity.
 fn route_key(o: &KObject) -> Option<(u32, Ipv6Network, Option<Ipv6Network>)> {
     match *o {
-        KObject::EncapRoute { dst, src, table, .. } => Some((table, dst, src)),
+        KObject::EncapRoute {
+            dst, src, table, ..
+        } => Some((table, dst, src)),
         KObject::DecapRoute { local, table, .. } => Some((table, host(local), None)),
         _ => None,
     }
@@ -213,7 +227,10 @@ impl Plan {
         let mut out = Vec::new();
         if old.mfc_group != new.mfc_group {
             if let Some(group) = new.mfc_group {
-                out.push(Change::AddMfc { source: self.mma, group });
+                out.push(Change::AddMfc {
+                    source: self.mma,
+                    group,
+                });
             }
         }
         for r in &new.routes {
@@ -230,7 +247,10 @@ impl Plan {
         }
         if old.mfc_group != new.mfc_group {
             if let Some(group) = old.mfc_group {
-                out.push(Change::DelMfc { source: self.mma, group });
+                out.push(Change::DelMfc {
+                    source: self.mma,
+                    group,
+                });
             }
         }
         out

@@ -52,7 +52,9 @@ impl PolicyConfig {
     }
 
     fn on_site(&self, addr: Ipv6Addr) -> bool {
-        self.site_prefixes.iter().any(|&(p, l)| prefix_contains(p, l, addr))
+        self.site_prefixes
+            .iter()
+            .any(|&(p, l)| prefix_contains(p, l, addr))
     }
 }
 
@@ -94,7 +96,11 @@ impl MmaPolicy {
     }
 
     /// Records that `binding` was installed in place of `replaced`.
-    pub fn note_install(&mut self, binding: &Binding<Terminal>, replaced: Option<&Binding<Terminal>>) {
+    pub fn note_install(
+        &mut self,
+        binding: &Binding<Terminal>,
+        replaced: Option<&Binding<Terminal>>,
+    ) {
         if let Some(old) = replaced {
             self.note_remove(old);
         }
@@ -124,9 +130,10 @@ fn terminal_group(options: &[MobilityOption]) -> Option<Ipv6Addr> {
 
 fn forwarding_request(options: &[MobilityOption]) -> Option<(Ipv6Addr, u32)> {
     options.iter().find_map(|o| match o {
-        MobilityOption::Experimental(Experimental::ForwardingRequest { new_coa, grace_secs }) => {
-            Some((*new_coa, *grace_secs))
-        }
+        MobilityOption::Experimental(Experimental::ForwardingRequest {
+            new_coa,
+            grace_secs,
+        }) => Some((*new_coa, *grace_secs)),
         _ => None,
     })
 }
@@ -164,15 +171,23 @@ impl Policy for MmaPolicy {
                 home_agent,
                 forward_to: None,
             },
-            ack_options: vec![MobilityOption::Experimental(Experimental::AssignedCoa(self.mma))],
+            ack_options: vec![MobilityOption::Experimental(Experimental::AssignedCoa(
+                self.mma,
+            ))],
         }
     }
 
-    fn on_deregister(&mut self, req: &Request, cache: &BindingCache<Terminal>) -> DeregVerdict<Terminal> {
+    fn on_deregister(
+        &mut self,
+        req: &Request,
+        cache: &BindingCache<Terminal>,
+    ) -> DeregVerdict<Terminal> {
         let Some((new_coa, asked)) = forwarding_request(&req.options) else {
             // Deregistering an unknown terminal is acknowledged too: a retransmitted
             // deregistration must not look like a failure.
-            return DeregVerdict::Remove { ack_options: Vec::new() };
+            return DeregVerdict::Remove {
+                ack_options: Vec::new(),
+            };
         };
         if !is_unicast(new_coa) || new_coa == self.mma {
             return DeregVerdict::Reject {
@@ -180,9 +195,16 @@ impl Policy for MmaPolicy {
             };
         }
         let Some(current) = cache.get(&req.hoa) else {
-            return DeregVerdict::Remove { ack_options: Vec::new() };
+            return DeregVerdict::Remove {
+                ack_options: Vec::new(),
+            };
         };
-        let grace_s = if asked == 0 { self.config.default_grace_s } else { asked }.min(self.config.max_grace_s);
+        let grace_s = if asked == 0 {
+            self.config.default_grace_s
+        } else {
+            asked
+        }
+        .min(self.config.max_grace_s);
         DeregVerdict::Linger {
             payload: Terminal {
                 forward_to: Some(new_coa),
@@ -190,10 +212,12 @@ impl Policy for MmaPolicy {
             },
             grace_s,
             // Echoes the granted grace period so the terminal knows how long it is covered.
-            ack_options: vec![MobilityOption::Experimental(Experimental::ForwardingRequest {
-                new_coa,
-                grace_secs: grace_s,
-            })],
+            ack_options: vec![MobilityOption::Experimental(
+                Experimental::ForwardingRequest {
+                    new_coa,
+                    grace_secs: grace_s,
+                },
+            )],
         }
     }
 }

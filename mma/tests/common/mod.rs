@@ -5,8 +5,8 @@
 use std::net::Ipv6Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mipcast_wire::auth::Algorithm;
 pub use mipcast_netns_tests::mh_client::Bu;
+use mipcast_wire::auth::Algorithm;
 use mipcast_wire::mh::{bu_flags, Message, MhRepr, MobilityOption};
 
 pub const CN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);

@@ -42,7 +42,14 @@ impl Topo {
         let mn = Netns::new(&format!("{tag}n"));
         veth(&cn, "e0", "2001:db8:1::2/64", &ha, "e0", "2001:db8:1::1/64");
         cn.sh("ip -6 route add default via 2001:db8:1::1");
-        veth(&ha, "e1", "2001:db8:2::1/64", &mma, "e0", "2001:db8:2::2/64");
+        veth(
+            &ha,
+            "e1",
+            "2001:db8:2::1/64",
+            &mma,
+            "e0",
+            "2001:db8:2::2/64",
+        );
         veth(&mma, "e1", "2001:db8:3::1/64", &r, "e0", "2001:db8:3::2/64");
         veth(&r, "e1", "2001:db8:4::1/64", &mn, "e0", "2001:db8:4::2/64");
         ha.sh("ip -6 route add 2001:db8:3::/63 via 2001:db8:2::2 && ip -6 route add 2001:db8:99::/64 via 2001:db8:2::2 metric 2000");
@@ -95,7 +102,14 @@ impl Topo {
         let log = self.dir.join("smcroute.log");
         let child = self.r.spawn(
             "smcrouted",
-            &["-f", conf.to_str().unwrap(), "-n", "-N", "-u", sock.to_str().unwrap()],
+            &[
+                "-f",
+                conf.to_str().unwrap(),
+                "-n",
+                "-N",
+                "-u",
+                sock.to_str().unwrap(),
+            ],
             Some(&log),
         );
         self.smcroute = Some(Daemon(child));
@@ -145,9 +159,14 @@ impl Topo {
         let mut d = Daemon(child);
         wait_for(Duration::from_secs(15), "mma ready", || {
             if let Ok(Some(st)) = d.0.try_wait() {
-                panic!("mma exited ({st}): {}", std::fs::read_to_string(&log).unwrap_or_default());
+                panic!(
+                    "mma exited ({st}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
-            std::fs::read_to_string(&log).unwrap_or_default().contains("mma ready")
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("mma ready")
         });
         d
     }
@@ -156,10 +175,15 @@ impl Topo {
     pub fn send_bu(&self, bu: &Bu) -> Ack {
         let bytes = bu.bytes();
         let reply = self.mn.enter(|| {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 let s = MhSocket::new().unwrap();
-                s.send_to(&bytes, MMA, PacketInfo::ANY.with_source(bu.coa)).await.unwrap();
+                s.send_to(&bytes, MMA, PacketInfo::ANY.with_source(bu.coa))
+                    .await
+                    .unwrap();
                 let mut buf = vec![0u8; 2048];
                 let r = tokio::time::timeout(Duration::from_secs(5), s.recv(&mut buf))
                     .await
@@ -182,13 +206,15 @@ impl Topo {
     /// Our routes and rules in the MMA namespace.
     pub fn our_kernel_state(&self) -> String {
         // (This iproute2 ignores `proto` in `ip rule show`, so filter by hand.)
-        self.mma.sh("ip -6 route show table all proto 158; ip -6 rule show | grep 'proto 158' || true")
+        self.mma
+            .sh("ip -6 route show table all proto 158; ip -6 rule show | grep 'proto 158' || true")
     }
 
     /// Whether the MMA's MFC has the (MMA, G) entry, as /proc/net/ip6_mr_cache spells it.
     pub fn has_mfc_entry(&self) -> bool {
         let full = |a: Ipv6Addr| a.segments().map(|s| format!("{s:04x}")).join(":");
-        self.mfc().contains(&format!("{} {}", full(GROUP), full(MMA)))
+        self.mfc()
+            .contains(&format!("{} {}", full(GROUP), full(MMA)))
     }
 
     pub fn mfc(&self) -> String {
@@ -236,12 +262,26 @@ impl Capture {
         let log = dir.join(format!("{name}.log"));
         let child = ns.spawn(
             "tcpdump",
-            &["-i", ifname, "-n", "-U", "--immediate-mode", "-w", file.to_str().unwrap(), "ip6 proto 41"],
+            &[
+                "-i",
+                ifname,
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-w",
+                file.to_str().unwrap(),
+                "ip6 proto 41",
+            ],
             Some(&log),
         );
-        let c = Capture { daemon: Daemon(child), file };
+        let c = Capture {
+            daemon: Daemon(child),
+            file,
+        };
         wait_for(Duration::from_secs(10), "tcpdump listening", || {
-            std::fs::read_to_string(&log).unwrap_or_default().contains("listening on")
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("listening on")
         });
         c
     }
@@ -249,9 +289,19 @@ impl Capture {
     /// Stops the capture and returns the tunnel packets' addresses.
     pub fn stop(mut self) -> Vec<(String, String, String, String)> {
         std::thread::sleep(Duration::from_millis(300));
-        self.daemon.signal_and_wait(libc::SIGINT, Duration::from_secs(5));
+        self.daemon
+            .signal_and_wait(libc::SIGINT, Duration::from_secs(5));
         let out = std::process::Command::new("tshark")
-            .args(["-r", self.file.to_str().unwrap(), "-T", "fields", "-e", "ipv6.src", "-e", "ipv6.dst"])
+            .args([
+                "-r",
+                self.file.to_str().unwrap(),
+                "-T",
+                "fields",
+                "-e",
+                "ipv6.src",
+                "-e",
+                "ipv6.dst",
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
@@ -286,10 +336,13 @@ pub fn tcp_echo(t: &Topo, payload: &[u8]) -> Vec<u8> {
         s.write_all(&total).unwrap();
     });
     let stream = t.cn.enter(|| {
-        TcpStream::connect_timeout(&(HOA, 7000).into(), Duration::from_secs(10)).expect("TCP connect to the HoA")
+        TcpStream::connect_timeout(&(HOA, 7000).into(), Duration::from_secs(10))
+            .expect("TCP connect to the HoA")
     });
     let mut stream = stream;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(payload).unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     let mut back = Vec::new();
@@ -299,7 +352,14 @@ pub fn tcp_echo(t: &Topo, payload: &[u8]) -> Vec<u8> {
 }
 
 /// True when a UDP datagram from `src` in `from` to `dst` in `to` arrives within `wait`.
-pub fn udp_arrives(from: &Netns, src: Ipv6Addr, to: &Netns, dst: Ipv6Addr, port: u16, wait: Duration) -> bool {
+pub fn udp_arrives(
+    from: &Netns,
+    src: Ipv6Addr,
+    to: &Netns,
+    dst: Ipv6Addr,
+    port: u16,
+    wait: Duration,
+) -> bool {
     let probe = mipcast_netns_tests::UdpProbe::bind(to, &dst.to_string(), port);
     mipcast_netns_tests::udp_send(from, &src.to_string(), &dst.to_string(), port, "hello");
     probe.recv(wait).is_some_and(|(p, _)| p == "hello")

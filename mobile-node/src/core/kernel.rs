@@ -59,14 +59,24 @@ pub struct Desired {
 /// What identifies a route in the kernel (two with one identity cannot coexist).
 #[derive(PartialEq, Eq)]
 enum RouteKey {
-    Route { table: u32, dst: Ipv6Network, src: Option<Ipv6Network> },
+    Route {
+        table: u32,
+        dst: Ipv6Network,
+        src: Option<Ipv6Network>,
+    },
     Other(KObject),
 }
 
 fn key(o: &KObject) -> RouteKey {
     match *o {
-        KObject::EncapRoute { dst, src, table, .. } => RouteKey::Route { table, dst, src },
-        KObject::DecapRoute { local, table, .. } => RouteKey::Route { table, dst: Ipv6Network::from(local), src: None },
+        KObject::EncapRoute {
+            dst, src, table, ..
+        } => RouteKey::Route { table, dst, src },
+        KObject::DecapRoute { local, table, .. } => RouteKey::Route {
+            table,
+            dst: Ipv6Network::from(local),
+            src: None,
+        },
         other => RouteKey::Other(other),
     }
 }
@@ -80,12 +90,34 @@ fn is_rule(o: &KObject) -> bool {
 /// and only then removals (rules before routes) and leaves.
 pub fn diff(old: &Desired, new: &Desired) -> Vec<KernelChange> {
     let mut out = Vec::new();
-    out.extend(new.memberships.difference(&old.memberships).map(|m| KernelChange::Join(*m)));
-    out.extend(new.addresses.difference(&old.addresses).map(|a| KernelChange::AddAddress(*a)));
-    out.extend(new.marked_groups.difference(&old.marked_groups).map(|g| KernelChange::MarkGroup(*g)));
+    out.extend(
+        new.memberships
+            .difference(&old.memberships)
+            .map(|m| KernelChange::Join(*m)),
+    );
+    out.extend(
+        new.addresses
+            .difference(&old.addresses)
+            .map(|a| KernelChange::AddAddress(*a)),
+    );
+    out.extend(
+        new.marked_groups
+            .difference(&old.marked_groups)
+            .map(|g| KernelChange::MarkGroup(*g)),
+    );
     let added: Vec<&KObject> = new.objects.difference(&old.objects).collect();
-    out.extend(added.iter().filter(|o| !is_rule(o)).map(|o| KernelChange::Install(**o)));
-    out.extend(added.iter().filter(|o| is_rule(o)).map(|o| KernelChange::Install(**o)));
+    out.extend(
+        added
+            .iter()
+            .filter(|o| !is_rule(o))
+            .map(|o| KernelChange::Install(**o)),
+    );
+    out.extend(
+        added
+            .iter()
+            .filter(|o| is_rule(o))
+            .map(|o| KernelChange::Install(**o)),
+    );
     if old.default_route != new.default_route {
         match new.default_route {
             Some(r) => out.push(KernelChange::SetDefaultRoute(r)),
@@ -104,11 +136,33 @@ pub fn diff(old: &Desired, new: &Desired) -> Vec<KernelChange> {
         .difference(&new.objects)
         .filter(|o| !added.iter().any(|a| key(a) == key(o)))
         .collect();
-    out.extend(removed.iter().filter(|o| is_rule(o)).map(|o| KernelChange::Remove(**o)));
-    out.extend(removed.iter().filter(|o| !is_rule(o)).map(|o| KernelChange::Remove(**o)));
-    out.extend(old.marked_groups.difference(&new.marked_groups).map(|g| KernelChange::UnmarkGroup(*g)));
-    out.extend(old.addresses.difference(&new.addresses).map(|a| KernelChange::RemoveAddress(*a)));
-    out.extend(old.memberships.difference(&new.memberships).map(|m| KernelChange::Leave(*m)));
+    out.extend(
+        removed
+            .iter()
+            .filter(|o| is_rule(o))
+            .map(|o| KernelChange::Remove(**o)),
+    );
+    out.extend(
+        removed
+            .iter()
+            .filter(|o| !is_rule(o))
+            .map(|o| KernelChange::Remove(**o)),
+    );
+    out.extend(
+        old.marked_groups
+            .difference(&new.marked_groups)
+            .map(|g| KernelChange::UnmarkGroup(*g)),
+    );
+    out.extend(
+        old.addresses
+            .difference(&new.addresses)
+            .map(|a| KernelChange::RemoveAddress(*a)),
+    );
+    out.extend(
+        old.memberships
+            .difference(&new.memberships)
+            .map(|m| KernelChange::Leave(*m)),
+    );
     out
 }
 
@@ -128,12 +182,28 @@ mod tests {
 
     #[test]
     fn a_changed_route_is_replaced_not_removed_and_leaves_come_last() {
-        let m = |i| Membership { ifindex: i, group: "ff35::1".parse().unwrap(), source: "2001:db8::1".parse().unwrap() };
-        let old = Desired { objects: [encap(2, "2001:db8::1")].into(), memberships: [m(2)].into(), ..Default::default() };
-        let new = Desired { objects: [encap(3, "2001:db8::1")].into(), memberships: [m(3)].into(), ..Default::default() };
+        let m = |i| Membership {
+            ifindex: i,
+            group: "ff35::1".parse().unwrap(),
+            source: "2001:db8::1".parse().unwrap(),
+        };
+        let old = Desired {
+            objects: [encap(2, "2001:db8::1")].into(),
+            memberships: [m(2)].into(),
+            ..Default::default()
+        };
+        let new = Desired {
+            objects: [encap(3, "2001:db8::1")].into(),
+            memberships: [m(3)].into(),
+            ..Default::default()
+        };
         assert_eq!(
             diff(&old, &new),
-            vec![KernelChange::Join(m(3)), KernelChange::Install(encap(3, "2001:db8::1")), KernelChange::Leave(m(2))]
+            vec![
+                KernelChange::Join(m(3)),
+                KernelChange::Install(encap(3, "2001:db8::1")),
+                KernelChange::Leave(m(2))
+            ]
         );
         assert!(diff(&new, &new).is_empty());
     }

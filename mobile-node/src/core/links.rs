@@ -46,19 +46,29 @@ impl RouterInfo {
                 }
                 // The most preferred MAP; preference 0 means "do not use" (RFC 5380 §4).
                 NdOption::Map(m)
-                    if m.preference > 0 && m.valid_lifetime > 0 && mma.is_none_or(|(p, _)| m.preference > p) =>
+                    if m.preference > 0
+                        && m.valid_lifetime > 0
+                        && mma.is_none_or(|(p, _)| m.preference > p) =>
                 {
                     mma = Some((m.preference, m.address));
                 }
                 _ => {}
             }
         }
-        RouterInfo { router, last_seen: now, slaac_prefix, prefixes, mma: mma.map(|(_, a)| a) }
+        RouterInfo {
+            router,
+            last_seen: now,
+            slaac_prefix,
+            prefixes,
+            mma: mma.map(|(_, a)| a),
+        }
     }
 
     /// Same router, prefixes and MMA: a refresh, not a movement.
     pub fn same_attachment(&self, other: &RouterInfo) -> bool {
-        self.router == other.router && self.slaac_prefix == other.slaac_prefix && self.mma == other.mma
+        self.router == other.router
+            && self.slaac_prefix == other.slaac_prefix
+            && self.mma == other.mma
             && self.prefixes == other.prefixes
     }
 }
@@ -77,7 +87,14 @@ pub struct Link {
 
 impl Link {
     pub fn new(cfg: LinkConfig) -> Link {
-        Link { cfg, up: false, quality: None, ra: None, rs_sent: 0, rs_next: None }
+        Link {
+            cfg,
+            up: false,
+            quality: None,
+            ra: None,
+            rs_sent: 0,
+            rs_next: None,
+        }
     }
 
     /// SLAAC-style on-link address: the advertised /64 followed by our EUI-64.
@@ -87,7 +104,9 @@ impl Link {
     }
 
     fn ra_fresh(&self, now: Millis, ra_timeout_ms: u64) -> Option<&RouterInfo> {
-        self.ra.as_ref().filter(|r| now.0 < r.last_seen.0.saturating_add(ra_timeout_ms))
+        self.ra
+            .as_ref()
+            .filter(|r| now.0 < r.last_seen.0.saturating_add(ra_timeout_ms))
     }
 
     /// The link's score, or None when it cannot carry us (down, no fresh RA, quality 0).
@@ -98,9 +117,11 @@ impl Link {
         let ra = self.ra_fresh(now, ra_timeout_ms)?;
         // An ageing RA costs up to 10 points: a router that went quiet loses ties first.
         let age = i64::try_from(now.0.saturating_sub(ra.last_seen.0)).unwrap_or(i64::MAX);
-        let age_penalty = age.saturating_mul(10) / i64::try_from(ra_timeout_ms.max(1)).unwrap_or(i64::MAX);
+        let age_penalty =
+            age.saturating_mul(10) / i64::try_from(ra_timeout_ms.max(1)).unwrap_or(i64::MAX);
         Some(
-            i64::from(self.cfg.preference) + i64::from(self.quality.unwrap_or(100)) - i64::from(self.cfg.cost)
+            i64::from(self.cfg.preference) + i64::from(self.quality.unwrap_or(100))
+                - i64::from(self.cfg.cost)
                 - age_penalty,
         )
     }
@@ -111,7 +132,11 @@ pub fn slaac(prefix: Ipv6Addr, mac: [u8; 6]) -> Ipv6Addr {
     let iid = eui64_from_mac(mac);
     let mut a = [0u8; 16];
     for (i, b) in a.iter_mut().enumerate() {
-        *b = if i < 8 { p.get(i).copied().unwrap_or(0) } else { iid.get(i - 8).copied().unwrap_or(0) };
+        *b = if i < 8 {
+            p.get(i).copied().unwrap_or(0)
+        } else {
+            iid.get(i - 8).copied().unwrap_or(0)
+        };
     }
     Ipv6Addr::from(a)
 }
@@ -130,11 +155,20 @@ pub enum Decision {
     /// No usable link at all.
     None,
     Stay(u32),
-    Switch { from: Option<u32>, to: u32 },
+    Switch {
+        from: Option<u32>,
+        to: u32,
+    },
     /// A better link exists but not by the hysteresis margin.
-    HeldByHysteresis { current: u32, candidate: u32 },
+    HeldByHysteresis {
+        current: u32,
+        candidate: u32,
+    },
     /// A better link exists but we have not been on the current one for the dwell time.
-    HeldByDwell { current: u32, candidate: u32 },
+    HeldByDwell {
+        current: u32,
+        candidate: u32,
+    },
 }
 
 impl Decision {
@@ -151,14 +185,24 @@ impl Decision {
 
 /// Picks the link to use. The current link is kept unless it became unusable, or another beats
 /// it by `hysteresis` points after `min_dwell_ms` on the current one.
-pub fn select(links: &[Link], current: Option<u32>, since: Millis, now: Millis, p: &Policy) -> Decision {
-    let scored: Vec<(u32, i64)> =
-        links.iter().filter_map(|l| l.score(now, p.ra_timeout_ms).map(|s| (l.cfg.ifindex, s))).collect();
+pub fn select(
+    links: &[Link],
+    current: Option<u32>,
+    since: Millis,
+    now: Millis,
+    p: &Policy,
+) -> Decision {
+    let scored: Vec<(u32, i64)> = links
+        .iter()
+        .filter_map(|l| l.score(now, p.ra_timeout_ms).map(|s| (l.cfg.ifindex, s)))
+        .collect();
     // Highest score; on a tie the interface listed first in the config.
-    let best = scored.iter().fold(None::<(u32, i64)>, |acc, &(i, s)| match acc {
-        Some((_, bs)) if bs >= s => acc,
-        _ => Some((i, s)),
-    });
+    let best = scored
+        .iter()
+        .fold(None::<(u32, i64)>, |acc, &(i, s)| match acc {
+            Some((_, bs)) if bs >= s => acc,
+            _ => Some((i, s)),
+        });
     let current_score = current.and_then(|c| scored.iter().find(|(i, _)| *i == c).map(|(_, s)| *s));
     match (best, current, current_score) {
         (None, _, _) => Decision::None,
@@ -167,11 +211,20 @@ pub fn select(links: &[Link], current: Option<u32>, since: Millis, now: Millis, 
             if b == c || bs <= cs {
                 Decision::Stay(c)
             } else if bs < cs.saturating_add(i64::from(p.hysteresis)) {
-                Decision::HeldByHysteresis { current: c, candidate: b }
+                Decision::HeldByHysteresis {
+                    current: c,
+                    candidate: b,
+                }
             } else if now.0 < since.0.saturating_add(p.min_dwell_ms) {
-                Decision::HeldByDwell { current: c, candidate: b }
+                Decision::HeldByDwell {
+                    current: c,
+                    candidate: b,
+                }
             } else {
-                Decision::Switch { from: Some(c), to: b }
+                Decision::Switch {
+                    from: Some(c),
+                    to: b,
+                }
             }
         }
         (Some((b, _)), None, Some(_)) => Decision::Switch { from: None, to: b },

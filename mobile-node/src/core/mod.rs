@@ -75,7 +75,11 @@ impl CoreConfig {
     fn sa(&self, kind: PeerKind, peer: Ipv6Addr) -> Option<Sa> {
         match kind {
             PeerKind::HomeAgent => Some(self.ha_sa.clone()),
-            PeerKind::Mma => self.mma_sas.get(&peer).or(self.default_mma_sa.as_ref()).cloned(),
+            PeerKind::Mma => self
+                .mma_sas
+                .get(&peer)
+                .or(self.default_mma_sa.as_ref())
+                .cloned(),
         }
     }
 }
@@ -83,11 +87,25 @@ impl CoreConfig {
 #[derive(Clone, Debug)]
 pub enum Event<'a> {
     /// Interface operational state (also its initial state at start).
-    Link { ifindex: u32, up: bool },
-    RouterAdvert { ifindex: u32, src: Ipv6Addr, hop_limit: u8, bytes: &'a [u8] },
-    Mobility { src: Ipv6Addr, bytes: &'a [u8] },
+    Link {
+        ifindex: u32,
+        up: bool,
+    },
+    RouterAdvert {
+        ifindex: u32,
+        src: Ipv6Addr,
+        hop_limit: u8,
+        bytes: &'a [u8],
+    },
+    Mobility {
+        src: Ipv6Addr,
+        bytes: &'a [u8],
+    },
     /// A new reading of the interface's quality file (None: no file or unreadable).
-    Quality { ifindex: u32, value: Option<u8> },
+    Quality {
+        ifindex: u32,
+        value: Option<u8>,
+    },
     Tick,
 }
 
@@ -128,9 +146,15 @@ pub enum MetricEvent {
     Decision(&'static str),
     Handover(HandoverKind),
     /// outcome: accepted, deregistered, rejected_<status>, timeout.
-    Registration { peer: PeerKind, outcome: String },
+    Registration {
+        peer: PeerKind,
+        outcome: String,
+    },
     /// Time from the first BU of a phase to its accepted BAck.
-    Phase { phase: &'static str, ms: u64 },
+    Phase {
+        phase: &'static str,
+        ms: u64,
+    },
 }
 
 /// Where we are attached.
@@ -147,7 +171,9 @@ impl Attach {
     pub fn ifindex(&self) -> Option<u32> {
         match *self {
             Attach::Detached => None,
-            Attach::Home { ifindex } | Attach::Site { ifindex, .. } | Attach::Mipv6 { ifindex, .. } => Some(ifindex),
+            Attach::Home { ifindex }
+            | Attach::Site { ifindex, .. }
+            | Attach::Mipv6 { ifindex, .. } => Some(ifindex),
         }
     }
 }
@@ -239,7 +265,11 @@ impl Core {
     }
 
     pub fn persisted(&self) -> Persisted {
-        Persisted { next_seq: self.client.next_seq.clone(), last_mma: self.last_mma, ha_registered: self.ha_registered }
+        Persisted {
+            next_seq: self.client.next_seq.clone(),
+            last_mma: self.last_mma,
+            ha_registered: self.ha_registered,
+        }
     }
 
     pub fn attachment(&self) -> Attach {
@@ -249,9 +279,12 @@ impl Core {
     /// The care-of address the home agent knows us by (None at home or detached).
     pub fn care_of_address(&self) -> Option<Ipv6Addr> {
         match self.attach {
-            Attach::Site { mma, .. } => {
-                Some(self.client.get(&mma).and_then(|r| r.assigned_coa).unwrap_or(mma))
-            }
+            Attach::Site { mma, .. } => Some(
+                self.client
+                    .get(&mma)
+                    .and_then(|r| r.assigned_coa)
+                    .unwrap_or(mma),
+            ),
             Attach::Mipv6 { coa, .. } => Some(coa),
             _ => None,
         }
@@ -267,21 +300,36 @@ impl Core {
     pub fn reload(&mut self, new: &CoreConfig) -> Vec<String> {
         let mut changed = Vec::new();
         if self.cfg.policy != new.policy {
-            changed.push(format!("selection {:?} -> {:?}", self.cfg.policy, new.policy));
+            changed.push(format!(
+                "selection {:?} -> {:?}",
+                self.cfg.policy, new.policy
+            ));
         }
         if self.cfg.lifetime_s != new.lifetime_s {
-            changed.push(format!("binding_lifetime {} -> {} s", self.cfg.lifetime_s, new.lifetime_s));
+            changed.push(format!(
+                "binding_lifetime {} -> {} s",
+                self.cfg.lifetime_s, new.lifetime_s
+            ));
         }
         if self.cfg.overlap_ms != new.overlap_ms || self.cfg.grace_s != new.grace_s {
-            changed.push(format!("handover overlap {} ms / grace {} s", new.overlap_ms, new.grace_s));
+            changed.push(format!(
+                "handover overlap {} ms / grace {} s",
+                new.overlap_ms, new.grace_s
+            ));
         }
-        if self.cfg.ha_sa != new.ha_sa || self.cfg.mma_sas != new.mma_sas || self.cfg.default_mma_sa != new.default_mma_sa {
+        if self.cfg.ha_sa != new.ha_sa
+            || self.cfg.mma_sas != new.mma_sas
+            || self.cfg.default_mma_sa != new.default_mma_sa
+        {
             changed.push("security associations".to_owned());
         }
         for l in &mut self.links {
             if let Some(n) = new.links.iter().find(|n| n.ifindex == l.cfg.ifindex) {
                 if (n.preference, n.cost) != (l.cfg.preference, l.cfg.cost) {
-                    changed.push(format!("{}: preference {} cost {}", n.name, n.preference, n.cost));
+                    changed.push(format!(
+                        "{}: preference {} cost {}",
+                        n.name, n.preference, n.cost
+                    ));
                     l.cfg.preference = n.preference;
                     l.cfg.cost = n.cost;
                 }
@@ -300,20 +348,29 @@ impl Core {
     /// The earliest time after `now` at which [`Core::handle`] has timer work.
     pub fn next_deadline(&self, now: Millis) -> Option<Millis> {
         let ra_expiry = self.links.iter().filter_map(|l| {
-            l.ra.as_ref().map(|r| Millis(r.last_seen.0.saturating_add(self.cfg.policy.ra_timeout_ms)))
+            l.ra.as_ref()
+                .map(|r| Millis(r.last_seen.0.saturating_add(self.cfg.policy.ra_timeout_ms)))
         });
         let dwell = match self.last_decision {
-            Some(Decision::HeldByDwell { .. }) => Some(Millis(self.selected_since.0.saturating_add(self.cfg.policy.min_dwell_ms))),
+            Some(Decision::HeldByDwell { .. }) => Some(Millis(
+                self.selected_since
+                    .0
+                    .saturating_add(self.cfg.policy.min_dwell_ms),
+            )),
             _ => None,
         };
-        [self.client.next_deadline(), self.overlap.map(|(_, u)| u), dwell]
-            .into_iter()
-            .flatten()
-            .chain(ra_expiry)
-            .chain(self.forwards.iter().map(|f| f.until))
-            .chain(self.links.iter().filter_map(|l| l.rs_next))
-            .filter(|t| *t > now)
-            .min()
+        [
+            self.client.next_deadline(),
+            self.overlap.map(|(_, u)| u),
+            dwell,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(ra_expiry)
+        .chain(self.forwards.iter().map(|f| f.until))
+        .chain(self.links.iter().filter_map(|l| l.rs_next))
+        .filter(|t| *t > now)
+        .min()
     }
 
     pub fn status(&self, now: Millis) -> Status {
@@ -347,7 +404,12 @@ impl Core {
         let mut reattach = false;
         match event {
             Event::Link { ifindex, up } => self.on_link(ifindex, up, now, &mut out),
-            Event::RouterAdvert { ifindex, src, hop_limit, bytes } => {
+            Event::RouterAdvert {
+                ifindex,
+                src,
+                hop_limit,
+                bytes,
+            } => {
                 reattach = self.on_ra(ifindex, src, hop_limit, bytes, now, &mut out);
             }
             Event::Mobility { src, bytes } => self.on_mh(src, bytes, now, &mut out),
@@ -364,7 +426,10 @@ impl Core {
         self.poll_timers(now, &mut out);
         self.reselect(now, reattach, &mut out);
         let desired = self.desired(now.mono);
-        let mut actions: Vec<Action> = kernel::diff(&self.applied, &desired).into_iter().map(Action::Kernel).collect();
+        let mut actions: Vec<Action> = kernel::diff(&self.applied, &desired)
+            .into_iter()
+            .map(Action::Kernel)
+            .collect();
         self.applied = desired;
         actions.extend(out.sends.into_iter().map(Action::SendBu));
         actions.extend(out.other);
@@ -380,7 +445,9 @@ impl Core {
     }
 
     fn on_link(&mut self, ifindex: u32, up: bool, now: Now, out: &mut Out) {
-        let Some(l) = self.link_mut(ifindex) else { return };
+        let Some(l) = self.link_mut(ifindex) else {
+            return;
+        };
         if l.up == up {
             return;
         }
@@ -396,17 +463,31 @@ impl Core {
             // An administratively downed interface loses its routes in the kernel: forget
             // them so they are installed again when it is used next.
             self.applied.objects.retain(|o| match o {
-                KObject::EncapRoute { oif, .. } | KObject::DecapRoute { oif, .. } => *oif != ifindex,
+                KObject::EncapRoute { oif, .. } | KObject::DecapRoute { oif, .. } => {
+                    *oif != ifindex
+                }
                 _ => true,
             });
-            if self.applied.default_route.is_some_and(|r| r.ifindex == ifindex) {
+            if self
+                .applied
+                .default_route
+                .is_some_and(|r| r.ifindex == ifindex)
+            {
                 self.applied.default_route = None;
             }
         }
     }
 
     /// Records the advertisement; true when it changes the attachment of the current link.
-    fn on_ra(&mut self, ifindex: u32, src: Ipv6Addr, hop_limit: u8, bytes: &[u8], now: Now, out: &mut Out) -> bool {
+    fn on_ra(
+        &mut self,
+        ifindex: u32,
+        src: Ipv6Addr,
+        hop_limit: u8,
+        bytes: &[u8],
+        now: Now,
+        out: &mut Out,
+    ) -> bool {
         let drop = |out: &mut Out, reason: &'static str| {
             tracing::debug!(ifindex, %src, reason, "router advertisement dropped");
             out.other.push(Action::Metric(MetricEvent::Dropped(reason)));
@@ -424,7 +505,9 @@ impl Core {
             Err(e) => return drop(out, e.label()),
         };
         let selected = self.selected;
-        let Some(l) = self.link_mut(ifindex) else { return false };
+        let Some(l) = self.link_mut(ifindex) else {
+            return false;
+        };
         out.other.push(Action::Metric(MetricEvent::RaReceived));
         if !l.up {
             return false;
@@ -452,7 +535,8 @@ impl Core {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(%src, error = %e, "mobility header dropped");
-                out.other.push(Action::Metric(MetricEvent::Dropped(e.label())));
+                out.other
+                    .push(Action::Metric(MetricEvent::Dropped(e.label())));
                 return;
             }
         };
@@ -460,28 +544,47 @@ impl Core {
             Message::BindingAck(_) => {
                 let cfg = &self.cfg;
                 let sa = |k, p| cfg.sa(k, p);
-                let ctx = Ctx { hoa: cfg.hoa, sa: &sa };
-                let outcome = self.client.on_back(src, bytes, &repr, now.mono, now.wall_ntp, &ctx);
+                let ctx = Ctx {
+                    hoa: cfg.hoa,
+                    sa: &sa,
+                };
+                let outcome = self
+                    .client
+                    .on_back(src, bytes, &repr, now.mono, now.wall_ntp, &ctx);
                 self.on_ack_outcome(outcome, now, out);
             }
             Message::BindingRefreshRequest => {
-                let source = self.client.get(&src).map(|r| r.request.kind).and_then(|k| self.src_for(k));
+                let source = self
+                    .client
+                    .get(&src)
+                    .map(|r| r.request.kind)
+                    .and_then(|k| self.src_for(k));
                 let cfg = &self.cfg;
                 let sa = |k, p| cfg.sa(k, p);
-                let ctx = Ctx { hoa: cfg.hoa, sa: &sa };
-                match self.client.refresh_now(src, source, now.mono, now.wall_ntp, &ctx) {
+                let ctx = Ctx {
+                    hoa: cfg.hoa,
+                    sa: &sa,
+                };
+                match self
+                    .client
+                    .refresh_now(src, source, now.mono, now.wall_ntp, &ctx)
+                {
                     Some(bu) => {
                         tracing::info!(peer = %src, seq = bu.seq, "binding refresh request: re-registering");
                         out.sends.push(bu);
                     }
-                    None => tracing::debug!(peer = %src, "binding refresh request for no binding of ours; ignored"),
+                    None => {
+                        tracing::debug!(peer = %src, "binding refresh request for no binding of ours; ignored")
+                    }
                 }
             }
             Message::BindingError(be) => {
                 tracing::warn!(peer = %src, status = be.status, home_address = %be.home_address, "binding error received");
             }
             Message::BindingUpdate(_) => {
-                out.other.push(Action::Metric(MetricEvent::Dropped("unexpected_binding_update")));
+                out.other.push(Action::Metric(MetricEvent::Dropped(
+                    "unexpected_binding_update",
+                )));
             }
         }
     }
@@ -490,38 +593,70 @@ impl Core {
         match outcome {
             AckOutcome::Ignored(why) => {
                 tracing::debug!(why, "binding acknowledgement ignored");
-                out.other.push(Action::Metric(MetricEvent::Dropped("back_ignored")));
+                out.other
+                    .push(Action::Metric(MetricEvent::Dropped("back_ignored")));
             }
             AckOutcome::Resync { peer, status } => {
                 tracing::info!(%peer, status, "binding acknowledgement asks to resynchronise; resending");
                 out.other.push(Action::Metric(MetricEvent::Registration {
-                    peer: self.client.get(&peer).map_or(PeerKind::Mma, |r| r.request.kind),
+                    peer: self
+                        .client
+                        .get(&peer)
+                        .map_or(PeerKind::Mma, |r| r.request.kind),
                     outcome: format!("resync_{status}"),
                 }));
-                let source = self.client.get(&peer).and_then(|r| self.src_for(r.request.kind));
+                let source = self
+                    .client
+                    .get(&peer)
+                    .and_then(|r| self.src_for(r.request.kind));
                 let cfg = &self.cfg;
                 let sa = |k, p| cfg.sa(k, p);
-                let ctx = Ctx { hoa: cfg.hoa, sa: &sa };
-                out.sends.extend(self.client.resend(peer, source, now.mono, now.wall_ntp, &ctx));
+                let ctx = Ctx {
+                    hoa: cfg.hoa,
+                    sa: &sa,
+                };
+                out.sends.extend(
+                    self.client
+                        .resend(peer, source, now.mono, now.wall_ntp, &ctx),
+                );
             }
             AckOutcome::Rejected { peer, kind, status } => {
                 tracing::warn!(%peer, kind = kind.label(), status, "registration rejected");
-                out.other.push(Action::Metric(MetricEvent::Registration { peer: kind, outcome: format!("rejected_{status}") }));
+                out.other.push(Action::Metric(MetricEvent::Registration {
+                    peer: kind,
+                    outcome: format!("rejected_{status}"),
+                }));
                 if self.pending_site.is_some_and(|p| p.mma == peer) {
                     self.pending_site = None;
                 }
             }
-            AckOutcome::Accepted { peer, kind, deregistration, assigned_coa, elapsed_ms } => {
-                let outcome = if deregistration { "deregistered" } else { "accepted" };
+            AckOutcome::Accepted {
+                peer,
+                kind,
+                deregistration,
+                assigned_coa,
+                elapsed_ms,
+            } => {
+                let outcome = if deregistration {
+                    "deregistered"
+                } else {
+                    "accepted"
+                };
                 tracing::info!(%peer, kind = kind.label(), outcome, ?assigned_coa, elapsed_ms, "registration acknowledged");
-                out.other.push(Action::Metric(MetricEvent::Registration { peer: kind, outcome: outcome.to_owned() }));
+                out.other.push(Action::Metric(MetricEvent::Registration {
+                    peer: kind,
+                    outcome: outcome.to_owned(),
+                }));
                 let phase = match (kind, deregistration) {
                     (PeerKind::Mma, false) => "mma_registration",
                     (PeerKind::Mma, true) => "mma_deregistration",
                     (PeerKind::HomeAgent, false) => "home_registration",
                     (PeerKind::HomeAgent, true) => "home_deregistration",
                 };
-                out.other.push(Action::Metric(MetricEvent::Phase { phase, ms: elapsed_ms }));
+                out.other.push(Action::Metric(MetricEvent::Phase {
+                    phase,
+                    ms: elapsed_ms,
+                }));
                 if kind == PeerKind::HomeAgent {
                     self.ha_registered = !deregistration;
                 }
@@ -539,36 +674,76 @@ impl Core {
     /// forward to our new on-link address for the grace period.
     fn site_registered(&mut self, p: PendingSite, coa: Ipv6Addr, now: Now, out: &mut Out) {
         self.last_mma = Some(p.mma);
-        let Attach::Site { ifindex, .. } = self.attach else { return };
+        let Attach::Site { ifindex, .. } = self.attach else {
+            return;
+        };
         let onlink = self.link(ifindex).and_then(Link::onlink_address);
-        let ha_req = Request { kind: PeerKind::HomeAgent, lifetime_s: self.cfg.lifetime_s, alt_coa: Some(coa), group: None, forward: None };
+        let ha_req = Request {
+            kind: PeerKind::HomeAgent,
+            lifetime_s: self.cfg.lifetime_s,
+            alt_coa: Some(coa),
+            group: None,
+            forward: None,
+        };
         self.start(self.cfg.home_agent, ha_req, onlink, now, out);
         if let (Some(prev), Some(new_coa)) = (p.previous, onlink) {
             self.deregister_mma(prev, new_coa, onlink, now, out);
         }
     }
 
-    fn deregister_mma(&mut self, mma: Ipv6Addr, new_coa: Ipv6Addr, src: Option<Ipv6Addr>, now: Now, out: &mut Out) {
-        let req = Request { kind: PeerKind::Mma, lifetime_s: 0, alt_coa: None, group: None, forward: Some((new_coa, self.cfg.grace_s)) };
+    fn deregister_mma(
+        &mut self,
+        mma: Ipv6Addr,
+        new_coa: Ipv6Addr,
+        src: Option<Ipv6Addr>,
+        now: Now,
+        out: &mut Out,
+    ) {
+        let req = Request {
+            kind: PeerKind::Mma,
+            lifetime_s: 0,
+            alt_coa: None,
+            group: None,
+            forward: Some((new_coa, self.cfg.grace_s)),
+        };
         self.start(mma, req, src, now, out);
         self.forwards.retain(|f| f.from != mma);
-        self.forwards.push(Forward { from: mma, to: new_coa, until: now.mono + Duration::from_secs(u64::from(self.cfg.grace_s)) });
+        self.forwards.push(Forward {
+            from: mma,
+            to: new_coa,
+            until: now.mono + Duration::from_secs(u64::from(self.cfg.grace_s)),
+        });
     }
 
-    fn start(&mut self, peer: Ipv6Addr, req: Request, src: Option<Ipv6Addr>, now: Now, out: &mut Out) {
+    fn start(
+        &mut self,
+        peer: Ipv6Addr,
+        req: Request,
+        src: Option<Ipv6Addr>,
+        now: Now,
+        out: &mut Out,
+    ) {
         tracing::info!(%peer, kind = req.kind.label(), lifetime_s = req.lifetime_s, alt_coa = ?req.alt_coa,
             forward = ?req.forward, ?src, "sending binding update");
         let cfg = &self.cfg;
         let sa = |k, p| cfg.sa(k, p);
-        let ctx = Ctx { hoa: cfg.hoa, sa: &sa };
+        let ctx = Ctx {
+            hoa: cfg.hoa,
+            sa: &sa,
+        };
         let kind = req.kind;
-        match self.client.start(peer, req, src, now.mono, now.wall_ntp, &ctx) {
+        match self
+            .client
+            .start(peer, req, src, now.mono, now.wall_ntp, &ctx)
+        {
             Some(bu) => out.sends.push(bu),
             None if self.cfg.sa(kind, peer).is_none() => {
                 tracing::warn!(%peer, kind = kind.label(), "no security association for this peer; not registering");
                 self.client.forget(peer);
             }
-            None => tracing::info!(%peer, "no source address yet; the binding update waits for its timer"),
+            None => {
+                tracing::info!(%peer, "no source address yet; the binding update waits for its timer")
+            }
         }
     }
 
@@ -577,7 +752,9 @@ impl Core {
         match self.attach {
             Attach::Detached => None,
             Attach::Home { .. } => Some(self.cfg.hoa),
-            Attach::Site { ifindex, .. } | Attach::Mipv6 { ifindex, .. } => self.link(ifindex).and_then(Link::onlink_address),
+            Attach::Site { ifindex, .. } | Attach::Mipv6 { ifindex, .. } => {
+                self.link(ifindex).and_then(Link::onlink_address)
+            }
         }
     }
 
@@ -587,7 +764,9 @@ impl Core {
                 if l.up && l.ra.is_none() && l.rs_sent < MAX_RS {
                     l.rs_sent += 1;
                     l.rs_next = Some(now.mono + Duration::from_millis(RS_INTERVAL_MS));
-                    out.other.push(Action::SendRs { ifindex: l.cfg.ifindex });
+                    out.other.push(Action::SendRs {
+                        ifindex: l.cfg.ifindex,
+                    });
                 } else {
                     l.rs_next = None;
                 }
@@ -600,14 +779,20 @@ impl Core {
         let src = self.src_for(PeerKind::Mma);
         let cfg = &self.cfg;
         let sa = |k, p| cfg.sa(k, p);
-        let ctx = Ctx { hoa: cfg.hoa, sa: &sa };
+        let ctx = Ctx {
+            hoa: cfg.hoa,
+            sa: &sa,
+        };
         let (sends, events) = self.client.poll(now.mono, now.wall_ntp, &|_| src, &ctx);
         out.sends.extend(sends);
         for e in events {
             match e {
                 TimerEvent::GaveUp { peer, kind } => {
                     tracing::warn!(%peer, kind = kind.label(), "no binding acknowledgement after the maximum back-off; giving up for now");
-                    out.other.push(Action::Metric(MetricEvent::Registration { peer: kind, outcome: "timeout".to_owned() }));
+                    out.other.push(Action::Metric(MetricEvent::Registration {
+                        peer: kind,
+                        outcome: "timeout".to_owned(),
+                    }));
                 }
                 TimerEvent::Expired { peer, kind } => {
                     tracing::warn!(%peer, kind = kind.label(), "binding lifetime expired before a refresh was acknowledged");
@@ -617,20 +802,37 @@ impl Core {
     }
 
     fn scores(&self, now: Millis) -> Vec<(String, Option<i64>)> {
-        self.links.iter().map(|l| (l.cfg.name.clone(), l.score(now, self.cfg.policy.ra_timeout_ms))).collect()
+        self.links
+            .iter()
+            .map(|l| {
+                (
+                    l.cfg.name.clone(),
+                    l.score(now, self.cfg.policy.ra_timeout_ms),
+                )
+            })
+            .collect()
     }
 
     fn reselect(&mut self, now: Now, reattach: bool, out: &mut Out) {
-        let decision = links::select(&self.links, self.selected, self.selected_since, now.mono, &self.cfg.policy);
+        let decision = links::select(
+            &self.links,
+            self.selected,
+            self.selected_since,
+            now.mono,
+            &self.cfg.policy,
+        );
         if self.last_decision != Some(decision) {
             tracing::info!(decision = decision.label(), ?decision, scores = ?self.scores(now.mono),
                 hysteresis = self.cfg.policy.hysteresis, min_dwell_ms = self.cfg.policy.min_dwell_ms, "link selection");
-            out.other.push(Action::Metric(MetricEvent::Decision(decision.label())));
+            out.other
+                .push(Action::Metric(MetricEvent::Decision(decision.label())));
             self.last_decision = Some(decision);
         }
         let chosen = match decision {
             Decision::None => None,
-            Decision::Stay(c) | Decision::HeldByDwell { current: c, .. } | Decision::HeldByHysteresis { current: c, .. } => Some(c),
+            Decision::Stay(c)
+            | Decision::HeldByDwell { current: c, .. }
+            | Decision::HeldByHysteresis { current: c, .. } => Some(c),
             Decision::Switch { to, .. } => Some(to),
         };
         if chosen != self.selected {
@@ -645,13 +847,23 @@ impl Core {
 
     /// What attaching through `ifindex` means.
     fn target(&self, ifindex: u32) -> Attach {
-        let Some(l) = self.link(ifindex) else { return Attach::Detached };
-        let Some(ra) = &l.ra else { return Attach::Detached };
+        let Some(l) = self.link(ifindex) else {
+            return Attach::Detached;
+        };
+        let Some(ra) = &l.ra else {
+            return Attach::Detached;
+        };
         let home = self.cfg.home_prefix;
-        if ra.prefixes.iter().any(|(p, len)| *len == home.prefix() && home.contains(*p)) {
+        if ra
+            .prefixes
+            .iter()
+            .any(|(p, len)| *len == home.prefix() && home.contains(*p))
+        {
             return Attach::Home { ifindex };
         }
-        let Some(coa) = l.onlink_address() else { return Attach::Detached };
+        let Some(coa) = l.onlink_address() else {
+            return Attach::Detached;
+        };
         match (self.cfg.mode, ra.mma) {
             (Mode::Site, Some(mma)) => Attach::Site { ifindex, mma },
             _ => Attach::Mipv6 { ifindex, coa },
@@ -663,7 +875,11 @@ impl Core {
         self.attach = new;
         let kind = match new {
             Attach::Detached => HandoverKind::Detach,
-            Attach::Site { mma, .. } if self.last_mma == Some(mma) && self.client.get(&mma).is_some() => HandoverKind::IntraSite,
+            Attach::Site { mma, .. }
+                if self.last_mma == Some(mma) && self.client.get(&mma).is_some() =>
+            {
+                HandoverKind::IntraSite
+            }
             Attach::Site { .. } => HandoverKind::InterSite,
             Attach::Home { .. } => HandoverKind::Home,
             Attach::Mipv6 { .. } => HandoverKind::Mipv6,
@@ -684,11 +900,24 @@ impl Core {
             Attach::Detached => {}
             Attach::Site { ifindex, mma } if kind == HandoverKind::IntraSite => {
                 // Make before break: keep the old branch while the old link still works.
-                if let Attach::Site { ifindex: old_if, mma: old_mma } = old {
-                    let old_usable = self.link(old_if).and_then(|l| l.score(now.mono, self.cfg.policy.ra_timeout_ms)).is_some();
-                    if old_if != ifindex && old_mma == mma && old_usable && self.cfg.overlap_ms > 0 {
-                        let m = Membership { ifindex: old_if, group: self.cfg.group, source: mma };
-                        self.overlap = Some((m, now.mono + Duration::from_millis(self.cfg.overlap_ms)));
+                if let Attach::Site {
+                    ifindex: old_if,
+                    mma: old_mma,
+                } = old
+                {
+                    let old_usable = self
+                        .link(old_if)
+                        .and_then(|l| l.score(now.mono, self.cfg.policy.ra_timeout_ms))
+                        .is_some();
+                    if old_if != ifindex && old_mma == mma && old_usable && self.cfg.overlap_ms > 0
+                    {
+                        let m = Membership {
+                            ifindex: old_if,
+                            group: self.cfg.group,
+                            source: mma,
+                        };
+                        self.overlap =
+                            Some((m, now.mono + Duration::from_millis(self.cfg.overlap_ms)));
                     }
                 }
             }
@@ -696,14 +925,26 @@ impl Core {
                 let previous = self.last_mma.filter(|p| *p != mma);
                 self.pending_site = Some(PendingSite { mma, previous });
                 let src = self.link(ifindex).and_then(Link::onlink_address);
-                let req = Request { kind: PeerKind::Mma, lifetime_s: self.cfg.lifetime_s, alt_coa: None, group: Some(self.cfg.group), forward: None };
+                let req = Request {
+                    kind: PeerKind::Mma,
+                    lifetime_s: self.cfg.lifetime_s,
+                    alt_coa: None,
+                    group: Some(self.cfg.group),
+                    forward: None,
+                };
                 self.start(mma, req, src, now, out);
             }
             Attach::Home { .. } => {
                 self.pending_site = None;
                 let ha = self.cfg.home_agent;
                 if self.ha_registered || self.client.get(&ha).is_some() {
-                    let req = Request { kind: PeerKind::HomeAgent, lifetime_s: 0, alt_coa: None, group: None, forward: None };
+                    let req = Request {
+                        kind: PeerKind::HomeAgent,
+                        lifetime_s: 0,
+                        alt_coa: None,
+                        group: None,
+                        forward: None,
+                    };
                     self.start(ha, req, Some(self.cfg.hoa), now, out);
                 }
                 if let Some(mma) = self.last_mma.take() {
@@ -712,7 +953,13 @@ impl Core {
             }
             Attach::Mipv6 { coa, .. } => {
                 self.pending_site = None;
-                let req = Request { kind: PeerKind::HomeAgent, lifetime_s: self.cfg.lifetime_s, alt_coa: None, group: None, forward: None };
+                let req = Request {
+                    kind: PeerKind::HomeAgent,
+                    lifetime_s: self.cfg.lifetime_s,
+                    alt_coa: None,
+                    group: None,
+                    forward: None,
+                };
                 self.start(self.cfg.home_agent, req, Some(coa), now, out);
                 if let Some(mma) = self.last_mma.take() {
                     self.deregister_mma(mma, coa, Some(coa), now, out);
@@ -728,37 +975,87 @@ impl Core {
         let mut d = Desired::default();
         for l in self.links.iter().filter(|l| l.up) {
             if let Some(a) = l.onlink_address() {
-                d.addresses.insert(Address { ifindex: l.cfg.ifindex, addr: a, prefix_len: 64 });
+                d.addresses.insert(Address {
+                    ifindex: l.cfg.ifindex,
+                    addr: a,
+                    prefix_len: 64,
+                });
             }
         }
         let host = Ipv6Network::from;
         let unicast_decap = |d: &mut Desired, from: Ipv6Addr, to: Ipv6Addr, oif: u32| {
-            d.objects.insert(KObject::Rule { pref: t.decap_pref + 1, from: Some(host(from)), to: Some(host(to)), ipproto: Some(IPPROTO_IPV6), table: t.decap_table });
-            d.objects.insert(KObject::DecapRoute { local: to, oif, table: t.decap_table, inner_table: RT_TABLE_LOCAL });
+            d.objects.insert(KObject::Rule {
+                pref: t.decap_pref + 1,
+                from: Some(host(from)),
+                to: Some(host(to)),
+                ipproto: Some(IPPROTO_IPV6),
+                table: t.decap_table,
+            });
+            d.objects.insert(KObject::DecapRoute {
+                local: to,
+                oif,
+                table: t.decap_table,
+                inner_table: RT_TABLE_LOCAL,
+            });
         };
         let uplink = |d: &mut Desired, segment: Ipv6Addr, oif: u32| {
-            d.objects.insert(KObject::Rule { pref: t.uplink_pref, from: Some(host(c.hoa)), to: None, ipproto: None, table: t.uplink_table });
-            d.objects.insert(KObject::EncapRoute { dst: default_dst(), src: None, tunnel_dst: segment, oif, table: t.uplink_table });
+            d.objects.insert(KObject::Rule {
+                pref: t.uplink_pref,
+                from: Some(host(c.hoa)),
+                to: None,
+                ipproto: None,
+                table: t.uplink_table,
+            });
+            d.objects.insert(KObject::EncapRoute {
+                dst: default_dst(),
+                src: None,
+                tunnel_dst: segment,
+                oif,
+                table: t.uplink_table,
+            });
         };
         match self.attach {
             Attach::Home { ifindex } => {
-                d.addresses.insert(Address { ifindex, addr: c.hoa, prefix_len: c.home_prefix.prefix() });
+                d.addresses.insert(Address {
+                    ifindex,
+                    addr: c.hoa,
+                    prefix_len: c.home_prefix.prefix(),
+                });
             }
             _ => {
-                d.addresses.insert(Address { ifindex: c.lo_ifindex, addr: c.hoa, prefix_len: 128 });
+                d.addresses.insert(Address {
+                    ifindex: c.lo_ifindex,
+                    addr: c.hoa,
+                    prefix_len: 128,
+                });
             }
         }
         match self.attach {
             Attach::Detached | Attach::Home { .. } => {}
             Attach::Site { ifindex, mma } => {
-                d.memberships.insert(Membership { ifindex, group: c.group, source: mma });
+                d.memberships.insert(Membership {
+                    ifindex,
+                    group: c.group,
+                    source: mma,
+                });
                 if let Some((m, until)) = self.overlap {
                     if until > now {
                         d.memberships.insert(m);
                     }
                 }
-                d.objects.insert(KObject::Rule { pref: t.decap_pref, from: None, to: Some(host(c.group)), ipproto: Some(IPPROTO_IPV6), table: t.decap_table });
-                d.objects.insert(KObject::DecapRoute { local: c.group, oif: ifindex, table: t.decap_table, inner_table: RT_TABLE_LOCAL });
+                d.objects.insert(KObject::Rule {
+                    pref: t.decap_pref,
+                    from: None,
+                    to: Some(host(c.group)),
+                    ipproto: Some(IPPROTO_IPV6),
+                    table: t.decap_table,
+                });
+                d.objects.insert(KObject::DecapRoute {
+                    local: c.group,
+                    oif: ifindex,
+                    table: t.decap_table,
+                    inner_table: RT_TABLE_LOCAL,
+                });
                 d.marked_groups.insert(c.group);
                 uplink(&mut d, mma, ifindex);
             }
@@ -771,7 +1068,13 @@ impl Core {
             for f in self.forwards.iter().filter(|f| f.until > now) {
                 unicast_decap(&mut d, f.from, f.to, ifindex);
             }
-            d.default_route = self.link(ifindex).and_then(|l| l.ra.as_ref()).map(|r| DefaultRoute { ifindex, gateway: r.router });
+            d.default_route =
+                self.link(ifindex)
+                    .and_then(|l| l.ra.as_ref())
+                    .map(|r| DefaultRoute {
+                        ifindex,
+                        gateway: r.router,
+                    });
         }
         d
     }
@@ -779,7 +1082,8 @@ impl Core {
 
 /// `::/0`.
 fn default_dst() -> Ipv6Network {
-    Ipv6Network::new(Ipv6Addr::UNSPECIFIED, 0).unwrap_or_else(|_| Ipv6Network::from(Ipv6Addr::UNSPECIFIED))
+    Ipv6Network::new(Ipv6Addr::UNSPECIFIED, 0)
+        .unwrap_or_else(|_| Ipv6Network::from(Ipv6Addr::UNSPECIFIED))
 }
 
 #[derive(Default)]

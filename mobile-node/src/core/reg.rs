@@ -115,9 +115,22 @@ pub struct Outgoing {
 /// What a received BAck meant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AckOutcome {
-    Accepted { peer: Ipv6Addr, kind: PeerKind, deregistration: bool, assigned_coa: Option<Ipv6Addr>, elapsed_ms: u64 },
-    Resync { peer: Ipv6Addr, status: u8 },
-    Rejected { peer: Ipv6Addr, kind: PeerKind, status: u8 },
+    Accepted {
+        peer: Ipv6Addr,
+        kind: PeerKind,
+        deregistration: bool,
+        assigned_coa: Option<Ipv6Addr>,
+        elapsed_ms: u64,
+    },
+    Resync {
+        peer: Ipv6Addr,
+        status: u8,
+    },
+    Rejected {
+        peer: Ipv6Addr,
+        kind: PeerKind,
+        status: u8,
+    },
     /// Not ours, stale, or unauthenticated: changes nothing.
     Ignored(&'static str),
 }
@@ -142,12 +155,26 @@ pub struct Ctx<'a> {
 impl Client {
     /// A client continuing the sequence numbers of a previous run.
     pub fn with_sequences(next_seq: BTreeMap<Ipv6Addr, u16>) -> Client {
-        Client { next_seq, ..Client::default() }
+        Client {
+            next_seq,
+            ..Client::default()
+        }
     }
 
     /// Starts (or restarts) a registration with `peer`; returns the first BU.
-    pub fn start(&mut self, peer: Ipv6Addr, request: Request, src: Option<Ipv6Addr>, now: Millis, wall_ntp: u64, ctx: &Ctx<'_>) -> Option<Outgoing> {
-        let first = !self.regs.get(&peer).is_some_and(|r| r.state == State::Bound || r.bound_until.is_some());
+    pub fn start(
+        &mut self,
+        peer: Ipv6Addr,
+        request: Request,
+        src: Option<Ipv6Addr>,
+        now: Millis,
+        wall_ntp: u64,
+        ctx: &Ctx<'_>,
+    ) -> Option<Outgoing> {
+        let first = !self
+            .regs
+            .get(&peer)
+            .is_some_and(|r| r.state == State::Bound || r.bound_until.is_some());
         let bound_until = self.regs.get(&peer).and_then(|r| r.bound_until);
         let reg = Registration {
             peer,
@@ -156,7 +183,11 @@ impl Client {
             seq: 0,
             src: None,
             timestamp: 0,
-            timeout_ms: if first { INITIAL_TIMEOUT_FIRST_MS } else { INITIAL_TIMEOUT_MS },
+            timeout_ms: if first {
+                INITIAL_TIMEOUT_FIRST_MS
+            } else {
+                INITIAL_TIMEOUT_MS
+            },
             deadline: now,
             started: now,
             bound_until,
@@ -179,7 +210,15 @@ impl Client {
 
     /// Builds and "sends" the BU for `peer` with a new sequence number and timestamp; arms
     /// the retransmission timer with the registration's current timeout.
-    fn send(&mut self, peer: Ipv6Addr, src: Option<Ipv6Addr>, now: Millis, wall_ntp: u64, ctx: &Ctx<'_>, retransmission: bool) -> Option<Outgoing> {
+    fn send(
+        &mut self,
+        peer: Ipv6Addr,
+        src: Option<Ipv6Addr>,
+        now: Millis,
+        wall_ntp: u64,
+        ctx: &Ctx<'_>,
+        retransmission: bool,
+    ) -> Option<Outgoing> {
         let seq = *self.next_seq.entry(peer).or_insert(1);
         let offset = self.offsets.get(&peer).copied().unwrap_or(0);
         let mut timestamp = wall_ntp.wrapping_add_signed(offset);
@@ -212,7 +251,14 @@ impl Client {
     }
 
     /// Sends a refresh now (Binding Refresh Request): only for a binding we hold.
-    pub fn refresh_now(&mut self, peer: Ipv6Addr, src: Option<Ipv6Addr>, now: Millis, wall_ntp: u64, ctx: &Ctx<'_>) -> Option<Outgoing> {
+    pub fn refresh_now(
+        &mut self,
+        peer: Ipv6Addr,
+        src: Option<Ipv6Addr>,
+        now: Millis,
+        wall_ntp: u64,
+        ctx: &Ctx<'_>,
+    ) -> Option<Outgoing> {
         let reg = self.regs.get_mut(&peer)?;
         if reg.state != State::Bound || reg.request.is_deregistration() {
             return None;
@@ -225,7 +271,15 @@ impl Client {
     }
 
     /// Handles a Binding Acknowledgement from `src`.
-    pub fn on_back(&mut self, src: Ipv6Addr, bytes: &[u8], repr: &MhRepr, now: Millis, wall_ntp: u64, ctx: &Ctx<'_>) -> AckOutcome {
+    pub fn on_back(
+        &mut self,
+        src: Ipv6Addr,
+        bytes: &[u8],
+        repr: &MhRepr,
+        now: Millis,
+        wall_ntp: u64,
+        ctx: &Ctx<'_>,
+    ) -> AckOutcome {
         let Message::BindingAck(ba) = repr.message else {
             return AckOutcome::Ignored("not a binding acknowledgement");
         };
@@ -255,11 +309,19 @@ impl Client {
                 let deregistration = reg.request.is_deregistration() || ba.lifetime == 0;
                 if deregistration {
                     self.regs.remove(&src);
-                    return AckOutcome::Accepted { peer: src, kind, deregistration: true, assigned_coa: None, elapsed_ms };
+                    return AckOutcome::Accepted {
+                        peer: src,
+                        kind,
+                        deregistration: true,
+                        assigned_coa: None,
+                        elapsed_ms,
+                    };
                 }
                 let granted_s = u32::from(ba.lifetime) * 4;
                 let advice_s = repr.options.iter().find_map(|o| match o {
-                    MobilityOption::BindingRefreshAdvice { interval } => Some(u64::from(*interval) * 4),
+                    MobilityOption::BindingRefreshAdvice { interval } => {
+                        Some(u64::from(*interval) * 4)
+                    }
                     _ => None,
                 });
                 let mut refresh_ms = u64::from(granted_s) * 10 * REFRESH_PERCENT;
@@ -275,12 +337,23 @@ impl Client {
                 reg.bound_until = Some(now + std::time::Duration::from_secs(u64::from(granted_s)));
                 reg.deadline = now + std::time::Duration::from_millis(refresh_ms.max(1000));
                 reg.assigned_coa = assigned.or(reg.assigned_coa);
-                AckOutcome::Accepted { peer: src, kind, deregistration: false, assigned_coa: reg.assigned_coa, elapsed_ms }
+                AckOutcome::Accepted {
+                    peer: src,
+                    kind,
+                    deregistration: false,
+                    assigned_coa: reg.assigned_coa,
+                    elapsed_ms,
+                }
             }
-            status @ (mipcast_wire::mh::back_status::SEQUENCE_OUT_OF_WINDOW | mipcast_wire::mh::back_status::MIPV6_ID_MISMATCH) => {
+            status @ (mipcast_wire::mh::back_status::SEQUENCE_OUT_OF_WINDOW
+            | mipcast_wire::mh::back_status::MIPV6_ID_MISMATCH) => {
                 if reg.resyncs >= MAX_RESYNCS {
                     self.regs.remove(&src);
-                    return AckOutcome::Rejected { peer: src, kind, status };
+                    return AckOutcome::Rejected {
+                        peer: src,
+                        kind,
+                        status,
+                    };
                 }
                 reg.resyncs += 1;
                 if status == mipcast_wire::mh::back_status::SEQUENCE_OUT_OF_WINDOW {
@@ -297,13 +370,24 @@ impl Client {
             }
             status => {
                 self.regs.remove(&src);
-                AckOutcome::Rejected { peer: src, kind, status }
+                AckOutcome::Rejected {
+                    peer: src,
+                    kind,
+                    status,
+                }
             }
         }
     }
 
     /// Resends after a resynchronisation, immediately, with the corrected numbers.
-    pub fn resend(&mut self, peer: Ipv6Addr, src: Option<Ipv6Addr>, now: Millis, wall_ntp: u64, ctx: &Ctx<'_>) -> Option<Outgoing> {
+    pub fn resend(
+        &mut self,
+        peer: Ipv6Addr,
+        src: Option<Ipv6Addr>,
+        now: Millis,
+        wall_ntp: u64,
+        ctx: &Ctx<'_>,
+    ) -> Option<Outgoing> {
         self.send(peer, src, now, wall_ntp, ctx, true)
     }
 
@@ -314,22 +398,42 @@ impl Client {
 
     /// Timer work: retransmissions, give-ups, refreshes, expiries. `src` gives the source to
     /// use for a peer kind right now.
-    pub fn poll(&mut self, now: Millis, wall_ntp: u64, src: &dyn Fn(PeerKind) -> Option<Ipv6Addr>, ctx: &Ctx<'_>) -> (Vec<Outgoing>, Vec<TimerEvent>) {
+    pub fn poll(
+        &mut self,
+        now: Millis,
+        wall_ntp: u64,
+        src: &dyn Fn(PeerKind) -> Option<Ipv6Addr>,
+        ctx: &Ctx<'_>,
+    ) -> (Vec<Outgoing>, Vec<TimerEvent>) {
         let mut out = Vec::new();
         let mut events = Vec::new();
-        let due: Vec<Ipv6Addr> = self.regs.values().filter(|r| r.deadline <= now).map(|r| r.peer).collect();
+        let due: Vec<Ipv6Addr> = self
+            .regs
+            .values()
+            .filter(|r| r.deadline <= now)
+            .map(|r| r.peer)
+            .collect();
         for peer in due {
-            let Some(reg) = self.regs.get_mut(&peer) else { continue };
+            let Some(reg) = self.regs.get_mut(&peer) else {
+                continue;
+            };
             if reg.bound_until.is_some_and(|u| u <= now) {
                 reg.bound_until = None;
-                events.push(TimerEvent::Expired { peer, kind: reg.request.kind });
+                events.push(TimerEvent::Expired {
+                    peer,
+                    kind: reg.request.kind,
+                });
             }
             match reg.state {
                 State::Waiting => {
                     if reg.timeout_ms >= MAX_TIMEOUT_MS {
                         reg.state = State::GaveUp;
-                        reg.deadline = now + std::time::Duration::from_millis(RETRY_AFTER_GIVE_UP_MS);
-                        events.push(TimerEvent::GaveUp { peer, kind: reg.request.kind });
+                        reg.deadline =
+                            now + std::time::Duration::from_millis(RETRY_AFTER_GIVE_UP_MS);
+                        events.push(TimerEvent::GaveUp {
+                            peer,
+                            kind: reg.request.kind,
+                        });
                         if reg.request.is_deregistration() {
                             self.regs.remove(&peer);
                         }
@@ -341,7 +445,11 @@ impl Client {
                 }
                 State::Bound | State::GaveUp => {
                     reg.state = State::Waiting;
-                    reg.timeout_ms = if reg.bound_until.is_some() { INITIAL_TIMEOUT_MS } else { INITIAL_TIMEOUT_FIRST_MS };
+                    reg.timeout_ms = if reg.bound_until.is_some() {
+                        INITIAL_TIMEOUT_MS
+                    } else {
+                        INITIAL_TIMEOUT_FIRST_MS
+                    };
                     reg.started = now;
                     reg.resyncs = 0;
                     let kind = reg.request.kind;
@@ -365,14 +473,24 @@ const AUTH_ROOM: usize = 2 + 1 + 4 + 16 + 8;
 
 /// A signed Binding Update. MMA registrations carry the M flag, home registrations H; all ask
 /// for an acknowledgement.
-pub fn build_bu(hoa: Ipv6Addr, seq: u16, timestamp: u64, req: &Request, sa: &Sa, coa: Ipv6Addr) -> mipcast_wire::Result<Vec<u8>> {
+pub fn build_bu(
+    hoa: Ipv6Addr,
+    seq: u16,
+    timestamp: u64,
+    req: &Request,
+    sa: &Sa,
+    coa: Ipv6Addr,
+) -> mipcast_wire::Result<Vec<u8>> {
     let mut flags = bu_flags::ACK;
     flags |= match req.kind {
         PeerKind::HomeAgent => bu_flags::HOME,
         PeerKind::Mma => bu_flags::MAP,
     };
     let lifetime = u16::try_from(req.lifetime_s.div_ceil(4)).unwrap_or(u16::MAX);
-    let mut options = vec![MobilityOption::HomeNetworkPrefix { prefix_len: 128, prefix: hoa }];
+    let mut options = vec![MobilityOption::HomeNetworkPrefix {
+        prefix_len: 128,
+        prefix: hoa,
+    }];
     if let Some(a) = req.alt_coa {
         options.push(MobilityOption::AlternateCareOf(a));
     }
@@ -380,12 +498,28 @@ pub fn build_bu(hoa: Ipv6Addr, seq: u16, timestamp: u64, req: &Request, sa: &Sa,
         options.push(MobilityOption::Experimental(Experimental::TerminalGroup(g)));
     }
     if let Some((new_coa, grace_secs)) = req.forward {
-        options.push(MobilityOption::Experimental(Experimental::ForwardingRequest { new_coa, grace_secs }));
+        options.push(MobilityOption::Experimental(
+            Experimental::ForwardingRequest {
+                new_coa,
+                grace_secs,
+            },
+        ));
     }
     options.push(MobilityOption::ReplayProtection { timestamp });
-    let repr = MhRepr { message: Message::BindingUpdate(BindingUpdate { sequence: seq, flags, lifetime }), options };
+    let repr = MhRepr {
+        message: Message::BindingUpdate(BindingUpdate {
+            sequence: seq,
+            flags,
+            lifetime,
+        }),
+        options,
+    };
     let mut buf = vec![0; repr.buffer_len() + AUTH_ROOM];
-    let creds = Credentials { spi: sa.spi, algorithm: sa.algorithm, key: &sa.key };
+    let creds = Credentials {
+        spi: sa.spi,
+        algorithm: sa.algorithm,
+        key: &sa.key,
+    };
     let n = repr.emit_authenticated(&mut buf, &creds, &coa, &hoa)?;
     buf.truncate(n);
     Ok(buf)

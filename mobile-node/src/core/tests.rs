@@ -3,7 +3,9 @@
 use std::net::Ipv6Addr;
 
 use mipcast_wire::auth::{self, Algorithm, Credentials};
-use mipcast_wire::mh::{back_status, bu_flags, BindingAck, Experimental, Message, MhRepr, MobilityOption};
+use mipcast_wire::mh::{
+    back_status, bu_flags, BindingAck, Experimental, Message, MhRepr, MobilityOption,
+};
 use mipcast_wire::nd::{MapOption, NdOption, NdRepr, PrefixInformation, RouterAdvert};
 
 use super::*;
@@ -38,7 +40,11 @@ fn group() -> Ipv6Addr {
     a("ff35::ff:fe00:1")
 }
 fn sa_of(spi: u32) -> Sa {
-    Sa { spi, algorithm: Algorithm::HmacSha256_128, key: vec![spi as u8; 20] }
+    Sa {
+        spi,
+        algorithm: Algorithm::HmacSha256_128,
+        key: vec![spi as u8; 20],
+    }
 }
 
 fn config(mode: Mode) -> CoreConfig {
@@ -53,14 +59,35 @@ fn config(mode: Mode) -> CoreConfig {
         mma_sas: [(mma1(), sa_of(301)), (mma2(), sa_of(302))].into(),
         default_mma_sa: Some(sa_of(399)),
         links: vec![
-            LinkConfig { ifindex: E1, name: "e1".into(), mac: MAC1, preference: 50, cost: 0 },
-            LinkConfig { ifindex: E2, name: "e2".into(), mac: MAC2, preference: 50, cost: 0 },
+            LinkConfig {
+                ifindex: E1,
+                name: "e1".into(),
+                mac: MAC1,
+                preference: 50,
+                cost: 0,
+            },
+            LinkConfig {
+                ifindex: E2,
+                name: "e2".into(),
+                mac: MAC2,
+                preference: 50,
+                cost: 0,
+            },
         ],
         lo_ifindex: LO,
-        policy: Policy { hysteresis: 10, min_dwell_ms: 2000, ra_timeout_ms: 3000 },
+        policy: Policy {
+            hysteresis: 10,
+            min_dwell_ms: 2000,
+            ra_timeout_ms: 3000,
+        },
         overlap_ms: 1000,
         grace_s: 10,
-        tables: Tables { decap_table: 100, uplink_table: 200, decap_pref: 10, uplink_pref: 20 },
+        tables: Tables {
+            decap_table: 100,
+            uplink_table: 200,
+            decap_pref: 10,
+            uplink_pref: 20,
+        },
     }
 }
 
@@ -84,7 +111,13 @@ fn ra(prefix: &str, mma: Option<Ipv6Addr>) -> Vec<u8> {
         prefix: a(prefix),
     })];
     if let Some(m) = mma {
-        options.push(NdOption::Map(MapOption { distance: 1, preference: 10, rcoa: false, valid_lifetime: 3600, address: m }));
+        options.push(NdOption::Map(MapOption {
+            distance: 1,
+            preference: 10,
+            rcoa: false,
+            valid_lifetime: 3600,
+            address: m,
+        }));
     }
     let repr = NdRepr::RouterAdvert(RouterAdvert {
         cur_hop_limit: 64,
@@ -117,19 +150,30 @@ struct SentBu {
 
 fn decode(o: &Outgoing) -> SentBu {
     let repr = MhRepr::parse(&o.bytes).unwrap();
-    let Message::BindingUpdate(bu) = repr.message else { panic!("not a BU") };
-    assert_eq!(repr.home_address(), Some(hoa()), "HNP carries the home address");
+    let Message::BindingUpdate(bu) = repr.message else {
+        panic!("not a BU")
+    };
+    assert_eq!(
+        repr.home_address(),
+        Some(hoa()),
+        "HNP carries the home address"
+    );
     let alt = repr.alternate_care_of();
     let coa = alt.unwrap_or(o.src);
     let sa = sa_for(o.peer);
-    auth::verify(&o.bytes, &coa, &hoa(), |spi| (spi == sa.spi).then_some((sa.algorithm, sa.key.as_slice())))
-        .expect("BU authenticates with the peer's SA");
+    auth::verify(&o.bytes, &coa, &hoa(), |spi| {
+        (spi == sa.spi).then_some((sa.algorithm, sa.key.as_slice()))
+    })
+    .expect("BU authenticates with the peer's SA");
     let group = repr.experimental().find_map(|e| match e {
         Experimental::TerminalGroup(g) => Some(*g),
         _ => None,
     });
     let forward = repr.experimental().find_map(|e| match e {
-        Experimental::ForwardingRequest { new_coa, grace_secs } => Some((*new_coa, *grace_secs)),
+        Experimental::ForwardingRequest {
+            new_coa,
+            grace_secs,
+        } => Some((*new_coa, *grace_secs)),
         _ => None,
     });
     SentBu {
@@ -146,18 +190,38 @@ fn decode(o: &Outgoing) -> SentBu {
 }
 
 /// The BAck a peer sends for `bu`, signed with its SA.
-fn back_for(bu: &SentBu, status: u8, seq: u16, timestamp: u64, assigned: Option<Ipv6Addr>) -> Vec<u8> {
+fn back_for(
+    bu: &SentBu,
+    status: u8,
+    seq: u16,
+    timestamp: u64,
+    assigned: Option<Ipv6Addr>,
+) -> Vec<u8> {
     let mut options = vec![MobilityOption::ReplayProtection { timestamp }];
     if let Some(c) = assigned {
         options.push(MobilityOption::Experimental(Experimental::AssignedCoa(c)));
     }
     let lifetime = if status < 128 { bu.lifetime_units } else { 0 };
-    let repr = MhRepr { message: Message::BindingAck(BindingAck { status, flags: 0, sequence: seq, lifetime }), options };
+    let repr = MhRepr {
+        message: Message::BindingAck(BindingAck {
+            status,
+            flags: 0,
+            sequence: seq,
+            lifetime,
+        }),
+        options,
+    };
     let sa = sa_for(bu.peer);
     let mut buf = vec![0; repr.buffer_len() + 40];
-    let creds = Credentials { spi: sa.spi, algorithm: sa.algorithm, key: &sa.key };
+    let creds = Credentials {
+        spi: sa.spi,
+        algorithm: sa.algorithm,
+        key: &sa.key,
+    };
     let coa = bu.alt_coa.unwrap_or(bu.src);
-    let n = repr.emit_authenticated(&mut buf, &creds, &coa, &hoa()).unwrap();
+    let n = repr
+        .emit_authenticated(&mut buf, &creds, &coa, &hoa())
+        .unwrap();
     buf.truncate(n);
     buf
 }
@@ -169,10 +233,16 @@ struct H {
 
 impl H {
     fn new(mode: Mode) -> H {
-        H { core: Core::new(config(mode), Persisted::default()), t: 1_000 }
+        H {
+            core: Core::new(config(mode), Persisted::default()),
+            t: 1_000,
+        }
     }
     fn now(&self) -> Now {
-        Now { mono: Millis(self.t), wall_ntp: NTP0 + mipcast_wire::ntp::ms_to_ntp_units(self.t) }
+        Now {
+            mono: Millis(self.t),
+            wall_ntp: NTP0 + mipcast_wire::ntp::ms_to_ntp_units(self.t),
+        }
     }
     fn ev(&mut self, e: Event<'_>) -> Vec<Action> {
         let now = self.now();
@@ -196,12 +266,24 @@ impl H {
     }
     fn ra(&mut self, ifindex: u32, prefix: &str, mma: Option<Ipv6Addr>) -> Vec<Action> {
         let bytes = ra(prefix, mma);
-        let router = if ifindex == E1 { a("fe80::1") } else { a("fe80::2") };
-        self.ev(Event::RouterAdvert { ifindex, src: router, hop_limit: 255, bytes: &bytes })
+        let router = if ifindex == E1 {
+            a("fe80::1")
+        } else {
+            a("fe80::2")
+        };
+        self.ev(Event::RouterAdvert {
+            ifindex,
+            src: router,
+            hop_limit: 255,
+            bytes: &bytes,
+        })
     }
     fn ack(&mut self, bu: &SentBu, status: u8, assigned: Option<Ipv6Addr>) -> Vec<Action> {
         let bytes = back_for(bu, status, bu.seq, bu.timestamp, assigned);
-        self.ev(Event::Mobility { src: bu.peer, bytes: &bytes })
+        self.ev(Event::Mobility {
+            src: bu.peer,
+            bytes: &bytes,
+        })
     }
     /// Attached in site 1 on e1 with both registrations accepted.
     fn registered_in_site1(mode: Mode) -> H {
@@ -238,7 +320,10 @@ fn kchanges(actions: &[Action]) -> Vec<KernelChange> {
 }
 
 fn pos(changes: &[KernelChange], f: impl Fn(&KernelChange) -> bool) -> usize {
-    changes.iter().position(f).unwrap_or_else(|| panic!("change not found in {changes:#?}"))
+    changes
+        .iter()
+        .position(f)
+        .unwrap_or_else(|| panic!("change not found in {changes:#?}"))
 }
 
 fn slaac_of(prefix: &str, mac: [u8; 6]) -> Ipv6Addr {
@@ -246,11 +331,23 @@ fn slaac_of(prefix: &str, mac: [u8; 6]) -> Ipv6Addr {
 }
 
 fn uplink_route(seg: Ipv6Addr, oif: u32) -> KObject {
-    KObject::EncapRoute { dst: "::/0".parse().unwrap(), src: None, tunnel_dst: seg, oif, table: 200 }
+    KObject::EncapRoute {
+        dst: "::/0".parse().unwrap(),
+        src: None,
+        tunnel_dst: seg,
+        oif,
+        table: 200,
+    }
 }
 
 fn unicast_decap_rule(from: Ipv6Addr, to: Ipv6Addr) -> KObject {
-    KObject::Rule { pref: 11, from: Some(Ipv6Network::from(from)), to: Some(Ipv6Network::from(to)), ipproto: Some(41), table: 100 }
+    KObject::Rule {
+        pref: 11,
+        from: Some(Ipv6Network::from(from)),
+        to: Some(Ipv6Network::from(to)),
+        ipproto: Some(41),
+        table: 100,
+    }
 }
 
 fn handovers(actions: &[Action]) -> Vec<HandoverKind> {
@@ -269,15 +366,37 @@ fn start_at_home_sends_nothing_and_uses_the_home_address_natively() {
     let acts = h.up(E1);
     assert!(acts.contains(&Action::SendRs { ifindex: E1 }));
     // Before any RA: the home address waits on lo.
-    assert!(kchanges(&acts).contains(&KernelChange::AddAddress(Address { ifindex: LO, addr: hoa(), prefix_len: 128 })));
+    assert!(kchanges(&acts).contains(&KernelChange::AddAddress(Address {
+        ifindex: LO,
+        addr: hoa(),
+        prefix_len: 128
+    })));
     let acts = h.ra(E1, "2001:db8:99::", Some(mma_home()));
     assert!(bus(&acts).is_empty(), "nothing to deregister at home");
     let k = kchanges(&acts);
-    let add = pos(&k, |c| *c == KernelChange::AddAddress(Address { ifindex: E1, addr: hoa(), prefix_len: 64 }));
-    let del = pos(&k, |c| *c == KernelChange::RemoveAddress(Address { ifindex: LO, addr: hoa(), prefix_len: 128 }));
+    let add = pos(&k, |c| {
+        *c == KernelChange::AddAddress(Address {
+            ifindex: E1,
+            addr: hoa(),
+            prefix_len: 64,
+        })
+    });
+    let del = pos(&k, |c| {
+        *c == KernelChange::RemoveAddress(Address {
+            ifindex: LO,
+            addr: hoa(),
+            prefix_len: 128,
+        })
+    });
     assert!(add < del);
-    assert!(k.contains(&KernelChange::SetDefaultRoute(DefaultRoute { ifindex: E1, gateway: a("fe80::1") })));
-    assert!(!k.iter().any(|c| matches!(c, KernelChange::Install(_) | KernelChange::Join(_) | KernelChange::MarkGroup(_))));
+    assert!(k.contains(&KernelChange::SetDefaultRoute(DefaultRoute {
+        ifindex: E1,
+        gateway: a("fe80::1")
+    })));
+    assert!(!k.iter().any(|c| matches!(
+        c,
+        KernelChange::Install(_) | KernelChange::Join(_) | KernelChange::MarkGroup(_)
+    )));
     assert_eq!(h.core.attachment(), Attach::Home { ifindex: E1 });
     assert_eq!(handovers(&acts), vec![HandoverKind::Home]);
 }
@@ -300,15 +419,48 @@ fn home_to_visited_site_registers_with_the_mma_then_the_home_agent() {
     assert_eq!(bu.group, Some(group()));
     assert_eq!(bu.alt_coa, None);
     let k = kchanges(&acts);
-    let join = pos(&k, |c| *c == KernelChange::Join(Membership { ifindex: E2, group: group(), source: mma1() }));
-    let up = pos(&k, |c| *c == KernelChange::Install(uplink_route(mma1(), E2)));
+    let join = pos(&k, |c| {
+        *c == KernelChange::Join(Membership {
+            ifindex: E2,
+            group: group(),
+            source: mma1(),
+        })
+    });
+    let up = pos(&k, |c| {
+        *c == KernelChange::Install(uplink_route(mma1(), E2))
+    });
     assert!(join < up);
     assert!(k.contains(&KernelChange::MarkGroup(group())));
-    assert!(k.contains(&KernelChange::Install(KObject::Rule { pref: 10, from: None, to: Some(Ipv6Network::from(group())), ipproto: Some(41), table: 100 })));
-    assert!(k.contains(&KernelChange::Install(KObject::DecapRoute { local: group(), oif: E2, table: 100, inner_table: 255 })));
-    assert!(k.contains(&KernelChange::Install(KObject::Rule { pref: 20, from: Some(Ipv6Network::from(hoa())), to: None, ipproto: None, table: 200 })));
-    assert!(k.contains(&KernelChange::AddAddress(Address { ifindex: LO, addr: hoa(), prefix_len: 128 })));
-    assert!(k.contains(&KernelChange::RemoveAddress(Address { ifindex: E1, addr: hoa(), prefix_len: 64 })));
+    assert!(k.contains(&KernelChange::Install(KObject::Rule {
+        pref: 10,
+        from: None,
+        to: Some(Ipv6Network::from(group())),
+        ipproto: Some(41),
+        table: 100
+    })));
+    assert!(k.contains(&KernelChange::Install(KObject::DecapRoute {
+        local: group(),
+        oif: E2,
+        table: 100,
+        inner_table: 255
+    })));
+    assert!(k.contains(&KernelChange::Install(KObject::Rule {
+        pref: 20,
+        from: Some(Ipv6Network::from(hoa())),
+        to: None,
+        ipproto: None,
+        table: 200
+    })));
+    assert!(k.contains(&KernelChange::AddAddress(Address {
+        ifindex: LO,
+        addr: hoa(),
+        prefix_len: 128
+    })));
+    assert!(k.contains(&KernelChange::RemoveAddress(Address {
+        ifindex: E1,
+        addr: hoa(),
+        prefix_len: 64
+    })));
 
     // MMA accepts and assigns its address as CoA: now the home agent.
     let acts = h.ack(bu, 0, Some(mma1()));
@@ -320,7 +472,10 @@ fn home_to_visited_site_registers_with_the_mma_then_the_home_agent() {
     assert_eq!(hbu.alt_coa, Some(mma1()));
     assert_eq!(hbu.forward, None);
     let acts = h.ack(hbu, 0, None);
-    assert!(acts.contains(&Action::Metric(MetricEvent::Registration { peer: PeerKind::HomeAgent, outcome: "accepted".into() })));
+    assert!(acts.contains(&Action::Metric(MetricEvent::Registration {
+        peer: PeerKind::HomeAgent,
+        outcome: "accepted".into()
+    })));
     assert_eq!(h.core.care_of_address(), Some(mma1()));
 }
 
@@ -334,15 +489,33 @@ fn intra_site_move_is_make_before_break_with_zero_binding_updates() {
     h.ra(E1, "2001:db8:10:1::", Some(mma1()));
     h.ra(E2, "2001:db8:10:2::", Some(mma1()));
     // e1 degrades (but still works): e2 wins by more than the hysteresis.
-    let acts = h.ev(Event::Quality { ifindex: E1, value: Some(60) });
+    let acts = h.ev(Event::Quality {
+        ifindex: E1,
+        value: Some(60),
+    });
     assert!(bus(&acts).is_empty(), "intra-site: no BU");
     assert_eq!(handovers(&acts), vec![HandoverKind::IntraSite]);
     let k = kchanges(&acts);
-    let join = pos(&k, |c| *c == KernelChange::Join(Membership { ifindex: E2, group: group(), source: mma1() }));
-    let up = pos(&k, |c| *c == KernelChange::Install(uplink_route(mma1(), E2)));
+    let join = pos(&k, |c| {
+        *c == KernelChange::Join(Membership {
+            ifindex: E2,
+            group: group(),
+            source: mma1(),
+        })
+    });
+    let up = pos(&k, |c| {
+        *c == KernelChange::Install(uplink_route(mma1(), E2))
+    });
     assert!(join < up, "join before the uplink switch");
-    assert!(!k.iter().any(|c| matches!(c, KernelChange::Leave(_))), "old branch kept during the overlap");
-    assert!(!k.iter().any(|c| matches!(c, KernelChange::Remove(KObject::EncapRoute { .. }))), "uplink replaced in place");
+    assert!(
+        !k.iter().any(|c| matches!(c, KernelChange::Leave(_))),
+        "old branch kept during the overlap"
+    );
+    assert!(
+        !k.iter()
+            .any(|c| matches!(c, KernelChange::Remove(KObject::EncapRoute { .. }))),
+        "uplink replaced in place"
+    );
     let mut later = Vec::new();
     for _ in 0..12 {
         h.t += 100;
@@ -350,7 +523,14 @@ fn intra_site_move_is_make_before_break_with_zero_binding_updates() {
         later.extend(h.ra(E2, "2001:db8:10:2::", Some(mma1())));
     }
     assert!(bus(&later).is_empty());
-    assert_eq!(kchanges(&later), vec![KernelChange::Leave(Membership { ifindex: E1, group: group(), source: mma1() })]);
+    assert_eq!(
+        kchanges(&later),
+        vec![KernelChange::Leave(Membership {
+            ifindex: E1,
+            group: group(),
+            source: mma1()
+        })]
+    );
 }
 
 #[test]
@@ -361,8 +541,16 @@ fn intra_site_move_on_link_down_leaves_at_once() {
     let acts = h.down(E1);
     assert!(bus(&acts).is_empty());
     let k = kchanges(&acts);
-    assert!(k.contains(&KernelChange::Join(Membership { ifindex: E2, group: group(), source: mma1() })));
-    assert!(k.contains(&KernelChange::Leave(Membership { ifindex: E1, group: group(), source: mma1() })));
+    assert!(k.contains(&KernelChange::Join(Membership {
+        ifindex: E2,
+        group: group(),
+        source: mma1()
+    })));
+    assert!(k.contains(&KernelChange::Leave(Membership {
+        ifindex: E1,
+        group: group(),
+        source: mma1()
+    })));
     assert!(k.contains(&KernelChange::Install(uplink_route(mma1(), E2))));
 }
 
@@ -375,21 +563,42 @@ fn site_to_other_site_registers_new_mma_then_home_agent_and_old_mma_with_forward
     assert_eq!(handovers(&acts), vec![HandoverKind::InterSite]);
     let sent = bus(&acts);
     assert_eq!(sent.len(), 1);
-    assert_eq!((sent[0].peer, sent[0].flags), (mma2(), bu_flags::ACK | bu_flags::MAP));
-    assert!(kchanges(&acts).contains(&KernelChange::Join(Membership { ifindex: E2, group: group(), source: mma2() })));
+    assert_eq!(
+        (sent[0].peer, sent[0].flags),
+        (mma2(), bu_flags::ACK | bu_flags::MAP)
+    );
+    assert!(kchanges(&acts).contains(&KernelChange::Join(Membership {
+        ifindex: E2,
+        group: group(),
+        source: mma2()
+    })));
     let acts = h.ack(&sent[0], 0, Some(mma2()));
     let sent = bus(&acts);
     let onlink = slaac_of("2001:db8:20:1::", MAC2);
     assert_eq!(sent.len(), 2, "{sent:?}");
-    assert_eq!((sent[0].peer, sent[0].alt_coa, sent[0].flags), (ha(), Some(mma2()), bu_flags::ACK | bu_flags::HOME));
-    assert_eq!((sent[1].peer, sent[1].lifetime_units, sent[1].flags), (mma1(), 0, bu_flags::ACK | bu_flags::MAP));
+    assert_eq!(
+        (sent[0].peer, sent[0].alt_coa, sent[0].flags),
+        (ha(), Some(mma2()), bu_flags::ACK | bu_flags::HOME)
+    );
+    assert_eq!(
+        (sent[1].peer, sent[1].lifetime_units, sent[1].flags),
+        (mma1(), 0, bu_flags::ACK | bu_flags::MAP)
+    );
     assert_eq!(sent[1].forward, Some((onlink, 10)));
     let k = kchanges(&acts);
     assert!(k.contains(&KernelChange::Install(unicast_decap_rule(mma1(), onlink))));
-    assert!(k.contains(&KernelChange::Install(KObject::DecapRoute { local: onlink, oif: E2, table: 100, inner_table: 255 })));
+    assert!(k.contains(&KernelChange::Install(KObject::DecapRoute {
+        local: onlink,
+        oif: E2,
+        table: 100,
+        inner_table: 255
+    })));
     let old = sent[1];
     let acts = h.ack(&old, 0, None);
-    assert!(acts.contains(&Action::Metric(MetricEvent::Registration { peer: PeerKind::Mma, outcome: "deregistered".into() })));
+    assert!(acts.contains(&Action::Metric(MetricEvent::Registration {
+        peer: PeerKind::Mma,
+        outcome: "deregistered".into()
+    })));
     // Forwarding state goes when the grace period ends.
     let mut later = Vec::new();
     for _ in 0..105 {
@@ -408,22 +617,57 @@ fn foreign_site_to_home_deregisters_ha_and_last_mma_with_forwarding_to_the_home_
     assert_eq!(handovers(&acts), vec![HandoverKind::Home]);
     let sent = bus(&acts);
     assert_eq!(sent.len(), 2, "{sent:?}");
-    assert_eq!((sent[0].peer, sent[0].src, sent[0].lifetime_units, sent[0].flags), (ha(), hoa(), 0, bu_flags::ACK | bu_flags::HOME));
+    assert_eq!(
+        (
+            sent[0].peer,
+            sent[0].src,
+            sent[0].lifetime_units,
+            sent[0].flags
+        ),
+        (ha(), hoa(), 0, bu_flags::ACK | bu_flags::HOME)
+    );
     assert_eq!(sent[0].alt_coa, None);
-    assert_eq!((sent[1].peer, sent[1].src, sent[1].lifetime_units), (mma1(), hoa(), 0));
+    assert_eq!(
+        (sent[1].peer, sent[1].src, sent[1].lifetime_units),
+        (mma1(), hoa(), 0)
+    );
     assert_eq!(sent[1].forward, Some((hoa(), 10)));
     let k = kchanges(&acts);
-    let add = pos(&k, |c| *c == KernelChange::AddAddress(Address { ifindex: E2, addr: hoa(), prefix_len: 64 }));
+    let add = pos(&k, |c| {
+        *c == KernelChange::AddAddress(Address {
+            ifindex: E2,
+            addr: hoa(),
+            prefix_len: 64,
+        })
+    });
     assert!(add < k.len());
-    assert!(k.contains(&KernelChange::RemoveAddress(Address { ifindex: LO, addr: hoa(), prefix_len: 128 })));
-    assert!(k.contains(&KernelChange::Remove(KObject::Rule { pref: 20, from: Some(Ipv6Network::from(hoa())), to: None, ipproto: None, table: 200 })));
+    assert!(k.contains(&KernelChange::RemoveAddress(Address {
+        ifindex: LO,
+        addr: hoa(),
+        prefix_len: 128
+    })));
+    assert!(k.contains(&KernelChange::Remove(KObject::Rule {
+        pref: 20,
+        from: Some(Ipv6Network::from(hoa())),
+        to: None,
+        ipproto: None,
+        table: 200
+    })));
     assert!(k.contains(&KernelChange::UnmarkGroup(group())));
     assert!(k.contains(&KernelChange::Install(unicast_decap_rule(mma1(), hoa()))));
     // The kernel changes come before the BUs: the home address must be on the link first.
-    let first_bu = acts.iter().position(|x| matches!(x, Action::SendBu(_))).unwrap();
-    assert!(acts[..first_bu].iter().all(|x| matches!(x, Action::Kernel(_))));
+    let first_bu = acts
+        .iter()
+        .position(|x| matches!(x, Action::SendBu(_)))
+        .unwrap();
+    assert!(acts[..first_bu]
+        .iter()
+        .all(|x| matches!(x, Action::Kernel(_))));
     let acts = h.ack(&sent[0], 0, None);
-    assert!(acts.contains(&Action::Metric(MetricEvent::Registration { peer: PeerKind::HomeAgent, outcome: "deregistered".into() })));
+    assert!(acts.contains(&Action::Metric(MetricEvent::Registration {
+        peer: PeerKind::HomeAgent,
+        outcome: "deregistered".into()
+    })));
 }
 
 #[test]
@@ -457,13 +701,27 @@ fn plain_mipv6_registers_the_onlink_address_and_reregisters_on_every_move() {
     let coa1 = slaac_of("2001:db8:10:1::", MAC1);
     let sent = bus(&acts);
     assert_eq!(sent.len(), 1);
-    assert_eq!((sent[0].peer, sent[0].src, sent[0].flags, sent[0].group), (ha(), coa1, bu_flags::ACK | bu_flags::HOME, None));
+    assert_eq!(
+        (sent[0].peer, sent[0].src, sent[0].flags, sent[0].group),
+        (ha(), coa1, bu_flags::ACK | bu_flags::HOME, None)
+    );
     let k = kchanges(&acts);
-    assert!(k.contains(&KernelChange::AddAddress(Address { ifindex: E1, addr: coa1, prefix_len: 64 })));
+    assert!(k.contains(&KernelChange::AddAddress(Address {
+        ifindex: E1,
+        addr: coa1,
+        prefix_len: 64
+    })));
     assert!(k.contains(&KernelChange::Install(unicast_decap_rule(ha(), coa1))));
-    assert!(k.contains(&KernelChange::Install(KObject::DecapRoute { local: coa1, oif: E1, table: 100, inner_table: 255 })));
+    assert!(k.contains(&KernelChange::Install(KObject::DecapRoute {
+        local: coa1,
+        oif: E1,
+        table: 100,
+        inner_table: 255
+    })));
     assert!(k.contains(&KernelChange::Install(uplink_route(ha(), E1))));
-    assert!(!k.iter().any(|c| matches!(c, KernelChange::Join(_) | KernelChange::MarkGroup(_))));
+    assert!(!k
+        .iter()
+        .any(|c| matches!(c, KernelChange::Join(_) | KernelChange::MarkGroup(_))));
     h.ack(&sent[0], 0, None);
     assert_eq!(h.core.care_of_address(), Some(coa1));
 
@@ -488,7 +746,10 @@ fn site_mode_without_map_option_falls_back_to_plain_mipv6() {
     let acts = h.ra(E1, "2001:db8:30:1::", None);
     assert_eq!(handovers(&acts), vec![HandoverKind::Mipv6]);
     let sent = bus(&acts);
-    assert_eq!((sent[0].peer, sent[0].src), (ha(), slaac_of("2001:db8:30:1::", MAC1)));
+    assert_eq!(
+        (sent[0].peer, sent[0].src),
+        (ha(), slaac_of("2001:db8:30:1::", MAC1))
+    );
 }
 
 #[test]
@@ -509,14 +770,20 @@ fn retransmission_backs_off_from_1_5_s_doubling_to_32_s_then_gives_up() {
             times.push(h.t - start);
             seqs.push(b.seq);
         }
-        if acts.contains(&Action::Metric(MetricEvent::Registration { peer: PeerKind::Mma, outcome: "timeout".into() })) {
+        if acts.contains(&Action::Metric(MetricEvent::Registration {
+            peer: PeerKind::Mma,
+            outcome: "timeout".into(),
+        })) {
             gave_up = Some(h.t - start);
             break;
         }
     }
     assert_eq!(times, vec![0, 1500, 4500, 10500, 22500, 46500]);
     assert_eq!(gave_up, Some(78500));
-    assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "a new sequence number per retransmission: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "a new sequence number per retransmission: {seqs:?}"
+    );
 }
 
 #[test]
@@ -534,7 +801,10 @@ fn refresh_before_expiry_uses_the_one_second_initial_timeout() {
     }
     // Lifetime 300 s: refresh at 80 %, then (unanswered) retransmit after 1 s.
     assert_eq!(sends[0].0, 240_000);
-    assert!(sends.iter().any(|(t, p)| *p == sends[0].1 && *t == 241_000), "{sends:?}");
+    assert!(
+        sends.iter().any(|(t, p)| *p == sends[0].1 && *t == 241_000),
+        "{sends:?}"
+    );
 }
 
 #[test]
@@ -542,8 +812,17 @@ fn status_135_resynchronises_the_sequence_number() {
     let mut h = H::new(Mode::Site);
     h.up(E1);
     let bu = bus(&h.ra(E1, "2001:db8:10:1::", Some(mma1()))).remove(0);
-    let bytes = back_for(&bu, back_status::SEQUENCE_OUT_OF_WINDOW, 5000, bu.timestamp, None);
-    let acts = h.ev(Event::Mobility { src: mma1(), bytes: &bytes });
+    let bytes = back_for(
+        &bu,
+        back_status::SEQUENCE_OUT_OF_WINDOW,
+        5000,
+        bu.timestamp,
+        None,
+    );
+    let acts = h.ev(Event::Mobility {
+        src: mma1(),
+        bytes: &bytes,
+    });
     let again = bus(&acts);
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].seq, 5001);
@@ -556,9 +835,16 @@ fn status_144_resynchronises_the_timestamp_to_the_peers_clock() {
     let bu = bus(&h.ra(E1, "2001:db8:10:1::", Some(mma1()))).remove(0);
     let theirs = bu.timestamp + (100u64 << 32);
     let bytes = back_for(&bu, back_status::MIPV6_ID_MISMATCH, bu.seq, theirs, None);
-    let again = bus(&h.ev(Event::Mobility { src: mma1(), bytes: &bytes }));
+    let again = bus(&h.ev(Event::Mobility {
+        src: mma1(),
+        bytes: &bytes,
+    }));
     assert_eq!(again.len(), 1);
-    assert!(again[0].timestamp >= theirs && again[0].timestamp - theirs < (1u64 << 32), "{:x} vs {theirs:x}", again[0].timestamp);
+    assert!(
+        again[0].timestamp >= theirs && again[0].timestamp - theirs < (1u64 << 32),
+        "{:x} vs {theirs:x}",
+        again[0].timestamp
+    );
 }
 
 #[test]
@@ -569,30 +855,61 @@ fn unauthenticated_or_stale_acks_change_nothing() {
     let mut forged = back_for(&bu, 0, bu.seq, bu.timestamp, Some(mma1()));
     let last = forged.len() - 1;
     forged[last] ^= 1;
-    let acts = h.ev(Event::Mobility { src: mma1(), bytes: &forged });
+    let acts = h.ev(Event::Mobility {
+        src: mma1(),
+        bytes: &forged,
+    });
     assert!(bus(&acts).is_empty(), "no HA BU on a forged BAck");
     let stale = back_for(&bu, 0, bu.seq.wrapping_sub(1), bu.timestamp, Some(mma1()));
-    assert!(bus(&h.ev(Event::Mobility { src: mma1(), bytes: &stale })).is_empty());
-    let rejected = back_for(&bu, back_status::ADMIN_PROHIBITED, bu.seq, bu.timestamp, None);
-    let acts = h.ev(Event::Mobility { src: mma1(), bytes: &rejected });
-    assert!(acts.contains(&Action::Metric(MetricEvent::Registration { peer: PeerKind::Mma, outcome: "rejected_129".into() })));
-    assert!(bus(&h.advance(5000)).is_empty(), "a rejected registration is not retransmitted");
+    assert!(bus(&h.ev(Event::Mobility {
+        src: mma1(),
+        bytes: &stale
+    }))
+    .is_empty());
+    let rejected = back_for(
+        &bu,
+        back_status::ADMIN_PROHIBITED,
+        bu.seq,
+        bu.timestamp,
+        None,
+    );
+    let acts = h.ev(Event::Mobility {
+        src: mma1(),
+        bytes: &rejected,
+    });
+    assert!(acts.contains(&Action::Metric(MetricEvent::Registration {
+        peer: PeerKind::Mma,
+        outcome: "rejected_129".into()
+    })));
+    assert!(
+        bus(&h.advance(5000)).is_empty(),
+        "a rejected registration is not retransmitted"
+    );
 }
 
 #[test]
 fn binding_refresh_request_triggers_a_new_registration() {
     let mut h = H::registered_in_site1(Mode::Site);
     let brr = mipcast_wire_brr();
-    let acts = h.ev(Event::Mobility { src: mma1(), bytes: &brr });
+    let acts = h.ev(Event::Mobility {
+        src: mma1(),
+        bytes: &brr,
+    });
     let sent = bus(&acts);
     assert_eq!(sent.len(), 1);
     assert_eq!((sent[0].peer, sent[0].lifetime_units), (mma1(), 75));
-    let acts = h.ev(Event::Mobility { src: a("2001:db8:77::1"), bytes: &brr });
+    let acts = h.ev(Event::Mobility {
+        src: a("2001:db8:77::1"),
+        bytes: &brr,
+    });
     assert!(bus(&acts).is_empty(), "no binding with that node");
 }
 
 fn mipcast_wire_brr() -> Vec<u8> {
-    let repr = MhRepr { message: Message::BindingRefreshRequest, options: vec![] };
+    let repr = MhRepr {
+        message: Message::BindingRefreshRequest,
+        options: vec![],
+    };
     let mut buf = vec![0; repr.buffer_len()];
     let n = repr.emit(&mut buf).unwrap();
     buf.truncate(n);
@@ -611,17 +928,32 @@ fn flapping_quality_is_suppressed_by_hysteresis_and_dwell() {
         all.extend(h.ra(E1, "2001:db8:10:1::", Some(mma1())));
         all.extend(h.ra(E2, "2001:db8:10:2::", Some(mma1())));
         let q = if i % 2 == 0 { 91 } else { 100 };
-        all.extend(h.ev(Event::Quality { ifindex: E1, value: Some(q) }));
+        all.extend(h.ev(Event::Quality {
+            ifindex: E1,
+            value: Some(q),
+        }));
     }
-    assert!(handovers(&all).is_empty(), "no handover below the hysteresis");
+    assert!(
+        handovers(&all).is_empty(),
+        "no handover below the hysteresis"
+    );
     assert!(all.contains(&Action::Metric(MetricEvent::Decision("held_hysteresis"))));
     // A big quality drop switches; an immediate reversal is held by the dwell time.
     h.t += 100;
     h.ra(E2, "2001:db8:10:2::", Some(mma1()));
-    let acts = h.ev(Event::Quality { ifindex: E1, value: Some(20) });
+    let acts = h.ev(Event::Quality {
+        ifindex: E1,
+        value: Some(20),
+    });
     assert_eq!(handovers(&acts), vec![HandoverKind::IntraSite]);
-    h.ev(Event::Quality { ifindex: E2, value: Some(20) });
-    let acts = h.ev(Event::Quality { ifindex: E1, value: Some(100) });
+    h.ev(Event::Quality {
+        ifindex: E2,
+        value: Some(20),
+    });
+    let acts = h.ev(Event::Quality {
+        ifindex: E1,
+        value: Some(100),
+    });
     assert!(handovers(&acts).is_empty());
     assert!(acts.contains(&Action::Metric(MetricEvent::Decision("held_dwell"))));
     let mut later = Vec::new();
@@ -630,7 +962,11 @@ fn flapping_quality_is_suppressed_by_hysteresis_and_dwell() {
         later.extend(h.ra(E1, "2001:db8:10:1::", Some(mma1())));
         later.extend(h.ra(E2, "2001:db8:10:2::", Some(mma1())));
     }
-    assert_eq!(handovers(&later), vec![HandoverKind::IntraSite], "after the dwell time it switches back");
+    assert_eq!(
+        handovers(&later),
+        vec![HandoverKind::IntraSite],
+        "after the dwell time it switches back"
+    );
     assert!(bus(&later).is_empty());
 }
 
@@ -639,12 +975,29 @@ fn router_advertisements_need_hop_limit_255_and_a_link_local_source() {
     let mut h = H::new(Mode::Site);
     h.up(E1);
     let bytes = ra("2001:db8:10:1::", Some(mma1()));
-    let acts = h.ev(Event::RouterAdvert { ifindex: E1, src: a("fe80::1"), hop_limit: 64, bytes: &bytes });
+    let acts = h.ev(Event::RouterAdvert {
+        ifindex: E1,
+        src: a("fe80::1"),
+        hop_limit: 64,
+        bytes: &bytes,
+    });
     assert!(acts.contains(&Action::Metric(MetricEvent::Dropped("ra_hop_limit"))));
-    let acts = h.ev(Event::RouterAdvert { ifindex: E1, src: a("2001:db8::1"), hop_limit: 255, bytes: &bytes });
-    assert!(acts.contains(&Action::Metric(MetricEvent::Dropped("ra_source_not_link_local"))));
+    let acts = h.ev(Event::RouterAdvert {
+        ifindex: E1,
+        src: a("2001:db8::1"),
+        hop_limit: 255,
+        bytes: &bytes,
+    });
+    assert!(acts.contains(&Action::Metric(MetricEvent::Dropped(
+        "ra_source_not_link_local"
+    ))));
     assert_eq!(h.core.attachment(), Attach::Detached);
-    let acts = h.ev(Event::RouterAdvert { ifindex: E1, src: a("fe80::1"), hop_limit: 255, bytes: &bytes[..10] });
+    let acts = h.ev(Event::RouterAdvert {
+        ifindex: E1,
+        src: a("fe80::1"),
+        hop_limit: 255,
+        bytes: &bytes[..10],
+    });
     assert!(bus(&acts).is_empty());
     assert_eq!(h.core.attachment(), Attach::Detached);
 }

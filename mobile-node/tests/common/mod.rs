@@ -45,10 +45,16 @@ where
     let handle = std::thread::spawn(move || {
         let fd = std::fs::File::open(&path).unwrap();
         nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(f(s));
     });
-    Bg { stop, handle: Some(handle) }
+    Bg {
+        stop,
+        handle: Some(handle),
+    }
 }
 
 pub fn ifindex(ns: &Netns, name: &str) -> u32 {
@@ -66,7 +72,13 @@ pub fn ra_bytes(prefix: Ipv6Addr, mma: Option<Ipv6Addr>) -> Vec<u8> {
         prefix,
     })];
     if let Some(address) = mma {
-        options.push(NdOption::Map(MapOption { distance: 1, preference: 10, rcoa: false, valid_lifetime: 3600, address }));
+        options.push(NdOption::Map(MapOption {
+            distance: 1,
+            preference: 10,
+            rcoa: false,
+            valid_lifetime: 3600,
+            address,
+        }));
     }
     let repr = NdRepr::RouterAdvert(RouterAdvert {
         cur_hop_limit: 64,
@@ -124,18 +136,36 @@ pub fn responder(ns: &Netns) -> (Bg, Log) {
         let s = MhSocket::new().unwrap();
         let mut buf = vec![0u8; 2048];
         while !stop.load(Ordering::Relaxed) {
-            let Ok(Ok(rx)) = tokio::time::timeout(Duration::from_millis(100), s.recv(&mut buf)).await else { continue };
+            let Ok(Ok(rx)) =
+                tokio::time::timeout(Duration::from_millis(100), s.recv(&mut buf)).await
+            else {
+                continue;
+            };
             let bytes = &buf[..rx.len];
-            let Ok(repr) = MhRepr::parse(bytes) else { continue };
-            let Message::BindingUpdate(bu) = repr.message else { continue };
-            let Some(hoa) = repr.home_address() else { continue };
+            let Ok(repr) = MhRepr::parse(bytes) else {
+                continue;
+            };
+            let Message::BindingUpdate(bu) = repr.message else {
+                continue;
+            };
+            let Some(hoa) = repr.home_address() else {
+                continue;
+            };
             let coa = repr.alternate_care_of().unwrap_or(rx.source);
-            let lookup = |spi: u32| (spi == SPI_HA || spi == SPI_MMA).then_some((Algorithm::HmacSha256_128, &KEY[..]));
+            let lookup = |spi: u32| {
+                (spi == SPI_HA || spi == SPI_MMA).then_some((Algorithm::HmacSha256_128, &KEY[..]))
+            };
             let verified = auth::verify(bytes, &coa, &hoa, lookup);
             let exp = |want: u8| {
                 repr.experimental().find_map(|e| match (want, e) {
                     (1, Experimental::TerminalGroup(g)) => Some((*g, 0)),
-                    (3, Experimental::ForwardingRequest { new_coa, grace_secs }) => Some((*new_coa, *grace_secs)),
+                    (
+                        3,
+                        Experimental::ForwardingRequest {
+                            new_coa,
+                            grace_secs,
+                        },
+                    ) => Some((*new_coa, *grace_secs)),
                     _ => None,
                 })
             };
@@ -153,18 +183,39 @@ pub fn responder(ns: &Netns) -> (Bg, Log) {
                 authenticated: verified.is_ok(),
             });
             let Ok(spi) = verified else { continue };
-            let mut options = vec![MobilityOption::ReplayProtection { timestamp: repr.replay_timestamp().unwrap_or(0) }];
+            let mut options = vec![MobilityOption::ReplayProtection {
+                timestamp: repr.replay_timestamp().unwrap_or(0),
+            }];
             if bu.flags & bu_flags::MAP != 0 && bu.lifetime != 0 {
-                options.push(MobilityOption::Experimental(Experimental::AssignedCoa(rx.destination)));
+                options.push(MobilityOption::Experimental(Experimental::AssignedCoa(
+                    rx.destination,
+                )));
             }
             let back = MhRepr {
-                message: Message::BindingAck(BindingAck { status: 0, flags: 0, sequence: bu.sequence, lifetime: bu.lifetime }),
+                message: Message::BindingAck(BindingAck {
+                    status: 0,
+                    flags: 0,
+                    sequence: bu.sequence,
+                    lifetime: bu.lifetime,
+                }),
                 options,
             };
             let mut out = vec![0u8; back.buffer_len() + 40];
-            let creds = Credentials { spi, algorithm: Algorithm::HmacSha256_128, key: &KEY };
-            let n = back.emit_authenticated(&mut out, &creds, &coa, &hoa).unwrap();
-            let _ = s.send_to(&out[..n], rx.source, PacketInfo::ANY.with_source(rx.destination)).await;
+            let creds = Credentials {
+                spi,
+                algorithm: Algorithm::HmacSha256_128,
+                key: &KEY,
+            };
+            let n = back
+                .emit_authenticated(&mut out, &creds, &coa, &hoa)
+                .unwrap();
+            let _ = s
+                .send_to(
+                    &out[..n],
+                    rx.source,
+                    PacketInfo::ANY.with_source(rx.destination),
+                )
+                .await;
         }
     });
     (bg, log)
@@ -183,13 +234,20 @@ pub struct MnSetup<'a> {
 pub fn write_mn_config(dir: &Path, s: &MnSetup<'_>) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let key = dir.join("mn.key");
-    std::fs::write(&key, KEY.iter().map(|b| format!("{b:02x}")).collect::<String>()).unwrap();
+    std::fs::write(
+        &key,
+        KEY.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    )
+    .unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut ifs = String::new();
     for (name, pref) in s.interfaces {
         ifs.push_str(&format!("  - name: {name}\n    preference: {pref}\n"));
         if let Some(q) = s.quality_dir {
-            ifs.push_str(&format!("    quality_file: {}/{name}.quality\n", q.display()));
+            ifs.push_str(&format!(
+                "    quality_file: {}/{name}.quality\n",
+                q.display()
+            ));
         }
     }
     let text = format!(
@@ -227,7 +285,13 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 
 /// The MN's `/status` JSON, fetched inside its namespace.
 pub fn status(ns: &Netns, port: u16) -> Option<serde_json::Value> {
-    let body = ns.enter(|| mipcast_daemon::metrics::fetch(std::net::SocketAddr::from((Ipv6Addr::LOCALHOST, port)), "/status").ok())?;
+    let body = ns.enter(|| {
+        mipcast_daemon::metrics::fetch(
+            std::net::SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+            "/status",
+        )
+        .ok()
+    })?;
     serde_json::from_str(&body).ok()
 }
 
@@ -240,28 +304,52 @@ pub struct Capture {
 impl Capture {
     pub fn start(ns: &Netns, ifname: &str, filter: &str, file: PathBuf) -> Capture {
         let f = file.to_str().unwrap().to_owned();
-        let child = ns.spawn("tcpdump", &["-i", ifname, "--immediate-mode", "-U", "-w", &f, filter], Some(&file.with_extension("log")));
+        let child = ns.spawn(
+            "tcpdump",
+            &["-i", ifname, "--immediate-mode", "-U", "-w", &f, filter],
+            Some(&file.with_extension("log")),
+        );
         // tcpdump reports "listening on" once the capture is armed.
         wait_for(Duration::from_secs(5), "tcpdump to start", || {
-            std::fs::read_to_string(file.with_extension("log")).ok().filter(|l| l.contains("listening on")).map(|_| ())
+            std::fs::read_to_string(file.with_extension("log"))
+                .ok()
+                .filter(|l| l.contains("listening on"))
+                .map(|_| ())
         });
-        Capture { child: mipcast_netns_tests::Daemon(child), file }
+        Capture {
+            child: mipcast_netns_tests::Daemon(child),
+            file,
+        }
     }
 
     /// Stops the capture; returns tshark's field output for `display_filter`.
     pub fn finish(mut self, display_filter: &str, fields: &[&str]) -> Vec<String> {
-        self.child.signal_and_wait(libc::SIGINT, Duration::from_secs(5));
+        self.child
+            .signal_and_wait(libc::SIGINT, Duration::from_secs(5));
         tshark(&self.file, display_filter, fields)
     }
 }
 
 /// tshark's field output (tab-separated, one line per packet) for `display_filter`.
 pub fn tshark(file: &Path, display_filter: &str, fields: &[&str]) -> Vec<String> {
-    let mut args = vec!["-r".to_owned(), file.to_str().unwrap().to_owned(), "-Y".into(), display_filter.into(), "-T".into(), "fields".into()];
+    let mut args = vec![
+        "-r".to_owned(),
+        file.to_str().unwrap().to_owned(),
+        "-Y".into(),
+        display_filter.into(),
+        "-T".into(),
+        "fields".into(),
+    ];
     for f in fields {
         args.push("-e".into());
         args.push((*f).into());
     }
-    let out = std::process::Command::new("tshark").args(&args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    let out = std::process::Command::new("tshark")
+        .args(&args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }

@@ -36,7 +36,9 @@ fn seconds() -> u64 {
                     .filter(|s| (1..=60).contains(s))
                     .unwrap_or_else(|| usage("--seconds needs a number from 1 to 60"));
             }
-            "-h" | "--help" => usage("dataplane-bench: iperf3 through the daemons' tunnels vs plain routing"),
+            "-h" | "--help" => {
+                usage("dataplane-bench: iperf3 through the daemons' tunnels vs plain routing")
+            }
             other => usage(&format!("unknown option {other}")),
         }
     }
@@ -51,12 +53,28 @@ enum Measure {
 
 /// Runs an iperf3 server in `server` bound to `addr` and a client in `client`; returns the
 /// client's JSON report.
-fn iperf(server: &Netns, client: &Netns, log: &Path, addr: Ipv6Addr, port: u16, secs: u64, udp: bool) -> Result<Value, String> {
+fn iperf(
+    server: &Netns,
+    client: &Netns,
+    log: &Path,
+    addr: Ipv6Addr,
+    port: u16,
+    secs: u64,
+    udp: bool,
+) -> Result<Value, String> {
     let (a, p) = (addr.to_string(), port.to_string());
     let _srv = Daemon(server.spawn("iperf3", &["-s", "-1", "-B", &a, "-p", &p], Some(log)));
-    wait_for(&format!("iperf3 listening on [{a}]:{p}"), Duration::from_secs(5), || {
-        server.try_sh(&format!("ss -Hltn 'sport = :{p}'")).ok().filter(|o| !o.trim().is_empty()).map(|_| ())
-    })
+    wait_for(
+        &format!("iperf3 listening on [{a}]:{p}"),
+        Duration::from_secs(5),
+        || {
+            server
+                .try_sh(&format!("ss -Hltn 'sport = :{p}'"))
+                .ok()
+                .filter(|o| !o.trim().is_empty())
+                .map(|_| ())
+        },
+    )
     .map_err(|e| e.to_string())?;
     let t = secs.to_string();
     let limit = (secs + 20).to_string();
@@ -65,7 +83,12 @@ fn iperf(server: &Netns, client: &Netns, log: &Path, addr: Ipv6Addr, port: u16, 
         args.extend(["-u", "-b", "0", "-l", "64"]);
     }
     let out = client.cmd("timeout", &args);
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("iperf3 to [{a}]:{p}: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "iperf3 to [{a}]:{p}: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 fn measure(site: &Site, dst: Ipv6Addr, port: u16, secs: u64, udp: bool) -> Result<Measure, String> {
@@ -78,10 +101,17 @@ fn measure(site: &Site, dst: Ipv6Addr, port: u16, secs: u64, udp: bool) -> Resul
         let s = &v["end"]["sum"];
         let packets = s["packets"].as_f64().ok_or("no end.sum.packets")?;
         let lost = s["lost_percent"].as_f64().unwrap_or(0.0);
-        let secs = s["seconds"].as_f64().filter(|s| *s > 0.0).unwrap_or(secs as f64);
-        Ok(Measure::Udp { kpps: packets * (1.0 - lost / 100.0) / secs / 1e3 })
+        let secs = s["seconds"]
+            .as_f64()
+            .filter(|s| *s > 0.0)
+            .unwrap_or(secs as f64);
+        Ok(Measure::Udp {
+            kpps: packets * (1.0 - lost / 100.0) / secs / 1e3,
+        })
     } else {
-        let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().ok_or("no end.sum_received")?;
+        let bps = v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .ok_or("no end.sum_received")?;
         Ok(Measure::Tcp { gbps: bps / 1e9 })
     }
 }
@@ -95,7 +125,11 @@ fn value(m: &Measure) -> f64 {
 
 /// Packets the (mma1, G) entry of a1 forwarded so far: proof the tunnel runs over the tree.
 fn tree_packets(site: &Site, group: Ipv6Addr) -> u64 {
-    site.mfc(Node::A1).iter().filter(|e| e.source == addr::MMA1 && e.group == group).map(|e| e.packets).sum()
+    site.mfc(Node::A1)
+        .iter()
+        .filter(|e| e.source == addr::MMA1 && e.group == group)
+        .map(|e| e.packets)
+        .sum()
 }
 
 fn run(secs: u64) -> Result<(), String> {
@@ -103,17 +137,31 @@ fn run(secs: u64) -> Result<(), String> {
     opts.log_level = "warn".into();
     let mut site = Site::build(&opts).map_err(|e| e.to_string())?;
     site.start_daemons().map_err(|e| e.to_string())?;
-    let (on_link, group) = wait_for("the terminal registered at mma1 and the home agent", Duration::from_secs(15), || {
-        let ha = site.status(Node::Ha).ok()?;
-        (ha["bindings"][0]["coa"] == addr::MMA1.to_string()).then_some(())?;
-        let m = site.status(Node::Mma1).ok()?;
-        let t = &m["terminals"][0];
-        Some((t["on_link"].as_str()?.parse::<Ipv6Addr>().ok()?, t["group"].as_str()?.parse::<Ipv6Addr>().ok()?))
-    })
+    let (on_link, group) = wait_for(
+        "the terminal registered at mma1 and the home agent",
+        Duration::from_secs(15),
+        || {
+            let ha = site.status(Node::Ha).ok()?;
+            (ha["bindings"][0]["coa"] == addr::MMA1.to_string()).then_some(())?;
+            let m = site.status(Node::Mma1).ok()?;
+            let t = &m["terminals"][0];
+            Some((
+                t["on_link"].as_str()?.parse::<Ipv6Addr>().ok()?,
+                t["group"].as_str()?.parse::<Ipv6Addr>().ok()?,
+            ))
+        },
+    )
     .map_err(|e| e.to_string())?;
-    wait_for("the (mma1, G) tree down to a1", Duration::from_secs(5), || {
-        site.mfc(Node::A1).iter().any(|e| e.group == group).then_some(())
-    })
+    wait_for(
+        "the (mma1, G) tree down to a1",
+        Duration::from_secs(5),
+        || {
+            site.mfc(Node::A1)
+                .iter()
+                .any(|e| e.group == group)
+                .then_some(())
+        },
+    )
     .map_err(|e| e.to_string())?;
     println!("terminal on a1's link: on-link {on_link}, home address {}, group {group}; {secs} s per run", addr::HOA);
 
@@ -126,10 +174,21 @@ fn run(secs: u64) -> Result<(), String> {
         rows.push((udp, plain, tunnel, through_tree));
     }
     println!();
-    println!("{:<34} {:>16} {:>16} {:>8} {:>10}", "", "plain routed", "HoA via tunnels", "ratio", "bar");
+    println!(
+        "{:<34} {:>16} {:>16} {:>8} {:>10}",
+        "", "plain routed", "HoA via tunnels", "ratio", "bar"
+    );
     for (udp, plain, tunnel, through_tree) in &rows {
-        let (name, unit, bar) = if *udp { ("UDP 64 B delivered", "kpps", "~0.65") } else { ("TCP CN -> terminal", "Gbit/s", "~1.0") };
-        let ratio = if value(plain) > 0.0 { value(tunnel) / value(plain) } else { 0.0 };
+        let (name, unit, bar) = if *udp {
+            ("UDP 64 B delivered", "kpps", "~0.65")
+        } else {
+            ("TCP CN -> terminal", "Gbit/s", "~1.0")
+        };
+        let ratio = if value(plain) > 0.0 {
+            value(tunnel) / value(plain)
+        } else {
+            0.0
+        };
         println!(
             "{:<34} {:>9.3} {unit:<6} {:>9.3} {unit:<6} {:>8.3} {:>10}",
             name,
@@ -142,7 +201,11 @@ fn run(secs: u64) -> Result<(), String> {
     }
     for (node, st) in site.stop_daemons(Duration::from_secs(10)) {
         if !st.is_some_and(|s| s.success()) {
-            eprintln!("{} in {} did not stop cleanly: {st:?}", node.daemon().unwrap_or("?"), node.name());
+            eprintln!(
+                "{} in {} did not stop cleanly: {st:?}",
+                node.daemon().unwrap_or("?"),
+                node.name()
+            );
         }
     }
     let left = site.leftovers()?;

@@ -12,7 +12,9 @@ use std::net::Ipv6Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mipcast_netns_tests::bench::{nth_address, pipeline, rss_kib, scratch_with_key, sibling_binary, wait_listening, Cli, Tally};
+use mipcast_netns_tests::bench::{
+    nth_address, pipeline, rss_kib, scratch_with_key, sibling_binary, wait_listening, Cli, Tally,
+};
 use mipcast_netns_tests::mh_client::{Bu, MhClient};
 use mipcast_netns_tests::{veth, Daemon, Netns};
 use mipcast_wire::mh::bu_flags;
@@ -78,8 +80,22 @@ fn main() {
     let ha = Netns::new("bh");
     let mma = Netns::new("bm");
     let site = Netns::new("bs");
-    veth(&ha, "e1", "2001:db8:2::1/64", &mma, "e0", "2001:db8:2::2/64");
-    veth(&mma, "e1", "2001:db8:4::1/64", &site, "e0", "2001:db8:4::2/64");
+    veth(
+        &ha,
+        "e1",
+        "2001:db8:2::1/64",
+        &mma,
+        "e0",
+        "2001:db8:2::2/64",
+    );
+    veth(
+        &mma,
+        "e1",
+        "2001:db8:4::1/64",
+        &site,
+        "e0",
+        "2001:db8:4::2/64",
+    );
     site.sh("ip -6 route add default via 2001:db8:4::1");
 
     let (dir, key) = scratch_with_key("mma-bench", KEY).expect("scratch directory");
@@ -97,7 +113,16 @@ fn main() {
     )
     .expect("config");
     let log = dir.join("mma.log");
-    let mut daemon = Daemon(mma.spawn(&a.daemon, &["-c", config.to_str().unwrap_or_default(), "--log-level", "warn"], Some(&log)));
+    let mut daemon = Daemon(mma.spawn(
+        &a.daemon,
+        &[
+            "-c",
+            config.to_str().unwrap_or_default(),
+            "--log-level",
+            "warn",
+        ],
+        Some(&log),
+    ));
     wait_listening(&mma, 9642, &log);
     let pid = daemon.0.id();
     let rss_idle = rss_kib(pid);
@@ -128,15 +153,26 @@ fn main() {
     let shutdown = started.elapsed().as_secs_f64();
     let left = count_lines(&mma, "ip -6 route show table all proto 158");
     let mfc_left = count_lines(&mma, "cat /proc/net/ip6_mr_cache").saturating_sub(1);
-    let state_mib = std::fs::metadata(dir.join("state.json")).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0);
-    let cpus = Command::new("nproc").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+    let state_mib = std::fs::metadata(dir.join("state.json"))
+        .map(|m| m.len() as f64 / 1048576.0)
+        .unwrap_or(0.0);
+    let cpus = Command::new("nproc")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
 
-    println!("mma benchmark: {} terminals, window {}, {cpus} CPUs", a.terminals, a.window);
+    println!(
+        "mma benchmark: {} terminals, window {}, {cpus} CPUs",
+        a.terminals, a.window
+    );
     for l in lines {
         println!("  {l}");
     }
     println!("  kernel: {mfc} MFC entries, {down} downlink routes (main), {up} uplink routes (table 102)");
-    println!("  RSS idle {rss_idle} KiB, with {} terminals {rss} KiB", a.terminals);
+    println!(
+        "  RSS idle {rss_idle} KiB, with {} terminals {rss} KiB",
+        a.terminals
+    );
     println!(
         "  SIGTERM: exit {status:?} after {shutdown:.2} s, left {left} routes and {mfc_left} MFC entries; state file {state_mib:.1} MiB"
     );

@@ -19,7 +19,10 @@ use crate::config::{GroupRange, MldConfig};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Querier {
     /// We do; `startup_left` startup queries remain (RFC 3810 §7.6.1).
-    Us { next_general: Millis, startup_left: u8 },
+    Us {
+        next_general: Millis,
+        startup_left: u8,
+    },
     /// A router with a lower address does, until `expires` (Other Querier Present timer).
     Other { address: Ipv6Addr, expires: Millis },
 }
@@ -122,9 +125,9 @@ impl MldIface {
 
     /// Every (S,G) with a listener.
     pub fn listened(&self) -> impl Iterator<Item = Sg> + '_ {
-        self.groups.iter().flat_map(|(&group, g)| {
-            g.sources.keys().map(move |&source| Sg { source, group })
-        })
+        self.groups
+            .iter()
+            .flat_map(|(&group, g)| g.sources.keys().map(move |&source| Sg { source, group }))
     }
 
     pub fn groups(&self) -> Vec<GroupView> {
@@ -143,9 +146,10 @@ impl MldIface {
             Querier::Us { next_general, .. } => next_general,
             Querier::Other { expires, .. } => expires,
         };
-        let timers = self.groups.values().flat_map(|g| {
-            g.sources.values().copied().chain(g.any_source_until)
-        });
+        let timers = self
+            .groups
+            .values()
+            .flat_map(|g| g.sources.values().copied().chain(g.any_source_until));
         let retransmits = self.retransmits.values().map(|r| r.next);
         timers.chain(retransmits).chain([querier]).min()
     }
@@ -170,10 +174,16 @@ impl MldIface {
             return;
         }
         match msg {
-            MldRepr::QueryV2(q) => self.on_query(ctx, source, q.multicast_address, &q.sources, q.suppress_router_side),
-            MldRepr::QueryV1 { multicast_address, .. } => {
-                self.on_query(ctx, source, multicast_address, &[], false)
-            }
+            MldRepr::QueryV2(q) => self.on_query(
+                ctx,
+                source,
+                q.multicast_address,
+                &q.sources,
+                q.suppress_router_side,
+            ),
+            MldRepr::QueryV1 {
+                multicast_address, ..
+            } => self.on_query(ctx, source, multicast_address, &[], false),
             MldRepr::ReportV2 { records } => {
                 for record in records {
                     self.on_record(ctx, record);
@@ -198,7 +208,10 @@ impl MldIface {
     pub fn tick(&mut self, ctx: &mut MldCtx<'_>) {
         let now = ctx.now;
         match self.querier {
-            Querier::Us { next_general, startup_left } if next_general <= now => {
+            Querier::Us {
+                next_general,
+                startup_left,
+            } if next_general <= now => {
                 let startup_left = startup_left.saturating_sub(1);
                 let next = if startup_left > 0 {
                     self.cfg.startup_query_interval()
@@ -230,7 +243,11 @@ impl MldIface {
             return;
         }
         ctx.stats.bump(Counter::MldQueriesSent("general"));
-        let q = self.query(Ipv6Addr::UNSPECIFIED, Vec::new(), self.cfg.query_response_interval_ms);
+        let q = self.query(
+            Ipv6Addr::UNSPECIFIED,
+            Vec::new(),
+            self.cfg.query_response_interval_ms,
+        );
         ctx.out.push((super::ALL_NODES, q));
     }
 
@@ -320,7 +337,13 @@ impl MldIface {
                 let rest: BTreeSet<Ipv6Addr> = self
                     .groups
                     .get(&group)
-                    .map(|g| g.sources.keys().filter(|s| !sources.contains(s)).copied().collect())
+                    .map(|g| {
+                        g.sources
+                            .keys()
+                            .filter(|s| !sources.contains(s))
+                            .copied()
+                            .collect()
+                    })
                     .unwrap_or_default();
                 // TO_IN also ends any-source listening: Q(G) for it (§7.4.2, EXCLUDE row).
                 let any_source = self
@@ -336,7 +359,13 @@ impl MldIface {
                 let known: BTreeSet<Ipv6Addr> = self
                     .groups
                     .get(&group)
-                    .map(|g| sources.iter().filter(|s| g.sources.contains_key(s)).copied().collect())
+                    .map(|g| {
+                        sources
+                            .iter()
+                            .filter(|s| g.sources.contains_key(s))
+                            .copied()
+                            .collect()
+                    })
                     .unwrap_or_default();
                 self.sources_leave(ctx, group, &known);
             }
@@ -369,7 +398,12 @@ impl MldIface {
     }
 
     /// Sources listed in IS_IN/ALLOW/TO_IN: their timers become MALI (§7.4.1).
-    fn report_sources(&mut self, ctx: &mut MldCtx<'_>, group: Ipv6Addr, sources: &BTreeSet<Ipv6Addr>) {
+    fn report_sources(
+        &mut self,
+        ctx: &mut MldCtx<'_>,
+        group: Ipv6Addr,
+        sources: &BTreeSet<Ipv6Addr>,
+    ) {
         if sources.is_empty() {
             return;
         }
@@ -390,7 +424,12 @@ impl MldIface {
     /// A listener reported it no longer wants `sources`: with fast leave they go at once;
     /// otherwise, as querier, ask whether anyone else still wants them (Q(G,S), §7.6.3.2)
     /// and let them time out after the last listener query time.
-    fn sources_leave(&mut self, ctx: &mut MldCtx<'_>, group: Ipv6Addr, sources: &BTreeSet<Ipv6Addr>) {
+    fn sources_leave(
+        &mut self,
+        ctx: &mut MldCtx<'_>,
+        group: Ipv6Addr,
+        sources: &BTreeSet<Ipv6Addr>,
+    ) {
         if sources.is_empty() {
             return;
         }
@@ -463,11 +502,21 @@ impl MldIface {
         self.drop_finished_retransmit(group);
     }
 
-    fn send_specific(&self, ctx: &mut MldCtx<'_>, group: Ipv6Addr, sources: Vec<Ipv6Addr>, group_only: bool) {
+    fn send_specific(
+        &self,
+        ctx: &mut MldCtx<'_>,
+        group: Ipv6Addr,
+        sources: Vec<Ipv6Addr>,
+        group_only: bool,
+    ) {
         if ctx.our_address.is_none() || (sources.is_empty() && !group_only) {
             return;
         }
-        ctx.stats.bump(Counter::MldQueriesSent(if group_only { "group" } else { "group_source" }));
+        ctx.stats.bump(Counter::MldQueriesSent(if group_only {
+            "group"
+        } else {
+            "group_source"
+        }));
         let q = self.query(group, sources, self.cfg.last_listener_query_interval_ms);
         // Specific queries go to the group being queried (§5.1.15).
         ctx.out.push((group, q));
@@ -484,7 +533,8 @@ impl MldIface {
             let Some(r) = self.retransmits.get_mut(&group) else {
                 continue;
             };
-            let (sources, group_query) = (r.sources.iter().copied().collect::<Vec<_>>(), r.group_query);
+            let (sources, group_query) =
+                (r.sources.iter().copied().collect::<Vec<_>>(), r.group_query);
             r.left = r.left.saturating_sub(1);
             r.next = ctx.now + self.cfg.llqi();
             if r.left == 0 {

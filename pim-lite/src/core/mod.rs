@@ -97,7 +97,9 @@ pub enum Action {
         oifs: Vec<u32>,
         interest_since: Option<Millis>,
     },
-    MfcDel { sg: Sg },
+    MfcDel {
+        sg: Sg,
+    },
     /// Look the route toward this source up and answer with [`Router::rpf_resolved`].
     ResolveRpf(Ipv6Addr),
 }
@@ -113,7 +115,10 @@ pub enum UpcallKind {
 #[derive(Debug)]
 enum IfaceKind {
     // Boxed: the MLD state is several times the size of the PIM state.
-    Access { mld: Box<MldIface>, ra: Option<RaIface> },
+    Access {
+        mld: Box<MldIface>,
+        ra: Option<RaIface>,
+    },
     Core(PimIface),
 }
 
@@ -476,15 +481,26 @@ impl Router {
         if *entry == new {
             return;
         }
-        let name = |i: u32| self.ifaces.get(&i).map_or_else(|| format!("ifindex {i}"), |f| f.name.clone());
+        let name = |i: u32| {
+            self.ifaces
+                .get(&i)
+                .map_or_else(|| format!("ifindex {i}"), |f| f.name.clone())
+        };
         match route {
-            Some(r) => tracing::info!(%source, iif = %name(r.ifindex), gateway = ?r.gateway, "RPF toward source"),
+            Some(r) => {
+                tracing::info!(%source, iif = %name(r.ifindex), gateway = ?r.gateway, "RPF toward source")
+            }
             None => tracing::warn!(%source, "no unicast route toward source: cannot forward it"),
         }
         if let Some(e) = self.rpf.get_mut(&source) {
             *e = new;
         }
-        let sgs: Vec<Sg> = self.sg.keys().filter(|sg| sg.source == source).copied().collect();
+        let sgs: Vec<Sg> = self
+            .sg
+            .keys()
+            .filter(|sg| sg.source == source)
+            .copied()
+            .collect();
         for sg in sgs {
             self.refresh(now, sg);
         }
@@ -500,7 +516,8 @@ impl Router {
         if self.next_rpf_check <= now {
             self.next_rpf_check = now + self.pim_cfg.rpf_check_interval();
             let sources: Vec<Ipv6Addr> = self.rpf.keys().copied().collect();
-            self.actions.extend(sources.into_iter().map(Action::ResolveRpf));
+            self.actions
+                .extend(sources.into_iter().map(Action::ResolveRpf));
         }
     }
 
@@ -534,8 +551,14 @@ impl Router {
                 IfaceKind::Access { ra: None, .. } => {}
             }
         }
-        let installed: Vec<Sg> = self.sg.iter().filter(|(_, st)| st.mfc.is_some()).map(|(&sg, _)| sg).collect();
-        self.actions.extend(installed.into_iter().map(|sg| Action::MfcDel { sg }));
+        let installed: Vec<Sg> = self
+            .sg
+            .iter()
+            .filter(|(_, st)| st.mfc.is_some())
+            .map(|(&sg, _)| sg)
+            .collect();
+        self.actions
+            .extend(installed.into_iter().map(|sg| Action::MfcDel { sg }));
         self.sg.clear();
         self.rpf.clear();
     }
@@ -550,7 +573,9 @@ impl Router {
                     .any(|i| i.name == ic.name && i.role() == ic.role)
             });
         if !same_ifaces {
-            return Err("the interface list or a role changed: restart pim-lite to apply it".into());
+            return Err(
+                "the interface list or a role changed: restart pim-lite to apply it".into(),
+            );
         }
         let mut changes = Vec::new();
         if self.pim_cfg != cfg.pim {
@@ -558,7 +583,10 @@ impl Router {
             self.pim_cfg = cfg.pim.clone();
         }
         if self.ssm != cfg.ssm_groups {
-            changes.push(format!("ssm_groups: {:?} -> {:?}", self.ssm, cfg.ssm_groups));
+            changes.push(format!(
+                "ssm_groups: {:?} -> {:?}",
+                self.ssm, cfg.ssm_groups
+            ));
             self.ssm = cfg.ssm_groups.clone();
         }
         for ic in &cfg.interfaces {
@@ -573,13 +601,20 @@ impl Router {
                 match (ra.as_mut(), &ic.ra) {
                     (Some(r), Some(new)) => {
                         if r.config() != new {
-                            changes.push(format!("{}: router advertisement contents changed", ic.name));
+                            changes.push(format!(
+                                "{}: router advertisement contents changed",
+                                ic.name
+                            ));
                             r.set_config(new.clone());
                         }
                     }
                     (None, None) => {}
                     (_, new) => {
-                        changes.push(format!("{}: router advertisements {}", ic.name, if new.is_some() { "enabled" } else { "disabled" }));
+                        changes.push(format!(
+                            "{}: router advertisements {}",
+                            ic.name,
+                            if new.is_some() { "enabled" } else { "disabled" }
+                        ));
                         *ra = new.clone().map(|c| RaIface::new(c, Millis(0)));
                     }
                 }
@@ -607,7 +642,9 @@ impl Router {
                     changed: &mut changed,
                 };
                 mld.tick(&mut ctx);
-                let advert = ra.as_mut().and_then(|r| r.poll(now, iface.addrs.mac, &mut self.rng));
+                let advert = ra
+                    .as_mut()
+                    .and_then(|r| r.poll(now, iface.addrs.mac, &mut self.rng));
                 self.flush_mld(ifindex, out);
                 if let Some((kind, msg)) = advert {
                     self.stats.bump(Counter::RaSent(match kind {
@@ -625,7 +662,12 @@ impl Router {
                     p.next_hello = now + self.pim_cfg.hello_period();
                     // Without a link-local address the Hello cannot leave (see push_packet).
                     p.hello_current = iface.addrs.link_local.is_some();
-                    Some(pim::hello(&self.pim_cfg, p.gen_id, self.pim_cfg.hello_holdtime(), &iface.addrs.globals))
+                    Some(pim::hello(
+                        &self.pim_cfg,
+                        p.gen_id,
+                        self.pim_cfg.hello_holdtime(),
+                        &iface.addrs.globals,
+                    ))
                 } else {
                     None
                 };
@@ -651,7 +693,13 @@ impl Router {
         }
     }
 
-    fn on_hello_outcome(&mut self, now: Millis, ifindex: u32, from: Ipv6Addr, outcome: HelloOutcome) {
+    fn on_hello_outcome(
+        &mut self,
+        now: Millis,
+        ifindex: u32,
+        from: Ipv6Addr,
+        outcome: HelloOutcome,
+    ) {
         let Some(iface) = self.ifaces.get_mut(&ifindex) else {
             return;
         };
@@ -672,7 +720,8 @@ impl Router {
                     for st in self.sg.values_mut() {
                         if let Some(u) = st.upstream.as_mut() {
                             if u.ifindex == ifindex && u.neighbor == from {
-                                u.next_join = u.next_join.min(now + self.rng.up_to(override_interval));
+                                u.next_join =
+                                    u.next_join.min(now + self.rng.up_to(override_interval));
                             }
                         }
                     }
@@ -685,12 +734,31 @@ impl Router {
         self.refresh_all(now);
     }
 
-    fn on_join_prune(&mut self, now: Millis, ifindex: u32, from: Ipv6Addr, jp: &mipcast_wire::pim::JoinPrune) {
+    fn on_join_prune(
+        &mut self,
+        now: Millis,
+        ifindex: u32,
+        from: Ipv6Addr,
+        jp: &mipcast_wire::pim::JoinPrune,
+    ) {
         let (joins, prunes, skipped) = pim::entries(jp);
-        self.stats.add(Counter::JoinPrune { sent: false, join: true }, joins.len() as u64);
-        self.stats.add(Counter::JoinPrune { sent: false, join: false }, prunes.len() as u64);
+        self.stats.add(
+            Counter::JoinPrune {
+                sent: false,
+                join: true,
+            },
+            joins.len() as u64,
+        );
+        self.stats.add(
+            Counter::JoinPrune {
+                sent: false,
+                join: false,
+            },
+            prunes.len() as u64,
+        );
         if skipped > 0 {
-            self.stats.add(Counter::PimIgnored("not_source_specific"), skipped as u64);
+            self.stats
+                .add(Counter::PimIgnored("not_source_specific"), skipped as u64);
         }
         let Some(iface) = self.ifaces.get_mut(&ifindex) else {
             return;
@@ -838,7 +906,10 @@ impl Router {
         };
         // Forwarding entry.
         let new_mfc = match route {
-            Some(r) if !oifs.is_empty() => Some(Mfc { iif: r.ifindex, oifs }),
+            Some(r) if !oifs.is_empty() => Some(Mfc {
+                iif: r.ifindex,
+                oifs,
+            }),
             _ => None,
         };
         let mut latency = None;
@@ -919,7 +990,14 @@ impl Router {
     /// periodic Join (RFC 7761 §4.3.1: "it MUST immediately send the relevant Hello message
     /// ... followed by the Join/Prune"). This happens when an event is handled before the
     /// start-up Hello went out, or right after an address change.
-    fn send_join_prune(&mut self, now: Millis, ifindex: u32, neighbor: Ipv6Addr, joins: &[Sg], prunes: &[Sg]) {
+    fn send_join_prune(
+        &mut self,
+        now: Millis,
+        ifindex: u32,
+        neighbor: Ipv6Addr,
+        joins: &[Sg],
+        prunes: &[Sg],
+    ) {
         self.ensure_hello(now, ifindex);
         self.emit_join_prune(ifindex, neighbor, joins, prunes);
     }
@@ -937,14 +1015,31 @@ impl Router {
         tracing::info!(interface = %iface.name, "sending a Hello ahead of a Join/Prune: neighbours have not heard our current one yet");
         p.hello_current = true;
         p.next_hello = now + self.pim_cfg.hello_period();
-        let msg = pim::hello(&self.pim_cfg, p.gen_id, self.pim_cfg.hello_holdtime(), &iface.addrs.globals);
+        let msg = pim::hello(
+            &self.pim_cfg,
+            p.gen_id,
+            self.pim_cfg.hello_holdtime(),
+            &iface.addrs.globals,
+        );
         self.stats.bump(Counter::HellosSent);
         self.send_pim(ifindex, ALL_PIM_ROUTERS, &msg);
     }
 
     fn emit_join_prune(&mut self, ifindex: u32, neighbor: Ipv6Addr, joins: &[Sg], prunes: &[Sg]) {
-        self.stats.add(Counter::JoinPrune { sent: true, join: true }, joins.len() as u64);
-        self.stats.add(Counter::JoinPrune { sent: true, join: false }, prunes.len() as u64);
+        self.stats.add(
+            Counter::JoinPrune {
+                sent: true,
+                join: true,
+            },
+            joins.len() as u64,
+        );
+        self.stats.add(
+            Counter::JoinPrune {
+                sent: true,
+                join: false,
+            },
+            prunes.len() as u64,
+        );
         let holdtime = self.pim_cfg.join_prune_holdtime();
         for msg in pim::join_prune(neighbor, holdtime, joins, prunes) {
             self.send_pim(ifindex, ALL_PIM_ROUTERS, &msg);
@@ -1074,7 +1169,9 @@ impl Router {
                             .map(|(sg, d)| {
                                 let (state, expires) = match *d {
                                     Downstream::Join { expires } => ("join", expires),
-                                    Downstream::PrunePending { prune_at, .. } => ("prune_pending", prune_at),
+                                    Downstream::PrunePending { prune_at, .. } => {
+                                        ("prune_pending", prune_at)
+                                    }
                                 };
                                 DownstreamStatus {
                                     source: sg.source,

@@ -42,9 +42,14 @@ pub enum HelloOutcome {
 /// Downstream (S,G) state of one interface (RFC 7761 §4.5.2, SSM subset).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Downstream {
-    Join { expires: Millis },
+    Join {
+        expires: Millis,
+    },
     /// A Prune was heard; unless a Join overrides it by `prune_at`, the state goes.
-    PrunePending { expires: Millis, prune_at: Millis },
+    PrunePending {
+        expires: Millis,
+        prune_at: Millis,
+    },
 }
 
 impl Downstream {
@@ -82,11 +87,18 @@ impl PimIface {
     pub fn next_deadline(&self) -> Millis {
         let neighbors = self.neighbors.values().filter_map(|n| n.expires);
         let downstream = self.downstream.values().map(Downstream::deadline);
-        neighbors.chain(downstream).fold(self.next_hello, Millis::min)
+        neighbors
+            .chain(downstream)
+            .fold(self.next_hello, Millis::min)
     }
 
     /// Applies a Hello from `from` (its link-local source address).
-    pub fn on_hello(&mut self, now: Millis, from: Ipv6Addr, options: &[HelloOption]) -> HelloOutcome {
+    pub fn on_hello(
+        &mut self,
+        now: Millis,
+        from: Ipv6Addr,
+        options: &[HelloOption],
+    ) -> HelloOutcome {
         let mut holdtime = DEFAULT_HELLO_HOLDTIME;
         let mut gen_id = None;
         let mut dr_priority = None;
@@ -106,7 +118,8 @@ impl PimIface {
                 None => HelloOutcome::Unknown,
             };
         }
-        let expires = (holdtime != u16::MAX).then(|| now + std::time::Duration::from_secs(u64::from(holdtime)));
+        let expires = (holdtime != u16::MAX)
+            .then(|| now + std::time::Duration::from_secs(u64::from(holdtime)));
         let neighbor = Neighbor {
             gen_id,
             dr_priority,
@@ -204,7 +217,9 @@ pub fn hello(cfg: &PimConfig, gen_id: u32, holdtime: u16, globals: &[Ipv6Addr]) 
         HelloOption::Holdtime(holdtime),
         HelloOption::LanPruneDelay(LanPruneDelay {
             tracking_support: false,
-            propagation_delay_ms: u16::try_from(cfg.propagation_delay_ms).unwrap_or(0x7fff).min(0x7fff),
+            propagation_delay_ms: u16::try_from(cfg.propagation_delay_ms)
+                .unwrap_or(0x7fff)
+                .min(0x7fff),
             override_interval_ms: u16::try_from(cfg.override_interval_ms).unwrap_or(u16::MAX),
         }),
         HelloOption::DrPriority(cfg.dr_priority),

@@ -69,7 +69,12 @@ impl RaIface {
     }
 
     /// If an RA is due, returns it and schedules the next one.
-    pub fn poll(&mut self, now: Millis, mac: Option<[u8; 6]>, rng: &mut Rng) -> Option<(RaKind, NdRepr)> {
+    pub fn poll(
+        &mut self,
+        now: Millis,
+        mac: Option<[u8; 6]>,
+        rng: &mut Rng,
+    ) -> Option<(RaKind, NdRepr)> {
         let kind = if self.next_unsolicited <= now {
             RaKind::Unsolicited
         } else if self.solicited_at.is_some_and(|t| t <= now) {

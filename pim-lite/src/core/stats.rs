@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Counter {
     /// (S,G) entries in Join/Prune messages. `sent` is true for ours.
-    JoinPrune { sent: bool, join: bool },
+    JoinPrune {
+        sent: bool,
+        join: bool,
+    },
     /// MLD multicast address records by type (MLDv1 reports and dones included).
     MldRecord(&'static str),
     /// MLD input we deliberately did not act on, by reason.

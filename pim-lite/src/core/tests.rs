@@ -26,7 +26,10 @@ fn g() -> Ipv6Addr {
     a("ff35::200:ff:fe00:100")
 }
 fn sg() -> Sg {
-    Sg { source: s(), group: g() }
+    Sg {
+        source: s(),
+        group: g(),
+    }
 }
 fn our_ll(ifindex: u32) -> Ipv6Addr {
     a(&format!("fe80::{ifindex}:1"))
@@ -65,7 +68,10 @@ fn addrs_of(ifindex: u32) -> IfaceAddrs {
 /// A router as the shell creates it: nothing has run yet, not even the start-up tick.
 fn unstarted(text: &str, now: u64, seed: u64) -> Router {
     let cfg = config(text);
-    let ifaces = [ACC, CORE0, CORE1].into_iter().map(|i| (i, addrs_of(i))).collect();
+    let ifaces = [ACC, CORE0, CORE1]
+        .into_iter()
+        .map(|i| (i, addrs_of(i)))
+        .collect();
     Router::new(&cfg, ifaces, Millis(now), seed)
 }
 
@@ -112,15 +118,38 @@ fn report(r: &mut Router, now: u64, t: RecordType, sources: &[Ipv6Addr]) {
     r.handle_mld(Millis(now), rx(ACC, a(HOST), 1), &bytes_of_mld(&m));
 }
 
-fn hello(r: &mut Router, now: u64, ifindex: u32, from: Ipv6Addr, gen_id: u32, holdtime: u16, addrs: &[Ipv6Addr]) {
-    let mut options = vec![HelloOption::Holdtime(holdtime), HelloOption::GenerationId(gen_id)];
+fn hello(
+    r: &mut Router,
+    now: u64,
+    ifindex: u32,
+    from: Ipv6Addr,
+    gen_id: u32,
+    holdtime: u16,
+    addrs: &[Ipv6Addr],
+) {
+    let mut options = vec![
+        HelloOption::Holdtime(holdtime),
+        HelloOption::GenerationId(gen_id),
+    ];
     if !addrs.is_empty() {
         options.push(HelloOption::AddressList(addrs.to_vec()));
     }
-    r.handle_pim(Millis(now), rx(ifindex, from, 1), &bytes_of_pim(&PimRepr::Hello { options }));
+    r.handle_pim(
+        Millis(now),
+        rx(ifindex, from, 1),
+        &bytes_of_pim(&PimRepr::Hello { options }),
+    );
 }
 
-fn join_prune(r: &mut Router, now: u64, ifindex: u32, from: Ipv6Addr, upstream: Ipv6Addr, join: bool, holdtime: u16) {
+fn join_prune(
+    r: &mut Router,
+    now: u64,
+    ifindex: u32,
+    from: Ipv6Addr,
+    upstream: Ipv6Addr,
+    join: bool,
+    holdtime: u16,
+) {
     let src = vec![EncodedSource::new(s())];
     let m = PimRepr::JoinPrune(JoinPrune {
         upstream_neighbor: upstream,
@@ -190,7 +219,10 @@ fn mfc_adds(actions: &[Action]) -> Vec<(u32, Vec<u32>)> {
 }
 
 fn mfc_dels(actions: &[Action]) -> usize {
-    actions.iter().filter(|act| matches!(act, Action::MfcDel { .. })).count()
+    actions
+        .iter()
+        .filter(|act| matches!(act, Action::MfcDel { .. }))
+        .count()
 }
 
 fn acts(v: &[(u64, Action)]) -> Vec<Action> {
@@ -203,8 +235,19 @@ fn joined_upstream(r: &mut Router, n0: Ipv6Addr) -> Vec<Action> {
     r.take_actions();
     report(r, 20, RecordType::AllowNewSources, &[s()]);
     let first = r.take_actions();
-    assert_eq!(first, vec![Action::ResolveRpf(s())], "RPF is looked up before anything else");
-    r.rpf_resolved(Millis(25), s(), Some(RpfRoute { ifindex: CORE0, gateway: Some(a("2001:db8:99::1")) }));
+    assert_eq!(
+        first,
+        vec![Action::ResolveRpf(s())],
+        "RPF is looked up before anything else"
+    );
+    r.rpf_resolved(
+        Millis(25),
+        s(),
+        Some(RpfRoute {
+            ifindex: CORE0,
+            gateway: Some(a("2001:db8:99::1")),
+        }),
+    );
     r.take_actions()
 }
 
@@ -216,19 +259,30 @@ fn report_makes_a_listener_that_joins_installs_and_expires() {
     // The gateway is the neighbour's global address, known from its Hello address list.
     assert_eq!(jps(&out), vec![(CORE0, n0, vec![sg()], vec![])]);
     assert_eq!(mfc_adds(&out), vec![(CORE0, vec![ACC])]);
-    assert!(matches!(out.iter().find(|a| matches!(a, Action::MfcAdd { .. })),
-        Some(Action::MfcAdd { interest_since: Some(Millis(20)), .. })));
+    assert!(matches!(
+        out.iter().find(|a| matches!(a, Action::MfcAdd { .. })),
+        Some(Action::MfcAdd {
+            interest_since: Some(Millis(20)),
+            ..
+        })
+    ));
 
     // MALI = 2 × 20 s + 2 s: no refresh, so the listener goes at 42.020 s, not before.
     let before = run_until(&mut r, 26, 42_019);
     assert_eq!(mfc_dels(&acts(&before)), 0);
     // Periodic Joins refresh the upstream state every 60 s... none due yet; general queries
     // went out (the querier keeps asking).
-    assert!(queries(&acts(&before)).iter().any(|(d, q)| *d == ALL_NODES && q.multicast_address.is_unspecified()));
+    assert!(queries(&acts(&before))
+        .iter()
+        .any(|(d, q)| *d == ALL_NODES && q.multicast_address.is_unspecified()));
     let after = run_until(&mut r, 42_019, 42_020);
     let after = acts(&after);
     assert_eq!(mfc_dels(&after), 1, "{after:?}");
-    assert_eq!(jps(&after), vec![(CORE0, n0, vec![], vec![sg()])], "Prune when interest ends");
+    assert_eq!(
+        jps(&after),
+        vec![(CORE0, n0, vec![], vec![sg()])],
+        "Prune when interest ends"
+    );
     assert_eq!(r.sg_count(), 0);
 }
 
@@ -241,12 +295,25 @@ fn block_sends_source_specific_queries_then_times_the_source_out() {
     let q = queries(&out);
     assert_eq!(q.len(), 1, "{out:?}");
     assert_eq!(q[0].0, g(), "sent to the group");
-    assert_eq!((q[0].1.multicast_address, q[0].1.sources.clone()), (g(), vec![s()]));
+    assert_eq!(
+        (q[0].1.multicast_address, q[0].1.sources.clone()),
+        (g(), vec![s()])
+    );
     assert_eq!(q[0].1.max_response_delay_ms(), 500, "max response = LLQI");
-    assert_eq!(mfc_dels(&out), 0, "not removed before the last listener query time");
+    assert_eq!(
+        mfc_dels(&out),
+        0,
+        "not removed before the last listener query time"
+    );
     // LLQC = robustness = 2: one retransmission after LLQI, removal at LLQT = 1 s.
     let later = run_until(&mut r, 1001, 1999);
-    assert_eq!(queries(&acts(&later)).iter().filter(|(d, _)| *d == g()).count(), 1);
+    assert_eq!(
+        queries(&acts(&later))
+            .iter()
+            .filter(|(d, _)| *d == g())
+            .count(),
+        1
+    );
     assert_eq!(mfc_dels(&acts(&later)), 0);
     let gone = acts(&run_until(&mut r, 1999, 2000));
     assert_eq!(mfc_dels(&gone), 1, "{gone:?}");
@@ -257,16 +324,26 @@ fn a_report_during_the_last_listener_query_keeps_the_source() {
     let mut r = router();
     joined_upstream(&mut r, a("fe80::2:2"));
     report(&mut r, 1000, RecordType::ChangeToInclude, &[]);
-    assert_eq!(queries(&r.take_actions()).len(), 1, "TO_IN {{}} queries the dropped source");
+    assert_eq!(
+        queries(&r.take_actions()).len(),
+        1,
+        "TO_IN {{}} queries the dropped source"
+    );
     report(&mut r, 1200, RecordType::ModeIsInclude, &[s()]);
     let out = acts(&run_until(&mut r, 1201, 5000));
     assert_eq!(mfc_dels(&out), 0, "{out:?}");
-    assert!(queries(&out).iter().all(|(d, _)| *d != g()), "no more specific queries once answered");
+    assert!(
+        queries(&out).iter().all(|(d, _)| *d != g()),
+        "no more specific queries once answered"
+    );
 }
 
 #[test]
 fn fast_leave_drops_the_source_at_once() {
-    let mut r = router_with(&CONFIG.replace("query_interval_secs: 20", "query_interval_secs: 20\n      fast_leave: true"));
+    let mut r = router_with(&CONFIG.replace(
+        "query_interval_secs: 20",
+        "query_interval_secs: 20\n      fast_leave: true",
+    ));
     joined_upstream(&mut r, a("fe80::2:2"));
     report(&mut r, 1000, RecordType::BlockOldSources, &[s()]);
     let out = r.take_actions();
@@ -287,10 +364,18 @@ fn querier_election_lowest_address_wins_until_it_goes_quiet() {
         sources: vec![],
     });
     // A higher address does not take over.
-    r.handle_mld(Millis(100), rx(ACC, a("fe80::2:ffff"), 1), &bytes_of_mld(&general));
+    r.handle_mld(
+        Millis(100),
+        rx(ACC, a("fe80::2:ffff"), 1),
+        &bytes_of_mld(&general),
+    );
     assert_eq!(r.is_querier(ACC), Some(true));
     // A lower one does; we send no general queries while it is present.
-    r.handle_mld(Millis(200), rx(ACC, a("fe80::1"), 1), &bytes_of_mld(&general));
+    r.handle_mld(
+        Millis(200),
+        rx(ACC, a("fe80::1"), 1),
+        &bytes_of_mld(&general),
+    );
     assert_eq!(r.is_querier(ACC), Some(false));
     // Other querier present = 2 × 20 s + 2 s / 2 = 41 s.
     let quiet = acts(&run_until(&mut r, 201, 41_199));
@@ -298,23 +383,39 @@ fn querier_election_lowest_address_wins_until_it_goes_quiet() {
     assert_eq!(r.is_querier(ACC), Some(false));
     let back = acts(&run_until(&mut r, 41_199, 41_200));
     assert_eq!(r.is_querier(ACC), Some(true));
-    assert!(queries(&back).iter().any(|(d, q)| *d == ALL_NODES && q.multicast_address.is_unspecified()));
+    assert!(queries(&back)
+        .iter()
+        .any(|(d, q)| *d == ALL_NODES && q.multicast_address.is_unspecified()));
     // A query with hop limit 255 is invalid and changes nothing.
-    r.handle_mld(Millis(41_300), rx(ACC, a("fe80::1"), 255), &bytes_of_mld(&general));
+    r.handle_mld(
+        Millis(41_300),
+        rx(ACC, a("fe80::1"), 255),
+        &bytes_of_mld(&general),
+    );
     assert_eq!(r.is_querier(ACC), Some(true));
 }
 
 #[test]
 fn mldv1_and_exclude_in_the_ssm_range_are_ignored() {
     let mut r = router();
-    let v1 = MldRepr::ReportV1 { multicast_address: g() };
+    let v1 = MldRepr::ReportV1 {
+        multicast_address: g(),
+    };
     r.handle_mld(Millis(10), rx(ACC, a(HOST), 1), &bytes_of_mld(&v1));
     report(&mut r, 20, RecordType::ChangeToExclude, &[]);
     assert!(r.take_actions().is_empty());
-    assert_eq!(r.stats().get(Counter::MldIgnored("v1_report_in_ssm_range")), 1);
-    assert_eq!(r.stats().get(Counter::MldIgnored("exclude_in_ssm_range")), 1);
+    assert_eq!(
+        r.stats().get(Counter::MldIgnored("v1_report_in_ssm_range")),
+        1
+    );
+    assert_eq!(
+        r.stats().get(Counter::MldIgnored("exclude_in_ssm_range")),
+        1
+    );
     // Outside the SSM range an MLDv1 report is any-source interest: tracked, not forwarded.
-    let asm = MldRepr::ReportV1 { multicast_address: a("ff15::1234") };
+    let asm = MldRepr::ReportV1 {
+        multicast_address: a("ff15::1234"),
+    };
     r.handle_mld(Millis(30), rx(ACC, a(HOST), 1), &bytes_of_mld(&asm));
     assert!(r.take_actions().is_empty());
     let st = r.status(Millis(30));
@@ -334,7 +435,14 @@ fn downstream_join_installs_with_directly_connected_source_and_expires() {
     assert!(r.take_actions().is_empty());
     join_prune(&mut r, 20, CORE0, n, our_ll(CORE0), true, 30);
     assert_eq!(r.take_actions(), vec![Action::ResolveRpf(s())]);
-    r.rpf_resolved(Millis(21), s(), Some(RpfRoute { ifindex: CORE1, gateway: None }));
+    r.rpf_resolved(
+        Millis(21),
+        s(),
+        Some(RpfRoute {
+            ifindex: CORE1,
+            gateway: None,
+        }),
+    );
     let out = r.take_actions();
     assert_eq!(mfc_adds(&out), vec![(CORE1, vec![CORE0])]);
     assert!(jps(&out).is_empty(), "S is directly connected: no Join");
@@ -353,7 +461,14 @@ fn prune_from_the_only_neighbour_removes_at_once() {
     hello(&mut r, 10, CORE0, n, 1, 105, &[]);
     // Addressed to our global address this time: that is ours too.
     join_prune(&mut r, 20, CORE0, n, a("2001:db8:2::1"), true, 210);
-    r.rpf_resolved(Millis(21), s(), Some(RpfRoute { ifindex: CORE1, gateway: None }));
+    r.rpf_resolved(
+        Millis(21),
+        s(),
+        Some(RpfRoute {
+            ifindex: CORE1,
+            gateway: None,
+        }),
+    );
     r.take_actions();
     join_prune(&mut r, 30, CORE0, n, our_ll(CORE0), false, 210);
     assert_eq!(mfc_dels(&r.take_actions()), 1);
@@ -366,7 +481,14 @@ fn prune_on_a_shared_link_waits_for_an_override() {
     hello(&mut r, 10, CORE0, n1, 1, 105, &[]);
     hello(&mut r, 10, CORE0, n2, 1, 105, &[]);
     join_prune(&mut r, 20, CORE0, n1, our_ll(CORE0), true, 210);
-    r.rpf_resolved(Millis(21), s(), Some(RpfRoute { ifindex: CORE1, gateway: None }));
+    r.rpf_resolved(
+        Millis(21),
+        s(),
+        Some(RpfRoute {
+            ifindex: CORE1,
+            gateway: None,
+        }),
+    );
     r.take_actions();
     // n1 prunes; n2 still wants it and overrides with a Join inside the window (3 s).
     join_prune(&mut r, 1000, CORE0, n1, our_ll(CORE0), false, 210);
@@ -395,7 +517,11 @@ fn we_override_another_routers_prune_for_an_sg_we_want() {
     join_prune(&mut r, 1000, CORE0, other, a("2001:db8:99::1"), false, 210);
     assert!(r.take_actions().is_empty());
     let out = acts(&run_until(&mut r, 1001, 1000 + 2500));
-    assert_eq!(jps(&out), vec![(CORE0, n0, vec![sg()], vec![])], "Join within the override interval");
+    assert_eq!(
+        jps(&out),
+        vec![(CORE0, n0, vec![sg()], vec![])],
+        "Join within the override interval"
+    );
 }
 
 #[test]
@@ -419,7 +545,10 @@ fn neighbour_restart_and_expiry() {
     assert_eq!(r.neighbor_count(CORE0), 0);
     let st = r.status(Millis(166_001));
     assert_eq!(st.sg[0].upstream_neighbor, None);
-    assert!(st.sg[0].mfc_installed, "forwarding stays while S is routed that way");
+    assert!(
+        st.sg[0].mfc_installed,
+        "forwarding stays while S is routed that way"
+    );
 }
 
 /// Like [`run_until`], with the host re-reporting (S,G) every 30 s.
@@ -445,12 +574,28 @@ fn rpf_change_moves_the_join() {
     r.take_actions();
     // The periodic re-check asks for the route again; the answer now points to core1/n1.
     let out = acts(&run_until(&mut r, 31, 5000));
-    assert!(out.contains(&Action::ResolveRpf(s())), "periodic RPF re-check");
-    r.rpf_resolved(Millis(5001), s(), Some(RpfRoute { ifindex: CORE1, gateway: Some(n1) }));
+    assert!(
+        out.contains(&Action::ResolveRpf(s())),
+        "periodic RPF re-check"
+    );
+    r.rpf_resolved(
+        Millis(5001),
+        s(),
+        Some(RpfRoute {
+            ifindex: CORE1,
+            gateway: Some(n1),
+        }),
+    );
     let out = r.take_actions();
     let mut j = jps(&out);
     j.sort();
-    assert_eq!(j, vec![(CORE0, n0, vec![], vec![sg()]), (CORE1, n1, vec![sg()], vec![])]);
+    assert_eq!(
+        j,
+        vec![
+            (CORE0, n0, vec![], vec![sg()]),
+            (CORE1, n1, vec![sg()], vec![])
+        ]
+    );
     assert_eq!(mfc_adds(&out), vec![(CORE1, vec![ACC])]);
 }
 
@@ -458,7 +603,11 @@ fn rpf_change_moves_the_join() {
 fn router_solicitation_is_answered_within_the_configured_delay() {
     let mut r = router();
     run_until(&mut r, 0, 1000);
-    r.handle_nd(Millis(1000), rx(ACC, a(HOST), 255), &[133, 0, 0, 0, 0, 0, 0, 0]);
+    r.handle_nd(
+        Millis(1000),
+        rx(ACC, a(HOST), 255),
+        &[133, 0, 0, 0, 0, 0, 0, 0],
+    );
     let out = run_until(&mut r, 1000, 1050);
     let ras: Vec<(u64, NdRepr)> = out
         .iter()
@@ -471,13 +620,21 @@ fn router_solicitation_is_answered_within_the_configured_delay() {
         })
         .collect();
     assert_eq!(ras.len(), 1, "{out:?}");
-    let NdRepr::RouterAdvert(ra) = &ras[0].1 else { panic!() };
+    let NdRepr::RouterAdvert(ra) = &ras[0].1 else {
+        panic!()
+    };
     let map = ra.map().unwrap();
     assert_eq!((map.address, map.preference, map.distance), (s(), 12, 1));
     // An RS with a hop limit other than 255 is not valid (RFC 4861 §6.1.1).
-    r.handle_nd(Millis(2000), rx(ACC, a(HOST), 64), &[133, 0, 0, 0, 0, 0, 0, 0]);
+    r.handle_nd(
+        Millis(2000),
+        rx(ACC, a(HOST), 64),
+        &[133, 0, 0, 0, 0, 0, 0, 0],
+    );
     let out = run_until(&mut r, 2000, 2100);
-    assert!(out.iter().all(|(_, act)| !matches!(act, Action::Send(p) if p.proto == Proto::Nd)));
+    assert!(out
+        .iter()
+        .all(|(_, act)| !matches!(act, Action::Send(p) if p.proto == Proto::Nd)));
 }
 
 #[test]
@@ -523,16 +680,26 @@ fn example_config_loads_and_bad_values_are_located() {
     assert!(!cfg.ssm_groups.iter().any(|r| r.contains(a("ff15::1"))));
 
     let bad = "interfaces:\n  - name: acc\n    role: access\n    ra:\n      map: { address: \"2001:db8::1\", distance: 16 }\n";
-    let err = mipcast_daemon::config::load_str::<Config>(Path::new("t.yaml"), bad).unwrap_err().to_string();
+    let err = mipcast_daemon::config::load_str::<Config>(Path::new("t.yaml"), bad)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("interfaces[0].ra.map.distance"), "{err}");
-    let many: String = (0..33).map(|i| format!("  - {{ name: e{i}, role: core }}\n")).collect();
-    let err = mipcast_daemon::config::load_str::<Config>(Path::new("t.yaml"), &format!("interfaces:\n{many}"))
-        .unwrap_err()
-        .to_string();
+    let many: String = (0..33)
+        .map(|i| format!("  - {{ name: e{i}, role: core }}\n"))
+        .collect();
+    let err = mipcast_daemon::config::load_str::<Config>(
+        Path::new("t.yaml"),
+        &format!("interfaces:\n{many}"),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("at most 32"), "{err}");
-    let err = mipcast_daemon::config::load_str::<Config>(Path::new("t.yaml"), "interfaces: []\nssm_groups: [\"2001:db8::/32\"]\n")
-        .unwrap_err()
-        .to_string();
+    let err = mipcast_daemon::config::load_str::<Config>(
+        Path::new("t.yaml"),
+        "interfaces: []\nssm_groups: [\"2001:db8::/32\"]\n",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("ff00::/8"), "{err}");
 }
 
@@ -541,14 +708,16 @@ fn pim_kinds(actions: &[Action], ifindex: u32) -> Vec<&'static str> {
     actions
         .iter()
         .filter_map(|act| match act {
-            Action::Send(p) if p.proto == Proto::Pim && p.ifindex == ifindex => Some(match PimRepr::parse(&p.bytes) {
-                Ok(PimRepr::Hello { .. }) => "hello",
-                Ok(PimRepr::JoinPrune(jp)) => match pim::entries(&jp) {
-                    (j, _, _) if !j.is_empty() => "join",
-                    _ => "prune",
-                },
-                _ => "other",
-            }),
+            Action::Send(p) if p.proto == Proto::Pim && p.ifindex == ifindex => {
+                Some(match PimRepr::parse(&p.bytes) {
+                    Ok(PimRepr::Hello { .. }) => "hello",
+                    Ok(PimRepr::JoinPrune(jp)) => match pim::entries(&jp) {
+                        (j, _, _) if !j.is_empty() => "join",
+                        _ => "prune",
+                    },
+                    _ => "other",
+                })
+            }
             _ => None,
         })
         .collect()
@@ -568,11 +737,18 @@ struct Node {
 
 impl Node {
     fn upstream() -> Node {
-        let cfg = config("interfaces:\n  - { name: c_s, role: core }\n  - { name: c_a2, role: core }\n");
-        let ifaces = [UP_S, UP_DOWN].into_iter().map(|i| (i, addrs_of(i))).collect();
+        let cfg =
+            config("interfaces:\n  - { name: c_s, role: core }\n  - { name: c_a2, role: core }\n");
+        let ifaces = [UP_S, UP_DOWN]
+            .into_iter()
+            .map(|i| (i, addrs_of(i)))
+            .collect();
         Node {
             r: Router::new(&cfg, ifaces, Millis(0), 99),
-            rpf: RpfRoute { ifindex: UP_S, gateway: None },
+            rpf: RpfRoute {
+                ifindex: UP_S,
+                gateway: None,
+            },
         }
     }
 
@@ -580,7 +756,10 @@ impl Node {
     fn access(now: u64, seed: u64) -> Node {
         Node {
             r: unstarted(CONFIG, now, seed),
-            rpf: RpfRoute { ifindex: CORE0, gateway: Some(our_ll(UP_DOWN)) },
+            rpf: RpfRoute {
+                ifindex: CORE0,
+                gateway: Some(our_ll(UP_DOWN)),
+            },
         }
     }
 
@@ -594,7 +773,9 @@ impl Node {
             }
             for act in actions {
                 match act {
-                    Action::ResolveRpf(source) => self.r.rpf_resolved(Millis(now), source, Some(self.rpf)),
+                    Action::ResolveRpf(source) => {
+                        self.r.rpf_resolved(Millis(now), source, Some(self.rpf))
+                    }
                     other => out.push(other),
                 }
             }
@@ -602,7 +783,12 @@ impl Node {
     }
 
     fn ignored(&self, reason: &'static str) -> u64 {
-        self.r.stats().counters.get(&Counter::PimIgnored(reason)).copied().unwrap_or(0)
+        self.r
+            .stats()
+            .counters
+            .get(&Counter::PimIgnored(reason))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -627,7 +813,8 @@ fn pump(up: &mut Node, acc: &mut Node, now: u64) -> Vec<Action> {
     loop {
         let from_acc = acc.settle(now);
         let from_up = up.settle(now);
-        let moved = carry(&from_acc, CORE0, &mut up.r, UP_DOWN, now) + carry(&from_up, UP_DOWN, &mut acc.r, CORE0, now);
+        let moved = carry(&from_acc, CORE0, &mut up.r, UP_DOWN, now)
+            + carry(&from_up, UP_DOWN, &mut acc.r, CORE0, now);
         up_log.extend(from_up);
         if moved == 0 {
             return up_log;
@@ -643,16 +830,19 @@ fn run_link(up: &mut Node, acc: &mut Node, from: u64, until: u64) -> Vec<Action>
         up.r.tick(Millis(now));
         acc.r.tick(Millis(now));
         up_log.extend(pump(up, acc, now));
-        now = up.r.next_deadline().0.min(acc.r.next_deadline().0).max(now + 1);
+        now =
+            up.r.next_deadline()
+                .0
+                .min(acc.r.next_deadline().0)
+                .max(now + 1);
     }
     up_log
 }
 
 fn forwards_down(up: &Node) -> bool {
-    up.r.status(Millis(0))
-        .sg
-        .iter()
-        .any(|e| e.source == s() && e.group == g() && e.mfc_installed && e.oifs == vec!["c_a2".to_string()])
+    up.r.status(Millis(0)).sg.iter().any(|e| {
+        e.source == s() && e.group == g() && e.mfc_installed && e.oifs == vec!["c_a2".to_string()]
+    })
 }
 
 /// The restart of the netns test (access router 2 under the core), with the event order the
@@ -666,7 +856,11 @@ fn restarted_access_router_gets_its_tree_back_whatever_runs_before_its_first_tic
     let mut up = Node::upstream();
     let mut acc = Node::access(0, 1);
     run_link(&mut up, &mut acc, 0, 300);
-    assert_eq!((up.r.neighbor_count(UP_DOWN), acc.r.neighbor_count(CORE0)), (1, 1), "adjacency");
+    assert_eq!(
+        (up.r.neighbor_count(UP_DOWN), acc.r.neighbor_count(CORE0)),
+        (1, 1),
+        "adjacency"
+    );
     report(&mut acc.r, 400, RecordType::AllowNewSources, &[s()]);
     let out = pump(&mut up, &mut acc, 400);
     assert_eq!(mfc_adds(&out), vec![(UP_S, vec![UP_DOWN])]);
@@ -693,8 +887,16 @@ fn restarted_access_router_gets_its_tree_back_whatever_runs_before_its_first_tic
     assert_eq!(mfc_adds(&first), vec![(CORE0, vec![ACC])]);
     carry(&first, CORE0, &mut up.r, UP_DOWN, t);
     let out = up.settle(t);
-    assert_eq!(up.ignored("non_neighbor"), 0, "Join/Prune from a router whose Hello was not heard");
-    assert_eq!(mfc_adds(&out), vec![(UP_S, vec![UP_DOWN])], "the upstream forwards again at once");
+    assert_eq!(
+        up.ignored("non_neighbor"),
+        0,
+        "Join/Prune from a router whose Hello was not heard"
+    );
+    assert_eq!(
+        mfc_adds(&out),
+        vec![(UP_S, vec![UP_DOWN])],
+        "the upstream forwards again at once"
+    );
     assert_eq!(pim_kinds(&first, CORE0), ["hello", "join"]);
     // The start-up tick and the triggered Hellos change nothing.
     run_link(&mut up, &mut acc, t, t + 1000);
@@ -710,11 +912,21 @@ fn restarted_access_router_gets_its_tree_back_whatever_runs_before_its_first_tic
 #[test]
 fn joins_that_could_not_leave_go_right_after_the_first_hello() {
     let cfg = config(CONFIG);
-    let no_ll = IfaceAddrs { link_local: None, ..addrs_of(CORE0) };
-    let ifaces = vec![(ACC, addrs_of(ACC)), (CORE0, no_ll), (CORE1, addrs_of(CORE1))];
+    let no_ll = IfaceAddrs {
+        link_local: None,
+        ..addrs_of(CORE0)
+    };
+    let ifaces = vec![
+        (ACC, addrs_of(ACC)),
+        (CORE0, no_ll),
+        (CORE1, addrs_of(CORE1)),
+    ];
     let mut r = Router::new(&cfg, ifaces, Millis(0), 7);
     r.tick(Millis(0));
-    assert!(pim_kinds(&r.take_actions(), CORE0).is_empty(), "nothing leaves without a source address");
+    assert!(
+        pim_kinds(&r.take_actions(), CORE0).is_empty(),
+        "nothing leaves without a source address"
+    );
     let out = joined_upstream(&mut r, a("fe80::2:2"));
     assert!(pim_kinds(&out, CORE0).is_empty());
     r.set_addresses(Millis(2000), CORE0, addrs_of(CORE0));
@@ -728,22 +940,43 @@ fn joins_that_could_not_leave_go_right_after_the_first_hello() {
 fn a_join_after_an_address_change_is_preceded_by_a_hello() {
     let mut r = router();
     joined_upstream(&mut r, a("fe80::2:2"));
-    r.set_addresses(Millis(100), CORE0, IfaceAddrs { link_local: Some(a("fe80::2:77")), ..addrs_of(CORE0) });
+    r.set_addresses(
+        Millis(100),
+        CORE0,
+        IfaceAddrs {
+            link_local: Some(a("fe80::2:77")),
+            ..addrs_of(CORE0)
+        },
+    );
     let out = r.take_actions();
     assert!(out.is_empty(), "{out:?}");
     // A second channel from the same source, before the tick that would send the Hello.
     let m = MldRepr::ReportV2 {
-        records: vec![GroupRecord { record_type: RecordType::AllowNewSources, multicast_address: a("ff35::2"), sources: vec![s()] }],
+        records: vec![GroupRecord {
+            record_type: RecordType::AllowNewSources,
+            multicast_address: a("ff35::2"),
+            sources: vec![s()],
+        }],
     };
     r.handle_mld(Millis(110), rx(ACC, a(HOST), 1), &bytes_of_mld(&m));
     let out = r.take_actions();
     assert_eq!(pim_kinds(&out, CORE0), ["hello", "join"], "{out:?}");
-    let sources: Vec<Ipv6Addr> = out.iter().filter_map(|act| match act {
-        Action::Send(p) if p.ifindex == CORE0 => Some(p.source),
-        _ => None,
-    }).collect();
+    let sources: Vec<Ipv6Addr> = out
+        .iter()
+        .filter_map(|act| match act {
+            Action::Send(p) if p.ifindex == CORE0 => Some(p.source),
+            _ => None,
+        })
+        .collect();
     assert_eq!(sources, [a("fe80::2:77"); 2], "both from the new address");
     // The Hello timer restarted: no second Hello at the next tick.
     let out = acts(&run_until(&mut r, 110, 5000));
-    assert_eq!(pim_kinds(&out, CORE0).iter().filter(|k| **k == "hello").count(), 0, "{out:?}");
+    assert_eq!(
+        pim_kinds(&out, CORE0)
+            .iter()
+            .filter(|k| **k == "hello")
+            .count(),
+        0,
+        "{out:?}"
+    );
 }

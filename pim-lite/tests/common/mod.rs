@@ -77,7 +77,12 @@ impl Router {
         let log = scratch(&format!("{}-{name}.log", ns.name()));
         let child = ns.spawn(
             env!("CARGO_BIN_EXE_pim-lite"),
-            &["-c", cfg.to_str().expect("utf-8"), "--log-level", "info,pim_lite=debug"],
+            &[
+                "-c",
+                cfg.to_str().expect("utf-8"),
+                "--log-level",
+                "info,pim_lite=debug",
+            ],
             Some(&log),
         );
         let mut r = Router {
@@ -96,7 +101,12 @@ impl Router {
             }
             up
         });
-        assert!(ok, "pim-lite in {} never answered /healthz:\n{}", ns.name(), r.log_text());
+        assert!(
+            ok,
+            "pim-lite in {} never answered /healthz:\n{}",
+            ns.name(),
+            r.log_text()
+        );
         r
     }
 
@@ -138,7 +148,11 @@ pub fn metric(text: &str, sample: &str) -> f64 {
 }
 
 pub fn neighbors(ns: &Netns) -> usize {
-    status(ns).interfaces.iter().map(|i| i.neighbors.len()).sum()
+    status(ns)
+        .interfaces
+        .iter()
+        .map(|i| i.neighbors.len())
+        .sum()
 }
 
 /// A resolved MFC entry from /proc/net/ip6_mr_cache.
@@ -207,7 +221,15 @@ impl Capture {
         let log = scratch(&format!("{}-{ifname}.tcpdump.log", ns.name()));
         let child = ns.spawn(
             "tcpdump",
-            &["-i", ifname, "-n", "--immediate-mode", "-U", "-w", file.to_str().expect("utf-8")],
+            &[
+                "-i",
+                ifname,
+                "-n",
+                "--immediate-mode",
+                "-U",
+                "-w",
+                file.to_str().expect("utf-8"),
+            ],
             Some(&log),
         );
         let daemon = Daemon(child);
@@ -236,7 +258,11 @@ pub fn tshark_fields(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<Stri
         cmd.args(["-e", f]);
     }
     let out = cmd.output().expect("tshark");
-    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| l.split('\t').map(str::to_string).collect())
@@ -248,7 +274,13 @@ pub fn tshark_problems(pcap: &Path, filter: &str) -> Vec<String> {
     tshark_fields(
         pcap,
         filter,
-        &["frame.number", "frame.protocols", "_ws.expert.severity", "_ws.expert.message", "_ws.malformed"],
+        &[
+            "frame.number",
+            "frame.protocols",
+            "_ws.expert.severity",
+            "_ws.expert.message",
+            "_ws.malformed",
+        ],
     )
     .into_iter()
     .filter(|c| {
@@ -279,7 +311,11 @@ pub fn scapy_report(pcap: &Path) -> serde_json::Value {
         .arg(pcap)
         .output()
         .expect("run /usr/bin/python3");
-    assert!(out.status.success(), "scapy: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "scapy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("scapy output {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
