@@ -73,6 +73,23 @@ fn check_mask_len(mask_len: u8) -> Result<u8> {
     }
 }
 
+/// The layout Encoded-Group and Encoded-Source share: family, encoding, a flags byte, the
+/// mask length and the address; returns (flags, mask length, address).
+fn read_masked(r: &mut Reader<'_>) -> Result<(u8, u8, Ipv6Addr)> {
+    check_family(r)?;
+    let flags = r.u8()?;
+    let mask_len = check_mask_len(r.u8()?)?;
+    Ok((flags, mask_len, r.addr()?))
+}
+
+fn write_masked(w: &mut Writer<'_>, flags: u8, mask_len: u8, addr: &Ipv6Addr) -> Result<()> {
+    w.u8(ADDR_FAMILY_IPV6)?;
+    w.u8(ENCODING_NATIVE)?;
+    w.u8(flags)?;
+    w.u8(check_mask_len(mask_len)?)?;
+    w.addr(addr)
+}
+
 /// Encoded-Unicast address (RFC 7761 §4.9.1), IPv6 family, 18 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EncodedUnicast {
@@ -135,13 +152,12 @@ impl EncodedGroup {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self> {
-        check_family(r)?;
-        let flags = r.u8()?;
+        let (flags, mask_len, addr) = read_masked(r)?;
         Ok(EncodedGroup {
             bidir: flags & GROUP_FLAG_BIDIR != 0,
             admin_scope: flags & GROUP_FLAG_ADMIN_SCOPE != 0,
-            mask_len: check_mask_len(r.u8()?)?,
-            addr: r.addr()?,
+            mask_len,
+            addr,
         })
     }
 
@@ -159,11 +175,7 @@ impl EncodedGroup {
         if self.admin_scope {
             flags |= GROUP_FLAG_ADMIN_SCOPE;
         }
-        w.u8(ADDR_FAMILY_IPV6)?;
-        w.u8(ENCODING_NATIVE)?;
-        w.u8(flags)?;
-        w.u8(check_mask_len(self.mask_len)?)?;
-        w.addr(&self.addr)
+        write_masked(w, flags, self.mask_len, &self.addr)
     }
 }
 
@@ -200,14 +212,13 @@ impl EncodedSource {
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self> {
-        check_family(r)?;
-        let flags = r.u8()?;
+        let (flags, mask_len, addr) = read_masked(r)?;
         Ok(EncodedSource {
             sparse: flags & SOURCE_FLAG_SPARSE != 0,
             wildcard: flags & SOURCE_FLAG_WILDCARD != 0,
             rpt: flags & SOURCE_FLAG_RPT != 0,
-            mask_len: check_mask_len(r.u8()?)?,
-            addr: r.addr()?,
+            mask_len,
+            addr,
         })
     }
 
@@ -228,11 +239,7 @@ impl EncodedSource {
         if self.rpt {
             flags |= SOURCE_FLAG_RPT;
         }
-        w.u8(ADDR_FAMILY_IPV6)?;
-        w.u8(ENCODING_NATIVE)?;
-        w.u8(flags)?;
-        w.u8(check_mask_len(self.mask_len)?)?;
-        w.addr(&self.addr)
+        write_masked(w, flags, self.mask_len, &self.addr)
     }
 }
 
