@@ -1,5 +1,7 @@
 //! Snapshots of the kernel state a mipcast daemon may touch in a namespace, so a test can
 //! take one before the daemons start and assert, after they stop, that nothing changed.
+use std::net::Ipv6Addr;
+
 use crate::Netns;
 
 /// What is read, as (section name, shell command). Neighbour caches, counters and route
@@ -68,4 +70,63 @@ impl Snapshot {
             .find(|(n, _)| *n == name)
             .map_or(&[], |(_, l)| l.as_slice())
     }
+}
+
+/// A resolved (S,G) entry of a namespace's multicast forwarding cache, interfaces by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfcEntry {
+    pub source: Ipv6Addr,
+    pub group: Ipv6Addr,
+    pub iif: String,
+    pub oifs: Vec<String>,
+    pub packets: u64,
+}
+
+/// Resolved entries of a namespace's default MRT6 table, with MIF numbers turned into
+/// interface names (unresolved upcall entries are skipped).
+pub fn mfc(ns: &Netns) -> Vec<MfcEntry> {
+    let vifs = mifs(ns);
+    let name = |mif: &str| {
+        vifs.iter()
+            .find(|(i, _)| i == mif)
+            .map_or_else(|| format!("mif{mif}"), |(_, n)| n.clone())
+    };
+    ns.try_sh("cat /proc/net/ip6_mr_cache")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            // Group Origin Iif Pkts Bytes Wrong Oifs(mif:ttl ...)
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let (group, origin, iif) = (w.first()?, w.get(1)?, w.get(2)?);
+            if *iif == "65535" || *iif == "-1" {
+                return None;
+            }
+            Some(MfcEntry {
+                group: group.parse().ok()?,
+                source: origin.parse().ok()?,
+                iif: name(iif),
+                oifs: w
+                    .iter()
+                    .skip(6)
+                    .filter_map(|o| o.split(':').next())
+                    .map(name)
+                    .collect(),
+                packets: w.get(3).and_then(|p| p.parse().ok()).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// (MIF number, interface name) pairs of a namespace's default MRT6 table.
+pub fn mifs(ns: &Netns) -> Vec<(String, String)> {
+    ns.try_sh("cat /proc/net/ip6_mr_vif")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_owned(), w.next()?.to_owned()))
+        })
+        .collect()
 }

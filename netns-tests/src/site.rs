@@ -31,6 +31,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use crate::kstate::Snapshot;
+pub use crate::kstate::{mfc, MfcEntry};
 use crate::wait::{wait_for, WaitError};
 use crate::{veth, Daemon, Netns};
 
@@ -210,16 +211,6 @@ impl SiteOptions {
 struct Running {
     node: Node,
     daemon: Daemon,
-}
-
-/// A resolved (S,G) entry of a namespace's multicast forwarding cache, interfaces by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MfcEntry {
-    pub source: Ipv6Addr,
-    pub group: Ipv6Addr,
-    pub iif: String,
-    pub oifs: Vec<String>,
-    pub packets: u64,
 }
 
 /// The topology; dropping it stops the daemons (SIGTERM, then SIGKILL) and deletes the
@@ -735,49 +726,4 @@ fn metrics_addr(bin: &str) -> SocketAddr {
         _ => 9644,
     };
     SocketAddr::from((Ipv6Addr::LOCALHOST, port))
-}
-
-/// Resolved entries of a namespace's default MRT6 table, with MIF numbers turned into
-/// interface names (unresolved upcall entries are skipped).
-pub fn mfc(ns: &Netns) -> Vec<MfcEntry> {
-    let vifs: Vec<(String, String)> = ns
-        .try_sh("cat /proc/net/ip6_mr_vif")
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some((w.next()?.to_owned(), w.next()?.to_owned()))
-        })
-        .collect();
-    let name = |mif: &str| {
-        vifs.iter()
-            .find(|(i, _)| i == mif)
-            .map_or_else(|| format!("mif{mif}"), |(_, n)| n.clone())
-    };
-    ns.try_sh("cat /proc/net/ip6_mr_cache")
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            // Group Origin Iif Pkts Bytes Wrong Oifs(mif:ttl ...)
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let (group, origin, iif) = (w.first()?, w.get(1)?, w.get(2)?);
-            if *iif == "65535" || *iif == "-1" {
-                return None;
-            }
-            Some(MfcEntry {
-                group: group.parse().ok()?,
-                source: origin.parse().ok()?,
-                iif: name(iif),
-                oifs: w
-                    .iter()
-                    .skip(6)
-                    .filter_map(|o| o.split(':').next())
-                    .map(name)
-                    .collect(),
-                packets: w.get(3).and_then(|p| p.parse().ok()).unwrap_or(0),
-            })
-        })
-        .collect()
 }

@@ -205,10 +205,10 @@ fn neighbor_gen_id(ns: &Netns, ifname: &str) -> Option<u32> {
     }
 }
 
-fn has_sg(entries: &[MfcLine]) -> Option<MfcLine> {
+fn has_sg(entries: &[MfcEntry]) -> Option<MfcEntry> {
     entries
         .iter()
-        .find(|e| e.origin == a(S) && e.group == a(G))
+        .find(|e| e.source == a(S) && e.group == a(G))
         .cloned()
 }
 

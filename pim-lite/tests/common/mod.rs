@@ -4,6 +4,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use mipcast_netns_tests::kstate::{mfc, mifs, MfcEntry};
 use mipcast_netns_tests::{veth, Daemon, Netns};
 use pim_lite::status::Status;
 
@@ -153,60 +154,6 @@ pub fn neighbors(ns: &Netns) -> usize {
         .iter()
         .map(|i| i.neighbors.len())
         .sum()
-}
-
-/// A resolved MFC entry from /proc/net/ip6_mr_cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MfcLine {
-    pub origin: Ipv6Addr,
-    pub group: Ipv6Addr,
-    pub iif: String,
-    pub oifs: Vec<String>,
-}
-
-/// Resolved entries of the default MRT6 table, with MIF indexes turned into interface names
-/// (unresolved queue entries, printed with iif -1 or 65535, are skipped).
-pub fn mfc(ns: &Netns) -> Vec<MfcLine> {
-    let vifs: Vec<(String, String)> = mifs(ns);
-    let name = |mif: &str| {
-        vifs.iter()
-            .find(|(i, _)| i == mif)
-            .map_or_else(|| format!("mif{mif}"), |(_, n)| n.clone())
-    };
-    ns.sh("cat /proc/net/ip6_mr_cache")
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let (group, origin, iif) = (w.first()?, w.get(1)?, w.get(2)?);
-            if *iif == "65535" || *iif == "-1" {
-                return None;
-            }
-            Some(MfcLine {
-                origin: origin.parse().ok()?,
-                group: group.parse().ok()?,
-                iif: name(iif),
-                oifs: w
-                    .iter()
-                    .skip(6)
-                    .filter_map(|o| o.split(':').next())
-                    .map(name)
-                    .collect(),
-            })
-        })
-        .collect()
-}
-
-/// (MIF index, interface name) pairs of the default MRT6 table.
-pub fn mifs(ns: &Netns) -> Vec<(String, String)> {
-    ns.sh("cat /proc/net/ip6_mr_vif")
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some((w.next()?.to_string(), w.next()?.to_string()))
-        })
-        .collect()
 }
 
 /// tcpdump writing a pcap in a namespace; stopped with SIGINT so the file is complete.
