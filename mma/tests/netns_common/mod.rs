@@ -173,8 +173,14 @@ impl Topo {
 
     /// Sends `bu` from the terminal's on-link address and returns the acknowledgement.
     pub fn send_bu(&self, bu: &Bu) -> Ack {
+        parse_ack(&self.send_bu_raw(bu), bu.coa, bu.hoa)
+    }
+
+    /// Sends `bu` from the terminal's on-link address and returns the acknowledgement's
+    /// bytes, for callers that verify it with another key than the fixture's.
+    pub fn send_bu_raw(&self, bu: &Bu) -> Vec<u8> {
         let bytes = bu.bytes();
-        let reply = self.mn.enter(|| {
+        self.mn.enter(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -193,8 +199,7 @@ impl Topo {
                 buf.truncate(r.len);
                 buf
             })
-        });
-        parse_ack(&reply, bu.coa, bu.hoa)
+        })
     }
 
     pub fn register(&self, sequence: u16) -> Ack {
