@@ -134,11 +134,10 @@ fn netns_intra_site_move_keeps_tcp_and_sends_no_binding_update() {
         None,
     ));
     std::thread::sleep(Duration::from_millis(300));
-    let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicBool::new(false));
-    let (s2, n2, f2) = (Arc::clone(&stop), Arc::clone(&sent), Arc::clone(&failed));
-    let _writer = in_ns(&cn, move |_| async move {
+    let (n2, f2) = (Arc::clone(&sent), Arc::clone(&failed));
+    let writer = in_ns(&cn, move |s2| async move {
         let mut conn =
             match TcpStream::connect_timeout(&(a(HOA), 5001).into(), Duration::from_secs(5)) {
                 Ok(c) => c,
@@ -191,7 +190,7 @@ fn netns_intra_site_move_keeps_tcp_and_sends_no_binding_update() {
         std::thread::sleep(Duration::from_secs(1));
         samples.push(received());
     }
-    stop.store(true, Ordering::Relaxed);
+    drop(writer);
 
     let mh_e1 = cap1.finish("mipv6", &["mip6.mhtype"]);
     let e2_mh = cap2.finish("mipv6", &["mip6.mhtype"]);

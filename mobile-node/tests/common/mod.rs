@@ -353,3 +353,28 @@ pub fn tshark(file: &Path, display_filter: &str, fields: &[&str]) -> Vec<String>
         .map(str::to_owned)
         .collect()
 }
+
+/// Writes [`KEY`] as hex into `dir/name` with mode 600 (the daemons refuse readable keys).
+pub fn write_key(dir: &Path, name: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let key = dir.join(name);
+    std::fs::write(
+        &key,
+        KEY.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    key
+}
+
+/// Adds `mode: <mode>` to a config written by [`write_mn_config`] (which leaves the default).
+pub fn set_mode(config: &Path, mode: &str) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    assert!(
+        !text.contains("\nmode:"),
+        "mode already set in {}",
+        config.display()
+    );
+    text.push_str(&format!("mode: {mode}\n"));
+    std::fs::write(config, text).unwrap();
+}
