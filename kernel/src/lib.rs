@@ -2,7 +2,10 @@
 //!
 //! - [`route`]: rtnetlink routes, rules and proxy-ND entries (seg6 encap, seg6local End.DT6
 //!   decap, source-specific routes), the seg6 tunnel source, tagging with our routing-protocol
-//!   number, list/reconcile/remove-ours, batched installs.
+//!   number, list/reconcile/remove-ours, batched installs. Also the two plain host objects a
+//!   mobile node needs, handled the same way: `KObject::Address` (an IPv6 address, no DAD,
+//!   tagged through IFA_PROTO so a restart finds it) and `KObject::GatewayRoute` (a route via
+//!   a router, e.g. the default route for native traffic).
 //! - [`sockets`]: raw Mobility Header, ICMPv6 and PIM sockets, source-specific MLD joins.
 //! - [`mrt6`]: the IPv6 multicast routing table (MIFs, MFC entries, upcalls, counters).
 //! - [`nft`]: the nftables rule that marks multicast-tunnelled packets as host-addressed.

@@ -1,5 +1,6 @@
-//! Routes, rules and proxy-ND entries over rtnetlink, all tagged with one routing-protocol
-//! number of our own, so a restarted daemon finds, reconciles and removes exactly its state.
+//! Routes, rules, proxy-ND entries and addresses over rtnetlink, all tagged with one
+//! protocol number of our own (RTPROT / NDA_PROTOCOL / IFA_PROTO), so a restarted daemon
+//! finds, reconciles and removes exactly its state.
 //!
 //! A [`Kernel`] talks to the network namespace of the thread that called [`Kernel::connect`]
 //! (sockets belong to the namespace they were created in), whichever thread uses it later.
@@ -14,6 +15,7 @@ use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST};
+use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
@@ -107,7 +109,9 @@ impl Kernel {
     /// Installs `obj`, atomically taking the place of an object with the same kernel identity
     /// (routes: table, destination, source; proxy entries: address, interface): changing an
     /// encap route's tunnel destination leaves no unrouted window. Rules have no replace in
-    /// the kernel; an identical rule already present counts as success.
+    /// the kernel; an identical rule already present counts as success. An address already
+    /// present on the interface is taken over (made permanent, no DAD, tagged ours): the
+    /// kernel may have autoconfigured the very address a mobile node derives from an RA.
     pub async fn replace(&self, obj: &KObject) -> Result<(), RouteError> {
         let obj = obj.normalized();
         if let KObject::ProxyNeigh { .. } = obj {
@@ -132,7 +136,10 @@ impl Kernel {
 
     /// Deletes `obj`. Routes and rules are matched by the kernel together with our tag, so
     /// another daemon's object with the same selectors is never touched (ESRCH/ENOENT
-    /// instead); proxy entries are checked against a dump first.
+    /// instead); proxy entries are checked against a dump first. Addresses are deleted by
+    /// address, prefix length and interface alone (the kernel ignores IFA_PROTO there): pass
+    /// only addresses this daemon added. Listing, reconciling and removing-all only ever
+    /// delete addresses carrying our tag.
     pub async fn delete(&self, obj: &KObject) -> Result<(), RouteError> {
         let obj = obj.normalized();
         if let KObject::ProxyNeigh { .. } = obj {
@@ -199,7 +206,8 @@ impl Kernel {
         failed
     }
 
-    /// Every route (all tables), rule and proxy entry carrying our tag, in a shape we install.
+    /// Every route (all tables), rule, proxy entry and IPv6 address carrying our tag, in a
+    /// shape we install.
     /// The `lookup local` rule of [`Self::ensure_local_rule_moved`] is not listed.
     pub async fn list_ours(&self) -> Result<Vec<KObject>, RouteError> {
         Ok(self
@@ -547,6 +555,18 @@ impl Kernel {
                 .await
                 .map_err(|e| e.request("listing proxy neighbours"))?,
         );
+        let mut addresses = AddressMessage::default();
+        addresses.header.family = AddressFamily::Inet6;
+        for reply in self
+            .nl
+            .query(RouteNetlinkMessage::GetAddress(addresses), true)
+            .await
+            .map_err(|e| e.request("listing addresses"))?
+        {
+            if let RouteNetlinkMessage::NewAddress(m) = reply {
+                out.extend(codec::parse_address(&m));
+            }
+        }
         out.retain(|d| d.protocol == self.protocol);
         Ok(out)
     }

@@ -460,3 +460,133 @@ fn deleting_a_route_with_device_zero_matches_any_device() {
     );
     assert!(lines(&ns, "ip -6 route show table all proto 158").is_empty());
 }
+
+/// Our addresses (IFA_PROTO) and gateway routes: listed, replaced, reconciled and removed
+/// like the other objects, while a hand-made address (no tag), an address tagged by another
+/// protocol and routes of another protocol (one with our route's very selectors) survive.
+#[test]
+fn addresses_and_gateway_routes_are_ours_alone() {
+    if !have_root("addresses_and_gateway_routes_are_ours_alone") {
+        return;
+    }
+    let (ns, x0) = one_link("ag");
+    ns.sh("ip addr add 2001:db8:7::50/64 dev x0 nodad && \
+         ip -6 route add 2001:db8:90::/48 via 2001:db8:7::2 dev x0 proto static && \
+         ip -6 route add default via 2001:db8:7::3 dev x0 table 300 proto static");
+    let other_protocol = KObject::Address {
+        addr: "2001:db8:7::60".parse().unwrap(),
+        prefix_len: 64,
+        ifindex: x0,
+    };
+    ns.enter(|| {
+        block(async {
+            let other = Kernel::connect(RTPROT_MIPCAST + 1).await.expect("connect");
+            other
+                .add(&other_protocol)
+                .await
+                .expect("other protocol's address");
+        })
+    });
+    let addr = |a: &str, prefix_len| KObject::Address {
+        addr: a.parse().unwrap(),
+        prefix_len,
+        ifindex: x0,
+    };
+    let via = |dst: &str, gw: &str, table| KObject::GatewayRoute {
+        dst: dst.parse().unwrap(),
+        gateway: gw.parse().unwrap(),
+        oif: x0,
+        table,
+    };
+    let a1 = addr("2001:db8:7::5", 64);
+    let a2 = addr("2001:db8:7::6", 128);
+    let g1 = via("::/0", "fe80::1", RT_TABLE_MAIN);
+    let g2 = via("2001:db8:91::1/48", "2001:db8:7::2", 300);
+    let foreign_default = via("::/0", "2001:db8:7::3", 300);
+    let foreign_lines = [
+        "2001:db8:90::/48 via 2001:db8:7::2 dev x0 proto static metric 1024 pref medium",
+        "default via 2001:db8:7::3 dev x0 table 300 proto static metric 1024 pref medium",
+    ];
+
+    let g1_moved = via("::/0", "fe80::2", RT_TABLE_MAIN);
+    with_kernel(&ns, async |k: &Kernel| {
+        for o in [a1, a2, g1, g2] {
+            k.add(&o).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        // The mobile node re-applies its addresses: replace of one present succeeds, a plain
+        // add reports it.
+        k.replace(&a1).await.expect("replace of a present address");
+        assert_eq!(
+            k.add(&a1).await.expect_err("duplicate add").errno(),
+            Some(libc::EEXIST)
+        );
+        let mut ours = k.list_ours().await.expect("list");
+        ours.sort();
+        let mut want = vec![a1, a2, g1.normalized(), g2.normalized()];
+        want.sort();
+        assert_eq!(ours, want);
+        // The kernel matches the route's protocol on delete: the other daemon's route with
+        // the same table, destination, gateway and device stays.
+        assert!(k.delete(&foreign_default).await.is_err());
+        k.replace(&g1_moved).await.expect("replace default route");
+    });
+    let addrs = ns.sh("ip -6 addr show dev x0");
+    for a in [
+        "2001:db8:7::5/64",
+        "2001:db8:7::6/128",
+        "2001:db8:7::50/64",
+        "2001:db8:7::60/64",
+    ] {
+        assert!(addrs.contains(a), "{a} missing in\n{addrs}");
+    }
+    let ours = lines(&ns, "ip -6 route show table all proto 158");
+    assert_eq!(
+        ours,
+        [
+            "2001:db8:91::/48 via 2001:db8:7::2 dev x0 table 300 metric 1024 pref medium",
+            "default via fe80::2 dev x0 metric 1024 pref medium",
+        ]
+    );
+    let all = lines(&ns, "ip -6 route show table all");
+    for l in foreign_lines {
+        assert!(all.iter().any(|a| a == l), "{l} missing in {all:#?}");
+    }
+
+    let report = with_kernel(&ns, async |k: &Kernel| {
+        k.reconcile(&HashSet::from([a1, g1_moved]))
+            .await
+            .expect("reconcile")
+    });
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let mut removed = report.removed.clone();
+    removed.sort();
+    let mut want = vec![a2, g2.normalized()];
+    want.sort();
+    assert_eq!(removed, want);
+    assert!(!ns
+        .sh("ip -6 addr show dev x0")
+        .contains("2001:db8:7::6/128"));
+
+    let report = with_kernel(&ns, async |k: &Kernel| {
+        k.remove_all_ours().await.expect("remove all")
+    });
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.removed.len(), 2, "{:?}", report.removed);
+    let addrs = ns.sh("ip -6 addr show dev x0");
+    assert!(!addrs.contains("2001:db8:7::5/64"), "{addrs}");
+    for a in ["2001:db8:7::50/64", "2001:db8:7::60/64", "2001:db8:7::1/64"] {
+        assert!(addrs.contains(a), "{a} removed:\n{addrs}");
+    }
+    assert!(lines(&ns, "ip -6 route show table all proto 158").is_empty());
+    let all = lines(&ns, "ip -6 route show table all");
+    for l in foreign_lines {
+        assert!(all.iter().any(|a| a == l), "{l} missing in {all:#?}");
+    }
+    let theirs = ns.enter(|| {
+        block(async {
+            let other = Kernel::connect(RTPROT_MIPCAST + 1).await.expect("connect");
+            other.list_ours().await.expect("list")
+        })
+    });
+    assert_eq!(theirs, vec![other_protocol]);
+}

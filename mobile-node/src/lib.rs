@@ -5,7 +5,7 @@
 //! - [`config`]: the YAML configuration.
 //! - [`core`]: the protocol logic as a pure state machine.
 //! - [`shell`]: the tokio I/O shell that runs it against sockets and the kernel.
-//! - [`host`]: addresses, the default route and interface facts over rtnetlink and sysfs.
+//! - [`host`]: interface facts from sysfs and the link quality files.
 //! - [`metrics`]: the Prometheus metrics.
 #![cfg_attr(
     not(test),

@@ -25,7 +25,7 @@ use crate::core::kernel::KernelChange;
 use crate::core::links::{LinkConfig, Policy};
 use crate::core::reg::Sa;
 use crate::core::{Action, Attach, Core, CoreConfig, Event, Now, Persisted, Tables};
-use crate::host::{self, Host};
+use crate::host;
 use crate::metrics::{CurrentLabels, Metrics};
 
 /// How often interface state and quality files are read.
@@ -164,7 +164,6 @@ async fn core_config(
 /// Everything the loop applies actions to.
 struct Io {
     kernel: Kernel,
-    host: Host,
     nft: NftMarker,
     ssm: SsmMembership,
     icmp: IcmpSocket,
@@ -187,13 +186,12 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     let kernel = Kernel::connect(cfg.kernel.protocol)
         .await
         .map_err(|e| StartError::Kernel(e.to_string()))?;
-    let host = Host::connect(cfg.kernel.protocol).map_err(|e| StartError::Kernel(e.to_string()))?;
     let nft =
         NftMarker::new(&cfg.kernel.nft_table).map_err(|e| StartError::Kernel(e.to_string()))?;
     let (core_cfg, mut polled) = core_config(&cfg, &kernel).await?;
 
     // Restart: whatever a previous run left is removed; the core then installs what it wants.
-    let stale = remove_ours(&kernel, &host, &nft).await;
+    let stale = remove_ours(&kernel, &nft).await;
     tracing::info!(
         removed = stale,
         "removed kernel state left by a previous run"
@@ -252,7 +250,6 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
             .map(|l| (l.ifindex, l.name.clone()))
             .collect(),
         kernel,
-        host,
         nft,
         ssm,
         icmp,
@@ -342,7 +339,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
         tracing::info!("shutting down; kernel state kept (--keep-kernel-state)");
     } else {
         drop(io.ssm);
-        let removed = remove_ours(&io.kernel, &io.host, &io.nft).await;
+        let removed = remove_ours(&io.kernel, &io.nft).await;
         if let Err(e) = io
             .kernel
             .restore_local_rule(cfg.kernel.local_rule_pref)
@@ -356,7 +353,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
 }
 
 /// Removes every route, rule, address and nftables rule carrying our tag; returns the count.
-async fn remove_ours(kernel: &Kernel, host: &Host, nft: &NftMarker) -> usize {
+async fn remove_ours(kernel: &Kernel, nft: &NftMarker) -> usize {
     let mut removed = 0;
     match kernel.remove_all_ours().await {
         Ok(report) => {
@@ -366,17 +363,6 @@ async fn remove_ours(kernel: &Kernel, host: &Host, nft: &NftMarker) -> usize {
             }
         }
         Err(e) => tracing::warn!(error = %e, "listing our kernel objects"),
-    }
-    match host.our_addresses().await {
-        Ok(addrs) => {
-            for a in addrs {
-                match host.remove_address(&a).await {
-                    Ok(()) => removed += 1,
-                    Err(e) => tracing::warn!(error = %e, "removing an address"),
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "listing our addresses"),
     }
     match nft.groups() {
         Ok(groups) => removed += groups.len(),
@@ -490,28 +476,50 @@ async fn apply_kernel(io: &Io, change: &KernelChange) {
             .ssm
             .leave(m.ifindex, m.group, m.source)
             .map_err(|e| e.to_string()),
-        KernelChange::AddAddress(a) => io.host.add_address(a).await.map_err(|e| e.to_string()),
-        KernelChange::RemoveAddress(a) => {
-            io.host.remove_address(a).await.map_err(|e| e.to_string())
-        }
+        KernelChange::AddAddress(a) => io
+            .kernel
+            .replace(&a.object())
+            .await
+            .map_err(|e| e.to_string()),
+        KernelChange::RemoveAddress(a) => delete_if_present(
+            &io.kernel,
+            &a.object(),
+            &[libc::EADDRNOTAVAIL, libc::ENODEV, libc::ENOENT],
+        )
+        .await
+        .map_err(|e| e.to_string()),
         KernelChange::MarkGroup(g) => io.nft.add_group(*g).map_err(|e| e.to_string()),
         KernelChange::UnmarkGroup(g) => io.nft.remove_group(*g).map_err(|e| e.to_string()),
         KernelChange::Install(o) => io.kernel.replace(o).await.map_err(|e| e.to_string()),
         KernelChange::Remove(o) => remove_object(&io.kernel, o).await,
         KernelChange::SetDefaultRoute(r) => io
-            .host
-            .set_default_route(r)
+            .kernel
+            .replace(&r.object())
             .await
             .map_err(|e| e.to_string()),
-        KernelChange::RemoveDefaultRoute(r) => io
-            .host
-            .remove_default_route(r)
-            .await
-            .map_err(|e| e.to_string()),
+        KernelChange::RemoveDefaultRoute(r) => delete_if_present(
+            &io.kernel,
+            &r.object(),
+            &[libc::ESRCH, libc::ENOENT, libc::ENODEV],
+        )
+        .await
+        .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => tracing::debug!(?change, "kernel change applied"),
         Err(e) => tracing::warn!(?change, error = %e, "kernel change failed"),
+    }
+}
+
+/// Deletes an object; one already gone (the kernel answers with one of `absent`) is success.
+async fn delete_if_present(
+    kernel: &Kernel,
+    o: &KObject,
+    absent: &[i32],
+) -> Result<(), mipcast_kernel::route::RouteError> {
+    match kernel.delete(o).await {
+        Err(e) if e.errno().is_some_and(|n| absent.contains(&n)) => Ok(()),
+        other => other,
     }
 }
 

@@ -2,6 +2,9 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use ipnetwork::Ipv6Network;
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressMessage, AddressProtocol,
+};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -24,9 +27,10 @@ const FIB_RULE_INVERT: u32 = 2;
 /// The message that creates (or, with NLM_F_REPLACE, replaces) `obj`, tagged `protocol`.
 pub(crate) fn new_message(obj: &KObject, protocol: u8) -> RouteNetlinkMessage {
     match obj {
-        KObject::EncapRoute { .. } | KObject::DecapRoute { .. } => {
+        KObject::EncapRoute { .. } | KObject::DecapRoute { .. } | KObject::GatewayRoute { .. } => {
             RouteNetlinkMessage::NewRoute(route_message(obj, protocol))
         }
+        KObject::Address { .. } => RouteNetlinkMessage::NewAddress(address_message(obj, protocol)),
         KObject::Rule { .. } => RouteNetlinkMessage::NewRule(rule_message(obj, protocol)),
         KObject::ProxyNeigh { .. } => {
             RouteNetlinkMessage::NewNeighbour(neigh_message(obj, protocol))
@@ -35,12 +39,13 @@ pub(crate) fn new_message(obj: &KObject, protocol: u8) -> RouteNetlinkMessage {
 }
 
 /// The message that deletes `obj`. Routes and rules carry our protocol, so the kernel itself
-/// refuses to delete someone else's object with the same selectors.
+/// refuses to delete someone else's object with the same selectors (addresses: it does not).
 pub(crate) fn del_message(obj: &KObject, protocol: u8) -> RouteNetlinkMessage {
     match obj {
-        KObject::EncapRoute { .. } | KObject::DecapRoute { .. } => {
+        KObject::EncapRoute { .. } | KObject::DecapRoute { .. } | KObject::GatewayRoute { .. } => {
             RouteNetlinkMessage::DelRoute(route_message(obj, protocol))
         }
+        KObject::Address { .. } => RouteNetlinkMessage::DelAddress(address_message(obj, protocol)),
         KObject::Rule { .. } => RouteNetlinkMessage::DelRule(rule_message(obj, protocol)),
         KObject::ProxyNeigh { .. } => {
             RouteNetlinkMessage::DelNeighbour(neigh_message(obj, protocol))
@@ -111,7 +116,47 @@ fn route_message(obj: &KObject, protocol: u8) -> RouteMessage {
                 RouteLwTunnelEncap::Seg6Local(RouteSeg6LocalTunnel::Table(inner_table)),
             ]));
         }
-        KObject::Rule { .. } | KObject::ProxyNeigh { .. } => {}
+        KObject::GatewayRoute {
+            dst,
+            gateway,
+            oif,
+            table,
+        } => {
+            m.header.destination_prefix_length = dst.prefix();
+            m.header.table = header_table(table);
+            if dst.prefix() > 0 {
+                m.attributes
+                    .push(RouteAttribute::Destination(RouteAddress::Inet6(
+                        dst.network(),
+                    )));
+            }
+            m.attributes.push(RouteAttribute::Table(table));
+            m.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
+            m.attributes.push(RouteAttribute::Oif(oif));
+        }
+        KObject::Rule { .. } | KObject::ProxyNeigh { .. } | KObject::Address { .. } => {}
+    }
+    m
+}
+
+fn address_message(obj: &KObject, protocol: u8) -> AddressMessage {
+    let mut m = AddressMessage::default();
+    m.header.family = AddressFamily::Inet6;
+    if let KObject::Address {
+        addr,
+        prefix_len,
+        ifindex,
+    } = *obj
+    {
+        m.header.index = ifindex;
+        m.header.prefix_len = prefix_len;
+        m.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(addr)));
+        m.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        m.attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::from(protocol)));
     }
     m
 }
@@ -206,6 +251,7 @@ pub(crate) fn parse_route(m: &RouteMessage) -> Option<Dumped> {
     let mut table = u32::from(m.header.table);
     let (mut dst, mut src, mut oif) = (Ipv6Addr::UNSPECIFIED, None, None);
     let (mut encap_type, mut encap, mut extra) = (None, None, false);
+    let mut gateway = None;
     let mut priority = None;
     for attr in &m.attributes {
         match attr {
@@ -216,6 +262,9 @@ pub(crate) fn parse_route(m: &RouteMessage) -> Option<Dumped> {
             RouteAttribute::EncapType(t) => encap_type = Some(*t),
             RouteAttribute::Encap(e) => encap = Some(e),
             RouteAttribute::Priority(p) => priority = Some(*p),
+            RouteAttribute::Gateway(RouteAddress::Inet6(g)) if gateway.is_none() => {
+                gateway = Some(*g)
+            }
             RouteAttribute::Gateway(_) | RouteAttribute::MultiPath(_) | RouteAttribute::Via(_) => {
                 extra = true
             }
@@ -227,7 +276,17 @@ pub(crate) fn parse_route(m: &RouteMessage) -> Option<Dumped> {
         Some(a) => Some(net(a, m.header.source_prefix_length)?),
         None => None,
     };
+    // An encapsulating route through a gateway is no shape we install.
+    extra |= gateway.is_some() && encap_type.is_some();
     let object = match (m.header.kind, encap_type, encap, oif, extra) {
+        (RouteType::Unicast, None, None, Some(oif), false) if src_net.is_none() => {
+            gateway.map(|gateway| KObject::GatewayRoute {
+                dst: dst_net,
+                gateway,
+                oif,
+                table,
+            })
+        }
         (RouteType::Unicast, Some(RouteLwEnCapType::Seg6), Some(encap), Some(oif), false) => {
             seg6_destination(encap).map(|tunnel_dst| KObject::EncapRoute {
                 dst: dst_net,
@@ -364,6 +423,33 @@ pub(crate) fn parse_rule(m: &RuleMessage) -> Option<Dumped> {
     })
 }
 
+pub(crate) fn parse_address(m: &AddressMessage) -> Option<Dumped> {
+    if m.header.family != AddressFamily::Inet6 {
+        return None;
+    }
+    let mut addr = None;
+    // No IFA_PROTO: an address added without one (by hand, by older software).
+    let mut protocol = 0u8;
+    for attr in &m.attributes {
+        match attr {
+            AddressAttribute::Address(IpAddr::V6(a)) => addr = Some(*a),
+            AddressAttribute::Protocol(p) => protocol = u8::from(*p),
+            _ => {}
+        }
+    }
+    let object = KObject::Address {
+        addr: addr?,
+        prefix_len: m.header.prefix_len,
+        ifindex: m.header.index,
+    };
+    Some(Dumped {
+        protocol,
+        object: Some(object),
+        delete: RouteNetlinkMessage::DelAddress(address_message(&object, protocol)),
+        describe: object.to_string(),
+    })
+}
+
 pub(crate) fn parse_proxy(m: &NeighbourMessage) -> Option<Dumped> {
     if m.header.family != AddressFamily::Inet6 || !m.header.flags.contains(NeighbourFlags::Proxy) {
         return None;
@@ -442,6 +528,23 @@ mod tests {
                 addr: "2001:db8::77".parse().unwrap(),
                 ifindex: 5,
             },
+            KObject::Address {
+                addr: "2001:db8:7::5".parse().unwrap(),
+                prefix_len: 64,
+                ifindex: 6,
+            },
+            KObject::GatewayRoute {
+                dst: "::/0".parse().unwrap(),
+                gateway: "fe80::1".parse().unwrap(),
+                oif: 6,
+                table: 254,
+            },
+            KObject::GatewayRoute {
+                dst: "2001:db8:9::/48".parse().unwrap(),
+                gateway: "2001:db8:7::1".parse().unwrap(),
+                oif: 6,
+                table: 70000,
+            },
         ]
     }
 
@@ -459,6 +562,7 @@ mod tests {
                 InnerMessage(RouteNetlinkMessage::NewRoute(m)) => parse_route(&m),
                 InnerMessage(RouteNetlinkMessage::NewRule(m)) => parse_rule(&m),
                 InnerMessage(RouteNetlinkMessage::NewNeighbour(m)) => parse_proxy(&m),
+                InnerMessage(RouteNetlinkMessage::NewAddress(m)) => parse_address(&m),
                 other => panic!("unexpected {other:?}"),
             }
             .unwrap();

@@ -4,7 +4,7 @@ use std::net::Ipv6Addr;
 
 use ipnetwork::Ipv6Network;
 
-/// One route, rule or proxy-ND entry we install. Equality is field-wise; compare
+/// One route, rule, proxy-ND entry or address we install. Equality is field-wise; compare
 /// [`KObject::normalized`] forms (host bits of prefixes cleared), which is what
 /// [`list_ours`](super::Kernel::list_ours) returns and what reconciliation compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,11 +38,29 @@ pub enum KObject {
     },
     /// `ip -6 neigh add proxy <addr> dev <ifindex>`.
     ProxyNeigh { addr: Ipv6Addr, ifindex: u32 },
+    /// `ip -6 addr add <addr>/<prefix_len> dev <ifindex> nodad`, tagged through IFA_PROTO.
+    /// No DAD: we only add addresses we own by construction (a mobile node's care-of
+    /// address), and a tentative address cannot be used as a source for seconds.
+    Address {
+        addr: Ipv6Addr,
+        prefix_len: u8,
+        ifindex: u32,
+    },
+    /// `ip -6 route add <dst> via <gateway> dev <oif> table <table>`: a plain route through a
+    /// router (a mobile node's default route for native traffic).
+    GatewayRoute {
+        dst: Ipv6Network,
+        gateway: Ipv6Addr,
+        oif: u32,
+        table: u32,
+    },
 }
 
 /// What identifies an object in the kernel: two objects with the same key cannot coexist, so
 /// one replaces the other (routes: table + destination + source; proxy entries: address +
-/// interface; rules have no replace, every field is key).
+/// interface). Rules and addresses are keyed by every field: rules have no replace, and a
+/// replace of an address keeps its old prefix length (seen on 6.18), so a different prefix
+/// length must be a delete and an add.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Key {
     Route {
@@ -50,7 +68,7 @@ pub(crate) enum Key {
         dst: Ipv6Network,
         src: Option<Ipv6Network>,
     },
-    Rule(KObject),
+    Whole(KObject),
     Proxy {
         addr: Ipv6Addr,
         ifindex: u32,
@@ -87,6 +105,17 @@ impl KObject {
                 ipproto,
                 table,
             },
+            KObject::GatewayRoute {
+                dst,
+                gateway,
+                oif,
+                table,
+            } => KObject::GatewayRoute {
+                dst: masked(dst),
+                gateway,
+                oif,
+                table,
+            },
             other => other,
         }
     }
@@ -102,18 +131,27 @@ impl KObject {
                 dst: host_net(local),
                 src: None,
             },
-            rule @ KObject::Rule { .. } => Key::Rule(rule),
+            KObject::GatewayRoute { dst, table, .. } => Key::Route {
+                table,
+                dst,
+                src: None,
+            },
+            whole @ (KObject::Rule { .. } | KObject::Address { .. }) => Key::Whole(whole),
             KObject::ProxyNeigh { addr, ifindex } => Key::Proxy { addr, ifindex },
         }
     }
 
-    /// Rank used to order a batch: routes before proxy entries before rules when adding, so a
-    /// rule never points at a table that is still being filled; the reverse when removing.
+    /// Rank used to order a batch: addresses, then routes, proxy entries and rules when
+    /// adding, so a route never lacks its source address and a rule never points at a table
+    /// that is still being filled; the reverse when removing.
     pub(crate) fn install_rank(&self) -> u8 {
         match self {
-            KObject::EncapRoute { .. } | KObject::DecapRoute { .. } => 0,
-            KObject::ProxyNeigh { .. } => 1,
-            KObject::Rule { .. } => 2,
+            KObject::Address { .. } => 0,
+            KObject::EncapRoute { .. }
+            | KObject::DecapRoute { .. }
+            | KObject::GatewayRoute { .. } => 1,
+            KObject::ProxyNeigh { .. } => 2,
+            KObject::Rule { .. } => 3,
         }
     }
 }
@@ -180,6 +218,20 @@ impl fmt::Display for KObject {
             }
             KObject::ProxyNeigh { addr, ifindex } => {
                 write!(f, "proxy neighbour {addr} dev {ifindex}")
+            }
+            KObject::Address {
+                addr,
+                prefix_len,
+                ifindex,
+            } => write!(f, "address {addr}/{prefix_len} dev {ifindex}"),
+            KObject::GatewayRoute {
+                dst,
+                gateway,
+                oif,
+                table,
+            } => {
+                write!(f, "route {dst} via {gateway} dev {oif}")?;
+                table_suffix(f, *table)
             }
         }
     }

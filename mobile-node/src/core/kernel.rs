@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
 
 use ipnetwork::Ipv6Network;
-use mipcast_kernel::route::KObject;
+use mipcast_kernel::route::{KObject, RT_TABLE_MAIN};
 use serde::Serialize;
 
 /// An address we put on an interface.
@@ -13,6 +13,17 @@ pub struct Address {
     pub ifindex: u32,
     pub addr: Ipv6Addr,
     pub prefix_len: u8,
+}
+
+impl Address {
+    /// The kernel object, tagged ours by the kernel crate so a restart finds it.
+    pub fn object(&self) -> KObject {
+        KObject::Address {
+            addr: self.addr,
+            prefix_len: self.prefix_len,
+            ifindex: self.ifindex,
+        }
+    }
 }
 
 /// A source-specific multicast membership (the kernel sends the MLDv2 reports).
@@ -28,6 +39,18 @@ pub struct Membership {
 pub struct DefaultRoute {
     pub ifindex: u32,
     pub gateway: Ipv6Addr,
+}
+
+impl DefaultRoute {
+    /// The main table's default route, tagged ours, so the shutdown sweep removes it too.
+    pub fn object(&self) -> KObject {
+        KObject::GatewayRoute {
+            dst: super::default_dst(),
+            gateway: self.gateway,
+            oif: self.ifindex,
+            table: RT_TABLE_MAIN,
+        }
+    }
 }
 
 /// One change to apply, in the order given.

@@ -1081,7 +1081,7 @@ impl Core {
 }
 
 /// `::/0`.
-fn default_dst() -> Ipv6Network {
+pub(super) fn default_dst() -> Ipv6Network {
     Ipv6Network::new(Ipv6Addr::UNSPECIFIED, 0)
         .unwrap_or_else(|_| Ipv6Network::from(Ipv6Addr::UNSPECIFIED))
 }
