@@ -8,7 +8,7 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use common::*;
-use mipcast_netns_tests::{have_root, veth, Daemon, Netns};
+use mipcast_netns_tests::{have_root, Daemon};
 use mipcast_wire::mh::bu_flags;
 
 const HOA: &str = "2001:db8:99::100";
@@ -46,52 +46,8 @@ fn netns_sighup_applies_preference_and_lifetime_and_refuses_broken_file() {
     if !have_root("netns_sighup_applies_preference_and_lifetime_and_refuses_broken_file") {
         return;
     }
-    let mn = Netns::new("mn");
-    let ar1 = Netns::new("ar1");
-    let ar2 = Netns::new("ar2");
-    let ha = Netns::new("ha");
-    veth(&mn, "e1", "", &ar1, "a1", "2001:db8:10:1::1/64");
-    veth(&mn, "e2", "", &ar2, "a2", "2001:db8:20:1::1/64");
-    veth(
-        &ar1,
-        "u1",
-        "2001:db8:f1::1/64",
-        &ha,
-        "h1",
-        "2001:db8:f1::2/64",
-    );
-    veth(
-        &ar2,
-        "u2",
-        "2001:db8:f2::1/64",
-        &ha,
-        "h2",
-        "2001:db8:f2::2/64",
-    );
-    ar1.sh(&format!(
-        "ip addr add {MMA1}/128 dev lo && ip -6 route add default via 2001:db8:f1::2"
-    ));
-    ar2.sh(&format!(
-        "ip addr add {MMA2}/128 dev lo && ip -6 route add default via 2001:db8:f2::2"
-    ));
-    ha.sh(&format!("ip addr add {HA}/128 dev lo && ip -6 route add 2001:db8:10::/48 via 2001:db8:f1::1 && ip -6 route add 2001:db8:20::/48 via 2001:db8:f2::1"));
-    let _ra1 = ra_sender(
-        &ar1,
-        vec![(
-            ifindex(&ar1, "a1"),
-            ra_bytes(a("2001:db8:10:1::"), Some(a(MMA1))),
-        )],
-    );
-    let _ra2 = ra_sender(
-        &ar2,
-        vec![(
-            ifindex(&ar2, "a2"),
-            ra_bytes(a("2001:db8:20:1::"), Some(a(MMA2))),
-        )],
-    );
-    let (_r1, log1) = responder(&ar1);
-    let (_r2, log2) = responder(&ar2);
-    let (_rh, logh) = responder(&ha);
+    let sites = two_sites(HA, MMA1, MMA2);
+    let (mn, log1, log2, logh) = (&sites.mn, &sites.log1, &sites.log2, &sites.logh);
 
     let dir = std::env::temp_dir().join(format!("mipcast-mn-reload-{}", std::process::id()));
     let cfg = write_mn_config(

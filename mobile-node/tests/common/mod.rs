@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mipcast_kernel::sockets::{IcmpSocket, MhSocket, PacketInfo, ALL_NODES};
-use mipcast_netns_tests::Netns;
+use mipcast_netns_tests::{veth, Netns};
 use mipcast_wire::auth::{self, Algorithm, Credentials};
 use mipcast_wire::mh::{bu_flags, BindingAck, Experimental, Message, MhRepr, MobilityOption};
 use mipcast_wire::nd::{MapOption, NdOption, NdRepr, PrefixInformation, RouterAdvert};
@@ -377,4 +377,89 @@ pub fn set_mode(config: &Path, mode: &str) {
     );
     text.push_str(&format!("mode: {mode}\n"));
     std::fs::write(config, text).unwrap();
+}
+
+/// Two sites around the mobile node, as the inter-site tests need them: access router `ar1`
+/// (MMA1 on its loopback, RAs with MAP = MMA1 on the node's `e1`) and `ar2` (MMA2, `e2`), both
+/// routed through `ha` (the home agent's address on its loopback); scripted BU responders in
+/// all three record what the node sends.
+pub struct TwoSites {
+    pub mn: Netns,
+    pub ar1: Netns,
+    pub ar2: Netns,
+    pub ha: Netns,
+    pub log1: Log,
+    pub log2: Log,
+    pub logh: Log,
+    /// RA senders and responders; stopped before the namespaces go.
+    pub threads: Vec<Bg>,
+}
+
+pub fn two_sites(ha: &str, mma1: &str, mma2: &str) -> TwoSites {
+    let mn = Netns::new("mn");
+    let ar1 = Netns::new("ar1");
+    let ar2 = Netns::new("ar2");
+    let han = Netns::new("ha");
+    veth(&mn, "e1", "", &ar1, "a1", "2001:db8:10:1::1/64");
+    veth(&mn, "e2", "", &ar2, "a2", "2001:db8:20:1::1/64");
+    veth(
+        &ar1,
+        "u1",
+        "2001:db8:f1::1/64",
+        &han,
+        "h1",
+        "2001:db8:f1::2/64",
+    );
+    veth(
+        &ar2,
+        "u2",
+        "2001:db8:f2::1/64",
+        &han,
+        "h2",
+        "2001:db8:f2::2/64",
+    );
+    ar1.sh(&format!(
+        "ip addr add {mma1}/128 dev lo && ip -6 route add default via 2001:db8:f1::2"
+    ));
+    ar2.sh(&format!(
+        "ip addr add {mma2}/128 dev lo && ip -6 route add default via 2001:db8:f2::2"
+    ));
+    han.sh(&format!(
+        "ip addr add {ha}/128 dev lo && ip -6 route add 2001:db8:10::/48 via 2001:db8:f1::1 && \
+         ip -6 route add 2001:db8:20::/48 via 2001:db8:f2::1"
+    ));
+    let addr = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    let ra1 = ra_sender(
+        &ar1,
+        vec![(
+            ifindex(&ar1, "a1"),
+            ra_bytes(addr("2001:db8:10:1::"), Some(addr(mma1))),
+        )],
+    );
+    let ra2 = ra_sender(
+        &ar2,
+        vec![(
+            ifindex(&ar2, "a2"),
+            ra_bytes(addr("2001:db8:20:1::"), Some(addr(mma2))),
+        )],
+    );
+    let (r1, log1) = responder(&ar1);
+    let (r2, log2) = responder(&ar2);
+    let (rh, logh) = responder(&han);
+    TwoSites {
+        mn,
+        ar1,
+        ar2,
+        ha: han,
+        log1,
+        log2,
+        logh,
+        threads: vec![ra1, ra2, r1, r2, rh],
+    }
+}
+
+impl Drop for TwoSites {
+    fn drop(&mut self) {
+        self.threads.clear();
+    }
 }
