@@ -91,7 +91,7 @@ fn netns_registration_then_inter_site_move() {
         .contains(&group.to_string()));
 
     // Inter-site move: e1 goes down; the node is on e2 in MMA2's site.
-    let cap = Capture::start(&mn, "e2", "ip6 proto 135", dir.join("e2.pcap"));
+    let cap = Capture::start(mn, "e2", "ip6 proto 135", dir.join("e2.pcap"));
     mn.sh("ip link set e1 down");
     wait_for(
         Duration::from_secs(10),
@@ -147,7 +147,7 @@ fn netns_registration_then_inter_site_move() {
         rules.contains(&format!("from {MMA1} to {e2_src} ipproto ipv6 lookup 100")),
         "{rules}"
     );
-    let st = status(&mn, PORT).expect("status");
+    let st = status(mn, PORT).expect("status");
     assert_eq!(st["attachment"]["mma"], MMA2);
 
     // Shutdown removes everything.

@@ -72,7 +72,7 @@ fn netns_sighup_applies_preference_and_lifetime_and_refuses_broken_file() {
     });
     let hb = logh.lock().unwrap()[0].clone();
     assert_eq!((hb.alt_coa, hb.lifetime_units), (Some(a(MMA1)), 15), "60 s");
-    let st = status(&mn, PORT).expect("status");
+    let st = status(mn, PORT).expect("status");
     assert_eq!(st["attachment"]["mma"], MMA1);
     let (e1_before, e2_before) = (score(&st, "e1"), score(&st, "e2"));
     assert!(e1_before > e2_before, "{st}");
@@ -95,7 +95,7 @@ fn netns_sighup_applies_preference_and_lifetime_and_refuses_broken_file() {
         2,
         "{swapped}"
     );
-    let cap = Capture::start(&mn, "e2", "ip6 proto 135", dir.join("e2.pcap"));
+    let cap = Capture::start(mn, "e2", "ip6 proto 135", dir.join("e2.pcap"));
     std::fs::write(&cfg, &swapped).unwrap();
     hup(&daemon);
     wait_for(Duration::from_secs(5), "reload logged", || {
@@ -127,7 +127,7 @@ fn netns_sighup_applies_preference_and_lifetime_and_refuses_broken_file() {
     );
     assert_eq!(on_wire, vec!["30".to_owned()], "lifetime on the wire");
     let st = wait_for(Duration::from_secs(5), "status on MMA2", || {
-        status(&mn, PORT).filter(|st| st["attachment"]["mma"] == MMA2)
+        status(mn, PORT).filter(|st| st["attachment"]["mma"] == MMA2)
     });
     assert!(score(&st, "e2") > score(&st, "e1"), "{st}");
     assert!(mn.sh("ip link show e1").contains("state UP"));
@@ -152,7 +152,7 @@ fn netns_sighup_applies_preference_and_lifetime_and_refuses_broken_file() {
             daemon.0.try_wait().unwrap().is_none(),
             "mobile-node exited on a broken config"
         );
-        let st = status(&mn, PORT).expect("status after a refused reload");
+        let st = status(mn, PORT).expect("status after a refused reload");
         assert_eq!(st["attachment"]["mma"], MMA2, "{st}");
         assert!(score(&st, "e2") > score(&st, "e1"), "{st}");
     }
