@@ -27,11 +27,16 @@ impl Cli {
         std::process::exit(2)
     }
 
-    /// The process arguments as (flag, value) pairs; exits when a flag has no value.
+    /// The process arguments as (flag, value) pairs; exits when a flag has no value, and
+    /// with the usage line (status 0) on `-h` / `--help`.
     pub fn pairs(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
+            if flag == "-h" || flag == "--help" {
+                println!("usage: {} {}", self.bin, self.options);
+                std::process::exit(0);
+            }
             let value = it
                 .next()
                 .unwrap_or_else(|| self.usage(&format!("{flag} needs a value")));
