@@ -3,10 +3,7 @@
 //! address that keeps flowing across the move.
 mod common;
 
-use std::io::Write;
-use std::net::{Ipv6Addr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use common::*;
@@ -123,44 +120,8 @@ fn netns_intra_site_move_keeps_tcp_and_sends_no_binding_update() {
     );
 
     // TCP CN -> HoA: socat on the MN counts bytes, a writer in the CN namespace streams.
-    let sink = dir.join("received");
-    let _srv = Daemon(mn.spawn(
-        "socat",
-        &[
-            "-u",
-            &format!("TCP6-LISTEN:5001,bind=[{HOA}],reuseaddr"),
-            &format!("OPEN:{},creat,trunc", sink.display()),
-        ],
-        None,
-    ));
-    std::thread::sleep(Duration::from_millis(300));
-    let sent = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicBool::new(false));
-    let (n2, f2) = (Arc::clone(&sent), Arc::clone(&failed));
-    let writer = in_ns(&cn, move |s2| async move {
-        let mut conn =
-            match TcpStream::connect_timeout(&(a(HOA), 5001).into(), Duration::from_secs(5)) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("connect: {e}");
-                    f2.store(true, Ordering::Relaxed);
-                    return;
-                }
-            };
-        conn.set_write_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let chunk = [0x5a_u8; 1000];
-        while !s2.load(Ordering::Relaxed) {
-            if let Err(e) = conn.write_all(&chunk) {
-                eprintln!("write: {e}");
-                f2.store(true, Ordering::Relaxed);
-                return;
-            }
-            n2.fetch_add(1000, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    });
-    let received = || std::fs::metadata(&sink).map(|m| m.len()).unwrap_or(0);
+    let mut flow = TcpFlow::start(&cn, &mn, a(HOA), &dir);
+    let received = || flow.received();
     wait_for(
         Duration::from_secs(10),
         "TCP bytes through the multicast tunnel",
@@ -190,7 +151,7 @@ fn netns_intra_site_move_keeps_tcp_and_sends_no_binding_update() {
         std::thread::sleep(Duration::from_secs(1));
         samples.push(received());
     }
-    drop(writer);
+    flow.stop();
 
     let mh_e1 = cap1.finish("mipv6", &["mip6.mhtype"]);
     let e2_mh = cap2.finish("mipv6", &["mip6.mhtype"]);
@@ -222,7 +183,7 @@ fn netns_intra_site_move_keeps_tcp_and_sends_no_binding_update() {
         st["attachment"]["ifindex"].as_u64(),
         Some(u64::from(ifindex(&mn, "e2")))
     );
-    assert!(!failed.load(Ordering::Relaxed), "the TCP connection broke");
+    assert!(!flow.broke(), "the TCP connection broke");
     assert!(
         samples.windows(2).all(|w| w[1] > w[0]),
         "bytes keep arriving after the move: {samples:?}"

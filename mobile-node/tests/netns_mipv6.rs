@@ -5,11 +5,8 @@
 //! binding follows, the stream survives, and SIGTERM leaves nothing in the kernel.
 mod common;
 
-use std::io::Write;
-use std::net::{Ipv6Addr, TcpStream};
+use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -260,43 +257,8 @@ fn netns_plain_mipv6_registers_on_link_coa_tunnels_tcp_and_follows_moves() {
 
     // (2) TCP CN -> HoA: socat on the MN counts bytes, a writer in the CN namespace streams.
     let cap_e1 = Capture::start(&mn, "e1", "ip6", dir.join("e1.pcap"));
-    let sink = dir.join("received");
-    let _srv = Daemon(mn.spawn(
-        "socat",
-        &[
-            "-u",
-            &format!("TCP6-LISTEN:5001,bind=[{HOA}],reuseaddr"),
-            &format!("OPEN:{},creat,trunc", sink.display()),
-        ],
-        None,
-    ));
-    std::thread::sleep(Duration::from_millis(300));
-    let failed = Arc::new(AtomicBool::new(false));
-    let f2 = Arc::clone(&failed);
-    // The writer stops when `writer` is dropped (also when an assertion unwinds).
-    let writer = in_ns(&cn, move |s2| async move {
-        let mut conn =
-            match TcpStream::connect_timeout(&(a(HOA), 5001).into(), Duration::from_secs(5)) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("connect: {e}");
-                    f2.store(true, Ordering::Relaxed);
-                    return;
-                }
-            };
-        conn.set_write_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let chunk = [0x5a_u8; 1000];
-        while !s2.load(Ordering::Relaxed) {
-            if let Err(e) = conn.write_all(&chunk) {
-                eprintln!("write: {e}");
-                f2.store(true, Ordering::Relaxed);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    });
-    let received = || std::fs::metadata(&sink).map(|m| m.len()).unwrap_or(0);
+    let mut flow = TcpFlow::start(&cn, &mn, a(HOA), &dir);
+    let received = || flow.received();
     wait_for(
         Duration::from_secs(10),
         "TCP bytes through the HA's tunnel",
@@ -383,8 +345,8 @@ fn netns_plain_mipv6_registers_on_link_coa_tunnels_tcp_and_follows_moves() {
         std::thread::sleep(Duration::from_millis(500));
         samples.push(received());
     }
-    drop(writer);
-    assert!(!failed.load(Ordering::Relaxed), "the TCP connection broke");
+    flow.stop();
+    assert!(!flow.broke(), "the TCP connection broke");
     assert!(
         samples.windows(2).all(|w| w[1] > w[0]),
         "bytes keep arriving after the moves: {samples:?}"

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mipcast_kernel::sockets::{IcmpSocket, MhSocket, PacketInfo, ALL_NODES};
-use mipcast_netns_tests::{veth, Netns};
+use mipcast_netns_tests::{veth, Daemon, Netns};
 use mipcast_wire::auth::{self, Algorithm, Credentials};
 use mipcast_wire::mh::{bu_flags, BindingAck, Experimental, Message, MhRepr, MobilityOption};
 use mipcast_wire::nd::{MapOption, NdOption, NdRepr, PrefixInformation, RouterAdvert};
@@ -461,5 +461,83 @@ pub fn two_sites(ha: &str, mma1: &str, mma2: &str) -> TwoSites {
 impl Drop for TwoSites {
     fn drop(&mut self) {
         self.threads.clear();
+    }
+}
+
+/// A TCP stream from the correspondent to the home address, port 5001: socat in `mn` writes
+/// what arrives to a file, a writer in `cn` sends 1000 bytes every 10 ms until [`stop`] or drop
+/// (also when an assertion unwinds).
+///
+/// [`stop`]: TcpFlow::stop
+pub struct TcpFlow {
+    writer: Option<Bg>,
+    _sink: Daemon,
+    received: PathBuf,
+    failed: Arc<AtomicBool>,
+}
+
+impl TcpFlow {
+    pub fn start(cn: &Netns, mn: &Netns, hoa: Ipv6Addr, dir: &Path) -> TcpFlow {
+        use std::io::Write;
+        let received = dir.join("received");
+        let sink = Daemon(mn.spawn(
+            "socat",
+            &[
+                "-u",
+                &format!("TCP6-LISTEN:5001,bind=[{hoa}],reuseaddr"),
+                &format!("OPEN:{},creat,trunc", received.display()),
+            ],
+            None,
+        ));
+        std::thread::sleep(Duration::from_millis(300));
+        let failed = Arc::new(AtomicBool::new(false));
+        let f2 = Arc::clone(&failed);
+        let writer = in_ns(cn, move |stop| async move {
+            let mut conn = match std::net::TcpStream::connect_timeout(
+                &(hoa, 5001).into(),
+                Duration::from_secs(5),
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("connect: {e}");
+                    f2.store(true, Ordering::Relaxed);
+                    return;
+                }
+            };
+            conn.set_write_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let chunk = [0x5a_u8; 1000];
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(e) = conn.write_all(&chunk) {
+                    eprintln!("write: {e}");
+                    f2.store(true, Ordering::Relaxed);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        TcpFlow {
+            writer: Some(writer),
+            _sink: sink,
+            received,
+            failed,
+        }
+    }
+
+    /// Bytes the home address has received so far.
+    pub fn received(&self) -> u64 {
+        std::fs::metadata(&self.received)
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// Stops the writer and waits for it.
+    pub fn stop(&mut self) {
+        self.writer = None;
+    }
+
+    /// True when connecting or writing failed (a reset or a 5 s stall).
+    pub fn broke(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
 }
