@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CI="${CI:-}"
-# Network-namespace tests are I/O bound; two test threads per binary keep a 2-core box responsive.
-timeout 1500 cargo test --workspace --locked -- --test-threads=4
+# Tests that need root or tshark/scapy are #[ignore]d for a plain `cargo test`; this command runs
+# them too. Network-namespace tests are I/O bound; four test threads per binary keep a 2-core box responsive.
+timeout 1500 cargo test --workspace --locked -- --include-ignored --test-threads=4

@@ -4,15 +4,14 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use mipcast_netns_tests::{have_root, udp_send, UdpProbe};
+use mipcast_netns_tests::{require_root, udp_send, UdpProbe};
 
 const PORT: u16 = 7001;
 
 #[test]
+#[ignore = "needs root"]
 fn kill_9_and_restart_restores_the_binding_then_sigterm_removes_everything() {
-    if !have_root("kill_9_and_restart") {
-        return;
-    }
+    require_root();
     let lab = Lab::new("restart");
     let rules_before = lab.ha.sh("ip -6 rule show");
     let mut ha = lab.start(&[]);
@@ -88,10 +87,9 @@ fn kill_9_and_restart_restores_the_binding_then_sigterm_removes_everything() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn thousand_register_deregister_cycles_leave_nothing() {
-    if !have_root("thousand_register_deregister_cycles") {
-        return;
-    }
+    require_root();
     let lab = Lab::new("cycles");
     let mut ha = lab.start(&["--log-level", "warn"]);
     let started = std::time::Instant::now();
@@ -130,10 +128,9 @@ fn thousand_register_deregister_cycles_leave_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sighup_reloads_security_associations_and_keeps_bindings() {
-    if !have_root("sighup_reloads") {
-        return;
-    }
+    require_root();
     let lab = Lab::new("hup");
     let mut ha = lab.start(&[]);
     let reply = with_mn(&lab.mn, async |mn| {

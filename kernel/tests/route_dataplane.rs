@@ -5,7 +5,7 @@ use std::time::Duration;
 use mipcast_kernel::route::{
     KObject, Kernel, DEFAULT_LOCAL_RULE_PREF, RTPROT_MIPCAST, RT_TABLE_MAIN,
 };
-use mipcast_netns_tests::{have_root, udp_send, veth, Netns, UdpProbe};
+use mipcast_netns_tests::{require_root, udp_send, veth, Netns, UdpProbe};
 
 const DECAP_TABLE: u32 = 100;
 const PORT: u16 = 9999;
@@ -105,10 +105,9 @@ fn decap_at_b(b: &Netns, peer: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn datagram_crosses_encap_decap_and_forward() {
-    if !have_root("datagram_crosses_encap_decap_and_forward") {
-        return;
-    }
+    require_root();
     let t = topology();
     encap_at(&t.a, "va");
     decap_at_b(&t.b, "2001:db8:1::1");
@@ -178,10 +177,9 @@ fn datagram_crosses_encap_decap_and_forward() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tunnel_from_unregistered_source_is_dropped() {
-    if !have_root("tunnel_from_unregistered_source_is_dropped") {
-        return;
-    }
+    require_root();
     let t = topology();
     let d = Netns::new("rd");
     veth(&d, "de", "2001:db8:3::1/64", &t.b, "bd", "2001:db8:3::2/64");

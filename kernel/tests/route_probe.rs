@@ -2,7 +2,7 @@
 //! rely on is present, ip6tnl is not (no CONFIG_IPV6_TUNNEL here), and the probe leaves the
 //! namespace as it found it.
 use mipcast_kernel::probe::{probe, Feature};
-use mipcast_netns_tests::{have_root, Netns};
+use mipcast_netns_tests::{require_root, Netns};
 
 fn state(ns: &Netns) -> String {
     ns.sh(
@@ -12,10 +12,9 @@ fn state(ns: &Netns) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn probe_reports_this_kernel_and_leaves_nothing() {
-    if !have_root("probe_reports_this_kernel_and_leaves_nothing") {
-        return;
-    }
+    require_root();
     let ns = Netns::new("rp");
     let before = state(&ns);
     let caps = ns.enter(|| {

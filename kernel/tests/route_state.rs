@@ -6,7 +6,7 @@ use std::time::Instant;
 use mipcast_kernel::route::{
     KObject, Kernel, DEFAULT_LOCAL_RULE_PREF, RTPROT_MIPCAST, RT_TABLE_MAIN,
 };
-use mipcast_netns_tests::{have_root, Netns};
+use mipcast_netns_tests::{require_root, Netns};
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -55,10 +55,9 @@ fn lines(ns: &Netns, cmd: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn reconcile_touches_exactly_our_objects() {
-    if !have_root("reconcile_touches_exactly_our_objects") {
-        return;
-    }
+    require_root();
     let (ns, x0) = one_link("rq");
     let encap = |dst: &str, tunnel: &str, table: u32| KObject::EncapRoute {
         dst: dst.parse().unwrap(),
@@ -263,10 +262,9 @@ fn reconcile_touches_exactly_our_objects() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn five_thousand_routes_in_one_batch() {
-    if !have_root("five_thousand_routes_in_one_batch") {
-        return;
-    }
+    require_root();
     let (ns, x0) = one_link("rb");
     let objects: Vec<KObject> = (0..5000u32)
         .map(|i| KObject::EncapRoute {
@@ -321,10 +319,9 @@ fn five_thousand_routes_in_one_batch() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn seg6_tunsrc_round_trip() {
-    if !have_root("seg6_tunsrc_round_trip") {
-        return;
-    }
+    require_root();
     let ns = Netns::new("rt");
     let unset = with_kernel(&ns, async |k| k.get_seg6_tunsrc().await.expect("get"));
     assert_eq!(unset, std::net::Ipv6Addr::UNSPECIFIED);
@@ -343,10 +340,9 @@ fn seg6_tunsrc_round_trip() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn local_rule_move_is_idempotent_and_reversible() {
-    if !have_root("local_rule_move_is_idempotent_and_reversible") {
-        return;
-    }
+    require_root();
     let ns = Netns::new("rl");
     let original = ns.sh("ip -6 rule");
     assert!(original.contains("0:\tfrom all lookup local"), "{original}");
@@ -382,10 +378,9 @@ fn local_rule_move_is_idempotent_and_reversible() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn batches_never_take_over_or_delete_foreign_proxy_entries() {
-    if !have_root("batches_never_take_over_or_delete_foreign_proxy_entries") {
-        return;
-    }
+    require_root();
     let (ns, x0) = one_link("rp");
     let proxy = |a: &str| KObject::ProxyNeigh {
         addr: a.parse().unwrap(),
@@ -435,10 +430,9 @@ fn batches_never_take_over_or_delete_foreign_proxy_entries() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn deleting_a_route_with_device_zero_matches_any_device() {
-    if !have_root("deleting_a_route_with_device_zero_matches_any_device") {
-        return;
-    }
+    require_root();
     // The MMA withdraws a terminal whose refused replace may have left the previous route on
     // another device: it deletes by identity with device 0.
     let (ns, x0) = one_link("rz");
@@ -465,10 +459,9 @@ fn deleting_a_route_with_device_zero_matches_any_device() {
 /// like the other objects, while a hand-made address (no tag), an address tagged by another
 /// protocol and routes of another protocol (one with our route's very selectors) survive.
 #[test]
+#[ignore = "needs root"]
 fn addresses_and_gateway_routes_are_ours_alone() {
-    if !have_root("addresses_and_gateway_routes_are_ours_alone") {
-        return;
-    }
+    require_root();
     let (ns, x0) = one_link("ag");
     ns.sh("ip addr add 2001:db8:7::50/64 dev x0 nodad && \
          ip -6 route add 2001:db8:90::/48 via 2001:db8:7::2 dev x0 proto static && \

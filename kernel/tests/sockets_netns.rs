@@ -7,7 +7,7 @@ use mipcast_kernel::sockets::{
     IcmpSocket, MhSocket, PacketInfo, PimSocket, SsmMembership, ALL_MLDV2_ROUTERS, ALL_NODES,
     ALL_PIM_ROUTERS, ALL_ROUTERS,
 };
-use mipcast_netns_tests::{have_root, veth, Daemon, Netns};
+use mipcast_netns_tests::{require_root, veth, Daemon, Netns};
 use mipcast_wire::checksum::verify_ipv6_upper_layer;
 use tokio::runtime::Runtime;
 
@@ -123,10 +123,9 @@ impl Capture {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn mh_socket_carries_mh_between_namespaces_with_kernel_checksum() {
-    if !have_root("mh_socket") {
-        return;
-    }
+    require_root();
     let (a, b) = (Netns::new("mha"), Netns::new("mhb"));
     link(&a, "a0", "2001:db8:1::1/64", &b, "b0", "2001:db8:1::2/64");
     a.sh("ip addr add 2001:db8:1::11/64 dev a0 nodad");
@@ -177,10 +176,9 @@ fn mh_socket_carries_mh_between_namespaces_with_kernel_checksum() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn mh_socket_with_a_large_receive_buffer_keeps_a_burst_and_drains_it() {
-    if !have_root("mh_burst") {
-        return;
-    }
+    require_root();
     const BURST: usize = 1500;
     let (a, b) = (Netns::new("mba"), Netns::new("mbb"));
     link(&a, "a0", "2001:db8:1::1/64", &b, "b0", "2001:db8:1::2/64");
@@ -243,10 +241,9 @@ fn mh_socket_with_a_large_receive_buffer_keeps_a_burst_and_drains_it() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn icmp_socket_filters_types_reports_hop_limit_and_interface() {
-    if !have_root("icmp_socket") {
-        return;
-    }
+    require_root();
     let (a, b) = (Netns::new("ica"), Netns::new("icb"));
     link(&a, "a0", "", &b, "b0", "");
     link(&a, "a1", "", &b, "b1", "");
@@ -315,10 +312,9 @@ fn icmp_socket_filters_types_reports_hop_limit_and_interface() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn icmp_socket_router_alert_and_hop_limit_one_for_mld() {
-    if !have_root("icmp_router_alert") {
-        return;
-    }
+    require_root();
     let (a, b) = (Netns::new("raa"), Netns::new("rab"));
     link(&a, "a0", "", &b, "b0", "");
     let rt = runtime();
@@ -367,10 +363,9 @@ fn icmp_socket_router_alert_and_hop_limit_one_for_mld() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn pim_socket_hello_reaches_peer_with_valid_checksum() {
-    if !have_root("pim_socket") {
-        return;
-    }
+    require_root();
     let (a, b) = (Netns::new("pia"), Netns::new("pib"));
     link(&a, "a0", "", &b, "b0", "");
     let rt = runtime();
@@ -417,10 +412,9 @@ fn pim_socket_hello_reaches_peer_with_valid_checksum() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ssm_membership_makes_kernel_send_mldv2_reports() {
-    if !have_root("ssm_membership") {
-        return;
-    }
+    require_root();
     let (a, b) = (Netns::new("ssa"), Netns::new("ssb"));
     link(&a, "a0", "", &b, "b0", "");
     let group: Ipv6Addr = "ff35::200:ff:fe00:100".parse().unwrap();

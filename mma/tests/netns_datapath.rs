@@ -9,15 +9,14 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use common::*;
-use mipcast_netns_tests::have_root;
+use mipcast_netns_tests::require_root;
 use mipcast_wire::mh::{Experimental, MobilityOption};
 use netns_common::*;
 
 #[test]
+#[ignore = "needs root"]
 fn netns_registration_downlink_tcp_and_uplink() {
-    if !have_root("netns_registration_downlink_tcp_and_uplink") {
-        return;
-    }
+    require_root();
     let t = Topo::new("md");
     let config = t.write_config("");
     let _mma = t.start_mma(&config, 1);
@@ -105,10 +104,9 @@ fn netns_registration_downlink_tcp_and_uplink() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn netns_refusals_install_nothing() {
-    if !have_root("netns_refusals_install_nothing") {
-        return;
-    }
+    require_root();
     let t = Topo::new("mr");
     let config = t.write_config("");
     let _mma = t.start_mma(&config, 1);
@@ -134,10 +132,9 @@ fn netns_refusals_install_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn netns_forwarding_after_deregistration_then_stops() {
-    if !have_root("netns_forwarding_after_deregistration_then_stops") {
-        return;
-    }
+    require_root();
     let t = Topo::new("mf");
     let config = t.write_config("");
     let _mma = t.start_mma(&config, 1);
@@ -186,10 +183,9 @@ fn netns_forwarding_after_deregistration_then_stops() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn netns_restart_keeps_terminals_and_sigterm_cleans_up() {
-    if !have_root("netns_restart_keeps_terminals_and_sigterm_cleans_up") {
-        return;
-    }
+    require_root();
     let t = Topo::new("mk");
     let rules_before = t.mma.sh("ip -6 rule show");
     let config = t.write_config("");
@@ -241,10 +237,9 @@ fn netns_restart_keeps_terminals_and_sigterm_cleans_up() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn netns_own_mrt6_table_with_mrule() {
-    if !have_root("netns_own_mrt6_table_with_mrule") {
-        return;
-    }
+    require_root();
     let t = Topo::new("mt");
     let config = t.write_config("kernel:\n  mrt6_table: 1000\n  mrule_pref: 100\n");
     let mut mma = t.start_mma(&config, 1);

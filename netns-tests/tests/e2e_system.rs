@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use mipcast_netns_tests::capture::{tshark_fields, Capture};
 use mipcast_netns_tests::flow::TcpFlow;
-use mipcast_netns_tests::have_root;
+use mipcast_netns_tests::require_root;
 use mipcast_netns_tests::site::{addr, MfcEntry, Node, Site, SiteOptions};
 use mipcast_netns_tests::wait::wait_for;
 use serde_json::Value;
@@ -59,10 +59,9 @@ fn pcap(site: &Site, name: &str) -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn whole_system_registration_intra_and_inter_site_moves() {
-    if !have_root("whole_system_registration_intra_and_inter_site_moves") {
-        return;
-    }
+    require_root();
     let t_start = Instant::now();
     let mut site = Site::build(&SiteOptions::new("e2e")).unwrap_or_else(|e| panic!("{e}"));
     site.start_daemons().unwrap_or_else(|e| panic!("{e}"));

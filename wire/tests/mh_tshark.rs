@@ -27,10 +27,9 @@ fn emit(repr: &MhRepr) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs tshark (run-tests.sh runs it)"]
 fn tshark_decodes_every_message() {
-    if !common::have_tshark("tshark_decodes_every_message") {
-        return;
-    }
+    common::require_tshark();
     let (mn, ha, mma) = (
         a("2001:db8:100::10"),
         a("2001:db8:1::1"),

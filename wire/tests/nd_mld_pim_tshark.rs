@@ -189,10 +189,9 @@ fn all_messages() -> Vec<Vec<u8>> {
 }
 
 #[test]
+#[ignore = "needs tshark (run-tests.sh runs it)"]
 fn tshark_decodes_our_messages_cleanly() {
-    if !common::have_tshark("tshark_decodes_our_messages_cleanly") {
-        return;
-    }
+    common::require_tshark();
     let packets = all_messages();
     let pcap = common::write_pcap("nd_mld_pim_ours", &packets);
     let problems = common::tshark_problems(&pcap);
@@ -274,10 +273,9 @@ fn tshark_decodes_our_messages_cleanly() {
 /// The scapy fixtures must satisfy tshark too: otherwise the golden test would pin bytes that
 /// a second independent decoder disagrees with.
 #[test]
+#[ignore = "needs tshark (run-tests.sh runs it)"]
 fn tshark_accepts_scapy_fixtures() {
-    if !common::have_tshark("tshark_accepts_scapy_fixtures") {
-        return;
-    }
+    common::require_tshark();
     let dir = format!("{}/tests/fixtures/icmp_pim", env!("CARGO_MANIFEST_DIR"));
     let frame = |name: &str, src: &str, dst: &str| {
         let msg = std::fs::read(format!("{dir}/{name}.bin")).unwrap();

@@ -74,7 +74,8 @@ fn count_lines(ns: &Netns, cmd: &str) -> usize {
 
 fn main() {
     let a = args();
-    if !mipcast_netns_tests::have_root("mma-bench") {
+    if !mipcast_netns_tests::have_root() {
+        eprintln!("mma-bench builds network namespaces: run it as root");
         std::process::exit(1);
     }
     let ha = Netns::new("bh");
