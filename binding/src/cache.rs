@@ -180,10 +180,10 @@ impl<P: Clone> BindingCache<P> {
     /// The bindings as state-file records, wall times computed from `now`.
     pub fn records(&self, now: Now) -> Vec<BindingRecord<P>> {
         let to_wall = |mono: u64| {
-            if mono >= now.mono_ms {
-                now.unix_ms().saturating_add(mono - now.mono_ms)
+            if mono >= now.mono_ms() {
+                now.unix_ms().saturating_add(mono - now.mono_ms())
             } else {
-                now.unix_ms().saturating_sub(now.mono_ms - mono)
+                now.unix_ms().saturating_sub(now.mono_ms() - mono)
             }
         };
         self.iter()
@@ -214,9 +214,9 @@ impl<P> BindingCache<P> {
         let now_wall = now.unix_ms();
         let to_mono = |wall: u64| {
             if wall >= now_wall {
-                now.mono_ms.saturating_add(wall - now_wall)
+                now.mono_ms().saturating_add(wall - now_wall)
             } else {
-                now.mono_ms.saturating_sub(now_wall - wall)
+                now.mono_ms().saturating_sub(now_wall - wall)
             }
         };
         let mut restored = Vec::new();
@@ -235,7 +235,7 @@ impl<P> BindingCache<P> {
                 registered_at_ms: to_mono(r.registered_unix_ms),
                 expires_at_ms: to_mono(r.expires_unix_ms),
                 // A refresh time already past is due at once rather than lost.
-                refresh_at_ms: r.refresh_unix_ms.map(|w| to_mono(w).max(now.mono_ms)),
+                refresh_at_ms: r.refresh_unix_ms.map(|w| to_mono(w).max(now.mono_ms())),
                 last_timestamp: r.last_timestamp,
                 spi: r.spi,
                 state: r.state,

@@ -35,4 +35,4 @@ pub use cache::{Binding, BindingCache, BindingRecord, BindingState};
 pub use policy::{DeregVerdict, HomeAgentPolicy, Policy, PolicyError, Request, Verdict};
 pub use registrar::{Action, ConfigError, DropReason, Registrar, RegistrarConfig, RemoveReason};
 pub use sa::{SaError, SaTable, SecurityAssociation};
-pub use time::Now;
+pub use time::{Millis, Now};

@@ -8,7 +8,7 @@ use crate::messages::{self, Signer};
 use crate::policy::{DeregVerdict, Policy, Request, Verdict};
 use crate::replay::RecentTimestamps;
 use crate::sa::SaTable;
-use crate::time::{ms_to_ntp_units, Now};
+use crate::time::{ms_to_ntp_units, Millis, Now};
 use crate::validate::{self, History, Limits, Outcome, Rejection, SignedReply};
 
 /// Registrar settings shared by both roles.
@@ -74,7 +74,8 @@ impl DropReason {
 }
 
 /// Why a binding left the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RemoveReason {
     /// The MN deregistered.
     Deregistered,
@@ -164,8 +165,8 @@ impl<Po: Policy> Registrar<Po> {
     }
 
     /// The monotonic time at which [`Self::poll_timers`] has work, if any.
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.cache.next_deadline()
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.cache.next_deadline().map(Millis)
     }
 
     /// Handles one Mobility Header message received from `src` on our address `dst`. Every
@@ -177,7 +178,7 @@ impl<Po: Policy> Registrar<Po> {
         bytes: &[u8],
         now: Now,
     ) -> Vec<Action<Po::Payload>> {
-        self.recent.prune(now.mono_ms);
+        self.recent.prune(now.mono_ms());
         let limits = Limits {
             window_ntp: ms_to_ntp_units(self.config.replay_window_ms),
             max_lifetime_units: u16::try_from(self.config.max_lifetime_s / 4).unwrap_or(u16::MAX),
@@ -211,9 +212,9 @@ impl<Po: Policy> Registrar<Po> {
 
     /// Expires bindings and sends due Binding Refresh Requests.
     pub fn poll_timers(&mut self, now: Now) -> Vec<Action<Po::Payload>> {
-        self.recent.prune(now.mono_ms);
+        self.recent.prune(now.mono_ms());
         let mut actions = Vec::new();
-        for binding in self.cache.expire(now.mono_ms) {
+        for binding in self.cache.expire(now.mono_ms()) {
             self.remember(binding.hoa, binding.last_timestamp, now);
             let reason = match binding.state {
                 BindingState::Active => RemoveReason::Expired,
@@ -221,7 +222,7 @@ impl<Po: Policy> Registrar<Po> {
             };
             actions.push(Action::Remove { binding, reason });
         }
-        for hoa in self.cache.take_due_refreshes(now.mono_ms) {
+        for hoa in self.cache.take_due_refreshes(now.mono_ms()) {
             if let Some(b) = self.cache.get(&hoa) {
                 actions.push(send(b.peer, b.local, messages::binding_refresh_request()));
             }
@@ -302,10 +303,10 @@ impl<Po: Policy> Registrar<Po> {
             local: req.dst,
             sequence: req.sequence,
             lifetime_s: req.lifetime_s,
-            registered_at_ms: now.mono_ms,
-            expires_at_ms: now.mono_ms.saturating_add(lifetime_ms),
+            registered_at_ms: now.mono_ms(),
+            expires_at_ms: now.mono_ms().saturating_add(lifetime_ms),
             refresh_at_ms: Some(
-                now.mono_ms
+                now.mono_ms()
                     .saturating_add(lifetime_ms * u64::from(self.config.refresh_percent) / 100),
             ),
             last_timestamp: req.timestamp,
@@ -334,8 +335,8 @@ impl<Po: Policy> Registrar<Po> {
                     let lingering = Binding {
                         sequence: req.sequence,
                         lifetime_s: grace_s,
-                        registered_at_ms: now.mono_ms,
-                        expires_at_ms: now.mono_ms.saturating_add(u64::from(grace_s) * 1000),
+                        registered_at_ms: now.mono_ms(),
+                        expires_at_ms: now.mono_ms().saturating_add(u64::from(grace_s) * 1000),
                         refresh_at_ms: None,
                         last_timestamp: req.timestamp,
                         spi: req.spi,
@@ -455,7 +456,7 @@ impl<Po: Policy> Registrar<Po> {
     /// it was accepted at most one window ahead of our clock, so two windows from now suffice.
     fn remember(&mut self, hoa: Ipv6Addr, timestamp: u64, now: Now) {
         let forget_at = now
-            .mono_ms
+            .mono_ms()
             .saturating_add(self.config.replay_window_ms.saturating_mul(2));
         self.recent.remember(hoa, timestamp, forget_at);
     }

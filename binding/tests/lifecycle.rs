@@ -3,6 +3,7 @@ mod common;
 
 use common::*;
 use mipcast_binding::sa::Algorithm;
+use mipcast_binding::Millis;
 use mipcast_binding::{
     Action, BindingRecord, HomeAgentPolicy, Registrar, RegistrarConfig, RemoveReason, SaTable,
     SecurityAssociation,
@@ -71,7 +72,7 @@ fn refresh_replaces_the_binding_and_moves_its_expiry() {
     assert_eq!((binding.sequence, binding.coa), (2, addr(0xe, 1)));
     assert_eq!(
         ha.next_deadline(),
-        Some(clock.mono_ms + 32_000),
+        Some(Millis(clock.mono_ms + 32_000)),
         "refresh timer restarted"
     );
 
@@ -159,7 +160,7 @@ fn expiry_with_a_fake_clock_removes_everything() {
     let start = clock.mono_ms;
     let mut removed = Vec::new();
     let mut brrs = 0;
-    while let Some(deadline) = ha.next_deadline() {
+    while let Some(Millis(deadline)) = ha.next_deadline() {
         assert!(deadline >= clock.mono_ms, "deadline in the past");
         clock.advance_ms(deadline - clock.mono_ms);
         let actions = ha.poll_timers(clock.now());
@@ -198,7 +199,7 @@ fn binding_refresh_request_sent_once_before_expiry() {
         MhRepr::parse(&s[0].2).unwrap().message,
         Message::BindingRefreshRequest
     );
-    assert_eq!(ha.next_deadline(), Some(clock.mono_ms + 8_000));
+    assert_eq!(ha.next_deadline(), Some(Millis(clock.mono_ms + 8_000)));
     clock.advance_ms(1);
     assert!(
         ha.poll_timers(clock.now()).is_empty(),

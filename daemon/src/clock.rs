@@ -1,30 +1,12 @@
 //! Time sources: monotonic milliseconds for timers, wall-clock time for RFC 4285 timestamps.
 //! The daemons' state machines take a `&dyn Clock` so tests can drive time by hand.
 
-use std::ops::Add;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Monotonic time in milliseconds since the clock was created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Millis(pub u64);
-
-impl Millis {
-    /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
-    pub fn saturating_since(self, earlier: Millis) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(earlier.0))
-    }
-}
-
-impl Add<Duration> for Millis {
-    type Output = Millis;
-
-    fn add(self, duration: Duration) -> Millis {
-        let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-        Millis(self.0.saturating_add(millis))
-    }
-}
+/// The cores' one monotonic time type, re-exported for the shells.
+pub use mipcast_proto::{Millis, Now};
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> Millis;
@@ -45,8 +27,8 @@ impl SystemClock {
 
     /// Both clocks read once, as the binding registrar takes them: monotonic milliseconds
     /// since this clock was created and the wall clock.
-    pub fn reading(&self) -> mipcast_binding::Now {
-        mipcast_binding::Now::from_system(Clock::now(self).0, SystemTime::now())
+    pub fn reading(&self) -> Now {
+        Now::from_system(Clock::now(self).0, SystemTime::now())
     }
 
     /// The tokio instant of monotonic time `at` (a core's next deadline), for `sleep_until`.
@@ -174,7 +156,7 @@ mod tests {
         };
         // NTP keeps 1/2^32 s, so a round trip may lose the last millisecond.
         assert!(now.unix_ms() + 1 >= unix_ms(before) && now.unix_ms() <= unix_ms(after));
-        assert!(now.mono_ms < 1000, "{now:?}");
+        assert!(now.mono_ms() < 1000, "{now:?}");
         let t0 = clock.instant_at(Millis(0));
         assert_eq!(
             clock.instant_at(Millis(2500)) - t0,

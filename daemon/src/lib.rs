@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod driver;
 pub mod logging;
 pub mod metrics;
 pub mod signals;

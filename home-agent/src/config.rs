@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mipcast_binding::{HomeAgentPolicy, PolicyError, RegistrarConfig, SaError, SaTable};
+use mipcast_daemon::config::ratelimit::RateLimitConfig;
 use mipcast_daemon::config::sa::{self, SaConfig};
 use mipcast_daemon::config::{self, secs, ConfigError, Ipv6Prefix, Validate, Validator};
 use mipcast_kernel::route::{DEFAULT_LOCAL_RULE_PREF, RTPROT_MIPCAST};
@@ -70,33 +71,6 @@ fn default_replay_window() -> Duration {
 }
 fn default_refresh_percent() -> u8 {
     80
-}
-
-/// Token bucket for replies to refused messages (BAck ≥ 128, Binding Error), which RFC 6275
-/// §9.5.1/§11.3.4 ask to rate-limit so a flood of bad BUs cannot be reflected.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
-    #[serde(default = "default_rate")]
-    pub per_second: u32,
-    #[serde(default = "default_burst")]
-    pub burst: u32,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        RateLimitConfig {
-            per_second: default_rate(),
-            burst: default_burst(),
-        }
-    }
-}
-
-fn default_rate() -> u32 {
-    20
-}
-fn default_burst() -> u32 {
-    50
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,12 +224,7 @@ impl Validate for Config {
         if !(1..=99).contains(&b.refresh_percent) {
             v.error("bindings.refresh_percent", "must be 1 to 99");
         }
-        if self.reply_rate_limit.per_second == 0 {
-            v.error("reply_rate_limit.per_second", "must be at least 1");
-        }
-        if self.reply_rate_limit.burst == 0 {
-            v.error("reply_rate_limit.burst", "must be at least 1");
-        }
+        self.reply_rate_limit.validate("reply_rate_limit", v);
         let k = &self.kernel;
         if k.protocol < FIRST_FREE_PROTOCOL {
             v.error(

@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use mipcast_binding::{BindingRecord, Registrar};
-use mipcast_daemon::clock::{sleep_until, Millis, SystemClock};
+use mipcast_daemon::clock::{sleep_until, SystemClock};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_daemon::state::{StateError, StateFile, StateWriter};
 use mipcast_kernel::probe::{self, Feature};
-use mipcast_kernel::route::{KObject, Kernel, RouteError};
+use mipcast_kernel::route::{Kernel, RouteError};
 use mipcast_kernel::sockets::{MhSocket, PacketInfo};
+use mipcast_proto::{KObject, Outcome};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -22,7 +23,6 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::core::plan::{Changes, Plan, PlanParams};
-use crate::core::ratelimit::TokenBucket;
 use crate::core::{BindingStatus, Burst, Core, Event};
 use crate::metrics::Metrics;
 
@@ -144,10 +144,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         decap_table: config.kernel.decap_table,
         decap_rule_pref: config.kernel.decap_rule_pref,
     });
-    let limiter = TokenBucket::new(
-        config.reply_rate_limit.per_second,
-        config.reply_rate_limit.burst,
-    );
+    let limiter = config.reply_rate_limit.bucket();
     let clock = SystemClock::new();
     let core = Arc::new(Mutex::new(Core::new(registrar, sas, plan, limiter)));
 
@@ -212,9 +209,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
     let mut config = config;
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
-        let deadline = lock(&core)
-            .next_deadline()
-            .map(|d| clock.instant_at(Millis(d)));
+        let deadline = lock(&core).next_deadline().map(|d| clock.instant_at(d));
         tokio::select! {
             signal = signals.next() => match signal {
                 Signal::Shutdown => break,
@@ -340,7 +335,7 @@ fn reload(config: &mut Config, path: &Path, core: &Mutex<Core>) {
         rate_limit = ?new.reply_rate_limit,
         "reload: security associations, home prefixes and rate limit replaced; bindings kept"
     );
-    let limiter = TokenBucket::new(new.reply_rate_limit.per_second, new.reply_rate_limit.burst);
+    let limiter = new.reply_rate_limit.bucket();
     lock(core).reload(sas, policy, limiter);
     // Keep the settings that need a restart as they are running.
     config.security_associations = new.security_associations;
@@ -523,7 +518,7 @@ impl Daemon {
         let mut failed = Vec::new();
         if !changes.add.is_empty() {
             for e in self.kernel.add_batch(&changes.add).await {
-                if rollback && e.errno() == Some(libc::EEXIST) {
+                if rollback && e.outcome() == Outcome::AlreadyPresent {
                     continue;
                 }
                 self.metrics.kernel_error("add");
@@ -544,7 +539,7 @@ impl Daemon {
         }
         if !changes.delete.is_empty() {
             for e in self.kernel.delete_batch(&changes.delete).await {
-                if matches!(e.errno(), Some(libc::ENOENT | libc::ESRCH)) {
+                if e.outcome() == Outcome::AlreadyGone {
                     debug!(error = %e, "already gone");
                     continue;
                 }

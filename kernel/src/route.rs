@@ -22,19 +22,19 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, Ro
 use netlink_packet_route::rule::RuleMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-pub use error::{Op, RouteError};
+pub use error::{outcome_of, Op, RouteError};
 pub use object::KObject;
 
 use codec::Dumped;
 use error::NlFailure;
+use mipcast_proto::Outcome;
 use nl::{Nl, Request};
-use object::Key;
+use object::{install_rank, key, Key};
 
 /// Our routing-protocol number (`ip route ... proto 158`): unassigned in
 /// /etc/iproute2/rt_protos, below the 186+ range other daemons (bird, frr...) use.
 pub const RTPROT_MIPCAST: u8 = 158;
-pub const RT_TABLE_MAIN: u32 = 254;
-pub const RT_TABLE_LOCAL: u32 = 255;
+pub use mipcast_proto::{RT_TABLE_LOCAL, RT_TABLE_MAIN};
 /// Where [`Kernel::ensure_local_rule_moved`] puts the `lookup local` rule by default: after
 /// the decapsulation rules (small prefs), before everything else.
 pub const DEFAULT_LOCAL_RULE_PREF: u32 = 1000;
@@ -156,15 +156,50 @@ impl Kernel {
     /// at a half-filled table. Returns the failures, each naming its object; empty = all in.
     pub async fn add_batch(&self, objects: &[KObject]) -> Vec<RouteError> {
         let mut objects: Vec<KObject> = objects.iter().map(|o| o.normalized()).collect();
-        objects.sort_by_key(KObject::install_rank);
+        objects.sort_by_key(install_rank);
         self.batch_of(Op::Add, objects).await
     }
 
     /// Deletes many objects in batches (rules first, routes last). Returns the failures.
     pub async fn delete_batch(&self, objects: &[KObject]) -> Vec<RouteError> {
         let mut objects: Vec<KObject> = objects.iter().map(|o| o.normalized()).collect();
-        objects.sort_by_key(|o| std::cmp::Reverse(o.install_rank()));
+        objects.sort_by_key(|o| std::cmp::Reverse(install_rank(o)));
         self.batch_of(Op::Delete, objects).await
+    }
+
+    /// Applies one run of changes (`op` on every object: adds and deletes as one batch each,
+    /// replaces one by one) and returns one [`Outcome`] per object, in order, classified by
+    /// the one errno policy. What drivers of the protocol cores call.
+    pub async fn apply(&self, op: Op, objects: &[KObject]) -> Vec<Outcome> {
+        let failures = match op {
+            Op::Add => self.add_batch(objects).await,
+            Op::Delete => self.delete_batch(objects).await,
+            Op::Replace => {
+                let mut failed = Vec::new();
+                for o in objects {
+                    if let Err(e) = self.replace(o).await {
+                        failed.push(e);
+                    }
+                }
+                failed
+            }
+        };
+        let mut outcomes = vec![Outcome::Applied; objects.len()];
+        for e in failures {
+            let outcome = e.outcome();
+            match e {
+                RouteError::Object { object, .. } => {
+                    for (o, slot) in objects.iter().zip(outcomes.iter_mut()) {
+                        if o.normalized() == object {
+                            *slot = outcome.clone();
+                        }
+                    }
+                }
+                // Not attributable to one object: none of the run can be trusted.
+                _ => outcomes.iter_mut().for_each(|slot| *slot = outcome.clone()),
+            }
+        }
+        outcomes
     }
 
     /// Adds or deletes `objects` in order, first refusing proxy entries that exist without
@@ -240,7 +275,7 @@ impl Kernel {
         for d in dumped {
             match d.object {
                 Some(obj) => {
-                    if let Some(dup) = current.insert(obj.key(), obj) {
+                    if let Some(dup) = current.insert(key(&obj), obj) {
                         // Two of ours with one identity (different metrics): keep one.
                         surplus.push(dup);
                     }
@@ -248,7 +283,7 @@ impl Kernel {
                 None => unrecognised.push(d),
             }
         }
-        let desired_keys: HashSet<Key> = desired.iter().map(KObject::key).collect();
+        let desired_keys: HashSet<Key> = desired.iter().map(key).collect();
 
         let mut report = ReconcileReport::default();
         let mut to_add = Vec::new();
@@ -256,7 +291,7 @@ impl Kernel {
         let mut sorted: Vec<KObject> = desired.iter().copied().collect();
         sorted.sort();
         for obj in sorted {
-            match current.get(&obj.key()) {
+            match current.get(&key(&obj)) {
                 Some(have) if *have == obj => {}
                 Some(_) => to_replace.push(obj),
                 None if foreign.contains(&obj) => report.failed.push(not_ours(Op::Add, obj)),
@@ -265,7 +300,7 @@ impl Kernel {
         }
         let mut to_remove: Vec<KObject> = current
             .values()
-            .filter(|o| !desired_keys.contains(&o.key()))
+            .filter(|o| !desired_keys.contains(&key(o)))
             .copied()
             .collect();
         to_remove.extend(surplus);
@@ -320,7 +355,7 @@ impl Kernel {
         unrecognised: Vec<Dumped>,
         report: &mut ReconcileReport,
     ) {
-        objects.sort_by_key(|o| std::cmp::Reverse(o.install_rank()));
+        objects.sort_by_key(|o| std::cmp::Reverse(install_rank(o)));
         let subjects = objects
             .iter()
             .map(|o| {

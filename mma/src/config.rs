@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use mipcast_daemon::config::ratelimit::RateLimitConfig;
 use mipcast_daemon::config::sa::{self, SaConfig};
 use mipcast_daemon::config::{secs, Ipv6Prefix, Validate, Validator};
 use mipcast_wire::group::{DEFAULT_GROUP_PREFIX, GROUP_PREFIX_LEN};
@@ -40,6 +41,9 @@ pub struct Config {
     pub registration: Registration,
     #[serde(default)]
     pub forwarding: Forwarding,
+    /// Replies to refused messages (BAck >= 128, Binding Error), as for the home agent.
+    #[serde(default)]
+    pub reply_rate_limit: RateLimitConfig,
     #[serde(default)]
     pub kernel: KernelConfig,
     #[serde(default)]
@@ -181,6 +185,7 @@ fn is_global_unicast(a: Ipv6Addr) -> bool {
 
 impl Validate for Config {
     fn validate(&self, v: &mut Validator) {
+        self.reply_rate_limit.validate("reply_rate_limit", v);
         if !is_global_unicast(self.address) {
             v.error("address", "must be a global unicast address");
         }

@@ -145,6 +145,9 @@ impl Metrics {
             }
             Event::Dropped { reason, .. } => self.bu("dropped", *reason),
             Event::ProgrammingFailed { .. } => self.bu("kernel_failed", "130"),
+            Event::ReplySuppressed { .. } => self.bu("reply_suppressed", ""),
+            // Counted by the driver as a kernel error when it happened.
+            Event::KernelRefused { .. } => {}
         }
     }
 

@@ -2,9 +2,9 @@
 //! routing tables (rtnetlink), its multicast routing table (MRT6), signals, a state file and
 //! the metrics listener.
 use mipcast_daemon::cli::RunOptions;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::net::Ipv6Addr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
@@ -12,18 +12,20 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use mipcast_binding::{BindingRecord, RegistrarConfig, SaError, SaTable};
-use mipcast_daemon::clock::{sleep_until, Millis, SystemClock};
+use mipcast_daemon::clock::{sleep_until, SystemClock};
 use mipcast_daemon::config::{sa, ConfigError};
+use mipcast_daemon::driver::{lock, settle, Effects};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_daemon::state::{StateError, StateFile, StateWriter};
 use mipcast_kernel::mrt6::{Mifi, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
-use mipcast_kernel::route::{KObject, Kernel, RouteError};
+use mipcast_kernel::route::{outcome_of, Kernel, Op, RouteError};
 use mipcast_kernel::sockets::{MhSocket, PacketInfo, SocketError};
+use mipcast_proto::{KObject, Machine, Now, Outcome};
 
 use crate::config::Config;
-use crate::core::{Change, Core, Event, Output, Plan, PolicyConfig};
+use crate::core::{Change, Core, Event, Input, Plan, PolicyConfig, Send};
 use crate::metrics::Metrics;
 use crate::mrule::{Mrule, MruleError};
 use crate::status::Status;
@@ -73,15 +75,6 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
 }
 
 type Records = Vec<BindingRecord<crate::core::Terminal>>;
-
-/// What [`Daemon::apply_kernel`] leaves to do after the kernel changes.
-#[derive(Default)]
-struct Applied {
-    /// (source, destination, bytes, the registration it confirms).
-    sends: Vec<(Ipv6Addr, Ipv6Addr, Vec<u8>, Option<Ipv6Addr>)>,
-    events: Vec<Event>,
-    failed: Vec<Change>,
-}
 
 /// The registrar's settings from the config.
 pub fn registrar_config(c: &Config) -> RegistrarConfig {
@@ -157,10 +150,8 @@ struct Daemon {
     /// The seg6 tunnel source before we set ours, put back on shutdown.
     previous_tunsrc: Ipv6Addr,
     server: JoinHandle<()>,
-}
-
-fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
-    core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Whether the round being settled changed a terminal (the state file needs writing).
+    changed: bool,
 }
 
 impl Daemon {
@@ -213,6 +204,7 @@ impl Daemon {
             sas,
             policy_config(&config),
             plan(&config, wan_ifindex, site_ifindex),
+            config.reply_rate_limit.bucket(),
         )?;
         let core = Arc::new(Mutex::new(core));
 
@@ -265,6 +257,7 @@ impl Daemon {
             state,
             previous_tunsrc,
             server,
+            changed: false,
         };
         daemon.restore().await;
         Ok(daemon)
@@ -281,20 +274,14 @@ impl Daemon {
             }
         };
         let now = self.clock.reading();
-        let outputs = lock(&self.core).restore(records, now);
+        let restored = lock(&self.core).restore(records, now);
         let groups = lock(&self.core).desired_groups();
         for group in &groups {
-            self.add_mfc(*group);
+            if let Err(e) = self.add_mfc(*group) {
+                warn!(%group, error = %e, "restoring the MFC entry failed");
+                self.metrics.kernel_error("add_mfc");
+            }
         }
-        let restored = outputs
-            .iter()
-            .filter(|o| {
-                matches!(
-                    o,
-                    Output::Event(Event::Registered { .. } | Event::ForwardingStarted { .. })
-                )
-            })
-            .count();
         self.reconcile("start").await;
         self.update_counts();
         info!(
@@ -340,23 +327,21 @@ impl Daemon {
             mfc_poll
         });
         loop {
-            let deadline = lock(&self.core).next_deadline();
-            let timer = deadline.map(|ms| self.clock.instant_at(Millis(ms)));
+            let timer = lock(&self.core)
+                .poll_timeout()
+                .map(|at| self.clock.instant_at(at));
             tokio::select! {
                 received = self.mh.recv(&mut buf) => {
-                    let mut outputs = Vec::new();
                     let first = received.map(|rx| (rx, buf.get(..rx.len).unwrap_or_default()));
-                    self.handle_received(first, &mut outputs);
+                    self.handle_received(first);
                     // Drain what else is queued, so a burst of BUs is one batch of kernel changes.
-                    self.mh.drain(&mut buf, BURST - 1, |received| {
-                        self.handle_received(received, &mut outputs)
-                    });
-                    self.apply(outputs).await;
+                    self.mh.drain(&mut buf, BURST - 1, |received| self.handle_received(received));
+                    self.settle().await;
                 }
                 _ = sleep_until(timer) => {
                     let now = self.clock.reading();
-                    let outputs = lock(&self.core).poll(now);
-                    self.apply(outputs).await;
+                    lock(&self.core).handle_timeout(now);
+                    self.settle().await;
                 }
                 _ = self.state.due() => self.start_write(),
                 _ = mfc_tick.tick(), if !mfc_poll.is_zero() => self.poll_mfc_counters(),
@@ -373,12 +358,18 @@ impl Daemon {
     fn handle_received(
         &self,
         received: Result<(mipcast_kernel::sockets::Received, &[u8]), SocketError>,
-        outputs: &mut Vec<Output>,
     ) {
         match received {
             Ok((r, bytes)) => {
                 let now = self.clock.reading();
-                outputs.extend(lock(&self.core).handle_mh(r.source, r.destination, bytes, now));
+                lock(&self.core).handle_input(
+                    now,
+                    Input {
+                        src: r.source,
+                        dst: r.destination,
+                        bytes,
+                    },
+                );
             }
             Err(e) => {
                 warn!(error = %e, "mobility header socket");
@@ -386,110 +377,24 @@ impl Daemon {
         }
     }
 
-    /// Applies outputs: every kernel change first (consecutive route changes of one kind as
-    /// one netlink batch), then the messages, so no acknowledgement announces a binding the
-    /// kernel does not have. A terminal whose change the kernel refused is revoked: its state
-    /// withdrawn, its BAck(0) replaced by a 130 (see the core's documentation).
-    async fn apply(&mut self, outputs: Vec<Output>) {
-        let applied = self.apply_kernel(outputs).await;
-        let mut revoked: BTreeSet<Ipv6Addr> = BTreeSet::new();
-        let mut rollback = Vec::new();
-        {
-            let now = self.clock.reading();
-            let mut core = lock(&self.core);
-            let owners: BTreeSet<Ipv6Addr> = applied
-                .failed
-                .iter()
-                .filter_map(|c| core.owner(c))
-                .collect();
-            for hoa in owners {
-                rollback.extend(core.revoke(hoa, now));
-                revoked.insert(hoa);
-            }
-        }
-        // Only deletes: nothing in here can fail in a way that needs undoing.
-        let undone = self.apply_kernel(rollback).await;
-        let mut changed = false;
-        for event in applied.events.iter().chain(&undone.events) {
-            let superseded = match event {
-                Event::Registered { hoa, .. } | Event::ForwardingStarted { hoa, .. } => {
-                    revoked.contains(hoa)
-                }
-                _ => false,
-            };
-            if superseded {
-                continue;
-            }
-            changed |= matches!(
-                event,
-                Event::Registered { .. }
-                    | Event::ForwardingStarted { .. }
-                    | Event::Removed { .. }
-                    | Event::ProgrammingFailed { .. }
-            );
-            log_event(event);
-            self.metrics.record(event, self.config.address);
-        }
-        let sends = applied
-            .sends
-            .into_iter()
-            .filter(|s| !s.3.is_some_and(|hoa| revoked.contains(&hoa)))
-            .chain(undone.sends);
-        for (src, dst, bytes, _) in sends {
-            if let Err(e) = self
-                .mh
-                .send_to(&bytes, dst, PacketInfo::ANY.with_source(src))
-                .await
-            {
-                warn!(%dst, error = %e, "sending a mobility message failed");
-            }
-        }
-        if changed {
+    /// Runs the core's outputs to completion (see [`mipcast_daemon::driver`]), then updates
+    /// the counts and schedules a state write if terminals changed.
+    async fn settle(&mut self) {
+        let core = Arc::clone(&self.core);
+        self.changed = false;
+        settle(&core, self).await;
+        if self.changed {
             self.update_counts();
             self.state.mark_dirty();
         }
     }
 
-    /// Applies the kernel changes of `outputs` in order; returns the rest and the changes the
-    /// kernel refused (adds and replaces; a delete of something already gone is fine).
-    async fn apply_kernel(&mut self, outputs: Vec<Output>) -> Applied {
-        let mut applied = Applied::default();
-        let mut pending: Vec<Change> = Vec::new();
-        for output in outputs {
-            match output {
-                Output::Kernel(change @ (Change::AddMfc { .. } | Change::DelMfc { .. })) => {
-                    if !self.apply_mfc(change) {
-                        applied.failed.push(change);
-                    }
-                }
-                Output::Kernel(change) => {
-                    if pending.first().is_some_and(|p| {
-                        std::mem::discriminant(p) != std::mem::discriminant(&change)
-                    }) {
-                        let failed = self.flush_routes(std::mem::take(&mut pending)).await;
-                        applied.failed.extend(failed);
-                    }
-                    pending.push(change);
-                }
-                Output::Send {
-                    src,
-                    dst,
-                    bytes,
-                    confirms,
-                } => applied.sends.push((src, dst, bytes, confirms)),
-                Output::Event(event) => applied.events.push(event),
-            }
-        }
-        let failed = self.flush_routes(pending).await;
-        applied.failed.extend(failed);
-        applied
-    }
-
-    /// Applies one batch of route changes of one kind; returns the adds and replaces refused.
-    async fn flush_routes(&mut self, changes: Vec<Change>) -> Vec<Change> {
-        let mut failed = Vec::new();
-        let Some(first) = changes.first().copied() else {
-            return failed;
+    /// Applies one run of route changes of one kind; one outcome per change.
+    async fn apply_routes(&self, changes: &[Change]) -> Vec<Outcome> {
+        let (op, label) = match changes.first() {
+            Some(Change::Add(_)) => (Op::Add, "add"),
+            Some(Change::Replace(_)) => (Op::Replace, "replace"),
+            _ => (Op::Delete, "delete"),
         };
         let objects: Vec<KObject> = changes
             .iter()
@@ -498,79 +403,50 @@ impl Daemon {
                 _ => None,
             })
             .collect();
-        match first {
-            Change::Add(_) => {
-                for e in self.kernel.add_batch(&objects).await {
-                    // A route left by a crashed predecessor: take its place.
-                    let retried = match (&e, e.errno()) {
-                        (RouteError::Object { object, .. }, Some(libc::EEXIST)) => {
-                            self.kernel.replace(object).await
-                        }
-                        _ => Err(e),
-                    };
-                    if let Err(e) = retried {
-                        warn!(error = %e, "kernel change failed");
-                        self.metrics.kernel_error("add");
-                        match e {
-                            RouteError::Object { object, .. } => failed.push(Change::Add(object)),
-                            // Unattributable: every add of the batch may have failed.
-                            _ => failed.extend(changes.iter().copied()),
-                        }
-                    }
-                }
-            }
-            Change::Replace(_) => {
-                for o in &objects {
-                    if let Err(e) = self.kernel.replace(o).await {
-                        warn!(error = %e, "kernel change failed");
-                        self.metrics.kernel_error("replace");
-                        failed.push(Change::Replace(*o));
-                    }
-                }
-            }
-            _ => {
-                for e in self.kernel.delete_batch(&objects).await {
-                    // Already gone is what we wanted.
-                    if !matches!(e.errno(), Some(libc::ESRCH | libc::ENOENT)) {
-                        warn!(error = %e, "kernel change failed");
-                        self.metrics.kernel_error("delete");
-                    }
-                }
+        let outcomes = self.kernel.apply(op, &objects).await;
+        for o in &outcomes {
+            if !o.reached(op == Op::Delete) && *o != Outcome::AlreadyPresent {
+                self.metrics.kernel_error(label);
             }
         }
-        failed
+        outcomes
     }
 
-    /// Applies an MFC change; false when an add failed.
-    fn apply_mfc(&mut self, change: Change) -> bool {
-        match change {
+    /// Applies an MFC change.
+    fn apply_mfc(&self, change: Change) -> Outcome {
+        let result = match change {
             Change::AddMfc { group, .. } => self.add_mfc(group),
-            Change::DelMfc { source, group } => {
-                if let Some(mrt6) = &self.mrt6 {
-                    match mrt6.del_mfc(source, group) {
-                        Err(SocketError::Os { source: e, .. })
-                            if e.raw_os_error() == Some(libc::ENOENT) => {}
-                        Err(e) => {
-                            warn!(%group, error = %e, "removing the MFC entry failed");
-                            self.metrics.kernel_error("del_mfc");
-                        }
-                        Ok(()) => {}
-                    }
+            Change::DelMfc { source, group } => match &self.mrt6 {
+                Some(mrt6) => mrt6.del_mfc(source, group),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        };
+        match result {
+            Ok(()) => Outcome::Applied,
+            Err(e) => {
+                let errno = match &e {
+                    SocketError::Os { source, .. } => source.raw_os_error(),
+                    _ => None,
+                };
+                let outcome = outcome_of(errno, || e.to_string());
+                if !outcome.reached(change.is_delete()) {
+                    self.metrics.kernel_error(if change.is_delete() {
+                        "del_mfc"
+                    } else {
+                        "add_mfc"
+                    });
                 }
-                true
+                outcome
             }
-            _ => true,
         }
     }
 
-    fn add_mfc(&mut self, group: Ipv6Addr) -> bool {
-        let Some(mrt6) = &self.mrt6 else { return true };
-        if let Err(e) = mrt6.add_mfc(self.config.address, group, self.wan_mif, &self.site_mifs) {
-            warn!(%group, error = %e, "installing the MFC entry failed");
-            self.metrics.kernel_error("add_mfc");
-            return false;
-        }
-        true
+    fn add_mfc(&self, group: Ipv6Addr) -> Result<(), SocketError> {
+        let Some(mrt6) = &self.mrt6 else {
+            return Ok(());
+        };
+        mrt6.add_mfc(self.config.address, group, self.wan_mif, &self.site_mifs)
     }
 
     fn poll_mfc_counters(&self) {
@@ -635,6 +511,10 @@ impl Daemon {
             ("group_prefix", old.group_prefix() != new.group_prefix()),
             ("home_agents", old.home_agents != new.home_agents),
             ("forwarding", old.forwarding != new.forwarding),
+            (
+                "reply_rate_limit",
+                old.reply_rate_limit != new.reply_rate_limit,
+            ),
             ("security_associations", true),
         ]
         .iter()
@@ -653,7 +533,12 @@ impl Daemon {
         {
             let mut core = lock(&self.core);
             let (wan, site) = (core.plan().wan_ifindex, core.plan().site_ifindex);
-            core.reload(sas, policy_config(&merged), plan(&merged, wan, site));
+            core.reload(
+                sas,
+                policy_config(&merged),
+                plan(&merged, wan, site),
+                merged.reply_rate_limit.bucket(),
+            );
         }
         self.config = merged;
         self.reconcile("reload").await;
@@ -725,10 +610,10 @@ fn status_json(core: &Core, address: Ipv6Addr, clock: SystemClock) -> String {
     let (served, forwarding) = core.counts();
     let status = Status {
         address,
-        uptime_s: now.mono_ms / 1000,
+        uptime_s: now.mono_ms() / 1000,
         terminals_registered: served,
         forwarding_windows: forwarding,
-        terminals: core.terminal_status(now.mono_ms),
+        terminals: core.terminal_status(now.mono),
     };
     serde_json::to_string(&status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
@@ -758,6 +643,59 @@ fn log_event(event: &Event) {
         Event::ProgrammingFailed { hoa, group } => {
             warn!(%hoa, %group, "kernel refused the terminal's state; registration revoked, answered 130")
         }
+        Event::KernelRefused { change, reason } => {
+            warn!(change, reason, "kernel refused a change")
+        }
+        Event::ReplySuppressed { peer } => debug!(%peer, "reply suppressed by the rate limit"),
+    }
+}
+
+impl Effects<Core> for Daemon {
+    async fn apply(&mut self, changes: &[Change]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(changes.len());
+        // Consecutive route changes of one kind are one netlink batch; MFC changes go one by one.
+        let mut rest = changes;
+        while let Some(first) = rest.first() {
+            if matches!(first, Change::AddMfc { .. } | Change::DelMfc { .. }) {
+                outcomes.push(self.apply_mfc(*first));
+                rest = rest.get(1..).unwrap_or_default();
+                continue;
+            }
+            let run = rest
+                .iter()
+                .take_while(|c| std::mem::discriminant(*c) == std::mem::discriminant(first))
+                .count();
+            let (now, later) = rest.split_at(run);
+            outcomes.extend(self.apply_routes(now).await);
+            rest = later;
+        }
+        outcomes
+    }
+
+    async fn send(&mut self, send: Send) {
+        if let Err(e) = self
+            .mh
+            .send_to(&send.bytes, send.dst, PacketInfo::ANY.with_source(send.src))
+            .await
+        {
+            warn!(dst = %send.dst, error = %e, "sending a mobility message failed");
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        self.changed |= matches!(
+            event,
+            Event::Registered { .. }
+                | Event::ForwardingStarted { .. }
+                | Event::Removed { .. }
+                | Event::ProgrammingFailed { .. }
+        );
+        log_event(&event);
+        self.metrics.record(&event, self.config.address);
+    }
+
+    fn now(&self) -> Now {
+        self.clock.reading()
     }
 }
 

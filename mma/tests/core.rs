@@ -9,9 +9,9 @@ use common::*;
 use ipnetwork::Ipv6Network;
 use mipcast_binding::sa::Algorithm;
 use mipcast_binding::{Now, RegistrarConfig, RemoveReason, SaTable, SecurityAssociation};
-use mipcast_kernel::route::KObject;
+use mipcast_proto::{settle, KObject, Machine, Outcome, TokenBucket};
 use mipcast_wire::mh::{bu_flags, Experimental, MobilityOption};
-use mma::core::{Change, Core, Event, Output, Plan, PolicyConfig};
+use mma::core::{Change, Core, Event, Input, Output, Plan, PolicyConfig, Send};
 
 const WAN: u32 = 2;
 const SITE: u32 = 3;
@@ -73,7 +73,7 @@ fn core() -> Core {
         replay_window_ms: 7000,
         refresh_percent: 80,
     };
-    Core::new(reg, sas, policy, plan()).unwrap()
+    Core::new(reg, sas, policy, plan(), TokenBucket::new(1000, 1000)).unwrap()
 }
 
 fn host(a: Ipv6Addr) -> Ipv6Network {
@@ -113,9 +113,7 @@ fn ack(out: &[Output], hoa: Ipv6Addr) -> Ack {
     let sends: Vec<_> = out
         .iter()
         .filter_map(|o| match o {
-            Output::Send {
-                src, dst, bytes, ..
-            } => Some((*src, *dst, bytes.clone())),
+            Output::Send(Send { src, dst, bytes }) => Some((*src, *dst, bytes.clone())),
             _ => None,
         })
         .collect();
@@ -125,8 +123,39 @@ fn ack(out: &[Output], hoa: Ipv6Addr) -> Ack {
     parse_ack(bytes, ON_LINK, hoa)
 }
 
+/// Hands `bytes` from `src` to the core and runs it to completion against a kernel that
+/// accepts everything.
+fn mh(c: &mut Core, src: Ipv6Addr, bytes: &[u8], clock: &Clock) -> Vec<Output> {
+    mh_with(c, src, bytes, clock, |_| Outcome::Applied)
+}
+
+/// The same against a kernel that answers with `kernel`.
+fn mh_with(
+    c: &mut Core,
+    src: Ipv6Addr,
+    bytes: &[u8],
+    clock: &Clock,
+    kernel: impl FnMut(&Change) -> Outcome,
+) -> Vec<Output> {
+    c.handle_input(
+        clock.now(),
+        Input {
+            src,
+            dst: MMA,
+            bytes,
+        },
+    );
+    settle(c, clock.now(), kernel)
+}
+
+/// Runs the timers due now.
+fn tick(c: &mut Core, clock: &Clock) -> Vec<Output> {
+    c.handle_timeout(clock.now());
+    settle(c, clock.now(), |_| Outcome::Applied)
+}
+
 fn send(c: &mut Core, bu: &Bu, clock: &Clock) -> Vec<Output> {
-    c.handle_mh(ON_LINK, MMA, &bu.bytes(), clock.now())
+    mh(c, ON_LINK, &bu.bytes(), clock)
 }
 
 fn register(c: &mut Core, clock: &Clock) -> Vec<Output> {
@@ -255,7 +284,7 @@ fn refusals_install_nothing_and_carry_the_documented_status() {
     ];
     for (what, bu, src, status) in cases {
         let mut c = core();
-        let out = c.handle_mh(src, MMA, &bu.bytes(), clock.now());
+        let out = mh(&mut c, src, &bu.bytes(), &clock);
         assert_eq!(kernel(&out), vec![], "{what}");
         assert_eq!(ack(&out, bu.hoa).status, status, "{what}");
         assert_eq!(c.counts(), (0, 0), "{what}");
@@ -266,7 +295,7 @@ fn refusals_install_nothing_and_carry_the_documented_status() {
         coa: "2001:db8:5::9".parse().unwrap(),
         ..terminal_bu(1, HOA, GROUP, clock.ntp())
     };
-    let out = c.handle_mh(bu.coa, MMA, &bu.bytes(), clock.now());
+    let out = mh(&mut c, bu.coa, &bu.bytes(), &clock);
     assert_eq!(kernel(&out), vec![]);
     assert!(out
         .iter()
@@ -315,9 +344,9 @@ fn forwarding_window_is_capped_redirects_to_the_new_coa_and_ends() {
     );
 
     clock.advance(59_999);
-    assert_eq!(kernel(&c.poll(clock.now())), vec![]);
+    assert_eq!(kernel(&tick(&mut c, &clock)), vec![]);
     clock.advance(1);
-    let out = c.poll(clock.now());
+    let out = tick(&mut c, &clock);
     assert_eq!(kernel(&out), vec![Change::Delete(forward)]);
     assert!(out.iter().any(|o| matches!(
         o,
@@ -350,7 +379,7 @@ fn forwarding_request_for_zero_seconds_gets_the_default_grace() {
     )));
     clock.advance(10_000);
     assert_eq!(
-        c.poll(clock.now()).len(),
+        tick(&mut c, &clock).len(),
         2,
         "removal kernel change and event"
     );
@@ -393,11 +422,11 @@ fn expiry_removes_routes_and_mfc() {
     let mut clock = Clock { mono: 1000 };
     register(&mut c, &clock); // 40 s lifetime
     clock.advance(39_999);
-    let out = c.poll(clock.now());
+    let out = tick(&mut c, &clock);
     // Only the Binding Refresh Request (due at 80 %) so far.
     assert_eq!(kernel(&out), vec![]);
     clock.advance(1);
-    let out = c.poll(clock.now());
+    let out = tick(&mut c, &clock);
     assert_eq!(
         kernel(&out),
         vec![
@@ -459,18 +488,12 @@ fn restored_terminals_program_the_same_state_and_keep_their_groups() {
 
     clock.advance(5000);
     let mut restarted = core();
-    let out = restarted.restore(serde_json::from_str(&json).unwrap(), clock.now());
-    assert_eq!(
-        kernel(&out),
-        vec![
-            Change::AddMfc {
-                source: MMA,
-                group: GROUP
-            },
-            Change::Add(downlink(HOA, GROUP)),
-            Change::Add(uplink(HOA)),
-        ]
-    );
+    let restored = restarted.restore(serde_json::from_str(&json).unwrap(), clock.now());
+    assert_eq!(restored, 1);
+    // The driver reconciles the kernel with what the restored terminals want.
+    assert_eq!(restarted.desired_objects(), c.desired_objects());
+    assert_eq!(restarted.desired_groups(), vec![GROUP]);
+    assert!(restarted.poll_output().is_none(), "restore queues nothing");
     assert_eq!(restarted.group_owner(GROUP), Some(HOA));
     // The replayed BU is refused: replay state came back with the binding.
     let out = send(
@@ -507,13 +530,9 @@ fn anywhere(route: KObject) -> KObject {
 fn refused_kernel_change_revokes_the_terminal_and_answers_130() {
     let mut c = core();
     let mut clock = Clock { mono: 1000 };
-    let out = register(&mut c, &clock);
-    // The BAck(0) names what it confirms, so the shell can hold it back on failure.
-    assert!(out
-        .iter()
-        .any(|o| matches!(o, Output::Send { confirms: Some(h), .. } if *h == HOA)));
-    // The shell attributes the refused uplink route and the MFC entry to the terminal; the
-    // constant objects belong to nobody.
+    // The core attributes the uplink route and the MFC entry to the terminal; the constant
+    // objects belong to nobody.
+    register(&mut c, &clock);
     assert_eq!(c.owner(&Change::Add(uplink(HOA))), Some(HOA));
     assert_eq!(c.owner(&Change::Add(downlink(HOA, GROUP))), Some(HOA));
     assert_eq!(
@@ -527,43 +546,99 @@ fn refused_kernel_change_revokes_the_terminal_and_answers_130() {
         assert_eq!(c.owner(&Change::Add(constant)), None, "{constant:?}");
     }
 
-    let out = c.revoke(HOA, clock.now());
+    // A second terminal whose uplink route the kernel refuses.
+    let other: Ipv6Addr = "2001:db8:99::300".parse().unwrap();
+    let other_group: Ipv6Addr = "ff35::200:ff:fe00:300".parse().unwrap();
+    let refused = Change::Add(uplink(other));
+    clock.advance(10);
+    let out = mh_with(
+        &mut c,
+        ON_LINK,
+        &terminal_bu(1, other, other_group, clock.ntp()).bytes(),
+        &clock,
+        |ch| {
+            if *ch == refused {
+                Outcome::Refused {
+                    errno: Some(22),
+                    reason: "Invalid argument".into(),
+                }
+            } else {
+                Outcome::Applied
+            }
+        },
+    );
+    // Its three changes, then everything of it withdrawn.
     assert_eq!(
         kernel(&out),
         vec![
-            Change::Delete(anywhere(downlink(HOA, GROUP))),
-            Change::Delete(anywhere(uplink(HOA))),
+            Change::AddMfc {
+                source: MMA,
+                group: other_group
+            },
+            Change::Add(downlink(other, other_group)),
+            refused,
+            Change::Delete(anywhere(downlink(other, other_group))),
+            Change::Delete(anywhere(uplink(other))),
             Change::DelMfc {
                 source: MMA,
-                group: GROUP
+                group: other_group
             },
         ]
     );
     assert!(out.iter().any(|o| matches!(o,
-        Output::Event(Event::ProgrammingFailed { hoa, group }) if (*hoa, *group) == (HOA, GROUP))));
-    // Signed 130 to the BU's sender, for the BU's sequence number, never "confirming" anything.
-    let a = ack(&out, HOA);
+        Output::Event(Event::ProgrammingFailed { hoa, group }) if (*hoa, *group) == (other, other_group))));
+    // The BAck(0) and the registration event never leave: only the signed 130, for the BU's
+    // sequence number, after the kernel changes.
+    let a = ack(&out, other);
     assert_eq!((a.status, a.sequence, a.authentic), (130, 1, true));
-    assert!(!out.iter().any(|o| matches!(
-        o,
-        Output::Send {
-            confirms: Some(_),
-            ..
-        }
-    )));
-    // Nothing is left that claims the terminal is served.
-    assert_eq!(c.counts(), (0, 0));
-    assert_eq!(c.group_owner(GROUP), None);
-    assert!(c.desired_groups().is_empty());
-    assert_eq!(c.desired_objects().len(), plan().constant_objects().len());
-    assert_eq!(c.next_deadline(), None);
-    assert_eq!(c.owner(&Change::Add(uplink(HOA))), None);
-    assert!(c.revoke(HOA, clock.now()).is_empty(), "revoked once");
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Registered { hoa, .. }) if *hoa == other)));
+    let last_kernel = out.iter().rposition(|o| matches!(o, Output::Kernel(_)));
+    let first_send = out.iter().position(|o| matches!(o, Output::Send(_)));
+    assert!(last_kernel < first_send);
+    // Nothing is left that claims the terminal is served; the first one is untouched.
+    assert_eq!(c.counts(), (1, 0));
+    assert_eq!(c.group_owner(other_group), None);
+    assert_eq!(c.desired_groups(), vec![GROUP]);
+    assert_eq!(c.owner(&refused), None);
 
     // The terminal's retry registers from scratch.
     clock.advance(50);
-    let out = send(&mut c, &terminal_bu(2, HOA, GROUP, clock.ntp()), &clock);
+    let out = mh(
+        &mut c,
+        ON_LINK,
+        &terminal_bu(2, other, other_group, clock.ntp()).bytes(),
+        &clock,
+    );
     assert_eq!(kernel(&out).len(), 3, "{out:?}");
+    assert_eq!(ack(&out, other).status, 0);
+    assert_eq!(c.group_owner(other_group), Some(other));
+}
+
+#[test]
+fn route_left_by_a_predecessor_is_replaced_not_refused() {
+    let mut c = core();
+    let clock = Clock { mono: 1000 };
+    let present = Change::Add(uplink(HOA));
+    let out = mh_with(
+        &mut c,
+        ON_LINK,
+        &terminal_bu(1, HOA, GROUP, clock.ntp()).bytes(),
+        &clock,
+        |ch| {
+            if *ch == present {
+                Outcome::AlreadyPresent
+            } else {
+                Outcome::Applied
+            }
+        },
+    );
+    assert_eq!(
+        kernel(&out).last(),
+        Some(&Change::Replace(uplink(HOA))),
+        "{out:?}"
+    );
     assert_eq!(ack(&out, HOA).status, 0);
     assert_eq!(c.group_owner(GROUP), Some(HOA));
 }
@@ -574,30 +649,85 @@ fn refused_forwarding_change_withdraws_both_route_shapes() {
     let mut clock = Clock { mono: 1000 };
     register(&mut c, &clock);
     clock.advance(100);
-    let out = send(
-        &mut c,
-        &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 20))),
-        &clock,
-    );
-    let replace = kernel(&out)
-        .into_iter()
-        .find(|ch| matches!(ch, Change::Replace(_)))
-        .expect("forwarding replaces the downlink");
-    assert_eq!(c.owner(&replace), Some(HOA));
-    let out = c.revoke(HOA, clock.now());
+    let bu = terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 20)));
+    let out = mh_with(&mut c, ON_LINK, &bu.bytes(), &clock, |ch| {
+        if matches!(ch, Change::Replace(_)) {
+            Outcome::Refused {
+                errno: Some(19),
+                reason: "No such device".into(),
+            }
+        } else {
+            Outcome::Applied
+        }
+    });
     // The refused replace left the downlink to the group: deleted by identity, any device;
     // the uplink the forwarding state no longer has is deleted too (tolerated if gone).
+    // (The rest of the forwarding change's batch is applied first, then the withdrawal.)
+    let changes = kernel(&out);
+    assert!(
+        changes.iter().any(|ch| matches!(ch, Change::Replace(_))),
+        "forwarding replaces the downlink"
+    );
     assert_eq!(
-        kernel(&out),
-        vec![
+        changes
+            .get(changes.len().saturating_sub(3)..)
+            .map(<[Change]>::to_vec),
+        Some(vec![
             Change::Delete(anywhere(downlink(HOA, GROUP))),
             Change::Delete(anywhere(uplink(HOA))),
             Change::DelMfc {
                 source: MMA,
                 group: GROUP
             },
-        ]
+        ])
     );
     assert_eq!(ack(&out, HOA).sequence, 2);
+    assert_eq!(ack(&out, HOA).status, 130);
     assert_eq!(c.counts(), (0, 0));
+}
+
+#[test]
+fn replies_to_refused_messages_are_rate_limited() {
+    let sas = SaTable::new([SecurityAssociation {
+        spi: SPI,
+        algorithm: Algorithm::HmacSha256_128,
+        key: KEY.to_vec(),
+        allowed: vec![p("2001:db8::", 32)],
+    }])
+    .unwrap();
+    let policy = PolicyConfig {
+        site_prefixes: vec![p("2001:db8:4::", 64)],
+        group_prefix: p("ff35::", 64),
+        home_agents: vec![(HA, vec![p("2001:db8:99::", 64)])],
+        default_grace_s: 10,
+        max_grace_s: 60,
+    };
+    let reg = RegistrarConfig {
+        max_lifetime_s: 3600,
+        replay_window_ms: 7000,
+        refresh_percent: 80,
+    };
+    let mut c = Core::new(reg, sas, policy, plan(), TokenBucket::new(1, 3)).unwrap();
+    let clock = Clock { mono: 1000 };
+    // Ten BUs from outside the site prefixes: refused (129); three answers, seven suppressed.
+    let outside: Ipv6Addr = "2001:db8:77::1".parse().unwrap();
+    let mut answered = 0;
+    let mut suppressed = 0;
+    for seq in 1..=10 {
+        let out = mh(
+            &mut c,
+            outside,
+            &terminal_bu(seq, HOA, GROUP, clock.ntp()).bytes(),
+            &clock,
+        );
+        answered += out.iter().filter(|o| matches!(o, Output::Send(_))).count();
+        suppressed += out
+            .iter()
+            .filter(|o| matches!(o, Output::Event(Event::ReplySuppressed { .. })))
+            .count();
+    }
+    assert_eq!((answered, suppressed), (3, 7));
+    // An accepted registration is never suppressed.
+    let out = send(&mut c, &terminal_bu(11, HOA, GROUP, clock.ntp()), &clock);
+    assert_eq!(ack(&out, HOA).status, 0);
 }

@@ -12,6 +12,7 @@
 
 mod locate;
 mod prefix;
+pub mod ratelimit;
 pub mod sa;
 mod secret;
 pub mod secs;

@@ -15,7 +15,6 @@
 //! restored from the state file that reconciliation could not install stay in the cache,
 //! marked *unprogrammed* (shown by `status`): there is no BU to answer for them.
 pub mod plan;
-pub mod ratelimit;
 pub mod replies;
 #[cfg(test)]
 mod tests;
@@ -24,12 +23,11 @@ use std::collections::HashSet;
 use std::net::Ipv6Addr;
 
 use mipcast_binding::{Action, BindingRecord, HomeAgentPolicy, Registrar, RemoveReason, SaTable};
-use mipcast_kernel::route::KObject;
+use mipcast_proto::{KObject, Millis, TokenBucket};
 use serde::Serialize;
 
 pub use mipcast_binding::Now;
 use plan::{Changes, Plan, Round};
-use ratelimit::TokenBucket;
 
 /// A Mobility Header message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,7 +169,7 @@ impl Core {
     }
 
     /// When [`Self::on_timers`] has work.
-    pub fn next_deadline(&self) -> Option<u64> {
+    pub fn next_deadline(&self) -> Option<Millis> {
         self.registrar.next_deadline()
     }
 
@@ -211,7 +209,7 @@ impl Core {
                         if !rejected {
                             burst.events.push(Event::BindingError { peer: dst });
                         }
-                        if !self.limiter.allow(now.mono_ms) {
+                        if !self.limiter.allow(now.mono) {
                             burst.events.push(Event::ReplySuppressed { peer: dst });
                             continue;
                         }
@@ -386,7 +384,7 @@ impl Core {
                 coa: b.coa,
                 sequence: b.sequence,
                 lifetime_s: b.lifetime_s,
-                lifetime_left_s: b.expires_at_ms.saturating_sub(now.mono_ms) / 1000,
+                lifetime_left_s: b.expires_at_ms.saturating_sub(now.mono_ms()) / 1000,
                 spi: b.spi,
                 programmed: !self.unprogrammed.contains(&b.hoa),
             })

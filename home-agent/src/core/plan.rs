@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv6Addr;
 
 use ipnetwork::Ipv6Network;
-use mipcast_kernel::route::{KObject, RT_TABLE_MAIN};
+use mipcast_proto::{KObject, RT_TABLE_MAIN};
 
 /// The fixed parameters of the mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,15 +4,15 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use mipcast_binding::{HomeAgentPolicy, Registrar, RegistrarConfig, SaTable, SecurityAssociation};
-use mipcast_kernel::route::KObject;
+use mipcast_proto::KObject;
 use mipcast_wire::auth::{Algorithm, Credentials};
 use mipcast_wire::mh::{BindingUpdate, Message, MhRepr, MobilityOption};
 use mipcast_wire::ntp::ntp_timestamp;
 
 use super::plan::{Plan, PlanParams};
-use super::ratelimit::TokenBucket;
 use super::replies::back_status_of;
 use super::*;
+use mipcast_proto::TokenBucket;
 
 const KEY: &[u8] = b"0123456789abcdef";
 const WALL0: u64 = 1_700_000_000_000;

@@ -2,6 +2,8 @@
 //! carries the kernel's own words for what went wrong.
 use std::fmt;
 
+use mipcast_proto::Outcome;
+
 use super::object::KObject;
 
 /// What we were doing to an object when the kernel refused.
@@ -50,6 +52,12 @@ pub enum RouteError {
 }
 
 impl RouteError {
+    /// The errno policy of every daemon, in one place: what this failure means for the change
+    /// that caused it. By errno, never by the kernel's text.
+    pub fn outcome(&self) -> Outcome {
+        outcome_of(self.errno(), || self.to_string())
+    }
+
     /// The kernel's errno (positive, e.g. `libc::EEXIST`), when the kernel answered.
     pub fn errno(&self) -> Option<i32> {
         match self {
@@ -57,6 +65,20 @@ impl RouteError {
             RouteError::Socket(e) => e.raw_os_error(),
             RouteError::NoSuchInterface(_) => Some(libc::ENODEV),
         }
+    }
+}
+
+/// The errno policy: EEXIST is "already present", ENOENT/ESRCH/EADDRNOTAVAIL "already gone",
+/// anything else (or no kernel answer) a refusal with `reason`. Used for netlink and for
+/// socket-option changes (MRT6, memberships) alike.
+pub fn outcome_of(errno: Option<i32>, reason: impl FnOnce() -> String) -> Outcome {
+    match errno {
+        Some(libc::EEXIST) => Outcome::AlreadyPresent,
+        Some(libc::ENOENT | libc::ESRCH | libc::EADDRNOTAVAIL) => Outcome::AlreadyGone,
+        errno => Outcome::Refused {
+            errno,
+            reason: reason(),
+        },
     }
 }
 
@@ -103,5 +125,34 @@ impl NlFailure {
             errno: self.errno,
             text: self.text,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(errno: i32) -> RouteError {
+        NlFailure::kernel(errno, None).request("test")
+    }
+
+    #[test]
+    fn one_errno_policy() {
+        assert_eq!(failed(libc::EEXIST).outcome(), Outcome::AlreadyPresent);
+        for errno in [libc::ENOENT, libc::ESRCH, libc::EADDRNOTAVAIL] {
+            assert_eq!(failed(errno).outcome(), Outcome::AlreadyGone);
+        }
+        assert!(matches!(
+            failed(libc::EINVAL).outcome(),
+            Outcome::Refused {
+                errno: Some(libc::EINVAL),
+                ..
+            }
+        ));
+        // No kernel answer at all (a timeout): refused, no errno.
+        assert!(matches!(
+            NlFailure::local("timed out").request("x").outcome(),
+            Outcome::Refused { errno: None, .. }
+        ));
     }
 }

@@ -1,60 +1,9 @@
-//! The kernel objects mipcast installs, as plain values a daemon can keep in a desired set.
-use std::fmt;
+//! How the kernel identifies and orders the [`KObject`]s it is given (the objects themselves
+//! are plain values of the I/O-free `mipcast-proto` crate).
+use ipnetwork::Ipv6Network;
 use std::net::Ipv6Addr;
 
-use ipnetwork::Ipv6Network;
-
-/// One route, rule, proxy-ND entry or address we install. Equality is field-wise; compare
-/// [`KObject::normalized`] forms (host bits of prefixes cleared), which is what
-/// [`list_ours`](super::Kernel::list_ours) returns and what reconciliation compares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum KObject {
-    /// `ip -6 route add <dst> [from <src>] encap seg6 mode encap.red segs <tunnel_dst> dev <oif>
-    /// table <table>`: plain IPv6-in-IPv6 towards `tunnel_dst` (which may be a multicast group).
-    EncapRoute {
-        dst: Ipv6Network,
-        /// Source prefix of a source-specific route (`from`), if any.
-        src: Option<Ipv6Network>,
-        tunnel_dst: Ipv6Addr,
-        oif: u32,
-        table: u32,
-    },
-    /// `ip -6 route add <local>/128 encap seg6local action End.DT6 table <inner_table> dev <oif>
-    /// table <table>`: decapsulates IPv6-in-IPv6 sent to `local` and looks the inner packet up
-    /// in `inner_table`.
-    DecapRoute {
-        local: Ipv6Addr,
-        oif: u32,
-        table: u32,
-        inner_table: u32,
-    },
-    /// `ip -6 rule add pref <pref> [from <from>] [to <to>] [ipproto <p>] lookup <table>`.
-    Rule {
-        pref: u32,
-        from: Option<Ipv6Network>,
-        to: Option<Ipv6Network>,
-        ipproto: Option<u8>,
-        table: u32,
-    },
-    /// `ip -6 neigh add proxy <addr> dev <ifindex>`.
-    ProxyNeigh { addr: Ipv6Addr, ifindex: u32 },
-    /// `ip -6 addr add <addr>/<prefix_len> dev <ifindex> nodad`, tagged through IFA_PROTO.
-    /// No DAD: we only add addresses we own by construction (a mobile node's care-of
-    /// address), and a tentative address cannot be used as a source for seconds.
-    Address {
-        addr: Ipv6Addr,
-        prefix_len: u8,
-        ifindex: u32,
-    },
-    /// `ip -6 route add <dst> via <gateway> dev <oif> table <table>`: a plain route through a
-    /// router (a mobile node's default route for native traffic).
-    GatewayRoute {
-        dst: Ipv6Network,
-        gateway: Ipv6Addr,
-        oif: u32,
-        table: u32,
-    },
-}
+pub use mipcast_proto::{host_net, masked, KObject};
 
 /// What identifies an object in the kernel: two objects with the same key cannot coexist, so
 /// one replaces the other (routes: table + destination + source; proxy entries: address +
@@ -75,165 +24,36 @@ pub(crate) enum Key {
     },
 }
 
-impl KObject {
-    /// The same object with host bits cleared in every prefix, as the kernel stores it.
-    pub fn normalized(self) -> KObject {
-        match self {
-            KObject::EncapRoute {
-                dst,
-                src,
-                tunnel_dst,
-                oif,
-                table,
-            } => KObject::EncapRoute {
-                dst: masked(dst),
-                src: src.map(masked),
-                tunnel_dst,
-                oif,
-                table,
-            },
-            KObject::Rule {
-                pref,
-                from,
-                to,
-                ipproto,
-                table,
-            } => KObject::Rule {
-                pref,
-                from: from.map(masked),
-                to: to.map(masked),
-                ipproto,
-                table,
-            },
-            KObject::GatewayRoute {
-                dst,
-                gateway,
-                oif,
-                table,
-            } => KObject::GatewayRoute {
-                dst: masked(dst),
-                gateway,
-                oif,
-                table,
-            },
-            other => other,
-        }
-    }
-
-    /// The kernel identity of the (already normalized) object.
-    pub(crate) fn key(&self) -> Key {
-        match *self {
-            KObject::EncapRoute {
-                dst, src, table, ..
-            } => Key::Route { table, dst, src },
-            KObject::DecapRoute { local, table, .. } => Key::Route {
-                table,
-                dst: host_net(local),
-                src: None,
-            },
-            KObject::GatewayRoute { dst, table, .. } => Key::Route {
-                table,
-                dst,
-                src: None,
-            },
-            whole @ (KObject::Rule { .. } | KObject::Address { .. }) => Key::Whole(whole),
-            KObject::ProxyNeigh { addr, ifindex } => Key::Proxy { addr, ifindex },
-        }
-    }
-
-    /// Rank used to order a batch: addresses, then routes, proxy entries and rules when
-    /// adding, so a route never lacks its source address and a rule never points at a table
-    /// that is still being filled; the reverse when removing.
-    pub(crate) fn install_rank(&self) -> u8 {
-        match self {
-            KObject::Address { .. } => 0,
-            KObject::EncapRoute { .. }
-            | KObject::DecapRoute { .. }
-            | KObject::GatewayRoute { .. } => 1,
-            KObject::ProxyNeigh { .. } => 2,
-            KObject::Rule { .. } => 3,
-        }
+/// The kernel identity of an (already normalized) object.
+pub(crate) fn key(object: &KObject) -> Key {
+    match *object {
+        KObject::EncapRoute {
+            dst, src, table, ..
+        } => Key::Route { table, dst, src },
+        KObject::DecapRoute { local, table, .. } => Key::Route {
+            table,
+            dst: host_net(local),
+            src: None,
+        },
+        KObject::GatewayRoute { dst, table, .. } => Key::Route {
+            table,
+            dst,
+            src: None,
+        },
+        whole @ (KObject::Rule { .. } | KObject::Address { .. }) => Key::Whole(whole),
+        KObject::ProxyNeigh { addr, ifindex } => Key::Proxy { addr, ifindex },
     }
 }
 
-pub(crate) fn host_net(addr: Ipv6Addr) -> Ipv6Network {
-    Ipv6Network::from(addr)
-}
-
-pub(crate) fn masked(net: Ipv6Network) -> Ipv6Network {
-    Ipv6Network::new_checked(net.network(), net.prefix()).unwrap_or(net)
-}
-
-fn table_suffix(f: &mut fmt::Formatter<'_>, table: u32) -> fmt::Result {
-    write!(f, " table {table}")
-}
-
-impl fmt::Display for KObject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KObject::EncapRoute {
-                dst,
-                src,
-                tunnel_dst,
-                oif,
-                table,
-            } => {
-                write!(f, "encap route {dst}")?;
-                if let Some(src) = src {
-                    write!(f, " from {src}")?;
-                }
-                write!(f, " -> {tunnel_dst} dev {oif}")?;
-                table_suffix(f, *table)
-            }
-            KObject::DecapRoute {
-                local,
-                oif,
-                table,
-                inner_table,
-            } => {
-                write!(
-                    f,
-                    "decap route {local}/128 End.DT6 into table {inner_table} dev {oif}"
-                )?;
-                table_suffix(f, *table)
-            }
-            KObject::Rule {
-                pref,
-                from,
-                to,
-                ipproto,
-                table,
-            } => {
-                write!(f, "rule pref {pref}")?;
-                if let Some(from) = from {
-                    write!(f, " from {from}")?;
-                }
-                if let Some(to) = to {
-                    write!(f, " to {to}")?;
-                }
-                if let Some(p) = ipproto {
-                    write!(f, " ipproto {p}")?;
-                }
-                write!(f, " lookup {table}")
-            }
-            KObject::ProxyNeigh { addr, ifindex } => {
-                write!(f, "proxy neighbour {addr} dev {ifindex}")
-            }
-            KObject::Address {
-                addr,
-                prefix_len,
-                ifindex,
-            } => write!(f, "address {addr}/{prefix_len} dev {ifindex}"),
-            KObject::GatewayRoute {
-                dst,
-                gateway,
-                oif,
-                table,
-            } => {
-                write!(f, "route {dst} via {gateway} dev {oif}")?;
-                table_suffix(f, *table)
-            }
-        }
+/// Rank used to order a batch: addresses, then routes, proxy entries and rules when
+/// adding, so a route never lacks its source address and a rule never points at a table
+/// that is still being filled; the reverse when removing.
+pub(crate) fn install_rank(object: &KObject) -> u8 {
+    match object {
+        KObject::Address { .. } => 0,
+        KObject::EncapRoute { .. } | KObject::DecapRoute { .. } | KObject::GatewayRoute { .. } => 1,
+        KObject::ProxyNeigh { .. } => 2,
+        KObject::Rule { .. } => 3,
     }
 }
 
@@ -242,33 +62,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn display_names_every_field() {
-        let r = KObject::EncapRoute {
-            dst: "2001:db8::1/128".parse().unwrap(),
-            src: None,
-            tunnel_dst: "ff35::1".parse().unwrap(),
-            oif: 3,
-            table: 254,
-        };
-        assert_eq!(
-            r.to_string(),
-            "encap route 2001:db8::1/128 -> ff35::1 dev 3 table 254"
-        );
-        let rule = KObject::Rule {
-            pref: 10,
-            from: Some("2001:db8::5/128".parse().unwrap()),
-            to: None,
-            ipproto: Some(41),
-            table: 100,
-        };
-        assert_eq!(
-            rule.to_string(),
-            "rule pref 10 from 2001:db8::5/128 ipproto 41 lookup 100"
-        );
-    }
-
-    #[test]
-    fn normalization_clears_host_bits_and_keys_routes_by_prefix() {
+    fn routes_are_keyed_by_table_destination_and_source() {
         let a = KObject::EncapRoute {
             dst: "2001:db8::1/64".parse().unwrap(),
             src: Some("2001:db8:1::7/48".parse().unwrap()),
@@ -277,11 +71,6 @@ mod tests {
             table: 7,
         }
         .normalized();
-        let KObject::EncapRoute { dst, src, .. } = a else {
-            panic!("kind changed")
-        };
-        assert_eq!(dst.ip(), "2001:db8::".parse::<Ipv6Addr>().unwrap());
-        assert_eq!(src.map(|s| s.ip()), Some("2001:db8:1::".parse().unwrap()));
         let b = match a {
             KObject::EncapRoute {
                 dst,
@@ -299,6 +88,7 @@ mod tests {
             other => other,
         };
         assert_ne!(a, b);
-        assert_eq!(a.key(), b.key());
+        assert_eq!(key(&a), key(&b));
+        let _: Ipv6Addr = host_net("2001:db8::1".parse().unwrap()).ip();
     }
 }

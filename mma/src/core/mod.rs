@@ -1,18 +1,24 @@
-//! The MMA's protocol core: a pure state machine around the shared registrar.
+//! The MMA's protocol core: a pure state machine around the shared registrar, speaking the
+//! cores' one contract ([`Machine`]).
 //!
-//! Mobility Header messages and timer ticks go in with a [`Now`]; [`Output`]s come out in the
-//! order to apply them: kernel changes before the acknowledgement that announces them. No
-//! sockets, no clock reads, no kernel calls here, so tests drive it with a fake clock.
+//! Mobility Header messages ([`Input`]) and timer expiries go in with a [`Now`]; kernel changes
+//! come out first, then, once the driver has reported every change's [`Outcome`], the events
+//! and acknowledgements of the round: no acknowledgement announces state the kernel refused.
+//! No sockets, no clock reads, no kernel calls here, so tests drive it with a fake clock.
 //!
-//! Kernel failure policy: when a change of a terminal is refused, the shell asks
-//! [`Core::owner`] whose it was and calls [`Core::revoke`]: the registration is taken back
-//! from the registrar, everything of the terminal is deleted from the kernel, and its BU is
-//! answered with a signed BAck 130 instead of the BAck(0) that confirmed it (a Send whose
-//! `confirms` names the terminal, which the shell drops).
+//! Kernel failure policy (decided here, from outcomes classified by errno in the kernel crate):
+//! an add that finds its route already there (left by a crashed predecessor) is retried as a
+//! replace; any other refused add, replace or MFC entry of a terminal revokes it: the
+//! registration is taken back from the registrar, everything of the terminal is deleted from
+//! the kernel, and its BU is answered with a signed BAck 130 instead of the BAck(0) that
+//! confirmed it. A refused delete is reported and left (nothing can undo it).
+//!
+//! Replies that refuse a message (no binding changed) are rate-limited by one token bucket, as
+//! the home agent's are.
 pub mod plan;
 pub mod policy;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::Ipv6Addr;
 
 use serde::Serialize;
@@ -21,29 +27,42 @@ use mipcast_binding::{
     Action, Binding, BindingRecord, BindingState, ConfigError, Now, Registrar, RegistrarConfig,
     RemoveReason, SaTable,
 };
-use mipcast_kernel::route::KObject;
+use mipcast_proto::{KObject, Machine, Millis, Outcome, TokenBucket};
 
 pub use plan::{Change, Plan, TerminalState};
 pub use policy::{MmaPolicy, PolicyConfig, Terminal};
 
-/// What the shell must do, or log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Send Mobility Header `bytes` from `src` to `dst`.
-    Send {
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        bytes: Vec<u8>,
-        /// The home address whose registration this acknowledgement announces: not to be
-        /// sent if that registration's kernel changes fail (see [`Core::revoke`]).
-        confirms: Option<Ipv6Addr>,
-    },
-    Kernel(Change),
-    Event(Event),
+/// A received Mobility Header message from `src` to our address `dst`.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub bytes: &'a [u8],
+}
+
+/// A Mobility Header message to send from `src` to `dst`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Send {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub bytes: Vec<u8>,
+}
+
+/// What the driver must do, or log.
+pub type Output = mipcast_proto::Output<Send, Change, Event>;
+
+/// An event or message waiting for the round's kernel outcomes.
+#[derive(Debug)]
+struct Held {
+    output: Output,
+    /// The terminal whose registration this announces: dropped if that registration is
+    /// revoked in the same round.
+    confirms: Option<Ipv6Addr>,
 }
 
 /// A protocol decision, for logs and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A terminal registered (or refreshed: `refresh` when it was already served here).
     Registered {
@@ -78,6 +97,10 @@ pub enum Event {
     /// The kernel refused a change of the terminal: its registration was revoked, its kernel
     /// state withdrawn, its BU answered with 130.
     ProgrammingFailed { hoa: Ipv6Addr, group: Ipv6Addr },
+    /// The kernel refused a change that no terminal owns (a constant rule, or a delete).
+    KernelRefused { change: String, reason: String },
+    /// A reply to a refused message was not sent: over the rate limit.
+    ReplySuppressed { peer: Ipv6Addr },
 }
 
 /// The MMA's state: registered terminals and the kernel plan they map to.
@@ -85,6 +108,15 @@ pub enum Event {
 pub struct Core {
     registrar: Registrar<MmaPolicy>,
     plan: Plan,
+    limiter: TokenBucket,
+    /// Kernel changes not yet handed out, and revocations' withdrawals.
+    queue: VecDeque<Output>,
+    /// Events and messages of the round, released once no kernel outcome is outstanding.
+    held: Vec<Held>,
+    /// Kernel changes handed out whose outcome has not come back.
+    outstanding: usize,
+    /// Terminals revoked in this round: what confirmed them is not sent.
+    revoked: BTreeSet<Ipv6Addr>,
 }
 
 impl Core {
@@ -93,11 +125,17 @@ impl Core {
         sas: SaTable,
         policy: PolicyConfig,
         plan: Plan,
+        limiter: TokenBucket,
     ) -> Result<Core, ConfigError> {
         let policy = MmaPolicy::new(plan.mma, policy);
         Ok(Core {
             registrar: Registrar::new(registrar, sas, policy)?,
             plan,
+            limiter,
+            queue: VecDeque::new(),
+            held: Vec::new(),
+            outstanding: 0,
+            revoked: BTreeSet::new(),
         })
     }
 
@@ -108,32 +146,11 @@ impl Core {
     /// Applies a reloaded configuration (security associations, site and home agent
     /// prefixes, forwarding limits, decapsulation rules). Terminals stay registered; the
     /// caller reconciles the kernel with [`Self::desired_objects`] afterwards.
-    pub fn reload(&mut self, sas: SaTable, policy: PolicyConfig, plan: Plan) {
+    pub fn reload(&mut self, sas: SaTable, policy: PolicyConfig, plan: Plan, limiter: TokenBucket) {
         self.registrar.replace_sas(sas);
         self.registrar.policy_mut().set_config(policy);
         self.plan = plan;
-    }
-
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.registrar.next_deadline()
-    }
-
-    /// A Mobility Header message from `src` to our address `dst`.
-    pub fn handle_mh(
-        &mut self,
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        bytes: &[u8],
-        now: Now,
-    ) -> Vec<Output> {
-        let actions = self.registrar.handle_bu(src, dst, bytes, now);
-        self.translate(actions)
-    }
-
-    /// Expiries, ends of forwarding windows and Binding Refresh Requests due at `now`.
-    pub fn poll(&mut self, now: Now) -> Vec<Output> {
-        let actions = self.registrar.poll_timers(now);
-        self.translate(actions)
+        self.limiter = limiter;
     }
 
     /// State-file records of every terminal.
@@ -141,10 +158,19 @@ impl Core {
         self.registrar.records(now)
     }
 
-    /// Restores state-file records; returns the changes that program them from scratch.
-    pub fn restore(&mut self, records: Vec<BindingRecord<Terminal>>, now: Now) -> Vec<Output> {
-        let actions = self.registrar.restore(records, now);
-        self.translate(actions)
+    /// Restores state-file records; returns how many terminals came back. Their kernel state
+    /// is not queued: the driver reconciles the kernel with [`Self::desired_objects`].
+    pub fn restore(&mut self, records: Vec<BindingRecord<Terminal>>, now: Now) -> usize {
+        let mut restored = 0;
+        for action in self.registrar.restore(records, now) {
+            if let Action::Install { binding, replaced } = action {
+                self.registrar
+                    .policy_mut()
+                    .note_install(&binding, replaced.as_ref());
+                restored += 1;
+            }
+        }
+        restored
     }
 
     /// Every route and rule the MMA wants now: the constant ones and each terminal's.
@@ -194,50 +220,59 @@ impl Core {
 
     /// Takes back the registration of `hoa` after its kernel changes failed: the changes that
     /// delete whatever of it the kernel may hold, the event, and the signed BAck 130 to its
-    /// last BU (sent whatever its A flag said: a refusal is always answered). Empty when `hoa`
-    /// is not registered.
-    pub fn revoke(&mut self, hoa: Ipv6Addr, now: Now) -> Vec<Output> {
+    /// last BU (sent whatever its A flag said: a refusal is always answered).
+    fn revoke(&mut self, hoa: Ipv6Addr, now: Now) {
         let Some(binding) = self.registrar.revoke(&hoa, now) else {
-            return Vec::new();
+            return;
         };
+        self.revoked.insert(hoa);
         self.registrar.policy_mut().note_remove(&binding);
-        let mut out: Vec<Output> = self
-            .plan
-            .withdraw(hoa, &binding.payload)
-            .into_iter()
-            .map(Output::Kernel)
-            .collect();
-        out.push(Output::Event(Event::ProgrammingFailed {
+        for change in self.plan.withdraw(hoa, &binding.payload) {
+            self.queue.push_back(Output::Kernel(change));
+        }
+        self.hold(Output::Event(Event::ProgrammingFailed {
             hoa,
             group: binding.payload.group,
         }));
         match self.registrar.revoked_ack(&binding) {
-            Ok(bytes) => out.push(Output::Send {
+            Ok(bytes) => self.hold(Output::Send(Send {
                 src: binding.local,
                 dst: binding.peer,
                 bytes,
-                confirms: None,
-            }),
-            Err(e) => out.push(Output::Event(Event::Dropped {
+            })),
+            Err(e) => self.hold(Output::Event(Event::Dropped {
                 reason: "emit_failed",
                 detail: e.to_string(),
             })),
         }
-        out
     }
 
-    fn translate(&mut self, actions: Vec<Action<Terminal>>) -> Vec<Output> {
-        let mut out = Vec::new();
+    fn hold(&mut self, output: Output) {
+        self.held.push(Held {
+            output,
+            confirms: None,
+        });
+    }
+
+    fn translate(&mut self, actions: Vec<Action<Terminal>>, now: Now) {
+        // Replies that announce no binding change answer something we refused.
+        let refusal = !actions
+            .iter()
+            .any(|a| matches!(a, Action::Install { .. } | Action::Remove { .. }));
         // The registrar puts an install before the acknowledgement that announces it.
         let mut installed = None;
         for action in actions {
             match action {
-                Action::Send { dst, src, bytes } => out.push(Output::Send {
-                    src,
-                    dst,
-                    bytes,
-                    confirms: installed,
-                }),
+                Action::Send { dst, src, bytes } => {
+                    if refusal && !self.limiter.allow(now.mono) {
+                        self.hold(Output::Event(Event::ReplySuppressed { peer: dst }));
+                        continue;
+                    }
+                    self.held.push(Held {
+                        output: Output::Send(Send { src, dst, bytes }),
+                        confirms: installed,
+                    });
+                }
                 Action::Install { binding, replaced } => {
                     installed = Some(binding.hoa);
                     self.registrar
@@ -247,13 +282,10 @@ impl Core {
                         .as_ref()
                         .map(|b| self.plan.terminal(b.hoa, &b.payload));
                     let new = self.plan.terminal(binding.hoa, &binding.payload);
-                    out.extend(
-                        self.plan
-                            .diff(old.as_ref(), Some(&new))
-                            .into_iter()
-                            .map(Output::Kernel),
-                    );
-                    out.push(Output::Event(match binding.payload.forward_to {
+                    for change in self.plan.diff(old.as_ref(), Some(&new)) {
+                        self.queue.push_back(Output::Kernel(change));
+                    }
+                    let event = match binding.payload.forward_to {
                         Some(new_coa) => Event::ForwardingStarted {
                             hoa: binding.hoa,
                             new_coa,
@@ -269,33 +301,103 @@ impl Core {
                                 .as_ref()
                                 .is_some_and(|b| b.payload.forward_to.is_none()),
                         },
-                    }));
+                    };
+                    self.held.push(Held {
+                        output: Output::Event(event),
+                        confirms: installed,
+                    });
                 }
                 Action::Remove { binding, reason } => {
                     self.registrar.policy_mut().note_remove(&binding);
                     let old = self.plan.terminal(binding.hoa, &binding.payload);
-                    out.extend(
-                        self.plan
-                            .diff(Some(&old), None)
-                            .into_iter()
-                            .map(Output::Kernel),
-                    );
-                    out.push(Output::Event(Event::Removed {
+                    for change in self.plan.diff(Some(&old), None) {
+                        self.queue.push_back(Output::Kernel(change));
+                    }
+                    self.hold(Output::Event(Event::Removed {
                         hoa: binding.hoa,
                         group: binding.payload.group,
                         reason,
                     }));
                 }
                 Action::Rejected { peer, hoa, status } => {
-                    out.push(Output::Event(Event::Rejected { peer, hoa, status }))
+                    self.hold(Output::Event(Event::Rejected { peer, hoa, status }))
                 }
-                Action::Drop(reason) => out.push(Output::Event(Event::Dropped {
+                Action::Drop(reason) => self.hold(Output::Event(Event::Dropped {
                     reason: reason.label(),
                     detail: reason.to_string(),
                 })),
             }
         }
-        out
+    }
+}
+
+impl Machine for Core {
+    type Input<'a> = Input<'a>;
+    type Send = Send;
+    type Change = Change;
+    type Event = Event;
+
+    fn handle_input(&mut self, now: Now, input: Input<'_>) {
+        let actions = self
+            .registrar
+            .handle_bu(input.src, input.dst, input.bytes, now);
+        self.translate(actions, now);
+    }
+
+    /// Expiries, ends of forwarding windows and Binding Refresh Requests due at `now`.
+    fn handle_timeout(&mut self, now: Now) {
+        let actions = self.registrar.poll_timers(now);
+        self.translate(actions, now);
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        self.registrar.next_deadline()
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        if let Some(output) = self.queue.pop_front() {
+            if matches!(output, Output::Kernel(_)) {
+                self.outstanding += 1;
+            }
+            return Some(output);
+        }
+        if self.outstanding > 0 || self.held.is_empty() {
+            return None;
+        }
+        // Every kernel outcome of the round is in: release its events and messages, less
+        // what announced a registration the kernel refused.
+        let revoked = std::mem::take(&mut self.revoked);
+        let held = std::mem::take(&mut self.held);
+        self.queue.extend(
+            held.into_iter()
+                .filter(|h| !h.confirms.is_some_and(|hoa| revoked.contains(&hoa)))
+                .map(|h| h.output),
+        );
+        self.queue.pop_front()
+    }
+
+    fn kernel_result(&mut self, now: Now, change: &Change, outcome: Outcome) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        if outcome.reached(change.is_delete()) {
+            return;
+        }
+        match (change, &outcome) {
+            // A route left by a crashed predecessor: take its place.
+            (Change::Add(object), Outcome::AlreadyPresent) => {
+                self.queue
+                    .push_back(Output::Kernel(Change::Replace(*object)));
+            }
+            _ => match self.owner(change) {
+                Some(hoa) if !change.is_delete() => self.revoke(hoa, now),
+                _ => self.hold(Output::Event(Event::KernelRefused {
+                    change: format!("{change:?}"),
+                    reason: match outcome {
+                        Outcome::Refused { reason, .. } => reason,
+                        other => format!("{other:?}"),
+                    },
+                })),
+            },
+        }
     }
 }
 
@@ -314,7 +416,7 @@ pub struct TerminalStatus {
 }
 
 impl Core {
-    pub fn terminal_status(&self, now_ms: u64) -> Vec<TerminalStatus> {
+    pub fn terminal_status(&self, now: Millis) -> Vec<TerminalStatus> {
         self.terminals()
             .map(|b| TerminalStatus {
                 hoa: b.hoa,
@@ -327,7 +429,7 @@ impl Core {
                 },
                 forward_to: b.payload.forward_to,
                 sequence: b.sequence,
-                expires_in_s: b.expires_at_ms.saturating_sub(now_ms) / 1000,
+                expires_in_s: b.expires_at_ms.saturating_sub(now.0) / 1000,
             })
             .collect()
     }

@@ -2,7 +2,8 @@
 use std::net::Ipv6Addr;
 
 use ipnetwork::Ipv6Network;
-use mipcast_kernel::route::{KObject, RT_TABLE_MAIN};
+use mipcast_proto::{KObject, RT_TABLE_MAIN};
+use serde::Serialize;
 
 use super::policy::Terminal;
 
@@ -34,7 +35,7 @@ pub struct TerminalState {
 }
 
 /// One change to the kernel, in the order to apply it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Change {
     Add(KObject),
     /// Atomically takes the place of the route with the same table, destination and source.
@@ -49,6 +50,13 @@ pub enum Change {
         source: Ipv6Addr,
         group: Ipv6Addr,
     },
+}
+
+impl Change {
+    /// True for the changes that take something out of the kernel.
+    pub fn is_delete(&self) -> bool {
+        matches!(self, Change::Delete(_) | Change::DelMfc { .. })
+    }
 }
 
 /// `::/0`, the destination of the source-specific uplink routes.

@@ -1,5 +1,7 @@
-//! A token bucket for replies to refused messages (RFC 6275 §9.5.1 and §11.3.4 ask for a rate
-//! limit on Binding Errors and negative acknowledgements, so bad BUs cannot be reflected).
+//! The one token bucket of the daemons, for replies to refused messages (RFC 6275 §9.5.1 and
+//! §11.3.4 ask for a rate limit on Binding Errors and negative acknowledgements, so bad BUs
+//! cannot be reflected). Time comes in as a value.
+use crate::Millis;
 
 /// Allows `burst` replies at once and `per_second` on average; time comes in as a value.
 #[derive(Debug, Clone)]
@@ -23,8 +25,9 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token at monotonic time `now_ms` if there is one.
-    pub fn allow(&mut self, now_ms: u64) -> bool {
+    /// Takes one token at monotonic time `now` if there is one.
+    pub fn allow(&mut self, now: Millis) -> bool {
+        let now_ms = now.0;
         if let Some(last) = self.last_ms {
             // A token per 1000/per_second ms = per_second thousandths per ms.
             let refill = now_ms.saturating_sub(last).saturating_mul(self.per_second);
@@ -46,26 +49,31 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::TokenBucket;
+    use crate::Millis;
+
+    fn at(ms: u64) -> Millis {
+        Millis(ms)
+    }
 
     #[test]
     fn burst_then_rate() {
         let mut b = TokenBucket::new(10, 3);
-        let allowed = (0..10).filter(|_| b.allow(1000)).count();
+        let allowed = (0..10).filter(|_| b.allow(at(1000))).count();
         assert_eq!(allowed, 3, "the burst");
-        assert!(!b.allow(1099), "99 ms is not a whole token at 10/s");
-        assert!(b.allow(1100));
-        assert!(!b.allow(1100));
+        assert!(!b.allow(at(1099)), "99 ms is not a whole token at 10/s");
+        assert!(b.allow(at(1100)));
+        assert!(!b.allow(at(1100)));
         // A long pause refills only up to the burst.
-        let allowed = (0..10).filter(|_| b.allow(100_000)).count();
+        let allowed = (0..10).filter(|_| b.allow(at(100_000))).count();
         assert_eq!(allowed, 3);
     }
 
     #[test]
     fn time_going_backwards_adds_nothing() {
         let mut b = TokenBucket::new(1, 1);
-        assert!(b.allow(5000));
-        assert!(!b.allow(1000));
-        assert!(!b.allow(5999));
-        assert!(b.allow(6000));
+        assert!(b.allow(at(5000)));
+        assert!(!b.allow(at(1000)));
+        assert!(!b.allow(at(5999)));
+        assert!(b.allow(at(6000)));
     }
 }
