@@ -29,22 +29,39 @@ pub fn lock<M>(core: &Mutex<M>) -> MutexGuard<'_, M> {
     core.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Where a driver finds its core: a plain `&mut` or a mutex shared with the status page
+/// (locked for each step only, never across an await).
+pub trait CoreCell<M> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut M) -> R) -> R;
+}
+
+impl<M> CoreCell<M> for &Mutex<M> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut M) -> R) -> R {
+        f(&mut lock(self))
+    }
+}
+
+impl<M> CoreCell<M> for &mut M {
+    fn with<R>(&mut self, f: impl FnOnce(&mut M) -> R) -> R {
+        f(self)
+    }
+}
+
 /// Drives `core` until it has nothing more to do.
-pub async fn settle<M: Machine, E: Effects<M>>(core: &Mutex<M>, effects: &mut E) {
+pub async fn settle<M: Machine, E: Effects<M>>(mut core: impl CoreCell<M>, effects: &mut E) {
     loop {
-        let step = next_step(&mut *lock(core));
+        let step = core.with(next_step);
         match step {
             Step::Idle => return,
             Step::Output(output) => perform(effects, output).await,
             Step::Apply { changes, then } => {
                 let outcomes = effects.apply(&changes).await;
                 let now = effects.now();
-                {
-                    let mut core = lock(core);
+                core.with(|core| {
                     for (change, outcome) in changes.iter().zip(outcomes) {
                         core.kernel_result(now, change, outcome);
                     }
-                }
+                });
                 if let Some(output) = then {
                     perform(effects, output).await;
                 }

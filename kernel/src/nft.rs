@@ -76,6 +76,16 @@ pub enum NftError {
 }
 
 impl NftError {
+    /// The kernel's errno, when it answered (for `route::outcome_of`).
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NftError::NoNfTables { source, .. } | NftError::Kernel { source, .. } => {
+                source.raw_os_error()
+            }
+            _ => None,
+        }
+    }
+
     fn new(op: String, failure: Failure) -> NftError {
         match failure {
             Failure::Socket(e) if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) => {

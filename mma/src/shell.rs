@@ -382,7 +382,7 @@ impl Daemon {
     async fn settle(&mut self) {
         let core = Arc::clone(&self.core);
         self.changed = false;
-        settle(&core, self).await;
+        settle(&*core, self).await;
         if self.changed {
             self.update_counts();
             self.state.mark_dirty();
@@ -425,11 +425,7 @@ impl Daemon {
         match result {
             Ok(()) => Outcome::Applied,
             Err(e) => {
-                let errno = match &e {
-                    SocketError::Os { source, .. } => source.raw_os_error(),
-                    _ => None,
-                };
-                let outcome = outcome_of(errno, || e.to_string());
+                let outcome = outcome_of(e.errno(), || e.to_string());
                 if !outcome.reached(change.is_delete()) {
                     self.metrics.kernel_error(if change.is_delete() {
                         "del_mfc"

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub dropped: Family<ReasonLabel, Counter>,
     pub decisions: Family<OutcomeLabel, Counter>,
     pub bu_sent: Counter,
+    pub kernel_refused: Counter,
     pub phase_seconds: Family<PhaseLabel, Histogram, fn() -> Histogram>,
     pub current: Family<CurrentLabels, Gauge>,
 }
@@ -70,6 +71,7 @@ impl Metrics {
             dropped: Family::default(),
             decisions: Family::default(),
             bu_sent: Counter::default(),
+            kernel_refused: Counter::default(),
             phase_seconds: Family::new_with_constructor(phase_histogram),
             current: Family::default(),
         };
@@ -102,6 +104,11 @@ impl Metrics {
             "mipcast_mn_binding_updates_sent",
             "Binding Updates sent",
             m.bu_sent.clone(),
+        );
+        registry.register(
+            "mipcast_mn_kernel_changes_refused",
+            "Kernel changes the kernel refused (each is retried until it holds)",
+            m.kernel_refused.clone(),
         );
         registry.register(
             "mipcast_mn_handover_phase_seconds",
@@ -158,6 +165,9 @@ impl Metrics {
                         phase: (*phase).to_owned(),
                     })
                     .observe(secs);
+            }
+            MetricEvent::KernelRefused { .. } => {
+                self.kernel_refused.inc();
             }
         }
     }

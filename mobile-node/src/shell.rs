@@ -6,16 +6,20 @@ use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use mipcast_daemon::clock::{ntp_timestamp, Clock, Millis, SystemClock};
+use mipcast_daemon::clock::{Millis, SystemClock};
+use mipcast_daemon::driver::{settle, Effects};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_daemon::state::StateFile;
-use mipcast_kernel::nft::NftMarker;
+use mipcast_kernel::nft::{NftError, NftMarker};
 use mipcast_kernel::probe::Feature;
-use mipcast_kernel::route::{KObject, Kernel};
-use mipcast_kernel::sockets::{IcmpSocket, MhSocket, PacketInfo, SsmMembership, ALL_ROUTERS};
+use mipcast_kernel::route::{outcome_of, Kernel, RouteError};
+use mipcast_kernel::sockets::{
+    IcmpSocket, MhSocket, PacketInfo, SocketError, SsmMembership, ALL_ROUTERS,
+};
+use mipcast_proto::{Machine, Outcome};
 use mipcast_wire::group::{eui64_from_mac, terminal_group};
 use mipcast_wire::nd::{self, NdOption, NdRepr};
 use prometheus_client::registry::Registry;
@@ -24,7 +28,7 @@ use crate::config::Config;
 use crate::core::kernel::KernelChange;
 use crate::core::links::{LinkConfig, Policy};
 use crate::core::reg::Sa;
-use crate::core::{Action, Attach, Core, CoreConfig, Event, Now, Persisted, Tables};
+use crate::core::{Attach, Core, CoreConfig, Event, MetricEvent, Now, Persisted, Send, Tables};
 use crate::host;
 use crate::metrics::{CurrentLabels, Metrics};
 
@@ -163,6 +167,7 @@ async fn core_config(
 
 /// Everything the loop applies actions to.
 struct Io {
+    clock: SystemClock,
     kernel: Kernel,
     nft: NftMarker,
     ssm: SsmMembership,
@@ -243,6 +248,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     tracing::info!(hoa = %core_cfg.hoa, home_agent = %core_cfg.home_agent, group = %core_cfg.group, mode = ?core_cfg.mode,
         links = ?core_cfg.links.iter().map(|l| &l.name).collect::<Vec<_>>(), "mobile node starting");
     let io = Io {
+        clock: SystemClock::new(),
         macs: core_cfg.links.iter().map(|l| (l.ifindex, l.mac)).collect(),
         names: core_cfg
             .links
@@ -258,11 +264,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     };
     let mut core = Core::new(core_cfg, persisted.clone());
     let mut last_persisted = persisted;
-    let clock = SystemClock::new();
-    let now = || Now {
-        mono: clock.now(),
-        wall_ntp: ntp_timestamp(SystemTime::now()),
-    };
+    let now = || io.now();
 
     let mut ra_buf = vec![0u8; 2048];
     let mut mh_buf = vec![0u8; 2048];
@@ -307,7 +309,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
             }
             last_persisted = p;
         }
-        let wake = core.next_deadline(now().mono).map_or(POLL_INTERVAL, |d| {
+        let wake = core.poll_timeout().map_or(POLL_INTERVAL, |d| {
             d.saturating_since(now().mono).min(POLL_INTERVAL)
         });
         tokio::select! {
@@ -326,9 +328,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
                 }
                 Err(e) => tracing::warn!(error = %e, "receiving on the mobility header socket"),
             },
-            () = tokio::time::sleep(wake) => {
-                apply(&io, &mut core, Event::Tick, now()).await;
-            }
+            () = tokio::time::sleep(wake) => tick(&io, &mut core, now()).await,
             s = signals.next() => match s {
                 Signal::Shutdown => break,
                 Signal::Reload => reload(&config_path, &cfg, &io, &mut core, &mut polled).await,
@@ -350,6 +350,12 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
         tracing::info!(removed, "shutting down; removed our kernel state");
     }
     Ok(())
+}
+
+impl Io {
+    fn now(&self) -> Now {
+        self.clock.reading()
+    }
 }
 
 /// Removes every route, rule, address and nftables rule carrying our tag; returns the count.
@@ -421,12 +427,38 @@ async fn reload(
     tracing::info!(?changes, "configuration reloaded");
 }
 
-/// Feeds one event to the core and applies its actions in order.
+/// Feeds one event to the core and runs its outputs to completion (see
+/// [`mipcast_daemon::driver`]).
 async fn apply(io: &Io, core: &mut Core, event: Event<'_>, now: Now) {
-    for action in core.handle(event, now) {
-        match action {
-            Action::SendRs { ifindex } => send_rs(io, ifindex).await,
-            Action::SendBu(bu) => {
+    core.handle_input(now, event);
+    settle(core, &mut NodeIo { io }).await;
+}
+
+/// The timers due now.
+async fn tick(io: &Io, core: &mut Core, now: Now) {
+    core.handle_timeout(now);
+    settle(core, &mut NodeIo { io }).await;
+}
+
+/// The mobile node's I/O for the driver.
+struct NodeIo<'a> {
+    io: &'a Io,
+}
+
+impl Effects<Core> for NodeIo<'_> {
+    async fn apply(&mut self, changes: &[KernelChange]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for change in changes {
+            outcomes.push(apply_kernel(self.io, change).await);
+        }
+        outcomes
+    }
+
+    async fn send(&mut self, send: Send) {
+        let io = self.io;
+        match send {
+            Send::Rs { ifindex } => send_rs(io, ifindex).await,
+            Send::Bu(bu) => {
                 io.metrics.bu_sent.inc();
                 tracing::debug!(peer = %bu.peer, src = %bu.src, seq = bu.seq, lifetime_s = bu.lifetime_s, retransmission = bu.retransmission, "sending binding update");
                 if let Err(e) = io
@@ -437,9 +469,15 @@ async fn apply(io: &Io, core: &mut Core, event: Event<'_>, now: Now) {
                     tracing::warn!(peer = %bu.peer, error = %e, "sending a binding update");
                 }
             }
-            Action::Kernel(change) => apply_kernel(io, &change).await,
-            Action::Metric(m) => io.metrics.record(&m),
         }
+    }
+
+    fn event(&mut self, event: MetricEvent) {
+        self.io.metrics.record(&event);
+    }
+
+    fn now(&self) -> Now {
+        self.io.now()
     }
 }
 
@@ -466,74 +504,33 @@ async fn send_rs(io: &Io, ifindex: u32) {
     }
 }
 
-async fn apply_kernel(io: &Io, change: &KernelChange) {
-    let result: Result<(), String> = match change {
-        KernelChange::Join(m) => io
-            .ssm
-            .join(m.ifindex, m.group, m.source)
-            .map_err(|e| e.to_string()),
-        KernelChange::Leave(m) => io
-            .ssm
-            .leave(m.ifindex, m.group, m.source)
-            .map_err(|e| e.to_string()),
-        KernelChange::AddAddress(a) => io
-            .kernel
-            .replace(&a.object())
-            .await
-            .map_err(|e| e.to_string()),
-        KernelChange::RemoveAddress(a) => delete_if_present(
-            &io.kernel,
-            &a.object(),
-            &[libc::EADDRNOTAVAIL, libc::ENODEV, libc::ENOENT],
-        )
-        .await
-        .map_err(|e| e.to_string()),
-        KernelChange::MarkGroup(g) => io.nft.add_group(*g).map_err(|e| e.to_string()),
-        KernelChange::UnmarkGroup(g) => io.nft.remove_group(*g).map_err(|e| e.to_string()),
-        KernelChange::Install(o) => io.kernel.replace(o).await.map_err(|e| e.to_string()),
-        KernelChange::Remove(o) => remove_object(&io.kernel, o).await,
-        KernelChange::SetDefaultRoute(r) => io
-            .kernel
-            .replace(&r.object())
-            .await
-            .map_err(|e| e.to_string()),
-        KernelChange::RemoveDefaultRoute(r) => delete_if_present(
-            &io.kernel,
-            &r.object(),
-            &[libc::ESRCH, libc::ENOENT, libc::ENODEV],
-        )
-        .await
-        .map_err(|e| e.to_string()),
+/// Applies one change; the outcome by the one errno policy (`outcome_of`). Routes and
+/// addresses are replaced, so re-adding one that exists is not an error.
+async fn apply_kernel(io: &Io, change: &KernelChange) -> Outcome {
+    let route = |r: Result<(), RouteError>| r.map_err(|e| (e.errno(), e.to_string()));
+    let sock = |r: Result<(), SocketError>| r.map_err(|e| (e.errno(), e.to_string()));
+    let nft = |r: Result<(), NftError>| r.map_err(|e| (e.errno(), e.to_string()));
+    let result = match change {
+        KernelChange::Join(m) => sock(io.ssm.join(m.ifindex, m.group, m.source)),
+        KernelChange::Leave(m) => sock(io.ssm.leave(m.ifindex, m.group, m.source)),
+        KernelChange::AddAddress(a) => route(io.kernel.replace(&a.object()).await),
+        KernelChange::RemoveAddress(a) => route(io.kernel.delete(&a.object()).await),
+        KernelChange::MarkGroup(g) => nft(io.nft.add_group(*g)),
+        KernelChange::UnmarkGroup(g) => nft(io.nft.remove_group(*g)),
+        KernelChange::Install(o) => route(io.kernel.replace(o).await),
+        KernelChange::Remove(o) => route(io.kernel.delete(o).await),
+        KernelChange::SetDefaultRoute(r) => route(io.kernel.replace(&r.object()).await),
+        KernelChange::RemoveDefaultRoute(r) => route(io.kernel.delete(&r.object()).await),
     };
     match result {
-        Ok(()) => tracing::debug!(?change, "kernel change applied"),
-        Err(e) => tracing::warn!(?change, error = %e, "kernel change failed"),
-    }
-}
-
-/// Deletes an object; one already gone (the kernel answers with one of `absent`) is success.
-async fn delete_if_present(
-    kernel: &Kernel,
-    o: &KObject,
-    absent: &[i32],
-) -> Result<(), mipcast_kernel::route::RouteError> {
-    match kernel.delete(o).await {
-        Err(e) if e.errno().is_some_and(|n| absent.contains(&n)) => Ok(()),
-        other => other,
-    }
-}
-
-/// Deletes an object; one the kernel already dropped (its interface went down) is success.
-async fn remove_object(kernel: &Kernel, o: &KObject) -> Result<(), String> {
-    match kernel.delete(o).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let text = e.to_string();
-            if text.contains("No such process") || text.contains("No such file") {
-                Ok(())
-            } else {
-                Err(text)
-            }
+        Ok(()) => {
+            tracing::debug!(?change, "kernel change applied");
+            Outcome::Applied
+        }
+        Err((errno, text)) => {
+            let outcome = outcome_of(errno, || text);
+            tracing::debug!(?change, ?outcome, "kernel change not applied as asked");
+            outcome
         }
     }
 }

@@ -68,13 +68,16 @@ impl RouteError {
     }
 }
 
-/// The errno policy: EEXIST is "already present", ENOENT/ESRCH/EADDRNOTAVAIL "already gone",
-/// anything else (or no kernel answer) a refusal with `reason`. Used for netlink and for
-/// socket-option changes (MRT6, memberships) alike.
+/// The errno policy: EEXIST is "already present"; ENOENT/ESRCH/EADDRNOTAVAIL (no such entry)
+/// and ENODEV (its interface is gone, and the kernel took the object with it) are "already
+/// gone"; anything else (or no kernel answer) is a refusal with `reason`. Used for netlink
+/// and for socket-option changes (MRT6, memberships, nftables) alike.
 pub fn outcome_of(errno: Option<i32>, reason: impl FnOnce() -> String) -> Outcome {
     match errno {
         Some(libc::EEXIST) => Outcome::AlreadyPresent,
-        Some(libc::ENOENT | libc::ESRCH | libc::EADDRNOTAVAIL) => Outcome::AlreadyGone,
+        Some(libc::ENOENT | libc::ESRCH | libc::EADDRNOTAVAIL | libc::ENODEV) => {
+            Outcome::AlreadyGone
+        }
         errno => Outcome::Refused {
             errno,
             reason: reason(),
@@ -139,7 +142,7 @@ mod tests {
     #[test]
     fn one_errno_policy() {
         assert_eq!(failed(libc::EEXIST).outcome(), Outcome::AlreadyPresent);
-        for errno in [libc::ENOENT, libc::ESRCH, libc::EADDRNOTAVAIL] {
+        for errno in [libc::ENOENT, libc::ESRCH, libc::EADDRNOTAVAIL, libc::ENODEV] {
             assert_eq!(failed(errno).outcome(), Outcome::AlreadyGone);
         }
         assert!(matches!(

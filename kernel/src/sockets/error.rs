@@ -40,6 +40,14 @@ pub enum SocketError {
 pub type Result<T> = std::result::Result<T, SocketError>;
 
 impl SocketError {
+    /// The kernel's errno, when a system call failed (for `route::outcome_of`).
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            SocketError::Os { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn os(op: impl Into<String>, source: io::Error) -> SocketError {
         SocketError::Os {
             op: op.into(),

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
 
 use ipnetwork::Ipv6Network;
-use mipcast_kernel::route::{KObject, RT_TABLE_MAIN};
+use mipcast_proto::{KObject, RT_TABLE_MAIN};
 use serde::Serialize;
 
 /// An address we put on an interface.
@@ -54,7 +54,7 @@ impl DefaultRoute {
 }
 
 /// One change to apply, in the order given.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum KernelChange {
     Join(Membership),
     AddAddress(Address),
@@ -77,6 +77,62 @@ pub struct Desired {
     pub memberships: BTreeSet<Membership>,
     pub marked_groups: BTreeSet<Ipv6Addr>,
     pub default_route: Option<DefaultRoute>,
+}
+
+impl KernelChange {
+    /// True for the changes that take something away.
+    pub fn is_removal(&self) -> bool {
+        matches!(
+            self,
+            KernelChange::Leave(_)
+                | KernelChange::RemoveAddress(_)
+                | KernelChange::UnmarkGroup(_)
+                | KernelChange::Remove(_)
+                | KernelChange::RemoveDefaultRoute(_)
+        )
+    }
+}
+
+impl Desired {
+    /// Notes that the kernel carried out `change`: applying every change of
+    /// [`diff`]`(old, new)` to `old` gives `new`. The core keeps what the kernel really holds
+    /// this way, so a refused change stays in the next diff and is tried again.
+    pub fn record(&mut self, change: &KernelChange) {
+        match *change {
+            KernelChange::Join(m) => {
+                self.memberships.insert(m);
+            }
+            KernelChange::Leave(m) => {
+                self.memberships.remove(&m);
+            }
+            KernelChange::AddAddress(a) => {
+                self.addresses.insert(a);
+            }
+            KernelChange::RemoveAddress(a) => {
+                self.addresses.remove(&a);
+            }
+            KernelChange::MarkGroup(g) => {
+                self.marked_groups.insert(g);
+            }
+            KernelChange::UnmarkGroup(g) => {
+                self.marked_groups.remove(&g);
+            }
+            KernelChange::Install(o) => {
+                // It took the place of any route with the same identity.
+                self.objects.retain(|old| key(old) != key(&o));
+                self.objects.insert(o);
+            }
+            KernelChange::Remove(o) => {
+                self.objects.remove(&o);
+            }
+            KernelChange::SetDefaultRoute(r) => self.default_route = Some(r),
+            KernelChange::RemoveDefaultRoute(r) => {
+                if self.default_route == Some(r) {
+                    self.default_route = None;
+                }
+            }
+        }
+    }
 }
 
 /// What identifies a route in the kernel (two with one identity cannot coexist).
@@ -229,5 +285,16 @@ mod tests {
             ]
         );
         assert!(diff(&new, &new).is_empty());
+        // Recording every change of the diff turns the old state into the new one.
+        let mut held = old.clone();
+        for change in diff(&old, &new) {
+            held.record(&change);
+        }
+        assert_eq!(held, new);
+        let mut back = new.clone();
+        for change in diff(&new, &old) {
+            back.record(&change);
+        }
+        assert_eq!(back, old);
     }
 }

@@ -1,7 +1,7 @@
 //! Access links: what their routers advertise, and which one to use.
 use std::net::Ipv6Addr;
 
-use mipcast_daemon::clock::Millis;
+use mipcast_proto::Millis;
 use mipcast_wire::group::eui64_from_mac;
 use mipcast_wire::nd::{NdOption, RouterAdvert};
 use serde::Serialize;

@@ -1,11 +1,13 @@
 //! The mobile node's protocol logic as a pure state machine: no sockets, no clock reads.
 //!
-//! Events in ([`Event`]: link state, Router Advertisements, Mobility Header messages, link
-//! quality readings, timer ticks, each with the time as a [`Now`]); actions out ([`Action`]:
-//! router solicitations and Binding Updates to send, kernel changes, metric events). The
-//! kernel changes are the difference between the state wanted before and after the event
-//! ([`kernel::diff`]), so they are ordered make-before-break and are always listed before
-//! the Binding Updates of the same event (a BU sent from the home address needs the address).
+//! It speaks the cores' one contract ([`Machine`]). Events in ([`Event`]: link state, Router
+//! Advertisements, Mobility Header messages, link quality readings, each with the time as a
+//! [`Now`]); outputs out ([`Output`]: router solicitations and Binding Updates to send, kernel
+//! changes, metric events). The kernel changes are the difference between what the kernel
+//! holds ([`Core::applied`], fed by [`Machine::kernel_result`]) and what is wanted after the
+//! event ([`kernel::diff`]), so they are ordered make-before-break, are always listed before
+//! the Binding Updates of the same event (a BU sent from the home address needs the address),
+//! and a change the kernel refused is asked for again until it holds.
 pub mod kernel;
 pub mod links;
 pub mod reg;
@@ -17,8 +19,9 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use ipnetwork::Ipv6Network;
-use mipcast_daemon::clock::Millis;
-use mipcast_kernel::route::{KObject, RT_TABLE_LOCAL};
+use std::collections::VecDeque;
+
+use mipcast_proto::{KObject, Machine, Millis, Outcome, RT_TABLE_LOCAL};
 use mipcast_wire::mh::{Message, MhRepr};
 use mipcast_wire::nd::NdRepr;
 use serde::{Deserialize, Serialize};
@@ -35,13 +38,7 @@ const MAX_RS: u8 = 3;
 /// Between solicitations; shorter than RFC 4861's 4 s because a handover is waiting on it.
 const RS_INTERVAL_MS: u64 = 1000;
 
-/// The current time as the core sees it: monotonic for timers, NTP wall time for RFC 4285
-/// timestamps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Now {
-    pub mono: Millis,
-    pub wall_ntp: u64,
-}
+pub use mipcast_proto::Now;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tables {
@@ -109,13 +106,21 @@ pub enum Event<'a> {
     Tick,
 }
 
+/// A packet to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    SendRs { ifindex: u32 },
-    SendBu(Outgoing),
-    Kernel(KernelChange),
-    Metric(MetricEvent),
+pub enum Send {
+    /// A router solicitation on the link.
+    Rs {
+        ifindex: u32,
+    },
+    Bu(Outgoing),
 }
+
+/// What the driver must do, or count.
+pub type Output = mipcast_proto::Output<Send, KernelChange, MetricEvent>;
+
+/// Between retries of kernel changes the kernel refused.
+const KERNEL_RETRY_MS: u64 = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -139,7 +144,7 @@ impl HandoverKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum MetricEvent {
     RaReceived,
     Dropped(&'static str),
@@ -154,6 +159,11 @@ pub enum MetricEvent {
     Phase {
         phase: &'static str,
         ms: u64,
+    },
+    /// The kernel refused a change; it is tried again until it holds.
+    KernelRefused {
+        change: String,
+        reason: String,
     },
 }
 
@@ -239,8 +249,15 @@ pub struct Core {
     pending_site: Option<PendingSite>,
     overlap: Option<(Membership, Millis)>,
     forwards: Vec<Forward>,
+    /// What the kernel holds of what we asked for: only changes it carried out.
     applied: Desired,
     last_decision: Option<Decision>,
+    /// Outputs not yet handed to the driver.
+    queue: VecDeque<Output>,
+    /// The time of the last input, for [`Machine::poll_timeout`].
+    last_now: Millis,
+    /// When to try refused kernel changes again.
+    kernel_retry: Option<Millis>,
 }
 
 impl Core {
@@ -261,6 +278,9 @@ impl Core {
             forwards: Vec::new(),
             applied: Desired::default(),
             last_decision: None,
+            queue: VecDeque::new(),
+            last_now: Millis(0),
+            kernel_retry: None,
         }
     }
 
@@ -290,7 +310,7 @@ impl Core {
         }
     }
 
-    /// Kernel state the core has asked for so far.
+    /// Kernel state the kernel has carried out so far.
     pub fn applied(&self) -> &Desired {
         &self.applied
     }
@@ -345,7 +365,7 @@ impl Core {
         changed
     }
 
-    /// The earliest time after `now` at which [`Core::handle`] has timer work.
+    /// The earliest time after `now` at which [`Machine::handle_timeout`] has timer work.
     pub fn next_deadline(&self, now: Millis) -> Option<Millis> {
         let ra_expiry = self.links.iter().filter_map(|l| {
             l.ra.as_ref()
@@ -398,8 +418,13 @@ impl Core {
         }
     }
 
-    /// Handles one event; the returned actions are to be applied in order.
-    pub fn handle(&mut self, event: Event<'_>, now: Now) -> Vec<Action> {
+    /// Handles one event and queues what follows from it: the kernel changes between what
+    /// the kernel holds and what is wanted now, then the messages.
+    fn step(&mut self, event: Event<'_>, now: Now) {
+        self.last_now = now.mono;
+        if self.kernel_retry.is_some_and(|at| at <= now.mono) {
+            self.kernel_retry = None;
+        }
         let mut out = Out::default();
         let mut reattach = false;
         match event {
@@ -426,14 +451,14 @@ impl Core {
         self.poll_timers(now, &mut out);
         self.reselect(now, reattach, &mut out);
         let desired = self.desired(now.mono);
-        let mut actions: Vec<Action> = kernel::diff(&self.applied, &desired)
-            .into_iter()
-            .map(Action::Kernel)
-            .collect();
-        self.applied = desired;
-        actions.extend(out.sends.into_iter().map(Action::SendBu));
-        actions.extend(out.other);
-        actions
+        self.queue.extend(
+            kernel::diff(&self.applied, &desired)
+                .into_iter()
+                .map(Output::Kernel),
+        );
+        self.queue
+            .extend(out.sends.into_iter().map(|bu| Output::Send(Send::Bu(bu))));
+        self.queue.extend(out.other);
     }
 
     fn link_mut(&mut self, ifindex: u32) -> Option<&mut Link> {
@@ -456,7 +481,7 @@ impl Core {
         if up {
             l.rs_sent = 1;
             l.rs_next = Some(now.mono + Duration::from_millis(RS_INTERVAL_MS));
-            out.other.push(Action::SendRs { ifindex });
+            out.other.push(Output::Send(Send::Rs { ifindex }));
         } else {
             l.ra = None;
             l.rs_next = None;
@@ -490,7 +515,7 @@ impl Core {
     ) -> bool {
         let drop = |out: &mut Out, reason: &'static str| {
             tracing::debug!(ifindex, %src, reason, "router advertisement dropped");
-            out.other.push(Action::Metric(MetricEvent::Dropped(reason)));
+            out.other.push(Output::Event(MetricEvent::Dropped(reason)));
             false
         };
         if hop_limit != 255 {
@@ -508,7 +533,7 @@ impl Core {
         let Some(l) = self.link_mut(ifindex) else {
             return false;
         };
-        out.other.push(Action::Metric(MetricEvent::RaReceived));
+        out.other.push(Output::Event(MetricEvent::RaReceived));
         if !l.up {
             return false;
         }
@@ -536,7 +561,7 @@ impl Core {
             Err(e) => {
                 tracing::debug!(%src, error = %e, "mobility header dropped");
                 out.other
-                    .push(Action::Metric(MetricEvent::Dropped(e.label())));
+                    .push(Output::Event(MetricEvent::Dropped(e.label())));
                 return;
             }
         };
@@ -582,7 +607,7 @@ impl Core {
                 tracing::warn!(peer = %src, status = be.status, home_address = %be.home_address, "binding error received");
             }
             Message::BindingUpdate(_) => {
-                out.other.push(Action::Metric(MetricEvent::Dropped(
+                out.other.push(Output::Event(MetricEvent::Dropped(
                     "unexpected_binding_update",
                 )));
             }
@@ -594,11 +619,11 @@ impl Core {
             AckOutcome::Ignored(why) => {
                 tracing::debug!(why, "binding acknowledgement ignored");
                 out.other
-                    .push(Action::Metric(MetricEvent::Dropped("back_ignored")));
+                    .push(Output::Event(MetricEvent::Dropped("back_ignored")));
             }
             AckOutcome::Resync { peer, status } => {
                 tracing::info!(%peer, status, "binding acknowledgement asks to resynchronise; resending");
-                out.other.push(Action::Metric(MetricEvent::Registration {
+                out.other.push(Output::Event(MetricEvent::Registration {
                     peer: self
                         .client
                         .get(&peer)
@@ -622,7 +647,7 @@ impl Core {
             }
             AckOutcome::Rejected { peer, kind, status } => {
                 tracing::warn!(%peer, kind = kind.label(), status, "registration rejected");
-                out.other.push(Action::Metric(MetricEvent::Registration {
+                out.other.push(Output::Event(MetricEvent::Registration {
                     peer: kind,
                     outcome: format!("rejected_{status}"),
                 }));
@@ -643,7 +668,7 @@ impl Core {
                     "accepted"
                 };
                 tracing::info!(%peer, kind = kind.label(), outcome, ?assigned_coa, elapsed_ms, "registration acknowledged");
-                out.other.push(Action::Metric(MetricEvent::Registration {
+                out.other.push(Output::Event(MetricEvent::Registration {
                     peer: kind,
                     outcome: outcome.to_owned(),
                 }));
@@ -653,7 +678,7 @@ impl Core {
                     (PeerKind::HomeAgent, false) => "home_registration",
                     (PeerKind::HomeAgent, true) => "home_deregistration",
                 };
-                out.other.push(Action::Metric(MetricEvent::Phase {
+                out.other.push(Output::Event(MetricEvent::Phase {
                     phase,
                     ms: elapsed_ms,
                 }));
@@ -764,9 +789,9 @@ impl Core {
                 if l.up && l.ra.is_none() && l.rs_sent < MAX_RS {
                     l.rs_sent += 1;
                     l.rs_next = Some(now.mono + Duration::from_millis(RS_INTERVAL_MS));
-                    out.other.push(Action::SendRs {
+                    out.other.push(Output::Send(Send::Rs {
                         ifindex: l.cfg.ifindex,
-                    });
+                    }));
                 } else {
                     l.rs_next = None;
                 }
@@ -789,7 +814,7 @@ impl Core {
             match e {
                 TimerEvent::GaveUp { peer, kind } => {
                     tracing::warn!(%peer, kind = kind.label(), "no binding acknowledgement after the maximum back-off; giving up for now");
-                    out.other.push(Action::Metric(MetricEvent::Registration {
+                    out.other.push(Output::Event(MetricEvent::Registration {
                         peer: kind,
                         outcome: "timeout".to_owned(),
                     }));
@@ -825,7 +850,7 @@ impl Core {
             tracing::info!(decision = decision.label(), ?decision, scores = ?self.scores(now.mono),
                 hysteresis = self.cfg.policy.hysteresis, min_dwell_ms = self.cfg.policy.min_dwell_ms, "link selection");
             out.other
-                .push(Action::Metric(MetricEvent::Decision(decision.label())));
+                .push(Output::Event(MetricEvent::Decision(decision.label())));
             self.last_decision = Some(decision);
         }
         let chosen = match decision {
@@ -885,7 +910,7 @@ impl Core {
             Attach::Mipv6 { .. } => HandoverKind::Mipv6,
         };
         tracing::info!(kind = kind.label(), ?old, ?new, "handover");
-        out.other.push(Action::Metric(MetricEvent::Handover(kind)));
+        out.other.push(Output::Event(MetricEvent::Handover(kind)));
         self.overlap = None;
         // A registration with an MMA we are no longer heading for is abandoned.
         if let Some(p) = self.pending_site {
@@ -1089,5 +1114,56 @@ pub(super) fn default_dst() -> Ipv6Network {
 #[derive(Default)]
 struct Out {
     sends: Vec<Outgoing>,
-    other: Vec<Action>,
+    other: Vec<Output>,
+}
+
+impl Machine for Core {
+    type Input<'a> = Event<'a>;
+    type Send = Send;
+    type Change = KernelChange;
+    type Event = MetricEvent;
+
+    fn handle_input(&mut self, now: Now, input: Event<'_>) {
+        self.step(input, now);
+    }
+
+    fn handle_timeout(&mut self, now: Now) {
+        self.step(Event::Tick, now);
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        self.next_deadline(self.last_now)
+            .into_iter()
+            .chain(self.kernel_retry)
+            .min()
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.queue.pop_front()
+    }
+
+    /// A change the kernel carried out is recorded as held; a refused one is not, so the next
+    /// step's diff asks for it again (at the latest after [`KERNEL_RETRY_MS`]), and it is
+    /// reported.
+    fn kernel_result(&mut self, now: Now, change: &KernelChange, outcome: Outcome) {
+        // Everything the node adds goes to its own socket, nftables set or is a replace, so
+        // "already present" means it holds.
+        let held = outcome.reached(change.is_removal())
+            || (outcome == Outcome::AlreadyPresent && !change.is_removal());
+        if held {
+            self.applied.record(change);
+            return;
+        }
+        tracing::warn!(?change, ?outcome, "kernel refused a change; will retry");
+        self.kernel_retry
+            .get_or_insert(now.mono.plus_ms(KERNEL_RETRY_MS));
+        self.queue
+            .push_back(Output::Event(MetricEvent::KernelRefused {
+                change: format!("{change:?}"),
+                reason: match outcome {
+                    Outcome::Refused { reason, .. } => reason,
+                    other => format!("{other:?}"),
+                },
+            }));
+    }
 }

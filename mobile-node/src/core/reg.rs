@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
-use mipcast_daemon::clock::Millis;
+use mipcast_proto::Millis;
 use mipcast_wire::auth::{self, Algorithm, Credentials};
 use mipcast_wire::mh::{bu_flags, BindingUpdate, Experimental, Message, MhRepr, MobilityOption};
 use serde::Serialize;

@@ -226,9 +226,31 @@ fn back_for(
     buf
 }
 
+/// An output of the core, flattened for matching.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Action {
+    SendRs { ifindex: u32 },
+    SendBu(Outgoing),
+    Kernel(KernelChange),
+    Metric(MetricEvent),
+}
+
+impl From<Output> for Action {
+    fn from(o: Output) -> Action {
+        match o {
+            Output::Send(Send::Rs { ifindex }) => Action::SendRs { ifindex },
+            Output::Send(Send::Bu(bu)) => Action::SendBu(bu),
+            Output::Kernel(k) => Action::Kernel(k),
+            Output::Event(m) => Action::Metric(m),
+        }
+    }
+}
+
 struct H {
     core: Core,
     t: u64,
+    /// The kernel's answer to each change (everything applied unless a test says otherwise).
+    kernel: fn(&KernelChange) -> Outcome,
 }
 
 impl H {
@@ -236,6 +258,7 @@ impl H {
         H {
             core: Core::new(config(mode), Persisted::default()),
             t: 1_000,
+            kernel: |_| Outcome::Applied,
         }
     }
     fn now(&self) -> Now {
@@ -246,7 +269,20 @@ impl H {
     }
     fn ev(&mut self, e: Event<'_>) -> Vec<Action> {
         let now = self.now();
-        self.core.handle(e, now)
+        self.core.handle_input(now, e);
+        self.settle()
+    }
+    fn settle(&mut self) -> Vec<Action> {
+        let now = self.now();
+        mipcast_proto::settle(&mut self.core, now, self.kernel)
+            .into_iter()
+            .map(Action::from)
+            .collect()
+    }
+    fn tick(&mut self) -> Vec<Action> {
+        let now = self.now();
+        self.core.handle_timeout(now);
+        self.settle()
     }
     fn advance(&mut self, ms: u64) -> Vec<Action> {
         // Step in 100 ms ticks, as the shell's timer would wake us.
@@ -254,7 +290,7 @@ impl H {
         let end = self.t + ms;
         while self.t < end {
             self.t = (self.t + 100).min(end);
-            out.extend(self.ev(Event::Tick));
+            out.extend(self.tick());
         }
         out
     }
@@ -552,6 +588,51 @@ fn intra_site_move_on_link_down_leaves_at_once() {
         source: mma1()
     })));
     assert!(k.contains(&KernelChange::Install(uplink_route(mma1(), E2))));
+}
+
+#[test]
+fn a_refused_kernel_change_is_reported_and_retried_until_it_holds() {
+    let mut h = H::registered_in_site1(Mode::Site);
+    h.up(E2);
+    h.ra(E2, "2001:db8:10:2::", Some(mma1()));
+    let join_e2 = Membership {
+        ifindex: E2,
+        group: group(),
+        source: mma1(),
+    };
+    // The kernel refuses the join on the new link (say, the interface has no multicast yet).
+    h.kernel = |c| match c {
+        KernelChange::Join(m) if m.ifindex == E2 => Outcome::Refused {
+            errno: Some(libc::ENOBUFS),
+            reason: "No buffer space available".into(),
+        },
+        _ => Outcome::Applied,
+    };
+    let acts = h.down(E1);
+    assert!(kchanges(&acts).contains(&KernelChange::Join(join_e2)));
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Metric(MetricEvent::KernelRefused { .. }))));
+    // The core knows the kernel does not hold it, and wakes up to try again.
+    assert!(!h.core.applied().memberships.contains(&join_e2));
+    let retry = h.core.poll_timeout().expect("a retry is scheduled");
+    assert!(retry.0 <= h.t + 1000, "retry at {retry:?}, now {}", h.t);
+    // Still refused at the first retry: asked again, reported again.
+    h.t = retry.0;
+    let acts = h.tick();
+    assert_eq!(
+        kchanges(&acts),
+        vec![KernelChange::Join(join_e2)],
+        "only the missing change is asked for again"
+    );
+    // The kernel recovers: the next retry installs it and the retries stop.
+    h.kernel = |_| Outcome::Applied;
+    h.t = h.core.poll_timeout().expect("retry").0;
+    let acts = h.tick();
+    assert_eq!(kchanges(&acts), vec![KernelChange::Join(join_e2)]);
+    assert!(h.core.applied().memberships.contains(&join_e2));
+    h.advance(2000);
+    assert!(kchanges(&h.tick()).is_empty());
 }
 
 #[test]
