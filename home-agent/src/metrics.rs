@@ -187,7 +187,10 @@ impl Metrics {
                     self.replies_suppressed.inc();
                 }
                 Event::ProgrammingFailed { .. } => outcome("kernel_failed"),
-                Event::RefreshRequested { .. } => {}
+                // Counted by the driver when applied (kernel_errors), and by the gauge.
+                Event::RefreshRequested { .. }
+                | Event::KernelRefused { .. }
+                | Event::BindingsChanged { .. } => {}
             }
         }
     }

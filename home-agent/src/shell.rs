@@ -4,26 +4,27 @@ use mipcast_daemon::cli::RunOptions;
 use std::collections::HashSet;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mipcast_binding::{BindingRecord, Registrar};
 use mipcast_daemon::clock::{sleep_until, SystemClock};
+use mipcast_daemon::driver::{lock, settle, Effects};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_daemon::state::{StateError, StateFile, StateWriter};
 use mipcast_kernel::probe::{self, Feature};
-use mipcast_kernel::route::{Kernel, RouteError};
+use mipcast_kernel::route::{Kernel, Op, RouteError};
 use mipcast_kernel::sockets::{MhSocket, PacketInfo};
-use mipcast_proto::{KObject, Outcome};
+use mipcast_proto::{KObject, Machine, Now, Outcome};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
-use crate::core::plan::{Changes, Plan, PlanParams};
-use crate::core::{BindingStatus, Burst, Core, Event};
+use crate::core::plan::{Plan, PlanParams};
+use crate::core::{BindingStatus, Change, Core, Event, Input, Send};
 use crate::metrics::Metrics;
 
 /// Messages handled before the kernel is programmed and the replies go out: large enough to
@@ -88,11 +89,6 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
         .build()
         .map_err(ShellError::Runtime)?
         .block_on(run_async(config, options))
-}
-
-/// Locks the core; a panic elsewhere cannot poison data we only read and write whole.
-fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
-    core.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct Daemon {
@@ -209,7 +205,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
     let mut config = config;
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
-        let deadline = lock(&core).next_deadline().map(|d| clock.instant_at(d));
+        let deadline = lock(&core).poll_timeout().map(|d| clock.instant_at(d));
         tokio::select! {
             signal = signals.next() => match signal {
                 Signal::Shutdown => break,
@@ -219,9 +215,8 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
                 daemon.receive_burst(first, &mut buf).await;
             }
             _ = sleep_until(deadline) => {
-                let mut burst = Burst::default();
-                lock(&core).on_timers(&mut burst, clock.reading());
-                daemon.finish_burst(burst, Instant::now()).await;
+                lock(&core).handle_timeout(clock.reading());
+                daemon.settle(Instant::now()).await;
             }
             _ = daemon.state.due() => daemon.write_state(),
         }
@@ -348,11 +343,8 @@ impl Daemon {
     /// objects with our tag that no binding explains removed.
     async fn restore(&mut self, records: Vec<BindingRecord<()>>) {
         let saved = records.len();
-        let mut burst = Burst::default();
         let now = self.clock.reading();
-        let restored = lock(&self.core).restore(&mut burst, records, now);
-        // Only the plan matters here: reconciliation below does the kernel work.
-        drop(lock(&self.core).finish(burst, &[], now));
+        let restored = lock(&self.core).restore(records, now);
         self.resolve_all().await;
         let desired: HashSet<KObject> = lock(&self.core).desired();
         match self.kernel.reconcile(&desired).await {
@@ -414,36 +406,35 @@ impl Daemon {
         }
     }
 
-    /// Handles `first` and every message already queued behind it (up to [`MAX_BURST`]).
+    /// Handles `first` and every message already queued behind it (up to [`MAX_BURST`]) as
+    /// one round.
     async fn receive_burst(
         &mut self,
         first: mipcast_kernel::sockets::Result<mipcast_kernel::sockets::Received>,
         buf: &mut [u8],
     ) {
         let started = Instant::now();
-        let mut burst = Burst::default();
         let first = first.map(|rx| (rx, buf.get(..rx.len).unwrap_or_default()));
-        self.on_received(&mut burst, first);
-        self.socket.drain(buf, MAX_BURST - 1, |received| {
-            self.on_received(&mut burst, received)
-        });
-        self.finish_burst(burst, started).await;
+        self.on_received(first);
+        self.socket
+            .drain(buf, MAX_BURST - 1, |received| self.on_received(received));
+        self.settle(started).await;
     }
 
     fn on_received(
         &self,
-        burst: &mut Burst,
         received: mipcast_kernel::sockets::Result<(mipcast_kernel::sockets::Received, &[u8])>,
     ) {
         match received {
             Ok((rx, bytes)) => {
                 let t = std::time::Instant::now();
-                lock(&self.core).on_message(
-                    burst,
-                    rx.source,
-                    rx.destination,
-                    bytes,
+                lock(&self.core).handle_input(
                     self.clock.reading(),
+                    Input {
+                        src: rx.source,
+                        dst: rx.destination,
+                        bytes,
+                    },
                 );
                 self.metrics
                     .cache_op_seconds
@@ -461,100 +452,19 @@ impl Daemon {
         }
     }
 
-    /// Programs the kernel for a burst, then sends its replies.
-    async fn finish_burst(&mut self, burst: Burst, started: Instant) {
-        let now = self.clock.reading();
-        if burst.is_idle() {
-            // Nothing to program or send; only drops to count and log.
-            let fin = lock(&self.core).finish(burst, &[], now);
-            self.report(&fin.events);
-            return;
-        }
-        let coas = lock(&self.core).unresolved(&burst);
+    /// Looks up the interfaces toward the round's new care-of addresses, then runs the round
+    /// to completion (see [`mipcast_daemon::driver`]).
+    async fn settle(&mut self, started: Instant) {
+        let coas = lock(&self.core).unresolved();
         for coa in coas {
             let oif = self.oif_toward(coa).await;
             lock(&self.core).resolve(coa, oif);
         }
-        let changes = lock(&self.core).changes(&burst);
-        let failed = self.apply(&changes, false).await;
-        let fin = lock(&self.core).finish(burst, &failed, now);
-        if !fin.rollback.is_empty() {
-            let still = self.apply(&fin.rollback, true).await;
-            if !still.is_empty() {
-                error!(
-                    objects = still.len(),
-                    "rollback of a failed registration failed too"
-                );
-            }
-        }
-        self.report(&fin.events);
-        for send in &fin.sends {
-            let info = PacketInfo::ANY.with_source(send.src);
-            match self.socket.send_to(&send.bytes, send.dst, info).await {
-                Ok(()) => self.metrics.count_sent(&send.bytes),
-                Err(e) => {
-                    warn!(dst = %send.dst, error = %e, "send failed");
-                    self.metrics
-                        .dropped
-                        .get_or_create(&crate::metrics::ReasonLabel {
-                            reason: "send_error",
-                        })
-                        .inc();
-                }
-            }
-        }
-        if fin.cache_changed {
-            self.metrics.bindings.set(gauge(lock(&self.core).len()));
-            self.state.mark_dirty();
-        }
+        let core = Arc::clone(&self.core);
+        settle(&*core, self).await;
         self.metrics
             .burst_seconds
             .observe(started.elapsed().as_secs_f64());
-    }
-
-    /// Applies `changes`; returns the objects whose add or replace failed. Deletes of objects
-    /// already gone are fine. `rollback` also tolerates adds of objects already present.
-    async fn apply(&self, changes: &Changes, rollback: bool) -> Vec<KObject> {
-        let mut failed = Vec::new();
-        if !changes.add.is_empty() {
-            for e in self.kernel.add_batch(&changes.add).await {
-                if rollback && e.outcome() == Outcome::AlreadyPresent {
-                    continue;
-                }
-                self.metrics.kernel_error("add");
-                warn!(error = %e, "kernel refused an object");
-                match e {
-                    RouteError::Object { object, .. } => failed.push(object),
-                    // Unattributable: count every add of this batch as failed.
-                    _ => failed.extend(changes.add.iter().copied()),
-                }
-            }
-        }
-        for object in &changes.replace {
-            if let Err(e) = self.kernel.replace(object).await {
-                self.metrics.kernel_error("replace");
-                warn!(error = %e, "kernel refused a route change");
-                failed.push(*object);
-            }
-        }
-        if !changes.delete.is_empty() {
-            for e in self.kernel.delete_batch(&changes.delete).await {
-                if e.outcome() == Outcome::AlreadyGone {
-                    debug!(error = %e, "already gone");
-                    continue;
-                }
-                self.metrics.kernel_error("delete");
-                warn!(error = %e, "kernel refused a removal");
-            }
-        }
-        failed
-    }
-
-    fn report(&self, events: &[Event]) {
-        self.metrics.count_events(events);
-        for e in events {
-            log_event(e);
-        }
     }
 
     /// Starts writing the state file in the background (the snapshot is taken here).
@@ -676,5 +586,74 @@ fn log_event(e: &Event) {
             warn!(%hoa, %coa, "kernel refused the binding; answered 130")
         }
         Event::RefreshRequested { peer } => debug!(%peer, "binding refresh request sent"),
+        Event::KernelRefused {
+            change,
+            reason,
+            rollback,
+        } => warn!(?change, reason, rollback, "kernel refused a change"),
+        Event::BindingsChanged { bindings } => debug!(bindings, "binding cache changed"),
+    }
+}
+
+impl Effects<Core> for Daemon {
+    /// Runs of changes of one kind are one netlink batch each.
+    async fn apply(&mut self, changes: &[Change]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(changes.len());
+        let mut rest = changes;
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .take_while(|c| std::mem::discriminant(*c) == std::mem::discriminant(first))
+                .count();
+            let (now, later) = rest.split_at(run);
+            let (op, label) = match first {
+                Change::Add(_) => (Op::Add, "add"),
+                Change::Replace(_) => (Op::Replace, "replace"),
+                Change::Delete(_) => (Op::Delete, "delete"),
+            };
+            let objects: Vec<KObject> = now
+                .iter()
+                .map(|c| match *c {
+                    Change::Add(o) | Change::Replace(o) | Change::Delete(o) => o,
+                })
+                .collect();
+            for outcome in self.kernel.apply(op, &objects).await {
+                if matches!(outcome, Outcome::Refused { .. }) {
+                    self.metrics.kernel_error(label);
+                }
+                outcomes.push(outcome);
+            }
+            rest = later;
+        }
+        outcomes
+    }
+
+    async fn send(&mut self, send: Send) {
+        let info = PacketInfo::ANY.with_source(send.src);
+        match self.socket.send_to(&send.bytes, send.dst, info).await {
+            Ok(()) => self.metrics.count_sent(&send.bytes),
+            Err(e) => {
+                warn!(dst = %send.dst, error = %e, "send failed");
+                self.metrics
+                    .dropped
+                    .get_or_create(&crate::metrics::ReasonLabel {
+                        reason: "send_error",
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        if let Event::BindingsChanged { bindings } = event {
+            self.metrics.bindings.set(gauge(bindings));
+            self.state.mark_dirty();
+        }
+        self.metrics.count_events(std::slice::from_ref(&event));
+        log_event(&event);
+    }
+
+    fn now(&self) -> Now {
+        self.clock.reading()
     }
 }

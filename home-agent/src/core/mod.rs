@@ -1,12 +1,17 @@
-//! The home agent's protocol core, a pure state machine: the binding registrar (RFC 6275
-//! §10.3 + RFC 4285, from `mipcast-binding`), the mapping from bindings to kernel objects
-//! ([`plan`]) and the reply rate limit. Messages and timer ticks go in with the time as a
-//! value; kernel changes, packets to send and log-worthy [`Event`]s come out.
+//! The home agent's protocol core, a pure state machine speaking the cores' one contract
+//! ([`Machine`]): the binding registrar (RFC 6275 §10.3 + RFC 4285, from `mipcast-binding`),
+//! the mapping from bindings to kernel objects ([`plan`]) and the reply rate limit. Messages
+//! and timer expiries go in with the time as a value; kernel changes, packets to send and
+//! log-worthy [`Event`]s come out.
 //!
-//! Work is done in bursts ([`Burst`]): the shell feeds every message it can read at once,
-//! applies the burst's net kernel [`Changes`] in batches, reports which objects failed, and
-//! only then gets the packets to send. So a BAck(0) leaves only once its binding is in the
-//! kernel; a binding the kernel refused is rolled back there and answered with status 130.
+//! Work is done in rounds: every message the driver feeds before it polls is one round. Its
+//! net kernel changes come out first (a binding removed and re-added within the round costs
+//! nothing); once every outcome is back, the bindings whose objects the kernel refused are
+//! rolled back (their objects withdrawn), and only then do the replies and events leave. So a
+//! BAck(0) leaves only once its binding is in the kernel; a binding the kernel refused is
+//! answered with status 130. Care-of addresses new to the plan need their outgoing interface
+//! looked up first ([`Core::unresolved`], [`Core::resolve`]): the shell does that between
+//! feeding a round and driving it.
 //!
 //! Kernel failure policy: a binding whose programming failed is revoked from the registrar
 //! (`Registrar::revoke`) and everything of it is taken out of the kernel, including the route
@@ -19,18 +24,64 @@ pub mod replies;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::Ipv6Addr;
 
 use mipcast_binding::{Action, BindingRecord, HomeAgentPolicy, Registrar, RemoveReason, SaTable};
-use mipcast_proto::{KObject, Millis, TokenBucket};
+use mipcast_proto::{KObject, Machine, Millis, Outcome, TokenBucket};
 use serde::Serialize;
 
 pub use mipcast_binding::Now;
 use plan::{Changes, Plan, Round};
 
+/// A received Mobility Header message from `src` to our address `dst`.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub bytes: &'a [u8],
+}
+
+/// One kernel change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Change {
+    Add(KObject),
+    /// Atomically takes the place of the route with the same identity.
+    Replace(KObject),
+    Delete(KObject),
+}
+
+impl Change {
+    fn all(changes: Changes) -> impl Iterator<Item = Change> {
+        let Changes {
+            add,
+            replace,
+            delete,
+        } = changes;
+        add.into_iter()
+            .map(Change::Add)
+            .chain(replace.into_iter().map(Change::Replace))
+            .chain(delete.into_iter().map(Change::Delete))
+    }
+}
+
+/// What the driver must do, or log.
+pub type Output = mipcast_proto::Output<Send, Change, Event>;
+
+/// Where the current round is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Phase {
+    /// Collecting inputs.
+    #[default]
+    Open,
+    /// The round's changes are out; waiting for their outcomes.
+    Programming,
+    /// Rolling back refused bindings; replies and events go out after.
+    RollingBack,
+}
+
 /// A Mobility Header message to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Send {
     pub dst: Ipv6Addr,
     pub src: Ipv6Addr,
@@ -38,7 +89,8 @@ pub struct Send {
 }
 
 /// Something worth a log line and a counter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     Registered {
         hoa: Ipv6Addr,
@@ -74,6 +126,14 @@ pub enum Event {
     ProgrammingFailed { hoa: Ipv6Addr, coa: Ipv6Addr },
     /// A Binding Refresh Request went to `peer`.
     RefreshRequested { peer: Ipv6Addr },
+    /// The kernel refused a change (`rollback`: while undoing a refused binding).
+    KernelRefused {
+        change: Change,
+        reason: String,
+        rollback: bool,
+    },
+    /// The binding cache changed in the round just finished (the state file needs writing).
+    BindingsChanged { bindings: usize },
 }
 
 /// A reply that waits for the burst's kernel changes.
@@ -84,9 +144,9 @@ struct Pending {
     confirms: Option<mipcast_binding::Binding<()>>,
 }
 
-/// One burst of work; see the module documentation.
+/// One round of work; see the module documentation.
 #[derive(Debug, Default)]
-pub struct Burst {
+pub(crate) struct Burst {
     round: Round,
     pending: Vec<Pending>,
     events: Vec<Event>,
@@ -99,9 +159,9 @@ impl Burst {
     }
 }
 
-/// What the shell must do to finish a burst.
+/// What is left to do to finish a round.
 #[derive(Debug, Default)]
-pub struct Finish {
+pub(crate) struct Finish {
     /// Undo of the failed bindings' changes (apply tolerating "exists"/"not found").
     pub rollback: Changes,
     pub sends: Vec<Send>,
@@ -130,6 +190,19 @@ pub struct Core {
     plan: Plan,
     limiter: TokenBucket,
     unprogrammed: HashSet<Ipv6Addr>,
+    /// The round being collected or driven.
+    burst: Burst,
+    phase: Phase,
+    /// Outputs not yet handed to the driver.
+    queue: VecDeque<Output>,
+    /// Kernel changes handed out whose outcome has not come back.
+    outstanding: usize,
+    /// Objects whose add or replace the kernel refused in this round.
+    refused: Vec<KObject>,
+    /// Replies and events waiting for the rollback.
+    after: Vec<Output>,
+    /// The time of the last input (the round is finished at it).
+    last_now: Option<Now>,
 }
 
 impl Core {
@@ -145,6 +218,13 @@ impl Core {
             plan,
             limiter,
             unprogrammed: HashSet::new(),
+            burst: Burst::default(),
+            phase: Phase::Open,
+            queue: VecDeque::new(),
+            outstanding: 0,
+            refused: Vec::new(),
+            after: Vec::new(),
+            last_now: None,
         }
     }
 
@@ -168,13 +248,8 @@ impl Core {
         self.limiter = limiter;
     }
 
-    /// When [`Self::on_timers`] has work.
-    pub fn next_deadline(&self) -> Option<Millis> {
-        self.registrar.next_deadline()
-    }
-
     /// One received Mobility Header message from `src` to our address `dst`.
-    pub fn on_message(
+    pub(crate) fn on_message(
         &mut self,
         burst: &mut Burst,
         src: Ipv6Addr,
@@ -235,7 +310,7 @@ impl Core {
     }
 
     /// Expiries and Binding Refresh Requests due at `now`.
-    pub fn on_timers(&mut self, burst: &mut Burst, now: Now) {
+    pub(crate) fn on_timers(&mut self, burst: &mut Burst, now: Now) {
         for action in self.registrar.poll_timers(now) {
             match action {
                 Action::Remove { binding, reason } => self.remove(burst, &binding, reason),
@@ -256,21 +331,19 @@ impl Core {
         }
     }
 
-    /// Bindings from the state file; returns how many were restored (unexpired).
-    pub fn restore(
-        &mut self,
-        burst: &mut Burst,
-        records: Vec<BindingRecord<()>>,
-        now: Now,
-    ) -> usize {
+    /// Bindings from the state file; returns how many were restored (unexpired). Nothing is
+    /// queued: the driver reconciles the kernel with [`Self::desired`] (after resolving
+    /// [`Self::all_unresolved`]).
+    pub fn restore(&mut self, records: Vec<BindingRecord<()>>, now: Now) -> usize {
+        let mut round = plan::Round::default();
         let mut n = 0;
         for action in self.registrar.restore(records, now) {
             if let Action::Install { binding, .. } = action {
-                self.plan
-                    .set(&mut burst.round, binding.hoa, Some(binding.coa));
+                self.plan.set(&mut round, binding.hoa, Some(binding.coa));
                 n += 1;
             }
         }
+        self.plan.end_round(round);
         n
     }
 
@@ -288,9 +361,10 @@ impl Core {
         });
     }
 
-    /// Care-of addresses of this burst whose outgoing interface the shell must look up.
-    pub fn unresolved(&self, burst: &Burst) -> Vec<Ipv6Addr> {
-        self.plan.unresolved(&burst.round)
+    /// Care-of addresses of the round being collected whose outgoing interface the shell
+    /// must look up before it drives the round.
+    pub fn unresolved(&self) -> Vec<Ipv6Addr> {
+        self.plan.unresolved(&self.burst.round)
     }
 
     pub fn resolve(&mut self, coa: Ipv6Addr, oif: u32) {
@@ -298,13 +372,13 @@ impl Core {
     }
 
     /// The burst's net kernel changes.
-    pub fn changes(&self, burst: &Burst) -> Changes {
+    pub(crate) fn changes(&self, burst: &Burst) -> Changes {
         self.plan.changes(&burst.round)
     }
 
     /// Ends the burst given the objects whose add or replace the kernel refused: their
     /// bindings are revoked and withdrawn from the kernel (see the module documentation).
-    pub fn finish(&mut self, burst: Burst, failed: &[KObject], now: Now) -> Finish {
+    pub(crate) fn finish(&mut self, burst: Burst, failed: &[KObject], now: Now) -> Finish {
         let Burst {
             round,
             pending,
@@ -389,5 +463,126 @@ impl Core {
                 programmed: !self.unprogrammed.contains(&b.hoa),
             })
             .collect()
+    }
+}
+
+impl Machine for Core {
+    type Input<'a> = Input<'a>;
+    type Send = Send;
+    type Change = Change;
+    type Event = Event;
+
+    fn handle_input(&mut self, now: Now, input: Input<'_>) {
+        self.last_now = Some(now);
+        let mut burst = std::mem::take(&mut self.burst);
+        self.on_message(&mut burst, input.src, input.dst, input.bytes, now);
+        self.burst = burst;
+    }
+
+    fn handle_timeout(&mut self, now: Now) {
+        self.last_now = Some(now);
+        let mut burst = std::mem::take(&mut self.burst);
+        self.on_timers(&mut burst, now);
+        self.burst = burst;
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        self.registrar.next_deadline()
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        loop {
+            if let Some(output) = self.queue.pop_front() {
+                if matches!(output, Output::Kernel(_)) {
+                    self.outstanding += 1;
+                }
+                return Some(output);
+            }
+            if self.outstanding > 0 {
+                return None;
+            }
+            match self.phase {
+                Phase::Open => {
+                    if self.burst.is_idle() && self.burst.events.is_empty() {
+                        return None;
+                    }
+                    let changes = self.changes(&self.burst);
+                    self.queue.extend(Change::all(changes).map(Output::Kernel));
+                    self.phase = Phase::Programming;
+                }
+                Phase::Programming => {
+                    let burst = std::mem::take(&mut self.burst);
+                    let refused = std::mem::take(&mut self.refused);
+                    let now = self.last_now.unwrap_or(Now {
+                        mono: Millis(0),
+                        wall_ntp: 0,
+                    });
+                    let fin = self.finish(burst, &refused, now);
+                    self.queue
+                        .extend(Change::all(fin.rollback).map(Output::Kernel));
+                    // A registration revoked in this round was not accepted after all.
+                    let revoked: HashSet<Ipv6Addr> = fin
+                        .events
+                        .iter()
+                        .filter_map(|e| match e {
+                            Event::ProgrammingFailed { hoa, .. } => Some(*hoa),
+                            _ => None,
+                        })
+                        .collect();
+                    self.after.extend(
+                        fin.events
+                            .into_iter()
+                            .filter(|e| {
+                                !matches!(e, Event::Registered { hoa, .. } if revoked.contains(hoa))
+                            })
+                            .map(Output::Event),
+                    );
+                    self.after.extend(fin.sends.into_iter().map(Output::Send));
+                    if fin.cache_changed {
+                        self.after.push(Output::Event(Event::BindingsChanged {
+                            bindings: self.len(),
+                        }));
+                    }
+                    self.phase = Phase::RollingBack;
+                }
+                Phase::RollingBack => {
+                    self.queue.extend(self.after.drain(..));
+                    self.phase = Phase::Open;
+                    if self.queue.is_empty() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn kernel_result(&mut self, _now: Now, change: &Change, outcome: Outcome) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        let rollback = self.phase == Phase::RollingBack;
+        let held = match (change, &outcome) {
+            (Change::Delete(_), o) => o.reached(true),
+            // Undoing: an object already there is what the rollback wanted.
+            (Change::Add(_), Outcome::AlreadyPresent) if rollback => true,
+            (_, o) => o.reached(false),
+        };
+        if held {
+            return;
+        }
+        if let (Change::Add(o) | Change::Replace(o), false) = (change, rollback) {
+            self.refused.push(*o);
+        }
+        let event = Event::KernelRefused {
+            change: *change,
+            reason: match outcome {
+                Outcome::Refused { reason, .. } => reason,
+                other => format!("{other:?}"),
+            },
+            rollback,
+        };
+        if rollback {
+            self.queue.push_back(Output::Event(event));
+        } else {
+            self.after.push(Output::Event(event));
+        }
     }
 }

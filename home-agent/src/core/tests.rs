@@ -93,7 +93,7 @@ fn accepted_bu_programs_then_acknowledges() {
     let mut b = Burst::default();
     let msg = bu("2001:db8:1::100", "2001:db8:2::9", 1, 10, 0, KEY);
     c.on_message(&mut b, a("2001:db8:2::9"), ha(), &msg, now(0));
-    assert_eq!(c.unresolved(&b), vec![a("2001:db8:2::9")]);
+    assert_eq!(c.plan.unresolved(&b.round), vec![a("2001:db8:2::9")]);
     c.resolve(a("2001:db8:2::9"), 7);
     let ch = c.changes(&b);
     assert_eq!(ch.add.len(), 3, "{ch:?}");
@@ -153,7 +153,7 @@ fn kernel_failure_rolls_back_and_answers_130() {
     // Revoked: the registrar no longer has it, so nothing claims the HoA is bound.
     assert!(c.status(now(0)).is_empty());
     assert_eq!(c.len(), 0);
-    assert_eq!(c.next_deadline(), None);
+    assert_eq!(c.poll_timeout(), None);
     assert!(f.cache_changed);
 
     // The MN retries with a new sequence number; this time the kernel takes it.
@@ -315,10 +315,8 @@ fn expiry_removes_everything_and_restore_reprograms() {
 
     // Restart 1 s later: both restored, the kernel wants exactly what was installed.
     let mut fresh = core();
-    let mut b = Burst::default();
     let later = Now::from_unix(5, Duration::from_millis(WALL0 + 1100));
-    assert_eq!(fresh.restore(&mut b, records, later), 2);
-    fresh.finish(b, &[], now(0));
+    assert_eq!(fresh.restore(records, later), 2);
     let mut want = installed.clone();
     want.insert(fresh.plan().decap_route());
     assert_eq!(fresh.desired(), want);
@@ -382,4 +380,100 @@ fn deregistration_acknowledged_after_removal() {
     let f = c.finish(b, &[], now(0));
     assert_eq!(statuses(&f), vec![Some(0)]);
     assert!(c.is_empty());
+}
+
+/// Runs one round through the contract, as the driver does, against a kernel that answers
+/// with `kernel`.
+fn round(
+    c: &mut Core,
+    msgs: &[(Ipv6Addr, Vec<u8>)],
+    at: u64,
+    kernel: impl FnMut(&Change) -> Outcome,
+) -> Vec<Output> {
+    for (src, bytes) in msgs {
+        c.handle_input(
+            now(at),
+            Input {
+                src: *src,
+                dst: ha(),
+                bytes,
+            },
+        );
+    }
+    for coa in c.unresolved() {
+        c.resolve(coa, 7);
+    }
+    mipcast_proto::settle(c, now(at), kernel)
+}
+
+fn acks(out: &[Output]) -> Vec<Option<u8>> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send(s) => Some(back_status_of(&s.bytes)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn through_the_contract_changes_precede_the_ack_and_a_refusal_is_rolled_back() {
+    let mut c = core();
+    let coa = a("2001:db8:2::9");
+    let out = round(
+        &mut c,
+        &[(coa, bu("2001:db8:1::100", "2001:db8:2::9", 1, 10, 0, KEY))],
+        0,
+        |_| Outcome::Applied,
+    );
+    let last_kernel = out.iter().rposition(|o| matches!(o, Output::Kernel(_)));
+    let first_send = out.iter().position(|o| matches!(o, Output::Send(_)));
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(o, Output::Kernel(Change::Add(_))))
+            .count(),
+        3
+    );
+    assert!(last_kernel < first_send, "{out:?}");
+    assert_eq!(acks(&out), vec![Some(0)]);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::BindingsChanged { bindings: 1 }))));
+
+    // A second home address whose route the kernel refuses: its proxy entry and rule are
+    // withdrawn, its BU answered 130, and no "registered" event claims otherwise.
+    let out = round(
+        &mut c,
+        &[(
+            a("2001:db8:2::8"),
+            bu("2001:db8:1::101", "2001:db8:2::8", 1, 10, 10, KEY),
+        )],
+        10,
+        |ch| match ch {
+            Change::Add(KObject::EncapRoute { .. }) => Outcome::Refused {
+                errno: Some(22),
+                reason: "Invalid argument".into(),
+            },
+            _ => Outcome::Applied,
+        },
+    );
+    assert_eq!(acks(&out), vec![Some(130)]);
+    let deletes = out
+        .iter()
+        .filter(|o| matches!(o, Output::Kernel(Change::Delete(_))))
+        .count();
+    assert_eq!(
+        deletes, 3,
+        "proxy, rule and the refused route (tolerated): {out:?}"
+    );
+    assert!(!out.iter().any(|o| matches!(o,
+        Output::Event(Event::Registered { hoa, .. }) if *hoa == a("2001:db8:1::101"))));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::KernelRefused {
+            rollback: false,
+            ..
+        })
+    )));
+    assert_eq!(c.len(), 1);
+    assert!(c.poll_output().is_none());
 }
