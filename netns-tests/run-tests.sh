@@ -4,6 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CI="${CI:-}"
+# The protocol cores build without the daemon around them, and then pull in no runtime, netlink,
+# socket or HTTP crate: that is what lets the simulation harness run them as plain values.
+for core in home-agent mma mobile-node; do
+    if cargo tree --locked -p "$core" --no-default-features -e normal --prefix none \
+        | grep -qE '^(tokio|rtnetlink|netlink-sys|netlink-packet-route|hyper|socket2|nix) '; then
+        echo "run-tests: the $core core pulls in an I/O crate without its shell feature" >&2
+        exit 1
+    fi
+done
+cargo build --locked -q -p home-agent -p mma -p mobile-node --no-default-features --lib
 # Tests that need root or tshark/scapy are #[ignore]d for a plain `cargo test`; this command runs
 # them too. Network-namespace tests are I/O bound; four test threads per binary keep a 2-core box responsive.
 timeout 1500 cargo test --workspace --locked -- --include-ignored --test-threads=4

@@ -8,9 +8,11 @@
 //!   a router, e.g. the default route for native traffic).
 //! - [`sockets`]: raw Mobility Header, ICMPv6 and PIM sockets, source-specific MLD joins.
 //! - [`mrt6`]: the IPv6 multicast routing table (MIFs, MFC entries, upcalls, counters).
+//! - [`mrule`]: the multicast routing rule that selects a non-default MRT6 table.
 //! - [`nft`]: the nftables rule that marks multicast-tunnelled packets as host-addressed.
 //! - [`probe`]: which of the kernel features we rely on are present, in sentences.
 pub mod mrt6;
+pub mod mrule;
 pub mod nft;
 pub mod probe;
 pub mod route;

@@ -3,11 +3,13 @@
 //! - [`config`]: the `mma.yaml` settings and their validation.
 //! - [`core`]: the sans-IO protocol core (registration policy, terminal to kernel mapping).
 //! - [`shell`]: the tokio I/O shell that runs it (sockets, netlink, MRT6, signals, state).
-//! - [`mrule`]: the multicast routing rule for a non-default MRT6 table.
 //! - [`metrics`] and [`status`]: Prometheus metrics and the `/status` page.
+#[cfg(feature = "shell")]
 pub mod config;
 pub mod core;
+#[cfg(feature = "shell")]
 pub mod metrics;
-pub mod mrule;
+#[cfg(feature = "shell")]
 pub mod shell;
+#[cfg(feature = "shell")]
 pub mod status;

@@ -27,8 +27,8 @@ use mipcast_proto::{KObject, Machine, Now, Outcome};
 use crate::config::Config;
 use crate::core::{Change, Core, Event, Input, Plan, PolicyConfig, Send};
 use crate::metrics::Metrics;
-use crate::mrule::{Mrule, MruleError};
 use crate::status::Status;
+use mipcast_kernel::mrule::{Mrule, MruleError};
 
 /// Messages handled before the kernel changes they caused are applied together.
 const BURST: usize = 256;

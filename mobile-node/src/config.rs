@@ -41,15 +41,7 @@ pub struct Config {
     pub state_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Register with the site's MMA and receive on the terminal group (the mipcast design).
-    #[default]
-    Site,
-    /// Plain RFC 6275 MIPv6: the on-link address is the care-of address at the home agent.
-    Mipv6,
-}
+pub use crate::core::Mode;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

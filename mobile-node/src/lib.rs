@@ -17,9 +17,14 @@
     )
 )]
 
+#[cfg(feature = "shell")]
 pub mod config;
 pub mod core;
+#[cfg(feature = "shell")]
 pub mod host;
+#[cfg(feature = "shell")]
 pub mod metrics;
+#[cfg(feature = "shell")]
 pub mod shell;
+#[cfg(feature = "shell")]
 pub mod status;

@@ -26,7 +26,6 @@ use mipcast_wire::mh::{Message, MhRepr};
 use mipcast_wire::nd::NdRepr;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Mode;
 use kernel::{Address, DefaultRoute, Desired, KernelChange, Membership};
 use links::{Decision, Link, LinkConfig, Policy, RouterInfo};
 use reg::{AckOutcome, Client, Ctx, Outgoing, PeerKind, Request, Sa, TimerEvent};
@@ -39,6 +38,17 @@ const MAX_RS: u8 = 3;
 const RS_INTERVAL_MS: u64 = 1000;
 
 pub use mipcast_proto::Now;
+
+/// How the node registers (the `mode` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Register with the site's MMA and receive on the terminal group (the mipcast design).
+    #[default]
+    Site,
+    /// Plain RFC 6275 MIPv6: the on-link address is the care-of address at the home agent.
+    Mipv6,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tables {

@@ -1,7 +1,7 @@
 //! The `ip -6 mrule iif <wan> lookup <table>` that makes the kernel use a non-default MRT6
 //! table for the MMA's (MMA, G) entries. Multicast routing rules are rtnetlink rules of
-//! family RTNL_FAMILY_IP6MR, which the kernel crate's rule type does not cover; tagged with our
-//! protocol number like every rule we install.
+//! family RTNL_FAMILY_IP6MR, which [`KObject`](crate::route::KObject)'s rules (family inet6) do
+//! not cover; tagged with our protocol number like every rule we install.
 use futures::StreamExt;
 use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
@@ -9,6 +9,9 @@ use netlink_packet_core::{
 use netlink_packet_route::route::RouteProtocol;
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::route::outcome_of;
+use mipcast_proto::Outcome;
 
 /// RTNL_FAMILY_IP6MR (linux/rtnetlink.h).
 const RTNL_FAMILY_IP6MR: u8 = 129;
@@ -52,24 +55,34 @@ impl Mrule {
     /// Adds the rule; one already there is fine.
     pub async fn install(&self) -> Result<(), MruleError> {
         let message = RouteNetlinkMessage::NewRule(self.message());
-        match self
+        let result = self
             .request(
                 message,
                 NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
             )
-            .await
-        {
-            Err(errno) if errno == libc::EEXIST => Ok(()),
-            other => other.map_err(|errno| self.error("adding", errno)),
-        }
+            .await;
+        self.judge(result, false, "adding")
     }
 
     /// Deletes the rule; one already gone is fine.
     pub async fn remove(&self) -> Result<(), MruleError> {
         let message = RouteNetlinkMessage::DelRule(self.message());
-        match self.request(message, NLM_F_REQUEST | NLM_F_ACK).await {
-            Err(errno) if errno == libc::ENOENT => Ok(()),
-            other => other.map_err(|errno| self.error("deleting", errno)),
+        let result = self.request(message, NLM_F_REQUEST | NLM_F_ACK).await;
+        self.judge(result, true, "deleting")
+    }
+
+    /// The one errno policy: an add of what is there, or a delete of what is gone, is done.
+    fn judge(
+        &self,
+        result: Result<(), i32>,
+        delete: bool,
+        what: &'static str,
+    ) -> Result<(), MruleError> {
+        let Err(errno) = result else { return Ok(()) };
+        match outcome_of(Some(errno), String::new) {
+            Outcome::AlreadyPresent if !delete => Ok(()),
+            Outcome::AlreadyGone if delete => Ok(()),
+            _ => Err(self.error(what, errno)),
         }
     }
 
