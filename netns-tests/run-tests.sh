@@ -14,6 +14,9 @@ for core in home-agent mma mobile-node; do
     fi
 done
 cargo build --locked -q -p home-agent -p mma -p mobile-node --no-default-features --lib
+# One set of lints for every crate ([workspace.lints]): nothing that can panic on input
+# outside tests, no pub item that is not reachable.
+cargo clippy --locked -q --workspace --all-targets -- -D warnings
 # Tests that need root or tshark/scapy are #[ignore]d for a plain `cargo test`; this command runs
 # them too. Network-namespace tests are I/O bound; four test threads per binary keep a 2-core box responsive.
 timeout 1500 cargo test --workspace --locked -- --include-ignored --test-threads=4

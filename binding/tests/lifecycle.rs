@@ -1,4 +1,10 @@
 //! Binding lifetimes, refreshes, deregistration, timers, SA reload and the state file.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 mod common;
 
 use common::*;

@@ -1,5 +1,11 @@
 //! No sequence of Binding Updates, however forged, replayed or mangled, yields an `Install`
 //! that was not caused by a BU the test itself signed with the right key for that home address.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 mod common;
 
 use std::collections::HashMap;

@@ -1,4 +1,10 @@
 //! Its own test binary: the tracing subscriber is process-global.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 
 use mipcast_daemon::logging::{init_tracing, LogError};
 

@@ -1,5 +1,11 @@
 //! Its own test binary: once a signal is raised at the process, every test in the same binary
 //! would share it, and SIGTERM before a handler exists would kill the whole run.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 
 use std::time::Duration;
 

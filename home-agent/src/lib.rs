@@ -2,15 +2,6 @@
 //! tunnels: the binding registrar and its mapping to kernel objects ([`core`], pure), the
 //! tokio shell that runs it ([`shell`]), configuration, metrics and the `status` subcommand.
 #![forbid(unsafe_code)]
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
 
 #[cfg(feature = "shell")]
 pub mod config;

@@ -1,4 +1,10 @@
 //! `--check-config` on the shipped example and on a broken file.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;

@@ -1,4 +1,10 @@
 //! Registration, the data plane it builds, authentication failures and deregistration.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 mod common;
 
 use std::time::Duration;

@@ -1,4 +1,10 @@
 //! Restart after kill -9, graceful shutdown, and many register/deregister cycles.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 mod common;
 
 use std::time::Duration;

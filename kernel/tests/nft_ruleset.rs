@@ -1,5 +1,11 @@
 //! NftMarker against the kernel, compared with what `nft` itself installs from the design's rule
 //! text. Needs root (own namespaces).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 use std::net::Ipv6Addr;
 
 use mipcast_kernel::nft::{NftError, NftMarker};

@@ -1,4 +1,10 @@
 //! Raw MH / ICMPv6 / PIM sockets and SSM memberships against a real kernel, in namespaces.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::time::Duration;

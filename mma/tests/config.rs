@@ -1,5 +1,11 @@
 //! The example configuration is accepted by `--check-config`; mistakes are reported with file,
 //! line, column and field path.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 

@@ -1,5 +1,11 @@
 //! The MMA core as a pure state machine: BUs and timer ticks in, kernel changes and messages
 //! out, with a hand-driven clock.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 mod common;
 
 use std::net::Ipv6Addr;

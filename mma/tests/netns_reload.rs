@@ -2,6 +2,12 @@
 //! SA takes effect for the next Binding Update while the registered terminal's routes and
 //! MFC entry stay as they were, and a broken file is refused with the running configuration
 //! kept.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 mod common;
 mod netns_common;
 

@@ -7,15 +7,6 @@
 //! - [`shell`]: the tokio I/O shell that runs it against sockets and the kernel.
 //! - [`host`]: interface facts from sysfs and the link quality files.
 //! - [`metrics`]: the Prometheus metrics.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
 
 #[cfg(feature = "shell")]
 pub mod config;

@@ -1,5 +1,11 @@
 //! The shipped example configuration loads, and `--check-config` accepts it and names the
 //! field of a broken one.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;

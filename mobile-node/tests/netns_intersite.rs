@@ -1,5 +1,11 @@
 //! Registration and an inter-site move against scripted MMAs and a scripted home agent, with
 //! the Binding Updates counted on the wire.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 mod common;
 
 use std::net::Ipv6Addr;

@@ -2,6 +2,12 @@
 //! new link preferences and binding lifetime take effect live (a move to the now-preferred
 //! link, Binding Updates with the new lifetime on the wire), and a broken file is refused with
 //! the running configuration kept.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 mod common;
 
 use std::net::Ipv6Addr;

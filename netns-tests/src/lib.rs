@@ -4,6 +4,14 @@
 //! nothing behind. Commands run inside with `ip netns exec`; Rust code (netlink and raw
 //! sockets) runs inside with [`Netns::enter`], which moves a fresh thread into the namespace:
 //! sockets belong to the namespace of the thread that creates them.
+// Test support: what cannot be set up is a failed test, so panicking is how this crate reports.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 pub mod bench;
 pub mod capture;
 pub mod flow;

@@ -8,6 +8,12 @@
 //! Runs the daemon binaries of the same build (`target/<profile>/`): `cargo test --workspace`
 //! builds them; with `-p mipcast-netns-tests` alone, run `cargo build --workspace` first.
 //! MIPCAST_KEEP_SITE_DIR=1 keeps configs, daemon logs and captures.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

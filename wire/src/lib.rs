@@ -9,15 +9,6 @@
 //! covers the Mobility Header (RFC 6275/4285/5213 options), the RFC 5380 MAP option, MLDv2
 //! and PIMv2 together (pnet is dormant and has none of them).
 #![forbid(unsafe_code)]
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
 
 pub mod checksum;
 mod cursor;

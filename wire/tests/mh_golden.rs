@@ -1,5 +1,11 @@
 //! Golden bytes from scapy (tests/gen_mh_fixtures.py): our emit + fill_checksum must equal the
 //! fixture byte for byte, and parsing the fixture must give the expected representation.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 use std::net::Ipv6Addr;
 
 use mipcast_wire::auth::{self, Algorithm, AuthError, Credentials};

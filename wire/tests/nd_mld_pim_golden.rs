@@ -1,5 +1,11 @@
 //! Our ND, MLD and PIM encoders and parsers against bytes produced by scapy
 //! (tests/gen_icmp_pim_fixtures.py; the addresses below mirror its ADDRS table).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
 use std::net::Ipv6Addr;
 
 use mipcast_wire::mld::{self, GroupRecord, MldRepr, QueryV2, RecordType};

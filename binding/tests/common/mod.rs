@@ -13,58 +13,58 @@ use mipcast_binding::{
 use mipcast_wire::auth::{self, Credentials};
 use mipcast_wire::mh::{bu_flags, BindingAck, BindingUpdate, Message, MhRepr, MobilityOption};
 
-pub const HA: Ipv6Addr = addr(0x0001, 1);
-pub const HOA: Ipv6Addr = addr(0x0001, 0x100);
-pub const COA: Ipv6Addr = addr(0x000f, 0x100);
+pub(crate) const HA: Ipv6Addr = addr(0x0001, 1);
+pub(crate) const HOA: Ipv6Addr = addr(0x0001, 0x100);
+pub(crate) const COA: Ipv6Addr = addr(0x000f, 0x100);
 /// A home address outside the home agent's prefix that SA `FOREIGN_SPI` may register.
-pub const FOREIGN_HOA: Ipv6Addr = addr(0x0002, 0x100);
+pub(crate) const FOREIGN_HOA: Ipv6Addr = addr(0x0002, 0x100);
 
-pub const SPI: u32 = 1000;
-pub const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+pub(crate) const SPI: u32 = 1000;
+pub(crate) const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 /// A valid SA whose allowed prefix is 2001:db8:2::/64, not the home prefix.
-pub const FOREIGN_SPI: u32 = 2000;
-pub const FOREIGN_KEY: &[u8] = b"another key of twenty bytes";
+pub(crate) const FOREIGN_SPI: u32 = 2000;
+pub(crate) const FOREIGN_KEY: &[u8] = b"another key of twenty bytes";
 
 /// 2027-01-15T08:00:00Z, an arbitrary wall clock origin.
-pub const WALL_ORIGIN_MS: u64 = 1_800_000_000_000;
-pub const SECOND_NTP: u64 = 1 << 32;
+pub(crate) const WALL_ORIGIN_MS: u64 = 1_800_000_000_000;
+pub(crate) const SECOND_NTP: u64 = 1 << 32;
 
-pub const fn addr(net: u16, host: u16) -> Ipv6Addr {
+pub(crate) const fn addr(net: u16, host: u16) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, net, 0, 0, 0, 0, host)
 }
 
 /// Both clocks, advanced together; the monotonic origin is unrelated to the wall clock.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     pub mono_ms: u64,
     pub wall_ms: u64,
 }
 
 impl Clock {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Clock {
             mono_ms: 1_000,
             wall_ms: WALL_ORIGIN_MS,
         }
     }
 
-    pub fn advance_ms(&mut self, ms: u64) {
+    pub(crate) fn advance_ms(&mut self, ms: u64) {
         self.mono_ms += ms;
         self.wall_ms += ms;
     }
 
-    pub fn now(&self) -> Now {
+    pub(crate) fn now(&self) -> Now {
         Now::from_unix(self.mono_ms, Duration::from_millis(self.wall_ms))
     }
 
     /// The NTP timestamp of our wall clock shifted by `offset_ms`.
-    pub fn ntp(&self, offset_ms: i64) -> u64 {
+    pub(crate) fn ntp(&self, offset_ms: i64) -> u64 {
         let ms = self.wall_ms.checked_add_signed(offset_ms).unwrap();
         Now::from_unix(0, Duration::from_millis(ms)).wall_ntp
     }
 }
 
-pub fn sas() -> SaTable {
+pub(crate) fn sas() -> SaTable {
     SaTable::new([
         SecurityAssociation {
             spi: SPI,
@@ -82,7 +82,7 @@ pub fn sas() -> SaTable {
     .unwrap()
 }
 
-pub fn config() -> RegistrarConfig {
+pub(crate) fn config() -> RegistrarConfig {
     RegistrarConfig {
         max_lifetime_s: 3600,
         replay_window_ms: 7000,
@@ -90,14 +90,14 @@ pub fn config() -> RegistrarConfig {
     }
 }
 
-pub fn home_agent() -> Registrar<HomeAgentPolicy> {
+pub(crate) fn home_agent() -> Registrar<HomeAgentPolicy> {
     let policy = HomeAgentPolicy::new(vec![(addr(1, 0), 64)]).unwrap();
     Registrar::new(config(), sas(), policy).unwrap()
 }
 
 /// A Binding Update under construction; `bytes()` signs it.
 #[derive(Debug, Clone)]
-pub struct Bu {
+pub(crate) struct Bu {
     pub sequence: u16,
     pub flags: u16,
     /// In 4-second units.
@@ -112,7 +112,7 @@ pub struct Bu {
 
 impl Bu {
     /// A home registration for `HOA` from `COA`, A and H set, 40 s, signed with `SPI`.
-    pub fn new(sequence: u16, timestamp: u64) -> Self {
+    pub(crate) fn new(sequence: u16, timestamp: u64) -> Self {
         Bu {
             sequence,
             flags: bu_flags::ACK | bu_flags::HOME,
@@ -125,7 +125,7 @@ impl Bu {
         }
     }
 
-    pub fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         let mut options = Vec::new();
         if let Some((prefix_len, prefix)) = self.hoa {
             options.push(MobilityOption::HomeNetworkPrefix { prefix_len, prefix });
@@ -166,12 +166,16 @@ impl Bu {
 }
 
 /// Feeds `bu` as sent from `COA` to `HA`.
-pub fn send<P: Policy>(r: &mut Registrar<P>, bu: &Bu, clock: &Clock) -> Vec<Action<P::Payload>> {
+pub(crate) fn send<P: Policy>(
+    r: &mut Registrar<P>,
+    bu: &Bu,
+    clock: &Clock,
+) -> Vec<Action<P::Payload>> {
     r.handle_bu(COA, HA, &bu.bytes(), clock.now())
 }
 
 /// The `Send` actions, as (dst, src, bytes).
-pub fn sends<P>(actions: &[Action<P>]) -> Vec<(Ipv6Addr, Ipv6Addr, Vec<u8>)> {
+pub(crate) fn sends<P>(actions: &[Action<P>]) -> Vec<(Ipv6Addr, Ipv6Addr, Vec<u8>)> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -181,7 +185,7 @@ pub fn sends<P>(actions: &[Action<P>]) -> Vec<(Ipv6Addr, Ipv6Addr, Vec<u8>)> {
         .collect()
 }
 
-pub fn installs<P>(actions: &[Action<P>]) -> usize {
+pub(crate) fn installs<P>(actions: &[Action<P>]) -> usize {
     actions
         .iter()
         .filter(|a| matches!(a, Action::Install { .. }))
@@ -190,7 +194,7 @@ pub fn installs<P>(actions: &[Action<P>]) -> usize {
 
 /// A received acknowledgement, decoded from the bytes the registrar emitted.
 #[derive(Debug)]
-pub struct Ack {
+pub(crate) struct Ack {
     pub back: BindingAck,
     pub options: Vec<MobilityOption>,
     /// Result of verifying the authenticator for (coa, hoa) with the SA's key.
@@ -198,7 +202,7 @@ pub struct Ack {
 }
 
 impl Ack {
-    pub fn replay_timestamp(&self) -> Option<u64> {
+    pub(crate) fn replay_timestamp(&self) -> Option<u64> {
         self.options.iter().find_map(|o| match o {
             MobilityOption::ReplayProtection { timestamp } => Some(*timestamp),
             _ => None,
@@ -208,7 +212,11 @@ impl Ack {
 
 /// Decodes the single BAck among `actions`, sent from `HA` to `COA`, verifying its
 /// authenticator against both test SAs for (`coa`, `hoa`).
-pub fn the_ack<P: std::fmt::Debug>(actions: &[Action<P>], coa: Ipv6Addr, hoa: Ipv6Addr) -> Ack {
+pub(crate) fn the_ack<P: std::fmt::Debug>(
+    actions: &[Action<P>],
+    coa: Ipv6Addr,
+    hoa: Ipv6Addr,
+) -> Ack {
     let s = sends(actions);
     assert_eq!(s.len(), 1, "expected exactly one Send: {actions:?}");
     let (dst, src, bytes) = &s[0];
@@ -231,7 +239,7 @@ pub fn the_ack<P: std::fmt::Debug>(actions: &[Action<P>], coa: Ipv6Addr, hoa: Ip
 }
 
 /// The status of the rejection reported in `actions`, checking the `Rejected` action agrees.
-pub fn rejected_status<P: std::fmt::Debug>(actions: &[Action<P>]) -> u8 {
+pub(crate) fn rejected_status<P: std::fmt::Debug>(actions: &[Action<P>]) -> u8 {
     let statuses: Vec<u8> = actions
         .iter()
         .filter_map(|a| match a {

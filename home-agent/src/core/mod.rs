@@ -154,7 +154,7 @@ pub(crate) struct Burst {
 
 impl Burst {
     /// True when nothing was touched (no kernel changes, nothing to send).
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.round.is_empty() && self.pending.is_empty()
     }
 }

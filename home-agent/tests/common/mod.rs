@@ -8,29 +8,29 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use mipcast_kernel::sockets::{MhSocket, PacketInfo};
-pub use mipcast_netns_tests::mh_client::Reply;
+pub(crate) use mipcast_netns_tests::mh_client::Reply;
 use mipcast_netns_tests::mh_client::{parse_reply, Bu};
 use mipcast_netns_tests::{veth, Daemon, Netns};
 
-pub const HA: &str = "2001:db8:1::1";
-pub const CN: &str = "2001:db8:1::2";
-pub const HOA: &str = "2001:db8:1::100";
-pub const COA: &str = "2001:db8:2::9";
+pub(crate) const HA: &str = "2001:db8:1::1";
+pub(crate) const CN: &str = "2001:db8:1::2";
+pub(crate) const HOA: &str = "2001:db8:1::100";
+pub(crate) const COA: &str = "2001:db8:2::9";
 /// Another address of the MN's host, never registered.
-pub const ROGUE: &str = "2001:db8:2::66";
+pub(crate) const ROGUE: &str = "2001:db8:2::66";
 /// Not hex digits, so the key file holds it byte for byte.
-pub const KEY: &[u8] = b"mipcast-test-key-for-spi-1000";
-pub const SPI: u32 = 1000;
-pub const METRICS: &str = "[::1]:9641";
+pub(crate) const KEY: &[u8] = b"mipcast-test-key-for-spi-1000";
+pub(crate) const SPI: u32 = 1000;
+pub(crate) const METRICS: &str = "[::1]:9641";
 
-pub fn a(s: &str) -> Ipv6Addr {
+pub(crate) fn a(s: &str) -> Ipv6Addr {
     s.parse().expect("address")
 }
 
-pub struct TempDir(pub PathBuf);
+pub(crate) struct TempDir(pub PathBuf);
 
 impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         let p = std::env::temp_dir().join(format!(
             "ha-{tag}-{}-{}",
             std::process::id(),
@@ -43,7 +43,7 @@ impl TempDir {
         TempDir(p)
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 }
@@ -55,7 +55,7 @@ impl Drop for TempDir {
 }
 
 /// HA between the home link (CN) and the MN's access link.
-pub struct Lab {
+pub(crate) struct Lab {
     pub ha: Netns,
     pub cn: Netns,
     pub mn: Netns,
@@ -64,7 +64,7 @@ pub struct Lab {
 }
 
 impl Lab {
-    pub fn new(tag: &str) -> Lab {
+    pub(crate) fn new(tag: &str) -> Lab {
         let (ha, cn, mn) = (Netns::new("ha"), Netns::new("cn"), Netns::new("mn"));
         veth(
             &cn,
@@ -107,7 +107,7 @@ impl Lab {
     }
 
     /// Starts the daemon and waits until its metrics listener answers.
-    pub fn start(&self, extra: &[&str]) -> Daemon {
+    pub(crate) fn start(&self, extra: &[&str]) -> Daemon {
         let log = self.dir.path(&format!("ha-{}.log", now_ns()));
         let mut args = vec!["-c", self.config.to_str().unwrap()];
         if !extra.contains(&"--log-level") {
@@ -138,14 +138,14 @@ impl Lab {
         }
     }
 
-    pub fn fetch(&self, path: &str) -> Result<String, String> {
+    pub(crate) fn fetch(&self, path: &str) -> Result<String, String> {
         let addr: SocketAddr = METRICS.parse().unwrap();
         self.ha
             .enter(|| mipcast_daemon::metrics::fetch(addr, path).map_err(|e| e.to_string()))
     }
 
     /// Value of the metrics sample line starting with `prefix` (0 if absent).
-    pub fn metric(&self, prefix: &str) -> f64 {
+    pub(crate) fn metric(&self, prefix: &str) -> f64 {
         let text = self.fetch("/metrics").expect("metrics");
         text.lines()
             .find(|l| l.starts_with(prefix))
@@ -156,7 +156,7 @@ impl Lab {
 
     /// Our routes (all tables), rules and proxy entries in the HA namespace, as iproute2
     /// prints them.
-    pub fn kernel_state(&self) -> KernelState {
+    pub(crate) fn kernel_state(&self) -> KernelState {
         KernelState {
             routes: lines(&self.ha.sh("ip -6 route show table all proto 158")),
             // iproute2 ignores `proto` when listing rules: filter here.
@@ -170,7 +170,7 @@ impl Lab {
 }
 
 #[derive(Debug)]
-pub struct KernelState {
+pub(crate) struct KernelState {
     pub routes: Vec<String>,
     pub rules: Vec<String>,
     pub proxies: Vec<String>,
@@ -178,14 +178,14 @@ pub struct KernelState {
 
 impl KernelState {
     /// Only the static decapsulation route: no binding leaves anything behind.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.routes.len() == 1
             && self.routes[0].contains("encap seg6local action End.DT6")
             && self.rules.iter().all(|r| !r.contains("ipproto"))
             && self.proxies.is_empty()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.routes.is_empty() && self.rules.is_empty() && self.proxies.is_empty()
     }
 }
@@ -205,7 +205,7 @@ fn now_ns() -> u128 {
 }
 
 /// Writes the key file (mode 600) and a config using it; `extra` is appended verbatim.
-pub fn write_config(dir: &TempDir, extra: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &TempDir, extra: &str) -> PathBuf {
     let key = dir.path("mn.key");
     std::fs::write(&key, KEY).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -227,7 +227,7 @@ pub fn write_config(dir: &TempDir, extra: &str) -> PathBuf {
     path
 }
 
-pub fn block<F: std::future::Future>(f: F) -> F::Output {
+pub(crate) fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -237,7 +237,7 @@ pub fn block<F: std::future::Future>(f: F) -> F::Output {
 
 /// A mobile node's Binding Update client on a raw MH socket (create it inside the MN's
 /// namespace and a tokio runtime).
-pub struct Mn {
+pub(crate) struct Mn {
     pub sock: MhSocket,
     pub hoa: Ipv6Addr,
     pub coa: Ipv6Addr,
@@ -245,7 +245,7 @@ pub struct Mn {
 }
 
 impl Mn {
-    pub fn new() -> Mn {
+    pub(crate) fn new() -> Mn {
         Mn {
             sock: MhSocket::new().expect("MH socket"),
             hoa: a(HOA),
@@ -256,7 +256,7 @@ impl Mn {
 
     /// A BU with A|H, HNP(HoA/128), Alternate CoA and Replay Protection (now), signed with
     /// `key` (None: no authentication option at all).
-    pub fn bu(&self, seq: u16, lifetime_units: u16, key: Option<&[u8]>) -> Vec<u8> {
+    pub(crate) fn bu(&self, seq: u16, lifetime_units: u16, key: Option<&[u8]>) -> Vec<u8> {
         Bu {
             flags: 0xc000,
             lifetime: lifetime_units,
@@ -267,7 +267,7 @@ impl Mn {
         .bytes()
     }
 
-    pub async fn send(&self, bytes: &[u8]) {
+    pub(crate) async fn send(&self, bytes: &[u8]) {
         self.sock
             .send_to(bytes, a(HA), PacketInfo::ANY.with_source(self.coa))
             .await
@@ -275,7 +275,7 @@ impl Mn {
     }
 
     /// The next BAck or BE (Binding Refresh Requests are skipped), or None after `timeout`.
-    pub async fn reply(&self, timeout: Duration) -> Option<Reply> {
+    pub(crate) async fn reply(&self, timeout: Duration) -> Option<Reply> {
         let mut buf = [0u8; 2048];
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -289,14 +289,14 @@ impl Mn {
         }
     }
 
-    pub async fn exchange(&self, bytes: &[u8]) -> Option<Reply> {
+    pub(crate) async fn exchange(&self, bytes: &[u8]) -> Option<Reply> {
         self.send(bytes).await;
         self.reply(Duration::from_secs(3)).await
     }
 }
 
 /// Runs `f` with a BU client inside the MN's namespace.
-pub fn with_mn<R: Send>(ns: &Netns, f: impl AsyncFnOnce(&Mn) -> R + Send) -> R {
+pub(crate) fn with_mn<R: Send>(ns: &Netns, f: impl AsyncFnOnce(&Mn) -> R + Send) -> R {
     ns.enter(|| {
         block(async {
             let mn = Mn::new();
@@ -306,7 +306,7 @@ pub fn with_mn<R: Send>(ns: &Netns, f: impl AsyncFnOnce(&Mn) -> R + Send) -> R {
 }
 
 /// Polls `cond` every 50 ms for up to `timeout`.
-pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {
@@ -319,6 +319,6 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-pub fn path_str(p: &Path) -> &str {
+pub(crate) fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }

@@ -47,34 +47,34 @@ impl MsgType {
 
 /// Attribute numbers (`enum nft_*_attributes`) of the messages and expressions we build.
 pub(super) mod attr {
-    pub const TABLE_NAME: u16 = 1;
-    pub const CHAIN_TABLE: u16 = 1;
-    pub const CHAIN_NAME: u16 = 3;
-    pub const CHAIN_HOOK: u16 = 4;
-    pub const CHAIN_POLICY: u16 = 5;
-    pub const CHAIN_TYPE: u16 = 7;
-    pub const HOOK_HOOKNUM: u16 = 1;
-    pub const HOOK_PRIORITY: u16 = 2;
-    pub const RULE_TABLE: u16 = 1;
-    pub const RULE_CHAIN: u16 = 2;
-    pub const RULE_HANDLE: u16 = 3;
-    pub const RULE_EXPRESSIONS: u16 = 4;
-    pub const LIST_ELEM: u16 = 1;
-    pub const EXPR_NAME: u16 = 1;
-    pub const EXPR_DATA: u16 = 2;
-    pub const DATA_VALUE: u16 = 1;
-    pub const PAYLOAD_DREG: u16 = 1;
-    pub const PAYLOAD_BASE: u16 = 2;
-    pub const PAYLOAD_OFFSET: u16 = 3;
-    pub const PAYLOAD_LEN: u16 = 4;
-    pub const CMP_SREG: u16 = 1;
-    pub const CMP_OP: u16 = 2;
-    pub const CMP_DATA: u16 = 3;
-    pub const IMMEDIATE_DREG: u16 = 1;
-    pub const IMMEDIATE_DATA: u16 = 2;
-    pub const META_DREG: u16 = 1;
-    pub const META_KEY: u16 = 2;
-    pub const META_SREG: u16 = 3;
+    pub(crate) const TABLE_NAME: u16 = 1;
+    pub(crate) const CHAIN_TABLE: u16 = 1;
+    pub(crate) const CHAIN_NAME: u16 = 3;
+    pub(crate) const CHAIN_HOOK: u16 = 4;
+    pub(crate) const CHAIN_POLICY: u16 = 5;
+    pub(crate) const CHAIN_TYPE: u16 = 7;
+    pub(crate) const HOOK_HOOKNUM: u16 = 1;
+    pub(crate) const HOOK_PRIORITY: u16 = 2;
+    pub(crate) const RULE_TABLE: u16 = 1;
+    pub(crate) const RULE_CHAIN: u16 = 2;
+    pub(crate) const RULE_HANDLE: u16 = 3;
+    pub(crate) const RULE_EXPRESSIONS: u16 = 4;
+    pub(crate) const LIST_ELEM: u16 = 1;
+    pub(crate) const EXPR_NAME: u16 = 1;
+    pub(crate) const EXPR_DATA: u16 = 2;
+    pub(crate) const DATA_VALUE: u16 = 1;
+    pub(crate) const PAYLOAD_DREG: u16 = 1;
+    pub(crate) const PAYLOAD_BASE: u16 = 2;
+    pub(crate) const PAYLOAD_OFFSET: u16 = 3;
+    pub(crate) const PAYLOAD_LEN: u16 = 4;
+    pub(crate) const CMP_SREG: u16 = 1;
+    pub(crate) const CMP_OP: u16 = 2;
+    pub(crate) const CMP_DATA: u16 = 3;
+    pub(crate) const IMMEDIATE_DREG: u16 = 1;
+    pub(crate) const IMMEDIATE_DATA: u16 = 2;
+    pub(crate) const META_DREG: u16 = 1;
+    pub(crate) const META_KEY: u16 = 2;
+    pub(crate) const META_SREG: u16 = 3;
 }
 
 /// Appends netlink attributes to a message under construction.

@@ -94,7 +94,7 @@ pub(crate) struct NlFailure {
 
 impl NlFailure {
     /// The kernel refused with `errno` (positive); `ext` is its extended-ack message, if any.
-    pub fn kernel(errno: i32, ext: Option<String>) -> NlFailure {
+    pub(crate) fn kernel(errno: i32, ext: Option<String>) -> NlFailure {
         let base = nix::errno::Errno::from_raw(errno).desc().to_owned();
         let text = match ext {
             Some(msg) if !msg.is_empty() => format!("{base} ({msg})"),
@@ -106,14 +106,14 @@ impl NlFailure {
         }
     }
 
-    pub fn local(text: impl Into<String>) -> NlFailure {
+    pub(crate) fn local(text: impl Into<String>) -> NlFailure {
         NlFailure {
             errno: None,
             text: text.into(),
         }
     }
 
-    pub fn on(self, op: Op, object: KObject) -> RouteError {
+    pub(crate) fn on(self, op: Op, object: KObject) -> RouteError {
         RouteError::Object {
             op,
             object,
@@ -122,7 +122,7 @@ impl NlFailure {
         }
     }
 
-    pub fn request(self, what: impl Into<String>) -> RouteError {
+    pub(crate) fn request(self, what: impl Into<String>) -> RouteError {
         RouteError::Request {
             what: what.into(),
             errno: self.errno,

@@ -49,7 +49,7 @@ pub(crate) struct Request {
 impl Nl {
     /// Opens the socket in the calling thread's network namespace and spawns the connection
     /// task on the current tokio runtime.
-    pub fn connect() -> Result<Nl, RouteError> {
+    pub(crate) fn connect() -> Result<Nl, RouteError> {
         let (mut conn, handle, _unsolicited) =
             proto::new_connection::<RouteNetlinkMessage>(NETLINK_ROUTE)
                 .map_err(RouteError::Socket)?;
@@ -78,7 +78,7 @@ impl Nl {
     /// per-CPU memory atomically, from a pool the kernel refills in the background, so a burst
     /// of a few thousand routes drains it for a moment (seen here: a run of ~100 failures at
     /// the end of a batch, all succeeding a few milliseconds later).
-    pub async fn batch(&self, requests: Vec<Request>) -> Vec<Result<(), NlFailure>> {
+    pub(crate) async fn batch(&self, requests: Vec<Request>) -> Vec<Result<(), NlFailure>> {
         self.batch_with_replies(requests)
             .await
             .into_iter()
@@ -88,7 +88,7 @@ impl Nl {
 
     /// Like [`Self::batch`], also returning the messages the kernel answered each request
     /// with before its acknowledgement (single gets: the object asked for).
-    pub async fn batch_with_replies(&self, requests: Vec<Request>) -> Vec<Answer> {
+    pub(crate) async fn batch_with_replies(&self, requests: Vec<Request>) -> Vec<Answer> {
         let mut results = vec![Err(closed()); requests.len()];
         let mut pending: Vec<(usize, Request)> = requests.into_iter().enumerate().collect();
         let mut pause = ENOMEM_FIRST_PAUSE;
@@ -185,7 +185,11 @@ impl Nl {
     }
 
     /// One acknowledged request.
-    pub async fn ack(&self, message: RouteNetlinkMessage, flags: u16) -> Result<(), NlFailure> {
+    pub(crate) async fn ack(
+        &self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<(), NlFailure> {
         self.batch(vec![Request { message, flags }])
             .await
             .into_iter()
@@ -194,7 +198,7 @@ impl Nl {
     }
 
     /// A request answered by messages (a dump with NLM_F_DUMP, or a single get).
-    pub async fn query(
+    pub(crate) async fn query(
         &self,
         message: RouteNetlinkMessage,
         dump: bool,

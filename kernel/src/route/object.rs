@@ -3,7 +3,8 @@
 use ipnetwork::Ipv6Network;
 use std::net::Ipv6Addr;
 
-pub use mipcast_proto::{host_net, masked, KObject};
+pub use mipcast_proto::KObject;
+pub(crate) use mipcast_proto::{host_net, masked};
 
 /// What identifies an object in the kernel: two objects with the same key cannot coexist, so
 /// one replaces the other (routes: table + destination + source; proxy entries: address +

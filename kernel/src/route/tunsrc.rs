@@ -39,7 +39,7 @@ pub(crate) struct Seg6Genl {
 }
 
 impl Seg6Genl {
-    pub fn open() -> Result<Seg6Genl, RouteError> {
+    pub(crate) fn open() -> Result<Seg6Genl, RouteError> {
         let socket = TokioSocket::new(NETLINK_GENERIC).map_err(RouteError::Socket)?;
         socket
             .socket_ref()
@@ -54,7 +54,7 @@ impl Seg6Genl {
         })
     }
 
-    pub async fn set_tunsrc(&self, addr: Ipv6Addr) -> Result<(), NlFailure> {
+    pub(crate) async fn set_tunsrc(&self, addr: Ipv6Addr) -> Result<(), NlFailure> {
         let family = self.family().await?;
         self.exchange(
             family,
@@ -65,7 +65,7 @@ impl Seg6Genl {
         Ok(())
     }
 
-    pub async fn get_tunsrc(&self) -> Result<Ipv6Addr, NlFailure> {
+    pub(crate) async fn get_tunsrc(&self) -> Result<Ipv6Addr, NlFailure> {
         let family = self.family().await?;
         let replies = self.exchange(family, SEG6_CMD_GET_TUNSRC, &[]).await?;
         replies

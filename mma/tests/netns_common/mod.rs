@@ -23,7 +23,7 @@ use mipcast_netns_tests::{veth, Daemon, Netns};
 
 use crate::common::*;
 
-pub struct Topo {
+pub(crate) struct Topo {
     pub cn: Netns,
     pub ha: Netns,
     pub mma: Netns,
@@ -34,7 +34,7 @@ pub struct Topo {
 }
 
 impl Topo {
-    pub fn new(tag: &str) -> Topo {
+    pub(crate) fn new(tag: &str) -> Topo {
         let cn = Netns::new(&format!("{tag}c"));
         let ha = Netns::new(&format!("{tag}h"));
         let mma = Netns::new(&format!("{tag}m"));
@@ -119,7 +119,7 @@ impl Topo {
     }
 
     /// Writes the key and the MMA config (state file and forwarding limits as given).
-    pub fn write_config(&self, extra: &str) -> PathBuf {
+    pub(crate) fn write_config(&self, extra: &str) -> PathBuf {
         let key = self.dir.join("terminals.key");
         // Hex, so the key file decodes to exactly KEY's bytes.
         let hex: String = KEY.iter().map(|b| format!("{b:02x}")).collect();
@@ -144,12 +144,12 @@ impl Topo {
         config
     }
 
-    pub fn log(&self, n: u32) -> PathBuf {
+    pub(crate) fn log(&self, n: u32) -> PathBuf {
         self.dir.join(format!("mma{n}.log"))
     }
 
     /// Starts the daemon and waits for "mma ready" in its log `n`.
-    pub fn start_mma(&self, config: &Path, n: u32) -> Daemon {
+    pub(crate) fn start_mma(&self, config: &Path, n: u32) -> Daemon {
         let log = self.log(n);
         let child = self.mma.spawn(
             env!("CARGO_BIN_EXE_mma"),
@@ -172,13 +172,13 @@ impl Topo {
     }
 
     /// Sends `bu` from the terminal's on-link address and returns the acknowledgement.
-    pub fn send_bu(&self, bu: &Bu) -> Ack {
+    pub(crate) fn send_bu(&self, bu: &Bu) -> Ack {
         parse_ack(&self.send_bu_raw(bu), bu.coa, bu.hoa)
     }
 
     /// Sends `bu` from the terminal's on-link address and returns the acknowledgement's
     /// bytes, for callers that verify it with another key than the fixture's.
-    pub fn send_bu_raw(&self, bu: &Bu) -> Vec<u8> {
+    pub(crate) fn send_bu_raw(&self, bu: &Bu) -> Vec<u8> {
         let bytes = bu.bytes();
         self.mn.enter(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -202,27 +202,27 @@ impl Topo {
         })
     }
 
-    pub fn register(&self, sequence: u16) -> Ack {
+    pub(crate) fn register(&self, sequence: u16) -> Ack {
         let ack = self.send_bu(&terminal_bu(sequence, HOA, GROUP, ntp_now()));
         assert_eq!(ack.status, 0, "{ack:?}");
         ack
     }
 
     /// Our routes and rules in the MMA namespace.
-    pub fn our_kernel_state(&self) -> String {
+    pub(crate) fn our_kernel_state(&self) -> String {
         // (This iproute2 ignores `proto` in `ip rule show`, so filter by hand.)
         self.mma
             .sh("ip -6 route show table all proto 158; ip -6 rule show | grep 'proto 158' || true")
     }
 
     /// Whether the MMA's MFC has the (MMA, G) entry, as /proc/net/ip6_mr_cache spells it.
-    pub fn has_mfc_entry(&self) -> bool {
+    pub(crate) fn has_mfc_entry(&self) -> bool {
         let full = |a: Ipv6Addr| a.segments().map(|s| format!("{s:04x}")).join(":");
         self.mfc()
             .contains(&format!("{} {}", full(GROUP), full(MMA)))
     }
 
-    pub fn mfc(&self) -> String {
+    pub(crate) fn mfc(&self) -> String {
         self.mma.sh("cat /proc/net/ip6_mr_cache")
     }
 }
@@ -241,7 +241,7 @@ impl Drop for Topo {
     }
 }
 
-pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if f() {
@@ -254,13 +254,13 @@ pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
 
 /// A packet capture in a namespace, read back with tshark as (outer src, outer dst, inner
 /// src, inner dst) of IPv6-in-IPv6 packets.
-pub struct Capture {
+pub(crate) struct Capture {
     daemon: Daemon,
     file: PathBuf,
 }
 
 impl Capture {
-    pub fn start(ns: &Netns, ifname: &str, dir: &Path, name: &str) -> Capture {
+    pub(crate) fn start(ns: &Netns, ifname: &str, dir: &Path, name: &str) -> Capture {
         // --immediate-mode: without it packets wait in the kernel ring's current block and a
         // short capture stopped early records none of them.
         let file = dir.join(format!("{name}.pcap"));
@@ -292,7 +292,7 @@ impl Capture {
     }
 
     /// Stops the capture and returns the tunnel packets' addresses.
-    pub fn stop(mut self) -> Vec<(String, String, String, String)> {
+    pub(crate) fn stop(mut self) -> Vec<(String, String, String, String)> {
         std::thread::sleep(Duration::from_millis(300));
         self.daemon
             .signal_and_wait(libc::SIGINT, Duration::from_secs(5));
@@ -323,7 +323,7 @@ impl Capture {
 
 /// A TCP echo exchange from the CN to the terminal's home address: the server runs
 /// in `mn` bound to the HoA; returns what came back.
-pub fn tcp_echo(t: &Topo, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn tcp_echo(t: &Topo, payload: &[u8]) -> Vec<u8> {
     let listener = t.mn.enter(|| TcpListener::bind((HOA, 7000)).unwrap());
     let server = std::thread::spawn(move || {
         listener.set_nonblocking(false).unwrap();
@@ -357,7 +357,7 @@ pub fn tcp_echo(t: &Topo, payload: &[u8]) -> Vec<u8> {
 }
 
 /// True when a UDP datagram from `src` in `from` to `dst` in `to` arrives within `wait`.
-pub fn udp_arrives(
+pub(crate) fn udp_arrives(
     from: &Netns,
     src: Ipv6Addr,
     to: &Netns,

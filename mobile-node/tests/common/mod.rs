@@ -15,12 +15,12 @@ use mipcast_wire::auth::{self, Algorithm, Credentials};
 use mipcast_wire::mh::{bu_flags, BindingAck, Experimental, Message, MhRepr, MobilityOption};
 use mipcast_wire::nd::{MapOption, NdOption, NdRepr, PrefixInformation, RouterAdvert};
 
-pub const KEY: [u8; 16] = [0x11; 16];
-pub const SPI_HA: u32 = 1000;
-pub const SPI_MMA: u32 = 1001;
+pub(crate) const KEY: [u8; 16] = [0x11; 16];
+pub(crate) const SPI_HA: u32 = 1000;
+pub(crate) const SPI_MMA: u32 = 1001;
 
 /// A thread inside a namespace running a future on its own runtime; stopped and joined on drop.
-pub struct Bg {
+pub(crate) struct Bg {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
@@ -34,7 +34,7 @@ impl Drop for Bg {
     }
 }
 
-pub fn in_ns<F, Fut>(ns: &Netns, f: F) -> Bg
+pub(crate) fn in_ns<F, Fut>(ns: &Netns, f: F) -> Bg
 where
     F: FnOnce(Arc<AtomicBool>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()>,
@@ -57,12 +57,12 @@ where
     }
 }
 
-pub fn ifindex(ns: &Netns, name: &str) -> u32 {
+pub(crate) fn ifindex(ns: &Netns, name: &str) -> u32 {
     let out = ns.sh(&format!("cat /sys/class/net/{name}/ifindex"));
     out.trim().parse().unwrap()
 }
 
-pub fn ra_bytes(prefix: Ipv6Addr, mma: Option<Ipv6Addr>) -> Vec<u8> {
+pub(crate) fn ra_bytes(prefix: Ipv6Addr, mma: Option<Ipv6Addr>) -> Vec<u8> {
     let mut options = vec![NdOption::PrefixInformation(PrefixInformation {
         prefix_len: 64,
         on_link: true,
@@ -96,7 +96,7 @@ pub fn ra_bytes(prefix: Ipv6Addr, mma: Option<Ipv6Addr>) -> Vec<u8> {
 }
 
 /// Sends each (ifindex, RA) every 200 ms to ff02::1 with hop limit 255.
-pub fn ra_sender(ns: &Netns, adverts: Vec<(u32, Vec<u8>)>) -> Bg {
+pub(crate) fn ra_sender(ns: &Netns, adverts: Vec<(u32, Vec<u8>)>) -> Bg {
     in_ns(ns, move |stop| async move {
         let s = IcmpSocket::new(&[]).unwrap();
         s.set_multicast_hops(255).unwrap();
@@ -111,7 +111,7 @@ pub fn ra_sender(ns: &Netns, adverts: Vec<(u32, Vec<u8>)>) -> Bg {
 
 /// One Binding Update as the scripted responder received it.
 #[derive(Clone, Debug)]
-pub struct RecBu {
+pub(crate) struct RecBu {
     pub at: Instant,
     pub src: Ipv6Addr,
     pub dst: Ipv6Addr,
@@ -125,11 +125,11 @@ pub struct RecBu {
     pub authenticated: bool,
 }
 
-pub type Log = Arc<Mutex<Vec<RecBu>>>;
+pub(crate) type Log = Arc<Mutex<Vec<RecBu>>>;
 
 /// Answers every authenticated BU to a local address with an accepting, signed BAck (with
 /// Assigned CoA = the address it was sent to when the M flag is set) and records it.
-pub fn responder(ns: &Netns) -> (Bg, Log) {
+pub(crate) fn responder(ns: &Netns) -> (Bg, Log) {
     let log: Log = Arc::default();
     let l = Arc::clone(&log);
     let bg = in_ns(ns, move |stop| async move {
@@ -221,7 +221,7 @@ pub fn responder(ns: &Netns) -> (Bg, Log) {
     (bg, log)
 }
 
-pub struct MnSetup<'a> {
+pub(crate) struct MnSetup<'a> {
     pub hoa: &'a str,
     pub ha: &'a str,
     pub home_prefix: &'a str,
@@ -231,7 +231,7 @@ pub struct MnSetup<'a> {
 }
 
 /// Writes key files and the MN config into `dir`; returns the config path.
-pub fn write_mn_config(dir: &Path, s: &MnSetup<'_>) -> PathBuf {
+pub(crate) fn write_mn_config(dir: &Path, s: &MnSetup<'_>) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let key = dir.join("mn.key");
     std::fs::write(
@@ -272,7 +272,7 @@ pub fn write_mn_config(dir: &Path, s: &MnSetup<'_>) -> PathBuf {
 }
 
 /// Polls `f` every 100 ms until it returns Some, or panics with `what` after `timeout`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -284,7 +284,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 }
 
 /// The MN's `/status` JSON, fetched inside its namespace.
-pub fn status(ns: &Netns, port: u16) -> Option<serde_json::Value> {
+pub(crate) fn status(ns: &Netns, port: u16) -> Option<serde_json::Value> {
     let body = ns.enter(|| {
         mipcast_daemon::metrics::fetch(
             std::net::SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
@@ -296,13 +296,13 @@ pub fn status(ns: &Netns, port: u16) -> Option<serde_json::Value> {
 }
 
 /// A packet capture in a namespace, stopped (and flushed) by [`Capture::finish`].
-pub struct Capture {
+pub(crate) struct Capture {
     child: mipcast_netns_tests::Daemon,
     pub file: PathBuf,
 }
 
 impl Capture {
-    pub fn start(ns: &Netns, ifname: &str, filter: &str, file: PathBuf) -> Capture {
+    pub(crate) fn start(ns: &Netns, ifname: &str, filter: &str, file: PathBuf) -> Capture {
         let f = file.to_str().unwrap().to_owned();
         let child = ns.spawn(
             "tcpdump",
@@ -323,7 +323,7 @@ impl Capture {
     }
 
     /// Stops the capture; returns tshark's field output for `display_filter`.
-    pub fn finish(mut self, display_filter: &str, fields: &[&str]) -> Vec<String> {
+    pub(crate) fn finish(mut self, display_filter: &str, fields: &[&str]) -> Vec<String> {
         self.child
             .signal_and_wait(libc::SIGINT, Duration::from_secs(5));
         tshark(&self.file, display_filter, fields)
@@ -331,7 +331,7 @@ impl Capture {
 }
 
 /// tshark's field output (tab-separated, one line per packet) for `display_filter`.
-pub fn tshark(file: &Path, display_filter: &str, fields: &[&str]) -> Vec<String> {
+pub(crate) fn tshark(file: &Path, display_filter: &str, fields: &[&str]) -> Vec<String> {
     let mut args = vec![
         "-r".to_owned(),
         file.to_str().unwrap().to_owned(),
@@ -355,7 +355,7 @@ pub fn tshark(file: &Path, display_filter: &str, fields: &[&str]) -> Vec<String>
 }
 
 /// Writes [`KEY`] as hex into `dir/name` with mode 600 (the daemons refuse readable keys).
-pub fn write_key(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn write_key(dir: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let key = dir.join(name);
     std::fs::write(
@@ -368,7 +368,7 @@ pub fn write_key(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Adds `mode: <mode>` to a config written by [`write_mn_config`] (which leaves the default).
-pub fn set_mode(config: &Path, mode: &str) {
+pub(crate) fn set_mode(config: &Path, mode: &str) {
     let mut text = std::fs::read_to_string(config).unwrap();
     assert!(
         !text.contains("\nmode:"),
@@ -383,7 +383,7 @@ pub fn set_mode(config: &Path, mode: &str) {
 /// (MMA1 on its loopback, RAs with MAP = MMA1 on the node's `e1`) and `ar2` (MMA2, `e2`), both
 /// routed through `ha` (the home agent's address on its loopback); scripted BU responders in
 /// all three record what the node sends.
-pub struct TwoSites {
+pub(crate) struct TwoSites {
     pub mn: Netns,
     pub ar1: Netns,
     pub ar2: Netns,
@@ -395,7 +395,7 @@ pub struct TwoSites {
     pub threads: Vec<Bg>,
 }
 
-pub fn two_sites(ha: &str, mma1: &str, mma2: &str) -> TwoSites {
+pub(crate) fn two_sites(ha: &str, mma1: &str, mma2: &str) -> TwoSites {
     let mn = Netns::new("mn");
     let ar1 = Netns::new("ar1");
     let ar2 = Netns::new("ar2");
@@ -469,7 +469,7 @@ impl Drop for TwoSites {
 /// (also when an assertion unwinds).
 ///
 /// [`stop`]: TcpFlow::stop
-pub struct TcpFlow {
+pub(crate) struct TcpFlow {
     writer: Option<Bg>,
     _sink: Daemon,
     received: PathBuf,
@@ -477,7 +477,7 @@ pub struct TcpFlow {
 }
 
 impl TcpFlow {
-    pub fn start(cn: &Netns, mn: &Netns, hoa: Ipv6Addr, dir: &Path) -> TcpFlow {
+    pub(crate) fn start(cn: &Netns, mn: &Netns, hoa: Ipv6Addr, dir: &Path) -> TcpFlow {
         use std::io::Write;
         let received = dir.join("received");
         let sink = Daemon(mn.spawn(
@@ -525,19 +525,19 @@ impl TcpFlow {
     }
 
     /// Bytes the home address has received so far.
-    pub fn received(&self) -> u64 {
+    pub(crate) fn received(&self) -> u64 {
         std::fs::metadata(&self.received)
             .map(|m| m.len())
             .unwrap_or(0)
     }
 
     /// Stops the writer and waits for it.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.writer = None;
     }
 
     /// True when connecting or writing failed (a reset or a 5 s stall).
-    pub fn broke(&self) -> bool {
+    pub(crate) fn broke(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
 }

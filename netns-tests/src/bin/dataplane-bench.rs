@@ -9,6 +9,13 @@
 //! sudo target/release/dataplane-bench [--seconds 5]
 //! ```
 //! The daemon binaries are taken from the directory of this executable.
+// A test tool: what cannot be set up ends the run with a message, by panicking.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 use std::net::Ipv6Addr;
 use std::path::Path;
 use std::process::ExitCode;

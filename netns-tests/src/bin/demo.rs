@@ -7,6 +7,13 @@
 //! ```
 //! Topology and addresses: `mipcast_netns_tests::site`. Set MIPCAST_KEEP_SITE_DIR=1 to keep
 //! the generated configs and daemon logs.
+// A test tool: what cannot be set up ends the run with a message, by panicking.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 use std::net::Ipv6Addr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -10,6 +10,13 @@
 //!
 //! The client keeps W BUs in flight over a raw Mobility Header socket (checksum computed here)
 //! and counts BAcks; phases: register all, refresh all (no kernel change), deregister all.
+// A test tool: what cannot be set up ends the run with a message, by panicking.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

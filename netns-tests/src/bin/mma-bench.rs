@@ -8,6 +8,13 @@
 //! `mma` binary next to this one). Topology: `ha` (WAN) ── `mma` ── `site` (every BU comes from
 //! the site's on-link address 2001:db8:4::2, one home address and group per terminal). Each
 //! registration makes the MMA install two routes (batched) and one MFC entry.
+// A test tool: what cannot be set up ends the run with a message, by panicking.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 use std::net::Ipv6Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -4,13 +4,13 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use mipcast_netns_tests::kstate::{mfc, mifs, MfcEntry};
+pub(crate) use mipcast_netns_tests::kstate::{mfc, mifs, MfcEntry};
 use mipcast_netns_tests::{veth, Daemon, Netns};
 use pim_lite::status::Status;
 
-pub const METRICS: &str = "[::1]:9644";
+pub(crate) const METRICS: &str = "[::1]:9644";
 
-pub fn ifindex(ns: &Netns, ifname: &str) -> u32 {
+pub(crate) fn ifindex(ns: &Netns, ifname: &str) -> u32 {
     ns.sh(&format!("cat /sys/class/net/{ifname}/ifindex"))
         .trim()
         .parse()
@@ -18,7 +18,7 @@ pub fn ifindex(ns: &Netns, ifname: &str) -> u32 {
 }
 
 /// Waits until IPv6 on `ifname` is usable (link-local address and multicast route).
-pub fn wait_ready(ns: &Netns, ifname: &str) {
+pub(crate) fn wait_ready(ns: &Netns, ifname: &str) {
     for _ in 0..100 {
         let routes = ns.sh(&format!("ip -6 route show table local dev {ifname}"));
         let addrs = ns.sh(&format!("ip -6 -o addr show dev {ifname} scope link"));
@@ -30,13 +30,13 @@ pub fn wait_ready(ns: &Netns, ifname: &str) {
     panic!("IPv6 on {ifname} in {} never became ready", ns.name());
 }
 
-pub fn link(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
+pub(crate) fn link(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
     veth(a, a_if, a_addr, b, b_if, b_addr);
     wait_ready(a, a_if);
     wait_ready(b, b_if);
 }
 
-pub fn link_local(ns: &Netns, ifname: &str) -> Ipv6Addr {
+pub(crate) fn link_local(ns: &Netns, ifname: &str) -> Ipv6Addr {
     let out = ns.sh(&format!("ip -6 -o addr show dev {ifname} scope link"));
     out.split_whitespace()
         .skip_while(|w| *w != "inet6")
@@ -46,14 +46,14 @@ pub fn link_local(ns: &Netns, ifname: &str) -> Ipv6Addr {
         .expect("link-local address")
 }
 
-pub fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pim-lite-netns");
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir.join(name)
 }
 
 /// Polls `f` every 50 ms until it returns Some, or panics with `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -65,14 +65,14 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 }
 
 /// A running pim-lite in a namespace, with its log file.
-pub struct Router {
+pub(crate) struct Router {
     pub daemon: Daemon,
     pub log: PathBuf,
     pub config: PathBuf,
 }
 
 impl Router {
-    pub fn start(ns: &Netns, name: &str, config: &str) -> Router {
+    pub(crate) fn start(ns: &Netns, name: &str, config: &str) -> Router {
         let cfg = scratch(&format!("{}-{name}.yaml", ns.name()));
         std::fs::write(&cfg, config).expect("write config");
         let log = scratch(&format!("{}-{name}.log", ns.name()));
@@ -111,12 +111,12 @@ impl Router {
         r
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM; asserts a clean exit.
-    pub fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let st = self
             .daemon
             .signal_and_wait(libc::SIGTERM, Duration::from_secs(5))
@@ -127,7 +127,7 @@ impl Router {
     }
 }
 
-pub fn status(ns: &Netns) -> Status {
+pub(crate) fn status(ns: &Netns) -> Status {
     let addr: SocketAddr = METRICS.parse().expect("addr");
     let body = ns
         .enter(|| mipcast_daemon::metrics::fetch(addr, "/status"))
@@ -135,20 +135,20 @@ pub fn status(ns: &Netns) -> Status {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("/status: {e}: {body}"))
 }
 
-pub fn metrics(ns: &Netns) -> String {
+pub(crate) fn metrics(ns: &Netns) -> String {
     let addr: SocketAddr = METRICS.parse().expect("addr");
     ns.enter(|| mipcast_daemon::metrics::fetch(addr, "/metrics"))
         .expect("fetch /metrics")
 }
 
 /// The value of one sample line of /metrics (exact name and labels), 0 when absent.
-pub fn metric(text: &str, sample: &str) -> f64 {
+pub(crate) fn metric(text: &str, sample: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0.0)
 }
 
-pub fn neighbors(ns: &Netns) -> usize {
+pub(crate) fn neighbors(ns: &Netns) -> usize {
     status(ns)
         .interfaces
         .iter()
@@ -157,13 +157,13 @@ pub fn neighbors(ns: &Netns) -> usize {
 }
 
 /// tcpdump writing a pcap in a namespace; stopped with SIGINT so the file is complete.
-pub struct Capture {
+pub(crate) struct Capture {
     daemon: Daemon,
     pub file: PathBuf,
 }
 
 impl Capture {
-    pub fn start(ns: &Netns, ifname: &str) -> Capture {
+    pub(crate) fn start(ns: &Netns, ifname: &str) -> Capture {
         let file = scratch(&format!("{}-{ifname}.pcap", ns.name()));
         let log = scratch(&format!("{}-{ifname}.tcpdump.log", ns.name()));
         let child = ns.spawn(
@@ -188,7 +188,7 @@ impl Capture {
         Capture { daemon, file }
     }
 
-    pub fn stop(mut self) -> PathBuf {
+    pub(crate) fn stop(mut self) -> PathBuf {
         std::thread::sleep(Duration::from_millis(200));
         self.daemon
             .signal_and_wait(libc::SIGINT, Duration::from_secs(5))
@@ -198,7 +198,7 @@ impl Capture {
 }
 
 /// tshark's fields of the packets matching `filter`, one Vec per packet.
-pub fn tshark_fields(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+pub(crate) fn tshark_fields(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
     let mut cmd = std::process::Command::new("tshark");
     cmd.arg("-r").arg(pcap).args(["-Y", filter, "-T", "fields"]);
     for f in fields {
@@ -217,7 +217,7 @@ pub fn tshark_fields(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<Stri
 }
 
 /// Frames matching `filter` that tshark has any expert remark on or finds malformed.
-pub fn tshark_problems(pcap: &Path, filter: &str) -> Vec<String> {
+pub(crate) fn tshark_problems(pcap: &Path, filter: &str) -> Vec<String> {
     tshark_fields(
         pcap,
         filter,
@@ -240,7 +240,7 @@ pub fn tshark_problems(pcap: &Path, filter: &str) -> Vec<String> {
     .collect()
 }
 
-pub fn tshark_verbose(pcap: &Path, filter: &str) -> String {
+pub(crate) fn tshark_verbose(pcap: &Path, filter: &str) -> String {
     let out = std::process::Command::new("tshark")
         .arg("-r")
         .arg(pcap)
@@ -251,7 +251,7 @@ pub fn tshark_verbose(pcap: &Path, filter: &str) -> String {
 }
 
 /// Runs tests/scapy_decode.py on `pcap` and returns its JSON report.
-pub fn scapy_report(pcap: &Path) -> serde_json::Value {
+pub(crate) fn scapy_report(pcap: &Path) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scapy_decode.py");
     let out = std::process::Command::new("/usr/bin/python3")
         .arg(script)

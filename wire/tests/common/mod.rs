@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A whole IPv6 packet (no extension headers) around `payload`.
-pub fn ipv6(
+pub(crate) fn ipv6(
     src: Ipv6Addr,
     dst: Ipv6Addr,
     next_header: u8,
@@ -25,14 +25,19 @@ pub fn ipv6(
 
 /// An IPv6 packet with a Hop-by-Hop header carrying Router Alert (value 0 = MLD, RFC 2711),
 /// as MLD messages must have (RFC 3810 §5).
-pub fn ipv6_router_alert(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ipv6_router_alert(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next_header: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut hbh = vec![next_header, 0, 5, 2, 0, 0, 1, 0]; // RA option + PadN(0)
     hbh.extend_from_slice(payload);
     ipv6(src, dst, 0, 1, &hbh)
 }
 
 /// Writes raw IPv6 packets to a pcap file (LINKTYPE_RAW = 101) and returns its path.
-pub fn write_pcap(name: &str, packets: &[Vec<u8>]) -> PathBuf {
+pub(crate) fn write_pcap(name: &str, packets: &[Vec<u8>]) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let path = dir.join(format!("{name}.pcap"));
     let mut out = Vec::new();
@@ -56,7 +61,7 @@ pub fn write_pcap(name: &str, packets: &[Vec<u8>]) -> PathBuf {
 
 /// Fails the test when tshark is missing: such tests are `#[ignore]`d, so a run that asks for
 /// them (`--include-ignored`, as run-tests.sh does) must really get them.
-pub fn require_tshark() {
+pub(crate) fn require_tshark() {
     assert!(
         Command::new("tshark").arg("--version").output().is_ok(),
         "tshark is not installed (Debian package tshark; .ci/run installs it)"
@@ -65,7 +70,7 @@ pub fn require_tshark() {
 
 /// Decodes `pcap` with tshark and returns, per frame, the protocol stack and any expert-info
 /// messages at warning level or above (malformed packets, bad checksums, ...).
-pub fn tshark_problems(pcap: &Path) -> Vec<String> {
+pub(crate) fn tshark_problems(pcap: &Path) -> Vec<String> {
     let out = Command::new("tshark")
         .args(["-r"])
         .arg(pcap)
@@ -115,7 +120,7 @@ pub fn tshark_problems(pcap: &Path) -> Vec<String> {
 }
 
 /// tshark's verbose decode of `pcap`, for asserting on decoded field values.
-pub fn tshark_verbose(pcap: &Path) -> String {
+pub(crate) fn tshark_verbose(pcap: &Path) -> String {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
