@@ -25,6 +25,21 @@ pub struct IfaceStatus {
     pub listeners: Vec<ListenerStatus>,
     /// Core interfaces: downstream PIM join state.
     pub downstream: Vec<DownstreamStatus>,
+    /// PIM-enabled interfaces: the elected Designated Router's address.
+    #[serde(default)]
+    pub dr: Option<Ipv6Addr>,
+    /// (S,G) Assert state on this link.
+    #[serde(default)]
+    pub asserts: Vec<AssertStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssertStatus {
+    pub source: Ipv6Addr,
+    pub group: Ipv6Addr,
+    /// The router that forwards the (S,G) onto the link.
+    pub winner: Option<Ipv6Addr>,
+    pub we_won: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
