@@ -1,0 +1,232 @@
+//! Two pim-lite routers on one access link (a bridge) with one listener: the DR alone
+//! forwards (no duplicate datagrams), the MLD querier alone queries, and when the forwarder
+//! dies without a goodbye the other takes over once its Hello holdtime runs out.
+//!
+//! ```text
+//!  S --(s0|c_s)-- core --(c_a1|a1_up)-- acc1 --a1_dn--+
+//!                   \                                 br0 --h0-- host
+//!                    `--(c_a2|a2_up)-- acc2 --a2_dn--+
+//! ```
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mipcast_kernel::sockets::SsmMembership;
+use mipcast_netns_tests::{require_root, Netns};
+
+/// Hello holdtime on the access link: how long a dead DR goes unnoticed at most.
+const HOLDTIME_SECS: u64 = 3;
+
+fn access_config(up: &str, down: &str) -> String {
+    format!(
+        "interfaces:
+  - {{ name: {up}, role: core }}
+  - name: {down}
+    role: access
+    mld:
+      query_interval_secs: 5
+      query_response_interval_ms: 1000
+      last_listener_query_interval_ms: 300
+pim:
+  hello_period_secs: 1
+  hello_holdtime_secs: {HOLDTIME_SECS}
+  triggered_hello_delay_ms: 100
+  override_interval_ms: 500
+  rpf_check_interval_secs: 1
+"
+    )
+}
+
+const CORE: &str = "interfaces:
+  - { name: c_s, role: core }
+  - { name: c_a1, role: core }
+  - { name: c_a2, role: core }
+pim:
+  hello_period_secs: 1
+  hello_holdtime_secs: 3
+  triggered_hello_delay_ms: 100
+  override_interval_ms: 500
+  rpf_check_interval_secs: 1
+";
+
+/// The access interface's view in one router's /status.
+fn lan_view(ns: &Netns, ifname: &str) -> pim_lite::status::IfaceStatus {
+    status(ns)
+        .interfaces
+        .into_iter()
+        .find(|i| i.name == ifname)
+        .expect("access interface in /status")
+}
+
+/// Datagrams received in `window`: (total, sequence numbers seen more than once).
+fn count_duplicates(rx: &Receiver, window: Duration) -> (usize, usize) {
+    let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+    let start = Instant::now();
+    while let Some(left) = window.checked_sub(start.elapsed()) {
+        match rx.next(left) {
+            Some((_, seq)) => *seen.entry(seq).or_default() += 1,
+            None => break,
+        }
+    }
+    let total = seen.values().sum();
+    (total, seen.values().filter(|&&n| n > 1).count())
+}
+
+#[test]
+#[ignore = "needs root"]
+fn one_forwarder_one_querier_and_takeover_on_a_shared_access_link() {
+    require_root();
+    let (src, core, acc1, acc2, lan, host) = (
+        Netns::new("ls"),
+        Netns::new("lc"),
+        Netns::new("la1"),
+        Netns::new("la2"),
+        Netns::new("lb"),
+        Netns::new("lh"),
+    );
+    link(
+        &src,
+        "s0",
+        "2001:db8:1::1/64",
+        &core,
+        "c_s",
+        "2001:db8:1::2/64",
+    );
+    link(
+        &core,
+        "c_a1",
+        "2001:db8:11::1/64",
+        &acc1,
+        "a1_up",
+        "2001:db8:11::2/64",
+    );
+    link(
+        &core,
+        "c_a2",
+        "2001:db8:12::1/64",
+        &acc2,
+        "a2_up",
+        "2001:db8:12::2/64",
+    );
+    bridge_port(&lan, "p1", &acc1, "a1_dn", "2001:db8:21::1/64");
+    bridge_port(&lan, "p2", &acc2, "a2_dn", "2001:db8:21::2/64");
+    bridge_port(&lan, "p3", &host, "h0", "2001:db8:21::100/64");
+    src.sh("ip -6 route add default via 2001:db8:1::2");
+    acc1.sh("ip -6 route add 2001:db8:1::/64 via 2001:db8:11::1");
+    acc2.sh("ip -6 route add 2001:db8:1::/64 via 2001:db8:12::1");
+    let h0 = ifindex(&host, "h0");
+
+    let _r_core = Router::start(&core, "core", CORE);
+    let r1 = Router::start(&acc1, "acc1", &access_config("a1_up", "a1_dn"));
+    let r2 = Router::start(&acc2, "acc2", &access_config("a2_up", "a2_dn"));
+    wait_for(
+        "adjacencies (core + the other access router)",
+        Duration::from_secs(5),
+        || (neighbors(&acc1) == 2 && neighbors(&acc2) == 2).then_some(()),
+    );
+    // Both agree on one DR (equal priorities: the higher link-local address) and on one
+    // querier (the lower address, RFC 3810 §7.6.2): the querier election needs the other
+    // router's query, which comes at its start-up.
+    let (ll1, ll2) = (link_local(&acc1, "a1_dn"), link_local(&acc2, "a2_dn"));
+    let views = wait_for("one DR and one querier", Duration::from_secs(5), || {
+        let (v1, v2) = (lan_view(&acc1, "a1_dn"), lan_view(&acc2, "a2_dn"));
+        let q = |v: &pim_lite::status::IfaceStatus| {
+            v.querier.as_ref().is_some_and(|q| q.we_are_querier)
+        };
+        (v1.dr.is_some() && v1.dr == v2.dr && q(&v1) != q(&v2)).then_some((v1, v2))
+    });
+    let dr = views.0.dr.expect("dr");
+    assert_eq!(dr, ll1.max(ll2), "highest address is DR");
+    let querier_is_1 = views.0.querier.as_ref().is_some_and(|q| q.we_are_querier);
+    assert_eq!(querier_is_1, ll1 < ll2, "lowest address queries");
+    let (fwd_ns, fwd, fwd_if, other_ns, standby, other_if, other_up) = if dr == ll1 {
+        (&acc1, r1, "a1_dn", &acc2, r2, "a2_dn", "a2_up")
+    } else {
+        (&acc2, r2, "a2_dn", &acc1, r1, "a1_dn", "a1_up")
+    };
+
+    // Only the querier's queries reach the host once the election settled.
+    let cap = Capture::start(&host, "h0");
+    let sender = Sender::start(&src, "s0");
+    let rx = Receiver::bind(&host);
+    let membership = host.enter(|| SsmMembership::new().expect("membership socket"));
+    membership.join(h0, a(G), a(S)).expect("join on h0");
+    let first = rx.first_on(h0, sender.mark(), Duration::from_secs(5));
+    assert!(
+        first.is_some(),
+        "no traffic after the join:\n{}",
+        fwd.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    rx.drain();
+
+    // 10 s of stream: every datagram exactly once.
+    let (total, dups) = count_duplicates(&rx, Duration::from_secs(10));
+    println!("10 s on the shared link: {total} datagrams, {dups} duplicated");
+    assert!(total > 1000, "stream flows ({total} datagrams in 10 s)");
+    assert_eq!(dups, 0, "duplicate datagrams: both routers forward");
+    let e = mfc(fwd_ns)
+        .into_iter()
+        .find(|e| e.source == a(S) && e.group == a(G))
+        .expect("DR's MFC entry");
+    assert_eq!(e.oifs, vec![fwd_if.to_string()]);
+    assert!(
+        mfc(other_ns).iter().all(|e| e.oifs.is_empty()),
+        "the non-DR forwards nothing: {:?}",
+        mfc(other_ns)
+    );
+    assert!(
+        !lan_view(other_ns, other_if).listeners.is_empty(),
+        "the non-DR still tracks the listener"
+    );
+    let pcap = cap.stop();
+    let queriers = tshark_fields(&pcap, "icmpv6.type == 130", &["ipv6.src"]);
+    let sources: std::collections::BTreeSet<String> = queriers
+        .into_iter()
+        .filter_map(|f| f.into_iter().next())
+        .collect();
+    let expected_querier = ll1.min(ll2).to_string();
+    assert_eq!(
+        sources,
+        [expected_querier].into_iter().collect(),
+        "MLD queries on the link after the election come from the querier alone"
+    );
+    let _ = std::fs::remove_file(pcap);
+
+    // The forwarder dies without a goodbye: the other router notices when its Hello
+    // holdtime runs out, becomes DR and builds the tree.
+    rx.drain();
+    let (t0, fresh) = (Instant::now(), sender.mark());
+    fwd.kill9();
+    let took = rx
+        .first_on(h0, fresh, Duration::from_secs(HOLDTIME_SECS + 5))
+        .map(|_| t0.elapsed())
+        .unwrap_or_else(|| panic!("no takeover:\n{}", standby.log_text()));
+    println!(
+        "forwarder killed (SIGKILL) -> traffic through the other router: {:.0} ms (Hello holdtime {HOLDTIME_SECS} s)",
+        took.as_secs_f64() * 1000.0
+    );
+    assert!(
+        took < Duration::from_secs(HOLDTIME_SECS) + Duration::from_millis(1500),
+        "takeover took {took:?}"
+    );
+    let e = has_entry(other_ns).expect("new DR's MFC entry");
+    assert_eq!(
+        (e.iif.as_str(), e.oifs.clone()),
+        (other_up, vec![other_if.to_string()])
+    );
+    assert_eq!(lan_view(other_ns, other_if).dr, Some(ll1.min(ll2)));
+    let m = metrics(other_ns);
+    assert!(metric(&m, "pim_lite_pim_dr_changes_total") >= 1.0, "{m}");
+    drop(membership);
+    drop(sender);
+    standby.stop();
+}
+
+fn has_entry(ns: &Netns) -> Option<MfcEntry> {
+    mfc(ns)
+        .into_iter()
+        .find(|e| e.source == a(S) && e.group == a(G))
+}
