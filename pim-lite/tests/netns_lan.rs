@@ -198,8 +198,11 @@ fn one_forwarder_one_querier_and_takeover_on_a_shared_access_link() {
     // The forwarder dies without a goodbye: the other router notices when its Hello
     // holdtime runs out, becomes DR and builds the tree.
     rx.drain();
-    let (t0, fresh) = (Instant::now(), sender.mark());
+    // Datagrams sent until the process is gone may still be forwarded by it: only those
+    // sent after its death count, timed from the kill.
+    let t0 = Instant::now();
     fwd.kill9();
+    let fresh = sender.mark();
     let took = rx
         .first_on(h0, fresh, Duration::from_secs(HOLDTIME_SECS + 5))
         .map(|_| t0.elapsed())
@@ -229,4 +232,196 @@ fn has_entry(ns: &Netns) -> Option<MfcEntry> {
     mfc(ns)
         .into_iter()
         .find(|e| e.source == a(S) && e.group == a(G))
+}
+
+/// A PIM router played by the test on `h0` in `host`: Hellos and Asserts from the host's
+/// link-local address through the kernel's raw PIM socket.
+struct FakeRouter {
+    rt: tokio::runtime::Runtime,
+    sock: mipcast_kernel::sockets::PimSocket,
+    ifindex: u32,
+}
+
+impl FakeRouter {
+    fn new(host: &Netns, ifname: &str) -> FakeRouter {
+        let ifindex = ifindex(host, ifname);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let sock = host.enter(|| {
+            let _g = rt.enter();
+            let s = mipcast_kernel::sockets::PimSocket::new().expect("pim socket");
+            s.join_all_pim_routers(ifindex).expect("join ff02::d");
+            s
+        });
+        FakeRouter { rt, sock, ifindex }
+    }
+
+    fn send(&self, msg: &mipcast_wire::pim::PimRepr) {
+        let mut b = vec![0; msg.buffer_len()];
+        msg.emit(&mut b).expect("emit");
+        self.rt
+            .block_on(self.sock.send_to(
+                &b,
+                mipcast_wire::pim::ALL_PIM_ROUTERS,
+                mipcast_kernel::sockets::PacketInfo::on(self.ifindex),
+            ))
+            .expect("send PIM");
+    }
+
+    fn hello(&self) {
+        use mipcast_wire::pim::{HelloOption, PimRepr};
+        self.send(&PimRepr::Hello {
+            options: vec![
+                HelloOption::Holdtime(105),
+                HelloOption::DrPriority(0),
+                HelloOption::GenerationId(7),
+            ],
+        });
+    }
+
+    fn assert(&self, preference: u32, metric: u32) {
+        self.send(&mipcast_wire::pim::PimRepr::Assert(
+            mipcast_wire::pim::Assert {
+                group: mipcast_wire::pim::EncodedGroup::new(a(G)),
+                source: a(S),
+                rpt: false,
+                metric_preference: preference,
+                metric,
+            },
+        ));
+    }
+
+    /// The next Assert heard within `within`: (metric preference, metric).
+    fn next_assert(&self, within: Duration) -> Option<(u32, u32)> {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 1500];
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let got = self
+                .rt
+                .block_on(async { tokio::time::timeout(left, self.sock.recv(&mut buf)).await })
+                .ok()?
+                .ok()?;
+            if let Ok(mipcast_wire::pim::PimRepr::Assert(a)) =
+                mipcast_wire::pim::PimRepr::parse(&buf[..got.len])
+            {
+                return Some((a.metric_preference, a.metric));
+            }
+        }
+    }
+}
+
+/// Asserts from another router on the access link, with the real daemon and kernel: a
+/// better one makes pim-lite stop forwarding onto the link (its MFC entry loses the link),
+/// a worse one is answered with pim-lite's own Assert, and an AssertCancel from the winner
+/// brings the traffic back.
+#[test]
+#[ignore = "needs root"]
+fn asserts_on_the_access_link_stop_and_restart_forwarding() {
+    require_root();
+    let (src, acc, host) = (Netns::new("as"), Netns::new("aa"), Netns::new("ah"));
+    link(
+        &src,
+        "s0",
+        "2001:db8:1::1/64",
+        &acc,
+        "a_up",
+        "2001:db8:1::2/64",
+    );
+    link(
+        &acc,
+        "a_dn",
+        "2001:db8:21::1/64",
+        &host,
+        "h0",
+        "2001:db8:21::100/64",
+    );
+    src.sh("ip -6 route add default via 2001:db8:1::2");
+    let h0 = ifindex(&host, "h0");
+    let r = Router::start(&acc, "acc", &access_config("a_up", "a_dn"));
+    let sender = Sender::start(&src, "s0");
+    let rx = Receiver::bind(&host);
+    let membership = host.enter(|| SsmMembership::new().expect("membership socket"));
+    membership.join(h0, a(G), a(S)).expect("join on h0");
+    assert!(
+        rx.first_on(h0, sender.mark(), Duration::from_secs(5))
+            .is_some(),
+        "no traffic after the join:\n{}",
+        r.log_text()
+    );
+    let fake = FakeRouter::new(&host, "h0");
+    fake.hello();
+    wait_for(
+        "the fake router as neighbour",
+        Duration::from_secs(3),
+        || (lan_view(&acc, "a_dn").neighbors.len() == 1).then_some(()),
+    );
+    assert_eq!(
+        lan_view(&acc, "a_dn").dr,
+        Some(link_local(&acc, "a_dn")),
+        "priority 1 beats the fake router's 0"
+    );
+
+    // A worse Assert (preference 200 > 101): pim-lite keeps forwarding and re-asserts.
+    fake.assert(200, 1);
+    assert_eq!(
+        fake.next_assert(Duration::from_secs(2)),
+        Some((101, 1024)),
+        "pim-lite answers with its configured metrics"
+    );
+    assert!(rx
+        .first_on(h0, sender.mark(), Duration::from_secs(1))
+        .is_some());
+
+    // A better one: pim-lite stops forwarding onto the link.
+    fake.assert(10, 1);
+    wait_for(
+        "MFC entry without the access link",
+        Duration::from_secs(2),
+        || {
+            has_entry(&acc)
+                .is_none_or(|e| !e.oifs.contains(&"a_dn".to_string()))
+                .then_some(())
+        },
+    );
+    rx.drain();
+    assert_eq!(
+        rx.first_on(h0, sender.mark(), Duration::from_millis(500)),
+        None,
+        "traffic while the other router won the Assert"
+    );
+    let view = lan_view(&acc, "a_dn");
+    assert_eq!(view.asserts.len(), 1, "{view:?}");
+    assert!(!view.asserts[0].we_won);
+
+    // AssertCancel from the winner: forwarding resumes at once.
+    let (t0, fresh) = (Instant::now(), sender.mark());
+    fake.assert(0x7fff_ffff, u32::MAX);
+    let back = rx
+        .first_on(h0, fresh, Duration::from_secs(2))
+        .map(|_| t0.elapsed());
+    assert!(
+        back.is_some(),
+        "traffic after AssertCancel:\n{}",
+        r.log_text()
+    );
+    println!(
+        "AssertCancel -> traffic again: {:.1} ms",
+        back.unwrap_or_default().as_secs_f64() * 1000.0
+    );
+    for sample in [
+        "pim_lite_pim_asserts_total{direction=\"received\",kind=\"we_win\"}",
+        "pim_lite_pim_asserts_total{direction=\"received\",kind=\"we_lose\"}",
+        "pim_lite_pim_asserts_total{direction=\"received\",kind=\"cancel\"}",
+        "pim_lite_pim_asserts_total{direction=\"sent\",kind=\"assert\"}",
+    ] {
+        wait_for(sample, Duration::from_secs(2), || {
+            (metric(&metrics(&acc), sample) >= 1.0).then_some(())
+        });
+    }
+    drop(membership);
+    drop(sender);
+    r.stop();
 }

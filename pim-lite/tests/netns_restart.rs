@@ -134,7 +134,12 @@ fn traffic_is_back_within_two_seconds_after_either_router_restarts() {
         };
         stop(r, how);
         // The stream stops: the kernel flushed the stopped router's MFC entries.
-        std::thread::sleep(Duration::from_millis(300));
+        let gone = sender.mark();
+        assert_eq!(
+            rx.first_on(h0, gone, Duration::from_millis(300)),
+            None,
+            "{which} {how:?}: traffic still flows with the router stopped"
+        );
         rx.drain();
         let (t0, fresh) = (Instant::now(), sender.mark());
         let restarted = Router::start(ns, &format!("{name}-{how:?}"), &cfg);
