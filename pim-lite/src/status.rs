@@ -128,6 +128,24 @@ impl Status {
                 let who = if q.we_are_querier { "us" } else { "other" };
                 let _ = writeln!(out, "    MLD querier: {who} ({})", or_dash(q.address));
             }
+            if let Some(dr) = i.dr {
+                let us = if i.link_local == Some(dr) {
+                    " (us)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(out, "    PIM DR: {dr}{us}");
+            }
+            for a in &i.asserts {
+                let _ = writeln!(
+                    out,
+                    "    assert ({}, {}) winner {}{}",
+                    a.source,
+                    a.group,
+                    or_dash(a.winner),
+                    if a.we_won { " (us)" } else { "" }
+                );
+            }
             for n in &i.neighbors {
                 let _ = writeln!(
                     out,

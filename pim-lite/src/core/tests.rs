@@ -1339,3 +1339,49 @@ fn join_suppression_and_lan_prune_delay_of_the_neighbours() {
     let out = acts(&run_until(&mut r, 7_999, 8_000));
     assert_eq!(mfc_dels(&out), 1);
 }
+
+#[test]
+fn an_assert_winner_upstream_becomes_the_join_target() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    joined_upstream(&mut r, n0);
+    let winner = a("fe80::2:9");
+    hello(&mut r, 30, CORE0, winner, 3, 105, &[]);
+    r.take_actions();
+    // The other upstream router wins the Assert on our RPF link: Joins go to it now.
+    assert_msg(&mut r, 40, CORE0, winner, 50, 1);
+    let mut j = jps(&r.take_actions());
+    j.sort();
+    assert_eq!(
+        j,
+        vec![
+            (CORE0, n0, vec![], vec![sg()]),
+            (CORE0, winner, vec![sg()], vec![])
+        ]
+    );
+    assert_eq!(r.status(Millis(40)).sg[0].upstream_neighbor, Some(winner));
+    // The winner goes away: back to the unicast RPF neighbour.
+    hello(&mut r, 50, CORE0, winner, 3, 0, &[]);
+    assert_eq!(
+        jps(&r.take_actions()),
+        vec![(CORE0, n0, vec![sg()], vec![])]
+    );
+}
+
+#[test]
+fn new_config_knobs_are_validated() {
+    let err = |text: &str| {
+        mipcast_daemon::config::load_str::<Config>(Path::new("t.yaml"), text)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("interfaces:\n  - { name: c, role: core, pim: false }\n");
+    assert!(e.contains("interfaces[0].pim"), "{e}");
+    let e = err("interfaces: []\npim: { assert_metric_preference: 2147483647 }\n");
+    assert!(e.contains("pim.assert_metric_preference"), "{e}");
+    let e = err("interfaces: []\npim: { assert_time_secs: 1 }\n");
+    assert!(e.contains("pim.assert_time_secs"), "{e}");
+    let cfg = config("interfaces:\n  - { name: acc, role: access, pim: false }\n");
+    let r = Router::new(&cfg, vec![(ACC, addrs_of(ACC))], Millis(0), 1);
+    assert_eq!(r.is_dr(ACC), None, "no PIM on that access link");
+}
