@@ -693,19 +693,31 @@ impl Router {
     pub fn reload(&mut self, cfg: &Config) -> Result<Vec<String>, String> {
         let same_ifaces = cfg.interfaces.len() == self.ifaces.len()
             && cfg.interfaces.iter().all(|ic| {
-                self.ifaces
-                    .values()
-                    .any(|i| i.name == ic.name && i.role() == ic.role)
+                self.ifaces.values().any(|i| {
+                    i.name == ic.name
+                        && i.role() == ic.role
+                        && i.kind.pim().is_some() == (ic.role == Role::Core || ic.pim)
+                })
             });
         if !same_ifaces {
             return Err(
-                "the interface list or a role changed: restart pim-lite to apply it".into(),
+                "the interface list, a role or an access link's `pim` changed: restart pim-lite to apply it".into(),
             );
         }
         let mut changes = Vec::new();
         if self.pim_cfg != cfg.pim {
             changes.push(format!("pim: {:?} -> {:?}", self.pim_cfg, cfg.pim));
+            // A new DR priority may move the DR role: announce it and re-evaluate.
+            let before: Vec<(u32, Option<bool>)> =
+                self.ifaces.keys().map(|&i| (i, self.is_dr(i))).collect();
             self.pim_cfg = cfg.pim.clone();
+            let now = self.now;
+            for (ifindex, dr) in before {
+                if let Some(p) = self.ifaces.get_mut(&ifindex).and_then(|i| i.kind.pim_mut()) {
+                    p.next_hello = now;
+                }
+                self.dr_check(now, ifindex, dr);
+            }
         }
         if self.ssm != cfg.ssm_groups {
             changes.push(format!(
@@ -1056,6 +1068,7 @@ impl Router {
             if let Some(u) = st.upstream {
                 self.prune_if_neighbor(now, u, sg);
             }
+            self.cancel_lost_asserts(sg);
             if st.mfc.is_some() {
                 tracing::info!(source = %sg.source, group = %sg.group, "removing MFC entry");
                 self.actions.push(Action::MfcDel { sg });

@@ -1385,3 +1385,56 @@ fn new_config_knobs_are_validated() {
     let r = Router::new(&cfg, vec![(ACC, addrs_of(ACC))], Millis(0), 1);
     assert_eq!(r.is_dr(ACC), None, "no PIM on that access link");
 }
+
+#[test]
+fn a_reloaded_dr_priority_moves_the_dr_role() {
+    let mut r = router();
+    hello_opts(
+        &mut r,
+        10,
+        ACC,
+        a("fe80::1:9"),
+        vec![HelloOption::Holdtime(105), HelloOption::DrPriority(1)],
+    );
+    assert_eq!(r.is_dr(ACC), Some(false));
+    let text = format!("{CONFIG}pim:\n  dr_priority: 5\n");
+    let changes = r.reload(&config(&text)).unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(r.is_dr(ACC), Some(true));
+    // The new priority is announced right away.
+    let out = acts(&run_until(&mut r, 20, 20));
+    let dr_prio = out.iter().any(|act| matches!(act, Action::Send(p) if p.ifindex == ACC
+        && matches!(PimRepr::parse(&p.bytes), Ok(PimRepr::Hello { ref options }) if options.contains(&HelloOption::DrPriority(5)))));
+    assert!(dr_prio, "{out:?}");
+    let off = CONFIG.replace("    role: access\n", "    role: access\n    pim: false\n");
+    assert!(
+        r.reload(&config(&off)).is_err(),
+        "turning PIM off needs a restart"
+    );
+}
+
+#[test]
+fn the_assert_winner_cancels_when_its_listener_leaves() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    joined_upstream(&mut r, n0);
+    let rival = a("fe80::1:0");
+    hello_opts(
+        &mut r,
+        30,
+        ACC,
+        rival,
+        vec![HelloOption::Holdtime(105), HelloOption::DrPriority(0)],
+    );
+    r.take_actions();
+    assert_msg(&mut r, 40, ACC, rival, 200, 1);
+    assert_eq!(asserts_sent(&r.take_actions()), vec![(ACC, 101)]);
+    report(&mut r, 50, RecordType::BlockOldSources, &[s()]);
+    let out = acts(&run_until(&mut r, 50, 5_000));
+    assert_eq!(mfc_dels(&out), 1);
+    assert_eq!(
+        asserts_sent(&out),
+        vec![(ACC, 0x7fff_ffff)],
+        "AssertCancel once we stop forwarding"
+    );
+}
