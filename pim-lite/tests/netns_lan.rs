@@ -340,6 +340,7 @@ fn asserts_on_the_access_link_stop_and_restart_forwarding() {
     );
     src.sh("ip -6 route add default via 2001:db8:1::2");
     let h0 = ifindex(&host, "h0");
+    let cap = Capture::start(&host, "h0");
     let r = Router::start(&acc, "acc", &access_config("a_up", "a_dn"));
     let sender = Sender::start(&src, "s0");
     let rx = Receiver::bind(&host);
@@ -424,4 +425,21 @@ fn asserts_on_the_access_link_stop_and_restart_forwarding() {
     drop(membership);
     drop(sender);
     r.stop();
+    // pim-lite's Hellos (with the goodbye) and Asserts on the access link decode cleanly.
+    let pcap = cap.stop();
+    let ours = format!("pim && ipv6.src == {}", link_local(&acc, "a_dn"));
+    let problems = tshark_problems(&pcap, &ours);
+    assert!(problems.is_empty(), "tshark:\n{}", problems.join("\n"));
+    let kinds = tshark_fields(&pcap, &ours, &["pim.type", "pim.holdtime"]);
+    assert!(
+        kinds.iter().any(|k| k[0] == "5"),
+        "no Assert captured: {kinds:?}"
+    );
+    assert!(
+        kinds
+            .iter()
+            .any(|k| k[0] == "0" && k.get(1).is_some_and(|h| h == "0")),
+        "no goodbye Hello captured: {kinds:?}"
+    );
+    let _ = std::fs::remove_file(pcap);
 }
