@@ -805,46 +805,44 @@ impl Router {
         let Some(iface) = self.ifaces.get_mut(&ifindex) else {
             return;
         };
-        match iface.kind.pim_mut() {
-            None => {}
-            Some(p) => {
-                let hello = if p.next_hello <= now {
-                    p.next_hello = now + self.pim_cfg.hello_period();
-                    // Without a link-local address the Hello cannot leave (see push_packet).
-                    p.hello_current = iface.addrs.link_local.is_some();
-                    Some(pim::hello(
-                        &self.pim_cfg,
-                        p.gen_id,
-                        self.pim_cfg.hello_holdtime(),
-                        &iface.addrs.globals,
-                    ))
-                } else {
-                    None
-                };
-                let gone = p.expire_neighbors(now);
-                let expired = p.expire_downstream(now);
-                for n in &gone {
-                    tracing::info!(interface = %iface.name, neighbor = %n, "PIM neighbour expired");
-                }
-                for sg in &expired {
-                    tracing::info!(interface = %iface.name, source = %sg.source, group = %sg.group, "downstream join state expired");
-                }
-                if let Some(h) = hello {
-                    self.stats.bump(Counter::HellosSent);
-                    self.send_pim(ifindex, ALL_PIM_ROUTERS, &h);
-                }
-                for n in &gone {
-                    self.forget_assert_winner(ifindex, *n);
-                }
-                if !gone.is_empty() {
-                    self.refresh_all(now);
-                }
-                for sg in expired {
-                    self.refresh(now, sg);
-                }
-                self.dr_check(now, ifindex, dr_before);
-            }
+        let Some(p) = iface.kind.pim_mut() else {
+            return;
+        };
+        let hello = if p.next_hello <= now {
+            p.next_hello = now + self.pim_cfg.hello_period();
+            // Without a link-local address the Hello cannot leave (see push_packet).
+            p.hello_current = iface.addrs.link_local.is_some();
+            Some(pim::hello(
+                &self.pim_cfg,
+                p.gen_id,
+                self.pim_cfg.hello_holdtime(),
+                &iface.addrs.globals,
+            ))
+        } else {
+            None
+        };
+        let gone = p.expire_neighbors(now);
+        let expired = p.expire_downstream(now);
+        for n in &gone {
+            tracing::info!(interface = %iface.name, neighbor = %n, "PIM neighbour expired");
         }
+        for sg in &expired {
+            tracing::info!(interface = %iface.name, source = %sg.source, group = %sg.group, "downstream join state expired");
+        }
+        if let Some(h) = hello {
+            self.stats.bump(Counter::HellosSent);
+            self.send_pim(ifindex, ALL_PIM_ROUTERS, &h);
+        }
+        for n in &gone {
+            self.forget_assert_winner(ifindex, *n);
+        }
+        if !gone.is_empty() {
+            self.refresh_all(now);
+        }
+        for sg in expired {
+            self.refresh(now, sg);
+        }
+        self.dr_check(now, ifindex, dr_before);
     }
 
     /// After a neighbour change on `ifindex`: when we became or stopped being the DR, the
