@@ -223,6 +223,48 @@ fn one_forwarder_one_querier_and_takeover_on_a_shared_access_link() {
     assert_eq!(lan_view(other_ns, other_if).dr, Some(ll1.min(ll2)));
     let m = metrics(other_ns);
     assert!(metric(&m, "pim_lite_pim_dr_changes_total") >= 1.0, "{m}");
+
+    // The killed router comes back: with the higher address it is DR again (the standby
+    // steps back at its first Hello) and rebuilds the tree once the host reports again.
+    let fwd_cfg = access_config(if fwd_if == "a1_dn" { "a1_up" } else { "a2_up" }, fwd_if);
+    let back = Router::start(fwd_ns, "forwarder-again", &fwd_cfg);
+    wait_for(
+        "the restarted router forwards again",
+        Duration::from_secs(5),
+        || {
+            has_entry(fwd_ns)
+                .filter(|e| e.oifs == vec![fwd_if.to_string()])
+                .map(|_| ())
+        },
+    );
+    wait_for("the standby stepped back", Duration::from_secs(3), || {
+        has_entry(other_ns)
+            .is_none_or(|e| e.oifs.is_empty())
+            .then_some(())
+    });
+    rx.drain();
+    let (total, dups) = count_duplicates(&rx, Duration::from_secs(2));
+    assert!(
+        total > 200 && dups == 0,
+        "after the DR came back: {total} datagrams, {dups} duplicated"
+    );
+
+    // A DR that shuts down says goodbye (holdtime 0): the standby takes over at once.
+    let t0 = Instant::now();
+    back.stop();
+    let fresh = sender.mark();
+    let took = rx
+        .first_on(h0, fresh, Duration::from_secs(HOLDTIME_SECS + 5))
+        .map(|_| t0.elapsed())
+        .unwrap_or_else(|| panic!("no takeover after the goodbye:\n{}", standby.log_text()));
+    println!(
+        "DR stopped (SIGTERM, goodbye Hello) -> traffic through the other router: {:.0} ms",
+        took.as_secs_f64() * 1000.0
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "takeover after a goodbye took {took:?}"
+    );
     drop(membership);
     drop(sender);
     standby.stop();
