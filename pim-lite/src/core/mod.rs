@@ -880,6 +880,9 @@ impl Router {
         };
         match outcome {
             HelloOutcome::Refreshed | HelloOutcome::Unknown => return,
+            HelloOutcome::AddressesChanged => {
+                tracing::info!(interface = %iface.name, neighbor = %from, addresses = ?p.neighbors.get(&from).map(|n| &n.addresses), "PIM neighbour's address list changed");
+            }
             HelloOutcome::New | HelloOutcome::Restarted => {
                 let restarted = outcome == HelloOutcome::Restarted;
                 tracing::info!(interface = %iface.name, neighbor = %from, gen_id = ?p.neighbors.get(&from).and_then(|n| n.gen_id), "{}", if restarted { "PIM neighbour restarted (new generation id)" } else { "new PIM neighbour" });

@@ -37,6 +37,9 @@ pub enum HelloOutcome {
     /// The generation id changed: the neighbour restarted and lost its state.
     Restarted,
     Refreshed,
+    /// Same generation id, another Address List: routes through the neighbour may now
+    /// (or no longer) lead to it, so RPF neighbours must be recomputed.
+    AddressesChanged,
     /// Holdtime 0: the neighbour is going away.
     Gone,
     Unknown,
@@ -135,6 +138,11 @@ impl PimIface {
         match self.neighbors.insert(from, neighbor) {
             None => HelloOutcome::New,
             Some(old) if old.gen_id != gen_id => HelloOutcome::Restarted,
+            Some(old)
+                if self.neighbors.get(&from).map(|n| &n.addresses) != Some(&old.addresses) =>
+            {
+                HelloOutcome::AddressesChanged
+            }
             Some(_) => HelloOutcome::Refreshed,
         }
     }

@@ -1438,3 +1438,29 @@ fn the_assert_winner_cancels_when_its_listener_leaves() {
         "AssertCancel once we stop forwarding"
     );
 }
+
+#[test]
+fn a_neighbour_announcing_the_gateway_address_later_gets_the_join_at_once() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    // First Hello without an Address List: the route's global gateway is nobody we know.
+    hello(&mut r, 10, CORE0, n0, 1, 105, &[]);
+    r.take_actions();
+    report(&mut r, 20, RecordType::AllowNewSources, &[s()]);
+    r.take_actions();
+    r.rpf_resolved(
+        Millis(25),
+        s(),
+        Some(RpfRoute {
+            ifindex: CORE0,
+            gateway: Some(a("2001:db8:99::1")),
+        }),
+    );
+    assert!(jps(&r.take_actions()).is_empty());
+    // Same generation id, now with the address: the RPF neighbour appears, Join at once.
+    hello(&mut r, 1000, CORE0, n0, 1, 105, &[a("2001:db8:99::1")]);
+    assert_eq!(
+        jps(&r.take_actions()),
+        vec![(CORE0, n0, vec![sg()], vec![])]
+    );
+}
