@@ -17,6 +17,7 @@ type U64Gauge = Gauge<u64, AtomicU64>;
 pub struct Metrics {
     neighbors: Family<Labels, Gauge>,
     querier: Family<Labels, Gauge>,
+    dr: Family<Labels, Gauge>,
     sg_states: Gauge,
     mfc_entries: Gauge,
     sg_packets: Family<Labels, U64Gauge>,
@@ -56,6 +57,7 @@ impl Metrics {
         let m = Metrics {
             neighbors: Family::default(),
             querier: Family::default(),
+            dr: Family::default(),
             sg_states: Gauge::default(),
             mfc_entries: Gauge::default(),
             sg_packets: Family::default(),
@@ -89,6 +91,11 @@ impl Metrics {
             "mld_querier",
             "1 when we are the MLD querier of the access interface",
             m.querier.clone(),
+        );
+        r.register(
+            "pim_dr",
+            "1 when we are the PIM Designated Router of the interface (PIM-enabled interfaces)",
+            m.dr.clone(),
         );
         r.register(
             "sg_states",
@@ -242,6 +249,12 @@ impl Metrics {
         self.neighbors
             .get_or_create(&one("interface", interface))
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_dr(&self, interface: &str, dr: bool) {
+        self.dr
+            .get_or_create(&one("interface", interface))
+            .set(i64::from(dr));
     }
 
     pub fn set_querier(&self, interface: &str, querier: bool) {

@@ -285,6 +285,9 @@ impl Shell {
             }
             self.metrics
                 .set_neighbors(name, self.router.neighbor_count(ifindex));
+            if let Some(dr) = self.router.is_dr(ifindex) {
+                self.metrics.set_dr(name, dr);
+            }
         }
         self.metrics
             .set_counts(self.router.sg_count(), self.installed.len());

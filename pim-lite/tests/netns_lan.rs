@@ -147,6 +147,16 @@ fn one_forwarder_one_querier_and_takeover_on_a_shared_access_link() {
         (&acc2, r2, "a2_dn", &acc1, r1, "a1_dn", "a1_up")
     };
 
+    wait_for("pim_dr gauges", Duration::from_secs(3), || {
+        let d = |ns: &Netns, i: &str| {
+            metric(
+                &metrics(ns),
+                &format!("pim_lite_pim_dr{{interface=\"{i}\"}}"),
+            )
+        };
+        (d(fwd_ns, fwd_if) == 1.0 && d(other_ns, other_if) == 0.0).then_some(())
+    });
+
     // Only the querier's queries reach the host once the election settled.
     let cap = Capture::start(&host, "h0");
     let sender = Sender::start(&src, "s0");
