@@ -15,6 +15,15 @@ fuzz_target!(|data: &[u8]| {
         for raw in packet.hello_options().flatten() {
             let _ = HelloOption::parse(raw);
         }
+        // Tolerant Hello parsing keeps only options that re-emit to themselves.
+        for opt in mipcast_wire::pim::parse_hello(packet.payload()).options {
+            let mut buf = vec![0; opt.buffer_len()];
+            let n = opt.emit(&mut buf).expect("emit of a parsed option");
+            assert_eq!(
+                mipcast_wire::pim::parse_hello(&buf[..n]).options,
+                vec![opt]
+            );
+        }
     }
     if let Ok(repr) = PimRepr::parse(data) {
         let mut buf = vec![0; repr.buffer_len()];

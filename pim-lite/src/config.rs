@@ -31,7 +31,8 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// A leaf network with listeners: MLD querier and router advertisements, no PIM.
+    /// A leaf network with listeners: MLD querier and router advertisements, plus PIM
+    /// Hellos (unless `pim: false`) so that routers sharing the link elect one DR.
     Access,
     /// A link toward other routers (or toward a source): PIM Hellos and Join/Prune.
     Core,
@@ -55,6 +56,12 @@ pub struct InterfaceConfig {
     pub mld: Option<MldConfig>,
     /// Router advertisement contents (access interfaces only).
     pub ra: Option<RaConfig>,
+    /// Access interfaces: send and hear PIM Hellos, so that of several routers on the link
+    /// only the elected DR (RFC 7761 §4.3.2) builds trees for its listeners, and Asserts
+    /// settle duplicate forwarders. `false`: no PIM on the link, we always act as its DR.
+    /// Core interfaces always run PIM.
+    #[serde(default = "yes")]
+    pub pim: bool,
 }
 
 impl InterfaceConfig {
@@ -218,6 +225,14 @@ pub struct PimConfig {
     pub propagation_delay_ms: u64,
     /// How often the unicast route toward each source is looked up again (routes change).
     pub rpf_check_interval_secs: u64,
+    /// Assert metric preference (RFC 7761 §4.6, the route's administrative distance; lower
+    /// wins). pim-lite does not read the kernel route's origin, so one value serves every
+    /// source; the defaults are pimd's.
+    pub assert_metric_preference: u32,
+    /// Assert metric (the route cost; lower wins; ties go to the higher address).
+    pub assert_metric: u32,
+    /// Assert_Time: how long an Assert loser stays silent on the link.
+    pub assert_time_secs: u64,
 }
 
 impl Default for PimConfig {
@@ -232,6 +247,9 @@ impl Default for PimConfig {
             override_interval_ms: 2_500,
             propagation_delay_ms: 500,
             rpf_check_interval_secs: 5,
+            assert_metric_preference: 101,
+            assert_metric: 1024,
+            assert_time_secs: 180,
         }
     }
 }
@@ -265,6 +283,16 @@ impl PimConfig {
     }
     pub fn rpf_check_interval(&self) -> Duration {
         Duration::from_secs(self.rpf_check_interval_secs)
+    }
+    pub fn assert_time(&self) -> Duration {
+        Duration::from_secs(self.assert_time_secs)
+    }
+    /// The winner re-asserts this long before the losers' Assert_Time runs out
+    /// (Assert_Override_Interval, RFC 7761 §4.11), bounded for short test settings.
+    pub fn assert_refresh(&self) -> Duration {
+        self.assert_time()
+            .saturating_sub(Duration::from_secs(3))
+            .max(self.assert_time() / 2)
     }
 }
 
@@ -425,6 +453,9 @@ impl Validate for Config {
                         format!("{at}.ra"),
                         "router advertisements are for access interfaces only",
                     );
+                }
+                if !iface.pim {
+                    v.error(format!("{at}.pim"), "core interfaces always run PIM");
                 }
             }
             if let Some(mld) = &iface.mld {
@@ -592,5 +623,14 @@ fn validate_pim(v: &mut Validator, p: &PimConfig) {
     }
     if p.rpf_check_interval_secs == 0 {
         v.error("pim.rpf_check_interval_secs", "must be at least 1");
+    }
+    if p.assert_metric_preference >= 0x7fff_ffff {
+        v.error(
+            "pim.assert_metric_preference",
+            "must be below 2147483648 (31-bit field; the largest value means AssertCancel)",
+        );
+    }
+    if p.assert_time_secs < 2 || p.assert_time_secs > 65_535 {
+        v.error("pim.assert_time_secs", "must be 2 to 65535");
     }
 }

@@ -17,6 +17,7 @@ type U64Gauge = Gauge<u64, AtomicU64>;
 pub struct Metrics {
     neighbors: Family<Labels, Gauge>,
     querier: Family<Labels, Gauge>,
+    dr: Family<Labels, Gauge>,
     sg_states: Gauge,
     mfc_entries: Gauge,
     sg_packets: Family<Labels, U64Gauge>,
@@ -30,6 +31,12 @@ pub struct Metrics {
     router_adverts: Family<Labels, Counter>,
     router_solicits: Counter,
     hellos: Counter,
+    hello_skipped: Family<Labels, Counter>,
+    dr_changes: Counter,
+    neighbor_restarts: Counter,
+    joins_suppressed: Counter,
+    prune_overrides: Counter,
+    asserts: Family<Labels, Counter>,
     send_errors: Family<Labels, Counter>,
     join_to_mfc: Histogram,
 }
@@ -50,6 +57,7 @@ impl Metrics {
         let m = Metrics {
             neighbors: Family::default(),
             querier: Family::default(),
+            dr: Family::default(),
             sg_states: Gauge::default(),
             mfc_entries: Gauge::default(),
             sg_packets: Family::default(),
@@ -63,6 +71,12 @@ impl Metrics {
             router_adverts: Family::default(),
             router_solicits: Counter::default(),
             hellos: Counter::default(),
+            hello_skipped: Family::default(),
+            dr_changes: Counter::default(),
+            neighbor_restarts: Counter::default(),
+            joins_suppressed: Counter::default(),
+            prune_overrides: Counter::default(),
+            asserts: Family::default(),
             send_errors: Family::default(),
             // 0.5 ms .. ~8 s
             join_to_mfc: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
@@ -70,13 +84,18 @@ impl Metrics {
         let r = registry.sub_registry_with_prefix("pim_lite");
         r.register(
             "pim_neighbors",
-            "PIM neighbours per core interface",
+            "PIM neighbours per interface",
             m.neighbors.clone(),
         );
         r.register(
             "mld_querier",
             "1 when we are the MLD querier of the access interface",
             m.querier.clone(),
+        );
+        r.register(
+            "pim_dr",
+            "1 when we are the PIM Designated Router of the interface (PIM-enabled interfaces)",
+            m.dr.clone(),
         );
         r.register(
             "sg_states",
@@ -132,6 +151,36 @@ impl Metrics {
         );
         r.register("pim_hellos_sent", "PIM Hellos sent", m.hellos.clone());
         r.register(
+            "pim_hello_options_skipped",
+            "Hello options or Address List entries left out of otherwise usable Hellos, by reason",
+            m.hello_skipped.clone(),
+        );
+        r.register(
+            "pim_dr_changes",
+            "Times our Designated Router status changed on a link",
+            m.dr_changes.clone(),
+        );
+        r.register(
+            "pim_neighbor_restarts",
+            "PIM neighbours seen restarting (new generation id)",
+            m.neighbor_restarts.clone(),
+        );
+        r.register(
+            "pim_joins_suppressed",
+            "Periodic Joins delayed because another router sent the same Join",
+            m.joins_suppressed.clone(),
+        );
+        r.register(
+            "pim_prune_overrides",
+            "Other routers' Prunes we overrode with a Join",
+            m.prune_overrides.clone(),
+        );
+        r.register(
+            "pim_asserts",
+            "PIM Asserts by direction and kind (sent: assert/cancel; received: what came of it)",
+            m.asserts.clone(),
+        );
+        r.register(
             "send_errors",
             "Packets the kernel refused to send, by protocol",
             m.send_errors.clone(),
@@ -178,6 +227,19 @@ impl Metrics {
                 }
                 Event::RsReceived => self.router_solicits.clone(),
                 Event::HellosSent => self.hellos.clone(),
+                Event::HelloSkipped(r) => self.hello_skipped.get_or_create_owned(&one("reason", r)),
+                Event::DrChanges => self.dr_changes.clone(),
+                Event::NeighborRestarts => self.neighbor_restarts.clone(),
+                Event::JoinsSuppressed => self.joins_suppressed.clone(),
+                Event::PruneOverrides => self.prune_overrides.clone(),
+                Event::AssertsSent(k) => self.asserts.get_or_create_owned(&vec![
+                    ("direction", "sent".to_owned()),
+                    ("kind", k.to_owned()),
+                ]),
+                Event::AssertsReceived(k) => self.asserts.get_or_create_owned(&vec![
+                    ("direction", "received".to_owned()),
+                    ("kind", k.to_owned()),
+                ]),
             };
             counter.inc_by(value.saturating_sub(counter.get()));
         }
@@ -187,6 +249,12 @@ impl Metrics {
         self.neighbors
             .get_or_create(&one("interface", interface))
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_dr(&self, interface: &str, dr: bool) {
+        self.dr
+            .get_or_create(&one("interface", interface))
+            .set(i64::from(dr));
     }
 
     pub fn set_querier(&self, interface: &str, querier: bool) {

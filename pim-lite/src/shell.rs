@@ -282,9 +282,11 @@ impl Shell {
         for (&ifindex, name) in &self.names {
             if let Some(q) = self.router.is_querier(ifindex) {
                 self.metrics.set_querier(name, q);
-            } else {
-                self.metrics
-                    .set_neighbors(name, self.router.neighbor_count(ifindex));
+            }
+            self.metrics
+                .set_neighbors(name, self.router.neighbor_count(ifindex));
+            if let Some(dr) = self.router.is_dr(ifindex) {
+                self.metrics.set_dr(name, dr);
             }
         }
         self.metrics
@@ -465,6 +467,10 @@ fn open_sockets(config: &Config, ifindexes: &[u32]) -> Result<Sockets, ShellErro
                 mld.join(ALL_MLDV2_ROUTERS, ifindex)?;
                 if ic.ra.is_some() {
                     nd.join(ALL_ROUTERS, ifindex)?;
+                }
+                // Other routers' Hellos and Asserts on the access link (DR election).
+                if ic.pim {
+                    pim.join_all_pim_routers(ifindex)?;
                 }
             }
             Role::Core => pim.join_all_pim_routers(ifindex)?,

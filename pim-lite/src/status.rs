@@ -25,6 +25,21 @@ pub struct IfaceStatus {
     pub listeners: Vec<ListenerStatus>,
     /// Core interfaces: downstream PIM join state.
     pub downstream: Vec<DownstreamStatus>,
+    /// PIM-enabled interfaces: the elected Designated Router's address.
+    #[serde(default)]
+    pub dr: Option<Ipv6Addr>,
+    /// (S,G) Assert state on this link.
+    #[serde(default)]
+    pub asserts: Vec<AssertStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssertStatus {
+    pub source: Ipv6Addr,
+    pub group: Ipv6Addr,
+    /// The router that forwards the (S,G) onto the link.
+    pub winner: Option<Ipv6Addr>,
+    pub we_won: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +127,24 @@ impl Status {
             if let Some(q) = &i.querier {
                 let who = if q.we_are_querier { "us" } else { "other" };
                 let _ = writeln!(out, "    MLD querier: {who} ({})", or_dash(q.address));
+            }
+            if let Some(dr) = i.dr {
+                let us = if i.link_local == Some(dr) {
+                    " (us)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(out, "    PIM DR: {dr}{us}");
+            }
+            for a in &i.asserts {
+                let _ = writeln!(
+                    out,
+                    "    assert ({}, {}) winner {}{}",
+                    a.source,
+                    a.group,
+                    or_dash(a.winner),
+                    if a.we_won { " (us)" } else { "" }
+                );
             }
             for n in &i.neighbors {
                 let _ = writeln!(

@@ -15,24 +15,12 @@
 )] // a test fails by panicking
 mod common;
 
-use std::net::{Ipv6Addr, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use mipcast_kernel::sockets::{IcmpSocket, PacketInfo, SsmMembership, ALL_ROUTERS};
 use mipcast_netns_tests::{require_root, Netns};
 use mipcast_wire::nd::{NdRepr, ROUTER_ADVERTISEMENT};
-
-const S: &str = "2001:db8:1::1";
-const G: &str = "ff35::200:ff:fe00:100";
-const PORT: u16 = 5000;
-
-fn a(s: &str) -> Ipv6Addr {
-    s.parse().unwrap()
-}
 
 const PIM: &str = "
 pim:
@@ -65,140 +53,6 @@ fn access_config(up: &str, down: &str, prefix: &str, fast_leave: bool) -> String
       map: {{ address: \"{S}\", distance: 1, preference: 10, valid_lifetime_secs: 1800 }}
 {PIM}"
     )
-}
-
-/// A UDP socket in the host that reports the arrival interface of each datagram.
-struct Receiver(UdpSocket);
-
-impl Receiver {
-    fn bind(host: &Netns) -> Receiver {
-        host.enter(|| {
-            let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, PORT)).expect("bind receiver");
-            let on: libc::c_int = 1;
-            // SAFETY: setsockopt on our own socket with a live int.
-            let rc = unsafe {
-                libc::setsockopt(
-                    s.as_raw_fd(),
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_RECVPKTINFO,
-                    (&on as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(rc, 0, "IPV6_RECVPKTINFO");
-            Receiver(s)
-        })
-    }
-
-    /// The next datagram's arrival ifindex and sequence number, or None after `timeout`.
-    fn next(&self, timeout: Duration) -> Option<(u32, u64)> {
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
-        self.0.set_read_timeout(Some(timeout)).ok()?;
-        let mut buf = [0u8; 2048];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
-        let msg = recvmsg::<SockaddrIn6>(
-            self.0.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::empty(),
-        )
-        .ok()?;
-        let (len, ifindex) = (
-            msg.bytes,
-            msg.cmsgs().ok()?.find_map(|c| match c {
-                ControlMessageOwned::Ipv6PacketInfo(i) => Some(i.ipi6_ifindex),
-                _ => None,
-            })?,
-        );
-        let seq = std::str::from_utf8(buf.get(..len)?)
-            .ok()?
-            .strip_prefix("seq ")?
-            .parse()
-            .ok()?;
-        Some((ifindex, seq))
-    }
-
-    /// Time until a datagram sent at or after `fresh` (a [`Sender::mark`]) arrives on
-    /// `ifindex`, or None. Older ones are skipped: the kernel queues datagrams of an (S,G)
-    /// without an MFC entry for up to 10 s and delivers them when one appears, so they prove
-    /// nothing about the tree at the time of the check.
-    fn first_on(&self, ifindex: u32, fresh: u64, within: Duration) -> Option<Duration> {
-        let start = Instant::now();
-        while let Some(left) = within.checked_sub(start.elapsed()) {
-            let (i, seq) = self.next(left)?;
-            if i == ifindex && seq >= fresh {
-                return Some(start.elapsed());
-            }
-        }
-        None
-    }
-
-    fn drain(&self) {
-        while self.next(Duration::from_millis(1)).is_some() {}
-    }
-}
-
-/// S sends a datagram "seq N" to G every 2 ms until dropped.
-struct Sender {
-    stop: Arc<AtomicBool>,
-    next_seq: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Sender {
-    fn start(src: &Netns, ifname: &str) -> Sender {
-        let ifindex = ifindex(src, ifname);
-        let sock = src.enter(|| {
-            let s = UdpSocket::bind((a(S), 0)).expect("bind sender");
-            for (opt, v) in [
-                (libc::IPV6_MULTICAST_HOPS, 16 as libc::c_int),
-                (libc::IPV6_MULTICAST_IF, ifindex as libc::c_int),
-            ] {
-                // SAFETY: setsockopt on our own socket with a live int.
-                let rc = unsafe {
-                    libc::setsockopt(
-                        s.as_raw_fd(),
-                        libc::IPPROTO_IPV6,
-                        opt,
-                        (&v as *const libc::c_int).cast(),
-                        4,
-                    )
-                };
-                assert_eq!(rc, 0, "sender setsockopt {opt}");
-            }
-            s
-        });
-        let stop = Arc::new(AtomicBool::new(false));
-        let next_seq = Arc::new(AtomicU64::new(0));
-        let (flag, seq) = (Arc::clone(&stop), Arc::clone(&next_seq));
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let n = seq.fetch_add(1, Ordering::SeqCst);
-                let _ = sock.send_to(format!("seq {n}").as_bytes(), (a(G), PORT));
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        });
-        Sender {
-            stop,
-            next_seq,
-            thread: Some(thread),
-        }
-    }
-
-    /// The sequence number of the next datagram: everything from it on is sent from now.
-    fn mark(&self) -> u64 {
-        self.next_seq.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// The generation id of the only PIM neighbour on `ifname`, from the router's /status.

@@ -3,6 +3,11 @@
 //!
 //! The checksum covers the whole PIM message plus the IPv6 pseudo-header with next header
 //! 103 (§4.9); see [`fill_checksum`] and [`verify_checksum`].
+//!
+//! Hello parsing is tolerant (§4.9.2: unknown options are ignored): an option that cannot be
+//! decoded, or an Address List entry of another address family, is skipped and reported by
+//! [`parse_hello`] instead of failing the whole Hello, so one odd option from a standard
+//! router never prevents an adjacency.
 use std::net::Ipv6Addr;
 
 use crate::cursor::{be_u16, Reader, Writer};
@@ -35,6 +40,9 @@ pub mod hello_option {
 
 /// IANA address family number of IPv6, used in every encoded address.
 pub const ADDR_FAMILY_IPV6: u8 = 2;
+/// IANA address family number of IPv4: a dual-stack router may list its IPv4 addresses in
+/// the Address List option of its IPv6 Hellos.
+pub const ADDR_FAMILY_IPV4: u8 = 1;
 /// The only encoding type defined: native.
 const ENCODING_NATIVE: u8 = 0;
 const HEADER_LEN: usize = 4;
@@ -392,14 +400,11 @@ impl HelloOption {
                 HelloOption::GenerationId(r.u32()?)
             }
             hello_option::ADDRESS_LIST => {
-                let entries = raw.data.chunks_exact(EncodedUnicast::LEN);
-                if !entries.remainder().is_empty() {
-                    return Err(Error::BadLength);
+                let list = AddressList::parse(raw.data);
+                if let Some(e) = list.error {
+                    return Err(e);
                 }
-                let addrs = entries
-                    .map(|c| EncodedUnicast::parse(c).map(|e| e.addr))
-                    .collect::<Result<Vec<_>>>()?;
-                HelloOption::AddressList(addrs)
+                HelloOption::AddressList(list.addrs)
             }
             ty => HelloOption::Unknown {
                 ty,
@@ -459,6 +464,128 @@ impl HelloOption {
     }
 }
 
+/// The entries of an Address List option (§4.9.2, type 24), decoded tolerantly: IPv6
+/// entries are kept, IPv4 entries skipped and counted; an entry of an unknown family or
+/// encoding (whose length is therefore unknown) or a truncated one ends the walk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressList {
+    pub addrs: Vec<Ipv6Addr>,
+    /// Entries of another known family (IPv4), skipped.
+    pub foreign: usize,
+    /// Why the walk stopped early, when it did: the rest of the option was skipped.
+    pub error: Option<Error>,
+}
+
+impl AddressList {
+    pub fn parse(data: &[u8]) -> AddressList {
+        let mut list = AddressList::default();
+        let mut r = Reader::new(data);
+        while !r.rest().is_empty() {
+            let entry = (|| -> Result<Option<Ipv6Addr>> {
+                let family = r.u8()?;
+                if r.u8()? != ENCODING_NATIVE {
+                    return Err(Error::Unsupported("pim address encoding"));
+                }
+                match family {
+                    ADDR_FAMILY_IPV6 => Ok(Some(r.addr()?)),
+                    ADDR_FAMILY_IPV4 => {
+                        r.take(4)?;
+                        Ok(None)
+                    }
+                    _ => Err(Error::Unsupported("pim address family")),
+                }
+            })();
+            match entry {
+                Ok(Some(a)) => list.addrs.push(a),
+                Ok(None) => list.foreign += 1,
+                Err(e) => {
+                    list.error = Some(e);
+                    break;
+                }
+            }
+        }
+        list
+    }
+}
+
+/// What [`parse_hello`] left out of a Hello, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelloSkip {
+    /// An option of a known type whose value could not be decoded (wrong length, bad
+    /// encoding); the option was dropped.
+    BadOption { ty: u16, error: Error },
+    /// An option's length runs past the end of the message: it and anything after it
+    /// were dropped.
+    Truncated,
+    /// Address List entries of another address family (IPv4), skipped.
+    ForeignAddresses(usize),
+    /// The Address List held an entry of an unknown family or encoding, or a truncated
+    /// one: the entries from there on were dropped, the ones before it kept.
+    AddressListTail(Error),
+}
+
+impl HelloSkip {
+    /// A short stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            HelloSkip::BadOption { .. } => "bad_option",
+            HelloSkip::Truncated => "truncated_option",
+            HelloSkip::ForeignAddresses(_) => "foreign_address_family",
+            HelloSkip::AddressListTail(_) => "address_list_tail",
+        }
+    }
+
+    /// How many things were skipped (addresses for [`HelloSkip::ForeignAddresses`]).
+    pub fn count(&self) -> usize {
+        match self {
+            HelloSkip::ForeignAddresses(n) => *n,
+            _ => 1,
+        }
+    }
+}
+
+/// A decoded Hello: the options that parsed (unknown types included, as
+/// [`HelloOption::Unknown`]) and what was skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hello {
+    pub options: Vec<HelloOption>,
+    pub skipped: Vec<HelloSkip>,
+}
+
+/// Decodes the options of a Hello body (the bytes after the 4-byte header). Never fails:
+/// RFC 7761 §4.9.2 has unknown options ignored, and a neighbour's odd option must not cost
+/// the adjacency; what could not be used is listed in [`Hello::skipped`].
+pub fn parse_hello(body: &[u8]) -> Hello {
+    let mut hello = Hello::default();
+    let raws = HelloOptions { rest: body };
+    for raw in raws {
+        let Ok(raw) = raw else {
+            hello.skipped.push(HelloSkip::Truncated);
+            break;
+        };
+        if raw.ty == hello_option::ADDRESS_LIST {
+            let list = AddressList::parse(raw.data);
+            if list.foreign > 0 {
+                hello
+                    .skipped
+                    .push(HelloSkip::ForeignAddresses(list.foreign));
+            }
+            if let Some(e) = list.error {
+                hello.skipped.push(HelloSkip::AddressListTail(e));
+            }
+            hello.options.push(HelloOption::AddressList(list.addrs));
+            continue;
+        }
+        match HelloOption::parse(raw) {
+            Ok(opt) => hello.options.push(opt),
+            Err(error) => hello
+                .skipped
+                .push(HelloSkip::BadOption { ty: raw.ty, error }),
+        }
+    }
+    hello
+}
+
 /// One group of a Join/Prune message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JoinPruneGroup {
@@ -505,16 +632,15 @@ pub enum PimRepr {
 
 impl PimRepr {
     /// Decodes a PIM message. The checksum is not checked (see [`verify_checksum`]); bytes
-    /// after a Join/Prune's last group or after an Assert are ignored.
+    /// after a Join/Prune's last group or after an Assert are ignored. A Hello never fails
+    /// past its header: options that cannot be decoded are left out (see [`parse_hello`]
+    /// for what was left out).
     pub fn parse(buf: &[u8]) -> Result<Self> {
         let packet = PimPacket::new_checked(buf)?;
         let mut r = Reader::new(packet.payload());
         Ok(match packet.msg_type() {
             msg_type::HELLO => PimRepr::Hello {
-                options: packet
-                    .hello_options()
-                    .map(|raw| raw.and_then(HelloOption::parse))
-                    .collect::<Result<Vec<_>>>()?,
+                options: parse_hello(packet.payload()).options,
             },
             msg_type::JOIN_PRUNE => {
                 let upstream_neighbor = EncodedUnicast::read(&mut r)?.addr;

@@ -23,9 +23,10 @@ import struct
 from scapy.contrib.pim import (PIMv2GroupAddrs, PIMv2Hdr, PIMv2Hello, PIMv2HelloDRPriority,
                                PIMv2HelloGenerationID, PIMv2HelloHoldtime,
                                PIMv2HelloLANPruneDelay, PIMv2HelloLANPruneDelayValue,
+                               PIMv2HelloStateRefresh, PIMv2HelloStateRefreshValue,
                                PIMv2JoinAddrs, PIMv2JoinPrune, PIMv2PruneAddrs,
                                _PIMv2GenericHello)
-from scapy.fields import (BitField, ByteField, FieldLenField, IntField, IP6Field,
+from scapy.fields import (BitField, ByteField, FieldLenField, IntField, IP6Field, IPField,
                           PacketListField, ShortField)
 from scapy.layers.inet6 import (IPv6, ICMPv6MLDMultAddrRec, ICMPv6MLDone, ICMPv6MLQuery,
                                 ICMPv6MLQuery2, ICMPv6MLReport, ICMPv6MLReport2, ICMPv6ND_RA,
@@ -56,6 +57,7 @@ ADDRS = {
     "mldv1_report": (HOST, V1_GROUP),
     "mldv1_done": (HOST, "ff02::2"),
     "pim_hello": (ROUTER, "ff02::d"),
+    "pim_hello_foreign": (ROUTER, "ff02::d"),
     "pim_join_prune": (ROUTER, "ff02::d"),
     "pim_assert": (ROUTER, "ff02::d"),
 }
@@ -119,6 +121,30 @@ class HelloAddressList(_PIMv2GenericHello):
                                    length_from=lambda pkt: pkt.length)]
 
 
+class EncodedUnicast4(Packet):
+    """RFC 7761 4.9.1 Encoded-Unicast address, IPv4 family (family 1), as a dual-stack
+    router lists it in the Address List of its IPv6 Hellos."""
+    fields_desc = [ByteField("addr_family", 1), ByteField("encoding_type", 0),
+                   IPField("addr", "0.0.0.0")]
+
+    def extract_padding(self, s):
+        return "", s
+
+
+class HelloAddressListMixed(_PIMv2GenericHello):
+    """Option 24 with entries of both families."""
+    fields_desc = [ShortField("type", 24),
+                   FieldLenField("length", None, length_of="addrs", fmt="!H"),
+                   PacketListField("addrs", [], lambda p: (EncodedUnicast4 if p[:1] == b"\x01"
+                                                           else EncodedUnicast6),
+                                   length_from=lambda pkt: pkt.length)]
+
+
+class HelloBidirCapable(_PIMv2GenericHello):
+    """RFC 5015 option 22, no value: a PIM-SSM router does not know it and skips it."""
+    fields_desc = [ShortField("type", 22), ShortField("length", 0)]
+
+
 class Assert6(Packet):
     """RFC 7761 4.9.6 Assert body (no scapy class exists): encoded group, encoded unicast
     source, R bit + 31-bit metric preference, metric."""
@@ -165,6 +191,23 @@ def fixtures():
         PIMv2HelloGenerationID(generation_id=0x12345678),
         HelloAddressList(addrs=[EncodedUnicast6(addr="2001:db8:1::1"),
                                 EncodedUnicast6(addr="2001:db8:2::1")]),
+    ])))
+    # Every Hello option RFC 7761 defines (RFC 5059 defines none), the LAN Prune Delay with
+    # the T bit, an Address List holding only an IPv4 entry (the bytes
+    # 00 18 00 06 01 00 c0 00 02 02 of issue 10), one mixing both families, and two options
+    # of other PIM variants (RFC 3973 State Refresh, RFC 5015 Bidirectional Capable).
+    yield "pim_hello_foreign", pim("pim_hello_foreign", (0, PIMv2Hello(option=[
+        PIMv2HelloHoldtime(holdtime=105),
+        PIMv2HelloLANPruneDelay(value=[PIMv2HelloLANPruneDelayValue(
+            t=1, propagation_delay=400, override_interval=2000)]),
+        PIMv2HelloDRPriority(dr_priority=42),
+        PIMv2HelloGenerationID(generation_id=0xcafef00d),
+        HelloAddressListMixed(addrs=[EncodedUnicast4(addr="192.0.2.2")]),
+        HelloAddressListMixed(addrs=[EncodedUnicast6(addr="2001:db8:1::1"),
+                                     EncodedUnicast4(addr="192.0.2.3"),
+                                     EncodedUnicast6(addr="2001:db8:2::1")]),
+        PIMv2HelloStateRefresh(value=[PIMv2HelloStateRefreshValue(version=1, interval=60)]),
+        HelloBidirCapable(),
     ])))
     yield "pim_join_prune", pim("pim_join_prune", (3, JoinPrune6(
         up_neighbor_ip=HOST, holdtime=210, jp_ips=[

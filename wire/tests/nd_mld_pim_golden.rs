@@ -351,3 +351,134 @@ fn pim_checksum_includes_pseudo_header() {
     pim::verify_checksum(&bytes, &a(ROUTER), &pim::ALL_PIM_ROUTERS).unwrap();
     assert!(pim::verify_checksum(&bytes, &a(HOST), &pim::ALL_PIM_ROUTERS).is_err());
 }
+
+/// A Hello as a dual-stack standard router sends it: every RFC 7761 option, an Address List
+/// holding only an IPv4 entry (issue 10's bytes), one mixing both families, and options of
+/// other PIM variants. The IPv6 entries and every known option survive; the IPv4 entries
+/// and nothing else are skipped; the unknown options are kept as such.
+#[test]
+fn hello_with_foreign_addresses_and_unknown_options_keeps_the_rest() {
+    let bytes = fixture("pim_hello_foreign");
+    let ipv4_only = [0x00, 0x18, 0x00, 0x06, 0x01, 0x00, 0xc0, 0x00, 0x02, 0x02];
+    assert!(
+        bytes.windows(ipv4_only.len()).any(|w| w == ipv4_only),
+        "fixture holds the IPv4-only Address List bytes"
+    );
+    pim::verify_checksum(&bytes, &a(ROUTER), &pim::ALL_PIM_ROUTERS).unwrap();
+    let want = vec![
+        HelloOption::Holdtime(105),
+        HelloOption::LanPruneDelay(LanPruneDelay {
+            tracking_support: true,
+            propagation_delay_ms: 400,
+            override_interval_ms: 2000,
+        }),
+        HelloOption::DrPriority(42),
+        HelloOption::GenerationId(0xcafe_f00d),
+        HelloOption::AddressList(vec![]),
+        HelloOption::AddressList(vec![a("2001:db8:1::1"), a("2001:db8:2::1")]),
+        HelloOption::Unknown {
+            ty: 21,
+            data: vec![0x01, 0x3c, 0x00, 0x00],
+        },
+        HelloOption::Unknown {
+            ty: 22,
+            data: vec![],
+        },
+    ];
+    let hello = pim::parse_hello(&bytes[4..]);
+    assert_eq!(hello.options, want);
+    assert_eq!(
+        hello.skipped,
+        vec![
+            pim::HelloSkip::ForeignAddresses(1),
+            pim::HelloSkip::ForeignAddresses(1)
+        ]
+    );
+    assert_eq!(
+        PimRepr::parse(&bytes).unwrap(),
+        PimRepr::Hello { options: want }
+    );
+}
+
+/// Options that cannot be decoded are dropped one by one; the Hello itself never fails.
+#[test]
+fn hello_skips_bad_truncated_and_unknown_family_options() {
+    let v6 = a("2001:db8::7").octets();
+    let mut body = Vec::new();
+    // Holdtime with a 3-byte value: bad length, dropped.
+    body.extend_from_slice(&[0, 1, 0, 3, 0, 105, 0]);
+    // Generation ID, fine.
+    body.extend_from_slice(&[0, 20, 0, 4, 1, 2, 3, 4]);
+    // Address List: an IPv6 entry, then one of family 99 (unknown length): the tail goes.
+    body.extend_from_slice(&[0, 24, 0, 18 + 6]);
+    body.extend_from_slice(&[2, 0]);
+    body.extend_from_slice(&v6);
+    body.extend_from_slice(&[99, 0, 1, 2, 3, 4]);
+    // Address List with an IPv6 entry cut short.
+    body.extend_from_slice(&[0, 24, 0, 10, 2, 0, 0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0]);
+    // DR Priority, fine.
+    body.extend_from_slice(&[0, 19, 0, 4, 0, 0, 0, 9]);
+    // An option claiming 200 bytes at the end: truncated, dropped.
+    body.extend_from_slice(&[0, 20, 0, 200, 1]);
+    let hello = pim::parse_hello(&body);
+    assert_eq!(
+        hello.options,
+        vec![
+            HelloOption::GenerationId(0x0102_0304),
+            HelloOption::AddressList(vec![a("2001:db8::7")]),
+            HelloOption::AddressList(vec![]),
+            HelloOption::DrPriority(9),
+        ]
+    );
+    assert_eq!(
+        hello.skipped,
+        vec![
+            pim::HelloSkip::BadOption {
+                ty: 1,
+                error: mipcast_wire::Error::BadLength
+            },
+            pim::HelloSkip::AddressListTail(mipcast_wire::Error::Unsupported("pim address family")),
+            pim::HelloSkip::AddressListTail(mipcast_wire::Error::Truncated),
+            pim::HelloSkip::Truncated,
+        ]
+    );
+    let mut msg = vec![0x20, 0, 0, 0];
+    msg.extend_from_slice(&body);
+    assert!(matches!(PimRepr::parse(&msg), Ok(PimRepr::Hello { options }) if options.len() == 4));
+}
+
+/// Join/Prune messages that claim more than they hold, or use an address family other than
+/// IPv6, are rejected whole (their lengths cannot be trusted), never half-read.
+#[test]
+fn join_prune_with_missing_sources_or_foreign_families_is_rejected() {
+    let good = fixture("pim_join_prune");
+    assert!(PimRepr::parse(&good).is_ok());
+    // First group's join count (offset 4 + 18 + 4 + 20 = 46) raised to 4: 80 bytes of
+    // sources where 64 bytes remain.
+    let mut more = good.clone();
+    more[47] = 4;
+    assert_eq!(PimRepr::parse(&more), Err(mipcast_wire::Error::Truncated));
+    // A hostile count of 65535 sources does not allocate or panic either.
+    let mut huge = good.clone();
+    huge[46] = 0xff;
+    huge[47] = 0xff;
+    assert_eq!(PimRepr::parse(&huge), Err(mipcast_wire::Error::Truncated));
+    // Upstream neighbour encoded as IPv4 (family 1).
+    let mut v4 = good.clone();
+    v4[4] = 1;
+    assert!(matches!(
+        PimRepr::parse(&v4),
+        Err(mipcast_wire::Error::Unsupported(_))
+    ));
+    // A source of an unknown family.
+    let mut src = good.clone();
+    src[50] = 7;
+    assert!(matches!(
+        PimRepr::parse(&src),
+        Err(mipcast_wire::Error::Unsupported(_))
+    ));
+    // More groups than the packet holds.
+    let mut groups = good;
+    groups[23] = 5;
+    assert_eq!(PimRepr::parse(&groups), Err(mipcast_wire::Error::Truncated));
+}

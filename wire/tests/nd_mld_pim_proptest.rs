@@ -283,6 +283,31 @@ proptest! {
         prop_assert_eq!(PimRepr::parse(&bytes).unwrap(), repr);
     }
 
+    /// Any Hello body: parse_hello never fails, keeps only options that re-emit and
+    /// re-parse unchanged, and whatever it keeps or skips accounts for every option TLV.
+    #[test]
+    fn hello_parsing_is_tolerant(options in vec(hello_option(), 0..5), junk in vec(any::<u8>(), 0..40), family in any::<u8>()) {
+        let mut body = Vec::new();
+        for opt in &options {
+            let mut b = vec![0; opt.buffer_len()];
+            opt.emit(&mut b).unwrap();
+            body.extend_from_slice(&b);
+        }
+        // An Address List with an IPv4 entry and one of a random family, then junk.
+        body.extend_from_slice(&[0, 24, 0, 12, 1, 0, 192, 0, 2, 1, family, 0, 1, 2, 3, 4]);
+        body.extend_from_slice(&junk);
+        let hello = pim::parse_hello(&body);
+        prop_assert!(hello.options.len() > options.len());
+        prop_assert_eq!(&hello.options[..options.len()], &options[..]);
+        for opt in &hello.options {
+            let mut b = vec![0; opt.buffer_len()];
+            let n = opt.emit(&mut b).unwrap();
+            let reparsed = pim::parse_hello(&b[..n]);
+            prop_assert_eq!(&reparsed.options, &vec![opt.clone()]);
+        }
+        prop_assert!(hello.skipped.contains(&pim::HelloSkip::ForeignAddresses(1)) || family == 1);
+    }
+
     #[test]
     fn encoded_addresses_round_trip(g in encoded_group(), s in encoded_source(), u in addr()) {
         let mut buf = [0u8; 20];

@@ -83,6 +83,12 @@ fn exercise(buf: &[u8]) -> [bool; 3] {
         for raw in p.hello_options().flatten() {
             let _ = HelloOption::parse(raw);
         }
+        // The tolerant Hello parse keeps only options that re-emit to themselves.
+        for opt in pim::parse_hello(p.payload()).options {
+            let mut out = vec![0; opt.buffer_len()];
+            let n = opt.emit(&mut out).unwrap();
+            assert_eq!(pim::parse_hello(out.get(..n).unwrap()).options, vec![opt]);
+        }
     }
     if let Ok(repr) = PimRepr::parse(buf) {
         let mut out = vec![0; repr.buffer_len()];
@@ -127,14 +133,23 @@ fn structured(rng: &mut Rng) -> Vec<u8> {
         1 => {
             b.extend([0x20, 0, 0, 0]);
             for _ in 0..rng.below(5) {
-                let list = 18 * rng.below(3);
+                // Address List entries: IPv6, or IPv4 as dual-stack routers send them.
+                let mut list = Vec::new();
+                for _ in 0..rng.below(3) {
+                    if rng.below(3) == 0 {
+                        list.extend([1, 0]);
+                        list.extend((0..4).map(|_| rng.byte()));
+                    } else {
+                        encoded(rng, &mut list, false);
+                    }
+                }
                 let other = (u16::from(rng.byte()), rng.below(9));
                 let (ty, len) =
-                    [(1u16, 2), (2, 4), (19, 4), (20, 4), (24, list), other][rng.below(6)];
+                    [(1u16, 2), (2, 4), (19, 4), (20, 4), (24, list.len()), other][rng.below(6)];
                 b.extend(ty.to_be_bytes());
                 b.extend((len as u16).to_be_bytes());
                 if ty == 24 {
-                    (0..len / 18).for_each(|_| encoded(rng, &mut b, false));
+                    b.extend_from_slice(&list);
                 } else {
                     b.extend((0..len).map(|_| rng.byte()));
                 }

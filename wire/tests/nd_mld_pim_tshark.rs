@@ -304,6 +304,7 @@ fn tshark_accepts_scapy_fixtures() {
         frame("mldv1_report", HOST, "ff15::1234"),
         frame("mldv1_done", HOST, "ff02::2"),
         frame("pim_hello", ROUTER, "ff02::d"),
+        frame("pim_hello_foreign", ROUTER, "ff02::d"),
         frame("pim_join_prune", ROUTER, "ff02::d"),
         frame("pim_assert", ROUTER, "ff02::d"),
     ];

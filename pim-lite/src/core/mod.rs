@@ -6,6 +6,7 @@
 //! state on core links), the route toward S (RPF, from the kernel), the upstream Join state
 //! toward the RPF neighbour, and the MFC entry it installed. [`Router::refresh`] recomputes
 //! the last two from the first two whenever an input changes.
+mod assert;
 pub mod mld;
 pub mod pim;
 pub mod ra;
@@ -22,9 +23,10 @@ use mipcast_wire::pim::{PimRepr, ALL_PIM_ROUTERS};
 
 use crate::config::{Config, GroupRange, PimConfig, Role};
 use crate::status::{
-    DownstreamStatus, IfaceStatus, ListenerStatus, NeighborStatus, QuerierStatus, SgStatus,
-    SourceTimer, Status,
+    AssertStatus, DownstreamStatus, IfaceStatus, ListenerStatus, NeighborStatus, QuerierStatus,
+    SgStatus, SourceTimer, Status,
 };
+use assert::AssertState;
 use mld::{MldCtx, MldIface, Querier};
 use pim::{Downstream, HelloOutcome, PimIface};
 use ra::{RaIface, RaKind};
@@ -118,8 +120,26 @@ enum IfaceKind {
     Access {
         mld: Box<MldIface>,
         ra: Option<RaIface>,
+        /// PIM on the access link (Hellos for the DR election, Asserts), unless disabled.
+        pim: Option<PimIface>,
     },
     Core(PimIface),
+}
+
+impl IfaceKind {
+    fn pim(&self) -> Option<&PimIface> {
+        match self {
+            IfaceKind::Access { pim, .. } => pim.as_ref(),
+            IfaceKind::Core(p) => Some(p),
+        }
+    }
+
+    fn pim_mut(&mut self) -> Option<&mut PimIface> {
+        match self {
+            IfaceKind::Access { pim, .. } => pim.as_mut(),
+            IfaceKind::Core(p) => Some(p),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -177,6 +197,9 @@ pub struct Router {
     ifaces: BTreeMap<u32, Iface>,
     rpf: BTreeMap<Ipv6Addr, Rpf>,
     sg: BTreeMap<Sg, SgState>,
+    asserts: BTreeMap<(Sg, u32), AssertState>,
+    /// The latest `now` an event or tick brought: upcalls carry no time of their own.
+    now: Millis,
     next_rpf_check: Millis,
     actions: Vec<Action>,
     rng: Rng,
@@ -194,6 +217,7 @@ impl Router {
                 Role::Access => IfaceKind::Access {
                     mld: Box::new(MldIface::new(ic.mld(), now)),
                     ra: ic.ra.clone().map(|ra| RaIface::new(ra, now)),
+                    pim: ic.pim.then(|| PimIface::new(rng.next_u32(), now)),
                 },
                 Role::Core => IfaceKind::Core(PimIface::new(rng.next_u32(), now)),
             };
@@ -212,6 +236,8 @@ impl Router {
             ifaces: map,
             rpf: BTreeMap::new(),
             sg: BTreeMap::new(),
+            asserts: BTreeMap::new(),
+            now,
             next_rpf_check: now + cfg.pim.rpf_check_interval(),
             actions: Vec::new(),
             rng,
@@ -228,10 +254,23 @@ impl Router {
     }
 
     pub fn neighbor_count(&self, ifindex: u32) -> usize {
-        match self.ifaces.get(&ifindex).map(|i| &i.kind) {
-            Some(IfaceKind::Core(p)) => p.neighbors.len(),
-            _ => 0,
-        }
+        self.ifaces
+            .get(&ifindex)
+            .and_then(|i| i.kind.pim())
+            .map_or(0, |p| p.neighbors.len())
+    }
+
+    /// Whether we are the link's Designated Router (RFC 7761 §4.3.2); None for interfaces
+    /// without PIM. Only the DR builds trees for the link's MLD listeners.
+    pub fn is_dr(&self, ifindex: u32) -> Option<bool> {
+        let iface = self.ifaces.get(&ifindex)?;
+        let p = iface.kind.pim()?;
+        Some(
+            iface
+                .addrs
+                .link_local
+                .is_none_or(|ours| p.dr(ours, self.pim_cfg.dr_priority) == ours),
+        )
     }
 
     /// Some(true/false) for access interfaces: whether we are the MLD querier.
@@ -251,10 +290,11 @@ impl Router {
         let mut t = self.next_rpf_check;
         for iface in self.ifaces.values() {
             let d = match &iface.kind {
-                IfaceKind::Access { mld, ra } => {
+                IfaceKind::Access { mld, ra, pim } => {
                     let m = mld.next_deadline();
                     let r = ra.as_ref().map(RaIface::next_deadline);
-                    [m, r].into_iter().flatten().min()
+                    let p = pim.as_ref().map(PimIface::next_deadline);
+                    [m, r, p].into_iter().flatten().min()
                 }
                 IfaceKind::Core(p) => Some(p.next_deadline()),
             };
@@ -266,6 +306,12 @@ impl Router {
             if let Some(u) = st.upstream {
                 t = t.min(u.next_join);
             }
+        }
+        for a in self.asserts.values() {
+            t = t.min(match *a {
+                AssertState::Winner { refresh } => refresh,
+                AssertState::Loser { until, .. } => until,
+            });
         }
         t
     }
@@ -283,7 +329,7 @@ impl Router {
         tracing::info!(interface = %iface.name, link_local = ?addrs.link_local, globals = ?addrs.globals, "interface addresses changed");
         let link_local_changed = iface.addrs.link_local != addrs.link_local;
         iface.addrs = addrs;
-        let IfaceKind::Core(p) = &mut iface.kind else {
+        let Some(p) = iface.kind.pim_mut() else {
             return;
         };
         // Neighbours must learn our new addresses before our next Join.
@@ -302,6 +348,7 @@ impl Router {
     }
 
     pub fn handle_mld(&mut self, now: Millis, rx: Rx, bytes: &[u8]) {
+        self.now = self.now.max(now);
         let Some(iface) = self.ifaces.get_mut(&rx.ifindex) else {
             return;
         };
@@ -338,12 +385,14 @@ impl Router {
     }
 
     pub fn handle_pim(&mut self, now: Millis, rx: Rx, bytes: &[u8]) {
+        self.now = self.now.max(now);
         let Some(iface) = self.ifaces.get_mut(&rx.ifindex) else {
             return;
         };
         let name = iface.name.clone();
-        let IfaceKind::Core(p) = &mut iface.kind else {
-            self.stats.bump(Counter::PimIgnored("not_core_interface"));
+        let Some(p) = iface.kind.pim_mut() else {
+            self.stats
+                .bump(Counter::PimIgnored("pim_disabled_on_interface"));
             return;
         };
         if !rx.source.is_unicast_link_local() {
@@ -355,6 +404,11 @@ impl Router {
         }
         let msg = match PimRepr::parse(bytes) {
             Ok(m) => m,
+            Err(mipcast_wire::Error::Unsupported("pim message type")) => {
+                // Bootstrap, Register and the like: legal PIM we do not speak.
+                self.stats.bump(Counter::PimIgnored("message_type"));
+                return;
+            }
             Err(e) => {
                 tracing::debug!(interface = %name, source = %rx.source, "malformed PIM message: {e}");
                 self.stats.bump(Counter::Malformed {
@@ -366,22 +420,50 @@ impl Router {
         };
         match msg {
             PimRepr::Hello { options } => {
+                // What the tolerant parse left out (RFC 7761 §4.9.2: ignored, not fatal).
+                let hello = mipcast_wire::pim::parse_hello(bytes.get(4..).unwrap_or(&[]));
+                for skip in &hello.skipped {
+                    tracing::debug!(interface = %name, source = %rx.source, ?skip, "Hello option skipped");
+                    self.stats
+                        .add(Counter::HelloSkipped(skip.label()), skip.count() as u64);
+                }
+                let unknown = options
+                    .iter()
+                    .filter(|o| matches!(o, mipcast_wire::pim::HelloOption::Unknown { .. }))
+                    .count();
+                self.stats
+                    .add(Counter::HelloSkipped("unknown_option"), unknown as u64);
+                let dr_before = self.is_dr(rx.ifindex);
+                let Some(p) = self
+                    .ifaces
+                    .get_mut(&rx.ifindex)
+                    .and_then(|i| i.kind.pim_mut())
+                else {
+                    return;
+                };
                 let outcome = p.on_hello(now, rx.source, &options);
                 self.on_hello_outcome(now, rx.ifindex, rx.source, outcome);
+                self.dr_check(now, rx.ifindex, dr_before);
             }
             PimRepr::JoinPrune(jp) => {
                 if !p.neighbors.contains_key(&rx.source) {
-                    // RFC 7761 §4.9: only Hellos are accepted from non-neighbours.
-                    tracing::debug!(interface = %name, source = %rx.source, "Join/Prune from a non-neighbour ignored");
+                    // RFC 7761 §4.9: only Hellos are accepted from non-neighbours. The sender
+                    // may not have heard our Hello yet, or we restarted and lost its: a
+                    // triggered Hello lets it (re)discover us and re-send soon.
+                    tracing::debug!(interface = %name, source = %rx.source, "Join/Prune from a non-neighbour ignored; triggered Hello");
                     self.stats.bump(Counter::PimIgnored("non_neighbor"));
+                    let at = now + self.rng.up_to(self.pim_cfg.triggered_hello_delay());
+                    p.next_hello = p.next_hello.min(at);
                     return;
                 }
                 self.on_join_prune(now, rx.ifindex, rx.source, &jp);
             }
-            PimRepr::Assert(_) => {
-                // Asserts resolve duplicate forwarders on shared links; pim-lite expects one
-                // forwarder per link (see README), so they are only counted.
-                self.stats.bump(Counter::PimIgnored("assert"));
+            PimRepr::Assert(a) => {
+                if !p.neighbors.contains_key(&rx.source) {
+                    self.stats.bump(Counter::PimIgnored("non_neighbor"));
+                    return;
+                }
+                self.on_assert(now, rx.ifindex, rx.source, &a);
             }
         }
     }
@@ -429,6 +511,7 @@ impl Router {
 
     /// An MRT6 upcall for (S,G), arrived on `ifindex` (None: a MIF we do not know).
     pub fn handle_upcall(&mut self, kind: UpcallKind, ifindex: Option<u32>, sg: Sg) {
+        let now = self.now;
         match kind {
             UpcallKind::NoCache => {
                 let entry = self.sg.get(&sg).and_then(|st| st.mfc.clone());
@@ -457,11 +540,29 @@ impl Router {
                 }
             }
             UpcallKind::WrongMif => {
-                tracing::debug!(source = %sg.source, group = %sg.group, ?ifindex, "WRONGMIF upcall");
-                self.stats.bump(Counter::Upcall {
-                    kind: "wrongmif",
-                    outcome: "counted",
+                // Data of an (S,G) we forward arrived on one of its outgoing links: another
+                // router forwards onto that link too. Assert (RFC 7761 §4.6.1).
+                let assert_on = ifindex.filter(|&i| {
+                    self.forwards_on(sg, i)
+                        && self.ifaces.get(&i).is_some_and(|f| f.kind.pim().is_some())
                 });
+                match assert_on {
+                    Some(i) => {
+                        tracing::info!(source = %sg.source, group = %sg.group, interface = %self.if_name(i), "(S,G) data on an outgoing link: Assert");
+                        self.stats.bump(Counter::Upcall {
+                            kind: "wrongmif",
+                            outcome: "assert",
+                        });
+                        self.send_assert(now, sg, i);
+                    }
+                    None => {
+                        tracing::debug!(source = %sg.source, group = %sg.group, ?ifindex, "WRONGMIF upcall");
+                        self.stats.bump(Counter::Upcall {
+                            kind: "wrongmif",
+                            outcome: "counted",
+                        });
+                    }
+                }
             }
             UpcallKind::Other => {
                 self.stats.bump(Counter::Upcall {
@@ -508,10 +609,12 @@ impl Router {
 
     /// Runs every timer due at `now`.
     pub fn tick(&mut self, now: Millis) {
+        self.now = self.now.max(now);
         let ifindexes: Vec<u32> = self.ifaces.keys().copied().collect();
         for ifindex in ifindexes {
             self.tick_iface(now, ifindex);
         }
+        self.tick_asserts(now);
         self.send_due_joins(now);
         if self.next_rpf_check <= now {
             self.next_rpf_check = now + self.pim_cfg.rpf_check_interval();
@@ -534,21 +637,36 @@ impl Router {
             // No Hello first: a neighbour that never heard ours holds no Join state from us.
             self.emit_join_prune(ifindex, neighbor, &[], &sgs);
         }
+        // Links where we won an Assert: the losers take over at once (AssertCancel).
+        let won: Vec<(Sg, u32)> = self
+            .asserts
+            .iter()
+            .filter(|(_, a)| matches!(a, AssertState::Winner { .. }))
+            .map(|(&k, _)| k)
+            .collect();
+        for (sg, ifindex) in won {
+            self.send_pim(
+                ifindex,
+                ALL_PIM_ROUTERS,
+                &pim::assert(sg, pim::ASSERT_CANCEL),
+            );
+        }
+        self.asserts.clear();
         let ifindexes: Vec<u32> = self.ifaces.keys().copied().collect();
         for ifindex in ifindexes {
             let Some(iface) = self.ifaces.get(&ifindex) else {
                 continue;
             };
-            match &iface.kind {
-                IfaceKind::Core(p) => {
-                    let msg = pim::hello(&self.pim_cfg, p.gen_id, 0, &iface.addrs.globals);
-                    self.send_pim(ifindex, ALL_PIM_ROUTERS, &msg);
-                }
-                IfaceKind::Access { ra: Some(ra), .. } => {
-                    let msg = ra.advert(iface.addrs.mac, 0);
-                    self.send_nd(ifindex, &msg);
-                }
-                IfaceKind::Access { ra: None, .. } => {}
+            if let Some(p) = iface.kind.pim() {
+                let msg = pim::hello(&self.pim_cfg, p.gen_id, 0, &iface.addrs.globals);
+                self.send_pim(ifindex, ALL_PIM_ROUTERS, &msg);
+            }
+            let Some(iface) = self.ifaces.get(&ifindex) else {
+                continue;
+            };
+            if let IfaceKind::Access { ra: Some(ra), .. } = &iface.kind {
+                let msg = ra.advert(iface.addrs.mac, 0);
+                self.send_nd(ifindex, &msg);
             }
         }
         let installed: Vec<Sg> = self
@@ -568,19 +686,31 @@ impl Router {
     pub fn reload(&mut self, cfg: &Config) -> Result<Vec<String>, String> {
         let same_ifaces = cfg.interfaces.len() == self.ifaces.len()
             && cfg.interfaces.iter().all(|ic| {
-                self.ifaces
-                    .values()
-                    .any(|i| i.name == ic.name && i.role() == ic.role)
+                self.ifaces.values().any(|i| {
+                    i.name == ic.name
+                        && i.role() == ic.role
+                        && i.kind.pim().is_some() == (ic.role == Role::Core || ic.pim)
+                })
             });
         if !same_ifaces {
             return Err(
-                "the interface list or a role changed: restart pim-lite to apply it".into(),
+                "the interface list, a role or an access link's `pim` changed: restart pim-lite to apply it".into(),
             );
         }
         let mut changes = Vec::new();
         if self.pim_cfg != cfg.pim {
             changes.push(format!("pim: {:?} -> {:?}", self.pim_cfg, cfg.pim));
+            // A new DR priority may move the DR role: announce it and re-evaluate.
+            let before: Vec<(u32, Option<bool>)> =
+                self.ifaces.keys().map(|&i| (i, self.is_dr(i))).collect();
             self.pim_cfg = cfg.pim.clone();
+            let now = self.now;
+            for (ifindex, dr) in before {
+                if let Some(p) = self.ifaces.get_mut(&ifindex).and_then(|i| i.kind.pim_mut()) {
+                    p.next_hello = now;
+                }
+                self.dr_check(now, ifindex, dr);
+            }
         }
         if self.ssm != cfg.ssm_groups {
             changes.push(format!(
@@ -593,7 +723,7 @@ impl Router {
             let Some(iface) = self.ifaces.values_mut().find(|i| i.name == ic.name) else {
                 continue;
             };
-            if let IfaceKind::Access { mld, ra } = &mut iface.kind {
+            if let IfaceKind::Access { mld, ra, .. } = &mut iface.kind {
                 if mld_cfg_of(mld) != ic.mld() {
                     changes.push(format!("{}: mld settings changed", ic.name));
                     mld.set_config(ic.mld());
@@ -630,7 +760,7 @@ impl Router {
             return;
         };
         match &mut iface.kind {
-            IfaceKind::Access { mld, ra } => {
+            IfaceKind::Access { mld, ra, .. } => {
                 let mut out = Vec::new();
                 let mut changed = Vec::new();
                 let mut ctx = MldCtx {
@@ -656,39 +786,81 @@ impl Router {
                 for sg in changed {
                     self.refresh(now, sg);
                 }
+                self.tick_pim(now, ifindex);
             }
-            IfaceKind::Core(p) => {
-                let hello = if p.next_hello <= now {
-                    p.next_hello = now + self.pim_cfg.hello_period();
-                    // Without a link-local address the Hello cannot leave (see push_packet).
-                    p.hello_current = iface.addrs.link_local.is_some();
-                    Some(pim::hello(
-                        &self.pim_cfg,
-                        p.gen_id,
-                        self.pim_cfg.hello_holdtime(),
-                        &iface.addrs.globals,
-                    ))
-                } else {
-                    None
-                };
-                let gone = p.expire_neighbors(now);
-                let expired = p.expire_downstream(now);
-                for n in &gone {
-                    tracing::info!(interface = %iface.name, neighbor = %n, "PIM neighbour expired");
-                }
-                for sg in &expired {
-                    tracing::info!(interface = %iface.name, source = %sg.source, group = %sg.group, "downstream join state expired");
-                }
-                if let Some(h) = hello {
-                    self.stats.bump(Counter::HellosSent);
-                    self.send_pim(ifindex, ALL_PIM_ROUTERS, &h);
-                }
-                if !gone.is_empty() {
-                    self.refresh_all(now);
-                }
-                for sg in expired {
-                    self.refresh(now, sg);
-                }
+            IfaceKind::Core(_) => self.tick_pim(now, ifindex),
+        }
+    }
+
+    /// Hellos, neighbour and downstream expiry of a PIM-enabled interface.
+    fn tick_pim(&mut self, now: Millis, ifindex: u32) {
+        let dr_before = self.is_dr(ifindex);
+        let Some(iface) = self.ifaces.get_mut(&ifindex) else {
+            return;
+        };
+        let Some(p) = iface.kind.pim_mut() else {
+            return;
+        };
+        let hello = if p.next_hello <= now {
+            p.next_hello = now + self.pim_cfg.hello_period();
+            // Without a link-local address the Hello cannot leave (see push_packet).
+            p.hello_current = iface.addrs.link_local.is_some();
+            Some(pim::hello(
+                &self.pim_cfg,
+                p.gen_id,
+                self.pim_cfg.hello_holdtime(),
+                &iface.addrs.globals,
+            ))
+        } else {
+            None
+        };
+        let gone = p.expire_neighbors(now);
+        let expired = p.expire_downstream(now);
+        for n in &gone {
+            tracing::info!(interface = %iface.name, neighbor = %n, "PIM neighbour expired");
+        }
+        for sg in &expired {
+            tracing::info!(interface = %iface.name, source = %sg.source, group = %sg.group, "downstream join state expired");
+        }
+        if let Some(h) = hello {
+            self.stats.bump(Counter::HellosSent);
+            self.send_pim(ifindex, ALL_PIM_ROUTERS, &h);
+        }
+        for n in &gone {
+            self.forget_assert_winner(ifindex, *n);
+        }
+        if !gone.is_empty() {
+            self.refresh_all(now);
+        }
+        for sg in expired {
+            self.refresh(now, sg);
+        }
+        self.dr_check(now, ifindex, dr_before);
+    }
+
+    /// After a neighbour change on `ifindex`: when we became or stopped being the DR, the
+    /// link's listeners start or stop counting as our downstream interest.
+    fn dr_check(&mut self, now: Millis, ifindex: u32, before: Option<bool>) {
+        let after = self.is_dr(ifindex);
+        if after == before {
+            return;
+        }
+        let Some(iface) = self.ifaces.get(&ifindex) else {
+            return;
+        };
+        let dr = iface
+            .kind
+            .pim()
+            .zip(iface.addrs.link_local)
+            .map(|(p, ours)| p.dr(ours, self.pim_cfg.dr_priority));
+        tracing::info!(interface = %iface.name, dr = ?dr, we_are_dr = ?after, "designated router changed");
+        self.stats.bump(Counter::DrChanges);
+        if let IfaceKind::Access { mld, .. } = &iface.kind {
+            // The link's listeners start or stop counting: their (S,G)s and every other.
+            let mut sgs: BTreeSet<Sg> = mld.listened().collect();
+            sgs.extend(self.sg.keys().copied());
+            for sg in sgs {
+                self.refresh(now, sg);
             }
         }
     }
@@ -703,20 +875,31 @@ impl Router {
         let Some(iface) = self.ifaces.get_mut(&ifindex) else {
             return;
         };
-        let IfaceKind::Core(p) = &mut iface.kind else {
+        let Some(p) = iface.kind.pim_mut() else {
             return;
         };
         match outcome {
             HelloOutcome::Refreshed | HelloOutcome::Unknown => return,
+            HelloOutcome::AddressesChanged => {
+                tracing::info!(interface = %iface.name, neighbor = %from, addresses = ?p.neighbors.get(&from).map(|n| &n.addresses), "PIM neighbour's address list changed");
+            }
             HelloOutcome::New | HelloOutcome::Restarted => {
                 let restarted = outcome == HelloOutcome::Restarted;
                 tracing::info!(interface = %iface.name, neighbor = %from, gen_id = ?p.neighbors.get(&from).and_then(|n| n.gen_id), "{}", if restarted { "PIM neighbour restarted (new generation id)" } else { "new PIM neighbour" });
-                // RFC 7761 §4.3.1: a triggered Hello so the neighbour accepts our Joins.
+                // RFC 7761 §4.3.1: a triggered Hello so the neighbour accepts our Joins, and
+                // it MUST precede any Join/Prune to it: until it went out, Join/Prunes send
+                // it first (see ensure_hello). A new or restarted neighbour does not know us.
                 let at = now + self.rng.up_to(self.pim_cfg.triggered_hello_delay());
                 p.next_hello = p.next_hello.min(at);
+                p.hello_current = false;
                 if restarted {
+                    self.stats.bump(Counter::NeighborRestarts);
+                    self.forget_assert_winner(ifindex, from);
+                    let Some(p) = self.ifaces.get(&ifindex).and_then(|i| i.kind.pim()) else {
+                        return;
+                    };
                     // §4.5.7: it lost our join state; refresh it within the override interval.
-                    let override_interval = self.pim_cfg.override_interval();
+                    let override_interval = p.effective_override_interval(&self.pim_cfg);
                     for st in self.sg.values_mut() {
                         if let Some(u) = st.upstream.as_mut() {
                             if u.ifindex == ifindex && u.neighbor == from {
@@ -729,6 +912,7 @@ impl Router {
             }
             HelloOutcome::Gone => {
                 tracing::info!(interface = %iface.name, neighbor = %from, "PIM neighbour left (holdtime 0)");
+                self.forget_assert_winner(ifindex, from);
             }
         }
         self.refresh_all(now);
@@ -764,7 +948,7 @@ impl Router {
             return;
         };
         let for_us = iface.is_ours(jp.upstream_neighbor);
-        let IfaceKind::Core(p) = &mut iface.kind else {
+        let Some(p) = iface.kind.pim_mut() else {
             return;
         };
         if for_us {
@@ -790,10 +974,30 @@ impl Router {
             }
             return;
         }
+        // Another router's Join to our upstream neighbour for an (S,G) we join too: ours can
+        // wait (Join suppression, RFC 7761 §4.5.7; always in effect, since we advertise no
+        // T bit). The Join's holdtime bounds the wait.
+        let target = p.neighbor_for(jp.upstream_neighbor);
+        let override_interval = p.effective_override_interval(&self.pim_cfg);
+        let period = self.pim_cfg.join_prune_period();
+        for sg in joins {
+            let Some(u) = self.sg.get_mut(&sg).and_then(|st| st.upstream.as_mut()) else {
+                continue;
+            };
+            if u.ifindex == ifindex && Some(u.neighbor) == target && jp.holdtime > 0 {
+                let suppress = self
+                    .rng
+                    .between(period * 11 / 10, period * 14 / 10)
+                    .min(std::time::Duration::from_secs(u64::from(jp.holdtime)));
+                if u.next_join < now + suppress {
+                    tracing::debug!(neighbor = %u.neighbor, source = %sg.source, group = %sg.group, "Join suppressed by another router's Join");
+                    u.next_join = now + suppress;
+                    self.stats.bump(Counter::JoinsSuppressed);
+                }
+            }
+        }
         // A Prune to our upstream neighbour for an (S,G) we still want: override it with a
         // Join before its prune-pending time runs out (RFC 7761 §4.5.7).
-        let target = p.neighbor_for(jp.upstream_neighbor);
-        let override_interval = self.pim_cfg.override_interval();
         for sg in prunes {
             let Some(st) = self.sg.get_mut(&sg) else {
                 continue;
@@ -803,6 +1007,7 @@ impl Router {
                     let at = now + self.rng.up_to(override_interval);
                     tracing::info!(neighbor = %u.neighbor, source = %sg.source, group = %sg.group, "overriding another router's Prune");
                     u.next_join = u.next_join.min(at);
+                    self.stats.bump(Counter::PruneOverrides);
                 }
             }
         }
@@ -815,13 +1020,23 @@ impl Router {
         }
     }
 
-    /// Interfaces with downstream interest in `sg`.
+    /// Interfaces with downstream interest in `sg`: PIM Joins, and MLD listeners on links
+    /// where we are the DR (another DR builds the tree for the others).
     fn interested(&self, sg: Sg) -> BTreeSet<u32> {
         self.ifaces
             .iter()
-            .filter(|(_, iface)| match &iface.kind {
-                IfaceKind::Access { mld, .. } => mld.has_listener(sg),
-                IfaceKind::Core(p) => p.downstream.contains_key(&sg),
+            .filter(|(&i, iface)| {
+                let joined = iface
+                    .kind
+                    .pim()
+                    .is_some_and(|p| p.downstream.contains_key(&sg));
+                let listening = match &iface.kind {
+                    IfaceKind::Access { mld, .. } => {
+                        mld.has_listener(sg) && self.is_dr(i) != Some(false)
+                    }
+                    IfaceKind::Core(_) => false,
+                };
+                joined || listening
             })
             .map(|(&i, _)| i)
             .collect()
@@ -839,6 +1054,7 @@ impl Router {
             if let Some(u) = st.upstream {
                 self.prune_if_neighbor(now, u, sg);
             }
+            self.cancel_lost_asserts(sg);
             if st.mfc.is_some() {
                 tracing::info!(source = %sg.source, group = %sg.group, "removing MFC entry");
                 self.actions.push(Action::MfcDel { sg });
@@ -869,8 +1085,13 @@ impl Router {
             }
             _ => None,
         };
+        // Links where another router won the Assert are its to forward onto.
         let oifs: Vec<u32> = match route {
-            Some(r) => interested.into_iter().filter(|&i| i != r.ifindex).collect(),
+            Some(r) => interested
+                .into_iter()
+                .filter(|&i| i != r.ifindex)
+                .filter(|&i| !matches!(self.asserts.get(&(sg, i)), Some(AssertState::Loser { .. })))
+                .collect(),
             None => Vec::new(),
         };
         let upstream_target = match route {
@@ -939,6 +1160,7 @@ impl Router {
             st.mfc = new_mfc;
             st.latency_reported |= latency.is_some();
         }
+        self.cancel_lost_asserts(sg);
     }
 
     /// RPF'(S): the PIM neighbour behind the route's gateway. None when S is directly
@@ -946,9 +1168,14 @@ impl Router {
     fn rpf_neighbor(&self, r: RpfRoute, sg: Sg) -> Option<(u32, Ipv6Addr)> {
         let gateway = r.gateway?;
         let iface = self.ifaces.get(&r.ifindex)?;
-        let IfaceKind::Core(p) = &iface.kind else {
-            return None;
-        };
+        let p = iface.kind.pim()?;
+        // An Assert winner on the RPF interface is RPF'(S) (RFC 7761 §4.1.6): our Joins go
+        // to the router that actually forwards onto the link.
+        if let Some(AssertState::Loser { winner, .. }) = self.asserts.get(&(sg, r.ifindex)) {
+            if p.neighbors.contains_key(winner) {
+                return Some((r.ifindex, *winner));
+            }
+        }
         match p.neighbor_for(gateway) {
             Some(n) => Some((r.ifindex, n)),
             None => {
@@ -959,10 +1186,11 @@ impl Router {
     }
 
     fn prune_if_neighbor(&mut self, now: Millis, u: Upstream, sg: Sg) {
-        let alive = matches!(
-            self.ifaces.get(&u.ifindex).map(|i| &i.kind),
-            Some(IfaceKind::Core(p)) if p.neighbors.contains_key(&u.neighbor)
-        );
+        let alive = self
+            .ifaces
+            .get(&u.ifindex)
+            .and_then(|i| i.kind.pim())
+            .is_some_and(|p| p.neighbors.contains_key(&u.neighbor));
         if alive {
             tracing::info!(source = %sg.source, group = %sg.group, neighbor = %u.neighbor, "sending Prune upstream");
             self.send_join_prune(now, u.ifindex, u.neighbor, &[], &[sg]);
@@ -1006,7 +1234,7 @@ impl Router {
         let Some(iface) = self.ifaces.get_mut(&ifindex) else {
             return;
         };
-        let IfaceKind::Core(p) = &mut iface.kind else {
+        let Some(p) = iface.kind.pim_mut() else {
             return;
         };
         if p.hello_current || iface.addrs.link_local.is_none() {
@@ -1121,7 +1349,39 @@ impl Router {
                     neighbors: Vec::new(),
                     listeners: Vec::new(),
                     downstream: Vec::new(),
+                    dr: iface
+                        .kind
+                        .pim()
+                        .zip(iface.addrs.link_local)
+                        .map(|(p, ours)| p.dr(ours, self.pim_cfg.dr_priority)),
+                    asserts: self
+                        .asserts
+                        .iter()
+                        .filter(|((_, i), _)| *i == ifindex)
+                        .map(|((sg, _), a)| AssertStatus {
+                            source: sg.source,
+                            group: sg.group,
+                            winner: match a {
+                                AssertState::Winner { .. } => iface.addrs.link_local,
+                                AssertState::Loser { winner, .. } => Some(*winner),
+                            },
+                            we_won: matches!(a, AssertState::Winner { .. }),
+                        })
+                        .collect(),
                 };
+                if let Some(p) = iface.kind.pim() {
+                    s.neighbors = p
+                        .neighbors
+                        .iter()
+                        .map(|(&address, n)| NeighborStatus {
+                            address,
+                            gen_id: n.gen_id,
+                            dr_priority: n.dr_priority,
+                            addresses: n.addresses.clone(),
+                            expires_in_ms: n.expires.map(left),
+                        })
+                        .collect();
+                }
                 match &iface.kind {
                     IfaceKind::Access { mld, .. } => {
                         s.querier = Some(match mld.querier() {
@@ -1152,17 +1412,6 @@ impl Router {
                             .collect();
                     }
                     IfaceKind::Core(p) => {
-                        s.neighbors = p
-                            .neighbors
-                            .iter()
-                            .map(|(&address, n)| NeighborStatus {
-                                address,
-                                gen_id: n.gen_id,
-                                dr_priority: n.dr_priority,
-                                addresses: n.addresses.clone(),
-                                expires_in_ms: n.expires.map(left),
-                            })
-                            .collect();
                         s.downstream = p
                             .downstream
                             .iter()

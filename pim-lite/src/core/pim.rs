@@ -2,6 +2,7 @@
 //! state, and building our Hello and Join/Prune messages.
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
+use std::time::Duration;
 
 use mipcast_daemon::clock::Millis;
 use mipcast_wire::pim::{
@@ -23,6 +24,8 @@ pub struct Neighbor {
     pub dr_priority: Option<u32>,
     /// Secondary addresses from the Address List option.
     pub addresses: Vec<Ipv6Addr>,
+    /// The LAN Prune Delay option, when the neighbour sent one.
+    pub lan_prune_delay: Option<LanPruneDelay>,
     /// None: holdtime 0xffff, never expires.
     pub expires: Option<Millis>,
 }
@@ -34,6 +37,9 @@ pub enum HelloOutcome {
     /// The generation id changed: the neighbour restarted and lost its state.
     Restarted,
     Refreshed,
+    /// Same generation id, another Address List: routes through the neighbour may now
+    /// (or no longer) lead to it, so RPF neighbours must be recomputed.
+    AddressesChanged,
     /// Holdtime 0: the neighbour is going away.
     Gone,
     Unknown,
@@ -103,13 +109,15 @@ impl PimIface {
         let mut gen_id = None;
         let mut dr_priority = None;
         let mut addresses = Vec::new();
+        let mut lan_prune_delay = None;
         for opt in options {
             match opt {
                 HelloOption::Holdtime(h) => holdtime = *h,
                 HelloOption::GenerationId(g) => gen_id = Some(*g),
                 HelloOption::DrPriority(p) => dr_priority = Some(*p),
                 HelloOption::AddressList(a) => addresses.extend(a.iter().copied()),
-                HelloOption::LanPruneDelay(_) | HelloOption::Unknown { .. } => {}
+                HelloOption::LanPruneDelay(d) => lan_prune_delay = Some(*d),
+                HelloOption::Unknown { .. } => {}
             }
         }
         if holdtime == 0 {
@@ -124,13 +132,83 @@ impl PimIface {
             gen_id,
             dr_priority,
             addresses,
+            lan_prune_delay,
             expires,
         };
         match self.neighbors.insert(from, neighbor) {
             None => HelloOutcome::New,
             Some(old) if old.gen_id != gen_id => HelloOutcome::Restarted,
+            Some(old)
+                if self.neighbors.get(&from).map(|n| &n.addresses) != Some(&old.addresses) =>
+            {
+                HelloOutcome::AddressesChanged
+            }
             Some(_) => HelloOutcome::Refreshed,
         }
+    }
+
+    /// The Designated Router (RFC 7761 §4.3.2): highest DR priority, then highest address;
+    /// when any router on the link sends no DR Priority option, addresses alone decide.
+    /// `ours` is our link-local address on the link.
+    pub fn dr(&self, ours: Ipv6Addr, our_priority: u32) -> Ipv6Addr {
+        let all_have_priority = self.neighbors.values().all(|n| n.dr_priority.is_some());
+        let key = |addr: Ipv6Addr, prio: Option<u32>| {
+            (
+                if all_have_priority {
+                    prio.unwrap_or(0)
+                } else {
+                    0
+                },
+                addr,
+            )
+        };
+        self.neighbors
+            .iter()
+            .map(|(&a, n)| key(a, n.dr_priority))
+            .chain([key(ours, Some(our_priority))])
+            .max()
+            .map_or(ours, |(_, a)| a)
+    }
+
+    /// LAN_Prune_Delay is in effect when every neighbour sent the option (§4.3.3).
+    fn lan_delay_enabled(&self) -> bool {
+        self.neighbors.values().all(|n| n.lan_prune_delay.is_some())
+    }
+
+    /// Effective_Override_Interval(I): the largest of ours and the neighbours' when the LAN
+    /// Prune Delay is in effect, our configured one otherwise.
+    pub fn effective_override_interval(&self, cfg: &PimConfig) -> Duration {
+        let ours = cfg.override_interval_ms;
+        let ms = if self.lan_delay_enabled() {
+            self.neighbors
+                .values()
+                .filter_map(|n| n.lan_prune_delay)
+                .map(|d| u64::from(d.override_interval_ms))
+                .fold(ours, u64::max)
+        } else {
+            ours
+        };
+        Duration::from_millis(ms)
+    }
+
+    /// Effective_Propagation_Delay(I), as [`Self::effective_override_interval`].
+    pub fn effective_propagation_delay(&self, cfg: &PimConfig) -> Duration {
+        let ours = cfg.propagation_delay_ms;
+        let ms = if self.lan_delay_enabled() {
+            self.neighbors
+                .values()
+                .filter_map(|n| n.lan_prune_delay)
+                .map(|d| u64::from(d.propagation_delay_ms))
+                .fold(ours, u64::max)
+        } else {
+            ours
+        };
+        Duration::from_millis(ms)
+    }
+
+    /// J/P_Override_Interval(I) (§4.11): how long a Prune waits for a Join to override it.
+    pub fn jp_override_interval(&self, cfg: &PimConfig) -> Duration {
+        self.effective_override_interval(cfg) + self.effective_propagation_delay(cfg)
     }
 
     /// The neighbour whose link-local address or Address List holds `addr`.
@@ -188,7 +266,7 @@ impl PimIface {
                 sg,
                 Downstream::PrunePending {
                     expires,
-                    prune_at: now + cfg.prune_pending(),
+                    prune_at: now + self.jp_override_interval(cfg),
                 },
             );
         }
@@ -285,4 +363,43 @@ pub fn entries(jp: &JoinPrune) -> (Vec<Sg>, Vec<Sg>, usize) {
         }
     }
     (joins, prunes, skipped)
+}
+
+/// Metric preference and metric of an AssertCancel (RFC 7761 §4.6.1): the winner tells
+/// the losers it stopped forwarding, so they take over at once.
+pub const ASSERT_CANCEL: AssertMetric = AssertMetric {
+    preference: 0x7fff_ffff,
+    metric: u32::MAX,
+    address: Ipv6Addr::UNSPECIFIED,
+};
+
+/// What an Assert compares (§4.6.1): lower preference, then lower metric, then the higher
+/// address wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssertMetric {
+    pub preference: u32,
+    pub metric: u32,
+    pub address: Ipv6Addr,
+}
+
+impl AssertMetric {
+    pub fn beats(&self, other: &AssertMetric) -> bool {
+        (other.preference, other.metric, self.address)
+            > (self.preference, self.metric, other.address)
+    }
+
+    pub fn is_cancel(&self) -> bool {
+        self.preference == ASSERT_CANCEL.preference && self.metric == ASSERT_CANCEL.metric
+    }
+}
+
+/// An (S,G) Assert with `m`'s metrics.
+pub fn assert(sg: Sg, m: AssertMetric) -> PimRepr {
+    PimRepr::Assert(mipcast_wire::pim::Assert {
+        group: EncodedGroup::new(sg.group),
+        source: sg.source,
+        rpt: false,
+        metric_preference: m.preference,
+        metric: m.metric,
+    })
 }

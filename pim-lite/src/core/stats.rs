@@ -29,6 +29,20 @@ pub enum Counter {
     RsReceived,
     MldQueriesSent(&'static str),
     HellosSent,
+    /// Hello options (or Address List entries) left out of a Hello we otherwise used.
+    HelloSkipped(&'static str),
+    /// Our DR status changed on some link.
+    DrChanges,
+    /// A neighbour's Hello came with a new generation id.
+    NeighborRestarts,
+    /// Our periodic Join delayed by another router's Join (RFC 7761 §4.5.7).
+    JoinsSuppressed,
+    /// Another router's Prune we overrode with a Join.
+    PruneOverrides,
+    /// Asserts sent, `assert` or `cancel`.
+    AssertsSent(&'static str),
+    /// Asserts received, by what came of them.
+    AssertsReceived(&'static str),
 }
 
 #[derive(Debug, Clone, Default)]

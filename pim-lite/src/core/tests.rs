@@ -648,7 +648,10 @@ fn shutdown_prunes_says_goodbye_and_removes_every_entry() {
     assert_eq!(mfc_dels(&out), 1);
     let goodbye = out.iter().filter(|act| matches!(act, Action::Send(p) if p.proto == Proto::Pim
         && matches!(PimRepr::parse(&p.bytes), Ok(PimRepr::Hello { ref options }) if options.contains(&HelloOption::Holdtime(0))))).count();
-    assert_eq!(goodbye, 2, "holdtime-0 Hello on both core interfaces");
+    assert_eq!(
+        goodbye, 3,
+        "holdtime-0 Hello on every PIM interface (two core, the access link)"
+    );
     assert_eq!(r.sg_count(), 0);
 }
 
@@ -978,5 +981,486 @@ fn a_join_after_an_address_change_is_preceded_by_a_hello() {
             .count(),
         0,
         "{out:?}"
+    );
+}
+
+// ---- issue 10: restart recovery, tolerant Hellos, LAN behaviour ----
+
+fn hello_opts(r: &mut Router, now: u64, ifindex: u32, from: Ipv6Addr, options: Vec<HelloOption>) {
+    r.handle_pim(
+        Millis(now),
+        rx(ifindex, from, 1),
+        &bytes_of_pim(&PimRepr::Hello { options }),
+    );
+}
+
+#[test]
+fn a_restarted_upstream_hears_our_hello_before_our_join() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    joined_upstream(&mut r, n0);
+    run_listening(&mut r, 26, 30_000);
+    // The upstream router restarts: new generation id. Whatever comes first on core0 after
+    // that must be our Hello, and the Join must follow within the override interval.
+    hello(&mut r, 30_000, CORE0, n0, 77, 105, &[a("2001:db8:99::1")]);
+    let out = acts(&run_listening(&mut r, 30_000, 32_600));
+    let kinds = pim_kinds(&out, CORE0);
+    assert_eq!(kinds.first(), Some(&"hello"), "{kinds:?}");
+    assert!(kinds.contains(&"join"), "{kinds:?}");
+    assert_eq!(r.stats().get(Counter::NeighborRestarts), 1);
+    // Same for a neighbour that came back after expiring (a new neighbour).
+    let mut r = router();
+    joined_upstream(&mut r, n0);
+    hello(&mut r, 100, CORE0, n0, 1, 0, &[]); // goodbye
+    r.take_actions();
+    hello(&mut r, 200, CORE0, n0, 2, 105, &[a("2001:db8:99::1")]);
+    let kinds = pim_kinds(&r.take_actions(), CORE0);
+    assert_eq!(
+        kinds,
+        vec!["hello", "join"],
+        "Hello first, then the Join at once"
+    );
+}
+
+#[test]
+fn a_join_from_a_non_neighbour_is_dropped_and_triggers_a_hello() {
+    let mut r = router();
+    let stranger = a("fe80::2:9");
+    run_until(&mut r, 1, 1000);
+    join_prune(&mut r, 1000, CORE0, stranger, our_ll(CORE0), true, 210);
+    assert_eq!(r.stats().get(Counter::PimIgnored("non_neighbor")), 1);
+    assert_eq!(r.status(Millis(1000)).interfaces[1].downstream, vec![]);
+    // A triggered Hello within the triggered-hello delay (5 s), not the 30 s period.
+    let out = run_until(&mut r, 1001, 6000);
+    let hello_at = out
+        .iter()
+        .find(|(_, act)| pim_kinds(std::slice::from_ref(act), CORE0) == ["hello"])
+        .map(|(t, _)| *t);
+    assert!(hello_at.is_some_and(|t| t <= 6000), "{out:?}");
+}
+
+#[test]
+fn ipv4_address_list_entries_and_bad_options_do_not_cost_the_adjacency() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    // Issue 10's bytes: an Address List holding one IPv4 entry, then a bad-length option,
+    // an unknown one, and a good Address List.
+    let mut body = vec![0x20, 0, 0, 0];
+    body.extend_from_slice(&[0, 1, 0, 2, 0, 105]);
+    body.extend_from_slice(&[0x00, 0x18, 0x00, 0x06, 0x01, 0x00, 0xc0, 0x00, 0x02, 0x02]);
+    body.extend_from_slice(&[0, 19, 0, 2, 0, 1]);
+    body.extend_from_slice(&[0, 22, 0, 0]);
+    body.extend_from_slice(&[0, 24, 0, 18, 2, 0]);
+    body.extend_from_slice(&a("2001:db8:99::1").octets());
+    r.handle_pim(Millis(10), rx(CORE0, n0, 1), &body);
+    assert_eq!(r.neighbor_count(CORE0), 1);
+    let st = r.status(Millis(10));
+    assert_eq!(
+        st.interfaces[1].neighbors[0].addresses,
+        vec![a("2001:db8:99::1")]
+    );
+    assert_eq!(st.interfaces[1].neighbors[0].dr_priority, None);
+    let c = |l| r.stats().get(Counter::HelloSkipped(l));
+    assert_eq!(
+        (
+            c("foreign_address_family"),
+            c("bad_option"),
+            c("unknown_option")
+        ),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn bad_join_prunes_are_counted_and_change_nothing() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    hello(&mut r, 10, CORE0, n0, 1, 105, &[]);
+    r.take_actions();
+    let good = {
+        let src = vec![EncodedSource::new(s())];
+        bytes_of_pim(&PimRepr::JoinPrune(JoinPrune {
+            upstream_neighbor: our_ll(CORE0),
+            holdtime: 210,
+            groups: vec![JoinPruneGroup {
+                group: EncodedGroup::new(g()),
+                joins: src,
+                prunes: vec![],
+            }],
+        }))
+    };
+    // More sources than the packet holds; an unknown family; truncated; a Bootstrap message.
+    let mut more = good.clone();
+    more[47] = 2;
+    let mut family = good.clone();
+    family[50] = 9;
+    let short = good[..good.len() - 3].to_vec();
+    for bytes in [&more, &family, &short, &vec![0x24, 0, 0, 0, 1, 2]] {
+        r.handle_pim(Millis(20), rx(CORE0, n0, 1), bytes);
+    }
+    assert!(r.take_actions().is_empty());
+    assert_eq!(r.sg_count(), 0);
+    let malformed: u64 = r
+        .stats()
+        .counters
+        .iter()
+        .filter(|(c, _)| {
+            matches!(
+                c,
+                Counter::Malformed {
+                    protocol: "pim",
+                    ..
+                }
+            )
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(malformed, 3);
+    assert_eq!(r.stats().get(Counter::PimIgnored("message_type")), 1);
+    // The good one still works.
+    r.handle_pim(Millis(30), rx(CORE0, n0, 1), &good);
+    assert_eq!(r.sg_count(), 1);
+}
+
+#[test]
+fn dr_election_priority_then_address_and_without_priority_option() {
+    let mut r = router(); // our access link-local fe80::1:1, priority 1
+    assert_eq!(r.is_dr(ACC), Some(true));
+    let high = a("fe80::1:9");
+    // Higher address, same priority: it is DR.
+    hello_opts(
+        &mut r,
+        10,
+        ACC,
+        high,
+        vec![HelloOption::Holdtime(105), HelloOption::DrPriority(1)],
+    );
+    assert_eq!(r.is_dr(ACC), Some(false));
+    // Lower address with a higher priority wins over both.
+    let low = a("fe80::1:0");
+    hello_opts(
+        &mut r,
+        20,
+        ACC,
+        low,
+        vec![HelloOption::Holdtime(105), HelloOption::DrPriority(5)],
+    );
+    assert_eq!(r.status(Millis(20)).interfaces[0].dr, Some(low));
+    // One router without the option: addresses alone decide (highest wins).
+    hello_opts(
+        &mut r,
+        30,
+        ACC,
+        a("fe80::1:5"),
+        vec![HelloOption::Holdtime(105)],
+    );
+    assert_eq!(r.status(Millis(30)).interfaces[0].dr, Some(high));
+    // Goodbyes: we are DR again.
+    for n in [high, low, a("fe80::1:5")] {
+        hello_opts(&mut r, 40, ACC, n, vec![HelloOption::Holdtime(0)]);
+    }
+    assert_eq!(r.is_dr(ACC), Some(true));
+}
+
+#[test]
+fn only_the_dr_builds_the_tree_for_its_listeners_and_takes_over_when_the_dr_goes() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    let other_dr = a("fe80::1:9");
+    hello_opts(
+        &mut r,
+        5,
+        ACC,
+        other_dr,
+        vec![HelloOption::Holdtime(4), HelloOption::DrPriority(1)],
+    );
+    hello(&mut r, 10, CORE0, n0, 1, 105, &[a("2001:db8:99::1")]);
+    r.take_actions();
+    report(&mut r, 20, RecordType::AllowNewSources, &[s()]);
+    let out = r.take_actions();
+    assert!(
+        jps(&out).is_empty() && mfc_adds(&out).is_empty(),
+        "non-DR: no tree"
+    );
+    assert_eq!(r.sg_count(), 0);
+    // The DR's holdtime (4 s) runs out: we become DR and build the tree.
+    let out = acts(&run_until(&mut r, 26, 4_100));
+    assert_eq!(r.is_dr(ACC), Some(true));
+    assert!(out.contains(&Action::ResolveRpf(s())), "{out:?}");
+    r.rpf_resolved(
+        Millis(4_100),
+        s(),
+        Some(RpfRoute {
+            ifindex: CORE0,
+            gateway: Some(a("2001:db8:99::1")),
+        }),
+    );
+    let out = r.take_actions();
+    assert_eq!(jps(&out), vec![(CORE0, n0, vec![sg()], vec![])]);
+    assert_eq!(mfc_adds(&out), vec![(CORE0, vec![ACC])]);
+    // Lost and regained on the access link, lost on core0 (n0's address is higher).
+    assert_eq!(r.stats().get(Counter::DrChanges), 3);
+    assert_eq!(r.is_dr(CORE0), Some(false));
+}
+
+fn assert_msg(r: &mut Router, now: u64, ifindex: u32, from: Ipv6Addr, pref: u32, metric: u32) {
+    let m = PimRepr::Assert(mipcast_wire::pim::Assert {
+        group: EncodedGroup::new(g()),
+        source: s(),
+        rpt: false,
+        metric_preference: pref,
+        metric,
+    });
+    r.handle_pim(Millis(now), rx(ifindex, from, 1), &bytes_of_pim(&m));
+}
+
+fn asserts_sent(actions: &[Action]) -> Vec<(u32, u32)> {
+    actions
+        .iter()
+        .filter_map(|act| match act {
+            Action::Send(p) if p.proto == Proto::Pim => match PimRepr::parse(&p.bytes) {
+                Ok(PimRepr::Assert(a)) => Some((p.ifindex, a.metric_preference)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn assert_loser_stops_forwarding_until_the_winner_cancels_or_times_out() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    let rival = a("fe80::1:0"); // lower address than ours on the access link
+    joined_upstream(&mut r, n0);
+    hello_opts(
+        &mut r,
+        30,
+        ACC,
+        rival,
+        vec![HelloOption::Holdtime(105), HelloOption::DrPriority(0)],
+    );
+    r.take_actions();
+    // Data on our outgoing access link: the kernel's WRONGMIF upcall → we assert.
+    r.tick(Millis(40));
+    r.handle_upcall(UpcallKind::WrongMif, Some(ACC), sg());
+    assert_eq!(asserts_sent(&r.take_actions()), vec![(ACC, 101)]);
+    // A worse metric loses to us: we re-assert.
+    assert_msg(&mut r, 50, ACC, rival, 110, 1);
+    assert_eq!(asserts_sent(&r.take_actions()), vec![(ACC, 101)]);
+    // A better preference wins: we stop forwarding on the access link.
+    assert_msg(&mut r, 60, ACC, rival, 90, 1);
+    let out = r.take_actions();
+    assert_eq!(mfc_dels(&out), 1, "no oif left: entry removed: {out:?}");
+    assert_eq!(
+        r.status(Millis(60)).interfaces[0].asserts[0].winner,
+        Some(rival)
+    );
+    // The winner cancels: we forward again at once.
+    assert_msg(&mut r, 70, ACC, rival, 0x7fff_ffff, u32::MAX);
+    assert_eq!(mfc_adds(&r.take_actions()), vec![(CORE0, vec![ACC])]);
+    // Same preference and metric: the higher address wins, and that is us.
+    assert_msg(&mut r, 80, ACC, rival, 101, 1024);
+    assert_eq!(asserts_sent(&r.take_actions()), vec![(ACC, 101)]);
+    // Lost again (metric); after Assert_Time (180 s) without news we forward again.
+    assert_msg(&mut r, 90, ACC, rival, 101, 5);
+    r.take_actions();
+    let out = acts(&run_listening(&mut r, 91, 90 + 180_001));
+    assert!(mfc_adds(&out).contains(&(CORE0, vec![ACC])), "{out:?}");
+}
+
+#[test]
+fn join_suppression_and_lan_prune_delay_of_the_neighbours() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    joined_upstream(&mut r, n0);
+    let other = a("fe80::2:7");
+    hello(&mut r, 30, CORE0, other, 5, 105, &[]);
+    r.take_actions();
+    run_listening(&mut r, 31, 50_000);
+    // Another router joins the same (S,G) toward n0 at 50 s: our 60 s refresh is
+    // suppressed to at least 1.1 × 60 s later.
+    let jp = PimRepr::JoinPrune(JoinPrune {
+        upstream_neighbor: n0,
+        holdtime: 210,
+        groups: vec![JoinPruneGroup {
+            group: EncodedGroup::new(g()),
+            joins: vec![EncodedSource::new(s())],
+            prunes: vec![],
+        }],
+    });
+    r.handle_pim(Millis(50_000), rx(CORE0, other, 1), &bytes_of_pim(&jp));
+    assert_eq!(r.stats().get(Counter::JoinsSuppressed), 1);
+    let mut out = acts(&run_listening(&mut r, 50_001, 99_999));
+    hello(&mut r, 100_000, CORE0, n0, 1, 105, &[a("2001:db8:99::1")]);
+    out.extend(acts(&run_listening(&mut r, 100_000, 50_000 + 65_999)));
+    assert!(jps(&out).is_empty(), "Join suppressed: {out:?}");
+    let out = acts(&run_listening(&mut r, 116_000, 50_000 + 84_001));
+    assert_eq!(
+        jps(&out),
+        vec![(CORE0, n0, vec![sg()], vec![])],
+        "{:?}",
+        r.status(Millis(134_001))
+    );
+
+    // Upstream side: prune-pending lasts the neighbours' largest LAN prune delay when all
+    // of them send the option (here 1 s + 6 s), our own (0.5 + 2.5 s) otherwise.
+    let mut r = router();
+    let (n1, n2) = (a("fe80::2:2"), a("fe80::2:3"));
+    for n in [n1, n2] {
+        hello_opts(
+            &mut r,
+            10,
+            CORE0,
+            n,
+            vec![
+                HelloOption::Holdtime(105),
+                HelloOption::LanPruneDelay(mipcast_wire::pim::LanPruneDelay {
+                    tracking_support: false,
+                    propagation_delay_ms: 1000,
+                    override_interval_ms: 6000,
+                }),
+            ],
+        );
+    }
+    join_prune(&mut r, 20, CORE0, n1, our_ll(CORE0), true, 210);
+    r.rpf_resolved(
+        Millis(21),
+        s(),
+        Some(RpfRoute {
+            ifindex: CORE1,
+            gateway: None,
+        }),
+    );
+    r.take_actions();
+    join_prune(&mut r, 1000, CORE0, n1, our_ll(CORE0), false, 210);
+    let out = acts(&run_until(&mut r, 1001, 7_999));
+    assert_eq!(mfc_dels(&out), 0, "still within 7 s");
+    let out = acts(&run_until(&mut r, 7_999, 8_000));
+    assert_eq!(mfc_dels(&out), 1);
+}
+
+#[test]
+fn an_assert_winner_upstream_becomes_the_join_target() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    joined_upstream(&mut r, n0);
+    let winner = a("fe80::2:9");
+    hello(&mut r, 30, CORE0, winner, 3, 105, &[]);
+    r.take_actions();
+    // The other upstream router wins the Assert on our RPF link: Joins go to it now.
+    assert_msg(&mut r, 40, CORE0, winner, 50, 1);
+    let mut j = jps(&r.take_actions());
+    j.sort();
+    assert_eq!(
+        j,
+        vec![
+            (CORE0, n0, vec![], vec![sg()]),
+            (CORE0, winner, vec![sg()], vec![])
+        ]
+    );
+    assert_eq!(r.status(Millis(40)).sg[0].upstream_neighbor, Some(winner));
+    // The winner goes away: back to the unicast RPF neighbour.
+    hello(&mut r, 50, CORE0, winner, 3, 0, &[]);
+    assert_eq!(
+        jps(&r.take_actions()),
+        vec![(CORE0, n0, vec![sg()], vec![])]
+    );
+}
+
+#[test]
+fn new_config_knobs_are_validated() {
+    let err = |text: &str| {
+        mipcast_daemon::config::load_str::<Config>(Path::new("t.yaml"), text)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("interfaces:\n  - { name: c, role: core, pim: false }\n");
+    assert!(e.contains("interfaces[0].pim"), "{e}");
+    let e = err("interfaces: []\npim: { assert_metric_preference: 2147483647 }\n");
+    assert!(e.contains("pim.assert_metric_preference"), "{e}");
+    let e = err("interfaces: []\npim: { assert_time_secs: 1 }\n");
+    assert!(e.contains("pim.assert_time_secs"), "{e}");
+    let cfg = config("interfaces:\n  - { name: acc, role: access, pim: false }\n");
+    let r = Router::new(&cfg, vec![(ACC, addrs_of(ACC))], Millis(0), 1);
+    assert_eq!(r.is_dr(ACC), None, "no PIM on that access link");
+}
+
+#[test]
+fn a_reloaded_dr_priority_moves_the_dr_role() {
+    let mut r = router();
+    hello_opts(
+        &mut r,
+        10,
+        ACC,
+        a("fe80::1:9"),
+        vec![HelloOption::Holdtime(105), HelloOption::DrPriority(1)],
+    );
+    assert_eq!(r.is_dr(ACC), Some(false));
+    let text = format!("{CONFIG}pim:\n  dr_priority: 5\n");
+    let changes = r.reload(&config(&text)).unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(r.is_dr(ACC), Some(true));
+    // The new priority is announced right away.
+    let out = acts(&run_until(&mut r, 20, 20));
+    let dr_prio = out.iter().any(|act| matches!(act, Action::Send(p) if p.ifindex == ACC
+        && matches!(PimRepr::parse(&p.bytes), Ok(PimRepr::Hello { ref options }) if options.contains(&HelloOption::DrPriority(5)))));
+    assert!(dr_prio, "{out:?}");
+    let off = CONFIG.replace("    role: access\n", "    role: access\n    pim: false\n");
+    assert!(
+        r.reload(&config(&off)).is_err(),
+        "turning PIM off needs a restart"
+    );
+}
+
+#[test]
+fn the_assert_winner_cancels_when_its_listener_leaves() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    joined_upstream(&mut r, n0);
+    let rival = a("fe80::1:0");
+    hello_opts(
+        &mut r,
+        30,
+        ACC,
+        rival,
+        vec![HelloOption::Holdtime(105), HelloOption::DrPriority(0)],
+    );
+    r.take_actions();
+    assert_msg(&mut r, 40, ACC, rival, 200, 1);
+    assert_eq!(asserts_sent(&r.take_actions()), vec![(ACC, 101)]);
+    report(&mut r, 50, RecordType::BlockOldSources, &[s()]);
+    let out = acts(&run_until(&mut r, 50, 5_000));
+    assert_eq!(mfc_dels(&out), 1);
+    assert_eq!(
+        asserts_sent(&out),
+        vec![(ACC, 0x7fff_ffff)],
+        "AssertCancel once we stop forwarding"
+    );
+}
+
+#[test]
+fn a_neighbour_announcing_the_gateway_address_later_gets_the_join_at_once() {
+    let mut r = router();
+    let n0 = a("fe80::2:2");
+    // First Hello without an Address List: the route's global gateway is nobody we know.
+    hello(&mut r, 10, CORE0, n0, 1, 105, &[]);
+    r.take_actions();
+    report(&mut r, 20, RecordType::AllowNewSources, &[s()]);
+    r.take_actions();
+    r.rpf_resolved(
+        Millis(25),
+        s(),
+        Some(RpfRoute {
+            ifindex: CORE0,
+            gateway: Some(a("2001:db8:99::1")),
+        }),
+    );
+    assert!(jps(&r.take_actions()).is_empty());
+    // Same generation id, now with the address: the RPF neighbour appears, Join at once.
+    hello(&mut r, 1000, CORE0, n0, 1, 105, &[a("2001:db8:99::1")]);
+    assert_eq!(
+        jps(&r.take_actions()),
+        vec![(CORE0, n0, vec![sg()], vec![])]
     );
 }

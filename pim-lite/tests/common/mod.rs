@@ -1,7 +1,10 @@
 //! Helpers for pim-lite's namespace tests: links, daemons, captures, kernel MRT6 state.
-#![allow(dead_code)]
-use std::net::{Ipv6Addr, SocketAddr};
+#![allow(dead_code, unused_imports)]
+use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) use mipcast_netns_tests::kstate::{mfc, mifs, MfcEntry};
@@ -9,6 +12,14 @@ use mipcast_netns_tests::{veth, Daemon, Netns};
 use pim_lite::status::Status;
 
 pub(crate) const METRICS: &str = "[::1]:9644";
+/// The source and group every namespace test streams.
+pub(crate) const S: &str = "2001:db8:1::1";
+pub(crate) const G: &str = "ff35::200:ff:fe00:100";
+pub(crate) const PORT: u16 = 5000;
+
+pub(crate) fn a(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
 
 pub(crate) fn ifindex(ns: &Netns, ifname: &str) -> u32 {
     ns.sh(&format!("cat /sys/class/net/{ifname}/ifindex"))
@@ -265,4 +276,159 @@ pub(crate) fn scapy_report(pcap: &Path) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("scapy output {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A UDP socket in the host that reports the arrival interface of each datagram.
+pub(crate) struct Receiver(UdpSocket);
+
+impl Receiver {
+    pub(crate) fn bind(host: &Netns) -> Receiver {
+        host.enter(|| {
+            let s = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, PORT)).expect("bind receiver");
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt on our own socket with a live int.
+            let rc = unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_RECVPKTINFO,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "IPV6_RECVPKTINFO");
+            Receiver(s)
+        })
+    }
+
+    /// The next datagram's arrival ifindex and sequence number, or None after `timeout`.
+    pub(crate) fn next(&self, timeout: Duration) -> Option<(u32, u64)> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
+        self.0.set_read_timeout(Some(timeout)).ok()?;
+        let mut buf = [0u8; 2048];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
+        let msg = recvmsg::<SockaddrIn6>(
+            self.0.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        )
+        .ok()?;
+        let (len, ifindex) = (
+            msg.bytes,
+            msg.cmsgs().ok()?.find_map(|c| match c {
+                ControlMessageOwned::Ipv6PacketInfo(i) => Some(i.ipi6_ifindex),
+                _ => None,
+            })?,
+        );
+        let seq = std::str::from_utf8(buf.get(..len)?)
+            .ok()?
+            .strip_prefix("seq ")?
+            .parse()
+            .ok()?;
+        Some((ifindex, seq))
+    }
+
+    /// Time until a datagram sent at or after `fresh` (a [`Sender::mark`]) arrives on
+    /// `ifindex`, or None. Older ones are skipped: the kernel queues datagrams of an (S,G)
+    /// without an MFC entry for up to 10 s and delivers them when one appears, so they prove
+    /// nothing about the tree at the time of the check.
+    pub(crate) fn first_on(&self, ifindex: u32, fresh: u64, within: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while let Some(left) = within.checked_sub(start.elapsed()) {
+            let (i, seq) = self.next(left)?;
+            if i == ifindex && seq >= fresh {
+                return Some(start.elapsed());
+            }
+        }
+        None
+    }
+
+    pub(crate) fn drain(&self) {
+        while self.next(Duration::from_millis(1)).is_some() {}
+    }
+}
+
+/// S sends a datagram "seq N" to G every 2 ms until dropped.
+pub(crate) struct Sender {
+    stop: Arc<AtomicBool>,
+    next_seq: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sender {
+    pub(crate) fn start(src: &Netns, ifname: &str) -> Sender {
+        let ifindex = ifindex(src, ifname);
+        let sock = src.enter(|| {
+            let s = UdpSocket::bind((a(S), 0)).expect("bind sender");
+            for (opt, v) in [
+                (libc::IPV6_MULTICAST_HOPS, 16 as libc::c_int),
+                (libc::IPV6_MULTICAST_IF, ifindex as libc::c_int),
+            ] {
+                // SAFETY: setsockopt on our own socket with a live int.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        s.as_raw_fd(),
+                        libc::IPPROTO_IPV6,
+                        opt,
+                        (&v as *const libc::c_int).cast(),
+                        4,
+                    )
+                };
+                assert_eq!(rc, 0, "sender setsockopt {opt}");
+            }
+            s
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let next_seq = Arc::new(AtomicU64::new(0));
+        let (flag, seq) = (Arc::clone(&stop), Arc::clone(&next_seq));
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let n = seq.fetch_add(1, Ordering::SeqCst);
+                let _ = sock.send_to(format!("seq {n}").as_bytes(), (a(G), PORT));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Sender {
+            stop,
+            next_seq,
+            thread: Some(thread),
+        }
+    }
+
+    /// The sequence number of the next datagram: everything from it on is sent from now.
+    pub(crate) fn mark(&self) -> u64 {
+        self.next_seq.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Router {
+    /// SIGKILL: no goodbye Hello, no Prunes; the kernel flushes the MRT6 table when the
+    /// socket closes.
+    pub(crate) fn kill9(mut self) {
+        self.daemon
+            .signal_and_wait(libc::SIGKILL, Duration::from_secs(5))
+            .expect("pim-lite dies on SIGKILL");
+    }
+}
+
+/// A bridge `br0` in `lan` (MLD snooping off, so multicast floods like on a hub) and a port
+/// `port` on it wired to `ifname` in `ns` with `addr`.
+pub(crate) fn bridge_port(lan: &Netns, port: &str, ns: &Netns, ifname: &str, addr: &str) {
+    if lan.try_sh("ip link show br0").is_err() {
+        lan.sh("ip link add br0 type bridge mcast_snooping 0 && ip link set br0 up");
+    }
+    veth(ns, ifname, addr, lan, port, "");
+    lan.sh(&format!("ip link set {port} master br0"));
+    wait_ready(ns, ifname);
 }
