@@ -28,6 +28,7 @@ const MRT6_ADD_MIF: libc::c_int = MRT6_BASE + 2;
 const MRT6_DEL_MIF: libc::c_int = MRT6_BASE + 3;
 const MRT6_ADD_MFC: libc::c_int = MRT6_BASE + 4;
 const MRT6_DEL_MFC: libc::c_int = MRT6_BASE + 5;
+const MRT6_ASSERT: libc::c_int = MRT6_BASE + 7;
 const MRT6_TABLE: libc::c_int = MRT6_BASE + 9;
 /// SIOCPROTOPRIVATE (linux/sockios.h) and the two MRT6 requests based on it.
 const SIOCPROTOPRIVATE: libc::c_ulong = 0x89E0;
@@ -222,6 +223,19 @@ impl Mrt6 {
             mifs: Mutex::new([None; MAX_MIFS]),
             done: AtomicBool::new(false),
         })
+    }
+
+    /// `MRT6_ASSERT`: with it on, the kernel reports (S,G) data that arrives on one of the
+    /// entry's outgoing interfaces (a WRONGMIF upcall, at most one per entry every few
+    /// seconds), which is how a PIM router learns it must Assert (RFC 7761 §4.6).
+    pub fn set_assert(&self, on: bool) -> Result<()> {
+        sys::set_opt(
+            self.fd.get_ref().as_fd(),
+            libc::IPPROTO_IPV6,
+            MRT6_ASSERT,
+            &i32::from(on),
+            "setsockopt(MRT6_ASSERT)",
+        )
     }
 
     /// The MRT6 table this socket owns.

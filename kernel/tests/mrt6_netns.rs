@@ -182,6 +182,26 @@ fn encapsulation_to_group_crosses_mfc_entries_to_receiver() {
         (upcall.kind, upcall.mif, upcall.source, upcall.group),
         (UpcallKind::NoCache, r0, s, g)
     );
+
+    // With MRT6_ASSERT on, data arriving on one of an entry's outgoing interfaces is reported
+    // (WRONGMIF): the trigger of a PIM Assert.
+    r_mrt.set_assert(true).expect("MRT6_ASSERT");
+    r_mrt.add_mfc(s, g, r1, &[r0]).expect("r MFC, r0 outgoing");
+    udp_send(&src, "2001:db8:1::1", inner, 5000, "four");
+    let wrong = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                match r_mrt.recv_upcall().await {
+                    Ok(u) if u.kind == UpcallKind::WrongMif => return Some(u),
+                    Ok(_) => continue,
+                    Err(_) => return None,
+                }
+            }
+        })
+        .await
+    });
+    let wrong = wrong.ok().flatten().expect("WRONGMIF upcall in r");
+    assert_eq!((wrong.mif, wrong.source, wrong.group), (r0, s, g));
 }
 
 #[test]

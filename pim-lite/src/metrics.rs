@@ -36,6 +36,7 @@ pub struct Metrics {
     neighbor_restarts: Counter,
     joins_suppressed: Counter,
     prune_overrides: Counter,
+    mfc_refused: Counter,
     asserts: Family<Labels, Counter>,
     send_errors: Family<Labels, Counter>,
     join_to_mfc: Histogram,
@@ -76,6 +77,7 @@ impl Metrics {
             neighbor_restarts: Counter::default(),
             joins_suppressed: Counter::default(),
             prune_overrides: Counter::default(),
+            mfc_refused: Counter::default(),
             asserts: Family::default(),
             send_errors: Family::default(),
             // 0.5 ms .. ~8 s
@@ -176,6 +178,11 @@ impl Metrics {
             m.prune_overrides.clone(),
         );
         r.register(
+            "mfc_entries_refused",
+            "MFC entries the kernel refused (each is tried again at the next RPF check)",
+            m.mfc_refused.clone(),
+        );
+        r.register(
             "pim_asserts",
             "PIM Asserts by direction and kind (sent: assert/cancel; received: what came of it)",
             m.asserts.clone(),
@@ -240,6 +247,7 @@ impl Metrics {
                     ("direction", "received".to_owned()),
                     ("kind", k.to_owned()),
                 ]),
+                Event::MfcRefused => self.mfc_refused.clone(),
             };
             counter.inc_by(value.saturating_sub(counter.get()));
         }

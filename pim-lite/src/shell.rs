@@ -8,18 +8,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mipcast_daemon::clock::{Clock, Millis, SystemClock};
+use mipcast_daemon::driver::{settle, Effects};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_kernel::mrt6::{self, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
-use mipcast_kernel::route::{Kernel, RouteError, RTPROT_MIPCAST};
+use mipcast_kernel::route::{outcome_of, Kernel, RouteError, RTPROT_MIPCAST};
 use mipcast_kernel::sockets::{
     IcmpSocket, PacketInfo, PimSocket, SocketError, ALL_MLDV2_ROUTERS, ALL_ROUTERS,
 };
+use mipcast_proto::{Machine, Now, Outcome};
 use prometheus_client::registry::Registry;
 
 use crate::config::{Config, Role};
-use crate::core::{Action, IfaceAddrs, Packet, Proto, Router, RpfRoute, Rx, Sg, UpcallKind};
+use crate::core::machine::{Change, Event, Input};
+use crate::core::{IfaceAddrs, Packet, Proto, Router, RpfRoute, Rx, Sg, UpcallKind};
 use crate::metrics::Metrics;
 
 /// How often interface addresses are re-read (a link-local address may appear late).
@@ -102,7 +105,7 @@ impl Shell {
         let mut nd_buf = vec![0u8; 2048];
         let mut pim_buf = vec![0u8; 65_536];
         loop {
-            let changed = self.apply_actions().await;
+            let changed = self.drive().await;
             let now = self.clock.now();
             // Published before the next event is read: the kernel forwards as soon as an MFC
             // entry goes in, and a deferred refresh left `/status` showing the state before
@@ -112,7 +115,7 @@ impl Shell {
                 self.next_status = now + STATUS_REFRESH;
             }
             if self.next_addresses <= now {
-                self.refresh_addresses(now);
+                self.refresh_addresses();
                 self.next_addresses = now + ADDRESS_REFRESH;
             }
             let deadline = self
@@ -124,17 +127,17 @@ impl Shell {
             tokio::select! {
                 r = self.sockets.mld.recv(&mut mld_buf) => {
                     if let Some((rx, bytes)) = received(r, &mld_buf, "MLD") {
-                        self.router.handle_mld(self.clock.now(), rx, bytes);
+                        self.router.handle_input(self.clock.reading(), Input::Mld { rx, bytes });
                     }
                 }
                 r = self.sockets.nd.recv(&mut nd_buf) => {
                     if let Some((rx, bytes)) = received(r, &nd_buf, "ND") {
-                        self.router.handle_nd(self.clock.now(), rx, bytes);
+                        self.router.handle_input(self.clock.reading(), Input::Nd { rx, bytes });
                     }
                 }
                 r = self.sockets.pim.recv(&mut pim_buf) => {
                     if let Some((rx, bytes)) = received(r, &pim_buf, "PIM") {
-                        self.router.handle_pim(self.clock.now(), rx, bytes);
+                        self.router.handle_input(self.clock.reading(), Input::Pim { rx, bytes });
                     }
                 }
                 u = self.mrt.recv_upcall() => match u {
@@ -146,7 +149,7 @@ impl Shell {
                         };
                         let ifindex = self.mrt.ifindex_of(u.mif);
                         let sg = Sg { source: u.source, group: u.group };
-                        self.router.handle_upcall(kind, ifindex, sg);
+                        self.router.handle_input(self.clock.reading(), Input::Upcall { kind, ifindex, sg });
                     }
                     Err(e) => tracing::warn!("MRT6 upcall: {e}"),
                 },
@@ -155,122 +158,49 @@ impl Shell {
                     Signal::Reload => self.reload(),
                 },
                 _ = tokio::time::sleep(sleep) => {
-                    self.router.tick(self.clock.now());
+                    self.router.handle_timeout(self.clock.reading());
                 }
             }
         }
     }
 
-    /// Carries out the core's actions; true when there were any (the state changed).
-    async fn apply_actions(&mut self) -> bool {
+    /// Runs the router's outputs to completion (see [`mipcast_daemon::driver`]), feeding
+    /// RPF answers back until none is asked for; true when there was anything to do (the
+    /// state changed).
+    async fn drive(&mut self) -> bool {
         let mut any = false;
         loop {
-            let actions = self.router.take_actions();
-            if actions.is_empty() {
+            let mut io = PimIo {
+                clock: self.clock,
+                kernel: &self.kernel,
+                mrt: &self.mrt,
+                sockets: &self.sockets,
+                metrics: &self.metrics,
+                names: &self.names,
+                installed: &mut self.installed,
+                answers: Vec::new(),
+                outputs: 0,
+            };
+            settle(&mut self.router, &mut io).await;
+            any |= io.outputs > 0;
+            let answers = io.answers;
+            if answers.is_empty() {
                 return any;
             }
-            any = true;
-            for action in actions {
-                match action {
-                    Action::Send(p) => self.send(p).await,
-                    Action::MfcAdd {
-                        sg,
-                        iif,
-                        oifs,
-                        interest_since,
-                    } => self.mfc_add(sg, iif, &oifs, interest_since),
-                    Action::MfcDel { sg } => self.mfc_del(sg),
-                    Action::ResolveRpf(source) => {
-                        let asked = std::time::Instant::now();
-                        let answer = self.kernel.route_get(source).await;
-                        tracing::debug!(%source, elapsed_us = asked.elapsed().as_micros(), "RPF lookup");
-                        let route = match answer {
-                            Ok(r) => r.map(|l| RpfRoute {
-                                ifindex: l.oif,
-                                gateway: l.gateway,
-                            }),
-                            Err(e) => {
-                                tracing::warn!(%source, "RPF lookup failed: {e}");
-                                None
-                            }
-                        };
-                        self.router.rpf_resolved(self.clock.now(), source, route);
-                    }
-                }
+            for (source, route) in answers {
+                self.router
+                    .handle_input(self.clock.reading(), Input::Rpf { source, route });
             }
         }
     }
 
-    async fn send(&self, p: Packet) {
-        let info = PacketInfo::on(p.ifindex).with_source(p.source);
-        let (result, proto) = match p.proto {
-            Proto::Mld => (
-                self.sockets
-                    .mld
-                    .send_to(&p.bytes, p.destination, info)
-                    .await,
-                "mld",
-            ),
-            Proto::Nd => (
-                self.sockets.nd.send_to(&p.bytes, p.destination, info).await,
-                "nd",
-            ),
-            Proto::Pim => (
-                self.sockets
-                    .pim
-                    .send_to(&p.bytes, p.destination, info)
-                    .await,
-                "pim",
-            ),
-        };
-        if let Err(e) = result {
-            self.metrics.send_error(proto);
-            tracing::warn!(interface = %self.name(p.ifindex), "{e}");
-        }
-    }
-
-    fn mfc_add(&mut self, sg: Sg, iif: u32, oifs: &[u32], interest_since: Option<Millis>) {
-        let Some(iif_mif) = self.mrt.mif_of(iif) else {
-            tracing::warn!(source = %sg.source, group = %sg.group, "no MIF for the incoming interface {}", self.name(iif));
-            return;
-        };
-        let oif_mifs: Vec<_> = oifs.iter().filter_map(|&i| self.mrt.mif_of(i)).collect();
-        let asked = std::time::Instant::now();
-        let added = self.mrt.add_mfc(sg.source, sg.group, iif_mif, &oif_mifs);
-        tracing::debug!(source = %sg.source, group = %sg.group, elapsed_us = asked.elapsed().as_micros(), "MRT6_ADD_MFC");
-        match added {
-            Ok(()) => {
-                self.installed.insert(sg);
-                if let Some(since) = interest_since {
-                    let latency = self.clock.now().saturating_since(since);
-                    self.metrics.observe_join_to_mfc(latency.as_secs_f64());
-                    tracing::info!(source = %sg.source, group = %sg.group, latency_ms = latency.as_millis(), "MFC entry installed after first interest");
-                }
-            }
-            Err(e) => tracing::warn!("{e}"),
-        }
-    }
-
-    fn mfc_del(&mut self, sg: Sg) {
-        self.installed.remove(&sg);
-        self.metrics.remove_sg(sg);
-        if let Err(e) = self.mrt.del_mfc(sg.source, sg.group) {
-            tracing::warn!("{e}");
-        }
-    }
-
-    fn name(&self, ifindex: u32) -> String {
-        self.names
-            .get(&ifindex)
-            .cloned()
-            .unwrap_or_else(|| format!("ifindex {ifindex}"))
-    }
-
-    fn refresh_addresses(&mut self, now: Millis) {
+    fn refresh_addresses(&mut self) {
         match read_addresses(&self.names) {
             Ok(all) => {
+                let now = self.clock.reading();
                 for (ifindex, addrs) in all {
-                    self.router.set_addresses(now, ifindex, addrs);
+                    self.router
+                        .handle_input(now, Input::Addresses { ifindex, addrs });
                 }
             }
             Err(e) => tracing::warn!("{e}"),
@@ -343,8 +273,9 @@ impl Shell {
 
     async fn shutdown(mut self) -> Result<(), ShellError> {
         let mfc = self.installed.len();
-        self.router.shutdown();
-        self.apply_actions().await;
+        self.router
+            .handle_input(self.clock.reading(), Input::Shutdown);
+        self.drive().await;
         let mifs = self.names.len();
         if self.opts.keep_kernel_state {
             tracing::warn!("--keep-kernel-state: MRT6 entries cannot outlive the multicast routing socket; the kernel flushes them anyway");
@@ -393,6 +324,8 @@ impl Shell {
 
         let table = (config.mrt6.table != mrt6::DEFAULT_TABLE).then_some(config.mrt6.table);
         let mrt = Mrt6::open(table)?;
+        // WRONGMIF upcalls: data on an outgoing link means another forwarder there (Assert).
+        mrt.set_assert(true)?;
         // Opening succeeded, so no other socket owns the table, and the kernel flushed
         // whatever a previous owner (an earlier pim-lite) left when its socket closed: the
         // table starts empty and is rebuilt from what MLD and PIM teach us again.
@@ -546,4 +479,152 @@ fn seed() -> u64 {
 /// Loads and validates a configuration file (for `--check-config` and start-up).
 pub fn load_config(path: &Path) -> Result<Config, mipcast_daemon::config::ConfigError> {
     mipcast_daemon::config::load(path)
+}
+
+/// The shell's I/O for the driver, borrowed from [`Shell`] beside its router.
+struct PimIo<'a> {
+    clock: SystemClock,
+    kernel: &'a Kernel,
+    mrt: &'a Mrt6,
+    sockets: &'a Sockets,
+    metrics: &'a Metrics,
+    names: &'a BTreeMap<u32, String>,
+    installed: &'a mut BTreeSet<Sg>,
+    /// RPF answers to feed back once the round is done.
+    answers: Vec<(Ipv6Addr, Option<RpfRoute>)>,
+    /// Outputs carried out (any means the state changed).
+    outputs: usize,
+}
+
+impl PimIo<'_> {
+    fn name(&self, ifindex: u32) -> String {
+        self.names
+            .get(&ifindex)
+            .cloned()
+            .unwrap_or_else(|| format!("ifindex {ifindex}"))
+    }
+
+    fn mfc_add(
+        &mut self,
+        sg: Sg,
+        iif: u32,
+        oifs: &[u32],
+        interest_since: Option<Millis>,
+    ) -> Outcome {
+        let Some(iif_mif) = self.mrt.mif_of(iif) else {
+            tracing::warn!(source = %sg.source, group = %sg.group, "no MIF for the incoming interface {}", self.name(iif));
+            return Outcome::Refused {
+                errno: None,
+                reason: format!("no MIF for {}", self.name(iif)),
+            };
+        };
+        let oif_mifs: Vec<_> = oifs.iter().filter_map(|&i| self.mrt.mif_of(i)).collect();
+        let asked = std::time::Instant::now();
+        let added = self.mrt.add_mfc(sg.source, sg.group, iif_mif, &oif_mifs);
+        tracing::debug!(source = %sg.source, group = %sg.group, elapsed_us = asked.elapsed().as_micros(), "MRT6_ADD_MFC");
+        match added {
+            Ok(()) => {
+                self.installed.insert(sg);
+                if let Some(since) = interest_since {
+                    let latency = self.clock.now().saturating_since(since);
+                    self.metrics.observe_join_to_mfc(latency.as_secs_f64());
+                    tracing::info!(source = %sg.source, group = %sg.group, latency_ms = latency.as_millis(), "MFC entry installed after first interest");
+                }
+                Outcome::Applied
+            }
+            Err(e) => outcome_of(e.errno(), || e.to_string()),
+        }
+    }
+
+    fn mfc_del(&mut self, sg: Sg) -> Outcome {
+        self.installed.remove(&sg);
+        self.metrics.remove_sg(sg);
+        match self.mrt.del_mfc(sg.source, sg.group) {
+            Ok(()) => Outcome::Applied,
+            Err(e) => {
+                let outcome = outcome_of(e.errno(), || e.to_string());
+                if !outcome.reached(true) {
+                    tracing::warn!("{e}");
+                }
+                outcome
+            }
+        }
+    }
+
+    async fn lookup_rpf(&mut self, source: Ipv6Addr) {
+        let asked = std::time::Instant::now();
+        let answer = self.kernel.route_get(source).await;
+        tracing::debug!(%source, elapsed_us = asked.elapsed().as_micros(), "RPF lookup");
+        let route = match answer {
+            Ok(r) => r.map(|l| RpfRoute {
+                ifindex: l.oif,
+                gateway: l.gateway,
+            }),
+            Err(e) => {
+                tracing::warn!(%source, "RPF lookup failed: {e}");
+                None
+            }
+        };
+        self.answers.push((source, route));
+    }
+}
+
+impl Effects<Router> for PimIo<'_> {
+    async fn apply(&mut self, changes: &[Change]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for change in changes {
+            self.outputs += 1;
+            outcomes.push(match change {
+                Change::MfcAdd {
+                    sg,
+                    iif,
+                    oifs,
+                    interest_since,
+                } => self.mfc_add(*sg, *iif, oifs, *interest_since),
+                Change::MfcDel { sg } => self.mfc_del(*sg),
+                Change::LookupRpf(source) => {
+                    self.lookup_rpf(*source).await;
+                    Outcome::Applied
+                }
+            });
+        }
+        outcomes
+    }
+
+    async fn send(&mut self, p: Packet) {
+        self.outputs += 1;
+        let info = PacketInfo::on(p.ifindex).with_source(p.source);
+        let (result, proto) = match p.proto {
+            Proto::Mld => (
+                self.sockets
+                    .mld
+                    .send_to(&p.bytes, p.destination, info)
+                    .await,
+                "mld",
+            ),
+            Proto::Nd => (
+                self.sockets.nd.send_to(&p.bytes, p.destination, info).await,
+                "nd",
+            ),
+            Proto::Pim => (
+                self.sockets
+                    .pim
+                    .send_to(&p.bytes, p.destination, info)
+                    .await,
+                "pim",
+            ),
+        };
+        if let Err(e) = result {
+            self.metrics.send_error(proto);
+            tracing::warn!(interface = %self.name(p.ifindex), "{e}");
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {}
+    }
+
+    fn now(&self) -> Now {
+        self.clock.reading()
+    }
 }

@@ -7,13 +7,14 @@
 //! toward the RPF neighbour, and the MFC entry it installed. [`Router::refresh`] recomputes
 //! the last two from the first two whenever an input changes.
 mod assert;
+pub mod machine;
 pub mod mld;
 pub mod pim;
 pub mod ra;
 pub mod rng;
 pub mod stats;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
 
 use mipcast_daemon::clock::Millis;
@@ -32,6 +33,9 @@ use pim::{Downstream, HelloOutcome, PimIface};
 use ra::{RaIface, RaKind};
 use rng::Rng;
 use stats::{Counter, Stats};
+
+/// How soon an MFC entry the kernel refused is tried again.
+const RETRY_AFTER_REFUSAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// All nodes (ff02::1): general queries and RAs go there.
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
@@ -201,7 +205,7 @@ pub struct Router {
     /// The latest `now` an event or tick brought: upcalls carry no time of their own.
     now: Millis,
     next_rpf_check: Millis,
-    actions: Vec<Action>,
+    actions: VecDeque<Action>,
     rng: Rng,
     stats: Stats,
 }
@@ -239,7 +243,7 @@ impl Router {
             asserts: BTreeMap::new(),
             now,
             next_rpf_check: now + cfg.pim.rpf_check_interval(),
-            actions: Vec::new(),
+            actions: VecDeque::new(),
             rng,
             stats: Stats::default(),
         }
@@ -249,8 +253,20 @@ impl Router {
         &self.stats
     }
 
-    pub fn take_actions(&mut self) -> Vec<Action> {
-        std::mem::take(&mut self.actions)
+    /// Everything queued, at once (the unit tests' view; drivers use [`Machine`]).
+    #[cfg(test)]
+    pub(crate) fn take_actions(&mut self) -> Vec<Action> {
+        self.actions.drain(..).collect()
+    }
+
+    /// Forgets that (S,G)'s entry is in the kernel (it refused it), so the next refresh of
+    /// the (S,G) installs it again.
+    fn forget_mfc(&mut self, sg: Sg) {
+        if let Some(st) = self.sg.get_mut(&sg) {
+            st.mfc = None;
+        }
+        // The next RPF check (or any event on the channel) refreshes it.
+        self.next_rpf_check = self.next_rpf_check.min(self.now + RETRY_AFTER_REFUSAL);
     }
 
     pub fn neighbor_count(&self, ifindex: u32) -> usize {
@@ -523,7 +539,7 @@ impl Router {
                             kind: "nocache",
                             outcome: "reinstalled",
                         });
-                        self.actions.push(Action::MfcAdd {
+                        self.actions.push_back(Action::MfcAdd {
                             sg,
                             iif: m.iif,
                             oifs: m.oifs,
@@ -621,6 +637,16 @@ impl Router {
             let sources: Vec<Ipv6Addr> = self.rpf.keys().copied().collect();
             self.actions
                 .extend(sources.into_iter().map(Action::ResolveRpf));
+            // Channels whose entry the kernel refused are put back on the way.
+            let unforwarded: Vec<Sg> = self
+                .sg
+                .iter()
+                .filter(|(_, st)| st.mfc.is_none())
+                .map(|(sg, _)| *sg)
+                .collect();
+            for sg in unforwarded {
+                self.refresh(now, sg);
+            }
         }
     }
 
@@ -1057,7 +1083,7 @@ impl Router {
             self.cancel_lost_asserts(sg);
             if st.mfc.is_some() {
                 tracing::info!(source = %sg.source, group = %sg.group, "removing MFC entry");
-                self.actions.push(Action::MfcDel { sg });
+                self.actions.push_back(Action::MfcDel { sg });
             }
             if !self.sg.keys().any(|k| k.source == sg.source) {
                 self.rpf.remove(&sg.source);
@@ -1075,7 +1101,7 @@ impl Router {
         }
         if let std::collections::btree_map::Entry::Vacant(e) = self.rpf.entry(sg.source) {
             e.insert(Rpf::Pending);
-            self.actions.push(Action::ResolveRpf(sg.source));
+            self.actions.push_back(Action::ResolveRpf(sg.source));
         }
         let route = match self.rpf.get(&sg.source) {
             Some(Rpf::Resolved(Some(r))) if self.ifaces.contains_key(&r.ifindex) => Some(*r),
@@ -1142,7 +1168,7 @@ impl Router {
                     if !reported {
                         latency = self.sg.get(&sg).map(|st| st.since);
                     }
-                    self.actions.push(Action::MfcAdd {
+                    self.actions.push_back(Action::MfcAdd {
                         sg,
                         iif: m.iif,
                         oifs: m.oifs.clone(),
@@ -1151,7 +1177,7 @@ impl Router {
                 }
                 None => {
                     tracing::info!(source = %sg.source, group = %sg.group, "removing MFC entry");
-                    self.actions.push(Action::MfcDel { sg });
+                    self.actions.push_back(Action::MfcDel { sg });
                 }
             }
         }
@@ -1318,7 +1344,7 @@ impl Router {
         let Some(source) = self.ifaces.get(&ifindex).and_then(|i| i.addrs.link_local) else {
             return;
         };
-        self.actions.push(Action::Send(Packet {
+        self.actions.push_back(Action::Send(Packet {
             proto,
             ifindex,
             source,

@@ -43,6 +43,8 @@ pub enum Counter {
     AssertsSent(&'static str),
     /// Asserts received, by what came of them.
     AssertsReceived(&'static str),
+    /// MFC entries the kernel refused (each is tried again).
+    MfcRefused,
 }
 
 #[derive(Debug, Clone, Default)]
