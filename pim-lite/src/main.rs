@@ -27,6 +27,7 @@ struct PimLite;
 
 impl cli::Daemon for PimLite {
     const NAME: &'static str = "pim-lite";
+    const SECURITY_ASSOCIATIONS: bool = false;
     type Config = Config;
 
     fn load(path: &Path) -> Result<Config, String> {
