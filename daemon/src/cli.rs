@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::caps::Capability;
 use crate::config::sa::SaAlgorithm;
 
 /// Flags and the subcommand shared by home-agent, mma, mobile-node and pim-lite.
@@ -74,6 +75,9 @@ pub trait Daemon {
     /// Whether the daemon's configuration holds security associations (key files), i.e.
     /// whether `keygen` makes sense for it.
     const SECURITY_ASSOCIATIONS: bool = true;
+    /// The capabilities `run` needs and what for; checked before `run`, so a daemon started
+    /// without one names it.
+    const CAPABILITIES: &'static [(Capability, &'static str)];
     type Config;
     /// Loads and fully validates the configuration (key files included); the error is the
     /// complete message to print.
@@ -115,6 +119,12 @@ pub fn main<D: Daemon>(args: CommonArgs) -> ExitCode {
     }
     if let Err(e) = crate::logging::init_tracing(&args.log_level, args.log_json) {
         eprintln!("{}: {e}", D::NAME);
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) =
+        crate::caps::effective().and_then(|eff| crate::caps::check(D::NAME, eff, D::CAPABILITIES))
+    {
+        eprintln!("{e}");
         return ExitCode::FAILURE;
     }
     let options = RunOptions {

@@ -208,6 +208,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         bindings = lock(&core).len(),
         "home agent ready"
     );
+    mipcast_daemon::notify::ready();
 
     let mut config = config;
     let mut buf = vec![0u8; RECV_BUFFER];
@@ -521,6 +522,11 @@ impl Daemon {
     /// already gone are fine. `rollback` also tolerates adds of objects already present.
     async fn apply(&self, changes: &Changes, rollback: bool) -> Vec<KObject> {
         let mut failed = Vec::new();
+        self.metrics.kernel_changes(
+            changes.add.len(),
+            changes.replace.len(),
+            changes.delete.len(),
+        );
         if !changes.add.is_empty() {
             for e in self.kernel.add_batch(&changes.add).await {
                 if rollback && e.errno() == Some(libc::EEXIST) {

@@ -303,6 +303,7 @@ impl Daemon {
             address = %self.config.address,
             "mma ready"
         );
+        mipcast_daemon::notify::ready();
     }
 
     async fn reconcile(&mut self, why: &str) {
@@ -498,6 +499,12 @@ impl Daemon {
                 _ => None,
             })
             .collect();
+        let op = match first {
+            Change::Add(_) => "add",
+            Change::Replace(_) => "replace",
+            _ => "delete",
+        };
+        self.metrics.kernel_changes(op, objects.len());
         match first {
             Change::Add(_) => {
                 for e in self.kernel.add_batch(&objects).await {
@@ -547,6 +554,7 @@ impl Daemon {
             Change::AddMfc { group, .. } => self.add_mfc(group),
             Change::DelMfc { source, group } => {
                 if let Some(mrt6) = &self.mrt6 {
+                    self.metrics.kernel_changes("del_mfc", 1);
                     match mrt6.del_mfc(source, group) {
                         Err(SocketError::Os { source: e, .. })
                             if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -565,6 +573,7 @@ impl Daemon {
 
     fn add_mfc(&mut self, group: Ipv6Addr) -> bool {
         let Some(mrt6) = &self.mrt6 else { return true };
+        self.metrics.kernel_changes("add_mfc", 1);
         if let Err(e) = mrt6.add_mfc(self.config.address, group, self.wan_mif, &self.site_mifs) {
             warn!(%group, error = %e, "installing the MFC entry failed");
             self.metrics.kernel_error("add_mfc");
