@@ -114,8 +114,10 @@ fn every_daemon_exposition_passes_promtool() {
 
 /// Prometheus and its relays in a namespace of their own; killed (namespace deleted) on drop.
 struct Prometheus {
-    ns: Netns,
+    // Processes before their namespace: killed and reaped, then the namespace goes.
     _server: Daemon,
+    _relays: Vec<Daemon>,
+    ns: Netns,
     dir: PathBuf,
 }
 
@@ -154,11 +156,10 @@ impl Prometheus {
             ],
             Some(&dir.join("prometheus.log")),
         ));
-        // The relays die with the namespace's processes; keep their handles alive till then.
-        std::mem::forget(relays);
         let p = Prometheus {
-            ns,
             _server: server,
+            _relays: relays,
+            ns,
             dir,
         };
         wait_for("Prometheus to answer", Duration::from_secs(30), || {
