@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::caps::Capability;
+use crate::config::sa::SaAlgorithm;
+
 /// Flags and the subcommand shared by home-agent, mma, mobile-node and pim-lite.
 #[derive(clap::Args, Debug)]
 pub struct CommonArgs {
@@ -43,6 +46,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make a security-association key file: random bytes from the kernel (as long as the
+    /// algorithm's hash output), written as hex to a new file with mode 600. An existing
+    /// file is never overwritten. Missing directories are created (mode 700). Copy the file
+    /// to the peer that shares the association (mobile node and home agent or MMA).
+    /// pim-lite has no security associations and refuses it.
+    Keygen {
+        /// The key file to create, as named by a `key_file` in the configuration.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// The association's algorithm (sets the key length).
+        #[arg(long, value_enum, default_value = "hmac-sha256-128")]
+        algorithm: SaAlgorithm,
+    },
 }
 
 /// What `run` needs besides the configuration.
@@ -56,6 +72,12 @@ pub struct RunOptions {
 pub trait Daemon {
     /// The binary's name, used in messages and the default configuration path.
     const NAME: &'static str;
+    /// Whether the daemon's configuration holds security associations (key files), i.e.
+    /// whether `keygen` makes sense for it.
+    const SECURITY_ASSOCIATIONS: bool = true;
+    /// The capabilities `run` needs and what for; checked before `run`, so a daemon started
+    /// without one names it.
+    const CAPABILITIES: &'static [(Capability, &'static str)];
     type Config;
     /// Loads and fully validates the configuration (key files included); the error is the
     /// complete message to print.
@@ -68,8 +90,15 @@ pub trait Daemon {
     fn run(config: Self::Config, options: RunOptions) -> Result<(), String>;
 }
 
-/// Parses nothing (the caller did), then: `status`, `--check-config`, or run the daemon.
+/// Parses nothing (the caller did), then: `keygen`, `status`, `--check-config`, or run the
+/// daemon.
 pub fn main<D: Daemon>(args: CommonArgs) -> ExitCode {
+    if let Some(Command::Keygen { path, algorithm }) = &args.command {
+        return keygen::<D>(path, *algorithm);
+    }
+    if D::SECURITY_ASSOCIATIONS {
+        crate::config::set_keygen_program(D::NAME);
+    }
     let path = args
         .config
         .unwrap_or_else(|| PathBuf::from(format!("/etc/mipcast/{}.yaml", D::NAME)));
@@ -80,8 +109,9 @@ pub fn main<D: Daemon>(args: CommonArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Command::Status { json }) = args.command {
-        return status::<D>(D::metrics_listen(&config), json);
+    match args.command {
+        Some(Command::Status { json }) => return status::<D>(D::metrics_listen(&config), json),
+        Some(Command::Keygen { .. }) | None => {}
     }
     if args.check_config {
         println!("{}: configuration OK", path.display());
@@ -89,6 +119,12 @@ pub fn main<D: Daemon>(args: CommonArgs) -> ExitCode {
     }
     if let Err(e) = crate::logging::init_tracing(&args.log_level, args.log_json) {
         eprintln!("{}: {e}", D::NAME);
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) =
+        crate::caps::effective().and_then(|eff| crate::caps::check(D::NAME, eff, D::CAPABILITIES))
+    {
+        eprintln!("{e}");
         return ExitCode::FAILURE;
     }
     let options = RunOptions {
@@ -100,6 +136,34 @@ pub fn main<D: Daemon>(args: CommonArgs) -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("{}: {e}", D::NAME);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `keygen` runs before (and without) the configuration: it makes the files a configuration
+/// that does not load yet is missing.
+fn keygen<D: Daemon>(path: &Path, algorithm: SaAlgorithm) -> ExitCode {
+    if !D::SECURITY_ASSOCIATIONS {
+        eprintln!(
+            "{} keygen: {} has no security associations; key files are made with `home-agent keygen`, `mma keygen` or `mobile-node keygen`",
+            D::NAME,
+            D::NAME
+        );
+        return ExitCode::from(2);
+    }
+    match crate::config::keygen(path, algorithm) {
+        Ok(len) => {
+            println!(
+                "{}: new {}-byte {} key (mode 600)",
+                path.display(),
+                len,
+                algorithm.name()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{} keygen: {e}", D::NAME);
             ExitCode::FAILURE
         }
     }

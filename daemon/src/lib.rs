@@ -4,11 +4,13 @@
 //!
 //! Nothing here knows about Mobile IPv6: protocol logic lives in the daemons and the wire crate.
 
+pub mod caps;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod signals;
 pub mod state;

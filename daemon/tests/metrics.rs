@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use mipcast_daemon::metrics::{
     fetch, register_build_info, FetchError, MetricsServer, OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
@@ -66,7 +67,11 @@ async fn serves_metrics_health_json_routes_and_404() {
     let task = tokio::spawn(server.run());
 
     let checks = tokio::task::spawn_blocking(move || {
-        let metrics = get(addr, "/metrics");
+        // Prometheus asks for OpenMetrics and gets it.
+        let metrics = raw(
+            addr,
+            "GET /metrics HTTP/1.1\r\nHost: test\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\nConnection: close\r\n\r\n",
+        );
         assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
         assert_eq!(
             header(&metrics, "content-type"),
@@ -82,6 +87,16 @@ async fn serves_metrics_health_json_routes_and_404() {
             "{metrics}"
         );
         assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+
+        // Anything else (promtool, curl) gets the classic text format.
+        let text = get(addr, "/metrics");
+        assert_eq!(header(&text, "content-type"), Some(TEXT_CONTENT_TYPE));
+        assert!(
+            text.contains("\n# TYPE binding_updates_total counter\nbinding_updates_total 42\n"),
+            "{text}"
+        );
+        assert!(text.contains("\n# TYPE build_info gauge\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
 
         let health = get(addr, "/healthz");
         assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");

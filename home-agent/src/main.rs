@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use home_agent::config::Config;
 use home_agent::shell::{self, StatusPage};
+use mipcast_daemon::caps::Capability;
 use mipcast_daemon::cli::{self, CommonArgs, RunOptions};
 
 /// mipcast home agent: accepts RFC 4285-authenticated Binding Updates for home addresses on
@@ -24,6 +25,16 @@ struct HomeAgent;
 
 impl cli::Daemon for HomeAgent {
     const NAME: &'static str = "home-agent";
+    const CAPABILITIES: &'static [(Capability, &'static str)] = &[
+        (
+            Capability::NetAdmin,
+            "routes, policy rules, proxy-ND entries, the seg6 tunnel source and the proxy_ndp sysctl",
+        ),
+        (
+            Capability::NetRaw,
+            "the raw Mobility Header socket",
+        ),
+    ];
     type Config = Config;
 
     fn load(path: &Path) -> Result<Config, String> {

@@ -46,6 +46,7 @@ pub struct Metrics {
     pub refresh_requests: Counter,
     pub binding_errors_sent: Counter,
     pub kernel_errors: Family<OpLabel, Counter>,
+    pub kernel_changes: Family<OpLabel, Counter>,
     /// Registrar processing of one message (validation, authentication, cache update).
     pub cache_op_seconds: Histogram,
     /// One burst end to end: registrar, kernel programming, replies.
@@ -66,11 +67,13 @@ impl Metrics {
             refresh_requests: Counter::default(),
             binding_errors_sent: Counter::default(),
             kernel_errors: Family::default(),
+            kernel_changes: Family::default(),
             // 1 µs to ~4 s.
             cache_op_seconds: Histogram::new(exponential_buckets(1e-6, 4.0, 12)),
             burst_seconds: Histogram::new(exponential_buckets(1e-5, 4.0, 12)),
             state_writes: Family::default(),
         };
+        m.zero_known_series();
         let r = registry.sub_registry_with_prefix("home_agent");
         r.register(
             "bindings",
@@ -123,6 +126,11 @@ impl Metrics {
             m.kernel_errors.clone(),
         );
         r.register(
+            "kernel_changes",
+            "Kernel changes (routes, rules, proxy-ND entries) asked of the kernel, by operation; the refused ones are also in kernel_errors",
+            m.kernel_changes.clone(),
+        );
+        r.register(
             "binding_cache_operation_seconds",
             "Time to process one Mobility Header message in the binding cache",
             m.cache_op_seconds.clone(),
@@ -138,6 +146,40 @@ impl Metrics {
             m.state_writes.clone(),
         );
         m
+    }
+
+    /// Creates the series whose label values are known in advance at 0, so they exist before
+    /// their first event: rates and alerts over them work from the start (a family without
+    /// any series is not exposed at all).
+    fn zero_known_series(&self) {
+        for op in ["add", "replace", "delete"] {
+            self.kernel_changes.get_or_create_owned(&OpLabel { op });
+            self.kernel_errors.get_or_create_owned(&OpLabel { op });
+        }
+        for reason in [
+            "replay_timestamp",
+            "replay_option_missing",
+            "auth_missing",
+            "auth_unknown_spi",
+            "auth_mismatch",
+        ] {
+            self.auth_failures
+                .get_or_create_owned(&ReasonLabel { reason });
+        }
+        for reason in ["deregistered", "expired", "grace_ended"] {
+            self.bindings_removed
+                .get_or_create_owned(&ReasonLabel { reason });
+        }
+        for outcome in ["ok", "error"] {
+            self.state_writes
+                .get_or_create_owned(&OutcomeLabel { outcome });
+        }
+        for outcome in ["accepted", "rejected"] {
+            self.bu_received
+                .get_or_create_owned(&OutcomeLabel { outcome });
+        }
+        self.back_sent
+            .get_or_create_owned(&StatusLabel { status: 0 });
     }
 
     pub fn count_events(&self, events: &[Event]) {
@@ -211,6 +253,14 @@ impl Metrics {
             }
             _ => {}
         }
+    }
+
+    /// Counts the changes of one batch before it goes to the kernel.
+    /// `n` kernel changes of kind `op` attempted.
+    pub fn kernel_changes(&self, op: &'static str, n: usize) {
+        self.kernel_changes
+            .get_or_create(&OpLabel { op })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     pub fn kernel_error(&self, op: &'static str) {

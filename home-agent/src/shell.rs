@@ -201,6 +201,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         bindings = lock(&core).len(),
         "home agent ready"
     );
+    mipcast_daemon::notify::ready();
 
     let mut config = config;
     let mut buf = vec![0u8; RECV_BUFFER];
@@ -617,6 +618,7 @@ impl Effects<Core> for Daemon {
                     Change::Add(o) | Change::Replace(o) | Change::Delete(o) => o,
                 })
                 .collect();
+            self.metrics.kernel_changes(label, objects.len());
             for outcome in self.kernel.apply(op, &objects).await {
                 if matches!(outcome, Outcome::Refused { .. }) {
                     self.metrics.kernel_error(label);

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use mipcast_daemon::caps::Capability;
 use mipcast_daemon::cli::{self, CommonArgs, RunOptions};
 use mma::config::Config;
 use mma::shell;
@@ -24,6 +25,16 @@ struct Mma;
 
 impl cli::Daemon for Mma {
     const NAME: &'static str = "mma";
+    const CAPABILITIES: &'static [(Capability, &'static str)] = &[
+        (
+            Capability::NetAdmin,
+            "routes, policy rules, the seg6 tunnel source and the multicast routing socket (MRT6)",
+        ),
+        (
+            Capability::NetRaw,
+            "the raw Mobility Header and ICMPv6 (MRT6) sockets",
+        ),
+    ];
     type Config = Config;
 
     fn load(path: &Path) -> Result<Config, String> {

@@ -46,6 +46,7 @@ pub struct Metrics {
     pub binding_updates: Family<BuLabels, Counter>,
     pub auth_failures: Counter,
     pub kernel_errors: Family<OpLabels, Counter>,
+    pub kernel_changes: Family<OpLabels, Counter>,
     pub state_writes: Family<OutcomeLabels, Counter>,
     pub mfc_packets: Family<SgLabels, Counter>,
     pub mfc_bytes: Family<SgLabels, Counter>,
@@ -54,6 +55,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn register(&self, registry: &mut Registry) {
+        self.zero_known_series();
         let r = registry.sub_registry_with_prefix("mma");
         r.register(
             "terminals",
@@ -86,6 +88,11 @@ impl Metrics {
             self.kernel_errors.clone(),
         );
         r.register(
+            "kernel_changes",
+            "Kernel changes (routes, rules, MFC entries) asked of the kernel, by operation; the refused ones are also in kernel_errors",
+            self.kernel_changes.clone(),
+        );
+        r.register(
             "state_writes",
             "State file writes, by outcome",
             self.state_writes.clone(),
@@ -105,6 +112,27 @@ impl Metrics {
             "Packets for an (MMA, G) entry that arrived on another interface than the WAN one",
             self.mfc_wrong_if.clone(),
         );
+    }
+
+    /// Creates the series whose label values are known in advance at 0, so they exist before
+    /// their first event (a family without any series is not exposed at all).
+    fn zero_known_series(&self) {
+        for op in ["add", "replace", "delete", "add_mfc", "del_mfc"] {
+            let labels = OpLabels { op: op.to_owned() };
+            self.kernel_changes.get_or_create_owned(&labels);
+            self.kernel_errors.get_or_create_owned(&labels);
+        }
+        for outcome in ["ok", "error"] {
+            self.state_writes.get_or_create_owned(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            });
+        }
+        for outcome in ["registered", "refreshed", "forwarding"] {
+            self.binding_updates.get_or_create_owned(&BuLabels {
+                outcome: outcome.to_owned(),
+                detail: String::new(),
+            });
+        }
     }
 
     fn bu(&self, outcome: &str, detail: impl Into<String>) {
@@ -158,6 +186,12 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    pub fn kernel_changes(&self, op: &str, n: usize) {
+        self.kernel_changes
+            .get_or_create(&OpLabels { op: op.to_owned() })
+            .inc_by(n as u64);
     }
 
     pub fn kernel_error(&self, op: &str) {

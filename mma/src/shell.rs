@@ -290,6 +290,7 @@ impl Daemon {
             address = %self.config.address,
             "mma ready"
         );
+        mipcast_daemon::notify::ready();
     }
 
     async fn reconcile(&mut self, why: &str) {
@@ -403,6 +404,7 @@ impl Daemon {
                 _ => None,
             })
             .collect();
+        self.metrics.kernel_changes(label, objects.len());
         let outcomes = self.kernel.apply(op, &objects).await;
         for o in &outcomes {
             if !o.reached(op == Op::Delete) && *o != Outcome::AlreadyPresent {
@@ -414,6 +416,14 @@ impl Daemon {
 
     /// Applies an MFC change.
     fn apply_mfc(&self, change: Change) -> Outcome {
+        self.metrics.kernel_changes(
+            if change.is_delete() {
+                "del_mfc"
+            } else {
+                "add_mfc"
+            },
+            1,
+        );
         let result = match change {
             Change::AddMfc { group, .. } => self.add_mfc(group),
             Change::DelMfc { source, group } => match &self.mrt6 {

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use mipcast_daemon::caps::Capability;
 use mipcast_daemon::cli::{self, CommonArgs, RunOptions};
 use mobile_node::config::Config;
 use mobile_node::shell;
@@ -24,6 +25,16 @@ struct MobileNode;
 
 impl cli::Daemon for MobileNode {
     const NAME: &'static str = "mobile-node";
+    const CAPABILITIES: &'static [(Capability, &'static str)] = &[
+        (
+            Capability::NetAdmin,
+            "routes, policy rules, the nftables rule and source-specific MLD joins",
+        ),
+        (
+            Capability::NetRaw,
+            "the raw Mobility Header and ICMPv6 (router advertisement) sockets",
+        ),
+    ];
     type Config = Config;
 
     fn load(path: &Path) -> Result<Config, String> {

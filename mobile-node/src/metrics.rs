@@ -75,6 +75,12 @@ impl Metrics {
             phase_seconds: Family::new_with_constructor(phase_histogram),
             current: Family::default(),
         };
+        // Known label values at 0, so the series exist before their first event.
+        for kind in ["intra_site", "inter_site", "home", "mipv6", "detach"] {
+            m.handovers.get_or_create_owned(&KindLabel {
+                kind: kind.to_owned(),
+            });
+        }
         registry.register(
             "mipcast_mn_handovers",
             "Handovers by kind",

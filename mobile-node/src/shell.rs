@@ -247,6 +247,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     };
     tracing::info!(hoa = %core_cfg.hoa, home_agent = %core_cfg.home_agent, group = %core_cfg.group, mode = ?core_cfg.mode,
         links = ?core_cfg.links.iter().map(|l| &l.name).collect::<Vec<_>>(), "mobile node starting");
+    mipcast_daemon::notify::ready();
     let io = Io {
         clock: SystemClock::new(),
         macs: core_cfg.links.iter().map(|l| (l.ifindex, l.mac)).collect(),

@@ -18,17 +18,15 @@ fn example_with_keys(dir: &Path) -> PathBuf {
         "/../configs/mobile-node.yaml"
     ))
     .unwrap();
-    for name in ["mn-ha.key", "mn-mma1.key", "mn-mma-default.key"] {
-        let p = dir.join(name);
+    // Its key paths are relative (keys/...): put keys beside the copy.
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    for name in ["mn1.key", "terminals.key"] {
+        let p = dir.join("keys").join(name);
         std::fs::write(&p, "00112233445566778899aabbccddeeff\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let path = dir.join("mobile-node.yaml");
-    std::fs::write(
-        &path,
-        text.replace("/etc/mipcast/keys/", &format!("{}/", dir.display())),
-    )
-    .unwrap();
+    std::fs::write(&path, text).unwrap();
     path
 }
 

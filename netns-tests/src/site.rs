@@ -718,7 +718,7 @@ fn read(p: &Path) -> String {
 }
 
 /// The metrics listener each daemon is configured with above (one namespace each).
-fn metrics_addr(bin: &str) -> SocketAddr {
+pub fn metrics_addr(bin: &str) -> SocketAddr {
     let port = match bin {
         HOME_AGENT => 9641,
         MMA => 9642,

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use mipcast_daemon::caps::Capability;
 use mipcast_daemon::cli::{self, CommonArgs, RunOptions};
 use pim_lite::config::Config;
 use pim_lite::shell;
@@ -27,6 +28,17 @@ struct PimLite;
 
 impl cli::Daemon for PimLite {
     const NAME: &'static str = "pim-lite";
+    const CAPABILITIES: &'static [(Capability, &'static str)] = &[
+        (
+            Capability::NetAdmin,
+            "the multicast routing socket (MRT6) and its forwarding entries",
+        ),
+        (
+            Capability::NetRaw,
+            "the raw ICMPv6 (MLD, router advertisement) and PIM sockets",
+        ),
+    ];
+    const SECURITY_ASSOCIATIONS: bool = false;
     type Config = Config;
 
     fn load(path: &Path) -> Result<Config, String> {

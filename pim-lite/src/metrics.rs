@@ -10,6 +10,7 @@ use prometheus_client::registry::Registry;
 
 use crate::core::stats::{Counter as Event, Stats};
 use crate::core::Sg;
+use crate::status::Status;
 
 type Labels = Vec<(&'static str, String)>;
 type U64Gauge = Gauge<u64, AtomicU64>;
@@ -18,6 +19,8 @@ pub struct Metrics {
     neighbors: Family<Labels, Gauge>,
     querier: Family<Labels, Gauge>,
     dr: Family<Labels, Gauge>,
+    mld_listener_groups: Family<Labels, Gauge>,
+    downstream_joins: Family<Labels, Gauge>,
     sg_states: Gauge,
     mfc_entries: Gauge,
     sg_packets: Family<Labels, U64Gauge>,
@@ -59,6 +62,8 @@ impl Metrics {
             neighbors: Family::default(),
             querier: Family::default(),
             dr: Family::default(),
+            mld_listener_groups: Family::default(),
+            downstream_joins: Family::default(),
             sg_states: Gauge::default(),
             mfc_entries: Gauge::default(),
             sg_packets: Family::default(),
@@ -83,6 +88,19 @@ impl Metrics {
             // 0.5 ms .. ~8 s
             join_to_mfc: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
         };
+        // Known label values at 0, so the series exist before their first event.
+        for protocol in ["mld", "nd", "pim"] {
+            m.send_errors
+                .get_or_create_owned(&one("protocol", protocol));
+        }
+        for direction in ["sent", "received"] {
+            for kind in ["join", "prune"] {
+                m.join_prune.get_or_create_owned(&vec![
+                    ("direction", direction.to_owned()),
+                    ("kind", kind.to_owned()),
+                ]);
+            }
+        }
         let r = registry.sub_registry_with_prefix("pim_lite");
         r.register(
             "pim_neighbors",
@@ -98,6 +116,16 @@ impl Metrics {
             "pim_dr",
             "1 when we are the PIM Designated Router of the interface (PIM-enabled interfaces)",
             m.dr.clone(),
+        );
+        r.register(
+            "mld_listener_groups",
+            "Multicast groups with MLD listeners per access interface",
+            m.mld_listener_groups.clone(),
+        );
+        r.register(
+            "pim_downstream_joins",
+            "(S,G) entries joined by a downstream PIM neighbour per core interface",
+            m.downstream_joins.clone(),
         );
         r.register(
             "sg_states",
@@ -269,6 +297,23 @@ impl Metrics {
         self.querier
             .get_or_create(&one("interface", interface))
             .set(i64::from(querier));
+    }
+
+    /// Listener and downstream-join gauges from the `/status` document of the same instant.
+    pub fn set_from_status(&self, status: &Status) {
+        for i in &status.interfaces {
+            let labels = one("interface", &i.name);
+            if i.querier.is_some() {
+                self.mld_listener_groups
+                    .get_or_create(&labels)
+                    .set(i64::try_from(i.listeners.len()).unwrap_or(i64::MAX));
+            } else {
+                let joins = i.downstream.iter().filter(|d| d.state == "join").count();
+                self.downstream_joins
+                    .get_or_create(&labels)
+                    .set(i64::try_from(joins).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     pub fn set_counts(&self, sg_states: usize, mfc_entries: usize) {

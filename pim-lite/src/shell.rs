@@ -222,6 +222,7 @@ impl Shell {
         self.metrics
             .set_counts(self.router.sg_count(), self.installed.len());
         let mut status = self.router.status(now);
+        self.metrics.set_from_status(&status);
         for sg in status.sg.iter_mut().filter(|s| s.mfc_installed) {
             match self.mrt.sg_counters(sg.source, sg.group) {
                 Ok(c) => {
@@ -367,6 +368,7 @@ impl Shell {
         .map_err(|source| ShellError::Metrics { addr, source })?;
         tokio::spawn(server.run());
         tracing::info!(metrics = %addr, interfaces = names.len(), "pim-lite running");
+        mipcast_daemon::notify::ready();
 
         Ok(Shell {
             config,

@@ -10,6 +10,7 @@
 //! - implement [`Validate`] for the semantic checks serde cannot express and report them with
 //!   the field path (`"home_prefixes[0]"`); [`load`] finds the line of that path.
 
+pub mod keygen;
 mod locate;
 mod prefix;
 pub mod ratelimit;
@@ -22,9 +23,10 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+pub use keygen::{keygen, KeygenError};
 use locate::FieldPath;
 pub use prefix::{Ipv6Prefix, PrefixError};
-pub use secret::{KeyError, SecretKey};
+pub use secret::{set_keygen_program, KeyError, SecretKey};
 
 /// Why a configuration file could not be used.
 #[derive(Debug, thiserror::Error)]

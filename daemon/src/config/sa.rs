@@ -5,7 +5,7 @@
 //! security_associations:
 //!   - spi: 1000                   # 256 or more (RFC 4285 §5 reserves 0-255)
 //!     algorithm: hmac-sha256-128  # or hmac-sha1-96 (RFC 4285's own, for interoperability)
-//!     key_file: /etc/mipcast/keys/mn1.key
+//!     key_file: keys/mn1.key     # make it with `home-agent keygen /etc/mipcast/keys/mn1.key`
 //!     home_prefixes: [2001:db8:99::/64]
 //! ```
 use serde::Deserialize;
@@ -16,11 +16,15 @@ use mipcast_binding::{SaError, SaTable, SecurityAssociation};
 use super::{Ipv6Prefix, SecretKey, Validator};
 
 /// The MAC algorithm as written in a config file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 pub enum SaAlgorithm {
+    /// HMAC-SHA1 truncated to 96 bits (RFC 4285's own; 20-byte keys).
     #[serde(rename = "hmac-sha1-96")]
+    #[value(name = "hmac-sha1-96")]
     HmacSha1_96,
+    /// HMAC-SHA256 truncated to 128 bits (32-byte keys).
     #[serde(rename = "hmac-sha256-128")]
+    #[value(name = "hmac-sha256-128")]
     HmacSha256_128,
 }
 

@@ -21,6 +21,13 @@ pub struct SecretKey(Vec<u8>);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    #[error(
+        "{}: no such key file; make one with `{} keygen {}` (add `--algorithm hmac-sha1-96` for an hmac-sha1-96 association)",
+        path.display(),
+        keygen_program(),
+        path.display()
+    )]
+    Missing { path: PathBuf },
     #[error("{}: cannot read key file: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -38,6 +45,19 @@ pub enum KeyError {
     TooLarge { path: PathBuf },
 }
 
+/// The daemon whose `keygen` subcommand a missing-key error points to.
+static KEYGEN_PROGRAM: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Names the running daemon in missing-key errors (`home-agent keygen PATH`); the shared
+/// `main` calls it first thing. Without it the errors say `<daemon> keygen PATH`.
+pub fn set_keygen_program(name: &'static str) {
+    let _ = KEYGEN_PROGRAM.set(name);
+}
+
+fn keygen_program() -> &'static str {
+    KEYGEN_PROGRAM.get().copied().unwrap_or("<daemon>")
+}
+
 impl SecretKey {
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
         Self(bytes)
@@ -51,7 +71,15 @@ impl SecretKey {
             path: path.to_owned(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(read_err)?;
+        let file = std::fs::File::open(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                KeyError::Missing {
+                    path: path.to_owned(),
+                }
+            } else {
+                read_err(source)
+            }
+        })?;
         // Check the opened file, not the path, so a swapped file cannot slip past the check.
         let metadata = file.metadata().map_err(read_err)?;
         let mode = metadata.permissions().mode() & 0o7777;

@@ -1,4 +1,5 @@
-//! The daemons' HTTP endpoint: Prometheus/OpenMetrics `/metrics`, `/healthz` and
+//! The daemons' HTTP endpoint: `/metrics` (OpenMetrics to scrapers that accept it, such as
+//! Prometheus; the classic text format 0.0.4 to the others, such as promtool and curl), `/healthz` and
 //! daemon-specific JSON pages, plus the small client their `status` subcommands use.
 //!
 //! The daemon builds its own `prometheus_client::registry::Registry`, registers its metrics
@@ -7,12 +8,14 @@
 
 mod fetch;
 mod server;
+mod text004;
 
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 pub use fetch::{fetch, FetchError};
 pub use server::{MetricsServer, OPENMETRICS_CONTENT_TYPE};
+pub use text004::TEXT_CONTENT_TYPE;
 
 /// Registers `build_info{daemon, version, commit} 1` (an OpenMetrics info metric).
 ///

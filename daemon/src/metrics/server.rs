@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -104,8 +104,17 @@ fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>
     match request.uri().path() {
         "/metrics" => {
             let mut body = String::new();
+            let openmetrics = request.headers().get_all(ACCEPT).iter().any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.contains("application/openmetrics-text"))
+            });
             match prometheus_client::encoding::text::encode(&mut body, &shared.registry) {
-                Ok(()) => reply(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, body),
+                Ok(()) if openmetrics => reply(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, body),
+                Ok(()) => reply(
+                    StatusCode::OK,
+                    super::TEXT_CONTENT_TYPE,
+                    super::text004::from_openmetrics(&body),
+                ),
                 Err(_) => reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "text/plain",
