@@ -106,6 +106,9 @@ fn mn_matches_core(
     Ok(())
 }
 
+/// The mobile node core's interval between retries of refused kernel changes.
+const KERNEL_RETRY_MS: u64 = 1000;
+
 /// Where a terminal is, as far as its registrations go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
@@ -121,7 +124,13 @@ pub enum Settled {
 /// radio is where it believes.
 pub fn settled(w: &World, t: usize) -> Settled {
     let st = w.mns[t].core.status(Millis(w.now));
-    if st.registrations.iter().any(|r| r.state != State::Bound) {
+    // A change its kernel refused is asked for again at the next event, at the latest 1 s
+    // later (the core's retry timer): until then the terminal is not settled.
+    let retrying = w.mns[t]
+        .kernel
+        .last_refusal_ms
+        .is_some_and(|at| w.now < at + KERNEL_RETRY_MS + 10);
+    if retrying || st.registrations.iter().any(|r| r.state != State::Bound) {
         return Settled::NotSettled;
     }
     match st.attachment {

@@ -143,6 +143,8 @@ pub struct FakeKernel {
     pub faults: Vec<Fault>,
     /// Changes applied (any outcome), for assertions.
     pub applied: usize,
+    /// When (virtual ms) the last change was refused; set by the world.
+    pub last_refusal_ms: Option<u64>,
 }
 
 impl FakeKernel {

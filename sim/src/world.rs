@@ -22,7 +22,10 @@ pub struct AccessLink {
     pub prefix: Ipv6Addr,
     pub router: Ipv6Addr,
     pub site: Option<usize>,
-    next_ra: u64,
+    /// Phase of its periodic advertisements (they go out at phase + k * interval).
+    phase: u64,
+    /// When it last advertised.
+    last_ra: Option<u64>,
     ra: Vec<u8>,
 }
 
@@ -98,10 +101,21 @@ pub struct Packet {
     pub dropped: bool,
 }
 
-/// Drops the next `remaining` messages for which `matches` is true.
-pub struct DropRule {
+/// What a scripted rule does to a message.
+#[derive(Debug, Clone)]
+pub enum Fate {
+    Drop,
+    /// Delivered this many ms late.
+    Delay(u64),
+    /// Delivered, plus one copy this many ms after each listed delay.
+    Duplicate(Vec<u64>),
+}
+
+/// Applies `fate` to the next `remaining` messages for which `matches` is true.
+pub struct Rule {
     pub remaining: usize,
     pub matches: Box<dyn Fn(&Packet) -> bool>,
+    pub fate: Fate,
 }
 
 /// Random impairments of the signalling, per message.
@@ -165,13 +179,16 @@ pub struct World {
     pub mns: Vec<MnNode>,
     pub links: Vec<AccessLink>,
     pub packets: Vec<Packet>,
-    pub drops: Vec<DropRule>,
+    pub drops: Vec<Rule>,
     pub impair: Impairments,
     pub stats: Stats,
     /// Set to record the run.
     pub recording: Option<Vec<Record>>,
     /// Checked after every event when set (the invariants that hold at every instant).
-    pub check_each_event: bool,
+    /// Bumped by every message delivered and every link event.
+    pub generation: u64,
+    /// Registrations the terminals saw rejected: (time, terminal, outcome).
+    pub rejections: Vec<(u64, usize, String)>,
     queue: BinaryHeap<Reverse<Pending>>,
     seq: u64,
     rng: Rng,
@@ -201,7 +218,8 @@ impl World {
             prefix: topo::home_prefix(),
             router: Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0x99, 1),
             site: None,
-            next_ra: 0,
+            phase: 0,
+            last_ra: None,
             ra: topo::router_advert(topo::home_prefix(), None),
         }];
         for s in 0..cfg.sites {
@@ -211,7 +229,8 @@ impl World {
                     prefix,
                     router: Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, s as u16 + 1, l as u16 + 1),
                     site: Some(s),
-                    next_ra: 0,
+                    phase: 0,
+                    last_ra: None,
                     ra: topo::router_advert(prefix, Some(topo::mma_addr(s))),
                 });
             }
@@ -219,7 +238,7 @@ impl World {
         // Routers advertise out of phase with each other.
         let interval = cfg.ra_interval_ms;
         for (i, l) in links.iter_mut().enumerate() {
-            l.next_ra = (i as u64 * 37) % interval.max(1);
+            l.phase = (i as u64 * 37) % interval.max(1);
         }
         let rng = Rng::new(cfg.seed);
         World {
@@ -237,7 +256,8 @@ impl World {
             impair: Impairments::default(),
             stats: Stats::default(),
             recording: None,
-            check_each_event: false,
+            generation: 0,
+            rejections: Vec::new(),
             queue: BinaryHeap::new(),
             seq: 0,
             rng,
@@ -271,6 +291,7 @@ impl World {
     /// the new router's advertisements tell the core).
     pub fn attach(&mut self, mn: usize, radio: usize, link: LinkId) {
         let idx = self.link_index(link);
+        self.generation += 1;
         let was = self.mns[mn].radios[radio].replace(idx);
         if was.is_none() {
             self.mn_input(
@@ -294,9 +315,16 @@ impl World {
 
     /// Drops the next `n` messages matching `matches`.
     pub fn drop_next(&mut self, n: usize, matches: impl Fn(&Packet) -> bool + 'static) {
-        self.drops.push(DropRule {
+        self.script(n, Fate::Drop, matches);
+    }
+
+    /// Applies `fate` to the next `n` messages matching `matches` (rules apply in the order
+    /// they were added, one per message).
+    pub fn script(&mut self, n: usize, fate: Fate, matches: impl Fn(&Packet) -> bool + 'static) {
+        self.drops.push(Rule {
             remaining: n,
             matches: Box::new(matches),
+            fate,
         });
     }
 
@@ -329,17 +357,33 @@ impl World {
         self.run_until_with(t, &mut |_| {});
     }
 
-    /// As [`run_until`](Self::run_until), calling `check` after every event.
+    /// As [`run_until`](Self::run_until), calling `check` after every event that changed
+    /// something (a kernel change, a message sent or received, a link event: the state the
+    /// invariants read cannot change otherwise), and once at the end.
     pub fn run_until_with(&mut self, t: u64, check: &mut dyn FnMut(&World)) {
+        let mut seen = self.fingerprint();
         while let Some(at) = self.next_event_time() {
             if at > t {
                 break;
             }
             self.now = self.now.max(at);
             self.step();
-            check(self);
+            let now = self.fingerprint();
+            if now != seen {
+                seen = now;
+                check(self);
+            }
         }
         self.now = self.now.max(t);
+        check(self);
+    }
+
+    /// Changes whenever anything the invariants read may have changed.
+    fn fingerprint(&self) -> (u64, usize, usize) {
+        let kernel_ops = self.ha.kernel.applied
+            + self.mmas.iter().map(|m| m.kernel.applied).sum::<usize>()
+            + self.mns.iter().map(|m| m.kernel.applied).sum::<usize>();
+        (self.generation, self.packets.len(), kernel_ops)
     }
 
     /// Runs for `ms` more.
@@ -362,6 +406,19 @@ impl World {
         }
     }
 
+    /// When link `i` advertises next: only links with a radio on them need the event (the
+    /// advertisements of an empty link reach nobody).
+    fn next_ra(&self, i: usize) -> Option<u64> {
+        if !self.mns.iter().any(|m| m.radios.contains(&Some(i))) {
+            return None;
+        }
+        let l = &self.links[i];
+        let interval = self.cfg.ra_interval_ms.max(1);
+        let from = l.last_ra.map_or(self.now, |t| (t + 1).max(self.now));
+        let k = from.saturating_sub(l.phase).div_ceil(interval);
+        Some(l.phase + k * interval)
+    }
+
     fn nodes(&self) -> impl Iterator<Item = NodeId> {
         std::iter::once(NodeId::Ha)
             .chain((0..self.mmas.len()).map(NodeId::Mma))
@@ -370,7 +427,7 @@ impl World {
 
     fn next_event_time(&self) -> Option<u64> {
         let delivery = self.queue.peek().map(|Reverse(p)| p.at);
-        let ra = self.links.iter().map(|l| l.next_ra).min();
+        let ra = (0..self.links.len()).filter_map(|i| self.next_ra(i)).min();
         let timer = self.nodes().filter_map(|n| self.node_timeout(n)).min();
         [delivery, ra, timer].into_iter().flatten().min()
     }
@@ -387,8 +444,8 @@ impl World {
                 return;
             }
         }
-        if let Some(i) = self.links.iter().position(|l| l.next_ra <= now) {
-            self.links[i].next_ra = now + self.cfg.ra_interval_ms;
+        if let Some(i) = (0..self.links.len()).find(|&i| self.next_ra(i).is_some_and(|t| t <= now)) {
+            self.links[i].last_ra = Some(now);
             self.advertise(i);
             return;
         }
@@ -504,15 +561,17 @@ impl World {
         };
         // A terminal cannot send from an address it no longer has a link for.
         let stranded = matches!(from, NodeId::Mn(t) if !self.valid_source(t, src));
-        let scripted = self
+        let fate = self
             .drops
             .iter_mut()
             .find(|d| d.remaining > 0 && (d.matches)(&packet))
-            .map(|d| d.remaining -= 1)
-            .is_some();
+            .map(|d| {
+                d.remaining -= 1;
+                d.fate.clone()
+            });
         self.drops.retain(|d| d.remaining > 0);
         let lost = self.impair.loss > 0 && self.rng.below(1000) < u64::from(self.impair.loss);
-        packet.dropped = stranded || scripted || lost;
+        packet.dropped = stranded || lost || matches!(fate, Some(Fate::Drop));
         let idx = self.packets.len();
         let dropped = packet.dropped;
         self.packets.push(packet);
@@ -525,21 +584,23 @@ impl World {
         } else {
             self.cfg.site_latency_ms
         };
-        let copies = if self.impair.duplicate > 0
-            && self.rng.below(1000) < u64::from(self.impair.duplicate)
-        {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
+        let mut delays = vec![0];
+        if self.impair.duplicate > 0 && self.rng.below(1000) < u64::from(self.impair.duplicate) {
+            delays.push(0);
+        }
+        match fate {
+            Some(Fate::Delay(ms)) => delays = vec![ms],
+            Some(Fate::Duplicate(extra)) => delays.extend(extra),
+            _ => {}
+        }
+        for extra in delays {
             let jitter = if self.impair.jitter_ms > 0 {
                 self.rng.below(self.impair.jitter_ms + 1)
             } else {
                 0
             };
             self.schedule(
-                base + jitter,
+                base + extra + jitter,
                 Delivery::Mh {
                     packet: idx,
                     bytes: bytes.clone(),
@@ -566,6 +627,9 @@ impl World {
 
     /// Feeds one input to `node`'s core and drives it to idle.
     fn input(&mut self, node: NodeId, input: In) {
+        if matches!(input, In::Message { .. } | In::Link { .. }) {
+            self.generation += 1;
+        }
         let now = now_at(self.now);
         self.record(node, What::In { input: input.clone() });
         let mut log = Vec::new();
@@ -589,7 +653,7 @@ impl World {
                 let out = drive(
                     &mut ha.core,
                     now,
-                    &mut |c| kernel.apply(&ha_op(c)),
+                    &mut |c| note(kernel, ha_op(c), now.mono.0),
                     &mut |w| log.push(w),
                 );
                 out.into_iter()
@@ -608,7 +672,7 @@ impl World {
                 let out = drive(
                     &mut m.core,
                     now,
-                    &mut |c| kernel.apply(&mma_op(c)),
+                    &mut |c| note(kernel, mma_op(c), now.mono.0),
                     &mut |w| log.push(w),
                 );
                 out.into_iter()
@@ -627,9 +691,20 @@ impl World {
                 let out = drive(
                     &mut m.core,
                     now,
-                    &mut |c| kernel.apply(&mn_op(c)),
+                    &mut |c| note(kernel, mn_op(c), now.mono.0),
                     &mut |w| log.push(w),
                 );
+                for o in &out {
+                    if let Output::Event(mobile_node::core::MetricEvent::Registration {
+                        outcome,
+                        ..
+                    }) = o
+                    {
+                        if outcome.starts_with("rejected") {
+                            self.rejections.push((self.now, t, outcome.clone()));
+                        }
+                    }
+                }
                 out.into_iter()
                     .filter_map(|o| match o {
                         Output::Send(mobile_node::core::Send::Bu(b)) => {
@@ -674,6 +749,15 @@ impl World {
     pub fn mn_status(&self, t: usize) -> mobile_node::core::Status {
         self.mns[t].core.status(Millis(self.now))
     }
+}
+
+/// Applies `op`, noting when the kernel refused.
+fn note(kernel: &mut FakeKernel, op: Op, now: u64) -> mipcast_proto::Outcome {
+    let outcome = kernel.apply(&op);
+    if matches!(outcome, mipcast_proto::Outcome::Refused { .. }) {
+        kernel.last_refusal_ms = Some(now);
+    }
+    outcome
 }
 
 /// A home agent change as the fake kernel sees it.
