@@ -255,10 +255,11 @@ pub fn replay(cfg: &SimConfig, records: &[Record]) -> Result<usize, String> {
     let mut compared = 0;
     for (node, mut stream) in nodes {
         let produced = match node {
-            NodeId::Ha => replay_node(&mut topology::ha_core(cfg), &mut stream, feed_ha)?,
-            NodeId::Mma(s) => replay_node(&mut topology::mma_core(cfg, s), &mut stream, feed_mma)?,
-            NodeId::Mn(t) => replay_node(&mut topology::mn_core(cfg, t), &mut stream, feed_mn)?,
-        };
+            NodeId::Ha => replay_node(&mut topology::ha_core(cfg), &mut stream, feed_ha),
+            NodeId::Mma(s) => replay_node(&mut topology::mma_core(cfg, s), &mut stream, feed_mma),
+            NodeId::Mn(t) => replay_node(&mut topology::mn_core(cfg, t), &mut stream, feed_mn),
+        }
+        .map_err(|e| format!("{node:?}: {e}"))?;
         if produced.len() != stream.outputs.len() {
             return Err(format!(
                 "{node:?}: {} outputs replayed, {} recorded",
