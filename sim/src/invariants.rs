@@ -25,7 +25,12 @@ pub fn ownership(w: &World) -> Result<(), String> {
     let ha_bindings = w.ha.core.status(now);
     let hoas: BTreeSet<Ipv6Addr> = ha_bindings.iter().map(|b| b.hoa).collect();
     let coas: BTreeSet<Ipv6Addr> = ha_bindings.iter().map(|b| b.coa).collect();
-    let desired: BTreeSet<KObject> = w.ha.core.desired().into_iter().map(|o| o.normalized()).collect();
+    let desired: BTreeSet<KObject> =
+        w.ha.core
+            .desired()
+            .into_iter()
+            .map(|o| o.normalized())
+            .collect();
     for o in w.ha.kernel.dynamic_objects() {
         let owned = match *o {
             KObject::EncapRoute { dst, .. } => hoas.contains(&dst.ip()),
@@ -139,7 +144,11 @@ pub fn settled(w: &World, t: usize) -> Settled {
                 return Settled::NotSettled;
             };
             let radio = (ifindex - topo::IF_A) as usize;
-            let on_site = w.mns[t].radios.get(radio).copied().flatten()
+            let on_site = w.mns[t]
+                .radios
+                .get(radio)
+                .copied()
+                .flatten()
                 .is_some_and(|l| w.links[l].site == Some(site));
             let mma_ok = st.registrations.iter().any(|r| {
                 r.peer == mma && r.request.kind == PeerKind::Mma && r.request.lifetime_s > 0
@@ -184,7 +193,9 @@ pub fn delivery(w: &World) -> Result<(), String> {
                     KObject::ProxyNeigh { addr, .. } => addr == hoa,
                     _ => false,
                 }) {
-                    return Err(format!("terminal {t} is home but the home agent still tunnels it"));
+                    return Err(format!(
+                        "terminal {t} is home but the home agent still tunnels it"
+                    ));
                 }
                 if !w.mns[t].kernel.memberships.is_empty() {
                     return Err(format!("terminal {t} is home but holds memberships"));

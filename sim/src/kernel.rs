@@ -26,7 +26,10 @@ pub enum Verb {
 pub enum Target {
     Object(KObject),
     /// An (S, G) MFC entry.
-    Mfc { source: Ipv6Addr, group: Ipv6Addr },
+    Mfc {
+        source: Ipv6Addr,
+        group: Ipv6Addr,
+    },
     /// A source-specific membership held by a socket.
     Membership {
         ifindex: u32,
@@ -113,10 +116,8 @@ fn delete_matches(asked: &KObject, held: &KObject) -> bool {
         return false;
     }
     // A gatewayed route's delete names its gateway, and only that route goes.
-    if let (
-        KObject::GatewayRoute { gateway: a, .. },
-        KObject::GatewayRoute { gateway: h, .. },
-    ) = (asked, held)
+    if let (KObject::GatewayRoute { gateway: a, .. }, KObject::GatewayRoute { gateway: h, .. }) =
+        (asked, held)
     {
         if a != h {
             return false;
@@ -243,24 +244,32 @@ impl FakeKernel {
                 self.mfc.insert((source, group));
                 Outcome::Applied
             }
-            (Verb::Delete, Target::Mfc { source, group }) => gone(self.mfc.remove(&(source, group))),
+            (Verb::Delete, Target::Mfc { source, group }) => {
+                gone(self.mfc.remove(&(source, group)))
+            }
             // A second join of the same (S, G) on one socket: EADDRINUSE, reported as present.
-            (Verb::Add | Verb::Replace, Target::Membership {
-                ifindex,
-                group,
-                source,
-            }) => {
+            (
+                Verb::Add | Verb::Replace,
+                Target::Membership {
+                    ifindex,
+                    group,
+                    source,
+                },
+            ) => {
                 if self.memberships.insert((ifindex, group, source)) {
                     Outcome::Applied
                 } else {
                     Outcome::AlreadyPresent
                 }
             }
-            (Verb::Delete, Target::Membership {
-                ifindex,
-                group,
-                source,
-            }) => gone(self.memberships.remove(&(ifindex, group, source))),
+            (
+                Verb::Delete,
+                Target::Membership {
+                    ifindex,
+                    group,
+                    source,
+                },
+            ) => gone(self.memberships.remove(&(ifindex, group, source))),
             (Verb::Add | Verb::Replace, Target::Mark(g)) => {
                 self.marks.insert(g);
                 Outcome::Applied
@@ -336,7 +345,13 @@ mod tests {
         );
         assert!(k.is_pristine());
         k.refuse_next(1, 105, |op| op.verb == Verb::Add);
-        assert!(matches!(k.apply(&add(r1)), Outcome::Refused { errno: Some(105), .. }));
+        assert!(matches!(
+            k.apply(&add(r1)),
+            Outcome::Refused {
+                errno: Some(105),
+                ..
+            }
+        ));
         assert_eq!(k.apply(&add(r1)), Outcome::Applied);
     }
 }

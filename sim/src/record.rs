@@ -32,8 +32,14 @@ pub enum In {
     },
     Timeout,
     /// The home agent's shell found the interface toward a care-of address.
-    Resolve { coa: Ipv6Addr, oif: u32 },
-    Link { ifindex: u32, up: bool },
+    Resolve {
+        coa: Ipv6Addr,
+        oif: u32,
+    },
+    Link {
+        ifindex: u32,
+        up: bool,
+    },
     RouterAdvert {
         ifindex: u32,
         src: Ipv6Addr,
@@ -103,7 +109,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn unhex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("odd hex length {}", s.len()));
     }
     (0..s.len())
@@ -314,7 +320,9 @@ fn replay_node<M: SimCore>(
             },
         );
         if missing {
-            return Err(format!("more kernel changes than recorded outcomes at {t} ms"));
+            return Err(format!(
+                "more kernel changes than recorded outcomes at {t} ms"
+            ));
         }
     }
     Ok(produced)
@@ -364,7 +372,13 @@ pub fn feed_mn(core: &mut mobile_node::core::Core, now: Now, input: &In) -> Resu
     match input {
         In::Message { src, bytes, .. } => {
             let bytes = unhex(bytes)?;
-            core.handle_input(now, Event::Mobility { src: *src, bytes: &bytes });
+            core.handle_input(
+                now,
+                Event::Mobility {
+                    src: *src,
+                    bytes: &bytes,
+                },
+            );
         }
         In::Timeout => core.handle_timeout(now),
         In::Link { ifindex, up } => core.handle_input(

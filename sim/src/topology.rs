@@ -83,7 +83,16 @@ pub fn mma_addr(s: usize) -> Ipv6Addr {
 
 /// The /64 of access link `l` of site `s`.
 pub fn site_link_prefix(s: usize, l: usize) -> Ipv6Addr {
-    v6([0x2001, 0xdb8, 0x100 * (s as u16 + 1) + l as u16, 0, 0, 0, 0, 0])
+    v6([
+        0x2001,
+        0xdb8,
+        0x100 * (s as u16 + 1) + l as u16,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ])
 }
 
 pub fn hoa(t: usize) -> Ipv6Addr {

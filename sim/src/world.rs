@@ -57,15 +57,8 @@ pub struct MnNode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MhKind {
-    Bu {
-        seq: u16,
-        lifetime: u16,
-        home: bool,
-    },
-    Back {
-        seq: u16,
-        status: u8,
-    },
+    Bu { seq: u16, lifetime: u16, home: bool },
+    Back { seq: u16, status: u8 },
     RefreshRequest,
     Error,
     Other,
@@ -131,8 +124,15 @@ pub struct Impairments {
 
 #[derive(Debug)]
 enum Delivery {
-    Mh { packet: usize, bytes: Vec<u8> },
-    Ra { mn: usize, radio: usize, link: usize },
+    Mh {
+        packet: usize,
+        bytes: Vec<u8>,
+    },
+    Ra {
+        mn: usize,
+        radio: usize,
+        link: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -444,7 +444,8 @@ impl World {
                 return;
             }
         }
-        if let Some(i) = (0..self.links.len()).find(|&i| self.next_ra(i).is_some_and(|t| t <= now)) {
+        if let Some(i) = (0..self.links.len()).find(|&i| self.next_ra(i).is_some_and(|t| t <= now))
+        {
             self.links[i].last_ra = Some(now);
             self.advertise(i);
             return;
@@ -631,7 +632,12 @@ impl World {
             self.generation += 1;
         }
         let now = now_at(self.now);
-        self.record(node, What::In { input: input.clone() });
+        self.record(
+            node,
+            What::In {
+                input: input.clone(),
+            },
+        );
         let mut log = Vec::new();
         let sends: Vec<(Ipv6Addr, Ipv6Addr, Vec<u8>, Option<u32>)> = match node {
             NodeId::Ha => {
@@ -710,9 +716,12 @@ impl World {
                         Output::Send(mobile_node::core::Send::Bu(b)) => {
                             Some((b.src, b.peer, b.bytes, None))
                         }
-                        Output::Send(mobile_node::core::Send::Rs { ifindex }) => {
-                            Some((Ipv6Addr::UNSPECIFIED, Ipv6Addr::UNSPECIFIED, Vec::new(), Some(ifindex)))
-                        }
+                        Output::Send(mobile_node::core::Send::Rs { ifindex }) => Some((
+                            Ipv6Addr::UNSPECIFIED,
+                            Ipv6Addr::UNSPECIFIED,
+                            Vec::new(),
+                            Some(ifindex),
+                        )),
                         _ => None,
                     })
                     .collect()
@@ -831,4 +840,3 @@ pub fn mn_op(c: &KernelChange) -> Op {
         KernelChange::RemoveDefaultRoute(r) => obj(Verb::Delete, r.object()),
     }
 }
-

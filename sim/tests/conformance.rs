@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use mipcast_sim::invariants;
-use mipcast_sim::record::{self, Record, RecOutcome, What};
+use mipcast_sim::record::{self, RecOutcome, Record, What};
 use mipcast_sim::{LinkId, SimConfig, World};
 
 fn config() -> SimConfig {
@@ -45,7 +45,10 @@ fn recorded_run_replays_identically() {
     let parsed = record::parse_jsonl(&text).unwrap();
     assert_eq!(parsed, records, "JSON lines round trip");
     let compared = record::replay(&config(), &parsed).unwrap();
-    println!("{} records, {compared} outputs replayed identically", records.len());
+    println!(
+        "{} records, {compared} outputs replayed identically",
+        records.len()
+    );
     assert!(compared > 50, "{compared}");
 }
 
@@ -70,9 +73,14 @@ fn replay_notices_a_different_outcome() {
 
 #[test]
 fn conformance_matches_expectation() {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "conformance", "register_move_home.jsonl"]
-        .iter()
-        .collect();
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "conformance",
+        "register_move_home.jsonl",
+    ]
+    .iter()
+    .collect();
     let got = record::to_jsonl(&scenario());
     if std::env::var_os("SIM_BLESS").is_some() {
         std::fs::write(&path, &got).unwrap();
@@ -84,7 +92,13 @@ fn conformance_matches_expectation() {
     // The expectation replays against today's cores too (inputs and outcomes drive them).
     record::replay(&config(), &record::parse_jsonl(&want).unwrap()).unwrap();
     for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
-        assert_eq!(g, w, "line {} of {} differs (SIM_BLESS=1 regenerates)", i + 1, path.display());
+        assert_eq!(
+            g,
+            w,
+            "line {} of {} differs (SIM_BLESS=1 regenerates)",
+            i + 1,
+            path.display()
+        );
     }
     assert_eq!(
         got.lines().count(),

@@ -145,7 +145,14 @@ fn itinerary(seed: u64, tally: &mut Tally) {
     }
     // Heal the network: every attached terminal must end registered (or home).
     w.impair = Impairments::default();
-    for node in [NodeId::Ha, NodeId::Mma(0), NodeId::Mma(1), NodeId::Mma(2), NodeId::Mn(0), NodeId::Mn(1)] {
+    for node in [
+        NodeId::Ha,
+        NodeId::Mma(0),
+        NodeId::Mma(1),
+        NodeId::Mma(2),
+        NodeId::Mn(0),
+        NodeId::Mn(1),
+    ] {
         w.kernel_mut(node).faults.clear();
     }
     w.drops.clear();
@@ -200,7 +207,11 @@ fn itinerary(seed: u64, tally: &mut Tally) {
         *tally.rejections.entry(outcome.clone()).or_default() += 1;
     }
     tally.events += w.stats.events;
-    tally.bus += w.packets.iter().filter(|p| matches!(p.kind, MhKind::Bu { .. })).count();
+    tally.bus += w
+        .packets
+        .iter()
+        .filter(|p| matches!(p.kind, MhKind::Bu { .. }))
+        .count();
 }
 
 #[test]

@@ -108,7 +108,11 @@ fn lost_deregistration_to_the_old_mma_is_retransmitted() {
     // The retransmitted deregistration reaches the old MMA, which forwards for its grace
     // period (4 s) and cleans up: nothing left 1.5 + 4 s later (observed: clean at +5.6 s).
     run(&mut w, 6000);
-    assert!(w.mmas[0].kernel.is_pristine(), "{:?}", w.mmas[0].kernel.objects);
+    assert!(
+        w.mmas[0].kernel.is_pristine(),
+        "{:?}",
+        w.mmas[0].kernel.objects
+    );
     invariants::check(&w).unwrap();
 }
 
@@ -155,8 +159,16 @@ fn duplicated_and_reordered_signalling_is_harmless() {
     // Every BU arrived twice and each copy was answered, the second as a replay (144, RFC
     // 4285 timestamp not newer), which the terminal ignores once registered: the invariants
     // held after every event.
-    let bus = w.packets.iter().filter(|p| matches!(p.kind, MhKind::Bu { .. })).count();
-    let backs = w.packets.iter().filter(|p| matches!(p.kind, MhKind::Back { .. })).count();
+    let bus = w
+        .packets
+        .iter()
+        .filter(|p| matches!(p.kind, MhKind::Bu { .. }))
+        .count();
+    let backs = w
+        .packets
+        .iter()
+        .filter(|p| matches!(p.kind, MhKind::Back { .. }))
+        .count();
     assert!(backs >= 2 * bus - 1, "{bus} BUs, {backs} BAcks");
     let statuses: std::collections::BTreeSet<u8> = w
         .packets
@@ -181,16 +193,23 @@ fn stale_replay_answers_do_not_kill_a_registration() {
     use mipcast_sim::world::Fate;
     let mut w = World::new(SimConfig::default());
     let mma = topo::mma_addr(0);
-    w.script(
-        1,
-        Fate::Duplicate(vec![1600, 1610, 1620, 1630]),
-        move |p| p.dst == mma && matches!(p.kind, MhKind::Bu { seq: 1, .. }),
-    );
-    w.drop_next(1, move |p| p.src == mma && matches!(p.kind, MhKind::Back { seq: 1, status: 0 }));
+    w.script(1, Fate::Duplicate(vec![1600, 1610, 1620, 1630]), move |p| {
+        p.dst == mma && matches!(p.kind, MhKind::Bu { seq: 1, .. })
+    });
+    w.drop_next(1, move |p| {
+        p.src == mma && matches!(p.kind, MhKind::Back { seq: 1, status: 0 })
+    });
     // The MMA's acceptances of the later BUs take 300 ms (a slow path): the late copies'
     // answers arrive while a BU is outstanding.
     w.script(10, Fate::Delay(300), move |p| {
-        p.src == mma && matches!(p.kind, MhKind::Back { seq: 2.., status: 0 })
+        p.src == mma
+            && matches!(
+                p.kind,
+                MhKind::Back {
+                    seq: 2..,
+                    status: 0
+                }
+            )
     });
     w.attach(0, 0, LinkId::Site(0, 0));
     let took = until_settled(&mut w, 0, 10_000);

@@ -46,13 +46,13 @@ fn backs_with(w: &World, status: u8) -> usize {
 }
 
 fn is_add_of(op: &Op, pred: fn(&KObject) -> bool) -> bool {
-    matches!(op.verb, Verb::Add | Verb::Replace) && matches!(op.target, Target::Object(o) if pred(&o))
+    matches!(op.verb, Verb::Add | Verb::Replace)
+        && matches!(op.target, Target::Object(o) if pred(&o))
 }
 
 fn encap(o: &KObject) -> bool {
     matches!(o, KObject::EncapRoute { .. })
 }
-
 
 /// Registers in site 0 with `node`'s kernel refusing the first change matching `pred`, runs
 /// 10 s with the invariants checked after every event.
@@ -61,7 +61,10 @@ fn register_with_refusal(node: NodeId, pred: impl Fn(&Op) -> bool + 'static) -> 
     w.refuse_next(node, 1, pred);
     w.attach(0, 0, LinkId::Site(0, 0));
     run(&mut w, 10_000);
-    assert!(w.kernel(node).faults.is_empty(), "the refusal was not exercised");
+    assert!(
+        w.kernel(node).faults.is_empty(),
+        "the refusal was not exercised"
+    );
     w
 }
 
@@ -74,7 +77,11 @@ fn nothing_left(w: &World, node: NodeId) {
         }
         NodeId::Mma(s) => {
             assert_eq!(w.mmas[s].core.terminals().count(), 0);
-            assert!(w.mmas[s].kernel.is_pristine(), "{:?}", w.mmas[s].kernel.objects);
+            assert!(
+                w.mmas[s].kernel.is_pristine(),
+                "{:?}",
+                w.mmas[s].kernel.objects
+            );
         }
         NodeId::Mn(_) => unreachable!(),
     }
@@ -121,7 +128,10 @@ fn mn_refusal(pred: impl Fn(&Op) -> bool + 'static) -> u64 {
     w.refuse_next(NodeId::Mn(0), 1, pred);
     w.attach(0, 0, LinkId::Site(0, 0));
     let took = until_settled(&mut w, 0, 3000);
-    assert!(w.kernel(NodeId::Mn(0)).faults.is_empty(), "the refusal was not exercised");
+    assert!(
+        w.kernel(NodeId::Mn(0)).faults.is_empty(),
+        "the refusal was not exercised"
+    );
     // Settled means registered; the refused change is back within the retry interval.
     run(&mut w, 1100);
     invariants::check(&w).unwrap();
@@ -155,10 +165,17 @@ fn terminal_retries_a_refused_leave() {
     });
     w.attach(0, 0, LinkId::Home);
     run(&mut w, 600);
-    assert!(w.kernel(NodeId::Mn(0)).faults.is_empty(), "the refusal was not exercised");
+    assert!(
+        w.kernel(NodeId::Mn(0)).faults.is_empty(),
+        "the refusal was not exercised"
+    );
     until_settled(&mut w, 0, 3000);
     run(&mut w, 1100);
-    assert!(w.mns[0].kernel.memberships.is_empty(), "{:?}", w.mns[0].kernel.memberships);
+    assert!(
+        w.mns[0].kernel.memberships.is_empty(),
+        "{:?}",
+        w.mns[0].kernel.memberships
+    );
 }
 
 /// Inter-site move with a refusal at `node`; runs 15 s checking the invariants.
@@ -169,7 +186,10 @@ fn move_with_refusal(node: NodeId, pred: impl Fn(&Op) -> bool + 'static) -> Worl
     w.refuse_next(node, 1, pred);
     w.attach(0, 0, LinkId::Site(1, 0));
     run(&mut w, 15_000);
-    assert!(w.kernel(node).faults.is_empty(), "the refusal was not exercised");
+    assert!(
+        w.kernel(node).faults.is_empty(),
+        "the refusal was not exercised"
+    );
     w
 }
 
@@ -195,7 +215,13 @@ fn old_mma_refuses_the_forwarding_route() {
     assert_eq!(backs_with(&w, 130), 1);
     nothing_left(&w, NodeId::Mma(0));
     until_settled(&mut w, 0, 1000);
-    assert_eq!(invariants::settled(&w, 0), Settled::InSite { site: 1, ifindex: topo::IF_A });
+    assert_eq!(
+        invariants::settled(&w, 0),
+        Settled::InSite {
+            site: 1,
+            ifindex: topo::IF_A
+        }
+    );
 }
 
 // ---- defects found by the harness -----------------------------------------------------------
@@ -207,11 +233,20 @@ fn old_mma_refuses_the_forwarding_route() {
 #[test]
 #[ignore = "protocol defect: the mobile node never re-registers after BAck 130"]
 fn terminal_registers_again_after_a_revocation() {
-    let cases: Vec<(&str, NodeId, bool, fn(&Op) -> bool)> = vec![
-        ("MMA route at registration", NodeId::Mma(0), false, |op| is_add_of(op, encap)),
-        ("HA tunnel at registration", NodeId::Ha, false, |op| is_add_of(op, encap)),
-        ("new MMA route at a move", NodeId::Mma(1), true, |op| is_add_of(op, encap)),
-        ("HA tunnel at a move", NodeId::Ha, true, |op| is_add_of(op, encap)),
+    type Case = (&'static str, NodeId, bool, fn(&Op) -> bool);
+    let cases: Vec<Case> = vec![
+        ("MMA route at registration", NodeId::Mma(0), false, |op| {
+            is_add_of(op, encap)
+        }),
+        ("HA tunnel at registration", NodeId::Ha, false, |op| {
+            is_add_of(op, encap)
+        }),
+        ("new MMA route at a move", NodeId::Mma(1), true, |op| {
+            is_add_of(op, encap)
+        }),
+        ("HA tunnel at a move", NodeId::Ha, true, |op| {
+            is_add_of(op, encap)
+        }),
     ];
     for (name, node, moving, pred) in cases {
         let mut w = World::new(SimConfig::default());

@@ -34,7 +34,13 @@ fn fig4_register_in_a_foreign_site() {
     w.attach(0, 0, LinkId::Site(0, 0));
     let took = until_settled(&mut w, 0, 5000);
     println!("registered in {took} ms");
-    assert_eq!(invariants::settled(&w, 0), Settled::InSite { site: 0, ifindex: topo::IF_A });
+    assert_eq!(
+        invariants::settled(&w, 0),
+        Settled::InSite {
+            site: 0,
+            ifindex: topo::IF_A
+        }
+    );
     let bus = w.bus_sent_by(0);
     assert_eq!(bus.len(), 2, "{bus:?}");
     assert_eq!(bus[0].dst, topo::mma_addr(0));
@@ -63,10 +69,17 @@ fn intra_site_roam_sends_no_binding_update() {
     // Layer-2 roam of the one radio to the other access link of the site.
     w.attach(0, 0, LinkId::Site(0, 1));
     run(&mut w, 3000);
-    assert_eq!(bu_count(&w), before, "an intra-site move sent binding updates");
+    assert_eq!(
+        bu_count(&w),
+        before,
+        "an intra-site move sent binding updates"
+    );
     assert_eq!(
         invariants::settled(&w, 0),
-        Settled::InSite { site: 0, ifindex: topo::IF_A }
+        Settled::InSite {
+            site: 0,
+            ifindex: topo::IF_A
+        }
     );
     // The terminal took the new link's address and dropped the old one.
     let new_addr = topo::onlink(0, 0, topo::site_link_prefix(0, 1));
@@ -79,7 +92,10 @@ fn intra_site_roam_sends_no_binding_update() {
             _ => None,
         })
         .collect();
-    assert!(addrs.contains(&new_addr) && !addrs.contains(&old_addr), "{addrs:?}");
+    assert!(
+        addrs.contains(&new_addr) && !addrs.contains(&old_addr),
+        "{addrs:?}"
+    );
     invariants::check(&w).unwrap();
 }
 
@@ -92,14 +108,26 @@ fn intra_site_make_before_break_sends_no_binding_update() {
     run(&mut w, 1000);
     w.detach(0, 0);
     run(&mut w, 3000);
-    assert_eq!(bu_count(&w), before, "an intra-site move sent binding updates");
+    assert_eq!(
+        bu_count(&w),
+        before,
+        "an intra-site move sent binding updates"
+    );
     assert_eq!(
         invariants::settled(&w, 0),
-        Settled::InSite { site: 0, ifindex: topo::IF_B }
+        Settled::InSite {
+            site: 0,
+            ifindex: topo::IF_B
+        }
     );
     let g = topo::group(0);
     assert_eq!(
-        w.mns[0].kernel.memberships.iter().copied().collect::<Vec<_>>(),
+        w.mns[0]
+            .kernel
+            .memberships
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
         vec![(topo::IF_B, g, topo::mma_addr(0))]
     );
     // Moving back and forth inside the site never costs a BU either.
@@ -131,8 +159,9 @@ fn fig6_inter_site_move() {
     let rest: Vec<_> = bus[1..].iter().map(|p| (p.dst, p.kind)).collect();
     assert!(rest.iter().any(|(d, k)| *d == topo::ha_addr()
         && matches!(k, MhKind::Bu { home: true, lifetime, .. } if *lifetime > 0)));
-    assert!(rest.iter().any(|(d, k)| *d == topo::mma_addr(0)
-        && matches!(k, MhKind::Bu { lifetime: 0, .. })));
+    assert!(rest
+        .iter()
+        .any(|(d, k)| *d == topo::mma_addr(0) && matches!(k, MhKind::Bu { lifetime: 0, .. })));
     assert!(bus.iter().all(|p| p.src == new_addr));
     // The old MMA forwards to the new on-link address for the grace period.
     let forward = mipcast_proto::KObject::EncapRoute {
@@ -142,11 +171,19 @@ fn fig6_inter_site_move() {
         oif: topo::IF_A,
         table: mipcast_proto::RT_TABLE_MAIN,
     };
-    assert!(w.mmas[0].kernel.objects.contains(&forward), "{:?}", w.mmas[0].kernel.objects);
+    assert!(
+        w.mmas[0].kernel.objects.contains(&forward),
+        "{:?}",
+        w.mmas[0].kernel.objects
+    );
     assert!(w.mmas[0].kernel.mfc.is_empty());
     // After the grace period (4 s asked) the old MMA has cleaned up.
     run(&mut w, 4500);
-    assert!(w.mmas[0].kernel.is_pristine(), "{:?}", w.mmas[0].kernel.objects);
+    assert!(
+        w.mmas[0].kernel.is_pristine(),
+        "{:?}",
+        w.mmas[0].kernel.objects
+    );
     assert_eq!(w.mmas[0].core.terminals().count(), 0);
     invariants::check(&w).unwrap();
 }
@@ -160,9 +197,19 @@ fn fig7_return_home() {
     println!("return home settled in {took} ms");
     assert_eq!(invariants::settled(&w, 0), Settled::Home);
     let bus: Vec<_> = w.bus_sent_by(0).into_iter().skip(before).cloned().collect();
-    assert!(bus.iter().any(|p| p.dst == topo::ha_addr()
-        && p.src == topo::hoa(0)
-        && matches!(p.kind, MhKind::Bu { lifetime: 0, home: true, .. })), "{bus:#?}");
+    assert!(
+        bus.iter().any(|p| p.dst == topo::ha_addr()
+            && p.src == topo::hoa(0)
+            && matches!(
+                p.kind,
+                MhKind::Bu {
+                    lifetime: 0,
+                    home: true,
+                    ..
+                }
+            )),
+        "{bus:#?}"
+    );
     // The home agent removed the tunnel and the proxy entry.
     assert!(w.ha.kernel.is_pristine(), "{:?}", w.ha.kernel.objects);
     assert!(w.ha.core.is_empty());
@@ -202,6 +249,9 @@ fn invariants_catch_stray_and_missing_state() {
     assert!(invariants::delivery(&w).unwrap_err().contains("MFC"));
     w.mmas[0].kernel.mfc = mfc;
     // A membership the terminal's core does not know of.
-    w.mns[0].kernel.memberships.insert((9, topo::group(0), topo::mma_addr(1)));
+    w.mns[0]
+        .kernel
+        .memberships
+        .insert((9, topo::group(0), topo::mma_addr(1)));
     assert!(invariants::ownership(&w).is_err());
 }
