@@ -89,6 +89,7 @@ struct Tally {
     settled: usize,
     stuck_after_rejection: usize,
     events: u64,
+    stale_timeouts: u64,
     bus: usize,
     rejections: std::collections::BTreeMap<String, usize>,
 }
@@ -207,6 +208,7 @@ fn itinerary(seed: u64, tally: &mut Tally) {
         *tally.rejections.entry(outcome.clone()).or_default() += 1;
     }
     tally.events += w.stats.events;
+    tally.stale_timeouts += w.stats.stale_timeouts;
     tally.bus += w
         .packets
         .iter()
@@ -236,6 +238,10 @@ fn random_itineraries_keep_the_invariants() {
         tally.stuck_after_rejection
     );
     println!("registrations rejected, by outcome: {:?}", tally.rejections);
+    assert_eq!(
+        tally.stale_timeouts, 0,
+        "a core asked for a timeout it had just handled"
+    );
 }
 
 #[test]
