@@ -222,8 +222,26 @@ fn fig7_return_home() {
     // The home agent removed the tunnel and the proxy entry.
     assert!(w.ha.kernel.is_pristine(), "{:?}", w.ha.kernel.objects);
     assert!(w.ha.core.is_empty());
+    // The old MMA forwards to the home address for the grace period (4 s).
     run(&mut w, 15_000);
     invariants::pristine(&w).unwrap();
+    // Then the terminal is a plain host: its home address on the home link, a default
+    // route; no tunnels, rules, memberships or marks.
+    let k = &w.mns[0].kernel;
+    assert!(k.memberships.is_empty() && k.marks.is_empty());
+    assert!(
+        k.objects.iter().all(|o| matches!(
+            o,
+            mipcast_proto::KObject::Address { .. } | mipcast_proto::KObject::GatewayRoute { .. }
+        )),
+        "{:?}",
+        k.objects
+    );
+    assert!(k.objects.contains(&mipcast_proto::KObject::Address {
+        addr: topo::hoa(0),
+        prefix_len: 64,
+        ifindex: topo::IF_A
+    }));
 }
 
 #[test]
@@ -288,4 +306,34 @@ fn a_long_stay_is_kept_alive_by_refreshes() {
     // One refresh per peer every 48 s (80% of 60 s): 2 × 6 = 12; a BRR that arrives first may
     // trigger the refresh instead, never in addition.
     assert!((10..=14).contains(&refreshes), "{refreshes}");
+}
+
+#[test]
+fn two_terminals_in_one_site_move_independently() {
+    let mut w = World::new(SimConfig {
+        terminals: 2,
+        ..SimConfig::default()
+    });
+    w.attach(0, 0, LinkId::Site(0, 0));
+    w.attach(1, 0, LinkId::Site(0, 1));
+    until_settled(&mut w, 0, 5000);
+    until_settled(&mut w, 1, 5000);
+    // One MFC entry per terminal group at the site's MMA.
+    let mma = topo::mma_addr(0);
+    assert_eq!(w.mmas[0].kernel.mfc.iter().copied().collect::<Vec<_>>(), {
+        let mut v = vec![(mma, topo::group(0)), (mma, topo::group(1))];
+        v.sort();
+        v
+    });
+    let others = w.bus_sent_by(1).len();
+    w.attach(0, 0, LinkId::Site(1, 0));
+    until_settled(&mut w, 0, 5000);
+    run(&mut w, 5000);
+    // The other terminal noticed nothing.
+    assert_eq!(w.bus_sent_by(1).len(), others);
+    assert_eq!(
+        w.mmas[0].kernel.mfc.iter().copied().collect::<Vec<_>>(),
+        vec![(mma, topo::group(1))]
+    );
+    invariants::check(&w).unwrap();
 }
