@@ -1,0 +1,339 @@
+//! Kernel refusal at each step of registration and handover: the state stays consistent (the
+//! instant invariants hold after every event), refused changes are retried (mobile node) or
+//! the registration revoked with BAck 130 (home agent, MMA).
+//!
+//! Found here (see the `#[ignore]`d tests, and the report of issue 9): after a BAck 130 the
+//! mobile node drops the registration and never registers again, so a terminal whose
+//! registration was revoked stays without a delivery path (in a move, with the home agent
+//! still tunnelling to the previous MMA); and a delete the home agent's kernel refuses leaves
+//! an object no binding owns.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
+use mipcast_proto::KObject;
+use mipcast_sim::invariants::{self, Settled};
+use mipcast_sim::topology as topo;
+use mipcast_sim::world::MhKind;
+use mipcast_sim::{LinkId, NodeId, Op, SimConfig, Target, Verb, World};
+
+fn run(w: &mut World, ms: u64) {
+    let end = w.now + ms;
+    w.run_until_with(end, &mut |w| {
+        if let Err(e) = invariants::check(w) {
+            panic!("t={} ms: {e}", w.now);
+        }
+    });
+}
+
+fn until_settled(w: &mut World, t: usize, limit_ms: u64) -> u64 {
+    let start = w.now;
+    while invariants::settled(w, t) == Settled::NotSettled {
+        assert!(
+            w.now - start < limit_ms,
+            "terminal {t} not settled after {limit_ms} ms: {}\nHA {}\nMMA0 {}\nMMA1 {}",
+            invariants::describe(w, NodeId::Mn(t)),
+            invariants::describe(w, NodeId::Ha),
+            invariants::describe(w, NodeId::Mma(0)),
+            invariants::describe(w, NodeId::Mma(1)),
+        );
+        run(w, 10);
+    }
+    w.now - start
+}
+
+fn backs_with(w: &World, status: u8) -> usize {
+    w.packets
+        .iter()
+        .filter(|p| matches!(p.kind, MhKind::Back { status: s, .. } if s == status))
+        .count()
+}
+
+fn is_add_of(op: &Op, pred: fn(&KObject) -> bool) -> bool {
+    matches!(op.verb, Verb::Add | Verb::Replace)
+        && matches!(op.target, Target::Object(o) if pred(&o))
+}
+
+fn encap(o: &KObject) -> bool {
+    matches!(o, KObject::EncapRoute { .. })
+}
+
+/// Registers in site 0 with `node`'s kernel refusing the first change matching `pred`, runs
+/// 10 s with the invariants checked after every event.
+fn register_with_refusal(node: NodeId, pred: impl Fn(&Op) -> bool + 'static) -> World {
+    let mut w = World::new(SimConfig::default());
+    w.refuse_next(node, 1, pred);
+    w.attach(0, 0, LinkId::Site(0, 0));
+    run(&mut w, 10_000);
+    assert!(
+        w.kernel(node).faults.is_empty(),
+        "the refusal was not exercised"
+    );
+    w
+}
+
+/// Nothing of terminal 0 is left at `node` (core and kernel).
+fn nothing_left(w: &World, node: NodeId) {
+    match node {
+        NodeId::Ha => {
+            assert!(w.ha.core.is_empty());
+            assert!(w.ha.kernel.is_pristine(), "{:?}", w.ha.kernel.objects);
+        }
+        NodeId::Mma(s) => {
+            assert_eq!(w.mmas[s].core.terminals().count(), 0);
+            assert!(
+                w.mmas[s].kernel.is_pristine(),
+                "{:?}",
+                w.mmas[s].kernel.objects
+            );
+        }
+        NodeId::Mn(_) => unreachable!(),
+    }
+}
+
+#[test]
+fn mma_refuses_the_downlink_route() {
+    let w = register_with_refusal(NodeId::Mma(0), |op| is_add_of(op, encap));
+    // Revoked: BAck 130 to the terminal, everything withdrawn, the home agent never asked.
+    assert_eq!(backs_with(&w, 130), 1);
+    nothing_left(&w, NodeId::Mma(0));
+    nothing_left(&w, NodeId::Ha);
+}
+
+#[test]
+fn mma_refuses_the_mfc_entry() {
+    let w = register_with_refusal(NodeId::Mma(0), |op| {
+        op.verb == Verb::Add && matches!(op.target, Target::Mfc { .. })
+    });
+    assert_eq!(backs_with(&w, 130), 1);
+    nothing_left(&w, NodeId::Mma(0));
+}
+
+#[test]
+fn home_agent_refuses_the_tunnel() {
+    let w = register_with_refusal(NodeId::Ha, |op| is_add_of(op, encap));
+    assert_eq!(backs_with(&w, 130), 1);
+    nothing_left(&w, NodeId::Ha);
+}
+
+#[test]
+fn home_agent_refuses_the_proxy_entry() {
+    let w = register_with_refusal(NodeId::Ha, |op| {
+        is_add_of(op, |o| matches!(o, KObject::ProxyNeigh { .. }))
+    });
+    assert_eq!(backs_with(&w, 130), 1);
+    // The route that did get in was rolled back.
+    nothing_left(&w, NodeId::Ha);
+}
+
+/// The mobile node retries what its kernel refused (after 1 s) and gets registered.
+fn mn_refusal(pred: impl Fn(&Op) -> bool + 'static) -> u64 {
+    let mut w = World::new(SimConfig::default());
+    w.refuse_next(NodeId::Mn(0), 1, pred);
+    w.attach(0, 0, LinkId::Site(0, 0));
+    let took = until_settled(&mut w, 0, 3000);
+    assert!(
+        w.kernel(NodeId::Mn(0)).faults.is_empty(),
+        "the refusal was not exercised"
+    );
+    // Settled means registered; the refused change is back within the retry interval.
+    run(&mut w, 1100);
+    invariants::check(&w).unwrap();
+    assert_eq!(backs_with(&w, 130), 0);
+    took
+}
+
+#[test]
+fn terminal_retries_a_refused_join() {
+    mn_refusal(|op| matches!(op.target, Target::Membership { .. }) && op.verb == Verb::Add);
+    // Held: the membership is in the kernel after the retry.
+}
+
+#[test]
+fn terminal_retries_a_refused_address() {
+    mn_refusal(|op| is_add_of(op, |o| matches!(o, KObject::Address { .. })));
+}
+
+#[test]
+fn terminal_retries_a_refused_uplink_route() {
+    mn_refusal(|op| is_add_of(op, encap));
+}
+
+#[test]
+fn terminal_retries_a_refused_leave() {
+    let mut w = World::new(SimConfig::default());
+    w.attach(0, 0, LinkId::Site(0, 0));
+    until_settled(&mut w, 0, 3000);
+    w.refuse_next(NodeId::Mn(0), 1, |op| {
+        op.verb == Verb::Delete && matches!(op.target, Target::Membership { .. })
+    });
+    w.attach(0, 0, LinkId::Home);
+    run(&mut w, 600);
+    assert!(
+        w.kernel(NodeId::Mn(0)).faults.is_empty(),
+        "the refusal was not exercised"
+    );
+    until_settled(&mut w, 0, 3000);
+    run(&mut w, 1100);
+    assert!(
+        w.mns[0].kernel.memberships.is_empty(),
+        "{:?}",
+        w.mns[0].kernel.memberships
+    );
+}
+
+/// Inter-site move with a refusal at `node`; runs 15 s checking the invariants.
+fn move_with_refusal(node: NodeId, pred: impl Fn(&Op) -> bool + 'static) -> World {
+    let mut w = World::new(SimConfig::default());
+    w.attach(0, 0, LinkId::Site(0, 0));
+    until_settled(&mut w, 0, 5000);
+    w.refuse_next(node, 1, pred);
+    w.attach(0, 0, LinkId::Site(1, 0));
+    run(&mut w, 15_000);
+    assert!(
+        w.kernel(node).faults.is_empty(),
+        "the refusal was not exercised"
+    );
+    w
+}
+
+#[test]
+fn new_mma_refuses_on_an_inter_site_move() {
+    let w = move_with_refusal(NodeId::Mma(1), |op| is_add_of(op, encap));
+    assert_eq!(backs_with(&w, 130), 1);
+    nothing_left(&w, NodeId::Mma(1));
+}
+
+#[test]
+fn home_agent_refuses_the_move() {
+    let w = move_with_refusal(NodeId::Ha, |op| is_add_of(op, encap));
+    assert_eq!(backs_with(&w, 130), 1);
+    // The refused replace left the route to the old CoA: the rollback deleted it too.
+    nothing_left(&w, NodeId::Ha);
+}
+
+#[test]
+fn old_mma_refuses_the_forwarding_route() {
+    let mut w = move_with_refusal(NodeId::Mma(0), |op| is_add_of(op, encap));
+    // The old MMA revoked instead of forwarding; the terminal is registered in the new site.
+    assert_eq!(backs_with(&w, 130), 1);
+    nothing_left(&w, NodeId::Mma(0));
+    until_settled(&mut w, 0, 1000);
+    assert_eq!(
+        invariants::settled(&w, 0),
+        Settled::InSite {
+            site: 1,
+            ifindex: topo::IF_A
+        }
+    );
+}
+
+// ---- defects found by the harness -----------------------------------------------------------
+
+/// Registering (or moving) with a revocation on the way must end registered: the home agent's
+/// core documents "The MN retries with a new sequence number". It does not: the mobile node's
+/// `Client::on_back` removes the registration on any status >= 128 other than 135/144, and
+/// `on_ack_outcome` only logs it (and drops `pending_site`), so nothing ever sends another BU.
+#[test]
+#[ignore = "protocol defect: the mobile node never re-registers after BAck 130"]
+fn terminal_registers_again_after_a_revocation() {
+    type Case = (&'static str, NodeId, bool, fn(&Op) -> bool);
+    let cases: Vec<Case> = vec![
+        ("MMA route at registration", NodeId::Mma(0), false, |op| {
+            is_add_of(op, encap)
+        }),
+        ("HA tunnel at registration", NodeId::Ha, false, |op| {
+            is_add_of(op, encap)
+        }),
+        ("new MMA route at a move", NodeId::Mma(1), true, |op| {
+            is_add_of(op, encap)
+        }),
+        ("HA tunnel at a move", NodeId::Ha, true, |op| {
+            is_add_of(op, encap)
+        }),
+    ];
+    for (name, node, moving, pred) in cases {
+        let mut w = World::new(SimConfig::default());
+        if moving {
+            w.attach(0, 0, LinkId::Site(0, 0));
+            until_settled(&mut w, 0, 5000);
+        }
+        w.refuse_next(node, 1, pred);
+        w.attach(0, 0, LinkId::Site(usize::from(moving), 0));
+        let start = w.now;
+        while invariants::settled(&w, 0) == Settled::NotSettled {
+            assert!(
+                w.now - start < 70_000,
+                "{name}: not registered 70 s after a revocation: {}",
+                invariants::describe(&w, NodeId::Mn(0))
+            );
+            run(&mut w, 100);
+        }
+    }
+}
+
+/// A delete the home agent's kernel refuses leaves the object with no binding: at home, the
+/// HoA/128 route to the old MMA stays and hijacks the terminal's traffic until a restart
+/// reconciles. The core reports it (`KernelRefused`) and never tries again.
+#[test]
+#[ignore = "protocol defect: a delete the home agent's kernel refused is never retried"]
+fn home_agent_retries_a_refused_delete() {
+    let mut w = World::new(SimConfig::default());
+    w.attach(0, 0, LinkId::Site(0, 0));
+    until_settled(&mut w, 0, 5000);
+    w.refuse_next(NodeId::Ha, 1, |op| op.verb == Verb::Delete);
+    w.attach(0, 0, LinkId::Home);
+    w.run_for(15_000);
+    invariants::ownership(&w).unwrap();
+}
+
+// ---- state left by a crashed predecessor ------------------------------------------------------
+
+fn stale_route(tunnel_dst: std::net::Ipv6Addr, oif: u32) -> KObject {
+    KObject::EncapRoute {
+        dst: ipnetwork::Ipv6Network::from(topo::hoa(0)),
+        src: None,
+        tunnel_dst,
+        oif,
+        table: mipcast_proto::RT_TABLE_MAIN,
+    }
+}
+
+#[test]
+fn mma_takes_over_a_route_left_by_a_predecessor() {
+    let mut w = World::new(SimConfig::default());
+    // The route of the terminal's previous life, to some other group.
+    let stale = stale_route("ff35::dead".parse().unwrap(), topo::IF_B);
+    w.mmas[0].kernel.objects.insert(stale);
+    w.attach(0, 0, LinkId::Site(0, 0));
+    let mut settled = false;
+    let end = w.now + 3000;
+    // The stale object has no owner until the registration replaces it: check the rest.
+    w.run_until_with(end, &mut |w| {
+        if invariants::settled(w, 0) != Settled::NotSettled {
+            settled = true;
+        }
+    });
+    assert!(settled);
+    // "exists" was answered by a replace: the MMA's route now goes to the terminal's group.
+    assert!(!w.mmas[0].kernel.objects.contains(&stale));
+    invariants::check(&w).unwrap();
+    assert_eq!(backs_with(&w, 130), 0);
+}
+
+#[test]
+fn home_agent_revokes_when_a_predecessor_left_the_route() {
+    let mut w = World::new(SimConfig::default());
+    let stale = stale_route(topo::mma_addr(1), topo::IF_A);
+    w.ha.kernel.objects.insert(stale);
+    w.attach(0, 0, LinkId::Site(0, 0));
+    w.run_for(5000);
+    // The home agent's policy: an add that finds its route there is refused, the binding
+    // revoked (BAck 130), and the rollback's delete takes the stale route out too, so a retry
+    // by the terminal would succeed (it does not retry: see the ignored test above).
+    assert_eq!(backs_with(&w, 130), 1);
+    assert!(w.ha.kernel.is_pristine(), "{:?}", w.ha.kernel.objects);
+    invariants::check(&w).unwrap();
+}
