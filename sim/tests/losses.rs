@@ -194,7 +194,6 @@ fn duplicated_and_reordered_signalling_is_harmless() {
 /// never registers. Found by the random itineraries (duplicated and lost signalling); here made
 /// deterministic: four late copies of BU 1 reach the MMA while BU 2 waits for its answer.
 #[test]
-#[ignore = "protocol defect: stale BAck 144/135 for an older BU counts as a resync and kills the registration"]
 fn stale_replay_answers_do_not_kill_a_registration() {
     use mipcast_sim::world::Fate;
     let mut w = World::new(SimConfig::default());

@@ -24,7 +24,7 @@ pub mod replies;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::Ipv6Addr;
 
 use mipcast_binding::{Action, BindingRecord, HomeAgentPolicy, Registrar, RemoveReason, SaTable};
@@ -203,6 +203,10 @@ pub struct Core {
     after: Vec<Output>,
     /// The time of the last input (the round is finished at it).
     last_now: Option<Now>,
+    /// Objects whose delete the kernel refused: no binding owns them, so they are deleted
+    /// again (at `stale_retry`) until the kernel lets them go or a binding wants them back.
+    stale: BTreeSet<KObject>,
+    stale_retry: Option<Millis>,
 }
 
 impl Core {
@@ -225,6 +229,8 @@ impl Core {
             refused: Vec::new(),
             after: Vec::new(),
             last_now: None,
+            stale: BTreeSet::new(),
+            stale_retry: None,
         }
     }
 
@@ -435,6 +441,12 @@ impl Core {
         self.plan.desired()
     }
 
+    /// Objects the kernel refused to delete, no binding's any more: deleted again until they
+    /// go.
+    pub fn stale(&self) -> impl Iterator<Item = &KObject> {
+        self.stale.iter()
+    }
+
     /// Care-of addresses whose interface is unknown (after a restore).
     pub fn all_unresolved(&self) -> Vec<Ipv6Addr> {
         self.plan.all_unresolved()
@@ -466,6 +478,25 @@ impl Core {
     }
 }
 
+/// Between attempts to delete an object the kernel refused to delete.
+const STALE_RETRY_MS: u64 = 1000;
+
+impl Core {
+    /// Whether a binding wants `object` now (so a stale delete of it must not go out).
+    fn wanted(&self, object: &KObject) -> bool {
+        match *object {
+            KObject::EncapRoute {
+                dst, tunnel_dst, ..
+            } => self.plan.tunnel(&dst.ip()) == Some(tunnel_dst),
+            KObject::ProxyNeigh { addr, .. } => self.plan.tunnel(&addr).is_some(),
+            KObject::Rule {
+                from: Some(from), ..
+            } => self.plan.refs(&from.ip()) > 0,
+            _ => true,
+        }
+    }
+}
+
 impl Machine for Core {
     type Input<'a> = Input<'a>;
     type Send = Send;
@@ -481,13 +512,26 @@ impl Machine for Core {
 
     fn handle_timeout(&mut self, now: Now) {
         self.last_now = Some(now);
+        if self.stale_retry.is_some_and(|at| at <= now.mono) {
+            self.stale_retry = None;
+            let stale: Vec<KObject> = std::mem::take(&mut self.stale)
+                .into_iter()
+                .filter(|o| !self.wanted(o))
+                .collect();
+            self.queue
+                .extend(stale.into_iter().map(|o| Output::Kernel(Change::Delete(o))));
+        }
         let mut burst = std::mem::take(&mut self.burst);
         self.on_timers(&mut burst, now);
         self.burst = burst;
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
-        self.registrar.next_deadline()
+        self.registrar
+            .next_deadline()
+            .into_iter()
+            .chain(self.stale_retry)
+            .min()
     }
 
     fn poll_output(&mut self) -> Option<Output> {
@@ -556,7 +600,7 @@ impl Machine for Core {
         }
     }
 
-    fn kernel_result(&mut self, _now: Now, change: &Change, outcome: Outcome) {
+    fn kernel_result(&mut self, now: Now, change: &Change, outcome: Outcome) {
         self.outstanding = self.outstanding.saturating_sub(1);
         let rollback = self.phase == Phase::RollingBack;
         let held = match (change, &outcome) {
@@ -568,8 +612,14 @@ impl Machine for Core {
         if held {
             return;
         }
-        if let (Change::Add(o) | Change::Replace(o), false) = (change, rollback) {
-            self.refused.push(*o);
+        match (change, rollback) {
+            (Change::Add(o) | Change::Replace(o), false) => self.refused.push(*o),
+            (Change::Delete(o), _) => {
+                self.stale.insert(*o);
+                self.stale_retry
+                    .get_or_insert(now.mono.plus_ms(STALE_RETRY_MS));
+            }
+            _ => {}
         }
         let event = Event::KernelRefused {
             change: *change,
@@ -579,10 +629,10 @@ impl Machine for Core {
             },
             rollback,
         };
-        if rollback {
-            self.queue.push_back(Output::Event(event));
-        } else {
+        if self.phase == Phase::Programming {
             self.after.push(Output::Event(event));
+        } else {
+            self.queue.push_back(Output::Event(event));
         }
     }
 }

@@ -129,6 +129,11 @@ pub enum Send {
 /// What the driver must do, or count.
 pub type Output = mipcast_proto::Output<Send, KernelChange, MetricEvent>;
 
+/// First wait before registering again after a refusal (RFC 6275 §13:
+/// INITIAL_BINDACK_TIMEOUT_FIRST_REG), doubled per refusal in a row up to MAX_BINDACK_TIMEOUT.
+const RETRY_FIRST_MS: u64 = 1500;
+const RETRY_MAX_MS: u64 = 32_000;
+
 /// Between retries of kernel changes the kernel refused.
 const KERNEL_RETRY_MS: u64 = 1000;
 
@@ -257,6 +262,14 @@ pub struct Core {
     last_mma: Option<Ipv6Addr>,
     ha_registered: bool,
     pending_site: Option<PendingSite>,
+    /// A registration of the current attachment that a peer refused, to be tried again
+    /// (RFC 6275 §11.7.1 back-off: 1.5 s doubling to 32 s): when, and with whom.
+    retry: Option<(Millis, PeerKind)>,
+    /// Refusals in a row, for the back-off; an accepted registration resets it.
+    refusals: u32,
+    /// A peer refused the attachment's registration for good (a status other than 130):
+    /// nothing is retried until the attachment changes.
+    refused_for_good: bool,
     overlap: Option<(Membership, Millis)>,
     forwards: Vec<Forward>,
     /// What the kernel holds of what we asked for: only changes it carried out.
@@ -284,6 +297,9 @@ impl Core {
             last_mma: persisted.last_mma,
             ha_registered: persisted.ha_registered,
             pending_site: None,
+            retry: None,
+            refusals: 0,
+            refused_for_good: false,
             overlap: None,
             forwards: Vec::new(),
             applied: Desired::default(),
@@ -393,6 +409,7 @@ impl Core {
             self.client.next_deadline(),
             self.overlap.map(|(_, u)| u),
             dwell,
+            self.retry.map(|(at, _)| at),
         ]
         .into_iter()
         .flatten()
@@ -661,7 +678,24 @@ impl Core {
                     peer: kind,
                     outcome: format!("rejected_{status}"),
                 }));
-                if self.pending_site.is_some_and(|p| p.mma == peer) {
+                // The attachment still needs this registration: try again after a back-off.
+                // Refused deregistrations are left; the bindings expire.
+                // Only "insufficient resources" (130, also a revocation after the peer's
+                // kernel refused the binding) can pass: the registration is tried again after a
+                // back-off (see `ensure_registrations`). Other refusals are configuration.
+                let current = match (self.attach, kind) {
+                    (Attach::Site { mma, .. }, PeerKind::Mma) => mma == peer,
+                    (Attach::Site { .. } | Attach::Mipv6 { .. }, PeerKind::HomeAgent) => {
+                        peer == self.cfg.home_agent
+                    }
+                    _ => false,
+                };
+                if current && status != mipcast_wire::mh::back_status::INSUFFICIENT_RESOURCES {
+                    self.refused_for_good = true;
+                }
+                if current {
+                    self.schedule_retry(kind, now);
+                } else if self.pending_site.is_some_and(|p| p.mma == peer) {
                     self.pending_site = None;
                 }
             }
@@ -695,6 +729,9 @@ impl Core {
                 if kind == PeerKind::HomeAgent {
                     self.ha_registered = !deregistration;
                 }
+                if !deregistration {
+                    self.refusals = 0;
+                }
                 if kind == PeerKind::Mma && !deregistration {
                     if let Some(p) = self.pending_site.filter(|p| p.mma == peer) {
                         self.pending_site = None;
@@ -713,16 +750,105 @@ impl Core {
             return;
         };
         let onlink = self.link(ifindex).and_then(Link::onlink_address);
-        let ha_req = Request {
+        self.start(self.cfg.home_agent, self.ha_request(coa), onlink, now, out);
+        if let (Some(prev), Some(new_coa)) = (p.previous, onlink) {
+            self.deregister_mma(prev, new_coa, onlink, now, out);
+        }
+    }
+
+    /// Registration with a site's MMA.
+    fn mma_request(&self) -> Request {
+        Request {
+            kind: PeerKind::Mma,
+            lifetime_s: self.cfg.lifetime_s,
+            alt_coa: None,
+            group: Some(self.cfg.group),
+            forward: None,
+        }
+    }
+
+    /// Registration of `coa` with the home agent.
+    fn ha_request(&self, coa: Ipv6Addr) -> Request {
+        Request {
             kind: PeerKind::HomeAgent,
             lifetime_s: self.cfg.lifetime_s,
             alt_coa: Some(coa),
             group: None,
             forward: None,
+        }
+    }
+
+    /// Schedules the attachment's registration with `kind` again after the back-off, unless a
+    /// peer refused it for good.
+    fn schedule_retry(&mut self, kind: PeerKind, now: Now) {
+        if self.refused_for_good || self.retry.is_some() {
+            return;
+        }
+        let backoff = RETRY_FIRST_MS
+            .saturating_mul(1 << self.refusals.min(5))
+            .min(RETRY_MAX_MS);
+        self.refusals = self.refusals.saturating_add(1);
+        self.retry = Some((now.mono.plus_ms(backoff), kind));
+        tracing::info!(
+            kind = kind.label(),
+            backoff_ms = backoff,
+            "registering again after the back-off"
+        );
+    }
+
+    /// The attachment's registrations are state to converge on, like its kernel state: one it
+    /// needs but no longer has (refused with 130, given up after the maximum back-off, lost in
+    /// a race with a move) is scheduled again.
+    fn ensure_registrations(&mut self, now: Now) {
+        let ha = self.cfg.home_agent;
+        let missing = match self.attach {
+            Attach::Site { mma, .. } => match self.client.get(&mma) {
+                None => Some(PeerKind::Mma),
+                Some(r) if r.state == reg::State::Bound && self.client.get(&ha).is_none() => {
+                    Some(PeerKind::HomeAgent)
+                }
+                Some(_) => None,
+            },
+            Attach::Mipv6 { .. } => self
+                .client
+                .get(&ha)
+                .is_none()
+                .then_some(PeerKind::HomeAgent),
+            Attach::Home { .. } | Attach::Detached => None,
         };
-        self.start(self.cfg.home_agent, ha_req, onlink, now, out);
-        if let (Some(prev), Some(new_coa)) = (p.previous, onlink) {
-            self.deregister_mma(prev, new_coa, onlink, now, out);
+        if let Some(kind) = missing {
+            self.schedule_retry(kind, now);
+        }
+    }
+
+    /// The refused registration of the current attachment, again.
+    fn retry_registration(&mut self, kind: PeerKind, now: Now, out: &mut Out) {
+        match (self.attach, kind) {
+            (Attach::Site { ifindex, mma }, PeerKind::Mma) => {
+                let src = self.link(ifindex).and_then(Link::onlink_address);
+                if self.pending_site.is_none_or(|p| p.mma != mma) {
+                    self.pending_site = Some(PendingSite {
+                        mma,
+                        previous: self.last_mma.filter(|p| *p != mma),
+                    });
+                }
+                self.start(mma, self.mma_request(), src, now, out);
+            }
+            (Attach::Site { ifindex, mma }, PeerKind::HomeAgent) => {
+                let coa = self
+                    .client
+                    .get(&mma)
+                    .and_then(|r| r.assigned_coa)
+                    .unwrap_or(mma);
+                let src = self.link(ifindex).and_then(Link::onlink_address);
+                self.start(self.cfg.home_agent, self.ha_request(coa), src, now, out);
+            }
+            (Attach::Mipv6 { coa, .. }, PeerKind::HomeAgent) => {
+                let mut req = self.ha_request(coa);
+                req.alt_coa = None;
+                self.start(self.cfg.home_agent, req, Some(coa), now, out);
+            }
+            _ => {}
         }
     }
 
@@ -810,6 +936,12 @@ impl Core {
         if self.overlap.is_some_and(|(_, until)| until <= now.mono) {
             self.overlap = None;
         }
+        if let Some((at, kind)) = self.retry.filter(|(at, _)| *at <= now.mono) {
+            tracing::debug!(?at, kind = kind.label(), "registration retry due");
+            self.retry = None;
+            self.retry_registration(kind, now, out);
+        }
+        self.ensure_registrations(now);
         self.forwards.retain(|f| f.until > now.mono);
         let src = self.src_for(PeerKind::Mma);
         let cfg = &self.cfg;
@@ -922,6 +1054,8 @@ impl Core {
         tracing::info!(kind = kind.label(), ?old, ?new, "handover");
         out.other.push(Output::Event(MetricEvent::Handover(kind)));
         self.overlap = None;
+        self.retry = None;
+        self.refused_for_good = false;
         // A registration with an MMA we are no longer heading for is abandoned.
         if let Some(p) = self.pending_site {
             if !matches!(new, Attach::Site { mma, .. } if mma == p.mma) && new != Attach::Detached {
@@ -960,14 +1094,7 @@ impl Core {
                 let previous = self.last_mma.filter(|p| *p != mma);
                 self.pending_site = Some(PendingSite { mma, previous });
                 let src = self.link(ifindex).and_then(Link::onlink_address);
-                let req = Request {
-                    kind: PeerKind::Mma,
-                    lifetime_s: self.cfg.lifetime_s,
-                    alt_coa: None,
-                    group: Some(self.cfg.group),
-                    forward: None,
-                };
-                self.start(mma, req, src, now, out);
+                self.start(mma, self.mma_request(), src, now, out);
             }
             Attach::Home { .. } => {
                 self.pending_site = None;

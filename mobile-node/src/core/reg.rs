@@ -347,6 +347,18 @@ impl Client {
             }
             status @ (mipcast_wire::mh::back_status::SEQUENCE_OUT_OF_WINDOW
             | mipcast_wire::mh::back_status::MIPV6_ID_MISMATCH) => {
+                // A late or duplicated copy of an earlier BU may be answered while a newer one
+                // is outstanding; that answer says nothing about the newer one. A 144 echoes
+                // its BU's sequence number; a 135 carries the last number the peer accepted,
+                // which the outstanding BU already passes if the 135 answered an older one.
+                let stale = if status == mipcast_wire::mh::back_status::SEQUENCE_OUT_OF_WINDOW {
+                    seq_newer(reg.seq, ba.sequence)
+                } else {
+                    ba.sequence != reg.seq
+                };
+                if stale {
+                    return AckOutcome::Ignored("resynchronisation for an earlier binding update");
+                }
                 if reg.resyncs >= MAX_RESYNCS {
                     self.regs.remove(&src);
                     return AckOutcome::Rejected {
@@ -523,4 +535,10 @@ pub fn build_bu(
     let n = repr.emit_authenticated(&mut buf, &creds, &coa, &hoa)?;
     buf.truncate(n);
     Ok(buf)
+}
+
+/// `a` is newer than `b` in RFC 6275's modulo-2^16 sequence number space (§9.5.1).
+fn seq_newer(a: u16, b: u16) -> bool {
+    let ahead = a.wrapping_sub(b);
+    ahead != 0 && ahead < 0x8000
 }
