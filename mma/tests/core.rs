@@ -737,3 +737,60 @@ fn replies_to_refused_messages_are_rate_limited() {
     let out = send(&mut c, &terminal_bu(11, HOA, GROUP, clock.ntp()), &clock);
     assert_eq!(ack(&out, HOA).status, 0);
 }
+
+#[test]
+fn a_delete_the_kernel_refused_is_tried_again_until_it_goes() {
+    let mut c = core();
+    let mut clock = Clock { mono: 1000 };
+    register(&mut c, &clock);
+    clock.advance(10);
+    let mfc = Change::DelMfc {
+        source: MMA,
+        group: GROUP,
+    };
+    let refuse_mfc = move |ch: &Change| {
+        if *ch == mfc {
+            Outcome::Refused {
+                errno: Some(16), // EBUSY
+                reason: "Device or resource busy".into(),
+            }
+        } else {
+            Outcome::Applied
+        }
+    };
+    let out = mh_with(
+        &mut c,
+        ON_LINK,
+        &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(None).bytes(),
+        &clock,
+        refuse_mfc,
+    );
+    assert_eq!(ack(&out, HOA).status, 0, "the terminal is gone either way");
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::KernelRefused { .. }))));
+    // A second later the delete goes out again; still refused, then accepted.
+    let retry = c.poll_timeout().expect("a retry is scheduled");
+    assert_eq!(retry.0, clock.mono + 1000);
+    clock.mono = retry.0;
+    c.handle_timeout(clock.now());
+    assert_eq!(kernel(&settle(&mut c, clock.now(), refuse_mfc)), vec![mfc]);
+    clock.mono = c.poll_timeout().expect("retried again").0;
+    assert_eq!(kernel(&tick(&mut c, &clock)), vec![mfc]);
+    assert_eq!(c.poll_timeout(), None, "nothing left to retry");
+    // A terminal that takes the group meanwhile is never hit by a late retry.
+    let mut c = core();
+    register(&mut c, &clock);
+    mh_with(
+        &mut c,
+        ON_LINK,
+        &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(None).bytes(),
+        &clock,
+        refuse_mfc,
+    );
+    clock.advance(100);
+    let out = send(&mut c, &terminal_bu(3, HOA, GROUP, clock.ntp()), &clock);
+    assert_eq!(ack(&out, HOA).status, 0);
+    clock.advance(1000);
+    assert!(kernel(&tick(&mut c, &clock)).is_empty());
+}

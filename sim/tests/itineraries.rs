@@ -55,9 +55,9 @@ fn random_refusal(rng: &mut Rng, w: &mut World) {
         _ => NodeId::Mn(rng.below(w.cfg.terminals as u64) as usize),
     };
     let n = 1 + rng.below(2) as usize;
-    // Any change, adds and replaces more often (they are what revocations follow from). The
-    // MMA leaves a delete its kernel refused (it reports it), so deletes are refused at the
-    // home agent and the mobile node only, which try them again.
+    // Any change, adds and replaces more often (they are what revocations follow from).
+    // Deletes are refused at the home agent and the mobile node, whose retries the invariants
+    // follow (the MMA retries its refused deletes too: mma/tests/core.rs).
     let deletes_retried = !matches!(node, NodeId::Mma(_));
     match rng.below(4) {
         0 => w.refuse_next(node, n, |op: &Op| op.verb != Verb::Delete),

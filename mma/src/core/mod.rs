@@ -11,7 +11,8 @@
 //! replace; any other refused add, replace or MFC entry of a terminal revokes it: the
 //! registration is taken back from the registrar, everything of the terminal is deleted from
 //! the kernel, and its BU is answered with a signed BAck 130 instead of the BAck(0) that
-//! confirmed it. A refused delete is reported and left (nothing can undo it).
+//! confirmed it. A refused delete is reported and tried again every second until the kernel
+//! lets the state go (or a terminal owns that state again).
 //!
 //! Replies that refuse a message (no binding changed) are rate-limited by one token bucket, as
 //! the home agent's are.
@@ -117,6 +118,10 @@ pub struct Core {
     outstanding: usize,
     /// Terminals revoked in this round: what confirmed them is not sent.
     revoked: BTreeSet<Ipv6Addr>,
+    /// Deletes the kernel refused, of state no terminal owns: tried again (at `stale_retry`)
+    /// until the kernel lets the state go or a terminal owns it again.
+    stale: Vec<Change>,
+    stale_retry: Option<Millis>,
 }
 
 impl Core {
@@ -136,6 +141,8 @@ impl Core {
             held: Vec::new(),
             outstanding: 0,
             revoked: BTreeSet::new(),
+            stale: Vec::new(),
+            stale_retry: None,
         })
     }
 
@@ -346,12 +353,24 @@ impl Machine for Core {
 
     /// Expiries, ends of forwarding windows and Binding Refresh Requests due at `now`.
     fn handle_timeout(&mut self, now: Now) {
+        if self.stale_retry.is_some_and(|at| at <= now.mono) {
+            self.stale_retry = None;
+            let stale: Vec<Change> = std::mem::take(&mut self.stale)
+                .into_iter()
+                .filter(|c| self.owner(c).is_none())
+                .collect();
+            self.queue.extend(stale.into_iter().map(Output::Kernel));
+        }
         let actions = self.registrar.poll_timers(now);
         self.translate(actions, now);
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
-        self.registrar.next_deadline()
+        self.registrar
+            .next_deadline()
+            .into_iter()
+            .chain(self.stale_retry)
+            .min()
     }
 
     fn poll_output(&mut self) -> Option<Output> {
@@ -389,17 +408,27 @@ impl Machine for Core {
             }
             _ => match self.owner(change) {
                 Some(hoa) if !change.is_delete() => self.revoke(hoa, now),
-                _ => self.hold(Output::Event(Event::KernelRefused {
-                    change: format!("{change:?}"),
-                    reason: match outcome {
-                        Outcome::Refused { reason, .. } => reason,
-                        other => format!("{other:?}"),
-                    },
-                })),
+                owner => {
+                    if change.is_delete() && owner.is_none() {
+                        self.stale.push(*change);
+                        self.stale_retry
+                            .get_or_insert(now.mono.plus_ms(STALE_RETRY_MS));
+                    }
+                    self.hold(Output::Event(Event::KernelRefused {
+                        change: format!("{change:?}"),
+                        reason: match outcome {
+                            Outcome::Refused { reason, .. } => reason,
+                            other => format!("{other:?}"),
+                        },
+                    }));
+                }
             },
         }
     }
 }
+
+/// Between attempts to delete state the kernel refused to delete.
+const STALE_RETRY_MS: u64 = 1000;
 
 /// One terminal as `mma status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
