@@ -312,3 +312,33 @@ pub fn describe(w: &World, node: NodeId) -> String {
         NodeId::Mn(t) => format!("{:?}", w.mn_status(t)),
     }
 }
+
+/// Runs `ms` of virtual time checking the instant invariants after every event; a broken one
+/// fails the test, naming the time.
+pub fn run_checked(w: &mut World, ms: u64) {
+    let end = w.now + ms;
+    w.run_until_with(end, &mut |w| {
+        if let Err(e) = check(w) {
+            panic!("t={} ms: {e}", w.now);
+        }
+    });
+}
+
+/// Runs (checked) until terminal `t` is settled and returns how long it took; past
+/// `limit_ms` the test fails with the state of the terminal, the home agent and the MMAs.
+pub fn run_until_settled(w: &mut World, t: usize, limit_ms: u64) -> u64 {
+    let start = w.now;
+    while settled(w, t) == Settled::NotSettled {
+        if w.now - start >= limit_ms {
+            let mut nodes = vec![NodeId::Mn(t), NodeId::Ha];
+            nodes.extend((0..w.mmas.len()).map(NodeId::Mma));
+            let states: Vec<String> = nodes.into_iter().map(|n| describe(w, n)).collect();
+            panic!(
+                "terminal {t} not settled after {limit_ms} ms:\n{}",
+                states.join("\n")
+            );
+        }
+        run_checked(w, 5);
+    }
+    w.now - start
+}

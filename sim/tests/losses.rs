@@ -8,32 +8,12 @@
     clippy::indexing_slicing,
     clippy::panic
 )] // a test fails by panicking
-use mipcast_sim::invariants::{self, Settled};
+use mipcast_sim::invariants::{
+    self, run_checked as run, run_until_settled as until_settled, Settled,
+};
 use mipcast_sim::topology as topo;
 use mipcast_sim::world::{Impairments, MhKind};
 use mipcast_sim::{LinkId, NodeId, Packet, SimConfig, World};
-
-fn run(w: &mut World, ms: u64) {
-    let end = w.now + ms;
-    w.run_until_with(end, &mut |w| {
-        if let Err(e) = invariants::check(w) {
-            panic!("t={} ms: {e}", w.now);
-        }
-    });
-}
-
-fn until_settled(w: &mut World, t: usize, limit_ms: u64) -> u64 {
-    let start = w.now;
-    while invariants::settled(w, t) == Settled::NotSettled {
-        assert!(
-            w.now - start < limit_ms,
-            "terminal {t} not settled after {limit_ms} ms: {}",
-            invariants::describe(w, NodeId::Mn(t))
-        );
-        run(w, 5);
-    }
-    w.now - start
-}
 
 fn bu_to(dst: std::net::Ipv6Addr) -> impl Fn(&Packet) -> bool {
     move |p| p.dst == dst && matches!(p.kind, MhKind::Bu { .. })

@@ -2,11 +2,9 @@
 //! instant invariants hold after every event), refused changes are retried (mobile node) or
 //! the registration revoked with BAck 130 (home agent, MMA).
 //!
-//! Found here (see the `#[ignore]`d tests, and the report of issue 9): after a BAck 130 the
-//! mobile node drops the registration and never registers again, so a terminal whose
-//! registration was revoked stays without a delivery path (in a move, with the home agent
-//! still tunnelling to the previous MMA); and a delete the home agent's kernel refuses leaves
-//! an object no binding owns.
+//! Found here first, and fixed: after a BAck 130 the mobile node never registered again (it
+//! now backs off and registers again); a delete the home agent's kernel refused left an object
+//! no binding owns (it is now tried again until it goes).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,35 +12,12 @@
     clippy::panic
 )] // a test fails by panicking
 use mipcast_proto::KObject;
-use mipcast_sim::invariants::{self, Settled};
+use mipcast_sim::invariants::{
+    self, run_checked as run, run_until_settled as until_settled, Settled,
+};
 use mipcast_sim::topology as topo;
 use mipcast_sim::world::MhKind;
 use mipcast_sim::{LinkId, NodeId, Op, SimConfig, Target, Verb, World};
-
-fn run(w: &mut World, ms: u64) {
-    let end = w.now + ms;
-    w.run_until_with(end, &mut |w| {
-        if let Err(e) = invariants::check(w) {
-            panic!("t={} ms: {e}", w.now);
-        }
-    });
-}
-
-fn until_settled(w: &mut World, t: usize, limit_ms: u64) -> u64 {
-    let start = w.now;
-    while invariants::settled(w, t) == Settled::NotSettled {
-        assert!(
-            w.now - start < limit_ms,
-            "terminal {t} not settled after {limit_ms} ms: {}\nHA {}\nMMA0 {}\nMMA1 {}",
-            invariants::describe(w, NodeId::Mn(t)),
-            invariants::describe(w, NodeId::Ha),
-            invariants::describe(w, NodeId::Mma(0)),
-            invariants::describe(w, NodeId::Mma(1)),
-        );
-        run(w, 10);
-    }
-    w.now - start
-}
 
 fn backs_with(w: &World, status: u8) -> usize {
     w.packets
@@ -265,7 +240,7 @@ fn old_mma_refuses_the_forwarding_route() {
     );
 }
 
-// ---- defects found by the harness -----------------------------------------------------------
+// ---- defects the harness found (fixed) -----------------------------------------------------------
 
 /// Registering (or moving) with a revocation on the way must end registered: the home agent's
 /// core documents "The MN retries with a new sequence number". It does not: the mobile node's

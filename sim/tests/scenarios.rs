@@ -5,34 +5,12 @@
     clippy::indexing_slicing,
     clippy::panic
 )] // a test fails by panicking
-use mipcast_sim::invariants::{self, Settled};
+use mipcast_sim::invariants::{
+    self, run_checked as run, run_until_settled as until_settled, Settled,
+};
 use mipcast_sim::topology as topo;
 use mipcast_sim::world::MhKind;
 use mipcast_sim::{LinkId, NodeId, SimConfig, World};
-
-/// Runs `ms` of virtual time checking the instant invariants after every event.
-fn run(w: &mut World, ms: u64) {
-    let end = w.now + ms;
-    w.run_until_with(end, &mut |w| {
-        if let Err(e) = invariants::check(w) {
-            panic!("t={} ms: {e}", w.now);
-        }
-    });
-}
-
-/// Runs until terminal `t` is settled (checking invariants), returns how long it took.
-fn until_settled(w: &mut World, t: usize, limit_ms: u64) -> u64 {
-    let start = w.now;
-    while invariants::settled(w, t) == Settled::NotSettled {
-        assert!(
-            w.now - start < limit_ms,
-            "terminal {t} not settled after {limit_ms} ms: {}",
-            invariants::describe(w, NodeId::Mn(t))
-        );
-        run(w, 10);
-    }
-    w.now - start
-}
 
 #[test]
 fn fig4_register_in_a_foreign_site() {
