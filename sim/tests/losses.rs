@@ -8,12 +8,10 @@
     clippy::indexing_slicing,
     clippy::panic
 )] // a test fails by panicking
-use mipcast_sim::invariants::{
-    self, run_checked as run, run_until_settled as until_settled, Settled,
-};
+use mipcast_sim::invariants::{self, run_checked as run, run_until_settled as until_settled};
 use mipcast_sim::topology as topo;
 use mipcast_sim::world::{Impairments, MhKind};
-use mipcast_sim::{LinkId, NodeId, Packet, SimConfig, World};
+use mipcast_sim::{LinkId, Packet, SimConfig, World};
 
 fn bu_to(dst: std::net::Ipv6Addr) -> impl Fn(&Packet) -> bool {
     move |p| p.dst == dst && matches!(p.kind, MhKind::Bu { .. })

@@ -10,7 +10,7 @@ use mipcast_sim::invariants::{
 };
 use mipcast_sim::topology as topo;
 use mipcast_sim::world::MhKind;
-use mipcast_sim::{LinkId, NodeId, SimConfig, World};
+use mipcast_sim::{LinkId, SimConfig, World};
 
 #[test]
 fn fig4_register_in_a_foreign_site() {
