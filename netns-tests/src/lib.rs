@@ -6,6 +6,7 @@
 //! sockets belong to the namespace of the thread that creates them.
 pub mod bench;
 pub mod capture;
+pub mod delay;
 pub mod flow;
 pub mod kstate;
 pub mod mh_client;
