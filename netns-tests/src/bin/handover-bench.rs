@@ -601,7 +601,7 @@ fn place(site: &Site, a: &str, b: &str) -> Result<(), BenchError> {
         }
     }
     let ia = u64::from(site.ifindex(Node::Mn, a).unwrap_or(0));
-    wait_for(
+    let placed = wait_for(
         &format!("the terminal settled on {a} with {b} usable"),
         Duration::from_secs(30),
         || {
@@ -609,7 +609,18 @@ fn place(site: &Site, a: &str, b: &str) -> Result<(), BenchError> {
             (at == Some(ia) && links.get(b).copied().unwrap_or(false) && settled(&st, a == "e4"))
                 .then_some(())
         },
-    )?;
+    );
+    match placed {
+        Ok(()) => {}
+        Err(WaitError::Interrupted) => return Err(BenchError::Interrupted),
+        // Measured anyway: the rows show what a terminal that cannot settle goes through.
+        Err(e) => eprintln!(
+            "  warning: {e}; terminal status: {}",
+            site.status(Node::Mn)
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        ),
+    }
     // Past the overlap and any forwarding set up by the placement itself.
     pause(Duration::from_millis(1500))?;
     Ok(())
