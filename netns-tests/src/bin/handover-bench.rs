@@ -338,15 +338,22 @@ impl Drop for Stream {
 }
 
 /// The longest silence within [from, to) of sorted arrival times (the window's edges count as
-/// arrivals, so a stream that stopped shows it).
-fn largest_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
+/// arrivals, so a stream that stopped shows it): (length, start relative to `from`).
+fn largest_gap(times: &[Instant], from: Instant, to: Instant) -> (Duration, Duration) {
     let mut last = from;
-    let mut worst = Duration::ZERO;
-    for t in times.iter().filter(|t| **t >= from && **t < to) {
-        worst = worst.max(t.saturating_duration_since(last));
+    let mut worst = (Duration::ZERO, Duration::ZERO);
+    for t in times
+        .iter()
+        .filter(|t| **t >= from && **t < to)
+        .chain(std::iter::once(&to))
+    {
+        let gap = t.saturating_duration_since(last);
+        if gap > worst.0 {
+            worst = (gap, last.saturating_duration_since(from));
+        }
         last = *t;
     }
-    worst.max(to.saturating_duration_since(last))
+    worst
 }
 
 /// (lost, duplicates) of a stream.
@@ -368,6 +375,8 @@ struct RunResult {
     duplicates: u64,
     gaps_down: Vec<f64>,
     gaps_up: Vec<f64>,
+    /// Where each move's largest downstream gap began, ms after the trigger.
+    gap_starts_down: Vec<f64>,
     mh_outside: usize,
     mh_total: usize,
     /// Moves where the terminal did not reach the target link within the timeout.
@@ -410,6 +419,10 @@ impl RunResult {
             "lost_down": self.lost_down, "lost_up": self.lost_up,
             "mean_gap_down_ms": r2(Self::mean(&self.gaps_down)),
             "mean_gap_up_ms": r2(Self::mean(&self.gaps_up)),
+            "per_move": self.gaps_down.iter().zip(&self.gaps_up).zip(&self.gap_starts_down)
+                .map(|((d, u), s)| json!({"gap_down_ms": r2(*d), "gap_up_ms": r2(*u),
+                                          "gap_down_start_ms": r2(*s)}))
+                .collect::<Vec<_>>(),
             "failed_moves": self.failed_moves,
         })
     }
@@ -710,14 +723,17 @@ fn measure(
     let drain = Duration::from_millis(300 + 2 * delay);
     let (sent_d, arr_d) = down.finish(drain);
     let (sent_u, arr_u) = up.finish(Duration::ZERO);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let gaps = |arr: &[(u64, Instant)]| {
         let mut times: Vec<Instant> = arr.iter().map(|(_, t)| *t).collect();
         times.sort();
         triggers
             .windows(2)
-            .map(|w| largest_gap(&times, w[0], w[1]).as_secs_f64() * 1000.0)
-            .collect::<Vec<f64>>()
+            .map(|w| largest_gap(&times, w[0], w[1]))
+            .map(|(len, start)| (ms(len), ms(start)))
+            .collect::<Vec<(f64, f64)>>()
     };
+    let (gd, gu) = (gaps(&arr_d), gaps(&arr_u));
     let (lost_down, dup_d) = loss(sent_d, &arr_d);
     let (lost_up, dup_u) = loss(sent_u, &arr_u);
     let mut outside: HashSet<MhMessage> = HashSet::new();
@@ -739,8 +755,9 @@ fn measure(
         lost_down,
         lost_up,
         duplicates: dup_d + dup_u,
-        gaps_down: gaps(&arr_d),
-        gaps_up: gaps(&arr_u),
+        gaps_down: gd.iter().map(|g| g.0).collect(),
+        gaps_up: gu.iter().map(|g| g.0).collect(),
+        gap_starts_down: gd.iter().map(|g| g.1).collect(),
         mh_outside: outside.len(),
         mh_total: total.len(),
         failed_moves: failed,
