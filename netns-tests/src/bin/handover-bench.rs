@@ -763,3 +763,28 @@ fn measure(
         failed_moves: failed,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn largest_gap_counts_the_window_edges_and_says_where_it_began() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let ds = |n| Duration::from_millis(n);
+        let times = [ms(1), ms(2), ms(40), ms(41), ms(99)];
+        assert_eq!(largest_gap(&times, ms(0), ms(100)), (ds(58), ds(41)));
+        // Arrivals outside the window do not count; a silent tail does.
+        assert_eq!(largest_gap(&times, ms(0), ms(200)), (ds(101), ds(99)));
+        assert_eq!(largest_gap(&[], ms(10), ms(30)), (ds(20), ds(0)));
+    }
+
+    #[test]
+    fn loss_counts_missing_and_repeated_sequence_numbers() {
+        let t = Instant::now();
+        let arr: Vec<(u64, Instant)> = [0, 1, 1, 3, 5, 5, 5].iter().map(|s| (*s, t)).collect();
+        // Sent 0..6: 2 and 4 never arrived; 1 twice, 5 three times.
+        assert_eq!(loss(6, &arr), (2, 3));
+    }
+}
