@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod capture;
+pub mod delay;
 pub mod flow;
 pub mod kstate;
 pub mod mh_client;

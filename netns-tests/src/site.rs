@@ -19,6 +19,13 @@
 //!     | acc0 2001:db8:1:1::/64  | acc0 2001:db8:1:2::/64      |
 //!     e1 ------------------- mn (mobile-node) e2 ------------ e3
 //! ```
+//! mma1 and mma2 also have a direct link (peer0, 2001:db8:f3::1 / ::2; each routes the other
+//! site's /48 over it). The WAN links (cn--ha, ha--mma1/mma2, mma1--mma2) get a one-way delay
+//! from [`SiteOptions::wan_delay_ms`] (a [`crate::delay`] element; none by default). With
+//! [`SiteOptions::home_link`] the home link is a bridge (br0) in `home`, which also runs a
+//! pim-lite access router advertising the home prefix, and the terminal has a fourth
+//! interface, e4, on it: there it is at home.
+//!
 //! Site 1 is 2001:db8:1::/48 behind mma1, site 2 is 2001:db8:2::/48 behind mma2. The MMA
 //! address sits on the MMA's site interface, so the first pim-lite router sees the tree's
 //! source S = MMA as directly connected. The access routers advertise their prefix and the
@@ -30,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use crate::delay::{DelayConfig, DelayLink};
 use crate::kstate::Snapshot;
 pub use crate::kstate::{mfc, MfcEntry};
 use crate::wait::{wait_for, WaitError};
@@ -53,6 +61,9 @@ pub mod addr {
     /// Access link prefixes of a1, a2, a3 (the routers are ::1 on them).
     pub const ACCESS: [&str; 3] = ["2001:db8:1:1::", "2001:db8:1:2::", "2001:db8:2:3::"];
     pub const GROUP_PREFIX: &str = "ff35::/64";
+    /// The MMAs' addresses on their direct link (peer0).
+    pub const MMA_PEER1: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf3, 0, 0, 0, 0, 1);
+    pub const MMA_PEER2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf3, 0, 0, 0, 0, 2);
 }
 
 pub const HOME_AGENT: &str = "home-agent";
@@ -184,9 +195,61 @@ pub fn daemon_dir() -> Result<PathBuf, SiteError> {
     Ok(dir)
 }
 
+/// One-way delays, in milliseconds, of the WAN links (both directions). 0: a plain veth, no
+/// relay (unless [`SiteOptions::wan_relays`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WanDelays {
+    /// cn -- ha.
+    pub cn_ha: u64,
+    /// ha -- mma1 and ha -- mma2.
+    pub ha_sites: u64,
+    /// mma1 -- mma2 (the sites' direct link).
+    pub site_site: u64,
+}
+
+impl WanDelays {
+    /// The same delay on every WAN link.
+    pub fn all(ms: u64) -> WanDelays {
+        WanDelays {
+            cn_ha: ms,
+            ha_sites: ms,
+            site_site: ms,
+        }
+    }
+}
+
+/// The WAN links, for [`Site::wan_link`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WanLink {
+    CnHa,
+    HaMma1,
+    HaMma2,
+    Mma1Mma2,
+}
+
+impl WanLink {
+    pub const ALL: [WanLink; 4] = [
+        WanLink::CnHa,
+        WanLink::HaMma1,
+        WanLink::HaMma2,
+        WanLink::Mma1Mma2,
+    ];
+}
+
 pub struct SiteOptions {
     /// Short tag in the namespace names (`mc<tag><node>...`).
     pub tag: String,
+    /// One-way delays of the WAN links; default 0 everywhere (plain veths).
+    pub wan_delay_ms: WanDelays,
+    /// Put a delay element on every WAN link even at 0 ms, so that [`Site::wan_link`] can
+    /// count the Mobility Header messages crossing it.
+    pub wan_relays: bool,
+    /// Give the terminal a fourth interface, e4, on the home link (the `home` namespace
+    /// becomes a bridge between the home agent, its host and e4, and runs a pim-lite access
+    /// router advertising the home prefix). e4's quality starts at 0.
+    pub home_link: bool,
+    /// The mobile node's `mode`: `site` (default) or `mipv6` (plain RFC 6275, the baseline).
+    pub mn_mode: String,
     /// Where the daemon binaries are; default: [`daemon_dir`].
     pub bin_dir: Option<PathBuf>,
     /// `--log-level` of every daemon.
@@ -201,6 +264,10 @@ impl SiteOptions {
         let keep_dir = std::env::var_os("MIPCAST_KEEP_SITE_DIR").is_some_and(|v| v == "1");
         SiteOptions {
             tag: tag.to_owned(),
+            wan_delay_ms: WanDelays::default(),
+            wan_relays: false,
+            home_link: false,
+            mn_mode: "site".into(),
             bin_dir: None,
             log_level: "info".into(),
             keep_dir,
@@ -218,6 +285,8 @@ struct Running {
 pub struct Site {
     // Declared before the namespaces: daemons must be gone before their namespace is.
     daemons: Vec<Running>,
+    // The delay elements: stopped before the namespaces they join go.
+    wan: Vec<(WanLink, DelayLink)>,
     pub cn: Netns,
     pub home: Netns,
     pub ha: Netns,
@@ -234,6 +303,8 @@ pub struct Site {
     log_level: String,
     keep_dir: bool,
     baseline: Vec<(Node, Snapshot)>,
+    home_link: bool,
+    mn_mode: String,
 }
 
 fn setup<T>(r: Result<T, String>) -> Result<T, SiteError> {
@@ -255,8 +326,15 @@ impl Site {
         std::fs::create_dir_all(dir.join("q"))
             .map_err(|e| SiteError::Setup(format!("{}: {e}", dir.display())))?;
         let ns = |n: Node| Netns::new(&format!("{}{}", opts.tag, n.name()));
+        if !matches!(opts.mn_mode.as_str(), "site" | "mipv6") {
+            return Err(SiteError::Setup(format!(
+                "mobile node mode {:?}: expected site or mipv6",
+                opts.mn_mode
+            )));
+        }
         let mut site = Site {
             daemons: Vec::new(),
+            wan: Vec::new(),
             cn: ns(Node::Cn),
             home: ns(Node::Home),
             ha: ns(Node::Ha),
@@ -272,11 +350,17 @@ impl Site {
             log_level: opts.log_level.clone(),
             keep_dir: opts.keep_dir,
             baseline: Vec::new(),
+            home_link: opts.home_link,
+            mn_mode: opts.mn_mode.clone(),
         };
-        site.wire();
+        site.wire(opts)?;
         site.write_configs()?;
-        for (ifname, q) in [("e1", 100), ("e2", 0), ("e3", 0)] {
+        for (ifname, q) in [("e1", 100), ("e2", 0), ("e3", 0), ("e4", 0)] {
             site.set_quality(ifname, q)?;
+        }
+        if opts.home_link {
+            site.wait_ipv6_ready(Node::Home, "br0")?;
+            site.wait_ipv6_ready(Node::Mn, "e4")?;
         }
         for (node, ifs) in [
             (Node::C1, &["up0", "d1", "d2"][..]),
@@ -311,16 +395,66 @@ impl Site {
         }
     }
 
-    fn wire(&self) {
+    /// A WAN link: a plain veth, or a delay element when it has a delay (or relays are
+    /// asked for everywhere).
+    #[allow(clippy::too_many_arguments)] // the two ends as `veth` takes them
+    fn wan(
+        &mut self,
+        opts: &SiteOptions,
+        link: WanLink,
+        a: Node,
+        a_if: &str,
+        a_addr: &str,
+        b: Node,
+        b_if: &str,
+        b_addr: &str,
+    ) -> Result<(), SiteError> {
+        let ms = match link {
+            WanLink::CnHa => opts.wan_delay_ms.cn_ha,
+            WanLink::HaMma1 | WanLink::HaMma2 => opts.wan_delay_ms.ha_sites,
+            WanLink::Mma1Mma2 => opts.wan_delay_ms.site_site,
+        };
+        if ms == 0 && !opts.wan_relays {
+            veth(self.ns(a), a_if, a_addr, self.ns(b), b_if, b_addr);
+            return Ok(());
+        }
+        let cfg = DelayConfig {
+            seed: 1 + link as u64,
+            ..DelayConfig::symmetric_ms(ms)
+        };
+        let tag = format!("{}w{}", opts.tag, link as u8);
+        let d = DelayLink::new(
+            &tag,
+            self.ns(a),
+            a_if,
+            a_addr,
+            self.ns(b),
+            b_if,
+            b_addr,
+            cfg,
+        )
+        .map_err(|e| SiteError::Setup(format!("delay element {link:?}: {e}")))?;
+        self.wan.push((link, d));
+        Ok(())
+    }
+
+    /// The delay element on a WAN link, if it has one (a delay, or [`SiteOptions::wan_relays`]).
+    pub fn wan_link(&self, link: WanLink) -> Option<&DelayLink> {
+        self.wan.iter().find(|(l, _)| *l == link).map(|(_, d)| d)
+    }
+
+    fn wire(&mut self, opts: &SiteOptions) -> Result<(), SiteError> {
         use addr::*;
-        veth(
-            &self.cn,
+        self.wan(
+            opts,
+            WanLink::CnHa,
+            Node::Cn,
             "wan0",
             &format!("{CN}/64"),
-            &self.ha,
+            Node::Ha,
             "wan0",
             &format!("{HA_WAN}/64"),
-        );
+        )?;
         veth(
             &self.home,
             "home0",
@@ -329,22 +463,36 @@ impl Site {
             "home0",
             &format!("{HA}/64"),
         );
-        veth(
-            &self.ha,
+        self.wan(
+            opts,
+            WanLink::HaMma1,
+            Node::Ha,
             "m1",
             "2001:db8:f1::1/64",
-            &self.mma1,
+            Node::Mma1,
             "wan0",
             "2001:db8:f1::2/64",
-        );
-        veth(
-            &self.ha,
+        )?;
+        self.wan(
+            opts,
+            WanLink::HaMma2,
+            Node::Ha,
             "m2",
             "2001:db8:f2::1/64",
-            &self.mma2,
+            Node::Mma2,
             "wan0",
             "2001:db8:f2::2/64",
-        );
+        )?;
+        self.wan(
+            opts,
+            WanLink::Mma1Mma2,
+            Node::Mma1,
+            "peer0",
+            &format!("{MMA_PEER1}/64"),
+            Node::Mma2,
+            "peer0",
+            &format!("{MMA_PEER2}/64"),
+        )?;
         veth(
             &self.mma1,
             "site0",
@@ -409,8 +557,8 @@ impl Site {
         self.ha.sh(&format!(
             "ip -6 route add {SITE1} via 2001:db8:f1::2 && ip -6 route add {SITE2} via 2001:db8:f2::2"
         ));
-        self.mma1.sh(&format!("ip -6 route add default via 2001:db8:f1::1 && ip -6 route add {SITE1} via 2001:db8:1::2"));
-        self.mma2.sh(&format!("ip -6 route add default via 2001:db8:f2::1 && ip -6 route add {SITE2} via 2001:db8:2::2"));
+        self.mma1.sh(&format!("ip -6 route add default via 2001:db8:f1::1 && ip -6 route add {SITE1} via 2001:db8:1::2 && ip -6 route add {SITE2} via {MMA_PEER2}"));
+        self.mma2.sh(&format!("ip -6 route add default via 2001:db8:f2::1 && ip -6 route add {SITE2} via 2001:db8:2::2 && ip -6 route add {SITE1} via {MMA_PEER1}"));
         self.c1.sh(&format!(
             "ip -6 route add default via {MMA1} && ip -6 route add {}/64 via 2001:db8:1:11::2 && \
              ip -6 route add {}/64 via 2001:db8:1:12::2",
@@ -419,6 +567,21 @@ impl Site {
         self.a1.sh("ip -6 route add default via 2001:db8:1:11::1");
         self.a2.sh("ip -6 route add default via 2001:db8:1:12::1");
         self.a3.sh(&format!("ip -6 route add default via {MMA2}"));
+        if opts.home_link {
+            // The home link becomes a bridge in `home`: the home agent's home0, the host's
+            // address and the terminal's e4 on one segment. No snooping: MLD and ND must
+            // reach every port.
+            self.home.sh(&format!(
+                "ip link add br0 type bridge mcast_snooping 0 && ip link set home0 master br0 && \
+                 ip addr del {HOME_HOST}/64 dev home0 && ip addr add {HOME_HOST}/64 dev br0 nodad && \
+                 ip link set br0 up"
+            ));
+            veth(&self.home, "hm0", "", &self.mn, "e4", "");
+            self.home.sh(&format!(
+                "ip link set hm0 master br0 && ip -6 route replace default via {HA}"
+            ));
+        }
+        Ok(())
     }
 
     /// Link-local address and multicast route present: MLD, PIM and RAs can use the link.
@@ -504,6 +667,19 @@ impl Site {
         // under a second after a join.
         let pim = "pim:\n  hello_period_secs: 30\n  triggered_hello_delay_ms: 100\n  rpf_check_interval_secs: 1\n\
                    metrics:\n  listen: \"[::1]:9644\"\n";
+        if self.home_link {
+            self.write(
+                "home.yaml",
+                &format!(
+                    "interfaces:\n  - name: br0\n    role: access\n\
+                     \x20   mld:\n      query_interval_secs: 10\n      query_response_interval_ms: 1000\n\
+                     \x20     last_listener_query_interval_ms: 300\n      fast_leave: true\n\
+                     \x20   ra:\n      max_interval_ms: 1000\n      solicited_delay_max_ms: 50\n\
+                     \x20     prefixes: [ {{ prefix: \"{HOME_PREFIX}\" }} ]\n{pim}"
+                ),
+                0o644,
+            )?;
+        }
         self.write(
             "c1.yaml",
             &format!("interfaces:\n  - {{ name: up0, role: core }}\n  - {{ name: d1, role: core }}\n  - {{ name: d2, role: core }}\n{pim}"),
@@ -528,7 +704,8 @@ impl Site {
             )?;
         }
         let mut ifs = String::new();
-        for i in 1..=3 {
+        let n_ifs = if self.home_link { 4 } else { 3 };
+        for i in 1..=n_ifs {
             ifs.push_str(&format!(
                 "  - {{ name: e{i}, preference: 50, quality_file: {d}/q/e{i}.quality }}\n"
             ));
@@ -536,7 +713,7 @@ impl Site {
         self.write(
             "mn.yaml",
             &format!(
-                "home_address: {HOA}\nhome_agent: {HA}\nhome_prefix: {HOME_PREFIX}\nmode: site\n\
+                "home_address: {HOA}\nhome_agent: {HA}\nhome_prefix: {HOME_PREFIX}\nmode: {mode}\n\
                  multicast_prefix: {GROUP_PREFIX}\ngroup_interface: e1\nbinding_lifetime: 300\n\
                  security_associations:\n\
                  \x20 home_agent: {{ spi: {SPI_HA}, algorithm: hmac-sha256-128, key_file: {kh} }}\n\
@@ -547,7 +724,8 @@ impl Site {
                  metrics: {{ listen: \"[::1]:9643\" }}\n\
                  state_file: {d}/mn.state\n",
                 kh = key_ha.display(),
-                km = key_mma.display()
+                km = key_mma.display(),
+                mode = self.mn_mode
             ),
             0o644,
         )?;
@@ -568,13 +746,24 @@ impl Site {
     /// waits until each answers `/healthz`.
     pub fn start_daemons(&mut self) -> Result<(), SiteError> {
         for node in Node::DAEMONS {
+            if node == Node::Mn && self.home_link {
+                self.start(Node::Home)?;
+            }
             self.start(node)?;
         }
         Ok(())
     }
 
+    /// The daemon running in `node` in this site (with a home link, `home` runs pim-lite).
+    pub fn daemon_of(&self, node: Node) -> Option<&'static str> {
+        match node {
+            Node::Home if self.home_link => Some(PIM_LITE),
+            _ => node.daemon(),
+        }
+    }
+
     fn start(&mut self, node: Node) -> Result<(), SiteError> {
-        let Some(bin) = node.daemon() else {
+        let Some(bin) = self.daemon_of(node) else {
             return Ok(());
         };
         let (cfg, log) = (self.config_path(node), self.log_path(node));
@@ -611,8 +800,8 @@ impl Site {
 
     /// `<daemon> -c <config> status --json` in the node's namespace, parsed.
     pub fn status(&self, node: Node) -> Result<serde_json::Value, String> {
-        let bin = node
-            .daemon()
+        let bin = self
+            .daemon_of(node)
             .ok_or_else(|| format!("no daemon in {}", node.name()))?;
         let out = self.ns(node).cmd(
             &self.bins.join(bin).to_string_lossy(),
