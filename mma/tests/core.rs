@@ -794,3 +794,40 @@ fn a_delete_the_kernel_refused_is_tried_again_until_it_goes() {
     clock.advance(1000);
     assert!(kernel(&tick(&mut c, &clock)).is_empty());
 }
+
+#[test]
+fn forwarding_to_the_home_address_withdraws_instead_of_tunnelling_to_itself() {
+    let mut c = core();
+    let mut clock = Clock { mono: 1000 };
+    register(&mut c, &clock);
+    clock.advance(10);
+    // The terminal came home: its new "care-of address" is its home address.
+    let out = send(
+        &mut c,
+        &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((HOA, 20))),
+        &clock,
+    );
+    assert_eq!(
+        kernel(&out),
+        vec![
+            Change::Delete(downlink(HOA, GROUP)),
+            Change::Delete(uplink(HOA)),
+            Change::DelMfc {
+                source: MMA,
+                group: GROUP
+            },
+        ],
+        "nothing tunnels the home address to itself"
+    );
+    assert_eq!(ack(&out, HOA).status, 0);
+    // The forwarding window is kept (and shown) for its grace period, with nothing in the
+    // kernel, then ends.
+    assert_eq!(c.counts(), (0, 1));
+    assert!(c
+        .desired_objects()
+        .iter()
+        .all(|o| mma::core::plan::terminal_of(o).is_none()));
+    clock.advance(20_000);
+    assert_eq!(kernel(&tick(&mut c, &clock)), vec![]);
+    assert_eq!(c.counts(), (0, 0));
+}

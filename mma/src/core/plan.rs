@@ -165,6 +165,14 @@ impl Plan {
     /// has `HoA/128 → encap to the new CoA`: unicast, so no MFC entry, and no uplink.
     pub fn terminal(&self, hoa: Ipv6Addr, t: &Terminal) -> TerminalState {
         match t.forward_to {
+            // Home (002 FIG 7): the home address is reachable natively (routed toward the
+            // home network); a tunnel to the home address would be looked up in this very
+            // route again (the kernel refuses the loop: "Network is down"), and would take
+            // our own acknowledgement to the terminal with it.
+            Some(new_coa) if new_coa == hoa => TerminalState {
+                routes: Vec::new(),
+                mfc_group: None,
+            },
             Some(new_coa) => TerminalState {
                 routes: vec![KObject::EncapRoute {
                     dst: host(hoa),
