@@ -30,6 +30,11 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
     pub phase: String,
 }
@@ -60,6 +65,11 @@ pub struct Metrics {
     pub kernel_refused: Counter,
     pub phase_seconds: Family<PhaseLabel, Histogram, fn() -> Histogram>,
     pub current: Family<CurrentLabels, Gauge>,
+    pub handover_causes: Family<CauseLabel, Counter>,
+    pub advice_received: Family<ReasonLabel, Counter>,
+    pub advice_rejected: Family<ReasonLabel, Counter>,
+    pub advice_obeyed: Counter,
+    pub advice_unheeded: Counter,
 }
 
 impl Metrics {
@@ -74,7 +84,42 @@ impl Metrics {
             kernel_refused: Counter::default(),
             phase_seconds: Family::new_with_constructor(phase_histogram),
             current: Family::default(),
+            handover_causes: Family::default(),
+            advice_received: Family::default(),
+            advice_rejected: Family::default(),
+            advice_obeyed: Counter::default(),
+            advice_unheeded: Counter::default(),
         };
+        for cause in ["quality", "advice", "link_down", "preference"] {
+            m.handover_causes.get_or_create_owned(&CauseLabel {
+                cause: cause.to_owned(),
+            });
+        }
+        registry.register(
+            "mipcast_mn_handover_causes",
+            "Handovers between two links by cause (quality, advice, link_down, preference)",
+            m.handover_causes.clone(),
+        );
+        registry.register(
+            "mipcast_mn_advice_received",
+            "Authentic handoff advice received, by reason",
+            m.advice_received.clone(),
+        );
+        registry.register(
+            "mipcast_mn_advice_rejected",
+            "Handoff advice ignored: bad authenticator, replay, unknown link, wrong MMA",
+            m.advice_rejected.clone(),
+        );
+        registry.register(
+            "mipcast_mn_advice_obeyed",
+            "Handoff advice that moved the terminal to another link",
+            m.advice_obeyed.clone(),
+        );
+        registry.register(
+            "mipcast_mn_advice_unheeded",
+            "Handoff advice the terminal could not follow: no other usable link",
+            m.advice_unheeded.clone(),
+        );
         // Known label values at 0, so the series exist before their first event.
         for kind in ["intra_site", "inter_site", "home", "mipv6", "detach"] {
             m.handovers.get_or_create_owned(&KindLabel {
@@ -174,6 +219,33 @@ impl Metrics {
             }
             MetricEvent::KernelRefused { .. } => {
                 self.kernel_refused.inc();
+            }
+            MetricEvent::HandoverCause(cause) => {
+                self.handover_causes
+                    .get_or_create(&CauseLabel {
+                        cause: cause.label().to_owned(),
+                    })
+                    .inc();
+            }
+            MetricEvent::AdviceReceived(reason) => {
+                self.advice_received
+                    .get_or_create(&ReasonLabel {
+                        reason: (*reason).to_owned(),
+                    })
+                    .inc();
+            }
+            MetricEvent::AdviceRejected(reason) => {
+                self.advice_rejected
+                    .get_or_create(&ReasonLabel {
+                        reason: (*reason).to_owned(),
+                    })
+                    .inc();
+            }
+            MetricEvent::AdviceObeyed => {
+                self.advice_obeyed.inc();
+            }
+            MetricEvent::AdviceNoAlternative => {
+                self.advice_unheeded.inc();
             }
         }
     }

@@ -152,6 +152,7 @@ async fn core_config(
             hysteresis: cfg.selection.hysteresis,
             min_dwell_ms: cfg.selection.min_dwell_ms,
             ra_timeout_ms: cfg.selection.ra_timeout_ms,
+            levels: cfg.selection.levels(),
         },
         overlap_ms: cfg.handover.overlap_ms,
         grace_s: cfg.handover.forwarding_grace_secs,
