@@ -25,7 +25,7 @@ use mipcast_kernel::sockets::{MhSocket, PacketInfo, SocketError};
 use mipcast_proto::{KObject, Machine, Now, Outcome};
 
 use crate::config::Config;
-use crate::core::{Change, Core, Event, Input, Plan, PolicyConfig, Send};
+use crate::core::{Change, Core, Event, Input, Plan, PolicyConfig, Received, Send};
 use crate::metrics::Metrics;
 use crate::status::Status;
 use mipcast_kernel::mrule::{Mrule, MruleError};
@@ -365,11 +365,11 @@ impl Daemon {
                 let now = self.clock.reading();
                 lock(&self.core).handle_input(
                     now,
-                    Input {
+                    Input::Mobility(Received {
                         src: r.source,
                         dst: r.destination,
                         bytes,
-                    },
+                    }),
                 );
             }
             Err(e) => {
@@ -653,6 +653,16 @@ fn log_event(event: &Event) {
             warn!(change, reason, "kernel refused a change")
         }
         Event::ReplySuppressed { peer } => debug!(%peer, "reply suppressed by the rate limit"),
+        Event::Advised {
+            hoa,
+            on_link,
+            reason,
+            avoid_s,
+            trigger,
+        } => {
+            info!(%hoa, %on_link, reason = crate::metrics::reason_label(*reason), avoid_s, trigger,
+            "handoff advice sent")
+        }
     }
 }
 

@@ -354,11 +354,11 @@ pub fn feed_mma(core: &mut mma::core::Core, now: Now, input: &In) -> Result<(), 
             let bytes = unhex(bytes)?;
             core.handle_input(
                 now,
-                mma::core::Input {
+                mma::core::Input::Mobility(mma::core::Received {
                     src: *src,
                     dst: *dst,
                     bytes: &bytes,
-                },
+                }),
             );
         }
         In::Timeout => core.handle_timeout(now),

@@ -15,6 +15,7 @@
 //!
 //! Replies that refuse a message (no binding changed) are rate-limited by one token bucket, as
 //! the home agent's are.
+pub mod advice;
 pub mod plan;
 pub mod policy;
 
@@ -29,15 +30,30 @@ use mipcast_binding::{
 };
 use mipcast_proto::{KObject, Machine, Millis, Outcome, TokenBucket};
 
+pub use advice::{AdviceConfig, Advise, SiteLink};
 pub use plan::{Change, Plan, TerminalState};
 pub use policy::{MmaPolicy, PolicyConfig, Terminal};
 
 /// A received Mobility Header message from `src` to our address `dst`.
 #[derive(Debug, Clone, Copy)]
-pub struct Input<'a> {
+pub struct Received<'a> {
     pub src: Ipv6Addr,
     pub dst: Ipv6Addr,
     pub bytes: &'a [u8],
+}
+
+/// What goes into the core.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    Mobility(Received<'a>),
+    /// The operator advises the terminals on a site link to leave it (`mma advise`).
+    Advise(Advise),
+}
+
+impl<'a> From<Received<'a>> for Input<'a> {
+    fn from(r: Received<'a>) -> Input<'a> {
+        Input::Mobility(r)
+    }
 }
 
 /// A Mobility Header message to send from `src` to `dst`.
@@ -101,6 +117,14 @@ pub enum Event {
     KernelRefused { change: String, reason: String },
     /// A reply to a refused message was not sent: over the rate limit.
     ReplySuppressed { peer: Ipv6Addr },
+    /// Handoff advice sent to a terminal; `trigger` is "operator" or "load".
+    Advised {
+        hoa: Ipv6Addr,
+        on_link: Ipv6Addr,
+        reason: u8,
+        avoid_s: u16,
+        trigger: &'static str,
+    },
 }
 
 /// The MMA's state: registered terminals and the kernel plan they map to.
@@ -117,6 +141,9 @@ pub struct Core {
     outstanding: usize,
     /// Terminals revoked in this round: what confirmed them is not sent.
     revoked: BTreeSet<Ipv6Addr>,
+    /// The terminals' security associations: handoff advice is signed with them.
+    sas: SaTable,
+    advice: AdviceConfig,
 }
 
 impl Core {
@@ -129,6 +156,8 @@ impl Core {
     ) -> Result<Core, ConfigError> {
         let policy = MmaPolicy::new(plan.mma, policy);
         Ok(Core {
+            sas: sas.clone(),
+            advice: AdviceConfig::default(),
             registrar: Registrar::new(registrar, sas, policy)?,
             plan,
             limiter,
@@ -147,6 +176,7 @@ impl Core {
     /// prefixes, forwarding limits, decapsulation rules). Terminals stay registered; the
     /// caller reconciles the kernel with [`Self::desired_objects`] afterwards.
     pub fn reload(&mut self, sas: SaTable, policy: PolicyConfig, plan: Plan, limiter: TokenBucket) {
+        self.sas = sas.clone();
         self.registrar.replace_sas(sas);
         self.registrar.policy_mut().set_config(policy);
         self.plan = plan;
@@ -261,6 +291,8 @@ impl Core {
             .any(|a| matches!(a, Action::Install { .. } | Action::Remove { .. }));
         // The registrar puts an install before the acknowledgement that announces it.
         let mut installed = None;
+        // Terminals new here: checked against their link's load once acknowledged.
+        let mut newcomers = Vec::new();
         for action in actions {
             match action {
                 Action::Send { dst, src, bytes } => {
@@ -275,6 +307,7 @@ impl Core {
                 }
                 Action::Install { binding, replaced } => {
                     installed = Some(binding.hoa);
+                    let new_here = replaced.is_none() && binding.payload.forward_to.is_none();
                     self.registrar
                         .policy_mut()
                         .note_install(&binding, replaced.as_ref());
@@ -306,6 +339,9 @@ impl Core {
                         output: Output::Event(event),
                         confirms: installed,
                     });
+                    if new_here {
+                        newcomers.push(binding);
+                    }
                 }
                 Action::Remove { binding, reason } => {
                     self.registrar.policy_mut().note_remove(&binding);
@@ -328,6 +364,9 @@ impl Core {
                 })),
             }
         }
+        for binding in newcomers {
+            self.advise_if_loaded(&binding, now);
+        }
     }
 }
 
@@ -338,10 +377,13 @@ impl Machine for Core {
     type Event = Event;
 
     fn handle_input(&mut self, now: Now, input: Input<'_>) {
-        let actions = self
-            .registrar
-            .handle_bu(input.src, input.dst, input.bytes, now);
-        self.translate(actions, now);
+        match input {
+            Input::Mobility(m) => {
+                let actions = self.registrar.handle_bu(m.src, m.dst, m.bytes, now);
+                self.translate(actions, now);
+            }
+            Input::Advise(a) => self.advise(&a, now),
+        }
     }
 
     /// Expiries, ends of forwarding windows and Binding Refresh Requests due at `now`.
