@@ -7,6 +7,7 @@
 pub mod caps;
 pub mod cli;
 pub mod clock;
+pub mod control;
 pub mod config;
 pub mod driver;
 pub mod logging;

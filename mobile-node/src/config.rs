@@ -39,6 +39,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default = "default_state_file")]
     pub state_file: PathBuf,
+    /// Unix socket for `mobile-node quality set LINK N` (tests and external agents feeding
+    /// link quality); none: no control socket.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
 }
 
 pub use crate::core::Mode;

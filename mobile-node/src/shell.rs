@@ -1,6 +1,7 @@
 //! The tokio I/O shell: sockets, rtnetlink, nftables and MLD memberships around the pure
 //! [`Core`]. Single-threaded; one loop feeds received packets, interface polls, signals and
 //! timer ticks to the core and applies its actions in order.
+use mipcast_daemon::control::{self, ControlSocket};
 use mipcast_daemon::cli::RunOptions;
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
@@ -233,6 +234,13 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
         source,
     })?;
     tokio::spawn(server.run());
+    let mut control = match &cfg.control_socket {
+        Some(path) => Some(ControlSocket::bind(path).map_err(|source| StartError::Io {
+            what: format!("binding the control socket {}", path.display()),
+            source,
+        })?),
+        None => None,
+    };
     let mut signals = Signals::new().map_err(|source| StartError::Io {
         what: "installing signal handlers".to_owned(),
         source,
@@ -331,6 +339,18 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
                 Err(e) => tracing::warn!(error = %e, "receiving on the mobility header socket"),
             },
             () = tokio::time::sleep(wake) => tick(&io, &mut core, now()).await,
+            Some(request) = next_request(&mut control) => {
+                let reply = match quality_request(&request.line, &polled) {
+                    Ok((ifindex, value)) => {
+                        apply(&io, &mut core, Event::Quality { ifindex, value }, now()).await;
+                        let status = core.status(now().mono);
+                        let link = status.links.iter().find(|l| l.ifindex == ifindex);
+                        serde_json::json!({ "link": link })
+                    }
+                    Err(e) => serde_json::json!({ "error": e }),
+                };
+                request.reply(reply.to_string());
+            }
             s = signals.next() => match s {
                 Signal::Shutdown => break,
                 Signal::Reload => reload(&config_path, &cfg, &io, &mut core, &mut polled).await,
@@ -427,6 +447,50 @@ async fn reload(
         }
     }
     tracing::info!(?changes, "configuration reloaded");
+}
+
+/// The next control request; never, without a control socket.
+async fn next_request(control: &mut Option<ControlSocket>) -> Option<control::Request> {
+    match control {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A `mobile-node quality set` request: `{"quality": {"link": NAME, "value": 0-100 or null}}`.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityRequest {
+    pub quality: QualitySet,
+}
+
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySet {
+    pub link: String,
+    /// None: forget the reading (the link scores as without a quality source).
+    pub value: Option<u8>,
+}
+
+fn quality_request(line: &str, polled: &[PolledLink]) -> Result<(u32, Option<u8>), String> {
+    let req: QualityRequest = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let q = req.quality;
+    if q.value.is_some_and(|v| v > 100) {
+        return Err("quality must be 0-100".to_owned());
+    }
+    let link = polled.iter().find(|p| p.name == q.link).ok_or_else(|| {
+        format!(
+            "no interface {:?} (configured: {})",
+            q.link,
+            polled
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    tracing::info!(link = %q.link, value = ?q.value, "quality set through the control socket");
+    Ok((link.ifindex, q.value))
 }
 
 /// Feeds one event to the core and runs its outputs to completion (see
