@@ -7,8 +7,8 @@
 pub mod caps;
 pub mod cli;
 pub mod clock;
-pub mod control;
 pub mod config;
+pub mod control;
 pub mod driver;
 pub mod logging;
 pub mod metrics;

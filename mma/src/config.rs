@@ -375,7 +375,11 @@ impl Validate for Config {
             if self.advice.links.iter().take(i).any(|o| o.name == l.name) {
                 v.error(format!("advice.links[{i}].name"), "listed twice");
             }
-            if !self.site_prefixes.iter().any(|p| p.contains(l.prefix.addr())) {
+            if !self
+                .site_prefixes
+                .iter()
+                .any(|p| p.contains(l.prefix.addr()))
+            {
                 v.error(
                     format!("advice.links[{i}].prefix"),
                     "is not inside any of site_prefixes",

@@ -1,8 +1,8 @@
 //! The `mma` binary: command line only; everything else is in the library.
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use mipcast_daemon::caps::Capability;
@@ -68,7 +68,12 @@ impl cli::Daemon for Mma {
 #[command(name = "mma advise")]
 struct AdviseCli {
     /// Configuration file (for the control socket and link names).
-    #[arg(short, long, value_name = "PATH", default_value = "/etc/mipcast/mma.yaml")]
+    #[arg(
+        short,
+        long,
+        value_name = "PATH",
+        default_value = "/etc/mipcast/mma.yaml"
+    )]
     config: PathBuf,
     /// A link name of `advice.links`, or a prefix (e.g. 2001:db8:10:1::/64).
     #[arg(long)]
@@ -100,11 +105,7 @@ fn advise(args: AdviseCli) -> ExitCode {
         reason: args.reason.replace('-', "_"),
         avoid_secs: args.avoid_secs,
     }});
-    match mipcast_daemon::control::request(
-        &socket,
-        &request.to_string(),
-        Duration::from_secs(5),
-    ) {
+    match mipcast_daemon::control::request(&socket, &request.to_string(), Duration::from_secs(5)) {
         Ok(reply) => {
             println!("{reply}");
             if reply.contains("\"error\"") {

@@ -223,12 +223,14 @@ impl Daemon {
         core.set_capacity(config.admission.max_terminals);
         let core = Arc::new(Mutex::new(core));
         let control = match &config.advice.control_socket {
-            Some(path) => Some(ControlSocket::bind(path).map_err(|source| {
-                ShellError::Control {
-                    path: path.clone(),
-                    source,
-                }
-            })?),
+            Some(path) => {
+                Some(
+                    ControlSocket::bind(path).map_err(|source| ShellError::Control {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
             None => None,
         };
 

@@ -1,8 +1,8 @@
 //! The `mobile-node` binary: command line only; everything else is in the library.
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use mipcast_daemon::caps::Capability;
@@ -65,7 +65,12 @@ impl cli::Daemon for MobileNode {
 #[command(name = "mobile-node quality")]
 struct QualityCli {
     /// Configuration file (for the control socket).
-    #[arg(short, long, value_name = "PATH", default_value = "/etc/mipcast/mobile-node.yaml")]
+    #[arg(
+        short,
+        long,
+        value_name = "PATH",
+        default_value = "/etc/mipcast/mobile-node.yaml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: QualityCommand,
@@ -121,8 +126,7 @@ fn quality(args: QualityCli) -> ExitCode {
 
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "quality") {
-        let args =
-            std::iter::once("mobile-node quality".into()).chain(std::env::args_os().skip(2));
+        let args = std::iter::once("mobile-node quality".into()).chain(std::env::args_os().skip(2));
         return quality(QualityCli::parse_from(args));
     }
     cli::main::<MobileNode>(Cli::parse().common)

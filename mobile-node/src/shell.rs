@@ -1,8 +1,8 @@
 //! The tokio I/O shell: sockets, rtnetlink, nftables and MLD memberships around the pure
 //! [`Core`]. Single-threaded; one loop feeds received packets, interface polls, signals and
 //! timer ticks to the core and applies its actions in order.
-use mipcast_daemon::control::{self, ControlSocket};
 use mipcast_daemon::cli::RunOptions;
+use mipcast_daemon::control::{self, ControlSocket};
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
