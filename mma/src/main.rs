@@ -106,13 +106,13 @@ fn advise(args: AdviseCli) -> ExitCode {
         avoid_secs: args.avoid_secs,
     }});
     match mipcast_daemon::control::request(&socket, &request.to_string(), Duration::from_secs(5)) {
+        Ok(reply) if reply.contains("\"error\"") => {
+            eprintln!("mma advise: {reply}");
+            ExitCode::FAILURE
+        }
         Ok(reply) => {
             println!("{reply}");
-            if reply.contains("\"error\"") {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("mma advise: {e}");
