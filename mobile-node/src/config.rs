@@ -118,6 +118,14 @@ pub struct Selection {
     /// ...and at or above which it is usable (degrading) again.
     #[serde(default = "default_usable_from")]
     pub usable_from: u8,
+    /// Between RS/RA probes of each link's router (milliseconds; 0: no probes). Above the
+    /// routers' 3 s minimum between advertisements (RFC 4861 MIN_DELAY_BETWEEN_RAS), or
+    /// probes count as lost when the answer is rate-limited.
+    #[serde(default = "default_probe_interval_ms")]
+    pub probe_interval_ms: u64,
+    /// Score points taken off at 100 % probe loss (proportionally below; 0: measure only).
+    #[serde(default)]
+    pub probe_loss_penalty: u32,
 }
 
 impl Selection {
@@ -206,6 +214,9 @@ fn default_unusable_below() -> u8 {
 fn default_usable_from() -> u8 {
     35
 }
+fn default_probe_interval_ms() -> u64 {
+    5000
+}
 fn default_overlap_ms() -> u64 {
     1000
 }
@@ -251,6 +262,8 @@ impl Default for Selection {
             stable_from: default_stable_from(),
             unusable_below: default_unusable_below(),
             usable_from: default_usable_from(),
+            probe_interval_ms: default_probe_interval_ms(),
+            probe_loss_penalty: 0,
         }
     }
 }
@@ -385,6 +398,12 @@ impl Validate for Config {
             v.error(
                 "selection.unusable_below",
                 "must not be above selection.degrading_below",
+            );
+        }
+        if (1..1000).contains(&sel.probe_interval_ms) {
+            v.error(
+                "selection.probe_interval_ms",
+                "must be 0 (no probes) or at least 1000",
             );
         }
         if sel.quality_time_constant_ms > 600_000 {

@@ -154,6 +154,8 @@ async fn core_config(
             min_dwell_ms: cfg.selection.min_dwell_ms,
             ra_timeout_ms: cfg.selection.ra_timeout_ms,
             levels: cfg.selection.levels(),
+            probe_interval_ms: cfg.selection.probe_interval_ms,
+            loss_penalty: cfg.selection.probe_loss_penalty,
         },
         overlap_ms: cfg.handover.overlap_ms,
         grace_s: cfg.handover.forwarding_grace_secs,

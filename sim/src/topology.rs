@@ -237,6 +237,8 @@ pub fn mn_config(cfg: &SimConfig, t: usize) -> CoreConfig {
             min_dwell_ms: 0,
             ra_timeout_ms: cfg.ra_interval_ms * 3 + 100,
             levels: Levels::OFF,
+            probe_interval_ms: 0,
+            loss_penalty: 0,
         },
         overlap_ms: cfg.overlap_ms,
         grace_s: cfg.grace_s,

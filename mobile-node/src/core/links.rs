@@ -156,6 +156,50 @@ pub struct Link {
     /// Router solicitations sent since the link came up without an answer.
     pub rs_sent: u8,
     pub rs_next: Option<Millis>,
+    pub probe: Probe,
+}
+
+/// Periodic RS/RA probes of a link's router: the round trip from a solicitation to the next
+/// advertisement (which includes the router's RFC 4861 response delay of up to 500 ms: it
+/// measures the router's responsiveness as much as the link's delay), and the share of
+/// solicitations no advertisement followed before the next one (loss).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Probe {
+    /// The outstanding probe's send time.
+    pub sent: Option<Millis>,
+    pub next: Option<Millis>,
+    /// Moving averages (weight 1/4 per probe).
+    pub rtt_ms: Option<f64>,
+    pub loss: f64,
+    pub count: u64,
+}
+
+/// Weight of the newest probe in the probe averages.
+const PROBE_WEIGHT: f64 = 0.25;
+
+impl Probe {
+    /// An advertisement arrived: the outstanding probe is answered.
+    pub fn answered(&mut self, now: Millis) {
+        if let Some(sent) = self.sent.take() {
+            #[allow(clippy::cast_precision_loss)] // milliseconds far below 2^52
+            let sample = now.0.saturating_sub(sent.0) as f64;
+            self.rtt_ms = Some(
+                self.rtt_ms
+                    .map_or(sample, |r| r + PROBE_WEIGHT * (sample - r)),
+            );
+            self.loss -= PROBE_WEIGHT * self.loss;
+        }
+    }
+
+    /// A new probe goes out at `now`; the previous one, still unanswered, counts as lost.
+    pub fn send(&mut self, now: Millis, interval_ms: u64) {
+        if self.sent.is_some() {
+            self.loss += PROBE_WEIGHT * (1.0 - self.loss);
+        }
+        self.sent = Some(now);
+        self.next = Some(now.plus_ms(interval_ms));
+        self.count += 1;
+    }
 }
 
 impl Link {
@@ -170,6 +214,7 @@ impl Link {
             ra: None,
             rs_sent: 0,
             rs_next: None,
+            probe: Probe::default(),
         }
     }
 
@@ -249,7 +294,14 @@ impl Link {
         let age = i64::try_from(now.0.saturating_sub(ra.last_seen.0)).unwrap_or(i64::MAX);
         let age_penalty =
             age.saturating_mul(10) / i64::try_from(ra_timeout_ms.max(1)).unwrap_or(i64::MAX);
-        Some(i64::from(self.cfg.preference) + quality - i64::from(self.cfg.cost) - age_penalty)
+        #[allow(clippy::cast_possible_truncation)] // at most loss_penalty points
+        let loss_penalty = (self.probe.loss * f64::from(p.loss_penalty)).round() as i64;
+        Some(
+            i64::from(self.cfg.preference) + quality
+                - i64::from(self.cfg.cost)
+                - age_penalty
+                - loss_penalty,
+        )
     }
 }
 
@@ -274,6 +326,10 @@ pub struct Policy {
     pub min_dwell_ms: u64,
     pub ra_timeout_ms: u64,
     pub levels: Levels,
+    /// Between RS/RA probes of each link with a router (0: no probes).
+    pub probe_interval_ms: u64,
+    /// Points taken off a link's score at 100 % probe loss (proportionally below).
+    pub loss_penalty: u32,
 }
 
 /// Why the terminal moved (handovers by cause).

@@ -269,6 +269,10 @@ pub struct LinkStatus {
     pub avoid: Option<(u8, u64)>,
     /// Being prepared as the next link (the current one is degrading).
     pub prepared: bool,
+    /// RS/RA probes: round trip (ms), share lost (%), probes sent.
+    pub probe_rtt_ms: Option<f64>,
+    pub probe_loss_percent: f64,
+    pub probes: u64,
     pub score: Option<i64>,
     pub router: Option<RouterInfo>,
     pub address: Option<Ipv6Addr>,
@@ -448,6 +452,7 @@ impl Core {
         .chain(self.forwards.iter().map(|f| f.until))
         .chain(self.links.iter().filter_map(|l| l.rs_next))
         .chain(self.links.iter().filter_map(|l| l.avoid.map(|a| a.until)))
+        .chain(self.links.iter().filter_map(|l| l.probe.next))
         .chain(
             self.links
                 .iter()
@@ -482,6 +487,9 @@ impl Core {
                         .filter(|a| a.until > now)
                         .map(|a| (a.reason, a.until.0.saturating_sub(now.0) / 1000)),
                     prepared: self.prepared == Some(l.cfg.ifindex),
+                    probe_rtt_ms: l.probe.rtt_ms.map(|r| r.round()),
+                    probe_loss_percent: (l.probe.loss * 1000.0).round() / 10.0,
+                    probes: l.probe.count,
                     score: l.score(now, &self.cfg.policy),
                     router: l.ra.clone(),
                     address: l.onlink_address(),
@@ -723,6 +731,7 @@ impl Core {
         } else {
             l.ra = None;
             l.rs_next = None;
+            l.probe = links::Probe::default();
             // An administratively downed interface loses its routes in the kernel: forget
             // them so they are installed again when it is used next.
             self.applied.objects.retain(|o| match o {
@@ -790,6 +799,7 @@ impl Core {
         }
         l.ra = Some(info);
         l.rs_next = None;
+        l.probe.answered(now.mono);
         moved && selected == Some(ifindex)
     }
 
@@ -1138,6 +1148,23 @@ impl Core {
     }
 
     fn poll_timers(&mut self, now: Now, out: &mut Out) {
+        let interval = self.cfg.policy.probe_interval_ms;
+        for l in self.links.iter_mut().filter(|_| interval > 0) {
+            // Probes start once the link has a router (before that, RS retries run).
+            if !l.up || l.ra.is_none() {
+                continue;
+            }
+            match l.probe.next {
+                None => l.probe.next = Some(now.mono.plus_ms(interval)),
+                Some(t) if t <= now.mono => {
+                    l.probe.send(now.mono, interval);
+                    out.other.push(Output::Send(Send::Rs {
+                        ifindex: l.cfg.ifindex,
+                    }));
+                }
+                Some(_) => {}
+            }
+        }
         for l in &mut self.links {
             if l.rs_next.is_some_and(|t| t <= now.mono) {
                 if l.up && l.ra.is_none() && l.rs_sent < MAX_RS {

@@ -80,6 +80,8 @@ fn config(mode: Mode) -> CoreConfig {
             min_dwell_ms: 2000,
             ra_timeout_ms: 3000,
             levels: links::Levels::OFF,
+            probe_interval_ms: 0,
+            loss_penalty: 0,
         },
         overlap_ms: 1000,
         grace_s: 10,

@@ -16,6 +16,8 @@ fn smoothed_config() -> CoreConfig {
             unusable_below: 20,
             usable_from: 35,
         },
+        probe_interval_ms: 0,
+        loss_penalty: 0,
     };
     // e1 is preferred by 10 points: it is where the terminal starts.
     c.links[0].preference = 60;
@@ -418,4 +420,63 @@ fn forged_or_replayed_advice_is_ignored_and_counted() {
     });
     assert!(acts.contains(&Action::Metric(MetricEvent::AdviceRejected("replay"))));
     assert!(handovers(&acts).is_empty());
+}
+
+#[test]
+fn probes_measure_round_trip_and_loss_and_loss_weighs_on_the_score() {
+    let mut cfg = smoothed_config();
+    cfg.policy.probe_interval_ms = 1000;
+    cfg.policy.loss_penalty = 40;
+    let mut h = two_links(cfg, 100, 100);
+    // Routers answer each solicitation after 50 ms.
+    let mut rs = 0;
+    for _ in 0..100 {
+        h.t += 50;
+        let acts = h.tick();
+        for a in &acts {
+            if let Action::SendRs { ifindex } = a {
+                rs += 1;
+                h.t += 50;
+                if *ifindex == E1 {
+                    h.ra(E1, "2001:db8:10:1::", Some(mma1()));
+                } else {
+                    h.ra(E2, "2001:db8:10:2::", Some(mma1()));
+                }
+            }
+        }
+    }
+    assert!(rs >= 8, "{rs} probes");
+    let st = h.core.status(Millis(h.t));
+    assert_eq!(st.links[0].probe_rtt_ms, Some(50.0));
+    assert_eq!(st.links[0].probe_loss_percent, 0.0);
+    assert_eq!(h.core.selected, Some(E1));
+    // e1 turns lossy: only every other probe is answered. Loss settles around 50 %, 20
+    // points at 40 for 100 %: more than the hysteresis, the terminal leaves for e2.
+    let mut moves = Vec::new();
+    let mut e1_probes = 0;
+    for _ in 0..300 {
+        h.t += 50;
+        let acts = h.tick();
+        moves.extend(handovers(&acts));
+        for a in &acts {
+            match a {
+                Action::SendRs { ifindex: E2 } => {
+                    h.t += 50;
+                    moves.extend(handovers(&h.ra(E2, "2001:db8:10:2::", Some(mma1()))));
+                }
+                Action::SendRs { ifindex: E1 } => {
+                    e1_probes += 1;
+                    if e1_probes % 2 == 0 {
+                        h.t += 50;
+                        moves.extend(handovers(&h.ra(E1, "2001:db8:10:1::", Some(mma1()))));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let st = h.core.status(Millis(h.t));
+    assert!(st.links[0].probe_loss_percent > 30.0, "{:?}", st.links[0]);
+    assert_eq!(moves, vec![HandoverKind::IntraSite]);
+    assert_eq!(h.core.selected, Some(E2));
 }
