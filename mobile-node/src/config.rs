@@ -126,6 +126,10 @@ pub struct Selection {
     /// Score points taken off at 100 % probe loss (proportionally below; 0: measure only).
     #[serde(default)]
     pub probe_loss_penalty: u32,
+    /// While the current link degrades, register with the MMA of a candidate link in another
+    /// site already (a refusal, BAck 130, keeps us off that link for 30 s).
+    #[serde(default)]
+    pub pre_register: bool,
 }
 
 impl Selection {
@@ -264,6 +268,7 @@ impl Default for Selection {
             usable_from: default_usable_from(),
             probe_interval_ms: default_probe_interval_ms(),
             probe_loss_penalty: 0,
+            pre_register: false,
         }
     }
 }

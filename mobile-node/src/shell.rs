@@ -156,6 +156,7 @@ async fn core_config(
             levels: cfg.selection.levels(),
             probe_interval_ms: cfg.selection.probe_interval_ms,
             loss_penalty: cfg.selection.probe_loss_penalty,
+            pre_register: cfg.selection.pre_register,
         },
         overlap_ms: cfg.handover.overlap_ms,
         grace_s: cfg.handover.forwarding_grace_secs,

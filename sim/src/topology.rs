@@ -239,6 +239,7 @@ pub fn mn_config(cfg: &SimConfig, t: usize) -> CoreConfig {
             levels: Levels::OFF,
             probe_interval_ms: 0,
             loss_penalty: 0,
+            pre_register: false,
         },
         overlap_ms: cfg.overlap_ms,
         grace_s: cfg.grace_s,

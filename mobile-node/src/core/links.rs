@@ -330,6 +330,9 @@ pub struct Policy {
     pub probe_interval_ms: u64,
     /// Points taken off a link's score at 100 % probe loss (proportionally below).
     pub loss_penalty: u32,
+    /// While the current link degrades, register with the MMA of a prepared candidate in
+    /// another site already (its answer is the "request handoff": 130 = not admitted).
+    pub pre_register: bool,
 }
 
 /// Why the terminal moved (handovers by cause).

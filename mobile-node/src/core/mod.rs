@@ -41,6 +41,9 @@ const RS_INTERVAL_MS: u64 = 1000;
 const SMOOTH_TICK_MS: u64 = 100;
 /// Handoff advice older or newer than this against our clock is refused (as a replay).
 const ADVICE_WINDOW_MS: u64 = 10_000;
+/// A candidate site that refused to admit us (pre-registration answered 130) is avoided this
+/// long.
+const NOT_ADMITTED_AVOID_MS: u64 = 30_000;
 
 pub use mipcast_proto::Now;
 
@@ -313,6 +316,10 @@ pub struct Core {
     advice_ts: BTreeMap<Ipv6Addr, u64>,
     /// Advice accepted in this step, not yet obeyed or reported unheeded.
     fresh_advice: bool,
+    /// The candidate MMA registered with ahead of a move, and the link it is on.
+    pre_registered: Option<(Ipv6Addr, u32)>,
+    /// A pre-registration being undone: its deregistration goes from the same link.
+    undoing: Option<(Ipv6Addr, u32)>,
 }
 
 impl Core {
@@ -342,6 +349,8 @@ impl Core {
             prepared: None,
             advice_ts: BTreeMap::new(),
             fresh_advice: false,
+            pre_registered: None,
+            undoing: None,
         }
     }
 
@@ -582,6 +591,7 @@ impl Core {
                 })
                 .flatten()
         });
+        self.pre_register(want, now, out);
         if want == self.prepared {
             return;
         }
@@ -608,6 +618,47 @@ impl Core {
             (None, None) => {}
         }
         self.prepared = want;
+    }
+
+    /// Pre-registration with the prepared candidate's MMA when it is another site's (policy
+    /// `pre_register`), and its undoing when preparation stops without a move there.
+    fn pre_register(&mut self, want: Option<u32>, now: Now, out: &mut Out) {
+        if let Some((mma, ifindex)) = self.pre_registered {
+            let moved_there = self.attach == Attach::Site { ifindex, mma };
+            if moved_there {
+                self.pre_registered = None;
+            } else if want != Some(ifindex) {
+                tracing::info!(%mma, "preparation stopped: undoing the pre-registration");
+                self.pre_registered = None;
+                self.undoing = Some((mma, ifindex));
+                let src = self.link(ifindex).and_then(Link::onlink_address);
+                let req = Request {
+                    kind: PeerKind::Mma,
+                    lifetime_s: 0,
+                    alt_coa: None,
+                    group: None,
+                    forward: None,
+                };
+                self.start(mma, req, src, now, out);
+            }
+        }
+        let Attach::Site { mma: current, .. } = self.attach else {
+            return;
+        };
+        let (true, None, Some(c)) = (self.cfg.policy.pre_register, self.pre_registered, want)
+        else {
+            return;
+        };
+        let Some(l) = self.link(c) else { return };
+        let (Some(mma), Some(src)) = (l.ra.as_ref().and_then(|r| r.mma), l.onlink_address()) else {
+            return;
+        };
+        if mma == current || self.cfg.mode != Mode::Site {
+            return;
+        }
+        tracing::info!(%mma, link = %l.cfg.name, "pre-registering with the candidate site's MMA (request handoff)");
+        self.pre_registered = Some((mma, c));
+        self.start(mma, self.mma_request(), Some(src), now, out);
     }
 
     /// The group membership on the prepared link when it is in the current site.
@@ -926,6 +977,21 @@ impl Core {
                 } else if self.pending_site.is_some_and(|p| p.mma == peer) {
                     self.pending_site = None;
                 }
+                // The candidate site does not admit us: keep off its link for a while.
+                if let Some((mma, ifindex)) = self.pre_registered.filter(|(m, _)| *m == peer) {
+                    tracing::warn!(%mma, status, "the candidate site did not admit us; avoiding its link");
+                    self.pre_registered = None;
+                    self.client.forget(mma);
+                    out.other.push(Output::Event(MetricEvent::AdviceReceived(
+                        "admission_refused",
+                    )));
+                    if let Some(l) = self.link_mut(ifindex) {
+                        l.avoid = Some(Avoid {
+                            until: now.mono.plus_ms(NOT_ADMITTED_AVOID_MS),
+                            reason: advice_reason::ADMISSION_REFUSED,
+                        });
+                    }
+                }
             }
             AckOutcome::Accepted {
                 peer,
@@ -956,6 +1022,9 @@ impl Core {
                 }));
                 if kind == PeerKind::HomeAgent {
                     self.ha_registered = !deregistration;
+                }
+                if deregistration && self.undoing.is_some_and(|(m, _)| m == peer) {
+                    self.undoing = None;
                 }
                 if !deregistration {
                     self.refusals = 0;
@@ -1195,7 +1264,16 @@ impl Core {
             hoa: cfg.hoa,
             sa: &sa,
         };
-        let (sends, events) = self.client.poll(now.mono, now.wall_ntp, &|_| src, &ctx);
+        // A pre-registration goes on from the candidate link's address.
+        let via = |p: Option<(Ipv6Addr, u32)>| {
+            p.and_then(|(mma, ifindex)| Some((mma, self.link(ifindex)?.onlink_address()?)))
+        };
+        let (pre_src, undo_src) = (via(self.pre_registered), via(self.undoing));
+        let src_of = |_: PeerKind, peer: Ipv6Addr| match (pre_src, undo_src) {
+            (Some((mma, a)), _) | (_, Some((mma, a))) if mma == peer => Some(a),
+            _ => src,
+        };
+        let (sends, events) = self.client.poll(now.mono, now.wall_ntp, &src_of, &ctx);
         out.sends.extend(sends);
         for e in events {
             match e {
@@ -1357,9 +1435,25 @@ impl Core {
             }
             Attach::Site { ifindex, mma } => {
                 let previous = self.last_mma.filter(|p| *p != mma);
-                self.pending_site = Some(PendingSite { mma, previous });
                 let src = self.link(ifindex).and_then(Link::onlink_address);
-                self.start(mma, self.mma_request(), src, now, out);
+                let pre = self
+                    .client
+                    .get(&mma)
+                    .filter(|r| {
+                        self.pre_registered == Some((mma, ifindex))
+                            && r.state == reg::State::Bound
+                            && r.src == src
+                    })
+                    .map(|r| r.assigned_coa.unwrap_or(mma));
+                if let Some(coa) = pre {
+                    // Registered there ahead of the move: on to the home agent at once.
+                    tracing::info!(%mma, "moving to the pre-registered site");
+                    self.pre_registered = None;
+                    self.site_registered(PendingSite { mma, previous }, coa, now, out);
+                } else {
+                    self.pending_site = Some(PendingSite { mma, previous });
+                    self.start(mma, self.mma_request(), src, now, out);
+                }
             }
             Attach::Home { .. } => {
                 self.pending_site = None;

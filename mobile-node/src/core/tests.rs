@@ -82,6 +82,7 @@ fn config(mode: Mode) -> CoreConfig {
             levels: links::Levels::OFF,
             probe_interval_ms: 0,
             loss_penalty: 0,
+            pre_register: false,
         },
         overlap_ms: 1000,
         grace_s: 10,

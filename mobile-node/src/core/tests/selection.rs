@@ -18,6 +18,7 @@ fn smoothed_config() -> CoreConfig {
         },
         probe_interval_ms: 0,
         loss_penalty: 0,
+        pre_register: false,
     };
     // e1 is preferred by 10 points: it is where the terminal starts.
     c.links[0].preference = 60;
@@ -479,4 +480,155 @@ fn probes_measure_round_trip_and_loss_and_loss_weighs_on_the_score() {
     assert!(st.links[0].probe_loss_percent > 30.0, "{:?}", st.links[0]);
     assert_eq!(moves, vec![HandoverKind::IntraSite]);
     assert_eq!(h.core.selected, Some(E2));
+}
+
+/// e1 in site 1 (current), e2 in site 2; e1 degrading (45), e2 at 60: e2 is prepared but
+/// not yet better by the margin.
+fn degrading_towards_site2(pre_register: bool) -> (H, Vec<Action>) {
+    let mut cfg = smoothed_config();
+    cfg.policy.pre_register = pre_register;
+    let mut h = H::new(Mode::Site);
+    h.core = Core::new(cfg, Persisted::default());
+    h.ev(Event::Quality {
+        ifindex: E1,
+        value: Some(100),
+    });
+    h.ev(Event::Quality {
+        ifindex: E2,
+        value: Some(60),
+    });
+    h.up(E1);
+    let acts = h.ra(E1, "2001:db8:10:1::", Some(mma1()));
+    let mma_bu = bus(&acts).remove(0);
+    let acts = h.ack(&mma_bu, 0, Some(mma1()));
+    let ha_bu = bus(&acts).remove(0);
+    h.ack(&ha_bu, 0, None);
+    h.up(E2);
+    h.ra(E2, "2001:db8:20:1::", Some(mma2()));
+    let mut acts = Vec::new();
+    for t in 0..100u64 {
+        h.t += 100;
+        acts.extend(h.ev(Event::Quality {
+            ifindex: E1,
+            value: Some(45),
+        }));
+        if t % 10 == 0 {
+            acts.extend(h.ra(E1, "2001:db8:10:1::", Some(mma1())));
+            acts.extend(h.ra(E2, "2001:db8:20:1::", Some(mma2())));
+        }
+    }
+    assert!(handovers(&acts).is_empty());
+    (h, acts)
+}
+
+#[test]
+fn an_inter_site_candidate_is_pre_registered_and_the_move_needs_no_new_mma_bu() {
+    let (mut h, acts) = degrading_towards_site2(true);
+    // The BU (and its retransmissions while unanswered) go from the candidate's address.
+    let pre: Vec<SentBu> = bus(&acts)
+        .into_iter()
+        .filter(|b| b.peer == mma2())
+        .collect();
+    assert!(!pre.is_empty());
+    let e2_addr = slaac_of("2001:db8:20:1::", MAC2);
+    assert!(
+        pre.iter()
+            .all(|b| b.src == e2_addr && b.group == Some(group())),
+        "{pre:?}"
+    );
+    h.ack(pre.last().unwrap(), 0, Some(mma2()));
+    // e1 is lost: the move to site 2 goes straight to the home agent (and the old MMA).
+    let acts = h.ev(Event::Quality {
+        ifindex: E1,
+        value: Some(0),
+    });
+    assert_eq!(handovers(&acts), vec![HandoverKind::InterSite]);
+    let sent = bus(&acts);
+    assert!(sent.iter().all(|b| b.peer != mma2()), "{sent:?}");
+    assert_eq!(sent[0].peer, ha());
+    assert_eq!(sent[0].alt_coa, Some(mma2()));
+    assert!(sent
+        .iter()
+        .any(|b| b.peer == mma1() && b.lifetime_units == 0));
+}
+
+#[test]
+fn a_candidate_site_that_does_not_admit_us_is_avoided() {
+    let (mut h, acts) = degrading_towards_site2(true);
+    let pre: Vec<SentBu> = bus(&acts)
+        .into_iter()
+        .filter(|b| b.peer == mma2())
+        .collect();
+    let acts = h.ack(
+        pre.last().unwrap(),
+        back_status::INSUFFICIENT_RESOURCES,
+        None,
+    );
+    assert!(acts.contains(&Action::Metric(MetricEvent::AdviceReceived(
+        "admission_refused"
+    ))));
+    assert!(h.core.status(Millis(h.t)).links[1].avoid.is_some());
+    // e2 becomes far better by quality, but it did not admit us: we stay on e1.
+    let moves = {
+        let mut acts = Vec::new();
+        for t in 0..100u64 {
+            h.t += 100;
+            acts.extend(h.ev(Event::Quality {
+                ifindex: E2,
+                value: Some(100),
+            }));
+            acts.extend(h.ev(Event::Quality {
+                ifindex: E1,
+                value: Some(45),
+            }));
+            if t % 10 == 0 {
+                acts.extend(h.ra(E1, "2001:db8:10:1::", Some(mma1())));
+                acts.extend(h.ra(E2, "2001:db8:20:1::", Some(mma2())));
+            }
+        }
+        handovers(&acts)
+    };
+    assert!(moves.is_empty(), "{moves:?}");
+}
+
+#[test]
+fn without_pre_registration_policy_nothing_is_sent_to_the_candidate_site() {
+    let (_h, acts) = degrading_towards_site2(false);
+    assert!(bus(&acts).iter().all(|b| b.peer != mma2()));
+}
+
+#[test]
+fn preparation_that_stops_undoes_the_pre_registration() {
+    let (mut h, acts) = degrading_towards_site2(true);
+    let pre: Vec<SentBu> = bus(&acts)
+        .into_iter()
+        .filter(|b| b.peer == mma2())
+        .collect();
+    h.ack(pre.last().unwrap(), 0, Some(mma2()));
+    let mut acts = Vec::new();
+    for t in 0..100u64 {
+        h.t += 100;
+        acts.extend(h.ev(Event::Quality {
+            ifindex: E1,
+            value: Some(100),
+        }));
+        if t % 10 == 0 {
+            acts.extend(h.ra(E1, "2001:db8:10:1::", Some(mma1())));
+            acts.extend(h.ra(E2, "2001:db8:20:1::", Some(mma2())));
+        }
+    }
+    assert!(handovers(&acts).is_empty());
+    // A deregistration (retransmitted while unanswered), from the candidate's address.
+    let dereg: Vec<SentBu> = bus(&acts)
+        .into_iter()
+        .filter(|b| b.peer == mma2())
+        .collect();
+    let e2_addr = slaac_of("2001:db8:20:1::", MAC2);
+    assert!(!dereg.is_empty());
+    assert!(
+        dereg
+            .iter()
+            .all(|b| b.lifetime_units == 0 && b.src == e2_addr),
+        "{dereg:?}"
+    );
 }
