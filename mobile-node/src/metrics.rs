@@ -30,6 +30,13 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LinkLabel {
+    pub link: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CauseLabel {
     pub cause: String,
 }
@@ -70,6 +77,9 @@ pub struct Metrics {
     pub advice_rejected: Family<ReasonLabel, Counter>,
     pub advice_obeyed: Counter,
     pub advice_unheeded: Counter,
+    pub link_quality: Family<LinkLabel, FloatGauge>,
+    pub link_probe_rtt: Family<LinkLabel, FloatGauge>,
+    pub link_probe_loss: Family<LinkLabel, FloatGauge>,
 }
 
 impl Metrics {
@@ -89,7 +99,25 @@ impl Metrics {
             advice_rejected: Family::default(),
             advice_obeyed: Counter::default(),
             advice_unheeded: Counter::default(),
+            link_quality: Family::default(),
+            link_probe_rtt: Family::default(),
+            link_probe_loss: Family::default(),
         };
+        registry.register(
+            "mipcast_mn_link_quality",
+            "Smoothed quality of each link (0-100; absent without a quality source)",
+            m.link_quality.clone(),
+        );
+        registry.register(
+            "mipcast_mn_link_probe_rtt_seconds",
+            "Moving average of the RS/RA probe round trip of each link's router",
+            m.link_probe_rtt.clone(),
+        );
+        registry.register(
+            "mipcast_mn_link_probe_loss_ratio",
+            "Moving average of the share of RS/RA probes left unanswered, per link",
+            m.link_probe_loss.clone(),
+        );
         for cause in ["quality", "advice", "link_down", "preference"] {
             m.handover_causes.get_or_create_owned(&CauseLabel {
                 cause: cause.to_owned(),
@@ -246,6 +274,35 @@ impl Metrics {
             }
             MetricEvent::AdviceNoAlternative => {
                 self.advice_unheeded.inc();
+            }
+        }
+    }
+
+    /// The per-link measurements of a status snapshot.
+    pub fn set_links(&self, links: &[crate::core::LinkStatus]) {
+        for l in links {
+            let label = LinkLabel {
+                link: l.name.clone(),
+            };
+            match l.smoothed_quality {
+                Some(q) => {
+                    self.link_quality.get_or_create(&label).set(q);
+                }
+                None => {
+                    self.link_quality.remove(&label);
+                }
+            }
+            match l.probe_rtt_ms {
+                Some(ms) => {
+                    self.link_probe_rtt.get_or_create(&label).set(ms / 1000.0);
+                    self.link_probe_loss
+                        .get_or_create(&label)
+                        .set(l.probe_loss_percent / 100.0);
+                }
+                None => {
+                    self.link_probe_rtt.remove(&label);
+                    self.link_probe_loss.remove(&label);
+                }
             }
         }
     }

@@ -607,6 +607,7 @@ async fn apply_kernel(io: &Io, change: &KernelChange) -> Outcome {
 /// Updates `/status` and the current-attachment info metric.
 fn publish(core: &Core, io: &Io, status: &Mutex<String>, now: Millis) {
     let st = core.status(now);
+    io.metrics.set_links(&st.links);
     if let Ok(json) = serde_json::to_string_pretty(&st) {
         if let Ok(mut s) = status.lock() {
             *s = json;
