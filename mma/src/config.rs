@@ -88,6 +88,11 @@ pub struct AdviceLink {
     /// are served on the link is advised to leave (reason congestion).
     #[serde(default)]
     pub advise_above: Option<usize>,
+    /// Load trigger on traffic: when the terminals' multicast traffic on this link (the MMA's
+    /// (MMA, G) counters, read every metrics.mfc_poll) exceeds this many bytes per second,
+    /// the heaviest terminal is advised to leave (congestion), once per avoid_secs.
+    #[serde(default)]
+    pub advise_above_bps: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

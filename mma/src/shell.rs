@@ -374,7 +374,7 @@ impl Daemon {
                 }
                 _ = self.state.due() => self.start_write(),
                 Some(request) = next_request(&mut self.control) => self.control_request(request).await,
-                _ = mfc_tick.tick(), if !mfc_poll.is_zero() => self.poll_mfc_counters(),
+                _ = mfc_tick.tick(), if !mfc_poll.is_zero() => self.poll_mfc_counters().await,
                 signal = signals.next() => match signal {
                     Signal::Shutdown => break,
                     Signal::Reload => self.reload().await,
@@ -484,15 +484,24 @@ impl Daemon {
         mrt6.add_mfc(self.config.address, group, self.wan_mif, &self.site_mifs)
     }
 
-    fn poll_mfc_counters(&self) {
+    /// Reads the (MMA, G) counters into the metrics and hands them to the core (the measured
+    /// load of the site links, for load-triggered handoff advice).
+    async fn poll_mfc_counters(&mut self) {
         let Some(mrt6) = &self.mrt6 else { return };
         let source = self.config.address;
+        let mut bytes = Vec::new();
         for group in lock(&self.core).desired_groups() {
             match mrt6.sg_counters(source, group) {
-                Ok(c) => self.metrics.set_sg(source, group, c),
+                Ok(c) => {
+                    self.metrics.set_sg(source, group, c);
+                    bytes.push((group, c.bytes));
+                }
                 Err(e) => debug!(%group, error = %e, "reading MFC counters"),
             }
         }
+        let now = self.clock.reading();
+        lock(&self.core).handle_input(now, Input::GroupCounters(&bytes));
+        self.settle().await;
     }
 
     fn update_counts(&self) {
@@ -673,6 +682,7 @@ pub fn advice_config(c: &Config) -> AdviceConfig {
                 name: l.name.clone(),
                 prefix: (l.prefix.addr(), l.prefix.prefix_len()),
                 advise_above: l.advise_above,
+                advise_above_bps: l.advise_above_bps,
             })
             .collect(),
         avoid_secs: c.advice.avoid_secs,

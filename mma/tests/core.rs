@@ -827,6 +827,7 @@ fn a_link_loaded_above_its_threshold_advises_the_newcomer() {
             name: "acc1".into(),
             prefix: p("2001:db8:4::", 64),
             advise_above: Some(1),
+            advise_above_bps: None,
         }],
         avoid_secs: 20,
     });
@@ -896,4 +897,48 @@ fn a_full_site_refuses_new_terminals_with_130_but_keeps_its_own() {
         0,
         "the terminal served here refreshes"
     );
+}
+
+#[test]
+fn a_link_whose_measured_traffic_passes_its_threshold_advises_the_heaviest_terminal() {
+    let mut c = core();
+    c.set_advice(mma::core::AdviceConfig {
+        links: vec![mma::core::SiteLink {
+            name: "acc1".into(),
+            prefix: p("2001:db8:4::", 64),
+            advise_above: None,
+            advise_above_bps: Some(1000),
+        }],
+        avoid_secs: 20,
+    });
+    let mut clock = Clock { mono: 1000 };
+    register(&mut c, &clock);
+    let counters = |c: &mut Core, clock: &Clock, bytes: u64| {
+        c.handle_input(clock.now(), Input::GroupCounters(&[(GROUP, bytes)]));
+        settle(c, clock.now(), |_| Outcome::Applied)
+    };
+    // First reading: no rate yet. Then 500 B/s: under the threshold.
+    assert!(advice_sends(&counters(&mut c, &clock, 0)).is_empty());
+    clock.advance(10_000);
+    assert!(advice_sends(&counters(&mut c, &clock, 5_000)).is_empty());
+    // 5000 B/s: over it; the terminal (the heaviest, the only one) is advised, once.
+    clock.advance(10_000);
+    let out = counters(&mut c, &clock, 55_000);
+    assert_eq!(advice_sends(&out).len(), 1, "{out:?}");
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Advised {
+            trigger: "load",
+            reason: 1,
+            ..
+        })
+    )));
+    clock.advance(10_000);
+    assert!(
+        advice_sends(&counters(&mut c, &clock, 105_000)).is_empty(),
+        "held for the avoid time"
+    );
+    // After the avoid time, still loaded: advised again.
+    clock.advance(10_000);
+    assert_eq!(advice_sends(&counters(&mut c, &clock, 155_000)).len(), 1);
 }

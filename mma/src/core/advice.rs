@@ -29,6 +29,9 @@ pub struct SiteLink {
     pub prefix: (Ipv6Addr, u8),
     /// Advise newly registered terminals to leave when more than this many are served here.
     pub advise_above: Option<usize>,
+    /// Advise the heaviest terminal to leave when the terminals' multicast traffic on this
+    /// link (from the MFC counters) exceeds this many bytes per second.
+    pub advise_above_bps: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +202,55 @@ impl Core {
             .map_err(|e| e.to_string())?;
         buf.truncate(n);
         Ok(buf)
+    }
+}
+
+impl Core {
+    /// New counter readings: per-link rates; a link above its `advise_above_bps` has its
+    /// heaviest terminal advised to leave (congestion), at most once per avoid period.
+    pub(super) fn on_counters(&mut self, counters: &[(Ipv6Addr, u64)], now: Now) {
+        let mut rates: std::collections::HashMap<Ipv6Addr, u64> = Default::default();
+        for &(group, bytes) in counters {
+            if let Some((prev, at)) = self.group_bytes.insert(group, (bytes, now.mono)) {
+                let ms = now.mono.0.saturating_sub(at.0);
+                // A counter that went back restarted (entry re-created): no rate this time.
+                if ms > 0 && bytes >= prev {
+                    rates.insert(group, (bytes - prev).saturating_mul(1000) / ms);
+                }
+            }
+        }
+        let known: std::collections::HashSet<Ipv6Addr> = counters.iter().map(|(g, _)| *g).collect();
+        self.group_bytes.retain(|g, _| known.contains(g));
+        let links = self.advice.links.clone();
+        for link in links {
+            let Some(limit) = link.advise_above_bps else {
+                continue;
+            };
+            let on_link: Vec<(u64, Binding<Terminal>)> = self
+                .registrar
+                .cache()
+                .iter()
+                .filter(|b| served_on(b, link.prefix))
+                .map(|b| (rates.get(&b.payload.group).copied().unwrap_or(0), b.clone()))
+                .collect();
+            let total: u64 = on_link.iter().map(|(r, _)| *r).sum();
+            let held = self
+                .load_hold
+                .get(&link.prefix)
+                .is_some_and(|until| *until > now.mono);
+            if total <= limit || held {
+                continue;
+            }
+            let Some((_, heaviest)) = on_link.into_iter().max_by_key(|(r, _)| *r) else {
+                continue;
+            };
+            let avoid = self.advice.avoid_secs;
+            self.load_hold.insert(
+                link.prefix,
+                now.mono.plus_ms(u64::from(avoid).saturating_mul(1000)),
+            );
+            self.send_advice(&heaviest, advice_reason::CONGESTION, avoid, "load", now);
+        }
     }
 }
 

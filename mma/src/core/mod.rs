@@ -48,6 +48,9 @@ pub enum Input<'a> {
     Mobility(Received<'a>),
     /// The operator advises the terminals on a site link to leave it (`mma advise`).
     Advise(Advise),
+    /// Cumulative byte counters of the (MMA, G) forwarding entries, as the shell reads them:
+    /// the measured load of each site link (the load trigger of handoff advice).
+    GroupCounters(&'a [(Ipv6Addr, u64)]),
 }
 
 impl<'a> From<Received<'a>> for Input<'a> {
@@ -144,6 +147,10 @@ pub struct Core {
     /// The terminals' security associations: handoff advice is signed with them.
     sas: SaTable,
     advice: AdviceConfig,
+    /// Last counter reading per group, for rates.
+    group_bytes: std::collections::HashMap<Ipv6Addr, (u64, Millis)>,
+    /// Per link prefix: no load advice before this time (one advice per avoid period).
+    load_hold: std::collections::HashMap<(Ipv6Addr, u8), Millis>,
 }
 
 impl Core {
@@ -158,6 +165,8 @@ impl Core {
         Ok(Core {
             sas: sas.clone(),
             advice: AdviceConfig::default(),
+            group_bytes: std::collections::HashMap::new(),
+            load_hold: std::collections::HashMap::new(),
             registrar: Registrar::new(registrar, sas, policy)?,
             plan,
             limiter,
@@ -383,6 +392,7 @@ impl Machine for Core {
                 self.translate(actions, now);
             }
             Input::Advise(a) => self.advise(&a, now),
+            Input::GroupCounters(c) => self.on_counters(c, now),
         }
     }
 
