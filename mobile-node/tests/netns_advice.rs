@@ -28,6 +28,7 @@ fn a(s: &str) -> Ipv6Addr {
 }
 
 struct Setup {
+    cfg: std::path::PathBuf,
     mma: Netns,
     mn: Netns,
     _others: Vec<Netns>,
@@ -78,6 +79,14 @@ fn setup(tag: &str, two: bool, port: u16) -> Setup {
             metrics_port: port,
         },
     );
+    // A control socket for `mobile-node quality set`.
+    let socket = dir.join("mn.sock");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}control_socket: {}\n", socket.display()),
+    )
+    .unwrap();
     let ras = ra_sender(&r, adverts);
     let (rm, _) = responder(&mma);
     let (rh, log_ha) = responder(&cn);
@@ -100,6 +109,7 @@ fn setup(tag: &str, two: bool, port: u16) -> Setup {
         });
     }
     Setup {
+        cfg,
         mma,
         mn,
         _others: vec![cn, r],
@@ -278,4 +288,67 @@ fn netns_advice_without_an_alternative_keeps_the_terminal_and_reports_it() {
         "{st}"
     );
     assert!(st["links"][0]["avoid"].is_array(), "{st}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn netns_quality_set_feeds_the_running_node_through_its_control_socket() {
+    require_root();
+    let s = setup("qset", true, 19653);
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mobile-node"))
+            .args(["quality", "-c", s.cfg.to_str().unwrap(), "set"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // The first reading starts e1's average; the next is smoothed towards.
+    assert!(run(&["e1", "100"]).status.success());
+    let set = Instant::now();
+    let out = run(&["e1", "30"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"quality\":30"), "{stdout}");
+    // The average falls from 100 towards 30 (time constant 2 s); e1 (60 + average) falls
+    // behind e2 (50 + 100) by the margin at 80, after about 0.7 s: the node moves to e2.
+    let e2 = u64::from(ifindex(&s.mn, "e2"));
+    wait_for(
+        Duration::from_secs(5),
+        "move to e2 on e1's falling quality",
+        || {
+            let st = status(&s.mn, s.port)?;
+            (st["attachment"]["ifindex"].as_u64()? == e2).then_some(())
+        },
+    );
+    let moved = set.elapsed();
+    eprintln!(
+        "quality 100 -> 30 to attachment on e2: {} ms",
+        moved.as_millis()
+    );
+    assert!(
+        moved > Duration::from_millis(300),
+        "not smoothed: {moved:?}"
+    );
+    // Below 50 the level is degrading (after about 2.5 s).
+    wait_for(Duration::from_secs(5), "e1 degrading", || {
+        let st = status(&s.mn, s.port)?;
+        (st["links"][0]["level"] == "degrading").then_some(())
+    });
+    let st = status(&s.mn, s.port).unwrap();
+    assert_eq!(st["links"][0]["quality"], 30, "{st}");
+    assert_eq!(
+        // e1 was still stable (average 80) when e2 won by the margin: a preference move.
+        metric(&s, "mipcast_mn_handover_causes_total{cause=\"preference\"}"),
+        1.0
+    );
+    // Unknown interface and out-of-range values are refused.
+    let out = run(&["e9", "30"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no interface"));
+    let out = run(&["e1", "130"]);
+    assert!(!out.status.success());
 }
