@@ -8,6 +8,7 @@ pub mod caps;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod driver;
 pub mod logging;
 pub mod metrics;

@@ -50,6 +50,57 @@ pub struct Config {
     pub metrics: Metrics,
     #[serde(default)]
     pub state: State,
+    /// Handoff advice to terminals (issue 14).
+    #[serde(default)]
+    pub advice: Advice,
+    #[serde(default)]
+    pub admission: Admission,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Advice {
+    /// Unix socket `mma advise` talks to (none: no operator advice).
+    pub control_socket: Option<PathBuf>,
+    /// How long an advised terminal keeps off the link unless told otherwise (seconds).
+    pub avoid_secs: u16,
+    /// Site access links by name, for `mma advise --link NAME` and the load trigger.
+    pub links: Vec<AdviceLink>,
+}
+
+impl Default for Advice {
+    fn default() -> Self {
+        Advice {
+            control_socket: None,
+            avoid_secs: 30,
+            links: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdviceLink {
+    pub name: String,
+    /// The prefix the terminals' on-link addresses on this link come from.
+    pub prefix: Ipv6Prefix,
+    /// Load threshold: a terminal newly registered here while more than this many terminals
+    /// are served on the link is advised to leave (reason congestion).
+    #[serde(default)]
+    pub advise_above: Option<usize>,
+    /// Load trigger on traffic: when the terminals' multicast traffic on this link (the MMA's
+    /// (MMA, G) counters, read every metrics.mfc_poll) exceeds this many bytes per second,
+    /// the heaviest terminal is advised to leave (congestion), once per avoid_secs.
+    #[serde(default)]
+    pub advise_above_bps: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admission {
+    /// Terminals the site serves at most; new ones beyond are refused with BAck 130 (how a
+    /// terminal's "request handoff" is answered). None: no limit.
+    pub max_terminals: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -321,6 +372,24 @@ impl Validate for Config {
         }
         if k.mrt6_table == Some(0) {
             v.error("kernel.mrt6_table", "must not be 0");
+        }
+        if self.advice.avoid_secs == 0 {
+            v.error("advice.avoid_secs", "must be positive");
+        }
+        for (i, l) in self.advice.links.iter().enumerate() {
+            if self.advice.links.iter().take(i).any(|o| o.name == l.name) {
+                v.error(format!("advice.links[{i}].name"), "listed twice");
+            }
+            if !self
+                .site_prefixes
+                .iter()
+                .any(|p| p.contains(l.prefix.addr()))
+            {
+                v.error(
+                    format!("advice.links[{i}].prefix"),
+                    "is not inside any of site_prefixes",
+                );
+            }
         }
     }
 }

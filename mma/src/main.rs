@@ -1,7 +1,8 @@
 //! The `mma` binary: command line only; everything else is in the library.
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use mipcast_daemon::caps::Capability;
@@ -15,7 +16,10 @@ use mma::shell;
 /// to a new care-of address for a grace period after a terminal leaves, and relays the
 /// terminals' reverse tunnels to their home agents.
 #[derive(Parser)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Operator handoff advice: `mma advise --link NAME --reason REASON` (see `mma advise --help`)."
+)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
@@ -56,6 +60,71 @@ impl cli::Daemon for Mma {
     }
 }
 
+/// Advise every terminal served on a site link to leave it: the running MMA sends each a
+/// signed handoff advice (reason, avoid time). A terminal with another usable link moves at
+/// once and keeps off this one for the avoid time; one without stays and reports it. Talks
+/// to the daemon over `advice.control_socket` of the configuration.
+#[derive(Parser)]
+#[command(name = "mma advise")]
+struct AdviseCli {
+    /// Configuration file (for the control socket and link names).
+    #[arg(
+        short,
+        long,
+        value_name = "PATH",
+        default_value = "/etc/mipcast/mma.yaml"
+    )]
+    config: PathBuf,
+    /// A link name of `advice.links`, or a prefix (e.g. 2001:db8:10:1::/64).
+    #[arg(long)]
+    link: String,
+    #[arg(long, value_parser = ["congestion", "maintenance", "admission-refused"])]
+    reason: String,
+    /// Seconds the terminals keep off the link (default: advice.avoid_secs).
+    #[arg(long)]
+    avoid_secs: Option<u16>,
+}
+
+fn advise(args: AdviseCli) -> ExitCode {
+    let config: Config = match mipcast_daemon::config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mma advise: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(socket) = config.advice.control_socket else {
+        eprintln!(
+            "mma advise: {} sets no advice.control_socket",
+            args.config.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    let request = serde_json::json!({ "advise": shell::AdviseRequest {
+        link: args.link,
+        reason: args.reason.replace('-', "_"),
+        avoid_secs: args.avoid_secs,
+    }});
+    match mipcast_daemon::control::request(&socket, &request.to_string(), Duration::from_secs(5)) {
+        Ok(reply) if reply.contains("\"error\"") => {
+            eprintln!("mma advise: {reply}");
+            ExitCode::FAILURE
+        }
+        Ok(reply) => {
+            println!("{reply}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mma advise: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "advise") {
+        let args = std::iter::once("mma advise".into()).chain(std::env::args_os().skip(2));
+        return advise(AdviseCli::parse_from(args));
+    }
     cli::main::<Mma>(Cli::parse().common)
 }

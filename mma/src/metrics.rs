@@ -51,12 +51,26 @@ pub struct Metrics {
     pub mfc_packets: Family<SgLabels, Counter>,
     pub mfc_bytes: Family<SgLabels, Counter>,
     pub mfc_wrong_if: Family<SgLabels, Counter>,
+    pub advice_sent: Family<AdviceLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdviceLabels {
+    /// congestion, maintenance, admission_refused, other.
+    pub reason: String,
+    /// operator or load.
+    pub trigger: String,
 }
 
 impl Metrics {
     pub fn register(&self, registry: &mut Registry) {
         self.zero_known_series();
         let r = registry.sub_registry_with_prefix("mma");
+        r.register(
+            "advice_sent",
+            "Handoff advice sent to terminals, by reason and trigger (operator or load)",
+            self.advice_sent.clone(),
+        );
         r.register(
             "terminals",
             "Terminals registered and served here",
@@ -176,6 +190,16 @@ impl Metrics {
             Event::ReplySuppressed { .. } => self.bu("reply_suppressed", ""),
             // Counted by the driver as a kernel error when it happened.
             Event::KernelRefused { .. } => {}
+            Event::Advised {
+                reason, trigger, ..
+            } => {
+                self.advice_sent
+                    .get_or_create(&AdviceLabels {
+                        reason: reason_label(*reason).to_owned(),
+                        trigger: (*trigger).to_owned(),
+                    })
+                    .inc();
+            }
         }
     }
 
@@ -222,6 +246,16 @@ impl Metrics {
                 counter.inc_by(value - have);
             }
         }
+    }
+}
+
+/// The advice reason byte as a label.
+pub fn reason_label(reason: u8) -> &'static str {
+    match reason {
+        mipcast_wire::mh::advice_reason::CONGESTION => "congestion",
+        mipcast_wire::mh::advice_reason::MAINTENANCE => "maintenance",
+        mipcast_wire::mh::advice_reason::ADMISSION_REFUSED => "admission_refused",
+        _ => "other",
     }
 }
 

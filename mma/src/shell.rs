@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 use mipcast_binding::{BindingRecord, RegistrarConfig, SaError, SaTable};
 use mipcast_daemon::clock::{sleep_until, SystemClock};
 use mipcast_daemon::config::{sa, ConfigError};
+use mipcast_daemon::control::{self, ControlSocket};
 use mipcast_daemon::driver::{lock, settle, Effects};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
@@ -25,7 +26,9 @@ use mipcast_kernel::sockets::{MhSocket, PacketInfo, SocketError};
 use mipcast_proto::{KObject, Machine, Now, Outcome};
 
 use crate::config::Config;
-use crate::core::{Change, Core, Event, Input, Plan, PolicyConfig, Send};
+use crate::core::{
+    AdviceConfig, Advise, Change, Core, Event, Input, Plan, PolicyConfig, Received, Send, SiteLink,
+};
 use crate::metrics::Metrics;
 use crate::status::Status;
 use mipcast_kernel::mrule::{Mrule, MruleError};
@@ -63,6 +66,11 @@ pub enum ShellError {
     },
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("control socket {}: {source}", path.display())]
+    Control {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -152,6 +160,10 @@ struct Daemon {
     server: JoinHandle<()>,
     /// Whether the round being settled changed a terminal (the state file needs writing).
     changed: bool,
+    /// `mma advise` requests.
+    control: Option<ControlSocket>,
+    /// Handoff advice sent in the round being settled.
+    advised: usize,
 }
 
 impl Daemon {
@@ -206,7 +218,21 @@ impl Daemon {
             plan(&config, wan_ifindex, site_ifindex),
             config.reply_rate_limit.bucket(),
         )?;
+        let mut core = core;
+        core.set_advice(advice_config(&config));
+        core.set_capacity(config.admission.max_terminals);
         let core = Arc::new(Mutex::new(core));
+        let control = match &config.advice.control_socket {
+            Some(path) => {
+                Some(
+                    ControlSocket::bind(path).map_err(|source| ShellError::Control {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
 
         let previous_tunsrc = kernel.get_seg6_tunsrc().await?;
         kernel.set_seg6_tunsrc(config.address).await?;
@@ -258,6 +284,8 @@ impl Daemon {
             previous_tunsrc,
             server,
             changed: false,
+            control,
+            advised: 0,
         };
         daemon.restore().await;
         Ok(daemon)
@@ -345,7 +373,8 @@ impl Daemon {
                     self.settle().await;
                 }
                 _ = self.state.due() => self.start_write(),
-                _ = mfc_tick.tick(), if !mfc_poll.is_zero() => self.poll_mfc_counters(),
+                Some(request) = next_request(&mut self.control) => self.control_request(request).await,
+                _ = mfc_tick.tick(), if !mfc_poll.is_zero() => self.poll_mfc_counters().await,
                 signal = signals.next() => match signal {
                     Signal::Shutdown => break,
                     Signal::Reload => self.reload().await,
@@ -365,11 +394,11 @@ impl Daemon {
                 let now = self.clock.reading();
                 lock(&self.core).handle_input(
                     now,
-                    Input {
+                    Input::Mobility(Received {
                         src: r.source,
                         dst: r.destination,
                         bytes,
-                    },
+                    }),
                 );
             }
             Err(e) => {
@@ -455,15 +484,24 @@ impl Daemon {
         mrt6.add_mfc(self.config.address, group, self.wan_mif, &self.site_mifs)
     }
 
-    fn poll_mfc_counters(&self) {
+    /// Reads the (MMA, G) counters into the metrics and hands them to the core (the measured
+    /// load of the site links, for load-triggered handoff advice).
+    async fn poll_mfc_counters(&mut self) {
         let Some(mrt6) = &self.mrt6 else { return };
         let source = self.config.address;
+        let mut bytes = Vec::new();
         for group in lock(&self.core).desired_groups() {
             match mrt6.sg_counters(source, group) {
-                Ok(c) => self.metrics.set_sg(source, group, c),
+                Ok(c) => {
+                    self.metrics.set_sg(source, group, c);
+                    bytes.push((group, c.bytes));
+                }
                 Err(e) => debug!(%group, error = %e, "reading MFC counters"),
             }
         }
+        let now = self.clock.reading();
+        lock(&self.core).handle_input(now, Input::GroupCounters(&bytes));
+        self.settle().await;
     }
 
     fn update_counts(&self) {
@@ -505,6 +543,10 @@ impl Daemon {
             ("kernel", old.kernel != new.kernel),
             ("metrics", old.metrics != new.metrics),
             ("state", old.state != new.state),
+            (
+                "advice.control_socket",
+                old.advice.control_socket != new.advice.control_socket,
+            ),
         ];
         for (field, _) in restart_only.iter().filter(|(_, changed)| *changed) {
             warn!(
@@ -522,6 +564,8 @@ impl Daemon {
                 old.reply_rate_limit != new.reply_rate_limit,
             ),
             ("security_associations", true),
+            ("advice", old.advice != new.advice),
+            ("admission", old.admission != new.admission),
         ]
         .iter()
         .filter(|(_, c)| *c)
@@ -536,8 +580,11 @@ impl Daemon {
         merged.kernel = old.kernel;
         merged.metrics = old.metrics;
         merged.state = old.state.clone();
+        merged.advice.control_socket = old.advice.control_socket.clone();
         {
             let mut core = lock(&self.core);
+            core.set_advice(advice_config(&merged));
+            core.set_capacity(merged.admission.max_terminals);
             let (wan, site) = (core.plan().wan_ifindex, core.plan().site_ifindex);
             core.reload(
                 sas,
@@ -624,6 +671,110 @@ fn status_json(core: &Core, address: Ipv6Addr, clock: SystemClock) -> String {
     serde_json::to_string(&status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
+/// The core's advice settings from the config.
+pub fn advice_config(c: &Config) -> AdviceConfig {
+    AdviceConfig {
+        links: c
+            .advice
+            .links
+            .iter()
+            .map(|l| SiteLink {
+                name: l.name.clone(),
+                prefix: (l.prefix.addr(), l.prefix.prefix_len()),
+                advise_above: l.advise_above,
+                advise_above_bps: l.advise_above_bps,
+            })
+            .collect(),
+        avoid_secs: c.advice.avoid_secs,
+    }
+}
+
+/// The next control request; never, without a control socket.
+async fn next_request(control: &mut Option<ControlSocket>) -> Option<control::Request> {
+    match control {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// An `mma advise` request: `{"advise": {"link": NAME or PREFIX, "reason": ..., "avoid_secs": N}}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlRequest {
+    pub advise: AdviseRequest,
+}
+
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdviseRequest {
+    pub link: String,
+    pub reason: String,
+    #[serde(default)]
+    pub avoid_secs: Option<u16>,
+}
+
+/// The advice reason byte of a reason name.
+pub fn reason_code(name: &str) -> Option<u8> {
+    use mipcast_wire::mh::advice_reason;
+    match name {
+        "congestion" => Some(advice_reason::CONGESTION),
+        "maintenance" => Some(advice_reason::MAINTENANCE),
+        "admission_refused" | "admission-refused" => Some(advice_reason::ADMISSION_REFUSED),
+        _ => None,
+    }
+}
+
+impl Daemon {
+    async fn control_request(&mut self, request: control::Request) {
+        let reply = match self.advise(&request.line).await {
+            Ok(v) => v,
+            Err(e) => serde_json::json!({ "error": e }),
+        };
+        request.reply(reply.to_string());
+    }
+
+    async fn advise(&mut self, line: &str) -> Result<serde_json::Value, String> {
+        let req: ControlRequest = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let a = req.advise;
+        let reason = reason_code(&a.reason).ok_or_else(|| {
+            format!(
+                "unknown reason {:?} (congestion, maintenance, admission_refused)",
+                a.reason
+            )
+        })?;
+        let prefix = match self.config.advice.links.iter().find(|l| l.name == a.link) {
+            Some(l) => (l.prefix.addr(), l.prefix.prefix_len()),
+            None => {
+                let p: mipcast_daemon::config::Ipv6Prefix = a.link.parse().map_err(|_| {
+                    format!(
+                        "no advice link named {:?} in the configuration, and not a prefix",
+                        a.link
+                    )
+                })?;
+                (p.addr(), p.prefix_len())
+            }
+        };
+        let now = self.clock.reading();
+        self.advised = 0;
+        lock(&self.core).handle_input(
+            now,
+            Input::Advise(Advise {
+                prefix,
+                reason,
+                avoid_secs: a.avoid_secs,
+            }),
+        );
+        self.settle().await;
+        info!(link = %a.link, reason = %a.reason, advised = self.advised, "operator handoff advice");
+        Ok(serde_json::json!({
+            "link": a.link,
+            "prefix": format!("{}/{}", prefix.0, prefix.1),
+            "reason": a.reason,
+            "advised": self.advised,
+        }))
+    }
+}
+
 fn log_event(event: &Event) {
     match event {
         Event::Registered {
@@ -653,6 +804,16 @@ fn log_event(event: &Event) {
             warn!(change, reason, "kernel refused a change")
         }
         Event::ReplySuppressed { peer } => debug!(%peer, "reply suppressed by the rate limit"),
+        Event::Advised {
+            hoa,
+            on_link,
+            reason,
+            avoid_s,
+            trigger,
+        } => {
+            info!(%hoa, %on_link, reason = crate::metrics::reason_label(*reason), avoid_s, trigger,
+            "handoff advice sent")
+        }
     }
 }
 
@@ -689,6 +850,7 @@ impl Effects<Core> for Daemon {
     }
 
     fn event(&mut self, event: Event) {
+        self.advised += usize::from(matches!(event, Event::Advised { .. }));
         self.changed |= matches!(
             event,
             Event::Registered { .. }

@@ -17,7 +17,7 @@ use mipcast_binding::sa::Algorithm;
 use mipcast_binding::{Now, RegistrarConfig, RemoveReason, SaTable, SecurityAssociation};
 use mipcast_proto::{settle, KObject, Machine, Outcome, TokenBucket};
 use mipcast_wire::mh::{bu_flags, Experimental, MobilityOption};
-use mma::core::{Change, Core, Event, Input, Output, Plan, PolicyConfig, Send};
+use mma::core::{Change, Core, Event, Input, Output, Plan, PolicyConfig, Received, Send};
 
 const WAN: u32 = 2;
 const SITE: u32 = 3;
@@ -145,11 +145,11 @@ fn mh_with(
 ) -> Vec<Output> {
     c.handle_input(
         clock.now(),
-        Input {
+        Input::Mobility(Received {
             src,
             dst: MMA,
             bytes,
-        },
+        }),
     );
     settle(c, clock.now(), kernel)
 }
@@ -830,4 +830,209 @@ fn forwarding_to_the_home_address_withdraws_instead_of_tunnelling_to_itself() {
     clock.advance(20_000);
     assert_eq!(kernel(&tick(&mut c, &clock)), vec![]);
     assert_eq!(c.counts(), (0, 0));
+}
+
+// Issue 14: handoff advice and admission.
+
+fn advice_sends(out: &[Output]) -> Vec<(Ipv6Addr, Ipv6Addr, Vec<u8>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send(Send { src, dst, bytes }) => {
+                let repr = mipcast_wire::mh::MhRepr::parse(bytes).unwrap();
+                let advice = repr
+                    .experimental()
+                    .any(|e| matches!(e, Experimental::HandoffAdvice { .. }));
+                advice.then(|| (*src, *dst, bytes.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn advise(c: &mut Core, clock: &Clock, prefix: (Ipv6Addr, u8), reason: u8) -> Vec<Output> {
+    c.handle_input(
+        clock.now(),
+        Input::Advise(mma::core::Advise {
+            prefix,
+            reason,
+            avoid_secs: Some(45),
+        }),
+    );
+    settle(c, clock.now(), |_| Outcome::Applied)
+}
+
+#[test]
+fn operator_advice_goes_signed_to_each_terminal_on_the_link() {
+    use mipcast_wire::mh::{advice_reason, Message, MhRepr};
+    let mut c = core();
+    let mut clock = Clock { mono: 1000 };
+    register(&mut c, &clock);
+    clock.advance(100);
+    let out = advise(
+        &mut c,
+        &clock,
+        p("2001:db8:4::", 64),
+        advice_reason::MAINTENANCE,
+    );
+    let sends = advice_sends(&out);
+    assert_eq!(sends.len(), 1, "{out:?}");
+    let (src, dst, bytes) = &sends[0];
+    assert_eq!((*src, *dst), (MMA, ON_LINK));
+    // Signed with the terminal's SA over its on-link address and home address.
+    let spi = mipcast_wire::auth::verify(bytes, &ON_LINK, &HOA, |spi| {
+        (spi == SPI).then_some((Algorithm::HmacSha256_128, KEY))
+    })
+    .unwrap();
+    assert_eq!(spi, SPI);
+    let repr = MhRepr::parse(bytes).unwrap();
+    assert_eq!(repr.message, Message::BindingRefreshRequest);
+    assert_eq!(repr.home_address(), Some(HOA));
+    assert_eq!(repr.replay_timestamp(), Some(clock.ntp()));
+    assert_eq!(
+        repr.experimental().next(),
+        Some(&Experimental::HandoffAdvice {
+            reason: advice_reason::MAINTENANCE,
+            avoid_secs: 45,
+            link_address: ON_LINK,
+        })
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Advised {
+            trigger: "operator",
+            ..
+        })
+    )));
+    // Another link's prefix: nobody to advise.
+    let out = advise(
+        &mut c,
+        &clock,
+        p("2001:db8:5::", 64),
+        advice_reason::MAINTENANCE,
+    );
+    assert!(advice_sends(&out).is_empty());
+}
+
+#[test]
+fn a_link_loaded_above_its_threshold_advises_the_newcomer() {
+    let mut c = core();
+    c.set_advice(mma::core::AdviceConfig {
+        links: vec![mma::core::SiteLink {
+            name: "acc1".into(),
+            prefix: p("2001:db8:4::", 64),
+            advise_above: Some(1),
+            advise_above_bps: None,
+        }],
+        avoid_secs: 20,
+    });
+    let mut clock = Clock { mono: 1000 };
+    let out = register(&mut c, &clock);
+    assert!(advice_sends(&out).is_empty(), "one terminal: not loaded");
+    clock.advance(10);
+    let other: Ipv6Addr = "2001:db8:99::200".parse().unwrap();
+    let other_group: Ipv6Addr = "ff35::2".parse().unwrap();
+    let out = send(
+        &mut c,
+        &terminal_bu(1, other, other_group, clock.ntp()),
+        &clock,
+    );
+    // Admitted (BAck 0), then advised: the advice follows the acknowledgement.
+    let sends: Vec<&Output> = out
+        .iter()
+        .filter(|o| matches!(o, Output::Send(_)))
+        .collect();
+    assert_eq!(sends.len(), 2, "{out:?}");
+    let Output::Send(first) = sends[0] else {
+        unreachable!()
+    };
+    assert_eq!(parse_ack(&first.bytes, ON_LINK, other).status, 0);
+    assert_eq!(
+        advice_sends(&out[out.iter().position(|o| o == sends[1]).unwrap()..]).len(),
+        1
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Advised {
+            hoa,
+            trigger: "load",
+            avoid_s: 20,
+            ..
+        }) if *hoa == other
+    )));
+    // A refresh of a terminal already served is not advised again.
+    clock.advance(10);
+    let out = send(
+        &mut c,
+        &terminal_bu(2, other, other_group, clock.ntp()),
+        &clock,
+    );
+    assert!(advice_sends(&out).is_empty());
+}
+
+#[test]
+fn a_full_site_refuses_new_terminals_with_130_but_keeps_its_own() {
+    let mut c = core();
+    c.set_capacity(Some(1));
+    let mut clock = Clock { mono: 1000 };
+    register(&mut c, &clock);
+    clock.advance(10);
+    let other: Ipv6Addr = "2001:db8:99::200".parse().unwrap();
+    let out = send(
+        &mut c,
+        &terminal_bu(1, other, "ff35::2".parse().unwrap(), clock.ntp()),
+        &clock,
+    );
+    assert_eq!(ack(&out, other).status, 130);
+    assert_eq!(kernel(&out), vec![]);
+    clock.advance(10);
+    let out = send(&mut c, &terminal_bu(2, HOA, GROUP, clock.ntp()), &clock);
+    assert_eq!(
+        ack(&out, HOA).status,
+        0,
+        "the terminal served here refreshes"
+    );
+}
+
+#[test]
+fn a_link_whose_measured_traffic_passes_its_threshold_advises_the_heaviest_terminal() {
+    let mut c = core();
+    c.set_advice(mma::core::AdviceConfig {
+        links: vec![mma::core::SiteLink {
+            name: "acc1".into(),
+            prefix: p("2001:db8:4::", 64),
+            advise_above: None,
+            advise_above_bps: Some(1000),
+        }],
+        avoid_secs: 20,
+    });
+    let mut clock = Clock { mono: 1000 };
+    register(&mut c, &clock);
+    let counters = |c: &mut Core, clock: &Clock, bytes: u64| {
+        c.handle_input(clock.now(), Input::GroupCounters(&[(GROUP, bytes)]));
+        settle(c, clock.now(), |_| Outcome::Applied)
+    };
+    // First reading: no rate yet. Then 500 B/s: under the threshold.
+    assert!(advice_sends(&counters(&mut c, &clock, 0)).is_empty());
+    clock.advance(10_000);
+    assert!(advice_sends(&counters(&mut c, &clock, 5_000)).is_empty());
+    // 5000 B/s: over it; the terminal (the heaviest, the only one) is advised, once.
+    clock.advance(10_000);
+    let out = counters(&mut c, &clock, 55_000);
+    assert_eq!(advice_sends(&out).len(), 1, "{out:?}");
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Advised {
+            trigger: "load",
+            reason: 1,
+            ..
+        })
+    )));
+    clock.advance(10_000);
+    assert!(
+        advice_sends(&counters(&mut c, &clock, 105_000)).is_empty(),
+        "held for the avoid time"
+    );
+    // After the avoid time, still loaded: advised again.
+    clock.advance(10_000);
+    assert_eq!(advice_sends(&counters(&mut c, &clock, 155_000)).len(), 1);
 }

@@ -39,6 +39,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default = "default_state_file")]
     pub state_file: PathBuf,
+    /// Unix socket for `mobile-node quality set LINK N` (tests and external agents feeding
+    /// link quality); none: no control socket.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
 }
 
 pub use crate::core::Mode;
@@ -98,6 +102,46 @@ pub struct Selection {
     /// A link without a Router Advertisement for this long is no longer usable (milliseconds).
     #[serde(default = "default_ra_timeout_ms")]
     pub ra_timeout_ms: u64,
+    /// Time constant of the moving average of each link's quality readings (milliseconds;
+    /// 0 scores the raw reading).
+    #[serde(default = "default_time_constant_ms")]
+    pub quality_time_constant_ms: u64,
+    /// Smoothed quality below which a link is degrading (the best candidate is prepared)...
+    #[serde(default = "default_degrading_below")]
+    pub degrading_below: u8,
+    /// ...and at or above which it is stable again.
+    #[serde(default = "default_stable_from")]
+    pub stable_from: u8,
+    /// Smoothed quality below which a link is unusable (left at once for any usable link)...
+    #[serde(default = "default_unusable_below")]
+    pub unusable_below: u8,
+    /// ...and at or above which it is usable (degrading) again.
+    #[serde(default = "default_usable_from")]
+    pub usable_from: u8,
+    /// Between RS/RA probes of each link's router (milliseconds; 0: no probes). Above the
+    /// routers' 3 s minimum between advertisements (RFC 4861 MIN_DELAY_BETWEEN_RAS), or
+    /// probes count as lost when the answer is rate-limited.
+    #[serde(default = "default_probe_interval_ms")]
+    pub probe_interval_ms: u64,
+    /// Score points taken off at 100 % probe loss (proportionally below; 0: measure only).
+    #[serde(default)]
+    pub probe_loss_penalty: u32,
+    /// While the current link degrades, register with the MMA of a candidate link in another
+    /// site already (a refusal, BAck 130, keeps us off that link for 30 s).
+    #[serde(default)]
+    pub pre_register: bool,
+}
+
+impl Selection {
+    pub fn levels(&self) -> crate::core::links::Levels {
+        crate::core::links::Levels {
+            time_constant_ms: self.quality_time_constant_ms,
+            degrading_below: self.degrading_below,
+            stable_from: self.stable_from,
+            unusable_below: self.unusable_below,
+            usable_from: self.usable_from,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +203,24 @@ fn default_min_dwell_ms() -> u64 {
 fn default_ra_timeout_ms() -> u64 {
     5000
 }
+fn default_time_constant_ms() -> u64 {
+    2000
+}
+fn default_degrading_below() -> u8 {
+    50
+}
+fn default_stable_from() -> u8 {
+    65
+}
+fn default_unusable_below() -> u8 {
+    20
+}
+fn default_usable_from() -> u8 {
+    35
+}
+fn default_probe_interval_ms() -> u64 {
+    5000
+}
 fn default_overlap_ms() -> u64 {
     1000
 }
@@ -199,6 +261,14 @@ impl Default for Selection {
             hysteresis: default_hysteresis(),
             min_dwell_ms: default_min_dwell_ms(),
             ra_timeout_ms: default_ra_timeout_ms(),
+            quality_time_constant_ms: default_time_constant_ms(),
+            degrading_below: default_degrading_below(),
+            stable_from: default_stable_from(),
+            unusable_below: default_unusable_below(),
+            usable_from: default_usable_from(),
+            probe_interval_ms: default_probe_interval_ms(),
+            probe_loss_penalty: 0,
+            pre_register: false,
         }
     }
 }
@@ -315,6 +385,37 @@ impl Validate for Config {
                     format!("{g:?} is not one of `interfaces`"),
                 );
             }
+        }
+        let sel = &self.selection;
+        if sel.stable_from < sel.degrading_below || sel.stable_from > 100 {
+            v.error(
+                "selection.stable_from",
+                "must be between selection.degrading_below and 100",
+            );
+        }
+        if sel.usable_from < sel.unusable_below || sel.usable_from > sel.stable_from {
+            v.error(
+                "selection.usable_from",
+                "must be between selection.unusable_below and selection.stable_from",
+            );
+        }
+        if sel.unusable_below > sel.degrading_below {
+            v.error(
+                "selection.unusable_below",
+                "must not be above selection.degrading_below",
+            );
+        }
+        if (1..1000).contains(&sel.probe_interval_ms) {
+            v.error(
+                "selection.probe_interval_ms",
+                "must be 0 (no probes) or at least 1000",
+            );
+        }
+        if sel.quality_time_constant_ms > 600_000 {
+            v.error(
+                "selection.quality_time_constant_ms",
+                "must be at most 600000 (10 minutes)",
+            );
         }
         if self.selection.ra_timeout_ms < 100 {
             v.error("selection.ra_timeout_ms", "must be at least 100");

@@ -30,6 +30,18 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LinkLabel {
+    pub link: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
     pub phase: String,
 }
@@ -60,6 +72,14 @@ pub struct Metrics {
     pub kernel_refused: Counter,
     pub phase_seconds: Family<PhaseLabel, Histogram, fn() -> Histogram>,
     pub current: Family<CurrentLabels, Gauge>,
+    pub handover_causes: Family<CauseLabel, Counter>,
+    pub advice_received: Family<ReasonLabel, Counter>,
+    pub advice_rejected: Family<ReasonLabel, Counter>,
+    pub advice_obeyed: Counter,
+    pub advice_unheeded: Counter,
+    pub link_quality: Family<LinkLabel, FloatGauge>,
+    pub link_probe_rtt: Family<LinkLabel, FloatGauge>,
+    pub link_probe_loss: Family<LinkLabel, FloatGauge>,
 }
 
 impl Metrics {
@@ -74,7 +94,60 @@ impl Metrics {
             kernel_refused: Counter::default(),
             phase_seconds: Family::new_with_constructor(phase_histogram),
             current: Family::default(),
+            handover_causes: Family::default(),
+            advice_received: Family::default(),
+            advice_rejected: Family::default(),
+            advice_obeyed: Counter::default(),
+            advice_unheeded: Counter::default(),
+            link_quality: Family::default(),
+            link_probe_rtt: Family::default(),
+            link_probe_loss: Family::default(),
         };
+        registry.register(
+            "mipcast_mn_link_quality",
+            "Smoothed quality of each link (0-100; absent without a quality source)",
+            m.link_quality.clone(),
+        );
+        registry.register(
+            "mipcast_mn_link_probe_rtt_seconds",
+            "Moving average of the RS/RA probe round trip of each link's router",
+            m.link_probe_rtt.clone(),
+        );
+        registry.register(
+            "mipcast_mn_link_probe_loss_ratio",
+            "Moving average of the share of RS/RA probes left unanswered, per link",
+            m.link_probe_loss.clone(),
+        );
+        for cause in ["quality", "advice", "link_down", "preference"] {
+            m.handover_causes.get_or_create_owned(&CauseLabel {
+                cause: cause.to_owned(),
+            });
+        }
+        registry.register(
+            "mipcast_mn_handover_causes",
+            "Handovers between two links by cause (quality, advice, link_down, preference)",
+            m.handover_causes.clone(),
+        );
+        registry.register(
+            "mipcast_mn_advice_received",
+            "Authentic handoff advice received, by reason",
+            m.advice_received.clone(),
+        );
+        registry.register(
+            "mipcast_mn_advice_rejected",
+            "Handoff advice ignored: bad authenticator, replay, unknown link, wrong MMA",
+            m.advice_rejected.clone(),
+        );
+        registry.register(
+            "mipcast_mn_advice_obeyed",
+            "Handoff advice that moved the terminal to another link",
+            m.advice_obeyed.clone(),
+        );
+        registry.register(
+            "mipcast_mn_advice_unheeded",
+            "Handoff advice the terminal could not follow: no other usable link",
+            m.advice_unheeded.clone(),
+        );
         // Known label values at 0, so the series exist before their first event.
         for kind in ["intra_site", "inter_site", "home", "mipv6", "detach"] {
             m.handovers.get_or_create_owned(&KindLabel {
@@ -174,6 +247,62 @@ impl Metrics {
             }
             MetricEvent::KernelRefused { .. } => {
                 self.kernel_refused.inc();
+            }
+            MetricEvent::HandoverCause(cause) => {
+                self.handover_causes
+                    .get_or_create(&CauseLabel {
+                        cause: cause.label().to_owned(),
+                    })
+                    .inc();
+            }
+            MetricEvent::AdviceReceived(reason) => {
+                self.advice_received
+                    .get_or_create(&ReasonLabel {
+                        reason: (*reason).to_owned(),
+                    })
+                    .inc();
+            }
+            MetricEvent::AdviceRejected(reason) => {
+                self.advice_rejected
+                    .get_or_create(&ReasonLabel {
+                        reason: (*reason).to_owned(),
+                    })
+                    .inc();
+            }
+            MetricEvent::AdviceObeyed => {
+                self.advice_obeyed.inc();
+            }
+            MetricEvent::AdviceNoAlternative => {
+                self.advice_unheeded.inc();
+            }
+        }
+    }
+
+    /// The per-link measurements of a status snapshot.
+    pub fn set_links(&self, links: &[crate::core::LinkStatus]) {
+        for l in links {
+            let label = LinkLabel {
+                link: l.name.clone(),
+            };
+            match l.smoothed_quality {
+                Some(q) => {
+                    self.link_quality.get_or_create(&label).set(q);
+                }
+                None => {
+                    self.link_quality.remove(&label);
+                }
+            }
+            match l.probe_rtt_ms {
+                Some(ms) => {
+                    self.link_probe_rtt.get_or_create(&label).set(ms / 1000.0);
+                    self.link_probe_loss
+                        .get_or_create(&label)
+                        .set(l.probe_loss_percent / 100.0);
+                }
+                None => {
+                    self.link_probe_rtt.remove(&label);
+                    self.link_probe_loss.remove(&label);
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! [`Core`]. Single-threaded; one loop feeds received packets, interface polls, signals and
 //! timer ticks to the core and applies its actions in order.
 use mipcast_daemon::cli::RunOptions;
+use mipcast_daemon::control::{self, ControlSocket};
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
@@ -152,6 +153,10 @@ async fn core_config(
             hysteresis: cfg.selection.hysteresis,
             min_dwell_ms: cfg.selection.min_dwell_ms,
             ra_timeout_ms: cfg.selection.ra_timeout_ms,
+            levels: cfg.selection.levels(),
+            probe_interval_ms: cfg.selection.probe_interval_ms,
+            loss_penalty: cfg.selection.probe_loss_penalty,
+            pre_register: cfg.selection.pre_register,
         },
         overlap_ms: cfg.handover.overlap_ms,
         grace_s: cfg.handover.forwarding_grace_secs,
@@ -232,6 +237,13 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
         source,
     })?;
     tokio::spawn(server.run());
+    let mut control = match &cfg.control_socket {
+        Some(path) => Some(ControlSocket::bind(path).map_err(|source| StartError::Io {
+            what: format!("binding the control socket {}", path.display()),
+            source,
+        })?),
+        None => None,
+    };
     let mut signals = Signals::new().map_err(|source| StartError::Io {
         what: "installing signal handlers".to_owned(),
         source,
@@ -330,6 +342,18 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
                 Err(e) => tracing::warn!(error = %e, "receiving on the mobility header socket"),
             },
             () = tokio::time::sleep(wake) => tick(&io, &mut core, now()).await,
+            Some(request) = next_request(&mut control) => {
+                let reply = match quality_request(&request.line, &polled) {
+                    Ok((ifindex, value)) => {
+                        apply(&io, &mut core, Event::Quality { ifindex, value }, now()).await;
+                        let status = core.status(now().mono);
+                        let link = status.links.iter().find(|l| l.ifindex == ifindex);
+                        serde_json::json!({ "link": link })
+                    }
+                    Err(e) => serde_json::json!({ "error": e }),
+                };
+                request.reply(reply.to_string());
+            }
             s = signals.next() => match s {
                 Signal::Shutdown => break,
                 Signal::Reload => reload(&config_path, &cfg, &io, &mut core, &mut polled).await,
@@ -426,6 +450,50 @@ async fn reload(
         }
     }
     tracing::info!(?changes, "configuration reloaded");
+}
+
+/// The next control request; never, without a control socket.
+async fn next_request(control: &mut Option<ControlSocket>) -> Option<control::Request> {
+    match control {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A `mobile-node quality set` request: `{"quality": {"link": NAME, "value": 0-100 or null}}`.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityRequest {
+    pub quality: QualitySet,
+}
+
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySet {
+    pub link: String,
+    /// None: forget the reading (the link scores as without a quality source).
+    pub value: Option<u8>,
+}
+
+fn quality_request(line: &str, polled: &[PolledLink]) -> Result<(u32, Option<u8>), String> {
+    let req: QualityRequest = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let q = req.quality;
+    if q.value.is_some_and(|v| v > 100) {
+        return Err("quality must be 0-100".to_owned());
+    }
+    let link = polled.iter().find(|p| p.name == q.link).ok_or_else(|| {
+        format!(
+            "no interface {:?} (configured: {})",
+            q.link,
+            polled
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    tracing::info!(link = %q.link, value = ?q.value, "quality set through the control socket");
+    Ok((link.ifindex, q.value))
 }
 
 /// Feeds one event to the core and runs its outputs to completion (see
@@ -539,6 +607,7 @@ async fn apply_kernel(io: &Io, change: &KernelChange) -> Outcome {
 /// Updates `/status` and the current-attachment info metric.
 fn publish(core: &Core, io: &Io, status: &Mutex<String>, now: Millis) {
     let st = core.status(now);
+    io.metrics.set_links(&st.links);
     if let Ok(json) = serde_json::to_string_pretty(&st) {
         if let Ok(mut s) = status.lock() {
             *s = json;

@@ -45,6 +45,13 @@ pub enum In {
         src: Ipv6Addr,
         bytes: String,
     },
+    /// The operator advises the terminals on a site link to leave it (MMA input).
+    Advise {
+        prefix: Ipv6Addr,
+        prefix_len: u8,
+        reason: u8,
+        avoid_secs: Option<u16>,
+    },
 }
 
 /// A kernel outcome, as data (the contract's type only serializes).
@@ -354,14 +361,27 @@ pub fn feed_mma(core: &mut mma::core::Core, now: Now, input: &In) -> Result<(), 
             let bytes = unhex(bytes)?;
             core.handle_input(
                 now,
-                mma::core::Input {
+                mma::core::Input::Mobility(mma::core::Received {
                     src: *src,
                     dst: *dst,
                     bytes: &bytes,
-                },
+                }),
             );
         }
         In::Timeout => core.handle_timeout(now),
+        In::Advise {
+            prefix,
+            prefix_len,
+            reason,
+            avoid_secs,
+        } => core.handle_input(
+            now,
+            mma::core::Input::Advise(mma::core::Advise {
+                prefix: (*prefix, *prefix_len),
+                reason: *reason,
+                avoid_secs: *avoid_secs,
+            }),
+        ),
         other => return Err(format!("not an MMA input: {other:?}")),
     }
     Ok(())

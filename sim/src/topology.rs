@@ -7,7 +7,7 @@ use mipcast_binding::{HomeAgentPolicy, Registrar, RegistrarConfig, SaTable, Secu
 use mipcast_proto::{KObject, TokenBucket};
 use mipcast_wire::auth::Algorithm;
 use mipcast_wire::nd::{MapOption, NdOption, NdRepr, PrefixInformation, RouterAdvert};
-use mobile_node::core::links::{slaac, LinkConfig, Policy};
+use mobile_node::core::links::{slaac, Levels, LinkConfig, Policy};
 use mobile_node::core::reg::Sa;
 use mobile_node::core::Mode;
 use mobile_node::core::{CoreConfig, Tables};
@@ -236,6 +236,10 @@ pub fn mn_config(cfg: &SimConfig, t: usize) -> CoreConfig {
             hysteresis: 10,
             min_dwell_ms: 0,
             ra_timeout_ms: cfg.ra_interval_ms * 3 + 100,
+            levels: Levels::OFF,
+            probe_interval_ms: 0,
+            loss_penalty: 0,
+            pre_register: false,
         },
         overlap_ms: cfg.overlap_ms,
         grace_s: cfg.grace_s,

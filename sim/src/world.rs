@@ -623,6 +623,18 @@ impl World {
         }
     }
 
+    /// The operator of site `site`'s MMA advises the terminals on its link `link` to leave
+    /// it (`mma advise`), for `avoid_secs`.
+    pub fn advise(&mut self, site: usize, link: usize, reason: u8, avoid_secs: u16) {
+        let input = In::Advise {
+            prefix: topo::site_link_prefix(site, link),
+            prefix_len: 64,
+            reason,
+            avoid_secs: Some(avoid_secs),
+        };
+        self.input(NodeId::Mma(site), input);
+    }
+
     fn mn_input(&mut self, mn: usize, input: In) {
         self.input(NodeId::Mn(mn), input);
     }

@@ -10,7 +10,7 @@ use mipcast_sim::invariants::{
 };
 use mipcast_sim::topology as topo;
 use mipcast_sim::world::MhKind;
-use mipcast_sim::{LinkId, SimConfig, World};
+use mipcast_sim::{LinkId, NodeId, SimConfig, World};
 
 #[test]
 fn fig4_register_in_a_foreign_site() {
@@ -320,4 +320,66 @@ fn two_terminals_in_one_site_move_independently() {
         vec![(mma, topo::group(1))]
     );
     invariants::check(&w).unwrap();
+}
+
+/// Issue 14: the real MMA core advises (operator command), the real MN core obeys: it moves
+/// to its other radio's link in the same site at once, with no Binding Update.
+#[test]
+fn handoff_advice_moves_the_terminal_to_its_other_link() {
+    let mut w = World::new(SimConfig::default());
+    w.attach(0, 0, LinkId::Site(0, 0));
+    w.attach(0, 1, LinkId::Site(0, 1));
+    until_settled(&mut w, 0, 5000);
+    assert_eq!(
+        invariants::settled(&w, 0),
+        Settled::InSite {
+            site: 0,
+            ifindex: topo::IF_A
+        }
+    );
+    let before = bu_count(&w);
+    let advised_at = w.now;
+    w.advise(0, 0, mipcast_wire::mh::advice_reason::CONGESTION, 30);
+    let mut moved = None;
+    while w.now - advised_at < 1000 {
+        run(&mut w, 10);
+        if invariants::settled(&w, 0)
+            == (Settled::InSite {
+                site: 0,
+                ifindex: topo::IF_B,
+            })
+        {
+            moved = Some(w.now - advised_at);
+            break;
+        }
+    }
+    let moved = moved.unwrap_or_else(|| panic!("{}", invariants::describe(&w, NodeId::Mn(0))));
+    println!("advice to settled on the other link: {moved} ms");
+    assert_eq!(bu_count(&w), before, "an intra-site move sends no BU");
+    // The advised link is avoided for 30 s: the terminal stays on B meanwhile.
+    run(&mut w, 20_000);
+    assert_eq!(
+        invariants::settled(&w, 0),
+        Settled::InSite {
+            site: 0,
+            ifindex: topo::IF_B
+        }
+    );
+    assert!(w.mn_status(0).links[0].avoid.is_some());
+}
+
+/// Advice to a terminal with no other link: it stays, and the advice is in its status.
+#[test]
+fn handoff_advice_without_an_alternative_leaves_the_terminal_in_place() {
+    let mut w = registered();
+    w.advise(0, 0, mipcast_wire::mh::advice_reason::MAINTENANCE, 30);
+    run(&mut w, 3000);
+    assert_eq!(
+        invariants::settled(&w, 0),
+        Settled::InSite {
+            site: 0,
+            ifindex: topo::IF_A
+        }
+    );
+    assert!(w.mn_status(0).links[0].avoid.is_some());
 }

@@ -26,7 +26,12 @@
 //! sub-type 1 terminal group     len 17: group address (16)
 //! sub-type 2 assigned CoA       len 17: care-of address (16)
 //! sub-type 3 forwarding request len 21: new care-of address (16), grace seconds (u32, big endian)
+//! sub-type 4 handoff advice      len 21: reason (1), reserved (1), avoid seconds (u16, big endian),
+//!                                        the terminal's on-link address the advice is about (16)
 //! ```
+//! Handoff advice travels in a Binding Refresh Request from the MMA, with the terminal's Home
+//! Network Prefix option, a Replay Protection option and the Authentication option of the
+//! terminal's security association (see the README's "Wire formats").
 //! A type 18 option with another sub-type parses as [`MobilityOption::Unknown`] (RFC 6275 §6.2.1:
 //! unknown options are skipped, so we keep but do not interpret them).
 use std::net::Ipv6Addr;
@@ -80,6 +85,20 @@ pub mod exp_subtype {
     /// 16 bytes new care-of address + 4 bytes grace period in seconds, big endian
     /// (deregistration BU to the previous MMA).
     pub const FORWARDING_REQUEST: u8 = 3;
+    /// reason (1) + reserved (1) + avoid seconds (u16, big endian) + the on-link address the
+    /// advice is about (16): the MMA advises the terminal to leave that link (Binding Refresh
+    /// Request from the MMA, signed with the terminal's SA).
+    pub const HANDOFF_ADVICE: u8 = 4;
+}
+
+/// Why an MMA advises a terminal to leave a link (the handoff advice's reason byte).
+pub mod advice_reason {
+    /// The link is loaded beyond its configured threshold.
+    pub const CONGESTION: u8 = 1;
+    /// The operator takes the link down.
+    pub const MAINTENANCE: u8 = 2;
+    /// The site cannot admit (more) terminals on this link.
+    pub const ADMISSION_REFUSED: u8 = 3;
 }
 
 /// The Mobility Message Authentication option's subtype for MN-HA (RFC 4285 §5).
@@ -128,7 +147,17 @@ pub struct BindingError {
 pub enum Experimental {
     TerminalGroup(Ipv6Addr),
     AssignedCoa(Ipv6Addr),
-    ForwardingRequest { new_coa: Ipv6Addr, grace_secs: u32 },
+    ForwardingRequest {
+        new_coa: Ipv6Addr,
+        grace_secs: u32,
+    },
+    /// Leave the link of `link_address` and avoid it for `avoid_secs` (see [`advice_reason`];
+    /// other reason values are kept as read).
+    HandoffAdvice {
+        reason: u8,
+        avoid_secs: u16,
+        link_address: Ipv6Addr,
+    },
 }
 
 /// A mobility option other than padding (padding is computed on emit, skipped on parse).
@@ -439,6 +468,7 @@ impl Experimental {
             Experimental::TerminalGroup(_) => exp_subtype::TERMINAL_GROUP,
             Experimental::AssignedCoa(_) => exp_subtype::ASSIGNED_COA,
             Experimental::ForwardingRequest { .. } => exp_subtype::FORWARDING_REQUEST,
+            Experimental::HandoffAdvice { .. } => exp_subtype::HANDOFF_ADVICE,
         }
     }
 
@@ -448,6 +478,7 @@ impl Experimental {
             exp_subtype::TERMINAL_GROUP
                 | exp_subtype::ASSIGNED_COA
                 | exp_subtype::FORWARDING_REQUEST
+                | exp_subtype::HANDOFF_ADVICE
         )
     }
 
@@ -468,6 +499,11 @@ impl Experimental {
             (exp_subtype::FORWARDING_REQUEST, 20) => Experimental::ForwardingRequest {
                 new_coa: addr(fields, 0).ok_or(bad)?,
                 grace_secs: be32(fields, 16).ok_or(bad)?,
+            },
+            (exp_subtype::HANDOFF_ADVICE, 20) => Experimental::HandoffAdvice {
+                reason: *fields.first().ok_or(bad)?,
+                avoid_secs: be16(fields, 2).ok_or(bad)?,
+                link_address: addr(fields, 4).ok_or(bad)?,
             },
             _ => return Err(bad),
         };
@@ -562,7 +598,9 @@ impl MobilityOption {
             MobilityOption::HomeNetworkPrefix { .. } => 18,
             MobilityOption::Authentication { authenticator, .. } => 5 + authenticator.len(),
             MobilityOption::ReplayProtection { .. } => 8,
-            MobilityOption::Experimental(Experimental::ForwardingRequest { .. }) => 21,
+            MobilityOption::Experimental(
+                Experimental::ForwardingRequest { .. } | Experimental::HandoffAdvice { .. },
+            ) => 21,
             MobilityOption::Experimental(_) => 17,
             MobilityOption::Unknown { data, .. } => data.len(),
         }
@@ -655,6 +693,15 @@ impl MobilityOption {
                     } => {
                         w.put(&new_coa.octets())?;
                         w.put(&grace_secs.to_be_bytes())
+                    }
+                    Experimental::HandoffAdvice {
+                        reason,
+                        avoid_secs,
+                        link_address,
+                    } => {
+                        w.put(&[*reason, 0])?;
+                        w.put(&avoid_secs.to_be_bytes())?;
+                        w.put(&link_address.octets())
                     }
                 }
             }

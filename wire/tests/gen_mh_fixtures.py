@@ -45,6 +45,7 @@ ALT_COA = "2001:db8:200::20"
 GROUP = "ff35::211:22ff:fe33:4455"  # terminal multicast group
 ASSIGNED_COA = "2001:db8:300::1"
 NEW_COA = "2001:db8:400::1"
+ADVICE_LINK = SRC  # handoff advice: the terminal's on-link address the advice is about
 
 AUTH_KEY = bytes(range(1, 21))  # 0x01 0x02 ... 0x14
 AUTH_SPI = 0x100
@@ -100,9 +101,38 @@ def authenticated_bu(algo, trunc, pads):
     return final
 
 
+def advice_body():
+    # sub-type 4 handoff advice: reason 1 (congestion), reserved, avoid 30 s, on-link address.
+    return bytes([1, 0]) + struct.pack("!H", 30) + a16(ADVICE_LINK)
+
+
+def authenticated_advice():
+    """Handoff advice as the MMA sends it: BRR + HNP + Replay Protection + Experimental
+    sub-type 4 + Authentication (HMAC-SHA1-96 over on-link address | HoA | MH), explicit
+    padding: HNP at 12 (8n+4), Replay Protection at 34 (8n+2), advice 44..67, Authentication
+    at 69 (8n+5) ending at 88."""
+
+    def build(authdata, cksum):
+        opts = [PadN(optdata=b"\x00\x00"), hnp(HOA), PadN(optdata=b""),
+                MIP6OptReplayProtection(timestamp=REPLAY_TS), exp(4, advice_body()),
+                PadN(optdata=b""), MIP6OptMsgAuth(subtype=1, mspi=AUTH_SPI, authdata=authdata)]
+        return mh_bytes(MIP6MH_BRR(autopad=0, cksum=cksum, options=opts))
+
+    zeroed = build(b"\x00" * 12, 0)
+    spi_end = len(zeroed) - 12
+    data = a16(ADVICE_LINK) + a16(HOA) + zeroed[:spi_end]
+    mac = hmac.new(AUTH_KEY, data, hashlib.sha1).digest()[:12]
+    final = build(mac, None)
+    assert final[spi_end:] == mac and len(final) == 88
+    return final
+
+
 def fixtures():
     f = {}
     f["brr"] = mh_bytes(MIP6MH_BRR())
+    f["brr_advice"] = mh_bytes(MIP6MH_BRR(options=[hnp(HOA), MIP6OptReplayProtection(timestamp=REPLAY_TS),
+                                                   exp(4, advice_body())]))
+    f["brr_advice_auth_sha1"] = authenticated_advice()
     f["bu_home"] = mh_bytes(MIP6MH_BU(seq=0x1234, flags=A + H, mhtime=150,
                                       options=[hnp(HOA), MIP6OptAltCoA(acoa=ALT_COA)]))
     f["bu_mma"] = mh_bytes(MIP6MH_BU(seq=7, flags=A + M, mhtime=300,

@@ -10,8 +10,9 @@ use std::net::Ipv6Addr;
 
 use mipcast_wire::auth::{self, Algorithm, AuthError, Credentials};
 use mipcast_wire::mh::{
-    back_status, be_status, bu_flags, fill_checksum, verify_checksum, BindingAck, BindingError,
-    BindingUpdate, Experimental, Message, MhPacket, MhRepr, MobilityOption, AUTH_SUBTYPE_MN_HA,
+    advice_reason, back_status, be_status, bu_flags, fill_checksum, verify_checksum, BindingAck,
+    BindingError, BindingUpdate, Experimental, Message, MhPacket, MhRepr, MobilityOption,
+    AUTH_SUBTYPE_MN_HA,
 };
 use mipcast_wire::Error;
 
@@ -170,12 +171,31 @@ fn plain_cases() -> Vec<(&'static str, MhRepr)> {
             "back_146",
             back(back_status::MIPV6_AUTH_FAIL, k, 0x2001, 0, vec![]),
         ),
+        ("brr_advice", advice()),
         ("be_1", be(be_status::UNKNOWN_BINDING, a(HOA))),
         (
             "be_2",
             be(be_status::UNRECOGNIZED_MH_TYPE, Ipv6Addr::UNSPECIFIED),
         ),
     ]
+}
+
+/// Handoff advice (sub-type 4) as the MMA sends it, before its Authentication option.
+fn advice() -> MhRepr {
+    MhRepr {
+        message: Message::BindingRefreshRequest,
+        options: vec![
+            hnp(),
+            MobilityOption::ReplayProtection {
+                timestamp: REPLAY_TS,
+            },
+            MobilityOption::Experimental(Experimental::HandoffAdvice {
+                reason: advice_reason::CONGESTION,
+                avoid_secs: 30,
+                link_address: a(SRC),
+            }),
+        ],
+    }
 }
 
 fn emit_with_checksum(repr: &MhRepr) -> Vec<u8> {
@@ -283,6 +303,53 @@ fn authenticated_bu_matches_python_hmac() {
             Err(Error::BadChecksum)
         );
     }
+}
+
+#[test]
+fn signed_handoff_advice_matches_python_hmac() {
+    let key = auth_key();
+    let creds = Credentials {
+        spi: AUTH_SPI,
+        algorithm: Algorithm::HmacSha1_96,
+        key: &key,
+    };
+    let mut buf = vec![0u8; 128];
+    // Signed over the terminal's on-link address (the advice's link address) and home address.
+    let n = advice()
+        .emit_authenticated(&mut buf, &creds, &a(SRC), &a(HOA))
+        .unwrap();
+    buf.truncate(n);
+    fill_checksum(&mut buf, &a(SRC), &a(DST)).unwrap();
+    let golden = fixture("brr_advice_auth_sha1");
+    assert_eq!(buf, golden);
+    let lookup = |spi: u32| (spi == AUTH_SPI).then_some((Algorithm::HmacSha1_96, &key[..]));
+    assert_eq!(
+        auth::verify(&golden, &a(SRC), &a(HOA), lookup),
+        Ok(AUTH_SPI)
+    );
+    let other_key = [7u8; 20];
+    assert_eq!(
+        auth::verify(&golden, &a(SRC), &a(HOA), |_| Some((
+            Algorithm::HmacSha1_96,
+            &other_key[..]
+        ))),
+        Err(AuthError::Mismatch)
+    );
+    let parsed = MhRepr::parse(&golden).unwrap();
+    assert_eq!(parsed.message, Message::BindingRefreshRequest);
+    assert_eq!(
+        parsed.experimental().collect::<Vec<_>>(),
+        vec![&Experimental::HandoffAdvice {
+            reason: advice_reason::CONGESTION,
+            avoid_secs: 30,
+            link_address: a(SRC),
+        }]
+    );
+    // A wrong length for sub-type 4 is malformed, not skipped.
+    let mut short = fixture("brr_advice");
+    assert_eq!(short[44..47], [18, 21, 4]);
+    short[45] = 20;
+    assert!(matches!(MhRepr::parse(&short), Err(Error::Malformed(_))));
 }
 
 #[test]

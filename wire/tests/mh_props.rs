@@ -70,13 +70,20 @@ fn option() -> impl Strategy<Value = MobilityOption> {
                 grace_secs
             }
         )),
+        (any::<u8>(), any::<u16>(), addr()).prop_map(|(reason, avoid_secs, link_address)| {
+            MobilityOption::Experimental(Experimental::HandoffAdvice {
+                reason,
+                avoid_secs,
+                link_address,
+            })
+        }),
         (
             unknown_type(),
             proptest::collection::vec(any::<u8>(), 0..40)
         )
             .prop_map(|(ty, data)| MobilityOption::Unknown { ty, data }),
         // Experimental with a sub-type that is not ours stays Unknown.
-        (4u8.., proptest::collection::vec(any::<u8>(), 0..30)).prop_map(|(sub, mut data)| {
+        (5u8.., proptest::collection::vec(any::<u8>(), 0..30)).prop_map(|(sub, mut data)| {
             data.insert(0, sub);
             MobilityOption::Unknown { ty: 18, data }
         }),

@@ -12,8 +12,8 @@ use std::net::Ipv6Addr;
 
 use mipcast_wire::auth::{Algorithm, Credentials};
 use mipcast_wire::mh::{
-    back_status, be_status, bu_flags, fill_checksum, BindingAck, BindingError, BindingUpdate,
-    Experimental, Message, MhRepr, MobilityOption, IPPROTO_MH,
+    advice_reason, back_status, be_status, bu_flags, fill_checksum, BindingAck, BindingError,
+    BindingUpdate, Experimental, Message, MhRepr, MobilityOption, IPPROTO_MH,
 };
 
 fn a(s: &str) -> Ipv6Addr {
@@ -112,6 +112,20 @@ fn tshark_decodes_every_message() {
         message: Message::BindingRefreshRequest,
         options: vec![],
     };
+    let advice = MhRepr {
+        message: Message::BindingRefreshRequest,
+        options: vec![
+            hnp.clone(),
+            MobilityOption::ReplayProtection {
+                timestamp: 0xE8D4_A510_0000_0000,
+            },
+            MobilityOption::Experimental(Experimental::HandoffAdvice {
+                reason: advice_reason::MAINTENANCE,
+                avoid_secs: 30,
+                link_address: mn,
+            }),
+        ],
+    };
     let be = MhRepr {
         message: Message::BindingError(BindingError {
             status: be_status::UNRECOGNIZED_MH_TYPE,
@@ -148,6 +162,21 @@ fn tshark_decodes_every_message() {
     packets.push(frame(ha, mn, emit(&back_fail)));
     packets.push(frame(ha, mn, emit(&brr)));
     packets.push(frame(ha, mn, emit(&be)));
+    let mut buf = vec![0; 256];
+    let n = advice
+        .emit_authenticated(
+            &mut buf,
+            &Credentials {
+                spi: 0x0a0b_0c0d,
+                algorithm: Algorithm::HmacSha1_96,
+                key: &key,
+            },
+            &mn,
+            &hoa,
+        )
+        .unwrap();
+    buf.truncate(n);
+    packets.push(frame(mma, mn, buf));
 
     let pcap = common::write_pcap("mh_all", &packets);
     let problems = common::tshark_problems(&pcap);
@@ -186,4 +215,6 @@ const EXPECTED: &[&str] = &[
     "Mobility Header Type: Binding Refresh Request (0)",
     "Status: Unrecognized MH type value (2)",
     "Home Address: 2001:db8:1::100",
+    // The signed handoff advice (BRR + HNP + Replay Protection + sub-type 4 + Authentication).
+    "Mobility SPI: 168496141",
 ];

@@ -16,6 +16,7 @@
 //!
 //! Replies that refuse a message (no binding changed) are rate-limited by one token bucket, as
 //! the home agent's are.
+pub mod advice;
 pub mod plan;
 pub mod policy;
 
@@ -30,15 +31,33 @@ use mipcast_binding::{
 };
 use mipcast_proto::{KObject, Machine, Millis, Outcome, TokenBucket};
 
+pub use advice::{AdviceConfig, Advise, SiteLink};
 pub use plan::{Change, Plan, TerminalState};
 pub use policy::{MmaPolicy, PolicyConfig, Terminal};
 
 /// A received Mobility Header message from `src` to our address `dst`.
 #[derive(Debug, Clone, Copy)]
-pub struct Input<'a> {
+pub struct Received<'a> {
     pub src: Ipv6Addr,
     pub dst: Ipv6Addr,
     pub bytes: &'a [u8],
+}
+
+/// What goes into the core.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    Mobility(Received<'a>),
+    /// The operator advises the terminals on a site link to leave it (`mma advise`).
+    Advise(Advise),
+    /// Cumulative byte counters of the (MMA, G) forwarding entries, as the shell reads them:
+    /// the measured load of each site link (the load trigger of handoff advice).
+    GroupCounters(&'a [(Ipv6Addr, u64)]),
+}
+
+impl<'a> From<Received<'a>> for Input<'a> {
+    fn from(r: Received<'a>) -> Input<'a> {
+        Input::Mobility(r)
+    }
 }
 
 /// A Mobility Header message to send from `src` to `dst`.
@@ -102,6 +121,14 @@ pub enum Event {
     KernelRefused { change: String, reason: String },
     /// A reply to a refused message was not sent: over the rate limit.
     ReplySuppressed { peer: Ipv6Addr },
+    /// Handoff advice sent to a terminal; `trigger` is "operator" or "load".
+    Advised {
+        hoa: Ipv6Addr,
+        on_link: Ipv6Addr,
+        reason: u8,
+        avoid_s: u16,
+        trigger: &'static str,
+    },
 }
 
 /// The MMA's state: registered terminals and the kernel plan they map to.
@@ -122,6 +149,13 @@ pub struct Core {
     /// until the kernel lets the state go or a terminal owns it again.
     stale: Vec<Change>,
     stale_retry: Option<Millis>,
+    /// The terminals' security associations: handoff advice is signed with them.
+    sas: SaTable,
+    advice: AdviceConfig,
+    /// Last counter reading per group, for rates.
+    group_bytes: std::collections::HashMap<Ipv6Addr, (u64, Millis)>,
+    /// Per link prefix: no load advice before this time (one advice per avoid period).
+    load_hold: std::collections::HashMap<(Ipv6Addr, u8), Millis>,
 }
 
 impl Core {
@@ -134,6 +168,10 @@ impl Core {
     ) -> Result<Core, ConfigError> {
         let policy = MmaPolicy::new(plan.mma, policy);
         Ok(Core {
+            sas: sas.clone(),
+            advice: AdviceConfig::default(),
+            group_bytes: std::collections::HashMap::new(),
+            load_hold: std::collections::HashMap::new(),
             registrar: Registrar::new(registrar, sas, policy)?,
             plan,
             limiter,
@@ -154,6 +192,7 @@ impl Core {
     /// prefixes, forwarding limits, decapsulation rules). Terminals stay registered; the
     /// caller reconciles the kernel with [`Self::desired_objects`] afterwards.
     pub fn reload(&mut self, sas: SaTable, policy: PolicyConfig, plan: Plan, limiter: TokenBucket) {
+        self.sas = sas.clone();
         self.registrar.replace_sas(sas);
         self.registrar.policy_mut().set_config(policy);
         self.plan = plan;
@@ -268,6 +307,8 @@ impl Core {
             .any(|a| matches!(a, Action::Install { .. } | Action::Remove { .. }));
         // The registrar puts an install before the acknowledgement that announces it.
         let mut installed = None;
+        // Terminals new here: checked against their link's load once acknowledged.
+        let mut newcomers = Vec::new();
         for action in actions {
             match action {
                 Action::Send { dst, src, bytes } => {
@@ -282,6 +323,7 @@ impl Core {
                 }
                 Action::Install { binding, replaced } => {
                     installed = Some(binding.hoa);
+                    let new_here = replaced.is_none() && binding.payload.forward_to.is_none();
                     self.registrar
                         .policy_mut()
                         .note_install(&binding, replaced.as_ref());
@@ -313,6 +355,9 @@ impl Core {
                         output: Output::Event(event),
                         confirms: installed,
                     });
+                    if new_here {
+                        newcomers.push(binding);
+                    }
                 }
                 Action::Remove { binding, reason } => {
                     self.registrar.policy_mut().note_remove(&binding);
@@ -335,6 +380,9 @@ impl Core {
                 })),
             }
         }
+        for binding in newcomers {
+            self.advise_if_loaded(&binding, now);
+        }
     }
 }
 
@@ -345,10 +393,14 @@ impl Machine for Core {
     type Event = Event;
 
     fn handle_input(&mut self, now: Now, input: Input<'_>) {
-        let actions = self
-            .registrar
-            .handle_bu(input.src, input.dst, input.bytes, now);
-        self.translate(actions, now);
+        match input {
+            Input::Mobility(m) => {
+                let actions = self.registrar.handle_bu(m.src, m.dst, m.bytes, now);
+                self.translate(actions, now);
+            }
+            Input::Advise(a) => self.advise(&a, now),
+            Input::GroupCounters(c) => self.on_counters(c, now),
+        }
     }
 
     /// Expiries, ends of forwarding windows and Binding Refresh Requests due at `now`.

@@ -7,7 +7,9 @@
 //! | 128    | reason unspecified            | no Terminal Group option; forwarding to a non-unicast CoA  |
 //! | 129    | administratively prohibited   | M flag missing; source outside the site prefixes; group    |
 //! |        |                               | outside the terminal multicast prefix                      |
-//! | 130    | insufficient resources        | the group is in use by another terminal                    |
+//! | 130    | insufficient resources        | the group is in use by another terminal; the site is full  |
+//! |        |                               | (`admission.max_terminals`: the answer to a terminal's     |
+//! |        |                               | "request handoff", issue 14)                               |
 //! | 131    | home registration not supported | H flag set: the MMA is not a home agent                  |
 //! | 132    | not home subnet               | no configured home agent serves the home address           |
 use std::collections::HashMap;
@@ -65,6 +67,8 @@ pub struct MmaPolicy {
     config: PolicyConfig,
     mma: Ipv6Addr,
     groups: HashMap<Ipv6Addr, Ipv6Addr>,
+    /// Terminals the site admits at most (None: no limit).
+    max_terminals: Option<usize>,
 }
 
 impl MmaPolicy {
@@ -73,6 +77,7 @@ impl MmaPolicy {
             config,
             mma,
             groups: HashMap::new(),
+            max_terminals: None,
         }
     }
 
@@ -83,6 +88,11 @@ impl MmaPolicy {
     /// Takes a reloaded configuration; registered terminals are kept as they are.
     pub fn set_config(&mut self, config: PolicyConfig) {
         self.config = config;
+    }
+
+    /// The site's capacity: new terminals beyond it are refused with 130.
+    pub fn set_capacity(&mut self, max_terminals: Option<usize>) {
+        self.max_terminals = max_terminals;
     }
 
     /// The terminal holding `group`, if any.
@@ -145,7 +155,7 @@ fn is_unicast(a: Ipv6Addr) -> bool {
 impl Policy for MmaPolicy {
     type Payload = Terminal;
 
-    fn on_register(&mut self, req: &Request, _cache: &BindingCache<Terminal>) -> Verdict<Terminal> {
+    fn on_register(&mut self, req: &Request, cache: &BindingCache<Terminal>) -> Verdict<Terminal> {
         if req.has_flag(bu_flags::HOME) {
             return Self::reject(back_status::HOME_REG_NOT_SUPPORTED);
         }
@@ -160,6 +170,14 @@ impl Policy for MmaPolicy {
             return Self::reject(back_status::ADMIN_PROHIBITED);
         }
         if matches!(self.groups.get(&group), Some(owner) if *owner != req.hoa) {
+            return Self::reject(back_status::INSUFFICIENT_RESOURCES);
+        }
+        // Admission: a terminal served here already keeps its place; a new one (or one
+        // returning from a forwarding window) needs a free one.
+        let served_here = cache
+            .get(&req.hoa)
+            .is_some_and(|b| b.payload.forward_to.is_none());
+        if !served_here && self.max_terminals.is_some_and(|max| self.served() >= max) {
             return Self::reject(back_status::INSUFFICIENT_RESOURCES);
         }
         let Some(home_agent) = self.config.home_agent_of(req.hoa) else {

@@ -22,12 +22,13 @@ use ipnetwork::Ipv6Network;
 use std::collections::VecDeque;
 
 use mipcast_proto::{KObject, Machine, Millis, Outcome, RT_TABLE_LOCAL};
-use mipcast_wire::mh::{Message, MhRepr};
+use mipcast_wire::auth;
+use mipcast_wire::mh::{advice_reason, Experimental, Message, MhRepr};
 use mipcast_wire::nd::NdRepr;
 use serde::{Deserialize, Serialize};
 
 use kernel::{Address, DefaultRoute, Desired, KernelChange, Membership};
-use links::{Decision, Link, LinkConfig, Policy, RouterInfo};
+use links::{Avoid, Cause, Decision, Level, Link, LinkConfig, Policy, RouterInfo};
 use reg::{AckOutcome, Client, Ctx, Outgoing, PeerKind, Request, Sa, TimerEvent};
 
 /// IPv6-in-IPv6.
@@ -36,6 +37,13 @@ const IPPROTO_IPV6: u8 = 41;
 const MAX_RS: u8 = 3;
 /// Between solicitations; shorter than RFC 4861's 4 s because a handover is waiting on it.
 const RS_INTERVAL_MS: u64 = 1000;
+/// How often levels are re-evaluated while a moving average converges on a new reading.
+const SMOOTH_TICK_MS: u64 = 100;
+/// Handoff advice older or newer than this against our clock is refused (as a replay).
+const ADVICE_WINDOW_MS: u64 = 10_000;
+/// A candidate site that refused to admit us (pre-registration answered 130) is avoided this
+/// long.
+const NOT_ADMITTED_AVOID_MS: u64 = 30_000;
 
 pub use mipcast_proto::Now;
 
@@ -170,6 +178,16 @@ pub enum MetricEvent {
         peer: PeerKind,
         outcome: String,
     },
+    /// A handover between two links, by what caused it.
+    HandoverCause(Cause),
+    /// Authentic handoff advice about one of our links (reason label).
+    AdviceReceived(&'static str),
+    /// Advice dropped: bad authenticator, replay, not about one of our links...
+    AdviceRejected(&'static str),
+    /// Advice made us leave the link.
+    AdviceObeyed,
+    /// Advice asked us to leave but no other link could take us: we stay.
+    AdviceNoAlternative,
     /// Time from the first BU of a phase to its accepted BAck.
     Phase {
         phase: &'static str,
@@ -247,6 +265,17 @@ pub struct LinkStatus {
     pub ifindex: u32,
     pub up: bool,
     pub quality: Option<u8>,
+    /// The moving average of the quality readings.
+    pub smoothed_quality: Option<f64>,
+    pub level: Level,
+    /// Handoff advice in force: the reason byte, seconds left.
+    pub avoid: Option<(u8, u64)>,
+    /// Being prepared as the next link (the current one is degrading).
+    pub prepared: bool,
+    /// RS/RA probes: round trip (ms), share lost (%), probes sent.
+    pub probe_rtt_ms: Option<f64>,
+    pub probe_loss_percent: f64,
+    pub probes: u64,
     pub score: Option<i64>,
     pub router: Option<RouterInfo>,
     pub address: Option<Ipv6Addr>,
@@ -281,6 +310,16 @@ pub struct Core {
     last_now: Millis,
     /// When to try refused kernel changes again.
     kernel_retry: Option<Millis>,
+    /// The candidate prepared while the current link degrades.
+    prepared: Option<u32>,
+    /// Timestamp of the last accepted handoff advice per MMA (replay protection).
+    advice_ts: BTreeMap<Ipv6Addr, u64>,
+    /// Advice accepted in this step, not yet obeyed or reported unheeded.
+    fresh_advice: bool,
+    /// The candidate MMA registered with ahead of a move, and the link it is on.
+    pre_registered: Option<(Ipv6Addr, u32)>,
+    /// A pre-registration being undone: its deregistration goes from the same link.
+    undoing: Option<(Ipv6Addr, u32)>,
 }
 
 impl Core {
@@ -307,6 +346,11 @@ impl Core {
             queue: VecDeque::new(),
             last_now: Millis(0),
             kernel_retry: None,
+            prepared: None,
+            advice_ts: BTreeMap::new(),
+            fresh_advice: false,
+            pre_registered: None,
+            undoing: None,
         }
     }
 
@@ -416,6 +460,14 @@ impl Core {
         .chain(ra_expiry)
         .chain(self.forwards.iter().map(|f| f.until))
         .chain(self.links.iter().filter_map(|l| l.rs_next))
+        .chain(self.links.iter().filter_map(|l| l.avoid.map(|a| a.until)))
+        .chain(self.links.iter().filter_map(|l| l.probe.next))
+        .chain(
+            self.links
+                .iter()
+                .any(|l| l.converging(now, self.cfg.policy.levels.time_constant_ms))
+                .then(|| now.plus_ms(SMOOTH_TICK_MS)),
+        )
         .filter(|t| *t > now)
         .min()
     }
@@ -435,7 +487,19 @@ impl Core {
                     ifindex: l.cfg.ifindex,
                     up: l.up,
                     quality: l.quality,
-                    score: l.score(now, self.cfg.policy.ra_timeout_ms),
+                    smoothed_quality: l
+                        .smoothed(now, self.cfg.policy.levels.time_constant_ms)
+                        .map(|s| (s * 10.0).round() / 10.0),
+                    level: l.level,
+                    avoid: l
+                        .avoid
+                        .filter(|a| a.until > now)
+                        .map(|a| (a.reason, a.until.0.saturating_sub(now.0) / 1000)),
+                    prepared: self.prepared == Some(l.cfg.ifindex),
+                    probe_rtt_ms: l.probe.rtt_ms.map(|r| r.round()),
+                    probe_loss_percent: (l.probe.loss * 1000.0).round() / 10.0,
+                    probes: l.probe.count,
+                    score: l.score(now, &self.cfg.policy),
                     router: l.ra.clone(),
                     address: l.onlink_address(),
                 })
@@ -466,17 +530,20 @@ impl Core {
             }
             Event::Mobility { src, bytes } => self.on_mh(src, bytes, now, &mut out),
             Event::Quality { ifindex, value } => {
+                let levels = self.cfg.policy.levels;
                 if let Some(l) = self.link_mut(ifindex) {
                     if l.quality != value {
                         tracing::info!(link = %l.cfg.name, ?value, "link quality changed");
-                        l.quality = value;
                     }
+                    l.feed(value, now.mono, &levels);
                 }
             }
             Event::Tick => {}
         }
         self.poll_timers(now, &mut out);
+        self.update_levels(now.mono);
         self.reselect(now, reattach, &mut out);
+        self.prepare(now, &mut out);
         let desired = self.desired(now.mono);
         self.queue.extend(
             kernel::diff(&self.applied, &desired)
@@ -486,6 +553,209 @@ impl Core {
         self.queue
             .extend(out.sends.into_iter().map(|bu| Output::Send(Send::Bu(bu))));
         self.queue.extend(out.other);
+    }
+
+    /// Levels on the averages at `now`; advice whose avoid time ran out is forgotten.
+    fn update_levels(&mut self, now: Millis) {
+        let levels = self.cfg.policy.levels;
+        for l in &mut self.links {
+            let before = l.level;
+            l.update_level(now, &levels);
+            if l.level != before {
+                tracing::info!(link = %l.cfg.name, from = before.label(), to = l.level.label(),
+                    smoothed = ?l.smoothed(now, levels.time_constant_ms), "link quality level");
+            }
+            if l.avoid.is_some_and(|a| a.until <= now) {
+                tracing::info!(link = %l.cfg.name, "handoff advice expired");
+                l.avoid = None;
+            }
+        }
+    }
+
+    /// Document 003's "degrading" action: while the current link degrades, the best other
+    /// link is prepared (its router solicited when we know none, and, within the same site,
+    /// the terminal group joined there already, so the move needs no BU and loses nothing);
+    /// once the current link is stable again, or we moved, preparation stops.
+    fn prepare(&mut self, now: Now, out: &mut Out) {
+        let want = self.selected.and_then(|c| {
+            let degrading = self.link(c).is_some_and(|l| l.level == Level::Degrading);
+            // A candidate without a router yet is prepared too: it is solicited.
+            degrading
+                .then(|| {
+                    links::candidate(&self.links, c, now.mono, &self.cfg.policy).or_else(|| {
+                        self.links
+                            .iter()
+                            .find(|l| l.up && l.ra.is_none() && l.cfg.ifindex != c)
+                            .map(|l| l.cfg.ifindex)
+                    })
+                })
+                .flatten()
+        });
+        self.pre_register(want, now, out);
+        if want == self.prepared {
+            return;
+        }
+        match (self.prepared, want) {
+            (Some(old), None) => {
+                tracing::info!(
+                    ifindex = old,
+                    "current link no longer degrading (or we moved): preparation stopped"
+                )
+            }
+            (_, Some(new)) => {
+                tracing::info!(
+                    ifindex = new,
+                    "current link degrading: preparing the best candidate"
+                );
+                if let Some(l) = self.link_mut(new) {
+                    if l.ra.is_none() {
+                        l.rs_sent = 1;
+                        l.rs_next = Some(now.mono.plus_ms(RS_INTERVAL_MS));
+                        out.other.push(Output::Send(Send::Rs { ifindex: new }));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        self.prepared = want;
+    }
+
+    /// Pre-registration with the prepared candidate's MMA when it is another site's (policy
+    /// `pre_register`), and its undoing when preparation stops without a move there.
+    fn pre_register(&mut self, want: Option<u32>, now: Now, out: &mut Out) {
+        if let Some((mma, ifindex)) = self.pre_registered {
+            let moved_there = self.attach == Attach::Site { ifindex, mma };
+            if moved_there {
+                self.pre_registered = None;
+            } else if want != Some(ifindex) {
+                tracing::info!(%mma, "preparation stopped: undoing the pre-registration");
+                self.pre_registered = None;
+                self.undoing = Some((mma, ifindex));
+                let src = self.link(ifindex).and_then(Link::onlink_address);
+                let req = Request {
+                    kind: PeerKind::Mma,
+                    lifetime_s: 0,
+                    alt_coa: None,
+                    group: None,
+                    forward: None,
+                };
+                self.start(mma, req, src, now, out);
+            }
+        }
+        let Attach::Site { mma: current, .. } = self.attach else {
+            return;
+        };
+        let (true, None, Some(c)) = (self.cfg.policy.pre_register, self.pre_registered, want)
+        else {
+            return;
+        };
+        let Some(l) = self.link(c) else { return };
+        let (Some(mma), Some(src)) = (l.ra.as_ref().and_then(|r| r.mma), l.onlink_address()) else {
+            return;
+        };
+        if mma == current || self.cfg.mode != Mode::Site {
+            return;
+        }
+        tracing::info!(%mma, link = %l.cfg.name, "pre-registering with the candidate site's MMA (request handoff)");
+        self.pre_registered = Some((mma, c));
+        self.start(mma, self.mma_request(), Some(src), now, out);
+    }
+
+    /// The group membership on the prepared link when it is in the current site.
+    fn prepared_membership(&self) -> Option<Membership> {
+        let Attach::Site { ifindex, mma } = self.attach else {
+            return None;
+        };
+        let p = self.prepared.filter(|p| *p != ifindex)?;
+        let same_site = self
+            .link(p)
+            .and_then(|l| l.ra.as_ref())
+            .is_some_and(|r| r.mma == Some(mma));
+        same_site.then_some(Membership {
+            ifindex: p,
+            group: self.cfg.group,
+            source: mma,
+        })
+    }
+
+    /// Signed handoff advice from an MMA (sub-type 4 in a Binding Refresh Request): checked
+    /// like a BAck (authenticator of the MMA's SA over our on-link address and home address,
+    /// replay protection), then the link is avoided for the advised time. Selection weighs
+    /// it: we leave at once if another good link exists, else stay and report it.
+    fn on_advice(&mut self, src: Ipv6Addr, bytes: &[u8], repr: &MhRepr, now: Now, out: &mut Out) {
+        let reject = |out: &mut Out, why: &'static str| {
+            tracing::warn!(%src, why, "handoff advice ignored");
+            out.other
+                .push(Output::Event(MetricEvent::AdviceRejected(why)));
+        };
+        let Some(&Experimental::HandoffAdvice {
+            reason,
+            avoid_secs,
+            link_address,
+        }) = repr
+            .experimental()
+            .find(|e| matches!(e, Experimental::HandoffAdvice { .. }))
+        else {
+            return;
+        };
+        let Some(ifindex) = self
+            .links
+            .iter()
+            .find(|l| l.onlink_address() == Some(link_address))
+            .map(|l| l.cfg.ifindex)
+        else {
+            return reject(out, "unknown_link");
+        };
+        let Some(sa) = self.cfg.sa(PeerKind::Mma, src) else {
+            return reject(out, "no_security_association");
+        };
+        let lookup = |spi: u32| (spi == sa.spi).then_some((sa.algorithm, &sa.key[..]));
+        if auth::verify(bytes, &link_address, &self.cfg.hoa, lookup).is_err() {
+            return reject(out, "authentication");
+        }
+        if repr.home_address() != Some(self.cfg.hoa) {
+            return reject(out, "home_address");
+        }
+        let advertised = self
+            .link(ifindex)
+            .and_then(|l| l.ra.as_ref())
+            .and_then(|r| r.mma);
+        if advertised != Some(src) {
+            return reject(out, "not_the_links_mma");
+        }
+        let Some(ts) = repr.replay_timestamp() else {
+            return reject(out, "replay");
+        };
+        // NTP differences read as signed, as RFC 4285 timestamps are compared.
+        #[allow(clippy::cast_possible_wrap)]
+        let skew = ts.wrapping_sub(now.wall_ntp) as i64;
+        let fresh = skew.unsigned_abs() <= mipcast_wire::ntp::ms_to_ntp_units(ADVICE_WINDOW_MS);
+        #[allow(clippy::cast_possible_wrap)]
+        let newer = self
+            .advice_ts
+            .get(&src)
+            .is_none_or(|last| (ts.wrapping_sub(*last) as i64) > 0);
+        if !fresh || !newer {
+            return reject(out, "replay");
+        }
+        self.advice_ts.insert(src, ts);
+        let label = match reason {
+            advice_reason::CONGESTION => "congestion",
+            advice_reason::MAINTENANCE => "maintenance",
+            advice_reason::ADMISSION_REFUSED => "admission_refused",
+            _ => "other",
+        };
+        out.other
+            .push(Output::Event(MetricEvent::AdviceReceived(label)));
+        if let Some(l) = self.link_mut(ifindex) {
+            tracing::info!(link = %l.cfg.name, mma = %src, reason = label, avoid_secs, "handoff advice: avoiding the link");
+            l.avoid = Some(Avoid {
+                until: now.mono.plus_ms(u64::from(avoid_secs) * 1000),
+                reason,
+            });
+        }
+        // Advice about a link we are not on only keeps us off it.
+        self.fresh_advice = self.selected == Some(ifindex);
     }
 
     fn link_mut(&mut self, ifindex: u32) -> Option<&mut Link> {
@@ -512,6 +782,7 @@ impl Core {
         } else {
             l.ra = None;
             l.rs_next = None;
+            l.probe = links::Probe::default();
             // An administratively downed interface loses its routes in the kernel: forget
             // them so they are installed again when it is used next.
             self.applied.objects.retain(|o| match o {
@@ -579,6 +850,7 @@ impl Core {
         }
         l.ra = Some(info);
         l.rs_next = None;
+        l.probe.answered(now.mono);
         moved && selected == Some(ifindex)
     }
 
@@ -604,6 +876,13 @@ impl Core {
                     .client
                     .on_back(src, bytes, &repr, now.mono, now.wall_ntp, &ctx);
                 self.on_ack_outcome(outcome, now, out);
+            }
+            Message::BindingRefreshRequest
+                if repr
+                    .experimental()
+                    .any(|e| matches!(e, Experimental::HandoffAdvice { .. })) =>
+            {
+                self.on_advice(src, bytes, &repr, now, out);
             }
             Message::BindingRefreshRequest => {
                 let source = self
@@ -698,6 +977,21 @@ impl Core {
                 } else if self.pending_site.is_some_and(|p| p.mma == peer) {
                     self.pending_site = None;
                 }
+                // The candidate site does not admit us: keep off its link for a while.
+                if let Some((mma, ifindex)) = self.pre_registered.filter(|(m, _)| *m == peer) {
+                    tracing::warn!(%mma, status, "the candidate site did not admit us; avoiding its link");
+                    self.pre_registered = None;
+                    self.client.forget(mma);
+                    out.other.push(Output::Event(MetricEvent::AdviceReceived(
+                        "admission_refused",
+                    )));
+                    if let Some(l) = self.link_mut(ifindex) {
+                        l.avoid = Some(Avoid {
+                            until: now.mono.plus_ms(NOT_ADMITTED_AVOID_MS),
+                            reason: advice_reason::ADMISSION_REFUSED,
+                        });
+                    }
+                }
             }
             AckOutcome::Accepted {
                 peer,
@@ -728,6 +1022,9 @@ impl Core {
                 }));
                 if kind == PeerKind::HomeAgent {
                     self.ha_registered = !deregistration;
+                }
+                if deregistration && self.undoing.is_some_and(|(m, _)| m == peer) {
+                    self.undoing = None;
                 }
                 if !deregistration {
                     self.refusals = 0;
@@ -920,6 +1217,23 @@ impl Core {
     }
 
     fn poll_timers(&mut self, now: Now, out: &mut Out) {
+        let interval = self.cfg.policy.probe_interval_ms;
+        for l in self.links.iter_mut().filter(|_| interval > 0) {
+            // Probes start once the link has a router (before that, RS retries run).
+            if !l.up || l.ra.is_none() {
+                continue;
+            }
+            match l.probe.next {
+                None => l.probe.next = Some(now.mono.plus_ms(interval)),
+                Some(t) if t <= now.mono => {
+                    l.probe.send(now.mono, interval);
+                    out.other.push(Output::Send(Send::Rs {
+                        ifindex: l.cfg.ifindex,
+                    }));
+                }
+                Some(_) => {}
+            }
+        }
         for l in &mut self.links {
             if l.rs_next.is_some_and(|t| t <= now.mono) {
                 if l.up && l.ra.is_none() && l.rs_sent < MAX_RS {
@@ -950,7 +1264,16 @@ impl Core {
             hoa: cfg.hoa,
             sa: &sa,
         };
-        let (sends, events) = self.client.poll(now.mono, now.wall_ntp, &|_| src, &ctx);
+        // A pre-registration goes on from the candidate link's address.
+        let via = |p: Option<(Ipv6Addr, u32)>| {
+            p.and_then(|(mma, ifindex)| Some((mma, self.link(ifindex)?.onlink_address()?)))
+        };
+        let (pre_src, undo_src) = (via(self.pre_registered), via(self.undoing));
+        let src_of = |_: PeerKind, peer: Ipv6Addr| match (pre_src, undo_src) {
+            (Some((mma, a)), _) | (_, Some((mma, a))) if mma == peer => Some(a),
+            _ => src,
+        };
+        let (sends, events) = self.client.poll(now.mono, now.wall_ntp, &src_of, &ctx);
         out.sends.extend(sends);
         for e in events {
             match e {
@@ -971,12 +1294,7 @@ impl Core {
     fn scores(&self, now: Millis) -> Vec<(String, Option<i64>)> {
         self.links
             .iter()
-            .map(|l| {
-                (
-                    l.cfg.name.clone(),
-                    l.score(now, self.cfg.policy.ra_timeout_ms),
-                )
-            })
+            .map(|l| (l.cfg.name.clone(), l.score(now, &self.cfg.policy)))
             .collect()
     }
 
@@ -995,9 +1313,34 @@ impl Core {
                 .push(Output::Event(MetricEvent::Decision(decision.label())));
             self.last_decision = Some(decision);
         }
+        if let Decision::Switch {
+            from: Some(from),
+            to,
+            cause,
+        } = decision
+        {
+            if from != to && cause != Cause::Attach {
+                out.other
+                    .push(Output::Event(MetricEvent::HandoverCause(cause)));
+                if cause == Cause::Advice {
+                    out.other.push(Output::Event(MetricEvent::AdviceObeyed));
+                }
+            }
+        }
+        // Each accepted advice is answered once: obeyed (above) or reported here.
+        if std::mem::take(&mut self.fresh_advice)
+            && matches!(decision, Decision::AdvisedNoAlternative(_))
+        {
+            tracing::warn!(
+                "handoff advice asks us to leave the link, but no other link can take us: staying"
+            );
+            out.other
+                .push(Output::Event(MetricEvent::AdviceNoAlternative));
+        }
         let chosen = match decision {
             Decision::None => None,
             Decision::Stay(c)
+            | Decision::AdvisedNoAlternative(c)
             | Decision::HeldByDwell { current: c, .. }
             | Decision::HeldByHysteresis { current: c, .. } => Some(c),
             Decision::Switch { to, .. } => Some(to),
@@ -1076,7 +1419,7 @@ impl Core {
                 {
                     let old_usable = self
                         .link(old_if)
-                        .and_then(|l| l.score(now.mono, self.cfg.policy.ra_timeout_ms))
+                        .and_then(|l| l.score(now.mono, &self.cfg.policy))
                         .is_some();
                     if old_if != ifindex && old_mma == mma && old_usable && self.cfg.overlap_ms > 0
                     {
@@ -1092,9 +1435,25 @@ impl Core {
             }
             Attach::Site { ifindex, mma } => {
                 let previous = self.last_mma.filter(|p| *p != mma);
-                self.pending_site = Some(PendingSite { mma, previous });
                 let src = self.link(ifindex).and_then(Link::onlink_address);
-                self.start(mma, self.mma_request(), src, now, out);
+                let pre = self
+                    .client
+                    .get(&mma)
+                    .filter(|r| {
+                        self.pre_registered == Some((mma, ifindex))
+                            && r.state == reg::State::Bound
+                            && r.src == src
+                    })
+                    .map(|r| r.assigned_coa.unwrap_or(mma));
+                if let Some(coa) = pre {
+                    // Registered there ahead of the move: on to the home agent at once.
+                    tracing::info!(%mma, "moving to the pre-registered site");
+                    self.pre_registered = None;
+                    self.site_registered(PendingSite { mma, previous }, coa, now, out);
+                } else {
+                    self.pending_site = Some(PendingSite { mma, previous });
+                    self.start(mma, self.mma_request(), src, now, out);
+                }
             }
             Attach::Home { .. } => {
                 self.pending_site = None;
@@ -1204,6 +1563,9 @@ impl Core {
                     if until > now {
                         d.memberships.insert(m);
                     }
+                }
+                if let Some(m) = self.prepared_membership() {
+                    d.memberships.insert(m);
                 }
                 d.objects.insert(KObject::Rule {
                     pref: t.decap_pref,

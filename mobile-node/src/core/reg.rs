@@ -414,7 +414,7 @@ impl Client {
         &mut self,
         now: Millis,
         wall_ntp: u64,
-        src: &dyn Fn(PeerKind) -> Option<Ipv6Addr>,
+        src: &dyn Fn(PeerKind, Ipv6Addr) -> Option<Ipv6Addr>,
         ctx: &Ctx<'_>,
     ) -> (Vec<Outgoing>, Vec<TimerEvent>) {
         let mut out = Vec::new();
@@ -453,7 +453,7 @@ impl Client {
                     }
                     reg.timeout_ms = (reg.timeout_ms * 2).min(MAX_TIMEOUT_MS);
                     let kind = reg.request.kind;
-                    out.extend(self.send(peer, src(kind), now, wall_ntp, ctx, true));
+                    out.extend(self.send(peer, src(kind, peer), now, wall_ntp, ctx, true));
                 }
                 State::Bound | State::GaveUp => {
                     reg.state = State::Waiting;
@@ -465,7 +465,7 @@ impl Client {
                     reg.started = now;
                     reg.resyncs = 0;
                     let kind = reg.request.kind;
-                    out.extend(self.send(peer, src(kind), now, wall_ntp, ctx, false));
+                    out.extend(self.send(peer, src(kind, peer), now, wall_ntp, ctx, false));
                 }
             }
         }

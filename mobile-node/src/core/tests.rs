@@ -79,6 +79,10 @@ fn config(mode: Mode) -> CoreConfig {
             hysteresis: 10,
             min_dwell_ms: 2000,
             ra_timeout_ms: 3000,
+            levels: links::Levels::OFF,
+            probe_interval_ms: 0,
+            loss_penalty: 0,
+            pre_register: false,
         },
         overlap_ms: 1000,
         grace_s: 10,
@@ -1090,3 +1094,5 @@ fn a_new_mma_on_the_same_link_is_an_inter_site_move() {
     assert_eq!(handovers(&acts), vec![HandoverKind::InterSite]);
     assert_eq!(bus(&acts)[0].peer, mma2());
 }
+
+mod selection;
