@@ -12,9 +12,11 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use mipcast_binding::{BindingRecord, RegistrarConfig, SaError, SaTable};
-use mipcast_daemon::clock::{sleep_until, SystemClock};
+use mipcast_daemon::clock::{sleep_until, Clock, SystemClock};
+use mipcast_daemon::config::background::BackgroundLoad;
 use mipcast_daemon::config::{sa, ConfigError};
 use mipcast_daemon::driver::{lock, settle, Effects};
+use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_daemon::state::{StateError, StateFile, StateWriter};
@@ -152,6 +154,8 @@ struct Daemon {
     server: JoinHandle<()>,
     /// Whether the round being settled changed a terminal (the state file needs writing).
     changed: bool,
+    /// Per-packet log lines (refusals, drops) are summarised, not written one per packet.
+    log_limit: LogSummary,
 }
 
 impl Daemon {
@@ -204,7 +208,7 @@ impl Daemon {
             sas,
             policy_config(&config),
             plan(&config, wan_ifindex, site_ifindex),
-            config.reply_rate_limit.bucket(),
+            config.reply_rate_limit.budgets(),
         )?;
         let core = Arc::new(Mutex::new(core));
 
@@ -258,6 +262,7 @@ impl Daemon {
             previous_tunsrc,
             server,
             changed: false,
+            log_limit: LogSummary::default(),
         };
         daemon.restore().await;
         Ok(daemon)
@@ -268,13 +273,18 @@ impl Daemon {
     async fn restore(&mut self) {
         let records = match self.state.file().load() {
             Ok(records) => records.unwrap_or_default(),
+            Err(e @ StateError::Corrupt { .. }) => {
+                mipcast_daemon::corrupt::keep_aside_logged(&self.config.state.file, &e);
+                Vec::new()
+            }
             Err(e) => {
                 warn!(error = %e, "state file unusable; starting without terminals");
                 Vec::new()
             }
         };
         let now = self.clock.reading();
-        let restored = lock(&self.core).restore(records, now);
+        let (restored, refused) = lock(&self.core).restore_checked(records, now);
+        mipcast_daemon::logsummary::log_restore_refusals(&self.config.state.file, &refused);
         let groups = lock(&self.core).desired_groups();
         for group in &groups {
             if let Err(e) = self.add_mfc(*group) {
@@ -327,6 +337,7 @@ impl Daemon {
         } else {
             mfc_poll
         });
+        let mut reloading = BackgroundLoad::default();
         loop {
             let timer = lock(&self.core)
                 .poll_timeout()
@@ -348,7 +359,16 @@ impl Daemon {
                 _ = mfc_tick.tick(), if !mfc_poll.is_zero() => self.poll_mfc_counters(),
                 signal = signals.next() => match signal {
                     Signal::Shutdown => break,
-                    Signal::Reload => self.reload().await,
+                    Signal::Reload => {
+                        let path = self.options.config_path.clone();
+                        if !reloading.start(move || mipcast_daemon::config::load::<Config>(&path)) {
+                            warn!("reload: ignored, the previous one is still being read; send SIGHUP again once it is done");
+                        }
+                    }
+                },
+                loaded = reloading.finished() => match loaded {
+                    Some(new) => self.reload(new).await,
+                    None => warn!("reload: reading the configuration failed; keeping the running one"),
                 },
             }
         }
@@ -477,9 +497,9 @@ impl Daemon {
         self.state.start(|| lock(core).records(clock.reading()));
     }
 
-    async fn reload(&mut self) {
-        let path = self.options.config_path.clone();
-        let new: Config = match mipcast_daemon::config::load(&path) {
+    /// Applies a configuration read by a SIGHUP (off the event loop), once it validated.
+    async fn reload(&mut self, new: Result<Config, ConfigError>) {
+        let new: Config = match new {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "reload refused; keeping the running configuration");
@@ -543,7 +563,7 @@ impl Daemon {
                 sas,
                 policy_config(&merged),
                 plan(&merged, wan, site),
-                merged.reply_rate_limit.bucket(),
+                merged.reply_rate_limit.budgets(),
             );
         }
         self.config = merged;
@@ -624,7 +644,18 @@ fn status_json(core: &Core, address: Ipv6Addr, clock: SystemClock) -> String {
     serde_json::to_string(&status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
-fn log_event(event: &Event) {
+/// The events a stranger can cause once per packet, with their log-summary kind.
+fn per_packet_kind(e: &Event) -> Option<&'static str> {
+    match e {
+        Event::Rejected { .. } => Some("bu_refused"),
+        Event::Dropped { .. } => Some("dropped"),
+        Event::ReplySuppressed { .. } => Some("reply_suppressed"),
+        _ => None,
+    }
+}
+
+/// `suppressed`: lines of the same kind left out before this one (see [`LogSummary`]).
+fn log_event(event: &Event, suppressed: u64) {
     match event {
         Event::Registered {
             hoa,
@@ -643,16 +674,20 @@ fn log_event(event: &Event) {
         }
         Event::Removed { hoa, group, reason } => info!(%hoa, %group, ?reason, "terminal removed"),
         Event::Rejected { peer, hoa, status } => {
-            info!(%peer, hoa = ?hoa, status, "binding update rejected")
+            info!(%peer, hoa = ?hoa, status, suppressed, "binding update rejected")
         }
-        Event::Dropped { reason, detail } => debug!(reason, detail, "mobility message dropped"),
+        Event::Dropped { reason, detail } => {
+            debug!(reason, detail, suppressed, "mobility message dropped")
+        }
         Event::ProgrammingFailed { hoa, group } => {
             warn!(%hoa, %group, "kernel refused the terminal's state; registration revoked, answered 130")
         }
         Event::KernelRefused { change, reason } => {
             warn!(change, reason, "kernel refused a change")
         }
-        Event::ReplySuppressed { peer } => debug!(%peer, "reply suppressed by the rate limit"),
+        Event::ReplySuppressed { peer } => {
+            debug!(%peer, suppressed, "reply suppressed by the rate limit")
+        }
     }
 }
 
@@ -684,7 +719,9 @@ impl Effects<Core> for Daemon {
             .send_to(&send.bytes, send.dst, PacketInfo::ANY.with_source(send.src))
             .await
         {
-            warn!(dst = %send.dst, error = %e, "sending a mobility message failed");
+            if let Some(suppressed) = self.log_limit.admit("send_failed", self.clock.now()) {
+                warn!(dst = %send.dst, error = %e, suppressed, "sending a mobility message failed");
+            }
         }
     }
 
@@ -696,7 +733,16 @@ impl Effects<Core> for Daemon {
                 | Event::Removed { .. }
                 | Event::ProgrammingFailed { .. }
         );
-        log_event(&event);
+        let now = self.clock.now();
+        match per_packet_kind(&event) {
+            Some(kind) => {
+                if let Some(suppressed) = self.log_limit.admit(kind, now) {
+                    log_event(&event, suppressed);
+                }
+            }
+            None => log_event(&event, 0),
+        }
+        self.log_limit.flush(now);
         self.metrics.record(&event, self.config.address);
     }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mipcast_daemon::clock::{Clock, Millis, SystemClock};
+use mipcast_daemon::config::background::BackgroundLoad;
 use mipcast_daemon::driver::{settle, Effects};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
@@ -29,6 +30,8 @@ use crate::metrics::Metrics;
 const ADDRESS_REFRESH: Duration = Duration::from_secs(2);
 /// How often kernel counters, gauges and `/status` are refreshed when nothing happens.
 const STATUS_REFRESH: Duration = Duration::from_millis(500);
+/// How soon after the last refresh a state change is published.
+const STATUS_AFTER_CHANGE: Duration = Duration::from_millis(100);
 /// ICMPv6 types each socket passes.
 const MLD_TYPES: [u8; 4] = [130, 131, 132, 143];
 const RS_TYPES: [u8; 1] = [mipcast_wire::nd::ROUTER_SOLICITATION];
@@ -96,6 +99,7 @@ struct Shell {
     names: BTreeMap<u32, String>,
     next_addresses: Millis,
     next_status: Millis,
+    last_status: Millis,
 }
 
 impl Shell {
@@ -104,14 +108,19 @@ impl Shell {
         let mut mld_buf = vec![0u8; 65_536];
         let mut nd_buf = vec![0u8; 2048];
         let mut pim_buf = vec![0u8; 65_536];
+        let mut reloading = BackgroundLoad::default();
         loop {
             let changed = self.drive().await;
             let now = self.clock.now();
-            // Published before the next event is read: the kernel forwards as soon as an MFC
-            // entry goes in, and a deferred refresh left `/status` showing the state before
-            // a Join while traffic already flowed.
-            if changed || self.next_status <= now {
+            // A change brings the refresh forward to at most STATUS_AFTER_CHANGE from the
+            // last one: `/status` follows an MFC entry promptly, but a host flooding reports
+            // cannot make us rebuild it (over all state) once per packet.
+            if changed {
+                self.next_status = self.next_status.min(self.last_status + STATUS_AFTER_CHANGE);
+            }
+            if self.next_status <= now {
                 self.refresh_status(now);
+                self.last_status = now;
                 self.next_status = now + STATUS_REFRESH;
             }
             if self.next_addresses <= now {
@@ -155,7 +164,17 @@ impl Shell {
                 },
                 s = signals.next() => match s {
                     Signal::Shutdown => return self.shutdown().await,
-                    Signal::Reload => self.reload(),
+                    Signal::Reload => {
+                        tracing::info!(file = %self.opts.config_path.display(), "SIGHUP: reloading the configuration");
+                        let path = self.opts.config_path.clone();
+                        if !reloading.start(move || mipcast_daemon::config::load::<Config>(&path)) {
+                            tracing::warn!("reload: ignored, the previous one is still being read; send SIGHUP again once it is done");
+                        }
+                    }
+                },
+                loaded = reloading.finished() => match loaded {
+                    Some(new) => self.reload(new),
+                    None => tracing::error!("reload: reading the configuration failed; keeping the running one"),
                 },
                 _ = tokio::time::sleep(sleep) => {
                     self.router.handle_timeout(self.clock.reading());
@@ -241,15 +260,15 @@ impl Shell {
                 Err(e) => tracing::debug!("{e}"),
             }
         }
-        match serde_json::to_string_pretty(&status) {
+        match serde_json::to_string(&status) {
             Ok(json) => *self.status.lock().unwrap_or_else(|p| p.into_inner()) = json,
             Err(e) => tracing::warn!("cannot encode /status: {e}"),
         }
     }
 
-    fn reload(&mut self) {
-        tracing::info!(file = %self.opts.config_path.display(), "SIGHUP: reloading the configuration");
-        let new: Config = match mipcast_daemon::config::load(&self.opts.config_path) {
+    /// Applies a configuration read by a SIGHUP (off the event loop), once it validated.
+    fn reload(&mut self, new: Result<Config, mipcast_daemon::config::ConfigError>) {
+        let new: Config = match new {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("new configuration rejected, keeping the old one:\n{e}");
@@ -384,6 +403,7 @@ impl Shell {
             names,
             next_addresses: now + ADDRESS_REFRESH,
             next_status: now,
+            last_status: now,
         })
     }
 }

@@ -13,8 +13,9 @@
 //! the kernel, and its BU is answered with a signed BAck 130 instead of the BAck(0) that
 //! confirmed it. A refused delete is reported and left (nothing can undo it).
 //!
-//! Replies that refuse a message (no binding changed) are rate-limited by one token bucket, as
-//! the home agent's are.
+//! Replies that refuse a message (no binding changed) are rate-limited per source prefix and
+//! globally, signed replies to authenticated messages from a budget of their own
+//! ([`ReplyBudgets`]), as the home agent's are.
 pub mod plan;
 pub mod policy;
 
@@ -25,9 +26,9 @@ use serde::Serialize;
 
 use mipcast_binding::{
     Action, Binding, BindingRecord, BindingState, ConfigError, Now, Registrar, RegistrarConfig,
-    RemoveReason, SaTable,
+    RemoveReason, RestoreRefusal, SaTable,
 };
-use mipcast_proto::{KObject, Machine, Millis, Outcome, TokenBucket};
+use mipcast_proto::{KObject, Machine, Millis, Outcome, ReplyBudgets, ReplyKind};
 
 pub use plan::{Change, Plan, TerminalState};
 pub use policy::{MmaPolicy, PolicyConfig, Terminal};
@@ -108,7 +109,7 @@ pub enum Event {
 pub struct Core {
     registrar: Registrar<MmaPolicy>,
     plan: Plan,
-    limiter: TokenBucket,
+    limiter: ReplyBudgets,
     /// Kernel changes not yet handed out, and revocations' withdrawals.
     queue: VecDeque<Output>,
     /// Events and messages of the round, released once no kernel outcome is outstanding.
@@ -125,13 +126,13 @@ impl Core {
         sas: SaTable,
         policy: PolicyConfig,
         plan: Plan,
-        limiter: TokenBucket,
+        limiter: impl Into<ReplyBudgets>,
     ) -> Result<Core, ConfigError> {
         let policy = MmaPolicy::new(plan.mma, policy);
         Ok(Core {
             registrar: Registrar::new(registrar, sas, policy)?,
             plan,
-            limiter,
+            limiter: limiter.into(),
             queue: VecDeque::new(),
             held: Vec::new(),
             outstanding: 0,
@@ -146,11 +147,17 @@ impl Core {
     /// Applies a reloaded configuration (security associations, site and home agent
     /// prefixes, forwarding limits, decapsulation rules). Terminals stay registered; the
     /// caller reconciles the kernel with [`Self::desired_objects`] afterwards.
-    pub fn reload(&mut self, sas: SaTable, policy: PolicyConfig, plan: Plan, limiter: TokenBucket) {
+    pub fn reload(
+        &mut self,
+        sas: SaTable,
+        policy: PolicyConfig,
+        plan: Plan,
+        limiter: impl Into<ReplyBudgets>,
+    ) {
         self.registrar.replace_sas(sas);
         self.registrar.policy_mut().set_config(policy);
         self.plan = plan;
-        self.limiter = limiter;
+        self.limiter = limiter.into();
     }
 
     /// State-file records of every terminal.
@@ -161,8 +168,20 @@ impl Core {
     /// Restores state-file records; returns how many terminals came back. Their kernel state
     /// is not queued: the driver reconciles the kernel with [`Self::desired_objects`].
     pub fn restore(&mut self, records: Vec<BindingRecord<Terminal>>, now: Now) -> usize {
+        self.restore_checked(records, now).0
+    }
+
+    /// [`Self::restore`], with the records refused: each is re-checked against the current
+    /// configuration (SAs, prefixes, group uniqueness and kind, lifetimes), and what fails is
+    /// neither cached nor programmed.
+    pub fn restore_checked(
+        &mut self,
+        records: Vec<BindingRecord<Terminal>>,
+        now: Now,
+    ) -> (usize, Vec<RestoreRefusal>) {
         let mut restored = 0;
-        for action in self.registrar.restore(records, now) {
+        let (actions, refused) = self.registrar.restore_checked(records, now);
+        for action in actions {
             if let Action::Install { binding, replaced } = action {
                 self.registrar
                     .policy_mut()
@@ -170,7 +189,7 @@ impl Core {
                 restored += 1;
             }
         }
-        restored
+        (restored, refused)
     }
 
     /// Every route and rule the MMA wants now: the constant ones and each terminal's.
@@ -259,12 +278,26 @@ impl Core {
         let refusal = !actions
             .iter()
             .any(|a| matches!(a, Action::Install { .. } | Action::Remove { .. }));
+        // Signed refusals (135, 144, ...) draw on the budget kept for real terminals.
+        let kind = if actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Rejected {
+                    authenticated: true,
+                    ..
+                }
+            )
+        }) {
+            ReplyKind::Authenticated
+        } else {
+            ReplyKind::Unauthenticated
+        };
         // The registrar puts an install before the acknowledgement that announces it.
         let mut installed = None;
         for action in actions {
             match action {
                 Action::Send { dst, src, bytes } => {
-                    if refusal && !self.limiter.allow(now.mono) {
+                    if refusal && !self.limiter.allow(kind, dst, now.mono) {
                         self.hold(Output::Event(Event::ReplySuppressed { peer: dst }));
                         continue;
                     }
@@ -319,9 +352,9 @@ impl Core {
                         reason,
                     }));
                 }
-                Action::Rejected { peer, hoa, status } => {
-                    self.hold(Output::Event(Event::Rejected { peer, hoa, status }))
-                }
+                Action::Rejected {
+                    peer, hoa, status, ..
+                } => self.hold(Output::Event(Event::Rejected { peer, hoa, status })),
                 Action::Drop(reason) => self.hold(Output::Event(Event::Dropped {
                     reason: reason.label(),
                     detail: reason.to_string(),
