@@ -121,6 +121,8 @@ pub enum Action<P> {
         /// The BU carried a valid MAC, so its (signed) reply is one a real terminal needs to
         /// resynchronise; daemons take it from a reply budget apart from unauthenticated ones.
         authenticated: bool,
+        /// For status 146, which authentication check failed (a metrics label).
+        auth_error: Option<&'static str>,
     },
     /// A message was dropped without reply.
     Drop(DropReason),
@@ -497,6 +499,7 @@ impl<Po: Policy> Registrar<Po> {
                 sequence: req.sequence,
                 hoa: Some(req.hoa),
                 signed: Some(signed),
+                auth_error: None,
             },
         )
     }
@@ -510,6 +513,7 @@ impl<Po: Policy> Registrar<Po> {
                 hoa: r.hoa,
                 status: r.status,
                 authenticated: r.signed.is_some(),
+                auth_error: r.auth_error,
             },
             send(src, dst, bytes),
         ]

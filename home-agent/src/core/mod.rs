@@ -322,12 +322,21 @@ impl Core {
                     });
                 }
                 Action::Rejected {
-                    peer, hoa, status, ..
+                    peer,
+                    hoa,
+                    status,
+                    auth_error,
+                    ..
                 } => burst.events.push(Event::Rejected {
                     peer,
                     hoa,
                     status,
-                    auth_reason: replies::auth_failure_reason(status, src, bytes, &self.sas),
+                    // The registrar names a MAC failure itself; verifying again here would
+                    // double the cost of every forged BU.
+                    auth_reason: match auth_error {
+                        Some(label) => Some(label),
+                        None => replies::auth_failure_reason(status, src, bytes, &self.sas),
+                    },
                 }),
                 Action::Drop(reason) => burst.events.push(Event::Dropped {
                     peer: src,
