@@ -54,6 +54,15 @@ impl TokenBucket {
         }
     }
 
+    /// Whether [`Self::allow`] at `now` would take a token, without taking it.
+    fn has_token_at(&self, now: Millis) -> bool {
+        let elapsed = self.last_ms.map_or(0, |l| now.0.saturating_sub(l));
+        self.tokens_milli
+            .saturating_add(elapsed.saturating_mul(self.per_second))
+            .min(self.capacity_milli)
+            >= 1000
+    }
+
     /// Whether the bucket would be full at `now` (an idle source: forgetting it changes
     /// nothing, since a new bucket starts full).
     fn is_full_at(&self, now: Millis) -> bool {
@@ -132,6 +141,17 @@ impl SourceLimiter {
         own.allow(now) && self.global.allow(now)
     }
 
+    /// Whether `src`'s own bucket has a token at `now` (taking none); true for a source with
+    /// no bucket yet, and without per-source buckets.
+    pub fn would_allow(&self, src: Ipv6Addr, now: Millis) -> bool {
+        if self.limits.per_source.is_none() {
+            return true;
+        }
+        self.sources
+            .get(&prefix_key(src, self.limits.source_prefix_len))
+            .is_none_or(|b| b.has_token_at(now))
+    }
+
     /// Source prefixes with a bucket of their own (for tests and status).
     pub fn tracked_sources(&self) -> usize {
         self.sources.len()
@@ -168,11 +188,16 @@ pub enum ReplyKind {
     Unauthenticated,
 }
 
-/// The two reply budgets of a daemon; see the module documentation.
+/// The two reply budgets of a daemon, and the receive budget of failed messages per source;
+/// see the module documentation.
 #[derive(Debug, Clone)]
 pub struct ReplyBudgets {
     authenticated: SourceLimiter,
     unauthenticated: SourceLimiter,
+    /// Messages that failed (a wrong MAC, malformed) per source prefix: a source over it is
+    /// not served at all until its bucket refills, so a flood from one prefix costs a few
+    /// MAC computations per second, not one per packet, and the socket drains for everyone.
+    failures: Option<SourceLimiter>,
 }
 
 impl ReplyBudgets {
@@ -180,6 +205,35 @@ impl ReplyBudgets {
         ReplyBudgets {
             authenticated: SourceLimiter::new(authenticated),
             unauthenticated: SourceLimiter::new(unauthenticated),
+            failures: None,
+        }
+    }
+
+    /// With a budget of failed messages per source (`limits.per_source`; its global rate is
+    /// not used).
+    pub fn with_failure_budget(mut self, limits: SourceLimits) -> ReplyBudgets {
+        self.failures = Some(SourceLimiter::new(SourceLimits {
+            global: Rate {
+                per_second: u32::MAX,
+                burst: u32::MAX,
+            },
+            ..limits
+        }));
+        self
+    }
+
+    /// Whether a message from `src` should be looked at at all: false while its source
+    /// prefix is over its budget of failed messages (drop it before any MAC computation).
+    pub fn admits(&self, src: Ipv6Addr, now: Millis) -> bool {
+        self.failures
+            .as_ref()
+            .is_none_or(|f| f.would_allow(src, now))
+    }
+
+    /// Counts a message from `src` that failed (authentication, parsing).
+    pub fn note_failure(&mut self, src: Ipv6Addr, now: Millis) {
+        if let Some(f) = self.failures.as_mut() {
+            let _ = f.allow(src, now);
         }
     }
 
@@ -307,6 +361,26 @@ mod tests {
             "its own budget"
         );
         assert!(!b.allow(ReplyKind::Authenticated, src, at(0)));
+    }
+
+    #[test]
+    fn a_source_over_its_failure_budget_is_not_admitted_until_it_refills() {
+        let mut b = ReplyBudgets::from(TokenBucket::new(1, 1)).with_failure_budget(limits(
+            Some(Rate {
+                per_second: 10,
+                burst: 3,
+            }),
+            100,
+        ));
+        let (bad, good) = (a("2001:db8:1::1"), a("2001:db8:2::1"));
+        for _ in 0..3 {
+            assert!(b.admits(bad, at(0)));
+            b.note_failure(bad, at(0));
+        }
+        assert!(!b.admits(bad, at(0)));
+        assert!(!b.admits(a("2001:db8:1::2"), at(50)), "the whole /64");
+        assert!(b.admits(good, at(0)), "others are not affected");
+        assert!(b.admits(bad, at(100)), "a token back after 100 ms at 10/s");
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //!   authenticated:          # signed replies a real terminal needs (135, 144): a budget apart
 //!     per_second: 200
 //!     burst: 200
+//!   failures_per_source:    # failed messages read from one source prefix; beyond, dropped
+//!     per_second: 200       # unread (no MAC computed) until the budget refills
+//!     burst: 400
 //! ```
 use serde::Deserialize;
 
@@ -42,6 +45,11 @@ pub struct RateLimitConfig {
     /// so a flood of forged messages cannot starve a terminal's resynchronisation.
     #[serde(default = "default_authenticated")]
     pub authenticated: RateConfig,
+    /// Failed messages (wrong MAC, malformed) taken from one source prefix: beyond, its
+    /// messages are dropped unread (no MAC computed) until the budget refills, so one
+    /// flooding prefix cannot keep the daemon busy for everyone.
+    #[serde(default = "default_failures_per_source")]
+    pub failures_per_source: RateConfig,
 }
 
 /// A `per_second` / `burst` pair.
@@ -79,6 +87,7 @@ impl Default for RateLimitConfig {
             source_prefix_len: default_prefix_len(),
             max_sources: default_max_sources(),
             authenticated: default_authenticated(),
+            failures_per_source: default_failures_per_source(),
         }
     }
 }
@@ -94,6 +103,8 @@ impl RateLimitConfig {
         self.per_source.validate(&format!("{path}.per_source"), v);
         self.authenticated
             .validate(&format!("{path}.authenticated"), v);
+        self.failures_per_source
+            .validate(&format!("{path}.failures_per_source"), v);
         if self.source_prefix_len > 128 {
             v.error(
                 format!("{path}.source_prefix_len"),
@@ -117,7 +128,12 @@ impl RateLimitConfig {
             per_second: self.per_second,
             burst: self.burst,
         };
+        let failures = SourceLimits {
+            per_source: Some(self.failures_per_source.rate()),
+            ..limits(unauthenticated)
+        };
         ReplyBudgets::new(limits(self.authenticated.rate()), limits(unauthenticated))
+            .with_failure_budget(failures)
     }
 }
 
@@ -142,6 +158,13 @@ fn default_prefix_len() -> u8 {
 
 fn default_max_sources() -> u32 {
     4096
+}
+
+fn default_failures_per_source() -> RateConfig {
+    RateConfig {
+        per_second: 200,
+        burst: 400,
+    }
 }
 
 fn default_authenticated() -> RateConfig {

@@ -138,6 +138,16 @@ pub enum Event {
     BindingsChanged { bindings: usize },
 }
 
+/// Whether a message was refused before anyone proved holding a key (a wrong MAC, a
+/// malformed or unknown message): what a keyless flood produces.
+fn failed<P>(actions: &[Action<P>]) -> bool {
+    actions.iter().any(|a| match a {
+        Action::Rejected { authenticated, .. } => !authenticated,
+        Action::Drop(_) => true,
+        _ => false,
+    }) || (actions.len() == 1 && matches!(actions.first(), Some(Action::Send { .. })))
+}
+
 /// A reply that waits for the burst's kernel changes.
 #[derive(Debug)]
 struct Pending {
@@ -270,7 +280,18 @@ impl Core {
         bytes: &[u8],
         now: Now,
     ) {
+        if !self.limiter.admits(src, now.mono) {
+            burst.events.push(Event::Dropped {
+                peer: src,
+                reason: "source_over_failure_budget",
+                detail: String::new(),
+            });
+            return;
+        }
         let actions = self.registrar.handle_bu(src, dst, bytes, now);
+        if failed(&actions) {
+            self.limiter.note_failure(src, now.mono);
+        }
         // Replies that announce no binding change answer something we refused: rate-limited.
         let refusal = !actions
             .iter()

@@ -533,3 +533,61 @@ fn a_flood_of_forged_bus_leaves_the_terminals_signed_replies_alone() {
         .count();
     assert_eq!(suppressed, 96);
 }
+
+#[test]
+fn a_source_over_its_failure_budget_is_dropped_unread_and_others_are_served() {
+    let mut c = core_with_budgets();
+    let failures = mipcast_proto::SourceLimits {
+        global: mipcast_proto::Rate {
+            per_second: 1,
+            burst: 1,
+        },
+        per_source: Some(mipcast_proto::Rate {
+            per_second: 1,
+            burst: 3,
+        }),
+        source_prefix_len: 64,
+        max_sources: 100,
+    };
+    c.limiter = c.limiter.clone().with_failure_budget(failures);
+    let mut b = Burst::default();
+    let attacker = "2001:db8:66::1";
+    for i in 0..10u16 {
+        let forged = bu(
+            "2001:db8:1::100",
+            attacker,
+            i + 1,
+            10,
+            0,
+            b"wrong-key-000000",
+        );
+        c.on_message(&mut b, a(attacker), ha(), &forged, now(0));
+    }
+    let coa = "2001:db8:2::9";
+    c.on_message(
+        &mut b,
+        a(coa),
+        ha(),
+        &bu("2001:db8:1::101", coa, 1, 10, 0, KEY),
+        now(0),
+    );
+    c.resolve(a(coa), 7);
+    let f = c.finish(b, &[], now(0));
+    let count = |pred: &dyn Fn(&Event) -> bool| f.events.iter().filter(|e| pred(e)).count();
+    assert_eq!(
+        count(&|e| matches!(e, Event::Rejected { status: 146, .. })),
+        3
+    );
+    assert_eq!(
+        count(&|e| matches!(
+            e,
+            Event::Dropped {
+                reason: "source_over_failure_budget",
+                ..
+            }
+        )),
+        7
+    );
+    assert_eq!(count(&|e| matches!(e, Event::Registered { .. })), 1);
+    assert_eq!(statuses(&f).last(), Some(&Some(0)));
+}

@@ -371,9 +371,27 @@ impl Machine for Core {
     type Event = Event;
 
     fn handle_input(&mut self, now: Now, input: Input<'_>) {
+        if !self.limiter.admits(input.src, now.mono) {
+            self.hold(Output::Event(Event::Dropped {
+                reason: "source_over_failure_budget",
+                detail: String::new(),
+            }));
+            return;
+        }
         let actions = self
             .registrar
             .handle_bu(input.src, input.dst, input.bytes, now);
+        // Refused before anyone proved holding a key (a wrong MAC, a malformed or unknown
+        // message): what a keyless flood produces, counted against its source.
+        let failed = actions.iter().any(|a| match a {
+            Action::Rejected { authenticated, .. } => !authenticated,
+            Action::Drop(_) => true,
+            _ => false,
+        }) || (actions.len() == 1
+            && matches!(actions.first(), Some(Action::Send { .. })));
+        if failed {
+            self.limiter.note_failure(input.src, now.mono);
+        }
         self.translate(actions, now);
     }
 
