@@ -78,6 +78,33 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
 
 type Records = Vec<BindingRecord<crate::core::Terminal>>;
 
+/// The state file: the terminals, and the seg6 tunnel source found before we set ours, so a
+/// restart after a crash still puts the original back at a clean stop (the tunnel source it
+/// would read then is our own).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum SavedState {
+    Current {
+        terminals: Records,
+        /// None once a clean stop has put it back.
+        original_tunsrc: Option<Ipv6Addr>,
+    },
+    /// Files written before the tunnel source was kept: the terminals alone.
+    Bare(Records),
+}
+
+impl SavedState {
+    fn into_parts(self) -> (Records, Option<Ipv6Addr>) {
+        match self {
+            SavedState::Current {
+                terminals,
+                original_tunsrc,
+            } => (terminals, original_tunsrc),
+            SavedState::Bare(terminals) => (terminals, None),
+        }
+    }
+}
+
 /// The registrar's settings from the config.
 pub fn registrar_config(c: &Config) -> RegistrarConfig {
     RegistrarConfig {
@@ -148,7 +175,7 @@ struct Daemon {
     site_mifs: Vec<Mifi>,
     mh: MhSocket,
     metrics: Metrics,
-    state: StateWriter<Records>,
+    state: StateWriter<SavedState>,
     /// The seg6 tunnel source before we set ours, put back on shutdown.
     previous_tunsrc: Ipv6Addr,
     server: JoinHandle<()>,
@@ -272,7 +299,14 @@ impl Daemon {
     /// rules (stale ones of ours go), re-add MFC entries (they died with the old socket).
     async fn restore(&mut self) {
         let records = match self.state.file().load() {
-            Ok(records) => records.unwrap_or_default(),
+            Ok(saved) => {
+                let (records, original) = saved.map(SavedState::into_parts).unwrap_or_default();
+                if let Some(tunsrc) = original {
+                    // What we read at start is the tunnel source a crashed run left.
+                    self.previous_tunsrc = tunsrc;
+                }
+                records
+            }
             Err(e @ StateError::Corrupt { .. }) => {
                 mipcast_daemon::corrupt::keep_aside_logged(&self.config.state.file, &e);
                 Vec::new()
@@ -493,8 +527,11 @@ impl Daemon {
 
     /// Hands a snapshot of the terminals to the background writer (the write fsyncs).
     fn start_write(&mut self) {
-        let (core, clock) = (&self.core, self.clock);
-        self.state.start(|| lock(core).records(clock.reading()));
+        let (core, clock, original) = (&self.core, self.clock, self.previous_tunsrc);
+        self.state.start(|| SavedState::Current {
+            terminals: lock(core).records(clock.reading()),
+            original_tunsrc: Some(original),
+        });
     }
 
     /// Applies a configuration read by a SIGHUP (off the event loop), once it validated.
@@ -574,8 +611,12 @@ impl Daemon {
     async fn shutdown(mut self) {
         let records = lock(&self.core).records(self.clock.reading());
         let terminals = records.len();
+        let saved = SavedState::Current {
+            terminals: records.clone(),
+            original_tunsrc: Some(self.previous_tunsrc),
+        };
         // A failure is logged and counted by the writer.
-        if self.state.write_now(records).await.is_ok() {
+        if self.state.write_now(saved).await.is_ok() {
             info!(terminals, file = %self.state.file().path().display(), "state saved");
         }
         self.server.abort();
@@ -620,6 +661,15 @@ impl Daemon {
         // Put back whatever tunnel source was there before us (usually `::`, unset).
         if let Err(e) = self.kernel.set_seg6_tunsrc(self.previous_tunsrc).await {
             warn!(error = %e, "restoring the seg6 tunnel source");
+        } else {
+            // Put back: a later start must not "restore" it again.
+            let _ = self
+                .state
+                .write_now(SavedState::Current {
+                    terminals: records,
+                    original_tunsrc: None,
+                })
+                .await;
         }
         info!(
             routes_and_rules = removed,

@@ -2,17 +2,20 @@
 //! sends SIGTERM, a terminal SIGINT): the default action would kill the process before any
 //! `Drop` ran, leaving namespaces and the daemons inside them.
 //!
-//! Call [`on_signals`] first thing in `main`, before any thread starts. SIGINT, SIGTERM and
-//! SIGHUP are then taken by a watcher thread: the first one [`crate::wait::interrupt`]s (so a
+//! Call [`on_signals`] first thing in `main`. SIGINT, SIGTERM and SIGHUP are then reported
+//! to a watcher thread: the first one [`crate::wait::interrupt`]s (so a
 //! binary that polls with [`crate::wait`] winds down in order and prints its summary) and,
 //! if the process is still running [`GRACE`] later, or at a second signal, every namespace
 //! this process created is removed with everything running inside it, and the process exits
 //! with 128 + the signal number.
 use std::collections::BTreeSet;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, Signal};
 
 /// How long an orderly wind-down may take before namespaces are removed under it.
 pub const GRACE: Duration = Duration::from_secs(5);
@@ -41,25 +44,47 @@ pub(crate) fn remove_namespace(name: &str) {
     let _ = Command::new("ip").args(["netns", "del", name]).status();
 }
 
-/// See the module documentation. Panics if the signal mask cannot be set (it can only fail
-/// for invalid arguments).
+/// Write end of the pipe the signal handler reports on (-1 before [`on_signals`]).
+static PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    crate::wait::interrupt();
+    let byte = sig as u8;
+    // SAFETY: write(2) is async-signal-safe; one byte from a live local to our pipe.
+    unsafe { libc::write(PIPE.load(Ordering::Relaxed), (&raw const byte).cast(), 1) };
+}
+
+/// See the module documentation. A handler, not a blocked signal mask: children inherit a
+/// mask across exec (the daemons a bench starts would never see their SIGTERM), while
+/// handlers are reset to the default there. Panics if the pipe or handlers cannot be set up.
 pub fn on_signals() {
-    let mut set = SigSet::empty();
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler};
+    let (rd, wr) = nix::unistd::pipe().expect("signal pipe");
+    PIPE.store(wr.as_raw_fd(), Ordering::Relaxed);
+    std::mem::forget(wr); // written by the handler for the life of the process
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(sig);
+        // SAFETY: the handler only stores to an atomic and writes to a pipe, both
+        // async-signal-safe.
+        unsafe { sigaction(sig, &action) }.expect("signal handler");
     }
-    // Blocked here and so in every thread started after: only the watcher takes them.
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
-        .expect("block SIGINT/SIGTERM/SIGHUP");
     std::thread::spawn(move || {
-        let Ok(first) = set.wait() else { return };
-        crate::wait::interrupt();
+        let mut pipe = std::fs::File::from(rd);
+        let mut byte = [0u8; 1];
+        if pipe.read_exact(&mut byte).is_err() {
+            return;
+        }
+        let first = Signal::try_from(i32::from(byte[0])).unwrap_or(Signal::SIGTERM);
         eprintln!("\n{first}: stopping; namespaces are removed in {GRACE:?} at the latest");
         // The second signal, or the grace period, whichever comes first.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            if let Ok(sig) = set.wait() {
-                let _ = tx.send(sig);
+            if pipe.read_exact(&mut byte).is_ok() {
+                let _ = tx.send(Signal::try_from(i32::from(byte[0])).unwrap_or(first));
             }
         });
         let sig = rx.recv_timeout(GRACE).unwrap_or(first);

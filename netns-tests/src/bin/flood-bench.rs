@@ -407,9 +407,27 @@ fn run(kind: Kind, a: &Args) -> Result {
         .map(|m| m.len())
         .unwrap_or(0)
         .saturating_sub(log_before);
-    let _ = s
+    let stopping = Instant::now();
+    let exit = s
         .daemon
         .signal_and_wait(libc::SIGTERM, Duration::from_secs(30));
+    eprintln!(
+        "{}: SIGTERM after the flood: exit {exit:?} in {:.2} s",
+        s.name,
+        stopping.elapsed().as_secs_f64()
+    );
+    if exit.is_none() {
+        eprintln!(
+            "{}",
+            std::fs::read_to_string(&s.log)
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     let _ = std::fs::remove_dir_all(&s.dir);
     let mut ok: Vec<f64> = latencies.iter().flatten().copied().collect();
     ok.sort_by(f64::total_cmp);
