@@ -10,6 +10,7 @@ use std::time::Duration;
 use mipcast_daemon::clock::{Clock, Millis, SystemClock};
 use mipcast_daemon::config::background::BackgroundLoad;
 use mipcast_daemon::driver::{settle, Effects};
+use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_kernel::mrt6::{self, Mrt6};
@@ -96,6 +97,8 @@ struct Shell {
     status: Arc<Mutex<String>>,
     /// (S,G) entries we installed in the kernel.
     installed: BTreeSet<Sg>,
+    /// Lines a host can cause once per packet (send and upcall errors) are summarised.
+    log_limit: LogSummary,
     names: BTreeMap<u32, String>,
     next_addresses: Millis,
     next_status: Millis,
@@ -123,6 +126,7 @@ impl Shell {
                 self.last_status = now;
                 self.next_status = now + STATUS_REFRESH;
             }
+            self.log_limit.flush(now);
             if self.next_addresses <= now {
                 self.refresh_addresses();
                 self.next_addresses = now + ADDRESS_REFRESH;
@@ -160,7 +164,11 @@ impl Shell {
                         let sg = Sg { source: u.source, group: u.group };
                         self.router.handle_input(self.clock.reading(), Input::Upcall { kind, ifindex, sg });
                     }
-                    Err(e) => tracing::warn!("MRT6 upcall: {e}"),
+                    Err(e) => {
+                        if let Some(suppressed) = self.log_limit.admit("upcall_error", self.clock.now()) {
+                            tracing::warn!(suppressed, "MRT6 upcall: {e}");
+                        }
+                    }
                 },
                 s = signals.next() => match s {
                     Signal::Shutdown => return self.shutdown().await,
@@ -197,6 +205,7 @@ impl Shell {
                 metrics: &self.metrics,
                 names: &self.names,
                 installed: &mut self.installed,
+                log_limit: &mut self.log_limit,
                 answers: Vec::new(),
                 outputs: 0,
             };
@@ -400,6 +409,7 @@ impl Shell {
             metrics,
             status,
             installed: BTreeSet::new(),
+            log_limit: LogSummary::default(),
             names,
             next_addresses: now + ADDRESS_REFRESH,
             next_status: now,
@@ -512,6 +522,7 @@ struct PimIo<'a> {
     metrics: &'a Metrics,
     names: &'a BTreeMap<u32, String>,
     installed: &'a mut BTreeSet<Sg>,
+    log_limit: &'a mut LogSummary,
     /// RPF answers to feed back once the round is done.
     answers: Vec<(Ipv6Addr, Option<RpfRoute>)>,
     /// Outputs carried out (any means the state changed).
@@ -638,7 +649,9 @@ impl Effects<Router> for PimIo<'_> {
         };
         if let Err(e) = result {
             self.metrics.send_error(proto);
-            tracing::warn!(interface = %self.name(p.ifindex), "{e}");
+            if let Some(suppressed) = self.log_limit.admit("send_error", self.clock.now()) {
+                tracing::warn!(interface = %self.name(p.ifindex), suppressed, "{e}");
+            }
         }
     }
 

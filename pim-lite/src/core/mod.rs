@@ -633,6 +633,7 @@ impl Router {
     /// Runs every timer due at `now`.
     pub fn tick(&mut self, now: Millis) {
         self.now = self.now.max(now);
+        self.log_limit.flush(now);
         let ifindexes: Vec<u32> = self.ifaces.keys().copied().collect();
         for ifindex in ifindexes {
             self.tick_iface(now, ifindex);
