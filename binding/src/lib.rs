@@ -24,6 +24,8 @@ mod validate;
 
 pub use cache::{Binding, BindingCache, BindingRecord, BindingState};
 pub use policy::{DeregVerdict, HomeAgentPolicy, Policy, PolicyError, Request, Verdict};
-pub use registrar::{Action, ConfigError, DropReason, Registrar, RegistrarConfig, RemoveReason};
+pub use registrar::{
+    Action, ConfigError, DropReason, Registrar, RegistrarConfig, RemoveReason, RestoreRefusal,
+};
 pub use sa::{SaError, SaTable, SecurityAssociation};
 pub use time::{Millis, Now};

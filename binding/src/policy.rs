@@ -4,7 +4,7 @@ use std::net::Ipv6Addr;
 
 use mipcast_wire::mh::{back_status, bu_flags, MobilityOption};
 
-use crate::cache::BindingCache;
+use crate::cache::{BindingCache, BindingRecord};
 use crate::sa::prefix_contains;
 
 /// A Binding Update that passed parsing, authentication, replay and sequence checks.
@@ -89,6 +89,18 @@ pub trait Policy {
         req: &Request,
         cache: &BindingCache<Self::Payload>,
     ) -> DeregVerdict<Self::Payload>;
+
+    /// Whether a binding read back from the state file is one this policy, as configured
+    /// now, would hold; `cache` has the records restored before it. Err names the failed
+    /// check (a short label for the summary log). Called last, after the registrar's own
+    /// checks, so a policy may note the record as restored when it says Ok.
+    fn check_restored(
+        &mut self,
+        _record: &BindingRecord<Self::Payload>,
+        _cache: &BindingCache<Self::Payload>,
+    ) -> Result<(), &'static str> {
+        Ok(())
+    }
 }
 
 /// Why a policy configuration was refused.
@@ -126,6 +138,18 @@ impl HomeAgentPolicy {
 
 impl Policy for HomeAgentPolicy {
     type Payload = ();
+
+    fn check_restored(
+        &mut self,
+        record: &BindingRecord<()>,
+        _cache: &BindingCache<()>,
+    ) -> Result<(), &'static str> {
+        if self.is_home(record.hoa) {
+            Ok(())
+        } else {
+            Err("hoa_not_home")
+        }
+    }
 
     fn on_register(&mut self, req: &Request, _cache: &BindingCache<()>) -> Verdict<()> {
         // Without H the BU asks for a correspondent binding, which needs return routability

@@ -73,6 +73,14 @@ impl DropReason {
     }
 }
 
+/// A state-file record [`Registrar::restore_checked`] did not restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreRefusal {
+    pub hoa: Ipv6Addr,
+    /// Which check failed: a short stable label.
+    pub reason: &'static str,
+}
+
 /// Why a binding left the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -110,6 +118,11 @@ pub enum Action<P> {
         peer: Ipv6Addr,
         hoa: Option<Ipv6Addr>,
         status: u8,
+        /// The BU carried a valid MAC, so its (signed) reply is one a real terminal needs to
+        /// resynchronise; daemons take it from a reply budget apart from unauthenticated ones.
+        authenticated: bool,
+        /// For status 146, which authentication check failed (a metrics label).
+        auth_error: Option<&'static str>,
     },
     /// A message was dropped without reply.
     Drop(DropReason),
@@ -270,21 +283,94 @@ impl<Po: Policy> Registrar<Po> {
     }
 
     /// Restores state-file records (expired ones are skipped) and returns an `Install` for
-    /// each restored binding so the shell can reprogram the kernel.
+    /// each restored binding so the shell can reprogram the kernel. Records that fail
+    /// [`Self::check_record`] are left out; [`Self::restore_checked`] also says which.
     pub fn restore(
         &mut self,
         records: Vec<BindingRecord<Po::Payload>>,
         now: Now,
     ) -> Vec<Action<Po::Payload>> {
-        self.cache
-            .restore(records, now)
-            .into_iter()
-            .filter_map(|hoa| self.cache.get(&hoa))
-            .map(|b| Action::Install {
-                binding: b.clone(),
-                replaced: None,
-            })
-            .collect()
+        self.restore_checked(records, now).0
+    }
+
+    /// [`Self::restore`], with the records refused and why: a state file is re-checked
+    /// against the current configuration (it may be stale, edited or forged), so nothing a
+    /// BU could not have created now is programmed.
+    pub fn restore_checked(
+        &mut self,
+        records: Vec<BindingRecord<Po::Payload>>,
+        now: Now,
+    ) -> (Vec<Action<Po::Payload>>, Vec<RestoreRefusal>) {
+        let mut refused = Vec::new();
+        let mut actions = Vec::new();
+        for record in records {
+            let hoa = record.hoa;
+            if let Err(reason) = self.check_record(&record, now) {
+                refused.push(RestoreRefusal { hoa, reason });
+                continue;
+            }
+            if let Err(reason) = self.policy.check_restored(&record, &self.cache) {
+                refused.push(RestoreRefusal { hoa, reason });
+                continue;
+            }
+            for restored in self.cache.restore(vec![record], now) {
+                if let Some(b) = self.cache.get(&restored) {
+                    actions.push(Action::Install {
+                        binding: b.clone(),
+                        replaced: None,
+                    });
+                }
+            }
+        }
+        (actions, refused)
+    }
+
+    /// The checks every restored record passes, whatever the role: addresses of the right
+    /// kinds, a configured SA that authorises the home address, and a lifetime no longer than
+    /// the configured maximum.
+    fn check_record(&self, r: &BindingRecord<Po::Payload>, now: Now) -> Result<(), &'static str> {
+        let routable = |a: Ipv6Addr| {
+            !(a.is_multicast()
+                || a.is_unspecified()
+                || a.is_loopback()
+                || a.is_unicast_link_local())
+        };
+        if !routable(r.hoa) {
+            return Err("hoa_not_unicast");
+        }
+        if !routable(r.coa) {
+            return Err("coa_not_unicast");
+        }
+        if !routable(r.peer) || !routable(r.local) {
+            return Err("peer_not_unicast");
+        }
+        if r.hoa == r.local {
+            return Err("hoa_is_ours");
+        }
+        if self.cache.get(&r.hoa).is_some() {
+            return Err("duplicate_hoa");
+        }
+        if self.sas.get(r.spi).is_none() {
+            return Err("unknown_spi");
+        }
+        if !self.sas.authorises(r.spi, r.hoa) {
+            return Err("spi_not_authorised");
+        }
+        let max_ms = u64::from(self.config.max_lifetime_s) * 1000;
+        // A lingering (forwarding) binding's lifetime is its grace period, set by policy.
+        let lifetime_capped =
+            r.state == BindingState::Lingering || r.lifetime_s <= self.config.max_lifetime_s;
+        // Some slack for clock steps between the write and now.
+        let slack_ms = 60_000;
+        let longest_ms = match r.state {
+            BindingState::Active => max_ms,
+            BindingState::Lingering => u64::from(r.lifetime_s) * 1000,
+        };
+        let too_late = r.expires_unix_ms > now.unix_ms().saturating_add(longest_ms + slack_ms);
+        if !lifetime_capped || too_late {
+            return Err("lifetime_over_max");
+        }
+        Ok(())
     }
 
     fn register(&mut self, req: Request, now: Now) -> Vec<Action<Po::Payload>> {
@@ -413,6 +499,7 @@ impl<Po: Policy> Registrar<Po> {
                 sequence: req.sequence,
                 hoa: Some(req.hoa),
                 signed: Some(signed),
+                auth_error: None,
             },
         )
     }
@@ -425,6 +512,8 @@ impl<Po: Policy> Registrar<Po> {
                 peer: src,
                 hoa: r.hoa,
                 status: r.status,
+                authenticated: r.signed.is_some(),
+                auth_error: r.auth_error,
             },
             send(src, dst, bytes),
         ]

@@ -72,6 +72,9 @@ pub(crate) struct Rejection {
     pub hoa: Option<Ipv6Addr>,
     /// Present once the BU authenticated: sign the reply and add Replay Protection.
     pub signed: Option<SignedReply>,
+    /// For status 146, what exactly failed (`AuthError::label`), so nobody verifies again
+    /// to find out (a forged message costs one MAC computation, not two).
+    pub auth_error: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -117,6 +120,7 @@ pub(crate) fn validate(
             sequence: bu.sequence,
             hoa,
             signed,
+            auth_error: None,
         })
     };
 
@@ -130,7 +134,15 @@ pub(crate) fn validate(
     let lookup = |spi| sas.get(spi).map(|sa| (sa.algorithm, sa.key.as_slice()));
     let spi = match auth::verify(bytes, &coa, &hoa, lookup) {
         Ok(spi) => spi,
-        Err(_) => return reject(back_status::MIPV6_AUTH_FAIL, Some(hoa), None),
+        Err(e) => {
+            return Outcome::Reject(Rejection {
+                status: back_status::MIPV6_AUTH_FAIL,
+                sequence: bu.sequence,
+                hoa: Some(hoa),
+                signed: None,
+                auth_error: Some(e.label()),
+            })
+        }
     };
     let signed_now = Some(SignedReply {
         spi,
@@ -166,6 +178,7 @@ pub(crate) fn validate(
                 sequence: last,
                 hoa: Some(hoa),
                 signed,
+                auth_error: None,
             });
         }
     }

@@ -190,6 +190,9 @@ impl Validate for Config {
                 format!("{ha} is in none of the home prefixes"),
             );
         }
+        for (i, p) in self.home_prefixes.iter().enumerate() {
+            config::limits::check_not_everything(&format!("home_prefixes[{i}]"), p, v);
+        }
         if self.security_associations.is_empty() {
             v.error(
                 "security_associations",
@@ -218,9 +221,7 @@ impl Validate for Config {
                 "must be 4 to 262140 seconds (the BU lifetime is 16 bits of 4 s units)",
             );
         }
-        if b.replay_window.is_zero() {
-            v.error("bindings.replay_window", "must be at least 1 second");
-        }
+        config::limits::check_replay_window("bindings.replay_window", b.replay_window, v);
         if !(1..=99).contains(&b.refresh_percent) {
             v.error("bindings.refresh_percent", "must be 1 to 99");
         }
@@ -251,6 +252,7 @@ impl Validate for Config {
                 ),
             );
         }
+        config::limits::check_state_path("state.file", &self.state.file, v);
         if self.state.write_delay_ms > 60_000 {
             v.error("state.write_delay_ms", "at most 60000 (one minute)");
         }

@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mipcast_binding::{BindingRecord, Registrar};
-use mipcast_daemon::clock::{sleep_until, SystemClock};
+use mipcast_daemon::clock::{sleep_until, Clock, SystemClock};
+use mipcast_daemon::config::background::BackgroundLoad;
 use mipcast_daemon::driver::{lock, settle, Effects};
+use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_daemon::state::{StateError, StateFile, StateWriter};
@@ -100,6 +102,9 @@ struct Daemon {
     home_ifindex: u32,
     state: StateWriter<SavedState>,
     originals: Originals,
+    /// Per-packet log lines (refusals, drops) are summarised, not written one per packet.
+    log_limit: LogSummary,
+    state_path: PathBuf,
 }
 
 async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError> {
@@ -118,7 +123,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
     let saved = match state.load() {
         Ok(s) => s.unwrap_or_default(),
         Err(e @ StateError::Corrupt { .. }) => {
-            warn!(error = %e, "ignoring the state file; starting without bindings");
+            mipcast_daemon::corrupt::keep_aside_logged(&config.state.file, &e);
             SavedState::default()
         }
         Err(e) => return Err(e.into()),
@@ -140,7 +145,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         decap_table: config.kernel.decap_table,
         decap_rule_pref: config.kernel.decap_rule_pref,
     });
-    let limiter = config.reply_rate_limit.bucket();
+    let limiter = config.reply_rate_limit.budgets();
     let clock = SystemClock::new();
     let core = Arc::new(Mutex::new(Core::new(registrar, sas, plan, limiter)));
 
@@ -173,6 +178,8 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         home_ifindex,
         state,
         originals,
+        log_limit: LogSummary::default(),
+        state_path: config.state.file.clone(),
     };
     daemon.restore(saved.bindings).await;
     // Persist the originals at once: if we crash before the first binding, a restart must
@@ -205,12 +212,22 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
 
     let mut config = config;
     let mut buf = vec![0u8; RECV_BUFFER];
+    let mut reloading = BackgroundLoad::default();
     loop {
         let deadline = lock(&core).poll_timeout().map(|d| clock.instant_at(d));
         tokio::select! {
             signal = signals.next() => match signal {
                 Signal::Shutdown => break,
-                Signal::Reload => reload(&mut config, &options.config_path, &core),
+                Signal::Reload => {
+                    let path = options.config_path.clone();
+                    if !reloading.start(move || Config::load(&path)) {
+                        warn!("reload: ignored, the previous one is still being read; send SIGHUP again once it is done");
+                    }
+                }
+            },
+            loaded = reloading.finished() => match loaded {
+                Some(new) => reload(&mut config, new, &core),
+                None => error!("reload: reading the configuration failed; keeping the running one"),
             },
             first = daemon.socket.recv(&mut buf) => {
                 daemon.receive_burst(first, &mut buf).await;
@@ -280,8 +297,12 @@ fn proxy_ndp_path(interface: &str) -> PathBuf {
 
 /// SIGHUP: security associations, home prefixes and the reply rate limit change in place;
 /// bindings are kept. Anything else needs a restart and is reported as ignored.
-fn reload(config: &mut Config, path: &Path, core: &Mutex<Core>) {
-    let new = match Config::load(path) {
+fn reload(
+    config: &mut Config,
+    new: Result<Config, mipcast_daemon::config::ConfigError>,
+    core: &Mutex<Core>,
+) {
+    let new = match new {
         Ok(c) => c,
         Err(e) => {
             error!(error = %e, "reload: keeping the running configuration");
@@ -331,7 +352,7 @@ fn reload(config: &mut Config, path: &Path, core: &Mutex<Core>) {
         rate_limit = ?new.reply_rate_limit,
         "reload: security associations, home prefixes and rate limit replaced; bindings kept"
     );
-    let limiter = new.reply_rate_limit.bucket();
+    let limiter = new.reply_rate_limit.budgets();
     lock(core).reload(sas, policy, limiter);
     // Keep the settings that need a restart as they are running.
     config.security_associations = new.security_associations;
@@ -345,7 +366,8 @@ impl Daemon {
     async fn restore(&mut self, records: Vec<BindingRecord<()>>) {
         let saved = records.len();
         let now = self.clock.reading();
-        let restored = lock(&self.core).restore(records, now);
+        let (restored, refused) = lock(&self.core).restore_checked(records, now);
+        mipcast_daemon::logsummary::log_restore_refusals(&self.state_path, &refused);
         self.resolve_all().await;
         let desired: HashSet<KObject> = lock(&self.core).desired();
         match self.kernel.reconcile(&desired).await {
@@ -546,7 +568,19 @@ fn gauge(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn log_event(e: &Event) {
+/// The events a stranger can cause once per packet, with their log-summary kind.
+fn per_packet_kind(e: &Event) -> Option<&'static str> {
+    match e {
+        Event::Rejected { .. } => Some("bu_refused"),
+        Event::BindingError { .. } => Some("binding_error"),
+        Event::Dropped { .. } => Some("dropped"),
+        Event::ReplySuppressed { .. } => Some("reply_suppressed"),
+        _ => None,
+    }
+}
+
+/// `suppressed`: lines of the same kind left out before this one (see [`LogSummary`]).
+fn log_event(e: &Event, suppressed: u64) {
     match e {
         Event::Registered {
             hoa,
@@ -574,15 +608,20 @@ fn log_event(e: &Event) {
             hoa = ?hoa,
             status,
             reason = auth_reason.unwrap_or("-"),
+            suppressed,
             "binding update refused"
         ),
-        Event::BindingError { peer } => debug!(%peer, "unknown mobility header type"),
+        Event::BindingError { peer } => {
+            debug!(%peer, suppressed, "unknown mobility header type")
+        }
         Event::Dropped {
             peer,
             reason,
             detail,
-        } => debug!(%peer, reason, detail, "message dropped"),
-        Event::ReplySuppressed { peer } => debug!(%peer, "reply suppressed by the rate limit"),
+        } => debug!(%peer, reason, detail, suppressed, "message dropped"),
+        Event::ReplySuppressed { peer } => {
+            debug!(%peer, suppressed, "reply suppressed by the rate limit")
+        }
         Event::ProgrammingFailed { hoa, coa } => {
             warn!(%hoa, %coa, "kernel refused the binding; answered 130")
         }
@@ -635,7 +674,9 @@ impl Effects<Core> for Daemon {
         match self.socket.send_to(&send.bytes, send.dst, info).await {
             Ok(()) => self.metrics.count_sent(&send.bytes),
             Err(e) => {
-                warn!(dst = %send.dst, error = %e, "send failed");
+                if let Some(suppressed) = self.log_limit.admit("send_failed", self.clock.now()) {
+                    warn!(dst = %send.dst, error = %e, suppressed, "send failed");
+                }
                 self.metrics
                     .dropped
                     .get_or_create(&crate::metrics::ReasonLabel {
@@ -652,7 +693,16 @@ impl Effects<Core> for Daemon {
             self.state.mark_dirty();
         }
         self.metrics.count_events(std::slice::from_ref(&event));
-        log_event(&event);
+        let now = self.clock.now();
+        match per_packet_kind(&event) {
+            Some(kind) => {
+                if let Some(suppressed) = self.log_limit.admit(kind, now) {
+                    log_event(&event, suppressed);
+                }
+            }
+            None => log_event(&event, 0),
+        }
+        self.log_limit.flush(now);
     }
 
     fn now(&self) -> Now {

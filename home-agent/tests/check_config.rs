@@ -24,8 +24,11 @@ fn example_config_passes() {
     let copy = dir.join("home-agent.yaml");
     std::fs::copy(&example, &copy).unwrap();
     for (name, key) in [
-        ("mn1.key", "000102030405060708090a0b0c0d0e0f"),
-        ("mn2.key", "raw bytes"),
+        (
+            "mn1.key",
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        ),
+        ("mn2.key", "raw bytes, twenty-plus"),
     ] {
         let p = dir.join("keys").join(name);
         std::fs::write(&p, key).unwrap();

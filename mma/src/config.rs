@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use mipcast_daemon::config::ratelimit::RateLimitConfig;
 use mipcast_daemon::config::sa::{self, SaConfig};
-use mipcast_daemon::config::{secs, Ipv6Prefix, Validate, Validator};
+use mipcast_daemon::config::{limits, secs, Ipv6Prefix, Validate, Validator};
 use mipcast_wire::group::{DEFAULT_GROUP_PREFIX, GROUP_PREFIX_LEN};
 
 pub const DEFAULT_METRICS_PORT: u16 = 9642;
@@ -301,6 +301,7 @@ impl Validate for Config {
                 v.error(format!("home_agents[{i}].address"), "listed twice");
             }
             for (j, p) in ha.home_prefixes.iter().enumerate() {
+                limits::check_not_everything(&format!("home_agents[{i}].home_prefixes[{j}]"), p, v);
                 let overlap = self
                     .home_agents
                     .iter()
@@ -323,9 +324,8 @@ impl Validate for Config {
                 "must be between 4 and 262140 seconds",
             );
         }
-        if r.replay_window.is_zero() {
-            v.error("registration.replay_window", "must be positive");
-        }
+        limits::check_replay_window("registration.replay_window", r.replay_window, v);
+        limits::check_state_path("state.file", &self.state.file, v);
         if !(1..=99).contains(&r.refresh_percent) {
             v.error("registration.refresh_percent", "must be between 1 and 99");
         }

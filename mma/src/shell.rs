@@ -12,10 +12,12 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use mipcast_binding::{BindingRecord, RegistrarConfig, SaError, SaTable};
-use mipcast_daemon::clock::{sleep_until, SystemClock};
+use mipcast_daemon::clock::{sleep_until, Clock, SystemClock};
+use mipcast_daemon::config::background::BackgroundLoad;
 use mipcast_daemon::config::{sa, ConfigError};
 use mipcast_daemon::control::{self, ControlSocket};
 use mipcast_daemon::driver::{lock, settle, Effects};
+use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_daemon::state::{StateError, StateFile, StateWriter};
@@ -83,6 +85,33 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
 }
 
 type Records = Vec<BindingRecord<crate::core::Terminal>>;
+
+/// The state file: the terminals, and the seg6 tunnel source found before we set ours, so a
+/// restart after a crash still puts the original back at a clean stop (the tunnel source it
+/// would read then is our own).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum SavedState {
+    Current {
+        terminals: Records,
+        /// None once a clean stop has put it back.
+        original_tunsrc: Option<Ipv6Addr>,
+    },
+    /// Files written before the tunnel source was kept: the terminals alone.
+    Bare(Records),
+}
+
+impl SavedState {
+    fn into_parts(self) -> (Records, Option<Ipv6Addr>) {
+        match self {
+            SavedState::Current {
+                terminals,
+                original_tunsrc,
+            } => (terminals, original_tunsrc),
+            SavedState::Bare(terminals) => (terminals, None),
+        }
+    }
+}
 
 /// The registrar's settings from the config.
 pub fn registrar_config(c: &Config) -> RegistrarConfig {
@@ -154,7 +183,7 @@ struct Daemon {
     site_mifs: Vec<Mifi>,
     mh: MhSocket,
     metrics: Metrics,
-    state: StateWriter<Records>,
+    state: StateWriter<SavedState>,
     /// The seg6 tunnel source before we set ours, put back on shutdown.
     previous_tunsrc: Ipv6Addr,
     server: JoinHandle<()>,
@@ -164,6 +193,8 @@ struct Daemon {
     control: Option<ControlSocket>,
     /// Handoff advice sent in the round being settled.
     advised: usize,
+    /// Per-packet log lines (refusals, drops) are summarised, not written one per packet.
+    log_limit: LogSummary,
 }
 
 impl Daemon {
@@ -216,7 +247,7 @@ impl Daemon {
             sas,
             policy_config(&config),
             plan(&config, wan_ifindex, site_ifindex),
-            config.reply_rate_limit.bucket(),
+            config.reply_rate_limit.budgets(),
         )?;
         let mut core = core;
         core.set_advice(advice_config(&config));
@@ -286,6 +317,7 @@ impl Daemon {
             changed: false,
             control,
             advised: 0,
+            log_limit: LogSummary::default(),
         };
         daemon.restore().await;
         Ok(daemon)
@@ -295,14 +327,26 @@ impl Daemon {
     /// rules (stale ones of ours go), re-add MFC entries (they died with the old socket).
     async fn restore(&mut self) {
         let records = match self.state.file().load() {
-            Ok(records) => records.unwrap_or_default(),
+            Ok(saved) => {
+                let (records, original) = saved.map(SavedState::into_parts).unwrap_or_default();
+                if let Some(tunsrc) = original {
+                    // What we read at start is the tunnel source a crashed run left.
+                    self.previous_tunsrc = tunsrc;
+                }
+                records
+            }
+            Err(e @ StateError::Corrupt { .. }) => {
+                mipcast_daemon::corrupt::keep_aside_logged(&self.config.state.file, &e);
+                Vec::new()
+            }
             Err(e) => {
                 warn!(error = %e, "state file unusable; starting without terminals");
                 Vec::new()
             }
         };
         let now = self.clock.reading();
-        let restored = lock(&self.core).restore(records, now);
+        let (restored, refused) = lock(&self.core).restore_checked(records, now);
+        mipcast_daemon::logsummary::log_restore_refusals(&self.config.state.file, &refused);
         let groups = lock(&self.core).desired_groups();
         for group in &groups {
             if let Err(e) = self.add_mfc(*group) {
@@ -355,6 +399,7 @@ impl Daemon {
         } else {
             mfc_poll
         });
+        let mut reloading = BackgroundLoad::default();
         loop {
             let timer = lock(&self.core)
                 .poll_timeout()
@@ -377,7 +422,16 @@ impl Daemon {
                 _ = mfc_tick.tick(), if !mfc_poll.is_zero() => self.poll_mfc_counters().await,
                 signal = signals.next() => match signal {
                     Signal::Shutdown => break,
-                    Signal::Reload => self.reload().await,
+                    Signal::Reload => {
+                        let path = self.options.config_path.clone();
+                        if !reloading.start(move || mipcast_daemon::config::load::<Config>(&path)) {
+                            warn!("reload: ignored, the previous one is still being read; send SIGHUP again once it is done");
+                        }
+                    }
+                },
+                loaded = reloading.finished() => match loaded {
+                    Some(new) => self.reload(new).await,
+                    None => warn!("reload: reading the configuration failed; keeping the running one"),
                 },
             }
         }
@@ -511,13 +565,16 @@ impl Daemon {
 
     /// Hands a snapshot of the terminals to the background writer (the write fsyncs).
     fn start_write(&mut self) {
-        let (core, clock) = (&self.core, self.clock);
-        self.state.start(|| lock(core).records(clock.reading()));
+        let (core, clock, original) = (&self.core, self.clock, self.previous_tunsrc);
+        self.state.start(|| SavedState::Current {
+            terminals: lock(core).records(clock.reading()),
+            original_tunsrc: Some(original),
+        });
     }
 
-    async fn reload(&mut self) {
-        let path = self.options.config_path.clone();
-        let new: Config = match mipcast_daemon::config::load(&path) {
+    /// Applies a configuration read by a SIGHUP (off the event loop), once it validated.
+    async fn reload(&mut self, new: Result<Config, ConfigError>) {
+        let new: Config = match new {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "reload refused; keeping the running configuration");
@@ -590,7 +647,7 @@ impl Daemon {
                 sas,
                 policy_config(&merged),
                 plan(&merged, wan, site),
-                merged.reply_rate_limit.bucket(),
+                merged.reply_rate_limit.budgets(),
             );
         }
         self.config = merged;
@@ -601,8 +658,12 @@ impl Daemon {
     async fn shutdown(mut self) {
         let records = lock(&self.core).records(self.clock.reading());
         let terminals = records.len();
+        let saved = SavedState::Current {
+            terminals: records.clone(),
+            original_tunsrc: Some(self.previous_tunsrc),
+        };
         // A failure is logged and counted by the writer.
-        if self.state.write_now(records).await.is_ok() {
+        if self.state.write_now(saved).await.is_ok() {
             info!(terminals, file = %self.state.file().path().display(), "state saved");
         }
         self.server.abort();
@@ -647,6 +708,15 @@ impl Daemon {
         // Put back whatever tunnel source was there before us (usually `::`, unset).
         if let Err(e) = self.kernel.set_seg6_tunsrc(self.previous_tunsrc).await {
             warn!(error = %e, "restoring the seg6 tunnel source");
+        } else {
+            // Put back: a later start must not "restore" it again.
+            let _ = self
+                .state
+                .write_now(SavedState::Current {
+                    terminals: records,
+                    original_tunsrc: None,
+                })
+                .await;
         }
         info!(
             routes_and_rules = removed,
@@ -724,6 +794,16 @@ pub fn reason_code(name: &str) -> Option<u8> {
     }
 }
 
+/// The events a stranger can cause once per packet, with their log-summary kind.
+fn per_packet_kind(e: &Event) -> Option<&'static str> {
+    match e {
+        Event::Rejected { .. } => Some("bu_refused"),
+        Event::Dropped { .. } => Some("dropped"),
+        Event::ReplySuppressed { .. } => Some("reply_suppressed"),
+        _ => None,
+    }
+}
+
 impl Daemon {
     async fn control_request(&mut self, request: control::Request) {
         let reply = match self.advise(&request.line).await {
@@ -775,7 +855,8 @@ impl Daemon {
     }
 }
 
-fn log_event(event: &Event) {
+/// `suppressed`: lines of the same kind left out before this one (see [`LogSummary`]).
+fn log_event(event: &Event, suppressed: u64) {
     match event {
         Event::Registered {
             hoa,
@@ -794,16 +875,20 @@ fn log_event(event: &Event) {
         }
         Event::Removed { hoa, group, reason } => info!(%hoa, %group, ?reason, "terminal removed"),
         Event::Rejected { peer, hoa, status } => {
-            info!(%peer, hoa = ?hoa, status, "binding update rejected")
+            info!(%peer, hoa = ?hoa, status, suppressed, "binding update rejected")
         }
-        Event::Dropped { reason, detail } => debug!(reason, detail, "mobility message dropped"),
+        Event::Dropped { reason, detail } => {
+            debug!(reason, detail, suppressed, "mobility message dropped")
+        }
         Event::ProgrammingFailed { hoa, group } => {
             warn!(%hoa, %group, "kernel refused the terminal's state; registration revoked, answered 130")
         }
         Event::KernelRefused { change, reason } => {
             warn!(change, reason, "kernel refused a change")
         }
-        Event::ReplySuppressed { peer } => debug!(%peer, "reply suppressed by the rate limit"),
+        Event::ReplySuppressed { peer } => {
+            debug!(%peer, suppressed, "reply suppressed by the rate limit")
+        }
         Event::Advised {
             hoa,
             on_link,
@@ -845,7 +930,9 @@ impl Effects<Core> for Daemon {
             .send_to(&send.bytes, send.dst, PacketInfo::ANY.with_source(send.src))
             .await
         {
-            warn!(dst = %send.dst, error = %e, "sending a mobility message failed");
+            if let Some(suppressed) = self.log_limit.admit("send_failed", self.clock.now()) {
+                warn!(dst = %send.dst, error = %e, suppressed, "sending a mobility message failed");
+            }
         }
     }
 
@@ -858,7 +945,16 @@ impl Effects<Core> for Daemon {
                 | Event::Removed { .. }
                 | Event::ProgrammingFailed { .. }
         );
-        log_event(&event);
+        let now = self.clock.now();
+        match per_packet_kind(&event) {
+            Some(kind) => {
+                if let Some(suppressed) = self.log_limit.admit(kind, now) {
+                    log_event(&event, suppressed);
+                }
+            }
+            None => log_event(&event, 0),
+        }
+        self.log_limit.flush(now);
         self.metrics.record(&event, self.config.address);
     }
 

@@ -14,7 +14,9 @@ use std::time::Duration;
 use common::*;
 use ipnetwork::Ipv6Network;
 use mipcast_binding::sa::Algorithm;
-use mipcast_binding::{Now, RegistrarConfig, RemoveReason, SaTable, SecurityAssociation};
+use mipcast_binding::{
+    BindingRecord, Now, RegistrarConfig, RemoveReason, SaTable, SecurityAssociation,
+};
 use mipcast_proto::{settle, KObject, Machine, Outcome, TokenBucket};
 use mipcast_wire::mh::{bu_flags, Experimental, MobilityOption};
 use mma::core::{Change, Core, Event, Input, Output, Plan, PolicyConfig, Received, Send};
@@ -1035,4 +1037,66 @@ fn a_link_whose_measured_traffic_passes_its_threshold_advises_the_heaviest_termi
     // After the avoid time, still loaded: advised again.
     clock.advance(10_000);
     assert_eq!(advice_sends(&counters(&mut c, &clock, 155_000)).len(), 1);
+}
+
+#[test]
+fn restore_drops_records_the_configuration_no_longer_allows() {
+    let mut c = core();
+    let clock = Clock { mono: 1000 };
+    register(&mut c, &clock);
+    let good = c.records(clock.now()).remove(0);
+    let mut records = vec![good.clone()];
+    let forged = |f: &dyn Fn(&mut BindingRecord<mma::core::Terminal>)| {
+        let mut r = good.clone();
+        f(&mut r);
+        r
+    };
+    let other = |i: u16| Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 0x200 + i);
+    records.extend([
+        // A second terminal on the same group.
+        forged(&|r| r.hoa = other(1)),
+        // A group outside the terminal prefix, and a unicast "group".
+        forged(&|r| {
+            r.hoa = other(2);
+            r.payload.group = "ff35:0:0:1::9".parse().unwrap();
+        }),
+        forged(&|r| {
+            r.hoa = other(3);
+            r.payload.group = "2001:db8::9".parse().unwrap();
+        }),
+        // A home agent that does not serve the home address, an unknown SPI, a lifetime
+        // beyond the maximum.
+        forged(&|r| {
+            r.hoa = other(4);
+            r.payload.group = "ff35::4".parse().unwrap();
+            r.payload.home_agent = "2001:db8:2::77".parse().unwrap();
+        }),
+        forged(&|r| {
+            r.hoa = other(5);
+            r.payload.group = "ff35::5".parse().unwrap();
+            r.spi = 4242;
+        }),
+        forged(&|r| {
+            r.hoa = other(6);
+            r.payload.group = "ff35::6".parse().unwrap();
+            r.expires_unix_ms = u64::MAX;
+        }),
+    ]);
+    let mut restarted = core();
+    let (restored, refused) = restarted.restore_checked(records, clock.now());
+    assert_eq!(restored, 1);
+    let reasons: Vec<&str> = refused.iter().map(|r| r.reason).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "group_taken",
+            "group_outside_prefix",
+            "group_outside_prefix",
+            "home_agent_mismatch",
+            "unknown_spi",
+            "lifetime_over_max"
+        ]
+    );
+    assert_eq!(restarted.desired_groups(), vec![GROUP]);
+    assert_eq!(restarted.desired_objects(), c.desired_objects());
 }

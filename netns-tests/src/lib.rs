@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod capture;
+pub mod cleanup;
 pub mod delay;
 pub mod flow;
 pub mod kstate;
@@ -56,6 +57,7 @@ impl Netns {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("mc{tag}_{}_{n}", std::process::id());
         run_ok(Command::new("ip").args(["netns", "add", &name]));
+        cleanup::register(&name);
         let ns = Netns { name };
         ns.sh("ip link set lo up");
         ns.sh(
@@ -133,18 +135,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        // Kill anything still running inside (daemons a failed test left behind).
-        let _ = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-            .map(|o| {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            });
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        // Kills anything still running inside (daemons a failed test left behind).
+        cleanup::remove_namespace(&self.name);
+        cleanup::forget(&self.name);
     }
 }
 

@@ -87,6 +87,16 @@ pub struct MldConfig {
     /// Drop a source as soon as its last listener reports it gone, without a
     /// multicast-address-and-source-specific query (right for one listener per link).
     pub fast_leave: bool,
+    /// Caps on what the hosts of one link can make us keep: groups with listeners, sources
+    /// per group and (S,G) pairs in all. Reports beyond are counted
+    /// (`pim_lite_mld_ignored_total{reason="..._limit"}`) and dropped.
+    pub max_groups: usize,
+    pub max_sources_per_group: usize,
+    pub max_sg: usize,
+    /// MLD reports taken from one host (source address) per second and at once; the rest
+    /// are counted and dropped before any parsing of their records.
+    pub reports_per_second_per_host: u32,
+    pub report_burst_per_host: u32,
 }
 
 impl Default for MldConfig {
@@ -100,6 +110,11 @@ impl Default for MldConfig {
             startup_query_interval_secs: None,
             startup_query_count: None,
             fast_leave: false,
+            max_groups: 1024,
+            max_sources_per_group: 64,
+            max_sg: 4096,
+            reports_per_second_per_host: 50,
+            report_burst_per_host: 100,
         }
     }
 }
@@ -523,6 +538,23 @@ fn validate_mld(v: &mut Validator, at: &str, m: &MldConfig) {
             format!("{at}.startup_query_interval_secs"),
             "must be at least 1",
         );
+    }
+    for (name, value) in [
+        ("max_groups", m.max_groups),
+        ("max_sources_per_group", m.max_sources_per_group),
+        ("max_sg", m.max_sg),
+        (
+            "reports_per_second_per_host",
+            usize::try_from(m.reports_per_second_per_host).unwrap_or(usize::MAX),
+        ),
+        (
+            "report_burst_per_host",
+            usize::try_from(m.report_burst_per_host).unwrap_or(usize::MAX),
+        ),
+    ] {
+        if value == 0 {
+            v.error(format!("{at}.{name}"), "must be at least 1");
+        }
     }
 }
 

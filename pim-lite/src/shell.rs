@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mipcast_daemon::clock::{Clock, Millis, SystemClock};
+use mipcast_daemon::config::background::BackgroundLoad;
 use mipcast_daemon::driver::{settle, Effects};
+use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_kernel::mrt6::{self, Mrt6};
@@ -29,6 +31,8 @@ use crate::metrics::Metrics;
 const ADDRESS_REFRESH: Duration = Duration::from_secs(2);
 /// How often kernel counters, gauges and `/status` are refreshed when nothing happens.
 const STATUS_REFRESH: Duration = Duration::from_millis(500);
+/// How soon after the last refresh a state change is published.
+const STATUS_AFTER_CHANGE: Duration = Duration::from_millis(100);
 /// ICMPv6 types each socket passes.
 const MLD_TYPES: [u8; 4] = [130, 131, 132, 143];
 const RS_TYPES: [u8; 1] = [mipcast_wire::nd::ROUTER_SOLICITATION];
@@ -93,9 +97,12 @@ struct Shell {
     status: Arc<Mutex<String>>,
     /// (S,G) entries we installed in the kernel.
     installed: BTreeSet<Sg>,
+    /// Lines a host can cause once per packet (send and upcall errors) are summarised.
+    log_limit: LogSummary,
     names: BTreeMap<u32, String>,
     next_addresses: Millis,
     next_status: Millis,
+    last_status: Millis,
 }
 
 impl Shell {
@@ -104,16 +111,22 @@ impl Shell {
         let mut mld_buf = vec![0u8; 65_536];
         let mut nd_buf = vec![0u8; 2048];
         let mut pim_buf = vec![0u8; 65_536];
+        let mut reloading = BackgroundLoad::default();
         loop {
             let changed = self.drive().await;
             let now = self.clock.now();
-            // Published before the next event is read: the kernel forwards as soon as an MFC
-            // entry goes in, and a deferred refresh left `/status` showing the state before
-            // a Join while traffic already flowed.
-            if changed || self.next_status <= now {
+            // A change brings the refresh forward to at most STATUS_AFTER_CHANGE from the
+            // last one: `/status` follows an MFC entry promptly, but a host flooding reports
+            // cannot make us rebuild it (over all state) once per packet.
+            if changed {
+                self.next_status = self.next_status.min(self.last_status + STATUS_AFTER_CHANGE);
+            }
+            if self.next_status <= now {
                 self.refresh_status(now);
+                self.last_status = now;
                 self.next_status = now + STATUS_REFRESH;
             }
+            self.log_limit.flush(now);
             if self.next_addresses <= now {
                 self.refresh_addresses();
                 self.next_addresses = now + ADDRESS_REFRESH;
@@ -151,11 +164,25 @@ impl Shell {
                         let sg = Sg { source: u.source, group: u.group };
                         self.router.handle_input(self.clock.reading(), Input::Upcall { kind, ifindex, sg });
                     }
-                    Err(e) => tracing::warn!("MRT6 upcall: {e}"),
+                    Err(e) => {
+                        if let Some(suppressed) = self.log_limit.admit("upcall_error", self.clock.now()) {
+                            tracing::warn!(suppressed, "MRT6 upcall: {e}");
+                        }
+                    }
                 },
                 s = signals.next() => match s {
                     Signal::Shutdown => return self.shutdown().await,
-                    Signal::Reload => self.reload(),
+                    Signal::Reload => {
+                        tracing::info!(file = %self.opts.config_path.display(), "SIGHUP: reloading the configuration");
+                        let path = self.opts.config_path.clone();
+                        if !reloading.start(move || mipcast_daemon::config::load::<Config>(&path)) {
+                            tracing::warn!("reload: ignored, the previous one is still being read; send SIGHUP again once it is done");
+                        }
+                    }
+                },
+                loaded = reloading.finished() => match loaded {
+                    Some(new) => self.reload(new),
+                    None => tracing::error!("reload: reading the configuration failed; keeping the running one"),
                 },
                 _ = tokio::time::sleep(sleep) => {
                     self.router.handle_timeout(self.clock.reading());
@@ -178,6 +205,7 @@ impl Shell {
                 metrics: &self.metrics,
                 names: &self.names,
                 installed: &mut self.installed,
+                log_limit: &mut self.log_limit,
                 answers: Vec::new(),
                 outputs: 0,
             };
@@ -241,15 +269,15 @@ impl Shell {
                 Err(e) => tracing::debug!("{e}"),
             }
         }
-        match serde_json::to_string_pretty(&status) {
+        match serde_json::to_string(&status) {
             Ok(json) => *self.status.lock().unwrap_or_else(|p| p.into_inner()) = json,
             Err(e) => tracing::warn!("cannot encode /status: {e}"),
         }
     }
 
-    fn reload(&mut self) {
-        tracing::info!(file = %self.opts.config_path.display(), "SIGHUP: reloading the configuration");
-        let new: Config = match mipcast_daemon::config::load(&self.opts.config_path) {
+    /// Applies a configuration read by a SIGHUP (off the event loop), once it validated.
+    fn reload(&mut self, new: Result<Config, mipcast_daemon::config::ConfigError>) {
+        let new: Config = match new {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("new configuration rejected, keeping the old one:\n{e}");
@@ -381,9 +409,11 @@ impl Shell {
             metrics,
             status,
             installed: BTreeSet::new(),
+            log_limit: LogSummary::default(),
             names,
             next_addresses: now + ADDRESS_REFRESH,
             next_status: now,
+            last_status: now,
         })
     }
 }
@@ -492,6 +522,7 @@ struct PimIo<'a> {
     metrics: &'a Metrics,
     names: &'a BTreeMap<u32, String>,
     installed: &'a mut BTreeSet<Sg>,
+    log_limit: &'a mut LogSummary,
     /// RPF answers to feed back once the round is done.
     answers: Vec<(Ipv6Addr, Option<RpfRoute>)>,
     /// Outputs carried out (any means the state changed).
@@ -618,7 +649,9 @@ impl Effects<Router> for PimIo<'_> {
         };
         if let Err(e) = result {
             self.metrics.send_error(proto);
-            tracing::warn!(interface = %self.name(p.ifindex), "{e}");
+            if let Some(suppressed) = self.log_limit.admit("send_error", self.clock.now()) {
+                tracing::warn!(interface = %self.name(p.ifindex), suppressed, "{e}");
+            }
         }
     }
 

@@ -236,7 +236,10 @@ fn one_forwarder_one_querier_and_takeover_on_a_shared_access_link() {
         (e.iif.as_str(), e.oifs.clone()),
         (other_up, vec![other_if.to_string()])
     );
-    assert_eq!(lan_view(other_ns, other_if).dr, Some(ll1.min(ll2)));
+    // /status follows a change within 100 ms (it is not rebuilt on the packet path).
+    wait_for("the new DR in /status", Duration::from_secs(1), || {
+        (lan_view(other_ns, other_if).dr == Some(ll1.min(ll2))).then_some(())
+    });
     let m = metrics(other_ns);
     assert!(metric(&m, "pim_lite_pim_dr_changes_total") >= 1.0, "{m}");
 

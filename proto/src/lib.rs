@@ -15,5 +15,5 @@ mod time;
 
 pub use kobject::{host_net, masked, KObject, RT_TABLE_LOCAL, RT_TABLE_MAIN};
 pub use machine::{next_step, settle, Machine, Outcome, Output, OutputOf, Step};
-pub use ratelimit::TokenBucket;
+pub use ratelimit::{Rate, ReplyBudgets, ReplyKind, SourceLimiter, SourceLimits, TokenBucket};
 pub use time::{ntp_to_unix_ms, unix_to_ntp, Millis, Now};

@@ -10,7 +10,9 @@
 //! - implement [`Validate`] for the semantic checks serde cannot express and report them with
 //!   the field path (`"home_prefixes[0]"`); [`load`] finds the line of that path.
 
+pub mod background;
 pub mod keygen;
+pub mod limits;
 mod locate;
 mod prefix;
 pub mod ratelimit;
@@ -115,17 +117,49 @@ impl Validator {
     }
 }
 
-/// Reads, parses and validates a YAML configuration file.
+/// Reads, parses and validates a YAML configuration file. Refused before parsing: anything
+/// but a regular file (a FIFO would block), files over [`limits::MAX_CONFIG_BYTES`].
 pub fn load<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    use std::io::Read;
+    let read_error = |source| ConfigError::Read {
         file: path.to_owned(),
         source,
-    })?;
+    };
+    limits::regular_or_absent(path)
+        .map_err(|e| read_error(std::io::Error::other(e.to_string())))?;
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(limits::MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    let text = String::from_utf8(bytes).map_err(|e| read_error(std::io::Error::other(e)))?;
     load_str(path, &text)
 }
 
 /// Like [`load`] for text already in memory; `file` is only used to name it in errors.
 pub fn load_str<T: DeserializeOwned + Validate>(file: &Path, text: &str) -> Result<T, ConfigError> {
+    let refuse = |message: String| ConfigError::Invalid {
+        problems: vec![Problem {
+            file: file.to_owned(),
+            line: None,
+            column: None,
+            path: String::new(),
+            message,
+        }],
+    };
+    if text.len() as u64 > limits::MAX_CONFIG_BYTES {
+        return Err(refuse(format!(
+            "larger than {} MiB; is it the right file?",
+            limits::MAX_CONFIG_BYTES >> 20
+        )));
+    }
+    let depth = limits::nesting_depth(text);
+    if depth > limits::MAX_NESTING {
+        return Err(refuse(format!(
+            "nested {depth} levels deep, more than the {} allowed",
+            limits::MAX_NESTING
+        )));
+    }
     let config: T = parse(file, text).map_err(|problem| ConfigError::Invalid {
         problems: vec![problem],
     })?;

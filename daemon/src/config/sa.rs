@@ -91,6 +91,48 @@ pub fn validate_sas(path: &str, sas: &[SaConfig], v: &mut Validator) {
                 "at least one home prefix is needed",
             );
         }
+        for (j, prefix) in sa.home_prefixes.iter().enumerate() {
+            super::limits::check_not_everything(
+                &format!("{path}[{i}].home_prefixes[{j}]"),
+                prefix,
+                v,
+            );
+        }
+        let name = match sa.algorithm {
+            SaAlgorithm::HmacSha1_96 => "hmac-sha1-96",
+            SaAlgorithm::HmacSha256_128 => "hmac-sha256-128",
+        };
+        let (len, recommended) = (sa.key_file.expose().len(), min_key_len(sa.algorithm));
+        if len < MIN_KEY_BYTES {
+            v.error(
+                format!("{path}[{i}].key_file"),
+                format!(
+                    "the key is {len} bytes, too short for any MAC: {name} needs at least \
+                     {recommended} (its hash's output size, RFC 2104 §3); make one with `keygen`"
+                ),
+            );
+        } else if len < recommended {
+            tracing::warn!(
+                spi = sa.spi,
+                key_bytes = len,
+                "{path}[{i}].key_file: a key shorter than {recommended} bytes weakens {name} \
+                 (RFC 2104 §3); make a new one with `keygen`"
+            );
+        }
+    }
+}
+
+/// Keys shorter than this are refused outright (128 bits, the strength the authenticators
+/// aim at); keys between this and [`min_key_len`] get a warning. The refusal is meant to
+/// move up to [`min_key_len`] once no deployment (or test) uses 16-byte keys.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// The shortest key accepted for `algorithm`: the output size of its hash (RFC 2104 §3 calls
+/// shorter keys "strongly discouraged"; they weaken the MAC).
+pub fn min_key_len(algorithm: SaAlgorithm) -> usize {
+    match algorithm {
+        SaAlgorithm::HmacSha1_96 => 20,
+        SaAlgorithm::HmacSha256_128 => 32,
     }
 }
 
@@ -116,7 +158,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mipcast-sa-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let key = dir.join("k");
-        std::fs::write(&key, "00112233445566778899aabbccddeeff\n").unwrap();
+        std::fs::write(&key, "00112233445566778899aabbccddeeff00112233\n").unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let text = format!(
             "security_associations:\n  - spi: 1000\n    algorithm: hmac-sha1-96\n    key_file: {k}\n    home_prefixes: [2001:db8:99::/64]\n",
@@ -126,7 +168,7 @@ mod tests {
         let table = sa_table(&doc.security_associations).unwrap();
         let sa = table.get(1000).unwrap();
         assert_eq!(sa.algorithm, Algorithm::HmacSha1_96);
-        assert_eq!(sa.key.len(), 16);
+        assert_eq!(sa.key.len(), 20);
         assert!(sa.authorises("2001:db8:99::7".parse().unwrap()));
 
         let bad = format!(

@@ -43,6 +43,11 @@ pub enum KeyError {
     Empty { path: PathBuf },
     #[error("{}: key file is larger than {MAX_KEY_FILE} bytes; is it the right file?", path.display())]
     TooLarge { path: PathBuf },
+    #[error("{}: key file {reason}", path.display())]
+    NotRegular {
+        path: PathBuf,
+        reason: super::limits::NotRegular,
+    },
 }
 
 /// The daemon whose `keygen` subcommand a missing-key error points to.
@@ -71,6 +76,11 @@ impl SecretKey {
             path: path.to_owned(),
             source,
         };
+        // Before opening: opening a FIFO for reading would block the daemon silently.
+        super::limits::regular_or_absent(path).map_err(|reason| KeyError::NotRegular {
+            path: path.to_owned(),
+            reason,
+        })?;
         let file = std::fs::File::open(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 KeyError::Missing {
@@ -82,6 +92,14 @@ impl SecretKey {
         })?;
         // Check the opened file, not the path, so a swapped file cannot slip past the check.
         let metadata = file.metadata().map_err(read_err)?;
+        if !metadata.is_file() {
+            return Err(KeyError::NotRegular {
+                path: path.to_owned(),
+                reason: super::limits::NotRegular {
+                    kind: "special file",
+                },
+            });
+        }
         let mode = metadata.permissions().mode() & 0o7777;
         if mode & 0o006 != 0 {
             return Err(KeyError::Exposed {

@@ -46,6 +46,14 @@ impl MetricsServer {
         registry: Arc<Registry>,
         routes: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> io::Result<Self> {
+        if !addr.ip().is_loopback() {
+            // Status pages name every terminal and its addresses; metrics show load. Serving
+            // them beyond the host is a choice an operator should have made on purpose.
+            tracing::warn!(
+                %addr,
+                "metrics and /status listen beyond loopback: anyone who can reach this address                  can read them; bind to ::1 or 127.0.0.1 unless a firewall guards it"
+            );
+        }
         let listener = TcpListener::bind(addr).await?;
         Ok(Self {
             listener,

@@ -27,8 +27,10 @@ mod tests;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::Ipv6Addr;
 
-use mipcast_binding::{Action, BindingRecord, HomeAgentPolicy, Registrar, RemoveReason, SaTable};
-use mipcast_proto::{KObject, Machine, Millis, Outcome, TokenBucket};
+use mipcast_binding::{
+    Action, BindingRecord, HomeAgentPolicy, Registrar, RemoveReason, RestoreRefusal, SaTable,
+};
+use mipcast_proto::{KObject, Machine, Millis, Outcome, ReplyBudgets, ReplyKind};
 use serde::Serialize;
 
 pub use mipcast_binding::Now;
@@ -136,6 +138,16 @@ pub enum Event {
     BindingsChanged { bindings: usize },
 }
 
+/// Whether a message was refused before anyone proved holding a key (a wrong MAC, a
+/// malformed or unknown message): what a keyless flood produces.
+fn failed<P>(actions: &[Action<P>]) -> bool {
+    actions.iter().any(|a| match a {
+        Action::Rejected { authenticated, .. } => !authenticated,
+        Action::Drop(_) => true,
+        _ => false,
+    }) || (actions.len() == 1 && matches!(actions.first(), Some(Action::Send { .. })))
+}
+
 /// A reply that waits for the burst's kernel changes.
 #[derive(Debug)]
 struct Pending {
@@ -188,7 +200,7 @@ pub struct Core {
     /// A copy of the registrar's SAs, to name the cause of authentication failures.
     sas: SaTable,
     plan: Plan,
-    limiter: TokenBucket,
+    limiter: ReplyBudgets,
     unprogrammed: HashSet<Ipv6Addr>,
     /// The round being collected or driven.
     burst: Burst,
@@ -214,13 +226,13 @@ impl Core {
         registrar: Registrar<HomeAgentPolicy>,
         sas: SaTable,
         plan: Plan,
-        limiter: TokenBucket,
+        limiter: impl Into<ReplyBudgets>,
     ) -> Core {
         Core {
             registrar,
             sas,
             plan,
-            limiter,
+            limiter: limiter.into(),
             unprogrammed: HashSet::new(),
             burst: Burst::default(),
             phase: Phase::Open,
@@ -247,11 +259,16 @@ impl Core {
     }
 
     /// Reloaded configuration: new SAs, home prefixes and rate limit; bindings are kept.
-    pub fn reload(&mut self, sas: SaTable, policy: HomeAgentPolicy, limiter: TokenBucket) {
+    pub fn reload(
+        &mut self,
+        sas: SaTable,
+        policy: HomeAgentPolicy,
+        limiter: impl Into<ReplyBudgets>,
+    ) {
         self.registrar.replace_sas(sas.clone());
         self.sas = sas;
         *self.registrar.policy_mut() = policy;
-        self.limiter = limiter;
+        self.limiter = limiter.into();
     }
 
     /// One received Mobility Header message from `src` to our address `dst`.
@@ -263,12 +280,37 @@ impl Core {
         bytes: &[u8],
         now: Now,
     ) {
+        if !self.limiter.admits(src, now.mono) {
+            burst.events.push(Event::Dropped {
+                peer: src,
+                reason: "source_over_failure_budget",
+                detail: String::new(),
+            });
+            return;
+        }
         let actions = self.registrar.handle_bu(src, dst, bytes, now);
+        if failed(&actions) {
+            self.limiter.note_failure(src, now.mono);
+        }
         // Replies that announce no binding change answer something we refused: rate-limited.
         let refusal = !actions
             .iter()
             .any(|a| matches!(a, Action::Install { .. } | Action::Remove { .. }));
         let rejected = actions.iter().any(|a| matches!(a, Action::Rejected { .. }));
+        // Signed refusals (135, 144, ...) draw on the budget kept for real terminals.
+        let kind = if actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Rejected {
+                    authenticated: true,
+                    ..
+                }
+            )
+        }) {
+            ReplyKind::Authenticated
+        } else {
+            ReplyKind::Unauthenticated
+        };
         let mut confirms = None;
         for action in actions {
             match action {
@@ -290,7 +332,7 @@ impl Core {
                         if !rejected {
                             burst.events.push(Event::BindingError { peer: dst });
                         }
-                        if !self.limiter.allow(now.mono) {
+                        if !self.limiter.allow(kind, dst, now.mono) {
                             burst.events.push(Event::ReplySuppressed { peer: dst });
                             continue;
                         }
@@ -300,11 +342,22 @@ impl Core {
                         confirms: confirms.clone(),
                     });
                 }
-                Action::Rejected { peer, hoa, status } => burst.events.push(Event::Rejected {
+                Action::Rejected {
                     peer,
                     hoa,
                     status,
-                    auth_reason: replies::auth_failure_reason(status, src, bytes, &self.sas),
+                    auth_error,
+                    ..
+                } => burst.events.push(Event::Rejected {
+                    peer,
+                    hoa,
+                    status,
+                    // The registrar names a MAC failure itself; verifying again here would
+                    // double the cost of every forged BU.
+                    auth_reason: match auth_error {
+                        Some(label) => Some(label),
+                        None => replies::auth_failure_reason(status, src, bytes, &self.sas),
+                    },
                 }),
                 Action::Drop(reason) => burst.events.push(Event::Dropped {
                     peer: src,
@@ -341,16 +394,28 @@ impl Core {
     /// queued: the driver reconciles the kernel with [`Self::desired`] (after resolving
     /// [`Self::all_unresolved`]).
     pub fn restore(&mut self, records: Vec<BindingRecord<()>>, now: Now) -> usize {
+        self.restore_checked(records, now).0
+    }
+
+    /// [`Self::restore`], with the records refused: each is re-checked against the current
+    /// configuration (`Registrar::restore_checked`), and what fails is neither cached nor
+    /// programmed.
+    pub fn restore_checked(
+        &mut self,
+        records: Vec<BindingRecord<()>>,
+        now: Now,
+    ) -> (usize, Vec<RestoreRefusal>) {
         let mut round = plan::Round::default();
         let mut n = 0;
-        for action in self.registrar.restore(records, now) {
+        let (actions, refused) = self.registrar.restore_checked(records, now);
+        for action in actions {
             if let Action::Install { binding, .. } = action {
                 self.plan.set(&mut round, binding.hoa, Some(binding.coa));
                 n += 1;
             }
         }
         self.plan.end_round(round);
-        n
+        (n, refused)
     }
 
     fn remove(

@@ -477,3 +477,117 @@ fn through_the_contract_changes_precede_the_ack_and_a_refusal_is_rolled_back() {
     assert_eq!(c.len(), 1);
     assert!(c.poll_output().is_none());
 }
+
+/// Budgets as the shell builds them: unauthenticated replies 2 per source prefix (100 in
+/// all), signed replies to authenticated messages from a budget of their own.
+fn core_with_budgets() -> Core {
+    let mut c = core();
+    let rate = |per_second, burst| mipcast_proto::Rate { per_second, burst };
+    let limits = |global| mipcast_proto::SourceLimits {
+        global,
+        per_source: Some(rate(1, 2)),
+        source_prefix_len: 64,
+        max_sources: 1000,
+    };
+    c.limiter = mipcast_proto::ReplyBudgets::new(limits(rate(10, 10)), limits(rate(100, 100)));
+    c
+}
+
+#[test]
+fn a_flood_of_forged_bus_leaves_the_terminals_signed_replies_alone() {
+    let mut c = core_with_budgets();
+    let coa = "2001:db8:2::9";
+    let mut b = Burst::default();
+    let msg = bu("2001:db8:1::100", coa, 5, 10, 0, KEY);
+    c.on_message(&mut b, a(coa), ha(), &msg, now(0));
+    c.resolve(a(coa), 7);
+    assert_eq!(statuses(&c.finish(b, &[], now(0))), vec![Some(0)]);
+
+    // Forged BUs from elsewhere and from the terminal's own /64.
+    let mut b = Burst::default();
+    for i in 0..50u16 {
+        for src in [
+            format!("2001:db8:66::{i:x}"),
+            format!("2001:db8:2::1:{i:x}"),
+        ] {
+            let forged = bu("2001:db8:1::100", &src, 6, 10, 5, b"wrong-key-000000");
+            c.on_message(&mut b, a(&src), ha(), &forged, now(5));
+        }
+    }
+    // The terminal resends an old sequence number: it needs the signed 135 to resync.
+    let stale = bu("2001:db8:1::100", coa, 5, 10, 10, KEY);
+    c.on_message(&mut b, a(coa), ha(), &stale, now(10));
+    let f = c.finish(b, &[], now(10));
+    let st = statuses(&f);
+    assert_eq!(
+        st.iter().filter(|s| **s == Some(146)).count(),
+        4,
+        "two replies per attacking /64: {st:?}"
+    );
+    assert_eq!(st.last(), Some(&Some(135)), "{st:?}");
+    assert_eq!(f.sends.last().map(|s| s.dst), Some(a(coa)));
+    let suppressed = f
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ReplySuppressed { .. }))
+        .count();
+    assert_eq!(suppressed, 96);
+}
+
+#[test]
+fn a_source_over_its_failure_budget_is_dropped_unread_and_others_are_served() {
+    let mut c = core_with_budgets();
+    let failures = mipcast_proto::SourceLimits {
+        global: mipcast_proto::Rate {
+            per_second: 1,
+            burst: 1,
+        },
+        per_source: Some(mipcast_proto::Rate {
+            per_second: 1,
+            burst: 3,
+        }),
+        source_prefix_len: 64,
+        max_sources: 100,
+    };
+    c.limiter = c.limiter.clone().with_failure_budget(failures);
+    let mut b = Burst::default();
+    let attacker = "2001:db8:66::1";
+    for i in 0..10u16 {
+        let forged = bu(
+            "2001:db8:1::100",
+            attacker,
+            i + 1,
+            10,
+            0,
+            b"wrong-key-000000",
+        );
+        c.on_message(&mut b, a(attacker), ha(), &forged, now(0));
+    }
+    let coa = "2001:db8:2::9";
+    c.on_message(
+        &mut b,
+        a(coa),
+        ha(),
+        &bu("2001:db8:1::101", coa, 1, 10, 0, KEY),
+        now(0),
+    );
+    c.resolve(a(coa), 7);
+    let f = c.finish(b, &[], now(0));
+    let count = |pred: &dyn Fn(&Event) -> bool| f.events.iter().filter(|e| pred(e)).count();
+    assert_eq!(
+        count(&|e| matches!(e, Event::Rejected { status: 146, .. })),
+        3
+    );
+    assert_eq!(
+        count(&|e| matches!(
+            e,
+            Event::Dropped {
+                reason: "source_over_failure_budget",
+                ..
+            }
+        )),
+        7
+    );
+    assert_eq!(count(&|e| matches!(e, Event::Registered { .. })), 1);
+    assert_eq!(statuses(&f).last(), Some(&Some(0)));
+}

@@ -14,8 +14,9 @@
 //! confirmed it. A refused delete is reported and tried again every second until the kernel
 //! lets the state go (or a terminal owns that state again).
 //!
-//! Replies that refuse a message (no binding changed) are rate-limited by one token bucket, as
-//! the home agent's are.
+//! Replies that refuse a message (no binding changed) are rate-limited per source prefix and
+//! globally, signed replies to authenticated messages from a budget of their own
+//! ([`ReplyBudgets`]), as the home agent's are.
 pub mod advice;
 pub mod plan;
 pub mod policy;
@@ -27,9 +28,9 @@ use serde::Serialize;
 
 use mipcast_binding::{
     Action, Binding, BindingRecord, BindingState, ConfigError, Now, Registrar, RegistrarConfig,
-    RemoveReason, SaTable,
+    RemoveReason, RestoreRefusal, SaTable,
 };
-use mipcast_proto::{KObject, Machine, Millis, Outcome, TokenBucket};
+use mipcast_proto::{KObject, Machine, Millis, Outcome, ReplyBudgets, ReplyKind};
 
 pub use advice::{AdviceConfig, Advise, SiteLink};
 pub use plan::{Change, Plan, TerminalState};
@@ -136,7 +137,7 @@ pub enum Event {
 pub struct Core {
     registrar: Registrar<MmaPolicy>,
     plan: Plan,
-    limiter: TokenBucket,
+    limiter: ReplyBudgets,
     /// Kernel changes not yet handed out, and revocations' withdrawals.
     queue: VecDeque<Output>,
     /// Events and messages of the round, released once no kernel outcome is outstanding.
@@ -164,7 +165,7 @@ impl Core {
         sas: SaTable,
         policy: PolicyConfig,
         plan: Plan,
-        limiter: TokenBucket,
+        limiter: impl Into<ReplyBudgets>,
     ) -> Result<Core, ConfigError> {
         let policy = MmaPolicy::new(plan.mma, policy);
         Ok(Core {
@@ -174,7 +175,7 @@ impl Core {
             load_hold: std::collections::HashMap::new(),
             registrar: Registrar::new(registrar, sas, policy)?,
             plan,
-            limiter,
+            limiter: limiter.into(),
             queue: VecDeque::new(),
             held: Vec::new(),
             outstanding: 0,
@@ -191,12 +192,18 @@ impl Core {
     /// Applies a reloaded configuration (security associations, site and home agent
     /// prefixes, forwarding limits, decapsulation rules). Terminals stay registered; the
     /// caller reconciles the kernel with [`Self::desired_objects`] afterwards.
-    pub fn reload(&mut self, sas: SaTable, policy: PolicyConfig, plan: Plan, limiter: TokenBucket) {
+    pub fn reload(
+        &mut self,
+        sas: SaTable,
+        policy: PolicyConfig,
+        plan: Plan,
+        limiter: impl Into<ReplyBudgets>,
+    ) {
         self.sas = sas.clone();
         self.registrar.replace_sas(sas);
         self.registrar.policy_mut().set_config(policy);
         self.plan = plan;
-        self.limiter = limiter;
+        self.limiter = limiter.into();
     }
 
     /// State-file records of every terminal.
@@ -207,8 +214,20 @@ impl Core {
     /// Restores state-file records; returns how many terminals came back. Their kernel state
     /// is not queued: the driver reconciles the kernel with [`Self::desired_objects`].
     pub fn restore(&mut self, records: Vec<BindingRecord<Terminal>>, now: Now) -> usize {
+        self.restore_checked(records, now).0
+    }
+
+    /// [`Self::restore`], with the records refused: each is re-checked against the current
+    /// configuration (SAs, prefixes, group uniqueness and kind, lifetimes), and what fails is
+    /// neither cached nor programmed.
+    pub fn restore_checked(
+        &mut self,
+        records: Vec<BindingRecord<Terminal>>,
+        now: Now,
+    ) -> (usize, Vec<RestoreRefusal>) {
         let mut restored = 0;
-        for action in self.registrar.restore(records, now) {
+        let (actions, refused) = self.registrar.restore_checked(records, now);
+        for action in actions {
             if let Action::Install { binding, replaced } = action {
                 self.registrar
                     .policy_mut()
@@ -216,7 +235,7 @@ impl Core {
                 restored += 1;
             }
         }
-        restored
+        (restored, refused)
     }
 
     /// Every route and rule the MMA wants now: the constant ones and each terminal's.
@@ -305,6 +324,20 @@ impl Core {
         let refusal = !actions
             .iter()
             .any(|a| matches!(a, Action::Install { .. } | Action::Remove { .. }));
+        // Signed refusals (135, 144, ...) draw on the budget kept for real terminals.
+        let kind = if actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Rejected {
+                    authenticated: true,
+                    ..
+                }
+            )
+        }) {
+            ReplyKind::Authenticated
+        } else {
+            ReplyKind::Unauthenticated
+        };
         // The registrar puts an install before the acknowledgement that announces it.
         let mut installed = None;
         // Terminals new here: checked against their link's load once acknowledged.
@@ -312,7 +345,7 @@ impl Core {
         for action in actions {
             match action {
                 Action::Send { dst, src, bytes } => {
-                    if refusal && !self.limiter.allow(now.mono) {
+                    if refusal && !self.limiter.allow(kind, dst, now.mono) {
                         self.hold(Output::Event(Event::ReplySuppressed { peer: dst }));
                         continue;
                     }
@@ -371,9 +404,9 @@ impl Core {
                         reason,
                     }));
                 }
-                Action::Rejected { peer, hoa, status } => {
-                    self.hold(Output::Event(Event::Rejected { peer, hoa, status }))
-                }
+                Action::Rejected {
+                    peer, hoa, status, ..
+                } => self.hold(Output::Event(Event::Rejected { peer, hoa, status })),
                 Action::Drop(reason) => self.hold(Output::Event(Event::Dropped {
                     reason: reason.label(),
                     detail: reason.to_string(),
@@ -395,7 +428,25 @@ impl Machine for Core {
     fn handle_input(&mut self, now: Now, input: Input<'_>) {
         match input {
             Input::Mobility(m) => {
+                if !self.limiter.admits(m.src, now.mono) {
+                    self.hold(Output::Event(Event::Dropped {
+                        reason: "source_over_failure_budget",
+                        detail: String::new(),
+                    }));
+                    return;
+                }
                 let actions = self.registrar.handle_bu(m.src, m.dst, m.bytes, now);
+                // Refused before anyone proved holding a key (a wrong MAC, a malformed or
+                // unknown message): what a keyless flood produces, counted against its source.
+                let failed = actions.iter().any(|a| match a {
+                    Action::Rejected { authenticated, .. } => !authenticated,
+                    Action::Drop(_) => true,
+                    _ => false,
+                }) || (actions.len() == 1
+                    && matches!(actions.first(), Some(Action::Send { .. })));
+                if failed {
+                    self.limiter.note_failure(m.src, now.mono);
+                }
                 self.translate(actions, now);
             }
             Input::Advise(a) => self.advise(&a, now),

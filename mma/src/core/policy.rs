@@ -17,7 +17,9 @@ use std::net::Ipv6Addr;
 
 use serde::{Deserialize, Serialize};
 
-use mipcast_binding::{Binding, BindingCache, DeregVerdict, Policy, Request, Verdict};
+use mipcast_binding::{
+    Binding, BindingCache, BindingRecord, DeregVerdict, Policy, Request, Verdict,
+};
 use mipcast_wire::group::group_in_prefix;
 use mipcast_wire::mh::{back_status, bu_flags, Experimental, MobilityOption};
 use mipcast_wire::prefix::prefix_contains;
@@ -154,6 +156,45 @@ fn is_unicast(a: Ipv6Addr) -> bool {
 
 impl Policy for MmaPolicy {
     type Payload = Terminal;
+
+    /// A restored terminal must be one `on_register` would accept now (group in the prefix
+    /// and free, a home agent serving its home address, a site source), and a forwarding
+    /// window must go to a unicast address within the configured grace. Accepted groups are
+    /// noted, so two records for one group cannot both come back.
+    fn check_restored(
+        &mut self,
+        r: &BindingRecord<Terminal>,
+        _cache: &BindingCache<Terminal>,
+    ) -> Result<(), &'static str> {
+        let t = &r.payload;
+        let (prefix, len) = self.config.group_prefix;
+        if !t.group.is_multicast() || !group_in_prefix(t.group, prefix, len) {
+            return Err("group_outside_prefix");
+        }
+        if self.config.home_agent_of(r.hoa) != Some(t.home_agent) {
+            return Err("home_agent_mismatch");
+        }
+        match t.forward_to {
+            None => {
+                if !self.config.on_site(r.peer) {
+                    return Err("source_off_site");
+                }
+                if matches!(self.groups.get(&t.group), Some(owner) if *owner != r.hoa) {
+                    return Err("group_taken");
+                }
+                self.groups.insert(t.group, r.hoa);
+            }
+            Some(new_coa) => {
+                if !is_unicast(new_coa) || new_coa == self.mma {
+                    return Err("forward_to_not_unicast");
+                }
+                if r.lifetime_s > self.config.max_grace_s {
+                    return Err("grace_over_max");
+                }
+            }
+        }
+        Ok(())
+    }
 
     fn on_register(&mut self, req: &Request, cache: &BindingCache<Terminal>) -> Verdict<Terminal> {
         if req.has_flag(bu_flags::HOME) {

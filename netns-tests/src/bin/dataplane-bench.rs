@@ -223,6 +223,7 @@ fn run(secs: u64) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    mipcast_netns_tests::cleanup::on_signals();
     let secs = seconds();
     if !nix::unistd::geteuid().is_root() {
         eprintln!("dataplane-bench builds network namespaces: run it as root");

@@ -24,10 +24,6 @@ use mipcast_netns_tests::site::{addr, Node, Site, SiteError, SiteOptions};
 use mipcast_netns_tests::wait::{self, pause, wait_for, WaitError};
 use serde_json::Value;
 
-extern "C" fn on_signal(_: libc::c_int) {
-    wait::interrupt();
-}
-
 fn main() -> ExitCode {
     if !nix::unistd::geteuid().is_root() {
         eprintln!(
@@ -35,19 +31,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        if let Err(e) = unsafe { sigaction(sig, &action) } {
-            eprintln!("cannot handle {sig}: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
+    // Ctrl-C / SIGTERM: waits return Interrupted and the site is torn down in order; if that
+    // takes too long, the namespaces and daemons are removed under it.
+    mipcast_netns_tests::cleanup::on_signals();
     let result = run();
     // The site (daemons, namespaces) is gone once run() returns, whatever happened.
     let code = match result {

@@ -81,6 +81,7 @@ fn bu(i: u32, coas: u32, seq: u16, lifetime: u16) -> Vec<u8> {
 }
 
 fn main() {
+    mipcast_netns_tests::cleanup::on_signals();
     let a = args();
     if !nix::unistd::geteuid().is_root() {
         CLI.usage("needs root (network namespaces)");

@@ -80,6 +80,7 @@ fn count_lines(ns: &Netns, cmd: &str) -> usize {
 }
 
 fn main() {
+    mipcast_netns_tests::cleanup::on_signals();
     let a = args();
     if !mipcast_netns_tests::have_root() {
         eprintln!("mma-bench builds network namespaces: run it as root");

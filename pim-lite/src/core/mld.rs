@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 
 use mipcast_daemon::clock::Millis;
+use mipcast_proto::{Rate, SourceLimiter, SourceLimits};
 use mipcast_wire::mld::{self, GroupRecord, MldRepr, QueryV2, RecordType};
 
 use super::stats::{Counter, Stats};
@@ -76,6 +77,29 @@ pub struct MldIface {
     querier: Querier,
     groups: BTreeMap<Ipv6Addr, Group>,
     retransmits: BTreeMap<Ipv6Addr, Retransmit>,
+    /// Reports taken per host (the shared limiter, one bucket per source address).
+    reports: SourceLimiter,
+}
+
+/// Hosts whose report rate is tracked at once per link: beyond, reports from new hosts are
+/// dropped until some go idle (a link with more hosts than this is not an access link).
+const MAX_TRACKED_HOSTS: usize = 4096;
+
+fn report_limiter(cfg: &MldConfig) -> SourceLimiter {
+    let per_host = Rate {
+        per_second: cfg.reports_per_second_per_host,
+        burst: cfg.report_burst_per_host,
+    };
+    SourceLimiter::new(SourceLimits {
+        // Every host of the link together: one reporting host per tracked slot at its rate.
+        global: Rate {
+            per_second: cfg.reports_per_second_per_host.saturating_mul(64),
+            burst: cfg.report_burst_per_host.saturating_mul(64),
+        },
+        per_source: Some(per_host),
+        source_prefix_len: 128,
+        max_sources: MAX_TRACKED_HOSTS,
+    })
 }
 
 /// Listener state of one group, for `/status`.
@@ -94,6 +118,7 @@ impl MldIface {
                 next_general: now,
                 startup_left: cfg.startup_query_count(),
             },
+            reports: report_limiter(&cfg),
             cfg,
             groups: BTreeMap::new(),
             retransmits: BTreeMap::new(),
@@ -105,6 +130,14 @@ impl MldIface {
     }
 
     pub fn set_config(&mut self, cfg: MldConfig) {
+        if (cfg.reports_per_second_per_host, cfg.report_burst_per_host)
+            != (
+                self.cfg.reports_per_second_per_host,
+                self.cfg.report_burst_per_host,
+            )
+        {
+            self.reports = report_limiter(&cfg);
+        }
         self.cfg = cfg;
     }
 
@@ -173,6 +206,11 @@ impl MldIface {
             });
             return;
         }
+        let report = matches!(msg, MldRepr::ReportV2 { .. } | MldRepr::ReportV1 { .. });
+        if report && !self.reports.allow(source, ctx.now) {
+            ctx.stats.bump(Counter::MldIgnored("host_rate_limit"));
+            return;
+        }
         match msg {
             MldRepr::QueryV2(q) => self.on_query(
                 ctx,
@@ -192,7 +230,7 @@ impl MldIface {
             MldRepr::ReportV1 { multicast_address } => {
                 ctx.stats.bump(Counter::MldRecord("v1_report"));
                 if self.any_source_allowed(ctx, multicast_address, "v1_report_in_ssm_range") {
-                    self.refresh_any_source(ctx.now, multicast_address);
+                    self.refresh_any_source(ctx, multicast_address);
                 }
             }
             MldRepr::DoneV1 { multicast_address } => {
@@ -371,7 +409,7 @@ impl MldIface {
             }
             RecordType::ModeIsExclude | RecordType::ChangeToExclude => {
                 if self.any_source_allowed(ctx, group, "exclude_in_ssm_range") {
-                    self.refresh_any_source(ctx.now, group);
+                    self.refresh_any_source(ctx, group);
                 }
             }
         }
@@ -388,8 +426,12 @@ impl MldIface {
         }
     }
 
-    fn refresh_any_source(&mut self, now: Millis, group: Ipv6Addr) {
-        let until = now + self.cfg.mali();
+    fn refresh_any_source(&mut self, ctx: &mut MldCtx<'_>, group: Ipv6Addr) {
+        if !self.groups.contains_key(&group) && self.groups.len() >= self.cfg.max_groups {
+            ctx.stats.bump(Counter::MldIgnored("group_limit"));
+            return;
+        }
+        let until = ctx.now + self.cfg.mali();
         self.groups.entry(group).or_default().any_source_until = Some(until);
         if let Some(r) = self.retransmits.get_mut(&group) {
             r.group_query = false;
@@ -408,12 +450,34 @@ impl MldIface {
             return;
         }
         let until = ctx.now + self.cfg.mali();
+        if !self.groups.contains_key(&group) && self.groups.len() >= self.cfg.max_groups {
+            ctx.stats.bump(Counter::MldIgnored("group_limit"));
+            return;
+        }
+        let mut sg_total: usize = self.groups.values().map(|g| g.sources.len()).sum();
+        let (max_per_group, max_sg) = (self.cfg.max_sources_per_group, self.cfg.max_sg);
         let g = self.groups.entry(group).or_default();
         for &source in sources {
-            if g.sources.insert(source, until).is_none() {
-                tracing::info!(%source, %group, "MLD: listener joined");
-                ctx.changed.push(Sg { source, group });
+            if let Some(timer) = g.sources.get_mut(&source) {
+                *timer = until;
+                continue;
             }
+            if g.sources.len() >= max_per_group {
+                ctx.stats
+                    .bump(Counter::MldIgnored("sources_per_group_limit"));
+                continue;
+            }
+            if sg_total >= max_sg {
+                ctx.stats.bump(Counter::MldIgnored("sg_limit"));
+                continue;
+            }
+            g.sources.insert(source, until);
+            sg_total += 1;
+            tracing::info!(%source, %group, "MLD: listener joined");
+            ctx.changed.push(Sg { source, group });
+        }
+        if g.is_empty() {
+            self.groups.remove(&group);
         }
         if let Some(r) = self.retransmits.get_mut(&group) {
             r.sources.retain(|s| !sources.contains(s));

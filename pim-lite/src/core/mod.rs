@@ -208,6 +208,8 @@ pub struct Router {
     actions: VecDeque<Action>,
     rng: Rng,
     stats: Stats,
+    /// Log lines a host can cause per packet (unroutable sources) are summarised.
+    log_limit: mipcast_daemon::logsummary::LogSummary,
 }
 
 impl Router {
@@ -246,6 +248,7 @@ impl Router {
             actions: VecDeque::new(),
             rng,
             stats: Stats::default(),
+            log_limit: mipcast_daemon::logsummary::LogSummary::default(),
         }
     }
 
@@ -607,7 +610,11 @@ impl Router {
             Some(r) => {
                 tracing::info!(%source, iif = %name(r.ifindex), gateway = ?r.gateway, "RPF toward source")
             }
-            None => tracing::warn!(%source, "no unicast route toward source: cannot forward it"),
+            None => {
+                if let Some(suppressed) = self.log_limit.admit("no_route_to_source", self.now) {
+                    tracing::warn!(%source, suppressed, "no unicast route toward source: cannot forward it");
+                }
+            }
         }
         if let Some(e) = self.rpf.get_mut(&source) {
             *e = new;
@@ -626,6 +633,7 @@ impl Router {
     /// Runs every timer due at `now`.
     pub fn tick(&mut self, now: Millis) {
         self.now = self.now.max(now);
+        self.log_limit.flush(now);
         let ifindexes: Vec<u32> = self.ifaces.keys().copied().collect();
         for ifindex in ifindexes {
             self.tick_iface(now, ifindex);

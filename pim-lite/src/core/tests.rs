@@ -1464,3 +1464,61 @@ fn a_neighbour_announcing_the_gateway_address_later_gets_the_join_at_once() {
         vec![(CORE0, n0, vec![sg()], vec![])]
     );
 }
+
+/// An IS_IN report from `host` for `group` with `sources`.
+fn report_from(r: &mut Router, now: u64, host: &str, group: Ipv6Addr, sources: &[Ipv6Addr]) {
+    let m = MldRepr::ReportV2 {
+        records: vec![GroupRecord {
+            record_type: RecordType::ModeIsInclude,
+            multicast_address: group,
+            sources: sources.to_vec(),
+        }],
+    };
+    r.handle_mld(Millis(now), rx(ACC, a(host), 1), &bytes_of_mld(&m));
+}
+
+fn capped(limits: &str) -> Router {
+    router_with(&CONFIG.replace(
+        "      last_listener_query_interval_ms: 500\n",
+        &format!("      last_listener_query_interval_ms: 500\n{limits}"),
+    ))
+}
+
+#[test]
+fn listeners_sources_and_sg_are_capped_per_access_link() {
+    let mut r = capped("      max_groups: 2\n      max_sources_per_group: 3\n      max_sg: 4\n");
+    let sources: Vec<Ipv6Addr> = (1..=5).map(|i| a(&format!("2001:db8:1::{i}"))).collect();
+    let (g1, g2, g3) = (a("ff35::1"), a("ff35::2"), a("ff35::3"));
+    report_from(&mut r, 10, HOST, g1, &sources);
+    report_from(&mut r, 10, HOST, g2, &sources);
+    report_from(&mut r, 10, HOST, g3, &sources);
+    let ignored = |r: &Router, why| r.stats().get(Counter::MldIgnored(why));
+    assert_eq!(ignored(&r, "sources_per_group_limit"), 2, "g1: 3 of 5");
+    assert_eq!(ignored(&r, "sg_limit"), 4, "g2: 1 more makes 4 in all");
+    assert_eq!(ignored(&r, "group_limit"), 1, "g3: a third group");
+    let listened = r
+        .status(Millis(10))
+        .interfaces
+        .iter()
+        .map(|i| i.listeners.len())
+        .sum::<usize>();
+    assert!(listened <= 4, "{listened}");
+    // A refresh of what is already kept is not a new entry: nothing more is refused.
+    report_from(&mut r, 20, HOST, g1, &sources[..3]);
+    assert_eq!(ignored(&r, "sources_per_group_limit"), 2);
+}
+
+#[test]
+fn one_host_reporting_too_fast_is_dropped_and_the_others_are_heard() {
+    let mut r = capped("      reports_per_second_per_host: 1\n      report_burst_per_host: 2\n");
+    for i in 0..10u16 {
+        report_from(&mut r, 10, HOST, a(&format!("ff35::{:x}", i + 1)), &[s()]);
+    }
+    assert_eq!(r.stats().get(Counter::MldIgnored("host_rate_limit")), 8);
+    report_from(&mut r, 10, "fe80::98", g(), &[s()]);
+    assert_eq!(r.stats().get(Counter::MldIgnored("host_rate_limit")), 8);
+    assert_eq!(r.stats().get(Counter::MldRecord("is_in")), 3);
+    // A second later the flooding host has a token again.
+    report_from(&mut r, 1010, HOST, g(), &[s()]);
+    assert_eq!(r.stats().get(Counter::MldRecord("is_in")), 4);
+}
