@@ -53,10 +53,6 @@ const RATE_PPS: u64 = 1000;
 const DOWN_PORT: u16 = 7100;
 const UP_PORT: u16 = 7101;
 
-extern "C" fn on_signal(_: libc::c_int) {
-    wait::interrupt();
-}
-
 fn usage(msg: &str) -> ! {
     eprintln!("handover-bench: {msg}\nusage: handover-bench {USAGE}");
     std::process::exit(2)
@@ -140,19 +136,9 @@ fn main() -> ExitCode {
         eprintln!("handover-bench builds network namespaces: run it as root.");
         return ExitCode::FAILURE;
     }
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        if let Err(e) = unsafe { sigaction(sig, &action) } {
-            eprintln!("cannot handle {sig}: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
+    // The first SIGINT/SIGTERM interrupts the waits (the run winds down and removes its
+    // sites); namespaces still there 5 s later are removed under it.
+    mipcast_netns_tests::cleanup::on_signals();
     let result = run(&args);
     // Every site (daemons, namespaces) is gone once run() returns.
     let code = match result {
