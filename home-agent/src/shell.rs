@@ -13,6 +13,7 @@ use mipcast_daemon::driver::{lock, settle, Effects};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_daemon::state::{StateError, StateFile, StateWriter};
+use mipcast_kernel::packet::{self, NdSocket};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{Kernel, Op, RouteError};
 use mipcast_kernel::sockets::{MhSocket, PacketInfo};
@@ -22,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, ProxyMode};
+use crate::core::neighbour::LinkIdentity;
 use crate::core::plan::{Plan, PlanParams};
 use crate::core::{BindingStatus, Change, Core, Event, Input, Send};
 use crate::metrics::Metrics;
@@ -57,6 +59,11 @@ pub enum ShellError {
     State(#[from] StateError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("home link {interface}: cannot open the packet socket for neighbour solicitations (home_link.proxy: user needs CAP_NET_RAW): {source}")]
+    NdSocket {
+        interface: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     Sysctl {
         path: PathBuf,
@@ -100,7 +107,20 @@ struct Daemon {
     home_ifindex: u32,
     state: StateWriter<SavedState>,
     originals: Originals,
+    /// The user-space neighbour proxy (`home_link.proxy: user`).
+    responder: Option<Responder>,
+    /// Home addresses registered in the round just settled, to announce on the home link.
+    announce: Vec<Ipv6Addr>,
 }
+
+/// The home link's packet socket and who we are on it.
+struct Responder {
+    socket: NdSocket,
+    me: LinkIdentity,
+}
+
+/// Largest frame we read: an NS is 86 bytes; anything longer is not one we answer.
+const ND_FRAME_BUFFER: usize = 1600;
 
 async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError> {
     let caps = probe::probe().await?;
@@ -134,12 +154,38 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         .map_err(|e| ShellError::Config(e.to_string()))?;
     let registrar = Registrar::new(config.registrar_config(), sas.clone(), policy)
         .map_err(|e| ShellError::Config(e.to_string()))?;
+    let proxy = config.home_link.proxy();
     let plan = Plan::new(PlanParams {
         home_ifindex,
         ha_address: ha,
         decap_table: config.kernel.decap_table,
         decap_rule_pref: config.kernel.decap_rule_pref,
     });
+    let plan = if proxy == Some(ProxyMode::Kernel) {
+        plan
+    } else {
+        plan.without_proxy_entries()
+    };
+    let responder = match proxy {
+        Some(ProxyMode::User) => {
+            let interface = &config.home_link.interface;
+            let nd_error = |source| ShellError::NdSocket {
+                interface: interface.clone(),
+                source,
+            };
+            let mac = packet::mac_of(interface).map_err(nd_error)?;
+            // Link-local as the kernel would use; the configured address when there is none.
+            let address = packet::link_local_of(interface)
+                .map_err(nd_error)?
+                .unwrap_or(ha);
+            let socket = NdSocket::open(home_ifindex).map_err(nd_error)?;
+            Some(Responder {
+                socket,
+                me: LinkIdentity { mac, address },
+            })
+        }
+        _ => None,
+    };
     let limiter = config.reply_rate_limit.bucket();
     let clock = SystemClock::new();
     let core = Arc::new(Mutex::new(Core::new(registrar, sas, plan, limiter)));
@@ -173,6 +219,8 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         home_ifindex,
         state,
         originals,
+        responder,
+        announce: Vec::new(),
     };
     daemon.restore(saved.bindings).await;
     // Persist the originals at once: if we crash before the first binding, a restart must
@@ -205,6 +253,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
 
     let mut config = config;
     let mut buf = vec![0u8; RECV_BUFFER];
+    let mut nd_buf = vec![0u8; ND_FRAME_BUFFER];
     loop {
         let deadline = lock(&core).poll_timeout().map(|d| clock.instant_at(d));
         tokio::select! {
@@ -220,6 +269,9 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
                 daemon.settle(Instant::now()).await;
             }
             _ = daemon.state.due() => daemon.write_state(),
+            frame = solicitation(daemon.responder.as_ref(), &mut nd_buf) => {
+                daemon.on_solicitation(frame, &nd_buf).await;
+            }
         }
     }
     daemon.shutdown(&config, options.keep_kernel_state).await;
@@ -231,27 +283,15 @@ pub struct StatusPage {
     pub bindings: Vec<BindingStatus>,
 }
 
-/// proxy_ndp on the home link, the seg6 tunnel source, the local rule moved behind ours.
+/// proxy_ndp on the home link (kernel proxy only), the seg6 tunnel source, the local rule
+/// moved behind ours.
 async fn prepare_namespace(
     kernel: &Kernel,
     config: &Config,
     mut originals: Originals,
 ) -> Result<Originals, ShellError> {
-    let path = proxy_ndp_path(&config.home_link.interface);
-    let current = std::fs::read_to_string(&path)
-        .map_err(|source| ShellError::Sysctl {
-            path: path.clone(),
-            source,
-        })?
-        .trim()
-        .to_owned();
-    if current != "1" {
-        std::fs::write(&path, "1").map_err(|source| ShellError::Sysctl {
-            path: path.clone(),
-            source,
-        })?;
-        info!(path = %path.display(), was = %current, "enabled proxy NDP on the home link");
-        originals.proxy_ndp.get_or_insert(current);
+    if config.home_link.proxy() == Some(ProxyMode::Kernel) {
+        enable_proxy_ndp(config, &mut originals)?;
     }
     let forwarding =
         std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").unwrap_or_default();
@@ -270,6 +310,35 @@ async fn prepare_namespace(
         .ensure_local_rule_moved(config.kernel.local_rule_pref)
         .await?;
     Ok(originals)
+}
+
+/// proxy_ndp=1 on the home link, for the kernel's proxy entries (`home_link.proxy: kernel`).
+fn enable_proxy_ndp(config: &Config, originals: &mut Originals) -> Result<(), ShellError> {
+    let path = proxy_ndp_path(&config.home_link.interface);
+    let current = std::fs::read_to_string(&path)
+        .map_err(|source| ShellError::Sysctl {
+            path: path.clone(),
+            source,
+        })?
+        .trim()
+        .to_owned();
+    if current != "1" {
+        std::fs::write(&path, "1").map_err(|source| ShellError::Sysctl {
+            path: path.clone(),
+            source,
+        })?;
+        info!(path = %path.display(), was = %current, "enabled proxy NDP on the home link");
+        originals.proxy_ndp.get_or_insert(current);
+    }
+    Ok(())
+}
+
+/// The next frame from the responder's socket; never resolves without one.
+async fn solicitation(responder: Option<&Responder>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match responder {
+        Some(r) => r.socket.recv(buf).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn proxy_ndp_path(interface: &str) -> PathBuf {
@@ -463,9 +532,60 @@ impl Daemon {
         }
         let core = Arc::clone(&self.core);
         settle(&*core, self).await;
+        self.announce_registrations().await;
         self.metrics
             .burst_seconds
             .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// A frame from the home link's packet socket: answered when it solicits a registered
+    /// home address (the decision is the core's).
+    async fn on_solicitation(&mut self, frame: std::io::Result<usize>, buf: &[u8]) {
+        let Some(responder) = self.responder.as_ref() else {
+            return;
+        };
+        let n = match frame {
+            Ok(n) => n,
+            Err(e) => {
+                debug!(error = %e, "packet socket receive failed");
+                self.metrics.solicitation("receive_error");
+                return;
+            }
+        };
+        let frame = buf.get(..n).unwrap_or_default();
+        let answer = lock(&self.core).answer_solicitation(frame, &responder.me);
+        match answer {
+            Ok(Some(na)) => match responder.socket.send(&na).await {
+                Ok(()) => self.metrics.solicitation("answered"),
+                Err(e) => {
+                    warn!(error = %e, "cannot send a neighbour advertisement");
+                    self.metrics.solicitation("send_error");
+                }
+            },
+            Ok(None) => self.metrics.solicitation("not_registered"),
+            Err(why) => {
+                debug!(reason = why.label(), "neighbour solicitation ignored");
+                self.metrics.solicitation(why.label());
+            }
+        }
+    }
+
+    /// RFC 6275 §10.4.1: a new registration is announced on the home link (unsolicited NA,
+    /// override set), so neighbours that cached the mobile node's own link-layer address for
+    /// its home address now use ours.
+    async fn announce_registrations(&mut self) {
+        let hoas = std::mem::take(&mut self.announce);
+        let Some(responder) = self.responder.as_ref() else {
+            return;
+        };
+        for hoa in hoas {
+            let Some(na) = crate::core::neighbour::announce(hoa, &responder.me) else {
+                continue;
+            };
+            if let Err(e) = responder.socket.send(&na).await {
+                warn!(%hoa, error = %e, "cannot announce the home address on the home link");
+            }
+        }
     }
 
     /// Starts writing the state file in the background (the snapshot is taken here).
@@ -650,6 +770,16 @@ impl Effects<Core> for Daemon {
         if let Event::BindingsChanged { bindings } = event {
             self.metrics.bindings.set(gauge(bindings));
             self.state.mark_dirty();
+        }
+        if let Event::Registered {
+            hoa,
+            previous: None,
+            ..
+        } = event
+        {
+            if self.responder.is_some() {
+                self.announce.push(hoa);
+            }
         }
         self.metrics.count_events(std::slice::from_ref(&event));
         log_event(&event);
