@@ -675,7 +675,11 @@ mod journal_tests {
         fs::write(&path, b"{\"bindings\":[]}\n").unwrap();
         let (mut j, st) = Journal::<Rec>::open(&path).unwrap();
         assert!(st.foreign);
-        assert_eq!(fs::read(&path).unwrap(), b"{\"bindings\":[]}\n", "left alone");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"{\"bindings\":[]}\n",
+            "left alone"
+        );
         j.compact([Rec { id: 1, value: 1 }].iter(), None).unwrap();
         let (_, st) = Journal::<Rec>::open(&path).unwrap();
         assert!(!st.foreign);

@@ -5,14 +5,13 @@ use std::collections::HashSet;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use mipcast_binding::{BindingRecord, Registrar};
 use mipcast_daemon::clock::{sleep_until, SystemClock};
 use mipcast_daemon::driver::{lock, settle, Effects};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
-use mipcast_daemon::state::{StateError, StateFile, StateWriter};
+use mipcast_daemon::state::{Journal, JournalEntry, StateError, StateFile};
 use mipcast_kernel::packet::{self, NdSocket};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{Kernel, Op, RouteError};
@@ -27,6 +26,7 @@ use crate::config::{Config, ProxyMode};
 use crate::core::neighbour::LinkIdentity;
 use crate::core::plan::{Plan, PlanParams};
 use crate::core::{BindingStatus, Change, Core, Event, Input, Send};
+use crate::journal::HaRecord;
 use crate::metrics::Metrics;
 
 /// Messages handled before the kernel is programmed and the replies go out: large enough to
@@ -105,8 +105,15 @@ struct Daemon {
     metrics: Metrics,
     clock: SystemClock,
     home_ifindex: u32,
-    state: StateWriter<SavedState>,
+    /// The state journal: every round's binding changes are appended and synced before the
+    /// round's replies leave, so an acknowledged binding survives kill -9.
+    journal: Journal<HaRecord>,
     originals: Originals,
+    ha: Ipv6Addr,
+    /// Home addresses whose binding changed in the round being settled.
+    touched: Vec<Ipv6Addr>,
+    /// Replies of the round being settled, held until its journal records are on disk.
+    held: Vec<Send>,
     /// The user-space neighbour proxy (`home_link.proxy: user`).
     responder: Option<Responder>,
     /// Home addresses registered in the round just settled, to announce on the home link.
@@ -134,15 +141,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
     let home_ifindex = kernel.ifindex(&config.home_link.interface).await?;
     let ha = config.home_link.address;
 
-    let state = StateFile::<SavedState>::new(&config.state.file);
-    let saved = match state.load() {
-        Ok(s) => s.unwrap_or_default(),
-        Err(e @ StateError::Corrupt { .. }) => {
-            warn!(error = %e, "ignoring the state file; starting without bindings");
-            SavedState::default()
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (journal, saved) = open_journal(&config.state.file, ha)?;
 
     let originals = prepare_namespace(&kernel, &config, saved.original.clone()).await?;
 
@@ -199,17 +198,6 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         Ok(granted) => debug!(granted, "Mobility Header socket receive buffer"),
         Err(e) => warn!(error = %e, "cannot enlarge the Mobility Header receive buffer"),
     }
-    let writes = metrics.state_writes.clone();
-    let state = StateWriter::new(
-        state,
-        Duration::from_millis(config.state.write_delay_ms),
-        move |outcome| {
-            let outcome = if outcome.is_ok() { "ok" } else { "error" };
-            writes
-                .get_or_create(&crate::metrics::OutcomeLabel { outcome })
-                .inc();
-        },
-    );
     let mut daemon = Daemon {
         core: Arc::clone(&core),
         kernel,
@@ -217,15 +205,24 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         metrics,
         clock,
         home_ifindex,
-        state,
+        journal,
         originals,
+        ha,
+        touched: Vec::new(),
+        held: Vec::new(),
         responder,
         announce: Vec::new(),
     };
+    let started = std::time::Instant::now();
     daemon.restore(saved.bindings).await;
-    // Persist the originals at once: if we crash before the first binding, a restart must
-    // still know what to put back.
-    daemon.write_state_now().await;
+    // Compact at once: the restored bindings and the originals in one fresh file (if we
+    // crash before the first binding, a restart must still know what to put back).
+    daemon.write_state_now();
+    info!(
+        seconds = started.elapsed().as_secs_f64(),
+        bytes = daemon.journal.len(),
+        "state restored and compacted"
+    );
 
     let mut signals = Signals::new().map_err(ShellError::Signals)?;
     let status_core = Arc::clone(&core);
@@ -268,7 +265,6 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
                 lock(&core).handle_timeout(clock.reading());
                 daemon.settle(Instant::now()).await;
             }
-            _ = daemon.state.due() => daemon.write_state(),
             frame = solicitation(daemon.responder.as_ref(), &mut nd_buf) => {
                 daemon.on_solicitation(frame, &nd_buf).await;
             }
@@ -281,6 +277,37 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
 #[derive(Serialize, Deserialize)]
 pub struct StatusPage {
     pub bindings: Vec<BindingStatus>,
+}
+
+/// Opens the state journal and replays it. A file of an older version (one JSON document)
+/// is read once and replaced by the first compaction; a torn last record (a crash in the
+/// middle of a write) is cut off with a warning, never a failed start.
+fn open_journal(path: &Path, ha: Ipv6Addr) -> Result<(Journal<HaRecord>, SavedState), ShellError> {
+    let (journal, state) = Journal::<HaRecord>::open(path)?;
+    if state.foreign {
+        let saved = match StateFile::<SavedState>::new(path).load() {
+            Ok(s) => s.unwrap_or_default(),
+            Err(e) => {
+                warn!(error = %e, "ignoring the state file; starting without bindings");
+                SavedState::default()
+            }
+        };
+        info!(path = %path.display(), bindings = saved.bindings.len(), "state file of an older version read; it is rewritten as a journal");
+        return Ok((journal, saved));
+    }
+    if state.torn_bytes > 0 {
+        warn!(path = %path.display(), bytes = state.torn_bytes, "the state journal ended in a partly written record (a crash while writing): ignored");
+    }
+    let original = state
+        .meta
+        .and_then(|m| serde_json::from_slice(&m).ok())
+        .unwrap_or_default();
+    let bindings = state
+        .records
+        .into_values()
+        .map(|r| r.with_home_agent(ha))
+        .collect();
+    Ok((journal, SavedState { bindings, original }))
 }
 
 /// proxy_ndp on the home link (kernel proxy only), the seg6 tunnel source, the local rule
@@ -532,6 +559,7 @@ impl Daemon {
         }
         let core = Arc::clone(&self.core);
         settle(&*core, self).await;
+        self.commit_round().await;
         self.announce_registrations().await;
         self.metrics
             .burst_seconds
@@ -588,28 +616,87 @@ impl Daemon {
         }
     }
 
-    /// Starts writing the state file in the background (the snapshot is taken here).
-    fn write_state(&mut self) {
-        let (core, clock, original) = (&self.core, self.clock, self.originals.clone());
-        self.state.start(|| SavedState {
-            bindings: lock(core).records(clock.reading()),
-            original,
-        });
+    /// Appends the settled round's binding changes to the journal (synced), then lets the
+    /// round's replies go: a BAck(0) is only sent for a binding that is on disk. A journal
+    /// that cannot be written is logged and counted; the replies still go (the binding is in
+    /// the kernel and serving; only a crash before the next compaction would lose it).
+    async fn commit_round(&mut self) {
+        let mut touched = std::mem::take(&mut self.touched);
+        if !touched.is_empty() {
+            touched.sort_unstable();
+            touched.dedup();
+            let now = self.clock.reading();
+            let entries: Vec<JournalEntry<HaRecord>> = {
+                let core = lock(&self.core);
+                touched
+                    .iter()
+                    .map(|hoa| match core.record(hoa, now) {
+                        Some(record) => JournalEntry::Put(HaRecord {
+                            record,
+                            ha: self.ha,
+                        }),
+                        None => JournalEntry::Delete(*hoa),
+                    })
+                    .collect()
+            };
+            let outcome = self.journal.append(&entries);
+            self.count_state_write(&outcome);
+            let live = lock(&self.core).len();
+            if self.journal.needs_compaction(live) {
+                self.write_state_now();
+            }
+        }
+        for send in std::mem::take(&mut self.held) {
+            self.send_now(send).await;
+        }
     }
 
-    async fn write_state_now(&mut self) {
-        let saved = SavedState {
-            bindings: lock(&self.core).records(self.clock.reading()),
-            original: self.originals.clone(),
-        };
-        // A failure is logged and counted by the writer; the daemon goes on.
-        let _ = self.state.write_now(saved).await;
+    async fn send_now(&mut self, send: Send) {
+        let info = PacketInfo::ANY.with_source(send.src);
+        match self.socket.send_to(&send.bytes, send.dst, info).await {
+            Ok(()) => self.metrics.count_sent(&send.bytes),
+            Err(e) => {
+                warn!(dst = %send.dst, error = %e, "send failed");
+                self.metrics
+                    .dropped
+                    .get_or_create(&crate::metrics::ReasonLabel {
+                        reason: "send_error",
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    fn count_state_write(&self, outcome: &Result<(), StateError>) {
+        if let Err(e) = outcome {
+            error!(error = %e, "cannot write the state journal");
+        }
+        let outcome = if outcome.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .state_writes
+            .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Rewrites the journal as the current bindings and originals (compaction).
+    fn write_state_now(&mut self) {
+        let records: Vec<HaRecord> = lock(&self.core)
+            .records(self.clock.reading())
+            .into_iter()
+            .map(|record| HaRecord {
+                record,
+                ha: self.ha,
+            })
+            .collect();
+        let meta = serde_json::to_vec(&self.originals).unwrap_or_default();
+        let outcome = self.journal.compact(records.iter(), Some(&meta));
+        self.count_state_write(&outcome);
     }
 
     /// Clean stop: the state file is written (bindings survive a restart either way); unless
     /// told to keep it, everything we installed in the kernel and the namespace goes.
     async fn shutdown(mut self, config: &Config, keep_kernel_state: bool) {
-        self.write_state_now().await;
+        self.write_state_now();
         let bindings = lock(&self.core).len();
         if keep_kernel_state {
             info!(
@@ -649,7 +736,7 @@ impl Daemon {
             }
         }
         // The namespace is as we found it: a later start must not "restore" these again.
-        self.write_state_now().await;
+        self.write_state_now();
         info!(bindings, removed, failed, "stopped; kernel state removed");
     }
 }
@@ -750,26 +837,20 @@ impl Effects<Core> for Daemon {
         outcomes
     }
 
+    /// Held until the round's journal records are on disk ([`Daemon::commit_round`]).
     async fn send(&mut self, send: Send) {
-        let info = PacketInfo::ANY.with_source(send.src);
-        match self.socket.send_to(&send.bytes, send.dst, info).await {
-            Ok(()) => self.metrics.count_sent(&send.bytes),
-            Err(e) => {
-                warn!(dst = %send.dst, error = %e, "send failed");
-                self.metrics
-                    .dropped
-                    .get_or_create(&crate::metrics::ReasonLabel {
-                        reason: "send_error",
-                    })
-                    .inc();
-            }
-        }
+        self.held.push(send);
     }
 
     fn event(&mut self, event: Event) {
-        if let Event::BindingsChanged { bindings } = event {
-            self.metrics.bindings.set(gauge(bindings));
-            self.state.mark_dirty();
+        match &event {
+            Event::BindingsChanged { bindings } => {
+                self.metrics.bindings.set(gauge(*bindings));
+            }
+            Event::Registered { hoa, .. }
+            | Event::Removed { hoa, .. }
+            | Event::ProgrammingFailed { hoa, .. } => self.touched.push(*hoa),
+            _ => {}
         }
         if let Event::Registered {
             hoa,

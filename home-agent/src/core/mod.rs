@@ -475,6 +475,11 @@ impl Core {
         self.registrar.records(now)
     }
 
+    /// The state-file record of `hoa`'s binding, None when it has none (a journal entry).
+    pub fn record(&self, hoa: &Ipv6Addr, now: Now) -> Option<BindingRecord<()>> {
+        self.registrar.cache().record(hoa, now)
+    }
+
     pub fn status(&self, now: Now) -> Vec<BindingStatus> {
         self.registrar
             .cache()
