@@ -1,0 +1,48 @@
+//! CI runs the home agent benchmark at its smallest size: the binary must work end to end and
+//! print the JSON fields docs/benchmarks.md and the targets refer to.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
+use mipcast_netns_tests::require_root;
+
+#[test]
+#[ignore = "needs root"]
+fn ha_bench_smallest_size_prints_its_json() {
+    require_root();
+    let bench = env!("CARGO_BIN_EXE_ha-bench");
+    // The daemon is cargo's build of home-agent beside the benchmark binary.
+    let daemon = std::path::Path::new(bench).with_file_name("home-agent");
+    assert!(daemon.exists(), "{} not built", daemon.display());
+    let out = std::process::Command::new(bench)
+        .args(["--steps", "100,300", "--window", "32", "--json"])
+        .arg("--daemon")
+        .arg(&daemon)
+        .output()
+        .expect("run ha-bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["daemon"], "home-agent");
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    for (step, n) in steps.iter().zip([100, 300]) {
+        assert_eq!(step["bindings"], n);
+        assert_eq!(step["not_accepted"], 0, "{step}");
+        for field in ["register_per_s", "refresh_per_s", "deregister_per_s"] {
+            assert!(step[field].as_f64().unwrap() > 0.0, "{field}: {step}");
+        }
+        assert!(step["rss_kib"].as_u64().unwrap() > 0, "{step}");
+    }
+    assert!(report["rss_idle_kib"].as_u64().unwrap() > 0);
+    // 300 bindings in the compacted journal: at most 100 bytes each (plus header and meta).
+    let bytes = report["state_file_bytes"].as_u64().unwrap();
+    assert!((300 * 60..=300 * 100 + 128).contains(&bytes), "{bytes}");
+    assert!(report["journal_bytes_before_compaction"].as_u64().unwrap() >= bytes);
+    assert!(report["restart_restore_s"].as_f64().unwrap() > 0.0);
+}
