@@ -7,8 +7,6 @@
 pub mod config;
 pub mod core;
 #[cfg(feature = "shell")]
-pub mod journal;
-#[cfg(feature = "shell")]
 pub mod metrics;
 #[cfg(feature = "shell")]
 pub mod shell;

@@ -11,7 +11,10 @@ use mipcast_daemon::clock::{sleep_until, SystemClock};
 use mipcast_daemon::driver::{lock, settle, Effects};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
-use mipcast_daemon::state::{Journal, JournalEntry, StateError, StateFile};
+use mipcast_daemon::state::{BindingEntry, Journal, JournalEntry, StateError, StateFile};
+
+/// The home agent's binding record in the state journal.
+type HaRecord = BindingEntry<()>;
 use mipcast_kernel::packet::{self, NdSocket};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{Kernel, Op, RouteError};
@@ -26,7 +29,6 @@ use crate::config::{Config, ProxyMode};
 use crate::core::neighbour::LinkIdentity;
 use crate::core::plan::{Plan, PlanParams};
 use crate::core::{BindingStatus, Change, Core, Event, Input, Send};
-use crate::journal::HaRecord;
 use crate::metrics::Metrics;
 
 /// Messages handled before the kernel is programmed and the replies go out: large enough to
@@ -305,7 +307,7 @@ fn open_journal(path: &Path, ha: Ipv6Addr) -> Result<(Journal<HaRecord>, SavedSt
     let bindings = state
         .records
         .into_values()
-        .map(|r| r.with_home_agent(ha))
+        .map(|r| r.with_local(ha))
         .collect();
     Ok((journal, SavedState { bindings, original }))
 }
@@ -633,7 +635,7 @@ impl Daemon {
                     .map(|hoa| match core.record(hoa, now) {
                         Some(record) => JournalEntry::Put(HaRecord {
                             record,
-                            ha: self.ha,
+                            me: self.ha,
                         }),
                         None => JournalEntry::Delete(*hoa),
                     })
@@ -685,7 +687,7 @@ impl Daemon {
             .into_iter()
             .map(|record| HaRecord {
                 record,
-                ha: self.ha,
+                me: self.ha,
             })
             .collect();
         let meta = serde_json::to_vec(&self.originals).unwrap_or_default();

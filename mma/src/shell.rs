@@ -17,7 +17,9 @@ use mipcast_daemon::config::{sa, ConfigError};
 use mipcast_daemon::driver::{lock, settle, Effects};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
-use mipcast_daemon::state::{StateError, StateFile, StateWriter};
+use mipcast_daemon::state::{
+    take, BindingEntry, Journal, JournalEntry, PayloadCodec, StateError, StateFile,
+};
 use mipcast_kernel::mrt6::{Mifi, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{outcome_of, Kernel, Op, RouteError};
@@ -75,6 +77,40 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
 }
 
 type Records = Vec<BindingRecord<crate::core::Terminal>>;
+
+/// A terminal's record in the state journal.
+type MmaRecord = BindingEntry<crate::core::Terminal>;
+
+/// `group (16) | home_agent (16) | has forward_to (1) | [forward_to (16)]` after the
+/// binding's own fields (see [`BindingEntry`]).
+impl PayloadCodec for crate::core::Terminal {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.group.octets());
+        out.extend_from_slice(&self.home_agent.octets());
+        match self.forward_to {
+            Some(to) => {
+                out.push(1);
+                out.extend_from_slice(&to.octets());
+            }
+            None => out.push(0),
+        }
+    }
+
+    fn decode(bytes: &mut &[u8]) -> Option<Self> {
+        let group = Ipv6Addr::from(take::<16>(bytes)?);
+        let home_agent = Ipv6Addr::from(take::<16>(bytes)?);
+        let forward_to = match take::<1>(bytes)? {
+            [0] => None,
+            [1] => Some(Ipv6Addr::from(take::<16>(bytes)?)),
+            _ => return None,
+        };
+        Some(crate::core::Terminal {
+            group,
+            home_agent,
+            forward_to,
+        })
+    }
+}
 
 /// The registrar's settings from the config.
 pub fn registrar_config(c: &Config) -> RegistrarConfig {
@@ -146,7 +182,15 @@ struct Daemon {
     site_mifs: Vec<Mifi>,
     mh: MhSocket,
     metrics: Metrics,
-    state: StateWriter<Records>,
+    /// The state journal: a round's terminal changes are appended and synced before the
+    /// round's replies leave, so an acknowledged registration survives kill -9.
+    journal: Journal<MmaRecord>,
+    /// What the journal held at start (consumed by [`Daemon::restore`]).
+    saved: Records,
+    /// Home addresses whose registration changed in the round being settled.
+    touched: Vec<Ipv6Addr>,
+    /// Replies of the round being settled, held until its journal records are on disk.
+    held: Vec<Send>,
     /// The seg6 tunnel source before we set ours, put back on shutdown.
     previous_tunsrc: Ipv6Addr,
     server: JoinHandle<()>,
@@ -236,12 +280,7 @@ impl Daemon {
             Ok(granted) => debug!(granted, "Mobility Header socket receive buffer"),
             Err(e) => warn!(error = %e, "cannot enlarge the Mobility Header receive buffer"),
         }
-        let counted = metrics.clone();
-        let state = StateWriter::new(
-            StateFile::new(config.state.file.clone()),
-            Duration::from_millis(config.state.write_delay_ms),
-            move |outcome| counted.state_write(outcome.is_ok()),
-        );
+        let (journal, saved) = open_journal(&config.state.file, config.address)?;
         let mut daemon = Daemon {
             config,
             options,
@@ -254,7 +293,10 @@ impl Daemon {
             site_mifs,
             mh,
             metrics,
-            state,
+            journal,
+            saved,
+            touched: Vec::new(),
+            held: Vec::new(),
             previous_tunsrc,
             server,
             changed: false,
@@ -266,13 +308,7 @@ impl Daemon {
     /// Restores the state file's terminals and makes the kernel match: reconcile routes and
     /// rules (stale ones of ours go), re-add MFC entries (they died with the old socket).
     async fn restore(&mut self) {
-        let records = match self.state.file().load() {
-            Ok(records) => records.unwrap_or_default(),
-            Err(e) => {
-                warn!(error = %e, "state file unusable; starting without terminals");
-                Vec::new()
-            }
-        };
+        let records = std::mem::take(&mut self.saved);
         let now = self.clock.reading();
         let restored = lock(&self.core).restore(records, now);
         let groups = lock(&self.core).desired_groups();
@@ -283,6 +319,8 @@ impl Daemon {
             }
         }
         self.reconcile("start").await;
+        // One fresh file of the restored terminals.
+        self.compact();
         self.update_counts();
         info!(
             terminals = restored,
@@ -344,7 +382,6 @@ impl Daemon {
                     lock(&self.core).handle_timeout(now);
                     self.settle().await;
                 }
-                _ = self.state.due() => self.start_write(),
                 _ = mfc_tick.tick(), if !mfc_poll.is_zero() => self.poll_mfc_counters(),
                 signal = signals.next() => match signal {
                     Signal::Shutdown => break,
@@ -386,8 +423,60 @@ impl Daemon {
         settle(&*core, self).await;
         if self.changed {
             self.update_counts();
-            self.state.mark_dirty();
         }
+        self.commit_round().await;
+    }
+
+    /// Appends the settled round's terminal changes to the journal (synced), then lets the
+    /// round's replies go: a BAck(0) leaves only for a registration that is on disk. A
+    /// journal that cannot be written is logged and counted; the replies still go.
+    async fn commit_round(&mut self) {
+        let mut touched = std::mem::take(&mut self.touched);
+        if !touched.is_empty() {
+            touched.sort_unstable();
+            touched.dedup();
+            let now = self.clock.reading();
+            let me = self.config.address;
+            let entries: Vec<JournalEntry<MmaRecord>> = {
+                let core = lock(&self.core);
+                touched
+                    .iter()
+                    .map(|hoa| match core.record(hoa, now) {
+                        Some(record) => JournalEntry::Put(MmaRecord { record, me }),
+                        None => JournalEntry::Delete(*hoa),
+                    })
+                    .collect()
+            };
+            let outcome = self.journal.append(&entries);
+            self.count_state_write(&outcome);
+            let live = lock(&self.core).records_len();
+            if self.journal.needs_compaction(live) {
+                self.compact();
+            }
+        }
+        for send in std::mem::take(&mut self.held) {
+            self.send_now(send).await;
+        }
+    }
+
+    fn count_state_write(&self, outcome: &Result<(), StateError>) {
+        if let Err(e) = outcome {
+            warn!(error = %e, "cannot write the state journal");
+        }
+        self.metrics.state_write(outcome.is_ok());
+    }
+
+    /// Rewrites the journal as the current terminals (compaction).
+    fn compact(&mut self) -> bool {
+        let me = self.config.address;
+        let records: Vec<MmaRecord> = lock(&self.core)
+            .records(self.clock.reading())
+            .into_iter()
+            .map(|record| MmaRecord { record, me })
+            .collect();
+        let outcome = self.journal.compact(records.iter(), None);
+        self.count_state_write(&outcome);
+        outcome.is_ok()
     }
 
     /// Applies one run of route changes of one kind; one outcome per change.
@@ -471,12 +560,6 @@ impl Daemon {
         self.metrics.set_counts(served, forwarding);
     }
 
-    /// Hands a snapshot of the terminals to the background writer (the write fsyncs).
-    fn start_write(&mut self) {
-        let (core, clock) = (&self.core, self.clock);
-        self.state.start(|| lock(core).records(clock.reading()));
-    }
-
     async fn reload(&mut self) {
         let path = self.options.config_path.clone();
         let new: Config = match mipcast_daemon::config::load(&path) {
@@ -552,11 +635,9 @@ impl Daemon {
     }
 
     async fn shutdown(mut self) {
-        let records = lock(&self.core).records(self.clock.reading());
-        let terminals = records.len();
-        // A failure is logged and counted by the writer.
-        if self.state.write_now(records).await.is_ok() {
-            info!(terminals, file = %self.state.file().path().display(), "state saved");
+        let terminals = lock(&self.core).records_len();
+        if self.compact() {
+            info!(terminals, file = %self.journal.path().display(), "state saved");
         }
         self.server.abort();
         let mfc = lock(&self.core).desired_groups().len();
@@ -678,14 +759,9 @@ impl Effects<Core> for Daemon {
         outcomes
     }
 
+    /// Held until the round's journal records are on disk ([`Daemon::commit_round`]).
     async fn send(&mut self, send: Send) {
-        if let Err(e) = self
-            .mh
-            .send_to(&send.bytes, send.dst, PacketInfo::ANY.with_source(send.src))
-            .await
-        {
-            warn!(dst = %send.dst, error = %e, "sending a mobility message failed");
-        }
+        self.held.push(send);
     }
 
     fn event(&mut self, event: Event) {
@@ -696,6 +772,13 @@ impl Effects<Core> for Daemon {
                 | Event::Removed { .. }
                 | Event::ProgrammingFailed { .. }
         );
+        match &event {
+            Event::Registered { hoa, .. }
+            | Event::ForwardingStarted { hoa, .. }
+            | Event::Removed { hoa, .. }
+            | Event::ProgrammingFailed { hoa, .. } => self.touched.push(*hoa),
+            _ => {}
+        }
         log_event(&event);
         self.metrics.record(&event, self.config.address);
     }
@@ -703,6 +786,48 @@ impl Effects<Core> for Daemon {
     fn now(&self) -> Now {
         self.clock.reading()
     }
+}
+
+impl Daemon {
+    async fn send_now(&mut self, send: Send) {
+        if let Err(e) = self
+            .mh
+            .send_to(&send.bytes, send.dst, PacketInfo::ANY.with_source(send.src))
+            .await
+        {
+            warn!(dst = %send.dst, error = %e, "sending a mobility message failed");
+        }
+    }
+}
+
+/// Opens the state journal and replays it. A file of an older version (one JSON list) is
+/// read once and replaced by the first compaction; a torn last record (a crash in the middle
+/// of a write) is cut off with a warning, never a failed start.
+fn open_journal(
+    path: &std::path::Path,
+    me: Ipv6Addr,
+) -> Result<(Journal<MmaRecord>, Records), ShellError> {
+    let (journal, state) = Journal::<MmaRecord>::open(path)?;
+    if state.foreign {
+        let records = match StateFile::<Records>::new(path).load() {
+            Ok(r) => r.unwrap_or_default(),
+            Err(e) => {
+                warn!(error = %e, "state file unusable; starting without terminals");
+                Vec::new()
+            }
+        };
+        info!(path = %path.display(), terminals = records.len(), "state file of an older version read; it is rewritten as a journal");
+        return Ok((journal, records));
+    }
+    if state.torn_bytes > 0 {
+        warn!(path = %path.display(), bytes = state.torn_bytes, "the state journal ended in a partly written record (a crash while writing): ignored");
+    }
+    let records = state
+        .records
+        .into_values()
+        .map(|r| r.with_local(me))
+        .collect();
+    Ok((journal, records))
 }
 
 /// Loads and checks a configuration file, including its security associations.
