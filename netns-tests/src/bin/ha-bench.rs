@@ -58,28 +58,11 @@ fn args() -> Args {
         coas: 16,
         daemon: sibling_binary("home-agent"),
     };
-    let mut argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.iter().any(|f| f == "-h" || f == "--help") {
-        println!("usage: {} {}", CLI.bin, CLI.options);
-        std::process::exit(0);
-    }
-    // A flag without a value, so not through CLI.pairs.
-    if let Some(i) = argv.iter().position(|f| f == "--json") {
-        argv.remove(i);
-        a.json = true;
-    }
-    for pair in argv.chunks(2) {
-        let [flag, value] = pair else {
-            CLI.usage(&format!("{} needs a value", pair[0]))
-        };
-        let (flag, value) = (flag.clone(), value.clone());
+    let (pairs, switches) = CLI.pairs_and_switches(&["--json"]);
+    a.json = !switches.is_empty();
+    for (flag, value) in pairs {
         match flag.as_str() {
-            "--steps" => {
-                a.steps = value
-                    .split(',')
-                    .map(|v| CLI.number::<u32>(&flag, v.trim()).max(1))
-                    .collect()
-            }
+            "--steps" => a.steps = CLI.steps(&flag, &value),
             "--bindings" => a.steps = vec![CLI.number::<u32>(&flag, &value).max(1)],
             "--window" => a.window = CLI.number::<u32>(&flag, &value).max(1),
             "--coas" => a.coas = CLI.number::<u32>(&flag, &value).clamp(1, 65535),
