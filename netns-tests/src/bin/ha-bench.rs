@@ -8,7 +8,9 @@
 //! ```
 //! Options: `--steps N,N,...` table sizes (10000,50000,100000; `--bindings N` is one step),
 //! `--window W` BUs in flight (128), `--coas C` distinct care-of addresses (16),
-//! `--daemon PATH` (default: `home-agent` beside this binary), `--json`.
+//! `--daemon PATH` (default: `home-agent` beside this binary), `--proxy user|kernel` (the
+//! home link's neighbour proxy, default user: kernel is the per-address proxy entries, for a
+//! comparison), `--json`.
 //!
 //! The client keeps W BUs in flight over a raw Mobility Header socket and counts BAcks. Each
 //! step starts from an empty table: register N, refresh N (no kernel change), RSS, deregister
@@ -39,12 +41,13 @@ const KEY: &[u8] = b"benchmark-key-not-hex";
 const SPI: u32 = 1000;
 const CLI: Cli = Cli {
     bin: "ha-bench",
-    options: "[--steps N,N,...] [--bindings N] [--window W] [--coas C] [--daemon PATH] [--json]",
+    options: "[--steps N,N,...] [--bindings N] [--window W] [--coas C] [--daemon PATH] [--proxy user|kernel] [--json]",
 };
 
 struct Args {
     steps: Vec<u32>,
     json: bool,
+    proxy: String,
     window: u32,
     coas: u32,
     daemon: PathBuf,
@@ -54,6 +57,7 @@ fn args() -> Args {
     let mut a = Args {
         steps: vec![10_000, 50_000, 100_000],
         json: false,
+        proxy: "user".into(),
         window: 128,
         coas: 16,
         daemon: sibling_binary("home-agent"),
@@ -67,6 +71,7 @@ fn args() -> Args {
             "--window" => a.window = CLI.number::<u32>(&flag, &value).max(1),
             "--coas" => a.coas = CLI.number::<u32>(&flag, &value).clamp(1, 65535),
             "--daemon" => a.daemon = PathBuf::from(&value),
+            "--proxy" if value == "user" || value == "kernel" => a.proxy = value,
             _ => CLI.usage(&format!("unknown option {flag}")),
         }
     }
@@ -104,6 +109,7 @@ struct Step {
 
 struct Report {
     daemon: &'static str,
+    proxy: String,
     window: u32,
     coas: u32,
     steps: Vec<Step>,
@@ -152,10 +158,11 @@ fn main() {
     std::fs::write(
         &config,
         format!(
-            "home_link: {{ interface: home0, address: {HA} }}\n\
+            "home_link: {{ interface: home0, address: {HA}, proxy: {} }}\n\
              home_prefixes: [2001:db8:1::/64]\n\
              security_associations:\n  - {{ spi: {SPI}, algorithm: hmac-sha256-128, key_file: {}, home_prefixes: [2001:db8:1::/64] }}\n\
              state: {{ file: {} }}\n",
+            a.proxy,
             key.display(),
             state.display()
         ),
@@ -233,6 +240,7 @@ fn main() {
     let _ = daemon.signal_and_wait(libc::SIGTERM, Duration::from_secs(120));
     let report = Report {
         daemon: "home-agent",
+        proxy: a.proxy.clone(),
         window: a.window,
         coas: a.coas,
         steps,
@@ -265,6 +273,7 @@ fn main() {
             .collect();
         let json = serde_json::json!({
             "daemon": report.daemon,
+            "proxy": report.proxy,
             "window": report.window,
             "coas": report.coas,
             "steps": steps,
@@ -279,8 +288,8 @@ fn main() {
         return;
     }
     println!(
-        "home-agent benchmark: window {}, {} care-of addresses, load average {}",
-        a.window, a.coas, report.load_average
+        "home-agent benchmark: proxy {}, window {}, {} care-of addresses, load average {}",
+        a.proxy, a.window, a.coas, report.load_average
     );
     println!(
         "{:>9} {:>12} {:>12} {:>12} {:>10} {:>10}",

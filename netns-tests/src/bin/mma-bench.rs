@@ -190,7 +190,22 @@ fn main() {
     let down = count_lines(&mma, "ip -6 route show proto 158");
     let journal_bytes = std::fs::metadata(&state).map(|m| m.len()).unwrap_or(0);
     let _ = daemon.signal_and_wait(libc::SIGKILL, Duration::from_secs(10));
-    let (mut daemon, restart_restore_s) = start();
+    // The MMA listens before it restores: it serves again once every terminal's MFC entry
+    // (gone with the killed process's MRT6 socket) is back.
+    let restarted = Instant::now();
+    let (mut daemon, _) = start();
+    while count_lines(&mma, "cat /proc/net/ip6_mr_cache").saturating_sub(1) < mfc
+        && restarted.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The restore ends with a compaction of the journal: wait for it too.
+    while std::fs::metadata(&state).map(|m| m.len()).unwrap_or(0) >= journal_bytes
+        && restarted.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let restart_restore_s = restarted.elapsed().as_secs_f64();
     let state_file_bytes = std::fs::metadata(&state).map(|m| m.len()).unwrap_or(0);
     let mfc_restored = count_lines(&mma, "cat /proc/net/ip6_mr_cache").saturating_sub(1);
     let started = Instant::now();
