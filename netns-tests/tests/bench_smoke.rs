@@ -1,5 +1,6 @@
-//! CI runs the home agent and MMA benchmarks at their smallest size: the binaries must work end
-//! to end and print the JSON fields docs/benchmarks.md and the targets refer to.
+//! CI runs the home agent, MMA and pim-lite benchmarks at their smallest size: the binaries
+//! must work end to end and print the JSON fields docs/benchmarks.md and the targets
+//! refer to.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -56,4 +57,31 @@ fn ha_bench_smallest_size_prints_its_json() {
 fn mma_bench_smallest_size_prints_its_json() {
     require_root();
     run_and_check(env!("CARGO_BIN_EXE_mma-bench"), "mma", "mma");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn pim_bench_smallest_size_prints_its_json() {
+    require_root();
+    let bench = env!("CARGO_BIN_EXE_pim-bench");
+    let daemon = std::path::Path::new(bench).with_file_name("pim-lite");
+    assert!(daemon.exists(), "{} not built", daemon.display());
+    let out = std::process::Command::new(bench)
+        .args(["--joins", "100", "--probes", "3", "--json"])
+        .arg("--daemon")
+        .arg(&daemon)
+        .output()
+        .expect("run pim-bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["daemon"], "pim-lite");
+    assert_eq!(report["mfc_entries"], 100, "{report}");
+    assert_eq!(report["join_messages"], 4);
+    assert!(report["joins_to_mfc_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["probes_answered"], 3, "{report}");
+    assert!(report["join_to_first_packet_ms_max"].as_f64().unwrap() > 0.0);
 }
