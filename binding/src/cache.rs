@@ -179,6 +179,15 @@ pub struct BindingRecord<P> {
 impl<P: Clone> BindingCache<P> {
     /// The bindings as state-file records, wall times computed from `now`.
     pub fn records(&self, now: Now) -> Vec<BindingRecord<P>> {
+        self.iter().map(|b| Self::record_of(b, now)).collect()
+    }
+
+    /// The state-file record of one binding (for a journal entry per change).
+    pub fn record(&self, hoa: &Ipv6Addr, now: Now) -> Option<BindingRecord<P>> {
+        self.get(hoa).map(|b| Self::record_of(b, now))
+    }
+
+    fn record_of(b: &Binding<P>, now: Now) -> BindingRecord<P> {
         let to_wall = |mono: u64| {
             if mono >= now.mono_ms() {
                 now.unix_ms().saturating_add(mono - now.mono_ms())
@@ -186,23 +195,21 @@ impl<P: Clone> BindingCache<P> {
                 now.unix_ms().saturating_sub(now.mono_ms() - mono)
             }
         };
-        self.iter()
-            .map(|b| BindingRecord {
-                hoa: b.hoa,
-                coa: b.coa,
-                peer: b.peer,
-                local: b.local,
-                sequence: b.sequence,
-                lifetime_s: b.lifetime_s,
-                registered_unix_ms: to_wall(b.registered_at_ms),
-                expires_unix_ms: to_wall(b.expires_at_ms),
-                refresh_unix_ms: b.refresh_at_ms.map(to_wall),
-                last_timestamp: b.last_timestamp,
-                spi: b.spi,
-                state: b.state,
-                payload: b.payload.clone(),
-            })
-            .collect()
+        BindingRecord {
+            hoa: b.hoa,
+            coa: b.coa,
+            peer: b.peer,
+            local: b.local,
+            sequence: b.sequence,
+            lifetime_s: b.lifetime_s,
+            registered_unix_ms: to_wall(b.registered_at_ms),
+            expires_unix_ms: to_wall(b.expires_at_ms),
+            refresh_unix_ms: b.refresh_at_ms.map(to_wall),
+            last_timestamp: b.last_timestamp,
+            spi: b.spi,
+            state: b.state,
+            payload: b.payload.clone(),
+        }
     }
 }
 

@@ -40,6 +40,47 @@ pub struct HomeLink {
     /// The home agent's address: BUs are accepted on it, and it is the outer source of every
     /// tunnel (the namespace-wide seg6 tunnel source) and the decapsulation address.
     pub address: Ipv6Addr,
+    /// Whether hosts share the home link with the home addresses (they must be defended in
+    /// Neighbour Discovery) or the home prefix is only routed to the home agent.
+    #[serde(default)]
+    pub mode: HomeLinkMode,
+    /// Who answers neighbour solicitations for registered home addresses (`mode: link`
+    /// only); default `user`.
+    #[serde(default)]
+    pub proxy: Option<ProxyMode>,
+}
+
+impl HomeLink {
+    /// The proxy in effect: None on a virtual home link (nothing to answer).
+    pub fn proxy(&self) -> Option<ProxyMode> {
+        match self.mode {
+            HomeLinkMode::Link => Some(self.proxy.unwrap_or_default()),
+            HomeLinkMode::Virtual => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HomeLinkMode {
+    /// A real link with other hosts on it: home addresses are answered for in ND.
+    #[default]
+    Link,
+    /// The home prefix is routed to the home agent (no host of it on any link): no ND at all.
+    Virtual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyMode {
+    /// The home agent answers solicitations itself: one binding-cache lookup each, whatever
+    /// the number of bindings (the default: the kernel's per-address proxy entries cost O(n)
+    /// each to add, minutes at 100,000).
+    #[default]
+    User,
+    /// One kernel proxy-ND entry per home address (`ip -6 neigh show proxy`); fine for a
+    /// few thousand bindings, needs no packet socket.
+    Kernel,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +214,12 @@ impl Validate for Config {
             v.error(
                 "home_link.interface",
                 "an interface name has 1 to 15 characters",
+            );
+        }
+        if self.home_link.mode == HomeLinkMode::Virtual && self.home_link.proxy.is_some() {
+            v.error(
+                "home_link.proxy",
+                "a virtual home link has no neighbours to answer: remove proxy or use mode: link",
             );
         }
         let ha = self.home_link.address;

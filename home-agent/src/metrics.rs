@@ -52,9 +52,17 @@ pub struct Metrics {
     /// One burst end to end: registrar, kernel programming, replies.
     pub burst_seconds: Histogram,
     pub state_writes: Family<OutcomeLabel, Counter>,
+    /// Neighbor Solicitations seen by the user-space proxy, by outcome.
+    pub solicitations: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
+    pub fn solicitation(&self, outcome: &'static str) {
+        self.solicitations
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
     pub fn new(registry: &mut Registry) -> Metrics {
         let m = Metrics {
             bindings: Gauge::default(),
@@ -72,6 +80,7 @@ impl Metrics {
             cache_op_seconds: Histogram::new(exponential_buckets(1e-6, 4.0, 12)),
             burst_seconds: Histogram::new(exponential_buckets(1e-5, 4.0, 12)),
             state_writes: Family::default(),
+            solicitations: Family::default(),
         };
         m.zero_known_series();
         let r = registry.sub_registry_with_prefix("home_agent");
@@ -79,6 +88,11 @@ impl Metrics {
             "bindings",
             "Bindings in the binding cache",
             m.bindings.clone(),
+        );
+        r.register(
+            "neighbour_solicitations",
+            "Neighbor Solicitations seen on the home link by the user-space proxy (home_link.proxy: user), by outcome: answered, not_registered, or why ignored",
+            m.solicitations.clone(),
         );
         r.register(
             "binding_updates_received",

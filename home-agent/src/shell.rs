@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use mipcast_binding::{BindingRecord, Registrar};
 use mipcast_daemon::clock::{sleep_until, Clock, SystemClock};
@@ -14,7 +13,11 @@ use mipcast_daemon::driver::{lock, settle, Effects};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
-use mipcast_daemon::state::{StateError, StateFile, StateWriter};
+use mipcast_daemon::state::{BindingEntry, Journal, JournalEntry, StateError, StateFile};
+
+/// The home agent's binding record in the state journal.
+type HaRecord = BindingEntry<()>;
+use mipcast_kernel::packet::{self, NdSocket};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{Kernel, Op, RouteError};
 use mipcast_kernel::sockets::{MhSocket, PacketInfo};
@@ -24,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, ProxyMode};
+use crate::core::neighbour::LinkIdentity;
 use crate::core::plan::{Plan, PlanParams};
 use crate::core::{BindingStatus, Change, Core, Event, Input, Send};
 use crate::metrics::Metrics;
@@ -59,6 +63,11 @@ pub enum ShellError {
     State(#[from] StateError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("home link {interface}: cannot open the packet socket for neighbour solicitations (home_link.proxy: user needs CAP_NET_RAW): {source}")]
+    NdSocket {
+        interface: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     Sysctl {
         path: PathBuf,
@@ -100,12 +109,32 @@ struct Daemon {
     metrics: Metrics,
     clock: SystemClock,
     home_ifindex: u32,
-    state: StateWriter<SavedState>,
+    /// The state journal: every round's binding changes are appended and synced before the
+    /// round's replies leave, so an acknowledged binding survives kill -9.
+    journal: Journal<HaRecord>,
     originals: Originals,
     /// Per-packet log lines (refusals, drops) are summarised, not written one per packet.
     log_limit: LogSummary,
     state_path: PathBuf,
+    ha: Ipv6Addr,
+    /// Home addresses whose binding changed in the round being settled.
+    touched: Vec<Ipv6Addr>,
+    /// Replies of the round being settled, held until its journal records are on disk.
+    held: Vec<Send>,
+    /// The user-space neighbour proxy (`home_link.proxy: user`).
+    responder: Option<Responder>,
+    /// Home addresses registered in the round just settled, to announce on the home link.
+    announce: Vec<Ipv6Addr>,
 }
+
+/// The home link's packet socket and who we are on it.
+struct Responder {
+    socket: NdSocket,
+    me: LinkIdentity,
+}
+
+/// Largest frame we read: an NS is 86 bytes; anything longer is not one we answer.
+const ND_FRAME_BUFFER: usize = 1600;
 
 async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError> {
     let caps = probe::probe().await?;
@@ -119,15 +148,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
     let home_ifindex = kernel.ifindex(&config.home_link.interface).await?;
     let ha = config.home_link.address;
 
-    let state = StateFile::<SavedState>::new(&config.state.file);
-    let saved = match state.load() {
-        Ok(s) => s.unwrap_or_default(),
-        Err(e @ StateError::Corrupt { .. }) => {
-            mipcast_daemon::corrupt::keep_aside_logged(&config.state.file, &e);
-            SavedState::default()
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (journal, saved) = open_journal(&config.state.file, ha)?;
 
     let originals = prepare_namespace(&kernel, &config, saved.original.clone()).await?;
 
@@ -139,12 +160,38 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         .map_err(|e| ShellError::Config(e.to_string()))?;
     let registrar = Registrar::new(config.registrar_config(), sas.clone(), policy)
         .map_err(|e| ShellError::Config(e.to_string()))?;
+    let proxy = config.home_link.proxy();
     let plan = Plan::new(PlanParams {
         home_ifindex,
         ha_address: ha,
         decap_table: config.kernel.decap_table,
         decap_rule_pref: config.kernel.decap_rule_pref,
     });
+    let plan = if proxy == Some(ProxyMode::Kernel) {
+        plan
+    } else {
+        plan.without_proxy_entries()
+    };
+    let responder = match proxy {
+        Some(ProxyMode::User) => {
+            let interface = &config.home_link.interface;
+            let nd_error = |source| ShellError::NdSocket {
+                interface: interface.clone(),
+                source,
+            };
+            let mac = packet::mac_of(interface).map_err(nd_error)?;
+            // Link-local as the kernel would use; the configured address when there is none.
+            let address = packet::link_local_of(interface)
+                .map_err(nd_error)?
+                .unwrap_or(ha);
+            let socket = NdSocket::open(home_ifindex).map_err(nd_error)?;
+            Some(Responder {
+                socket,
+                me: LinkIdentity { mac, address },
+            })
+        }
+        _ => None,
+    };
     let limiter = config.reply_rate_limit.budgets();
     let clock = SystemClock::new();
     let core = Arc::new(Mutex::new(Core::new(registrar, sas, plan, limiter)));
@@ -158,17 +205,6 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         Ok(granted) => debug!(granted, "Mobility Header socket receive buffer"),
         Err(e) => warn!(error = %e, "cannot enlarge the Mobility Header receive buffer"),
     }
-    let writes = metrics.state_writes.clone();
-    let state = StateWriter::new(
-        state,
-        Duration::from_millis(config.state.write_delay_ms),
-        move |outcome| {
-            let outcome = if outcome.is_ok() { "ok" } else { "error" };
-            writes
-                .get_or_create(&crate::metrics::OutcomeLabel { outcome })
-                .inc();
-        },
-    );
     let mut daemon = Daemon {
         core: Arc::clone(&core),
         kernel,
@@ -176,15 +212,26 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         metrics,
         clock,
         home_ifindex,
-        state,
+        journal,
         originals,
         log_limit: LogSummary::default(),
         state_path: config.state.file.clone(),
+        ha,
+        touched: Vec::new(),
+        held: Vec::new(),
+        responder,
+        announce: Vec::new(),
     };
+    let started = std::time::Instant::now();
     daemon.restore(saved.bindings).await;
-    // Persist the originals at once: if we crash before the first binding, a restart must
-    // still know what to put back.
-    daemon.write_state_now().await;
+    // Compact at once: the restored bindings and the originals in one fresh file (if we
+    // crash before the first binding, a restart must still know what to put back).
+    daemon.write_state_now();
+    info!(
+        seconds = started.elapsed().as_secs_f64(),
+        bytes = daemon.journal.len(),
+        "state restored and compacted"
+    );
 
     let mut signals = Signals::new().map_err(ShellError::Signals)?;
     let status_core = Arc::clone(&core);
@@ -213,6 +260,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
     let mut config = config;
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut reloading = BackgroundLoad::default();
+    let mut nd_buf = vec![0u8; ND_FRAME_BUFFER];
     loop {
         let deadline = lock(&core).poll_timeout().map(|d| clock.instant_at(d));
         tokio::select! {
@@ -236,7 +284,9 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
                 lock(&core).handle_timeout(clock.reading());
                 daemon.settle(Instant::now()).await;
             }
-            _ = daemon.state.due() => daemon.write_state(),
+            frame = solicitation(daemon.responder.as_ref(), &mut nd_buf) => {
+                daemon.on_solicitation(frame, &nd_buf).await;
+            }
         }
     }
     daemon.shutdown(&config, options.keep_kernel_state).await;
@@ -248,27 +298,46 @@ pub struct StatusPage {
     pub bindings: Vec<BindingStatus>,
 }
 
-/// proxy_ndp on the home link, the seg6 tunnel source, the local rule moved behind ours.
+/// Opens the state journal and replays it. A file of an older version (one JSON document)
+/// is read once and replaced by the first compaction; a torn last record (a crash in the
+/// middle of a write) is cut off with a warning, never a failed start.
+fn open_journal(path: &Path, ha: Ipv6Addr) -> Result<(Journal<HaRecord>, SavedState), ShellError> {
+    let (journal, state) = Journal::<HaRecord>::open(path)?;
+    if state.foreign {
+        let saved = match StateFile::<SavedState>::new(path).load() {
+            Ok(s) => s.unwrap_or_default(),
+            Err(e) => {
+                warn!(error = %e, "ignoring the state file; starting without bindings");
+                SavedState::default()
+            }
+        };
+        info!(path = %path.display(), bindings = saved.bindings.len(), "state file of an older version read; it is rewritten as a journal");
+        return Ok((journal, saved));
+    }
+    if state.torn_bytes > 0 {
+        warn!(path = %path.display(), bytes = state.torn_bytes, "the state journal ended in a partly written record (a crash while writing): ignored");
+    }
+    let original = state
+        .meta
+        .and_then(|m| serde_json::from_slice(&m).ok())
+        .unwrap_or_default();
+    let bindings = state
+        .records
+        .into_values()
+        .map(|r| r.with_local(ha))
+        .collect();
+    Ok((journal, SavedState { bindings, original }))
+}
+
+/// proxy_ndp on the home link (kernel proxy only), the seg6 tunnel source, the local rule
+/// moved behind ours.
 async fn prepare_namespace(
     kernel: &Kernel,
     config: &Config,
     mut originals: Originals,
 ) -> Result<Originals, ShellError> {
-    let path = proxy_ndp_path(&config.home_link.interface);
-    let current = std::fs::read_to_string(&path)
-        .map_err(|source| ShellError::Sysctl {
-            path: path.clone(),
-            source,
-        })?
-        .trim()
-        .to_owned();
-    if current != "1" {
-        std::fs::write(&path, "1").map_err(|source| ShellError::Sysctl {
-            path: path.clone(),
-            source,
-        })?;
-        info!(path = %path.display(), was = %current, "enabled proxy NDP on the home link");
-        originals.proxy_ndp.get_or_insert(current);
+    if config.home_link.proxy() == Some(ProxyMode::Kernel) {
+        enable_proxy_ndp(config, &mut originals)?;
     }
     let forwarding =
         std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").unwrap_or_default();
@@ -287,6 +356,35 @@ async fn prepare_namespace(
         .ensure_local_rule_moved(config.kernel.local_rule_pref)
         .await?;
     Ok(originals)
+}
+
+/// proxy_ndp=1 on the home link, for the kernel's proxy entries (`home_link.proxy: kernel`).
+fn enable_proxy_ndp(config: &Config, originals: &mut Originals) -> Result<(), ShellError> {
+    let path = proxy_ndp_path(&config.home_link.interface);
+    let current = std::fs::read_to_string(&path)
+        .map_err(|source| ShellError::Sysctl {
+            path: path.clone(),
+            source,
+        })?
+        .trim()
+        .to_owned();
+    if current != "1" {
+        std::fs::write(&path, "1").map_err(|source| ShellError::Sysctl {
+            path: path.clone(),
+            source,
+        })?;
+        info!(path = %path.display(), was = %current, "enabled proxy NDP on the home link");
+        originals.proxy_ndp.get_or_insert(current);
+    }
+    Ok(())
+}
+
+/// The next frame from the responder's socket; never resolves without one.
+async fn solicitation(responder: Option<&Responder>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match responder {
+        Some(r) => r.socket.recv(buf).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn proxy_ndp_path(interface: &str) -> PathBuf {
@@ -485,33 +583,146 @@ impl Daemon {
         }
         let core = Arc::clone(&self.core);
         settle(&*core, self).await;
+        self.commit_round().await;
+        self.announce_registrations().await;
         self.metrics
             .burst_seconds
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Starts writing the state file in the background (the snapshot is taken here).
-    fn write_state(&mut self) {
-        let (core, clock, original) = (&self.core, self.clock, self.originals.clone());
-        self.state.start(|| SavedState {
-            bindings: lock(core).records(clock.reading()),
-            original,
-        });
+    /// A frame from the home link's packet socket: answered when it solicits a registered
+    /// home address (the decision is the core's).
+    async fn on_solicitation(&mut self, frame: std::io::Result<usize>, buf: &[u8]) {
+        let Some(responder) = self.responder.as_ref() else {
+            return;
+        };
+        let n = match frame {
+            Ok(n) => n,
+            Err(e) => {
+                debug!(error = %e, "packet socket receive failed");
+                self.metrics.solicitation("receive_error");
+                return;
+            }
+        };
+        let frame = buf.get(..n).unwrap_or_default();
+        let answer = lock(&self.core).answer_solicitation(frame, &responder.me);
+        match answer {
+            Ok(Some(na)) => match responder.socket.send(&na).await {
+                Ok(()) => self.metrics.solicitation("answered"),
+                Err(e) => {
+                    warn!(error = %e, "cannot send a neighbour advertisement");
+                    self.metrics.solicitation("send_error");
+                }
+            },
+            Ok(None) => self.metrics.solicitation("not_registered"),
+            Err(why) => {
+                debug!(reason = why.label(), "neighbour solicitation ignored");
+                self.metrics.solicitation(why.label());
+            }
+        }
     }
 
-    async fn write_state_now(&mut self) {
-        let saved = SavedState {
-            bindings: lock(&self.core).records(self.clock.reading()),
-            original: self.originals.clone(),
+    /// RFC 6275 §10.4.1: a new registration is announced on the home link (unsolicited NA,
+    /// override set), so neighbours that cached the mobile node's own link-layer address for
+    /// its home address now use ours.
+    async fn announce_registrations(&mut self) {
+        let hoas = std::mem::take(&mut self.announce);
+        let Some(responder) = self.responder.as_ref() else {
+            return;
         };
-        // A failure is logged and counted by the writer; the daemon goes on.
-        let _ = self.state.write_now(saved).await;
+        for hoa in hoas {
+            let Some(na) = crate::core::neighbour::announce(hoa, &responder.me) else {
+                continue;
+            };
+            if let Err(e) = responder.socket.send(&na).await {
+                warn!(%hoa, error = %e, "cannot announce the home address on the home link");
+            }
+        }
+    }
+
+    /// Appends the settled round's binding changes to the journal (synced), then lets the
+    /// round's replies go: a BAck(0) is only sent for a binding that is on disk. A journal
+    /// that cannot be written is logged and counted; the replies still go (the binding is in
+    /// the kernel and serving; only a crash before the next compaction would lose it).
+    async fn commit_round(&mut self) {
+        let mut touched = std::mem::take(&mut self.touched);
+        if !touched.is_empty() {
+            touched.sort_unstable();
+            touched.dedup();
+            let now = self.clock.reading();
+            let entries: Vec<JournalEntry<HaRecord>> = {
+                let core = lock(&self.core);
+                touched
+                    .iter()
+                    .map(|hoa| match core.record(hoa, now) {
+                        Some(record) => JournalEntry::Put(HaRecord {
+                            record,
+                            me: self.ha,
+                        }),
+                        None => JournalEntry::Delete(*hoa),
+                    })
+                    .collect()
+            };
+            let outcome = self.journal.append(&entries);
+            self.count_state_write(&outcome);
+            let live = lock(&self.core).len();
+            if self.journal.needs_compaction(live) {
+                self.write_state_now();
+            }
+        }
+        for send in std::mem::take(&mut self.held) {
+            self.send_now(send).await;
+        }
+    }
+
+    async fn send_now(&mut self, send: Send) {
+        let info = PacketInfo::ANY.with_source(send.src);
+        match self.socket.send_to(&send.bytes, send.dst, info).await {
+            Ok(()) => self.metrics.count_sent(&send.bytes),
+            Err(e) => {
+                if let Some(suppressed) = self.log_limit.admit("send_failed", self.clock.now()) {
+                    warn!(dst = %send.dst, error = %e, suppressed, "send failed");
+                }
+                self.metrics
+                    .dropped
+                    .get_or_create(&crate::metrics::ReasonLabel {
+                        reason: "send_error",
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    fn count_state_write(&self, outcome: &Result<(), StateError>) {
+        if let Err(e) = outcome {
+            error!(error = %e, "cannot write the state journal");
+        }
+        let outcome = if outcome.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .state_writes
+            .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Rewrites the journal as the current bindings and originals (compaction).
+    fn write_state_now(&mut self) {
+        let records: Vec<HaRecord> = lock(&self.core)
+            .records(self.clock.reading())
+            .into_iter()
+            .map(|record| HaRecord {
+                record,
+                me: self.ha,
+            })
+            .collect();
+        let meta = serde_json::to_vec(&self.originals).unwrap_or_default();
+        let outcome = self.journal.compact(records.iter(), Some(&meta));
+        self.count_state_write(&outcome);
     }
 
     /// Clean stop: the state file is written (bindings survive a restart either way); unless
     /// told to keep it, everything we installed in the kernel and the namespace goes.
     async fn shutdown(mut self, config: &Config, keep_kernel_state: bool) {
-        self.write_state_now().await;
+        self.write_state_now();
         let bindings = lock(&self.core).len();
         if keep_kernel_state {
             info!(
@@ -551,7 +762,7 @@ impl Daemon {
             }
         }
         // The namespace is as we found it: a later start must not "restore" these again.
-        self.write_state_now().await;
+        self.write_state_now();
         info!(bindings, removed, failed, "stopped; kernel state removed");
     }
 }
@@ -669,28 +880,30 @@ impl Effects<Core> for Daemon {
         outcomes
     }
 
+    /// Held until the round's journal records are on disk ([`Daemon::commit_round`]).
     async fn send(&mut self, send: Send) {
-        let info = PacketInfo::ANY.with_source(send.src);
-        match self.socket.send_to(&send.bytes, send.dst, info).await {
-            Ok(()) => self.metrics.count_sent(&send.bytes),
-            Err(e) => {
-                if let Some(suppressed) = self.log_limit.admit("send_failed", self.clock.now()) {
-                    warn!(dst = %send.dst, error = %e, suppressed, "send failed");
-                }
-                self.metrics
-                    .dropped
-                    .get_or_create(&crate::metrics::ReasonLabel {
-                        reason: "send_error",
-                    })
-                    .inc();
-            }
-        }
+        self.held.push(send);
     }
 
     fn event(&mut self, event: Event) {
-        if let Event::BindingsChanged { bindings } = event {
-            self.metrics.bindings.set(gauge(bindings));
-            self.state.mark_dirty();
+        match &event {
+            Event::BindingsChanged { bindings } => {
+                self.metrics.bindings.set(gauge(*bindings));
+            }
+            Event::Registered { hoa, .. }
+            | Event::Removed { hoa, .. }
+            | Event::ProgrammingFailed { hoa, .. } => self.touched.push(*hoa),
+            _ => {}
+        }
+        if let Event::Registered {
+            hoa,
+            previous: None,
+            ..
+        } = event
+        {
+            if self.responder.is_some() {
+                self.announce.push(hoa);
+            }
         }
         self.metrics.count_events(std::slice::from_ref(&event));
         let now = self.clock.now();

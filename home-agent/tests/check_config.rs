@@ -74,6 +74,24 @@ fn broken_config_names_file_and_line() {
             ":7:",
             "algorithm",
         ),
+        // A virtual home link has no neighbours to answer: a proxy setting is a mistake.
+        (
+            format!(
+                "home_link:\n  interface: eth0\n  address: 2001:db8:1::1\n  mode: virtual\n  proxy: kernel\nhome_prefixes: [2001:db8:1::/64]\nsecurity_associations:\n  - spi: 1000\n    algorithm: hmac-sha1-96\n    key_file: {}\n    home_prefixes: [2001:db8:1::100/128]\n",
+                key.display()
+            ),
+            ":5:",
+            "home_link.proxy",
+        ),
+        // Unknown home link mode.
+        (
+            format!(
+                "home_link:\n  interface: eth0\n  address: 2001:db8:1::1\n  mode: bridge\nhome_prefixes: [2001:db8:1::/64]\nsecurity_associations:\n  - spi: 1000\n    algorithm: hmac-sha1-96\n    key_file: {}\n    home_prefixes: [2001:db8:1::100/128]\n",
+                key.display()
+            ),
+            ":4:",
+            "mode",
+        ),
     ];
     for (text, line, field) in cases {
         std::fs::write(&cfg, text).unwrap();

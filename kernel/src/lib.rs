@@ -10,10 +10,13 @@
 //! - [`mrt6`]: the IPv6 multicast routing table (MIFs, MFC entries, upcalls, counters).
 //! - [`mrule`]: the multicast routing rule that selects a non-default MRT6 table.
 //! - [`nft`]: the nftables rule that marks multicast-tunnelled packets as host-addressed.
+//! - [`packet`]: the home link's packet socket that sees Neighbor Solicitations for any
+//!   address (the home agent's user-space neighbour proxy).
 //! - [`probe`]: which of the kernel features we rely on are present, in sentences.
 pub mod mrt6;
 pub mod mrule;
 pub mod nft;
+pub mod packet;
 pub mod probe;
 pub mod route;
 pub mod sockets;

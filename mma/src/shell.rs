@@ -20,7 +20,9 @@ use mipcast_daemon::driver::{lock, settle, Effects};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
-use mipcast_daemon::state::{StateError, StateFile, StateWriter};
+use mipcast_daemon::state::{
+    take, BindingEntry, Journal, JournalEntry, PayloadCodec, StateError, StateFile,
+};
 use mipcast_kernel::mrt6::{Mifi, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{outcome_of, Kernel, Op, RouteError};
@@ -86,30 +88,37 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
 
 type Records = Vec<BindingRecord<crate::core::Terminal>>;
 
-/// The state file: the terminals, and the seg6 tunnel source found before we set ours, so a
-/// restart after a crash still puts the original back at a clean stop (the tunnel source it
-/// would read then is our own).
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-enum SavedState {
-    Current {
-        terminals: Records,
-        /// None once a clean stop has put it back.
-        original_tunsrc: Option<Ipv6Addr>,
-    },
-    /// Files written before the tunnel source was kept: the terminals alone.
-    Bare(Records),
-}
+/// A terminal's record in the state journal.
+type MmaRecord = BindingEntry<crate::core::Terminal>;
 
-impl SavedState {
-    fn into_parts(self) -> (Records, Option<Ipv6Addr>) {
-        match self {
-            SavedState::Current {
-                terminals,
-                original_tunsrc,
-            } => (terminals, original_tunsrc),
-            SavedState::Bare(terminals) => (terminals, None),
+/// `group (16) | home_agent (16) | has forward_to (1) | [forward_to (16)]` after the
+/// binding's own fields (see [`BindingEntry`]).
+impl PayloadCodec for crate::core::Terminal {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.group.octets());
+        out.extend_from_slice(&self.home_agent.octets());
+        match self.forward_to {
+            Some(to) => {
+                out.push(1);
+                out.extend_from_slice(&to.octets());
+            }
+            None => out.push(0),
         }
+    }
+
+    fn decode(bytes: &mut &[u8]) -> Option<Self> {
+        let group = Ipv6Addr::from(take::<16>(bytes)?);
+        let home_agent = Ipv6Addr::from(take::<16>(bytes)?);
+        let forward_to = match take::<1>(bytes)? {
+            [0] => None,
+            [1] => Some(Ipv6Addr::from(take::<16>(bytes)?)),
+            _ => return None,
+        };
+        Some(crate::core::Terminal {
+            group,
+            home_agent,
+            forward_to,
+        })
     }
 }
 
@@ -183,9 +192,19 @@ struct Daemon {
     site_mifs: Vec<Mifi>,
     mh: MhSocket,
     metrics: Metrics,
-    state: StateWriter<SavedState>,
+    /// The state journal: a round's terminal changes are appended and synced before the
+    /// round's replies leave, so an acknowledged registration survives kill -9.
+    journal: Journal<MmaRecord>,
+    /// What the journal held at start (consumed by [`Daemon::restore`]).
+    saved: Records,
+    /// Home addresses whose registration changed in the round being settled.
+    touched: Vec<Ipv6Addr>,
+    /// Replies of the round being settled, held until its journal records are on disk.
+    held: Vec<Send>,
     /// The seg6 tunnel source before we set ours, put back on shutdown.
     previous_tunsrc: Ipv6Addr,
+    /// A clean stop put `previous_tunsrc` back: the journal no longer keeps it.
+    tunsrc_restored: bool,
     server: JoinHandle<()>,
     /// Whether the round being settled changed a terminal (the state file needs writing).
     changed: bool,
@@ -293,12 +312,10 @@ impl Daemon {
             Ok(granted) => debug!(granted, "Mobility Header socket receive buffer"),
             Err(e) => warn!(error = %e, "cannot enlarge the Mobility Header receive buffer"),
         }
-        let counted = metrics.clone();
-        let state = StateWriter::new(
-            StateFile::new(config.state.file.clone()),
-            Duration::from_millis(config.state.write_delay_ms),
-            move |outcome| counted.state_write(outcome.is_ok()),
-        );
+        let (journal, saved, original) = open_journal(&config.state.file, config.address)?;
+        // A crashed run left its own address as the tunnel source: what it found is in the
+        // journal, and that is what a clean stop puts back.
+        let previous_tunsrc = original.unwrap_or(previous_tunsrc);
         let mut daemon = Daemon {
             config,
             options,
@@ -311,8 +328,12 @@ impl Daemon {
             site_mifs,
             mh,
             metrics,
-            state,
+            journal,
+            saved,
+            touched: Vec::new(),
+            held: Vec::new(),
             previous_tunsrc,
+            tunsrc_restored: false,
             server,
             changed: false,
             control,
@@ -326,24 +347,7 @@ impl Daemon {
     /// Restores the state file's terminals and makes the kernel match: reconcile routes and
     /// rules (stale ones of ours go), re-add MFC entries (they died with the old socket).
     async fn restore(&mut self) {
-        let records = match self.state.file().load() {
-            Ok(saved) => {
-                let (records, original) = saved.map(SavedState::into_parts).unwrap_or_default();
-                if let Some(tunsrc) = original {
-                    // What we read at start is the tunnel source a crashed run left.
-                    self.previous_tunsrc = tunsrc;
-                }
-                records
-            }
-            Err(e @ StateError::Corrupt { .. }) => {
-                mipcast_daemon::corrupt::keep_aside_logged(&self.config.state.file, &e);
-                Vec::new()
-            }
-            Err(e) => {
-                warn!(error = %e, "state file unusable; starting without terminals");
-                Vec::new()
-            }
-        };
+        let records = std::mem::take(&mut self.saved);
         let now = self.clock.reading();
         let (restored, refused) = lock(&self.core).restore_checked(records, now);
         mipcast_daemon::logsummary::log_restore_refusals(&self.config.state.file, &refused);
@@ -355,6 +359,8 @@ impl Daemon {
             }
         }
         self.reconcile("start").await;
+        // One fresh file of the restored terminals.
+        self.compact();
         self.update_counts();
         info!(
             terminals = restored,
@@ -417,7 +423,6 @@ impl Daemon {
                     lock(&self.core).handle_timeout(now);
                     self.settle().await;
                 }
-                _ = self.state.due() => self.start_write(),
                 Some(request) = next_request(&mut self.control) => self.control_request(request).await,
                 _ = mfc_tick.tick(), if !mfc_poll.is_zero() => self.poll_mfc_counters().await,
                 signal = signals.next() => match signal {
@@ -469,8 +474,65 @@ impl Daemon {
         settle(&*core, self).await;
         if self.changed {
             self.update_counts();
-            self.state.mark_dirty();
         }
+        self.commit_round().await;
+    }
+
+    /// Appends the settled round's terminal changes to the journal (synced), then lets the
+    /// round's replies go: a BAck(0) leaves only for a registration that is on disk. A
+    /// journal that cannot be written is logged and counted; the replies still go.
+    async fn commit_round(&mut self) {
+        let mut touched = std::mem::take(&mut self.touched);
+        if !touched.is_empty() {
+            touched.sort_unstable();
+            touched.dedup();
+            let now = self.clock.reading();
+            let me = self.config.address;
+            let entries: Vec<JournalEntry<MmaRecord>> = {
+                let core = lock(&self.core);
+                touched
+                    .iter()
+                    .map(|hoa| match core.record(hoa, now) {
+                        Some(record) => JournalEntry::Put(MmaRecord { record, me }),
+                        None => JournalEntry::Delete(*hoa),
+                    })
+                    .collect()
+            };
+            let outcome = self.journal.append(&entries);
+            self.count_state_write(&outcome);
+            let live = lock(&self.core).records_len();
+            if self.journal.needs_compaction(live) {
+                self.compact();
+            }
+        }
+        for send in std::mem::take(&mut self.held) {
+            self.send_now(send).await;
+        }
+    }
+
+    fn count_state_write(&self, outcome: &Result<(), StateError>) {
+        if let Err(e) = outcome {
+            warn!(error = %e, "cannot write the state journal");
+        }
+        self.metrics.state_write(outcome.is_ok());
+    }
+
+    /// Rewrites the journal as the current terminals (compaction).
+    fn compact(&mut self) -> bool {
+        let me = self.config.address;
+        let records: Vec<MmaRecord> = lock(&self.core)
+            .records(self.clock.reading())
+            .into_iter()
+            .map(|record| MmaRecord { record, me })
+            .collect();
+        // The tunnel source found at start travels with the terminals until a clean stop has
+        // put it back (then `tunsrc_restored`).
+        let original = (!self.tunsrc_restored).then(|| self.previous_tunsrc.octets());
+        let outcome = self
+            .journal
+            .compact(records.iter(), original.as_ref().map(|o| o.as_slice()));
+        self.count_state_write(&outcome);
+        outcome.is_ok()
     }
 
     /// Applies one run of route changes of one kind; one outcome per change.
@@ -563,15 +625,6 @@ impl Daemon {
         self.metrics.set_counts(served, forwarding);
     }
 
-    /// Hands a snapshot of the terminals to the background writer (the write fsyncs).
-    fn start_write(&mut self) {
-        let (core, clock, original) = (&self.core, self.clock, self.previous_tunsrc);
-        self.state.start(|| SavedState::Current {
-            terminals: lock(core).records(clock.reading()),
-            original_tunsrc: Some(original),
-        });
-    }
-
     /// Applies a configuration read by a SIGHUP (off the event loop), once it validated.
     async fn reload(&mut self, new: Result<Config, ConfigError>) {
         let new: Config = match new {
@@ -656,15 +709,9 @@ impl Daemon {
     }
 
     async fn shutdown(mut self) {
-        let records = lock(&self.core).records(self.clock.reading());
-        let terminals = records.len();
-        let saved = SavedState::Current {
-            terminals: records.clone(),
-            original_tunsrc: Some(self.previous_tunsrc),
-        };
-        // A failure is logged and counted by the writer.
-        if self.state.write_now(saved).await.is_ok() {
-            info!(terminals, file = %self.state.file().path().display(), "state saved");
+        let terminals = lock(&self.core).records_len();
+        if self.compact() {
+            info!(terminals, file = %self.journal.path().display(), "state saved");
         }
         self.server.abort();
         let mfc = lock(&self.core).desired_groups().len();
@@ -710,13 +757,8 @@ impl Daemon {
             warn!(error = %e, "restoring the seg6 tunnel source");
         } else {
             // Put back: a later start must not "restore" it again.
-            let _ = self
-                .state
-                .write_now(SavedState::Current {
-                    terminals: records,
-                    original_tunsrc: None,
-                })
-                .await;
+            self.tunsrc_restored = true;
+            self.compact();
         }
         info!(
             routes_and_rules = removed,
@@ -924,16 +966,9 @@ impl Effects<Core> for Daemon {
         outcomes
     }
 
+    /// Held until the round's journal records are on disk ([`Daemon::commit_round`]).
     async fn send(&mut self, send: Send) {
-        if let Err(e) = self
-            .mh
-            .send_to(&send.bytes, send.dst, PacketInfo::ANY.with_source(send.src))
-            .await
-        {
-            if let Some(suppressed) = self.log_limit.admit("send_failed", self.clock.now()) {
-                warn!(dst = %send.dst, error = %e, suppressed, "sending a mobility message failed");
-            }
-        }
+        self.held.push(send);
     }
 
     fn event(&mut self, event: Event) {
@@ -945,6 +980,13 @@ impl Effects<Core> for Daemon {
                 | Event::Removed { .. }
                 | Event::ProgrammingFailed { .. }
         );
+        match &event {
+            Event::Registered { hoa, .. }
+            | Event::ForwardingStarted { hoa, .. }
+            | Event::Removed { hoa, .. }
+            | Event::ProgrammingFailed { hoa, .. } => self.touched.push(*hoa),
+            _ => {}
+        }
         let now = self.clock.now();
         match per_packet_kind(&event) {
             Some(kind) => {
@@ -961,6 +1003,56 @@ impl Effects<Core> for Daemon {
     fn now(&self) -> Now {
         self.clock.reading()
     }
+}
+
+impl Daemon {
+    async fn send_now(&mut self, send: Send) {
+        if let Err(e) = self
+            .mh
+            .send_to(&send.bytes, send.dst, PacketInfo::ANY.with_source(send.src))
+            .await
+        {
+            if let Some(suppressed) = self.log_limit.admit("send_failed", self.clock.now()) {
+                warn!(dst = %send.dst, error = %e, suppressed, "sending a mobility message failed");
+            }
+        }
+    }
+}
+
+/// Opens the state journal and replays it. A file of an older version (one JSON list) is
+/// read once and replaced by the first compaction; a torn last record (a crash in the middle
+/// of a write) is cut off with a warning, never a failed start.
+fn open_journal(
+    path: &std::path::Path,
+    me: Ipv6Addr,
+) -> Result<(Journal<MmaRecord>, Records, Option<Ipv6Addr>), ShellError> {
+    let (journal, state) = Journal::<MmaRecord>::open(path)?;
+    // The journal's meta record: the seg6 tunnel source found before ours (16 bytes).
+    let original = state
+        .meta
+        .as_deref()
+        .and_then(|m| <[u8; 16]>::try_from(m).ok())
+        .map(Ipv6Addr::from);
+    if state.foreign {
+        let records = match StateFile::<Records>::new(path).load() {
+            Ok(r) => r.unwrap_or_default(),
+            Err(e) => {
+                warn!(error = %e, "state file unusable; starting without terminals");
+                Vec::new()
+            }
+        };
+        info!(path = %path.display(), terminals = records.len(), "state file of an older version read; it is rewritten as a journal");
+        return Ok((journal, records, original));
+    }
+    if state.torn_bytes > 0 {
+        warn!(path = %path.display(), bytes = state.torn_bytes, "the state journal ended in a partly written record (a crash while writing): ignored");
+    }
+    let records = state
+        .records
+        .into_values()
+        .map(|r| r.with_local(me))
+        .collect();
+    Ok((journal, records, original))
 }
 
 /// Loads and checks a configuration file, including its security associations.

@@ -30,6 +30,13 @@ impl Cli {
     /// The process arguments as (flag, value) pairs; exits when a flag has no value, and
     /// with the usage line (status 0) on `-h` / `--help`.
     pub fn pairs(&self) -> Vec<(String, String)> {
+        self.pairs_and_switches(&[]).0
+    }
+
+    /// Like [`Self::pairs`], with `switches` (flags without a value, e.g. `--json`) taken out
+    /// and returned apart.
+    pub fn pairs_and_switches(&self, switches: &[&str]) -> (Vec<(String, String)>, Vec<String>) {
+        let mut on = Vec::new();
         let mut out = Vec::new();
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -37,12 +44,24 @@ impl Cli {
                 println!("usage: {} {}", self.bin, self.options);
                 std::process::exit(0);
             }
+            if switches.contains(&flag.as_str()) {
+                on.push(flag);
+                continue;
+            }
             let value = it
                 .next()
                 .unwrap_or_else(|| self.usage(&format!("{flag} needs a value")));
             out.push((flag, value));
         }
-        out
+        (out, on)
+    }
+
+    /// `--steps 10000,50000,100000`: table sizes, each at least 1.
+    pub fn steps(&self, flag: &str, value: &str) -> Vec<u32> {
+        value
+            .split(',')
+            .map(|v| self.number::<u32>(flag, v.trim()).max(1))
+            .collect()
     }
 
     /// `value` parsed as a number; exits when it is not one.

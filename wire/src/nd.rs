@@ -1,6 +1,7 @@
 //! Router Solicitation and Router Advertisement (RFC 4861 §4.1, §4.2) with the options mipcast
 //! uses, including the RFC 5380 MAP option (§4) through which access routers announce the
-//! site's multicast mobility anchor (MMA).
+//! site's multicast mobility anchor (MMA); Neighbor Solicitation and Advertisement (§4.3,
+//! §4.4), with which the home agent defends registered home addresses (RFC 6275 §10.4.1).
 //!
 //! Only the ICMPv6 message is handled here (the bytes after the IPv6 header). The hop limit 255
 //! check of RFC 4861 §6.1 belongs to the socket layer, which sees the IPv6 header.
@@ -18,9 +19,16 @@ pub const ROUTER_SOLICITATION: u8 = 133;
 /// ICMPv6 type of a Router Advertisement.
 pub const ROUTER_ADVERTISEMENT: u8 = 134;
 
+/// ICMPv6 type of a Neighbor Solicitation.
+pub const NEIGHBOR_SOLICITATION: u8 = 135;
+/// ICMPv6 type of a Neighbor Advertisement.
+pub const NEIGHBOR_ADVERTISEMENT: u8 = 136;
+
 /// ND option types decoded by [`NdOption`].
 pub mod option_type {
     pub const SOURCE_LINK_LAYER_ADDRESS: u8 = 1;
+    /// Neighbor Advertisements only (RFC 4861 §4.6.1); carried by [`super::NeighborAdvert`].
+    pub const TARGET_LINK_LAYER_ADDRESS: u8 = 2;
     pub const PREFIX_INFORMATION: u8 = 3;
     pub const MTU: u8 = 5;
     /// RFC 5380 §4 (the IANA registry still names it after RFC 4140).
@@ -493,4 +501,163 @@ impl NdRepr {
         }
         Ok(w.pos())
     }
+}
+
+/// Fixed part of a Neighbor Solicitation or Advertisement: type, code, checksum, 4 bytes of
+/// flags/reserved, the target address.
+const NS_NA_HEADER_LEN: usize = 24;
+const NA_FLAG_ROUTER: u8 = 0x80;
+const NA_FLAG_SOLICITED: u8 = 0x40;
+const NA_FLAG_OVERRIDE: u8 = 0x20;
+
+/// A Neighbor Solicitation (RFC 4861 §4.3). Options other than the source link-layer address
+/// are skipped (§4.3: "receivers MUST silently ignore" unknown options); a link-layer address
+/// that is not 6 bytes long (not Ethernet) is not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NeighborSolicit {
+    pub target: Ipv6Addr,
+    pub source_lladdr: Option<[u8; 6]>,
+}
+
+impl NeighborSolicit {
+    /// Decodes an ICMPv6 message with the checks of RFC 4861 §7.1.1 that need only the
+    /// message: code 0, at least 24 bytes, a unicast target, well-formed options. The hop
+    /// limit, checksum and the unspecified-source rules need the IPv6 header: the caller's.
+    pub fn parse(buf: &[u8]) -> Result<Self> {
+        let target = parse_ns_na_header(buf, NEIGHBOR_SOLICITATION)?;
+        let mut source_lladdr = None;
+        for raw in (NdOptions {
+            rest: buf.get(NS_NA_HEADER_LEN..).unwrap_or(&[]),
+        }) {
+            let raw = raw?;
+            if raw.ty == option_type::SOURCE_LINK_LAYER_ADDRESS {
+                source_lladdr = raw.data.try_into().ok();
+            }
+        }
+        Ok(NeighborSolicit {
+            target,
+            source_lladdr,
+        })
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        NS_NA_HEADER_LEN + if self.source_lladdr.is_some() { 8 } else { 0 }
+    }
+
+    /// Writes the message with a zero checksum (see [`fill_checksum`]) and returns its length.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut w = Writer::new(buf);
+        w.u8(NEIGHBOR_SOLICITATION)?;
+        w.zeros(7)?;
+        w.addr(&self.target)?;
+        if let Some(mac) = self.source_lladdr {
+            w.u8(option_type::SOURCE_LINK_LAYER_ADDRESS)?;
+            w.u8(1)?;
+            w.bytes(&mac)?;
+        }
+        Ok(w.pos())
+    }
+}
+
+/// A Neighbor Advertisement (RFC 4861 §4.4) with its target link-layer address option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NeighborAdvert {
+    /// R: the sender is a router.
+    pub router: bool,
+    /// S: an answer to a solicitation (never set in an advertisement to all-nodes).
+    pub solicited: bool,
+    /// O: the receiver replaces a cached link-layer address with this one.
+    pub override_flag: bool,
+    pub target: Ipv6Addr,
+    pub target_lladdr: Option<[u8; 6]>,
+}
+
+impl NeighborAdvert {
+    /// Decodes an ICMPv6 message (RFC 4861 §7.1.2 checks that need only the message).
+    pub fn parse(buf: &[u8]) -> Result<Self> {
+        let target = parse_ns_na_header(buf, NEIGHBOR_ADVERTISEMENT)?;
+        let flags = buf.get(4).copied().unwrap_or(0);
+        let mut target_lladdr = None;
+        for raw in (NdOptions {
+            rest: buf.get(NS_NA_HEADER_LEN..).unwrap_or(&[]),
+        }) {
+            let raw = raw?;
+            if raw.ty == option_type::TARGET_LINK_LAYER_ADDRESS {
+                target_lladdr = raw.data.try_into().ok();
+            }
+        }
+        Ok(NeighborAdvert {
+            router: flags & NA_FLAG_ROUTER != 0,
+            solicited: flags & NA_FLAG_SOLICITED != 0,
+            override_flag: flags & NA_FLAG_OVERRIDE != 0,
+            target,
+            target_lladdr,
+        })
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        NS_NA_HEADER_LEN + if self.target_lladdr.is_some() { 8 } else { 0 }
+    }
+
+    /// Writes the message with a zero checksum (see [`fill_checksum`]) and returns its length.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut w = Writer::new(buf);
+        w.u8(NEIGHBOR_ADVERTISEMENT)?;
+        w.zeros(3)?;
+        let mut flags = 0;
+        if self.router {
+            flags |= NA_FLAG_ROUTER;
+        }
+        if self.solicited {
+            flags |= NA_FLAG_SOLICITED;
+        }
+        if self.override_flag {
+            flags |= NA_FLAG_OVERRIDE;
+        }
+        w.u8(flags)?;
+        w.zeros(3)?;
+        w.addr(&self.target)?;
+        if let Some(mac) = self.target_lladdr {
+            w.u8(option_type::TARGET_LINK_LAYER_ADDRESS)?;
+            w.u8(1)?;
+            w.bytes(&mac)?;
+        }
+        Ok(w.pos())
+    }
+}
+
+/// Type, code and length checks shared by NS and NA; returns the target address.
+fn parse_ns_na_header(buf: &[u8], ty: u8) -> Result<Ipv6Addr> {
+    match buf.first() {
+        None => return Err(Error::Truncated),
+        Some(&t) if t == ty => {}
+        Some(_) => return Err(Error::Unsupported("icmpv6 type for nd")),
+    }
+    if buf.len() < NS_NA_HEADER_LEN {
+        return Err(Error::Truncated);
+    }
+    if buf.get(1) != Some(&0) {
+        return Err(Error::Malformed("nd code"));
+    }
+    let target = crate::cursor::addr_at(buf, 8);
+    if target.is_multicast() {
+        return Err(Error::Malformed("multicast nd target"));
+    }
+    Ok(target)
+}
+
+/// The solicited-node multicast address of `addr` (RFC 4291 §2.7.1): ff02::1:ffXX:XXXX with
+/// the low 24 bits of `addr`.
+pub fn solicited_node(addr: &Ipv6Addr) -> Ipv6Addr {
+    let [.., a, b, c] = addr.octets();
+    Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(a),
+        u16::from_be_bytes([b, c]),
+    )
 }

@@ -29,8 +29,8 @@ from scapy.contrib.pim import (PIMv2GroupAddrs, PIMv2Hdr, PIMv2Hello, PIMv2Hello
 from scapy.fields import (BitField, ByteField, FieldLenField, IntField, IP6Field, IPField,
                           PacketListField, ShortField)
 from scapy.layers.inet6 import (IPv6, ICMPv6MLDMultAddrRec, ICMPv6MLDone, ICMPv6MLQuery,
-                                ICMPv6MLQuery2, ICMPv6MLReport, ICMPv6MLReport2, ICMPv6ND_RA,
-                                ICMPv6ND_RS, ICMPv6NDOptMAP, ICMPv6NDOptMTU,
+                                ICMPv6MLQuery2, ICMPv6MLReport, ICMPv6MLReport2, ICMPv6ND_NA,
+                                ICMPv6ND_NS, ICMPv6ND_RA, ICMPv6ND_RS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptMAP, ICMPv6NDOptMTU,
                                 ICMPv6NDOptPrefixInfo, ICMPv6NDOptRDNSS, ICMPv6NDOptSrcLLAddr,
                                 in6_chksum)
 from scapy.packet import Packet
@@ -44,10 +44,16 @@ MMA = "2001:db8:ff::1"
 MMA2 = "2001:db8:ff::2"
 GROUP = "ff35::3656:78ff:fe9a:bcde"  # default prefix + EUI-64 of 34:56:78:9a:bc:de
 V1_GROUP = "ff15::1234"
+HA = "2001:db8:1::1"   # a home agent answering for the home address HOA
+HOA = "2001:db8:1::100"
 
 # name -> (src, dst); mirrored in nd_mld_pim_golden.rs.
 ADDRS = {
     "rs": (HOST, "ff02::2"),
+    "ns": (HOST, "ff02::1:ff00:100"),
+    "ns_dad": ("::", "ff02::1:ff00:100"),
+    "na": (HA, HOST),
+    "na_unsolicited": (HA, "ff02::1"),
     "ra": (ROUTER, "ff02::1"),
     "mldv2_query_general": (ROUTER, "ff02::1"),
     "mldv2_query_group_source": (ROUTER, GROUP),
@@ -158,6 +164,12 @@ class Assert6(Packet):
 
 
 def fixtures():
+    yield "ns", icmpv6("ns", ICMPv6ND_NS(tgt=HOA) / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:02"))
+    yield "ns_dad", icmpv6("ns_dad", ICMPv6ND_NS(tgt=HOA))
+    yield "na", icmpv6("na", ICMPv6ND_NA(R=0, S=1, O=1, tgt=HOA)
+                       / ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:00:01"))
+    yield "na_unsolicited", icmpv6("na_unsolicited", ICMPv6ND_NA(R=0, S=0, O=1, tgt=HOA)
+                                   / ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:00:01"))
     yield "rs", icmpv6("rs", ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:02"))
     yield "ra", icmpv6("ra", ICMPv6ND_RA(chlim=64, M=0, O=1, prf=0, routerlifetime=1800,
                                          reachabletime=30000, retranstimer=1000)

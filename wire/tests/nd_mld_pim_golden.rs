@@ -9,7 +9,10 @@
 use std::net::Ipv6Addr;
 
 use mipcast_wire::mld::{self, GroupRecord, MldRepr, QueryV2, RecordType};
-use mipcast_wire::nd::{self, MapOption, NdOption, NdRepr, PrefixInformation, RouterAdvert};
+use mipcast_wire::nd::{
+    self, MapOption, NdOption, NdRepr, NeighborAdvert, NeighborSolicit, PrefixInformation,
+    RouterAdvert,
+};
 use mipcast_wire::pim::{
     self, Assert, EncodedGroup, EncodedSource, HelloOption, JoinPrune, JoinPruneGroup,
     LanPruneDelay, PimRepr,
@@ -189,6 +192,110 @@ fn nd_matches_scapy() {
             nd::verify_checksum,
         );
     }
+}
+
+const HA: &str = "2001:db8:1::1";
+const HOA: &str = "2001:db8:1::100";
+
+#[test]
+fn neighbor_solicitation_matches_scapy() {
+    let ns = NeighborSolicit {
+        target: a(HOA),
+        source_lladdr: Some([2, 0, 0, 0, 0, 2]),
+    };
+    let dad = NeighborSolicit {
+        target: a(HOA),
+        source_lladdr: None,
+    };
+    let group = nd::solicited_node(&a(HOA));
+    assert_eq!(group, a("ff02::1:ff00:100"));
+    for (name, src, repr) in [("ns", HOST, ns), ("ns_dad", "::", dad)] {
+        assert_eq!(
+            NeighborSolicit::parse(&fixture(name)).unwrap(),
+            repr,
+            "{name}"
+        );
+        check_bytes(
+            name,
+            src,
+            "ff02::1:ff00:100",
+            repr.buffer_len(),
+            &|b| repr.emit(b),
+            nd::fill_checksum,
+            nd::verify_checksum,
+        );
+    }
+}
+
+#[test]
+fn neighbor_advertisement_matches_scapy() {
+    let na = |solicited| NeighborAdvert {
+        router: false,
+        solicited,
+        override_flag: true,
+        target: a(HOA),
+        target_lladdr: Some([2, 0, 0, 0, 0, 1]),
+    };
+    for (name, dst, repr) in [
+        ("na", HOST, na(true)),
+        ("na_unsolicited", "ff02::1", na(false)),
+    ] {
+        assert_eq!(
+            NeighborAdvert::parse(&fixture(name)).unwrap(),
+            repr,
+            "{name}"
+        );
+        check_bytes(
+            name,
+            HA,
+            dst,
+            repr.buffer_len(),
+            &|b| repr.emit(b),
+            nd::fill_checksum,
+            nd::verify_checksum,
+        );
+    }
+}
+
+#[test]
+fn neighbor_messages_refuse_what_rfc_4861_discards() {
+    let ns = fixture("ns");
+    // Multicast target (§7.1.1).
+    let mut bad = ns.clone();
+    bad[8] = 0xff;
+    assert_eq!(
+        NeighborSolicit::parse(&bad),
+        Err(mipcast_wire::Error::Malformed("multicast nd target"))
+    );
+    // Non-zero code.
+    let mut bad = ns.clone();
+    bad[1] = 1;
+    assert!(NeighborSolicit::parse(&bad).is_err());
+    // Shorter than 24 bytes, and an option of length zero.
+    assert_eq!(
+        NeighborSolicit::parse(&ns[..23]),
+        Err(mipcast_wire::Error::Truncated)
+    );
+    let mut bad = ns.clone();
+    bad[25] = 0;
+    assert_eq!(
+        NeighborSolicit::parse(&bad),
+        Err(mipcast_wire::Error::BadLength)
+    );
+    // An NA is not an NS, and the other way round.
+    assert!(NeighborSolicit::parse(&fixture("na")).is_err());
+    assert!(NeighborAdvert::parse(&ns).is_err());
+    // Unknown options are skipped (§4.3), a non-Ethernet link-layer address is not kept.
+    let mut with_unknown = ns[..24].to_vec();
+    with_unknown.extend_from_slice(&[14, 1, 1, 2, 3, 4, 5, 6]);
+    with_unknown.extend_from_slice(&[1, 2, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        NeighborSolicit::parse(&with_unknown).unwrap(),
+        NeighborSolicit {
+            target: a(HOA),
+            source_lladdr: None
+        }
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@
 use std::net::Ipv6Addr;
 
 use mipcast_wire::mld::{self, MldPacket, MldRepr};
-use mipcast_wire::nd::{self, NdOption, NdPacket, NdRepr};
+use mipcast_wire::nd::{self, NdOption, NdPacket, NdRepr, NeighborAdvert, NeighborSolicit};
 use mipcast_wire::pim::{
     self, EncodedGroup, EncodedSource, EncodedUnicast, HelloOption, PimPacket, PimRepr,
 };
@@ -57,6 +57,18 @@ fn exercise(buf: &[u8]) -> [bool; 3] {
         let mut out = vec![0; repr.buffer_len()];
         let n = repr.emit(&mut out).unwrap();
         assert_eq!(NdRepr::parse(out.get(..n).unwrap()).unwrap(), repr);
+        accepted[0] = true;
+    }
+    if let Ok(ns) = NeighborSolicit::parse(buf) {
+        let mut out = vec![0; ns.buffer_len()];
+        let n = ns.emit(&mut out).unwrap();
+        assert_eq!(NeighborSolicit::parse(out.get(..n).unwrap()).unwrap(), ns);
+        accepted[0] = true;
+    }
+    if let Ok(na) = NeighborAdvert::parse(buf) {
+        let mut out = vec![0; na.buffer_len()];
+        let n = na.emit(&mut out).unwrap();
+        assert_eq!(NeighborAdvert::parse(out.get(..n).unwrap()).unwrap(), na);
         accepted[0] = true;
     }
     if let Ok(p) = MldPacket::new_checked(buf) {

@@ -11,7 +11,10 @@ mod common;
 use std::net::Ipv6Addr;
 
 use mipcast_wire::mld::{self, GroupRecord, MldRepr, QueryV2, RecordType};
-use mipcast_wire::nd::{self, MapOption, NdOption, NdRepr, PrefixInformation, RouterAdvert};
+use mipcast_wire::nd::{
+    self, MapOption, NdOption, NdRepr, NeighborAdvert, NeighborSolicit, PrefixInformation,
+    RouterAdvert,
+};
 use mipcast_wire::pim::{
     self, Assert, EncodedGroup, EncodedSource, HelloOption, JoinPrune, JoinPruneGroup,
     LanPruneDelay, PimRepr,
@@ -47,6 +50,13 @@ fn nd_packet(repr: &NdRepr, src: &str, dst: &str) -> Vec<u8> {
         src,
         dst,
     );
+    common::ipv6(src, dst, nd::IPPROTO_ICMPV6, 255, &msg)
+}
+
+/// A Neighbor Solicitation or Advertisement (their emit has the same shape as NdRepr's).
+fn neighbor_packet(len: usize, emit: &Emit<'_>, src: &str, dst: &str) -> Vec<u8> {
+    let (src, dst) = (a(src), a(dst));
+    let msg = encode(len, emit, nd::fill_checksum, src, dst);
     common::ipv6(src, dst, nd::IPPROTO_ICMPV6, 255, &msg)
 }
 
@@ -160,9 +170,22 @@ fn all_messages() -> Vec<Vec<u8>> {
         metric_preference: 110,
         metric: 3,
     });
+    let ns = NeighborSolicit {
+        target: a("2001:db8:7::12:3456"),
+        source_lladdr: Some([2, 0, 0, 0, 0, 0x22]),
+    };
+    let na = NeighborAdvert {
+        router: false,
+        solicited: true,
+        override_flag: true,
+        target: a("2001:db8:7::12:3456"),
+        target_lladdr: Some([2, 0, 0, 0, 0, 0x11]),
+    };
     vec![
         nd_packet(&rs, HOST, "ff02::2"),
         nd_packet(&ra, ROUTER, "ff02::1"),
+        neighbor_packet(ns.buffer_len(), &|b| ns.emit(b), HOST, "ff02::1:ff12:3456"),
+        neighbor_packet(na.buffer_len(), &|b| na.emit(b), "2001:db8:7::1", HOST),
         mld_packet(&general, ROUTER, "ff02::1"),
         mld_packet(&specific, ROUTER, GROUP),
         mld_packet(&report, HOST, "ff02::16"),
@@ -240,6 +263,14 @@ fn tshark_decodes_our_messages_cleanly() {
         "RCoA Flag: True",
         "Valid Lifetime: 1234",
         "Global Address: 2001:db8:ff::77",
+        // NS / NA
+        "Type: Neighbor Solicitation (135)",
+        "Type: Neighbor Advertisement (136)",
+        "Target Address: 2001:db8:7::12:3456",
+        "Flags: 0x60000000, Solicited, Override",
+        "0... .... .... .... .... .... .... .... = Router: Not set",
+        "Link-layer address: 02:00:00:00:00:22",
+        "Link-layer address: 02:00:00:00:00:11",
         // MLD
         "Multicast Listener Query (130)",
         "Multicast Address: ff35::3656:78ff:fe9a:bcde",
@@ -287,7 +318,7 @@ fn tshark_accepts_scapy_fixtures() {
         let msg = std::fs::read(format!("{dir}/{name}.bin")).unwrap();
         let (src, dst) = (a(src), a(dst));
         match name.split('_').next().unwrap() {
-            "rs" | "ra" => common::ipv6(src, dst, nd::IPPROTO_ICMPV6, 255, &msg),
+            "rs" | "ra" | "ns" | "na" => common::ipv6(src, dst, nd::IPPROTO_ICMPV6, 255, &msg),
             "pim" => common::ipv6(src, dst, pim::IPPROTO_PIM, 1, &msg),
             _ => common::ipv6_router_alert(src, dst, nd::IPPROTO_ICMPV6, &msg),
         }
@@ -296,6 +327,10 @@ fn tshark_accepts_scapy_fixtures() {
     let packets = vec![
         frame("rs", HOST, "ff02::2"),
         frame("ra", ROUTER, "ff02::1"),
+        frame("ns", HOST, "ff02::1:ff00:100"),
+        frame("ns_dad", "::", "ff02::1:ff00:100"),
+        frame("na", "2001:db8:1::1", HOST),
+        frame("na_unsolicited", "2001:db8:1::1", "ff02::1"),
         frame("mldv2_query_general", ROUTER, "ff02::1"),
         frame("mldv2_query_group_source", ROUTER, g),
         frame("mldv2_report", HOST, "ff02::16"),

@@ -19,6 +19,7 @@
 //! agree that nothing is bound. The MN retries with a new sequence number. Only bindings
 //! restored from the state file that reconciliation could not install stay in the cache,
 //! marked *unprogrammed* (shown by `status`): there is no BU to answer for them.
+pub mod neighbour;
 pub mod plan;
 pub mod replies;
 #[cfg(test)]
@@ -501,6 +502,19 @@ impl Core {
         }
     }
 
+    /// The answer to a Neighbor Solicitation frame taken off the home link (see
+    /// [`neighbour`]): one lookup in the binding table. `Ok(None)`: not a registered home
+    /// address, nothing to send.
+    pub fn answer_solicitation(
+        &self,
+        frame: &[u8],
+        me: &neighbour::LinkIdentity,
+    ) -> Result<Option<Vec<u8>>, neighbour::NotSolicitation> {
+        let sol = neighbour::parse_frame(frame)?;
+        let registered = self.plan.tunnel(&sol.ns.target).is_some();
+        Ok(neighbour::answer(&sol, registered, me))
+    }
+
     /// Everything that should be in the kernel (reconciliation at start).
     pub fn desired(&self) -> HashSet<KObject> {
         self.plan.desired()
@@ -524,6 +538,11 @@ impl Core {
 
     pub fn records(&self, now: Now) -> Vec<BindingRecord<()>> {
         self.registrar.records(now)
+    }
+
+    /// The state-file record of `hoa`'s binding, None when it has none (a journal entry).
+    pub fn record(&self, hoa: &Ipv6Addr, now: Now) -> Option<BindingRecord<()>> {
+        self.registrar.cache().record(hoa, now)
     }
 
     pub fn status(&self, now: Now) -> Vec<BindingStatus> {

@@ -1,7 +1,8 @@
 //! The mapping from bindings to the kernel objects that serve them.
 //!
-//! Per binding (HoA → CoA): a proxy-ND entry for the HoA on the home link and an `HoA/128`
-//! encap route toward the CoA. Per distinct CoA: one decapsulation rule
+//! Per binding (HoA → CoA): an `HoA/128` encap route toward the CoA, and, when the kernel
+//! answers neighbour solicitations for home addresses (`home_link.proxy: kernel`), a proxy-ND
+//! entry for the HoA on the home link (see [`Plan::without_proxy_entries`]). Per distinct CoA: one decapsulation rule
 //! `from CoA to HA ipproto 41 lookup <decap table>`, shared by every binding with that CoA
 //! (reference counted). Once: the `HA/128 End.DT6 table main` route in the decap table.
 //!
@@ -38,6 +39,8 @@ pub struct Plan {
     params: PlanParams,
     tunnels: HashMap<Ipv6Addr, Ipv6Addr>,
     coas: HashMap<Ipv6Addr, CoaState>,
+    /// Whether each binding gets a kernel proxy-ND entry.
+    proxy_entries: bool,
 }
 
 /// What changed in the plan since a round began: the before-values of every touched HoA and
@@ -90,7 +93,15 @@ impl Plan {
             params,
             tunnels: HashMap::new(),
             coas: HashMap::new(),
+            proxy_entries: true,
         }
+    }
+
+    /// No proxy-ND entries: the home agent answers solicitations itself
+    /// ([`super::neighbour`]), or the home link is virtual and nobody solicits.
+    pub fn without_proxy_entries(mut self) -> Plan {
+        self.proxy_entries = false;
+        self
     }
 
     pub fn params(&self) -> &PlanParams {
@@ -178,13 +189,13 @@ impl Plan {
             let after = self.tunnels.get(&hoa).copied();
             match (before, after) {
                 (None, Some(coa)) => {
-                    out.add.push(self.proxy(hoa));
+                    out.add.extend(self.proxy(hoa));
                     out.add.push(self.encap(hoa, coa, self.oif_now(coa)));
                 }
                 (Some(coa), None) => {
                     out.delete
                         .push(self.encap(hoa, coa, self.oif_before(round, coa)));
-                    out.delete.push(self.proxy(hoa));
+                    out.delete.extend(self.proxy(hoa));
                 }
                 (Some(b), Some(a)) if a != b => {
                     out.replace.push(self.encap(hoa, a, self.oif_now(a)));
@@ -264,7 +275,7 @@ impl Plan {
         let mut out: HashSet<KObject> = HashSet::with_capacity(self.tunnels.len() * 2 + 1);
         out.insert(self.decap_route());
         for (&hoa, &coa) in &self.tunnels {
-            out.insert(self.proxy(hoa));
+            out.extend(self.proxy(hoa));
             out.insert(self.encap(hoa, coa, self.oif_now(coa)));
         }
         for (&coa, state) in &self.coas {
@@ -310,11 +321,11 @@ impl Plan {
             .unwrap_or_else(|| self.oif_now(coa))
     }
 
-    fn proxy(&self, hoa: Ipv6Addr) -> KObject {
-        KObject::ProxyNeigh {
+    fn proxy(&self, hoa: Ipv6Addr) -> Option<KObject> {
+        self.proxy_entries.then_some(KObject::ProxyNeigh {
             addr: hoa,
             ifindex: self.params.home_ifindex,
-        }
+        })
     }
 
     fn encap(&self, hoa: Ipv6Addr, coa: Ipv6Addr, oif: u32) -> KObject {
@@ -542,6 +553,31 @@ mod tests {
         assert_eq!(p.refs(&a("2001:db8:3::9")), 0);
         assert_eq!(p.refs(&a("2001:db8:2::9")), 0);
         assert_eq!(p.desired().len(), 1 + 2 + 1);
+    }
+
+    #[test]
+    fn without_proxy_entries_a_binding_is_its_route_and_rule() {
+        let mut p = plan().without_proxy_entries();
+        let ch = bind(&mut p, "2001:db8:1::100", Some("2001:db8:2::9"));
+        assert_eq!(
+            ch.add,
+            sorted(vec![
+                encap("2001:db8:1::100", "2001:db8:2::9", WAN_IF),
+                rule("2001:db8:2::9"),
+            ])
+        );
+        assert!(!p
+            .desired()
+            .iter()
+            .any(|o| matches!(o, KObject::ProxyNeigh { .. })));
+        let gone = bind(&mut p, "2001:db8:1::100", None);
+        assert_eq!(
+            gone.delete,
+            sorted(vec![
+                encap("2001:db8:1::100", "2001:db8:2::9", WAN_IF),
+                rule("2001:db8:2::9"),
+            ])
+        );
     }
 
     #[test]

@@ -64,7 +64,18 @@ pub(crate) struct Lab {
 }
 
 impl Lab {
+    /// The default configuration: the home agent answers solicitations itself.
     pub(crate) fn new(tag: &str) -> Lab {
+        Lab::with_home_link(tag, "")
+    }
+
+    /// Kernel proxy-ND entries instead (`home_link.proxy: kernel`).
+    pub(crate) fn with_kernel_proxy(tag: &str) -> Lab {
+        Lab::with_home_link(tag, "  proxy: kernel\n")
+    }
+
+    /// `home_link` is the YAML appended to the `home_link` mapping (two-space indented).
+    pub(crate) fn with_home_link(tag: &str, home_link: &str) -> Lab {
         let (ha, cn, mn) = (Netns::new("ha"), Netns::new("cn"), Netns::new("mn"));
         veth(
             &cn,
@@ -96,7 +107,7 @@ impl Lab {
              ip sr tunsrc set {COA}"
         ));
         let dir = TempDir::new(tag);
-        let config = write_config(&dir, "");
+        let config = write_config_with(&dir, home_link, "");
         Lab {
             ha,
             cn,
@@ -206,6 +217,11 @@ fn now_ns() -> u128 {
 
 /// Writes the key file (mode 600) and a config using it; `extra` is appended verbatim.
 pub(crate) fn write_config(dir: &TempDir, extra: &str) -> PathBuf {
+    write_config_with(dir, "", extra)
+}
+
+/// [`write_config`] with `home_link` appended to the `home_link` mapping.
+pub(crate) fn write_config_with(dir: &TempDir, home_link: &str, extra: &str) -> PathBuf {
     let key = dir.path("mn.key");
     std::fs::write(&key, KEY).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -213,7 +229,7 @@ pub(crate) fn write_config(dir: &TempDir, extra: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "home_link:\n  interface: home0\n  address: {HA}\n\
+            "home_link:\n  interface: home0\n  address: {HA}\n{home_link}\
              home_prefixes: [2001:db8:1::/64]\n\
              security_associations:\n  - spi: {SPI}\n    algorithm: hmac-sha256-128\n    \
              key_file: {}\n    home_prefixes: [2001:db8:1::/64]\n\

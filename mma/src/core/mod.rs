@@ -211,6 +211,17 @@ impl Core {
         self.registrar.records(now)
     }
 
+    /// The state-file record of `hoa`'s registration, None when it has none (a journal
+    /// entry).
+    pub fn record(&self, hoa: &Ipv6Addr, now: Now) -> Option<BindingRecord<Terminal>> {
+        self.registrar.cache().record(hoa, now)
+    }
+
+    /// Registrations held (served and lingering).
+    pub fn records_len(&self) -> usize {
+        self.registrar.cache().len()
+    }
+
     /// Restores state-file records; returns how many terminals came back. Their kernel state
     /// is not queued: the driver reconciles the kernel with [`Self::desired_objects`].
     pub fn restore(&mut self, records: Vec<BindingRecord<Terminal>>, now: Now) -> usize {

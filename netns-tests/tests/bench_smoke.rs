@@ -1,0 +1,87 @@
+//! CI runs the home agent, MMA and pim-lite benchmarks at their smallest size: the binaries
+//! must work end to end and print the JSON fields docs/benchmarks.md and the targets
+//! refer to.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
+use mipcast_netns_tests::require_root;
+
+/// Runs `bench` (with its daemon `daemon` from the same cargo build) at two tiny steps and
+/// checks its JSON report.
+fn run_and_check(bench: &str, daemon: &str, name: &str) {
+    let daemon = std::path::Path::new(bench).with_file_name(daemon);
+    assert!(daemon.exists(), "{} not built", daemon.display());
+    let out = std::process::Command::new(bench)
+        .args(["--steps", "100,300", "--window", "32", "--json"])
+        .arg("--daemon")
+        .arg(&daemon)
+        .output()
+        .expect("run the benchmark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["daemon"], name);
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    for (step, n) in steps.iter().zip([100, 300]) {
+        assert_eq!(step["bindings"], n);
+        assert_eq!(step["not_accepted"], 0, "{step}");
+        for field in ["register_per_s", "refresh_per_s", "deregister_per_s"] {
+            assert!(step[field].as_f64().unwrap() > 0.0, "{field}: {step}");
+        }
+        assert!(step["rss_kib"].as_u64().unwrap() > 0, "{step}");
+    }
+    assert!(report["rss_idle_kib"].as_u64().unwrap() > 0);
+    // 300 bindings in the compacted journal: 60 to 200 bytes each (plus header and meta).
+    let bytes = report["state_file_bytes"].as_u64().unwrap();
+    assert!((300 * 60..=300 * 200).contains(&bytes), "{bytes}");
+    assert!(report["journal_bytes_before_compaction"].as_u64().unwrap() >= bytes);
+    assert!(report["restart_restore_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn ha_bench_smallest_size_prints_its_json() {
+    require_root();
+    run_and_check(env!("CARGO_BIN_EXE_ha-bench"), "home-agent", "home-agent");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn mma_bench_smallest_size_prints_its_json() {
+    require_root();
+    run_and_check(env!("CARGO_BIN_EXE_mma-bench"), "mma", "mma");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn pim_bench_smallest_size_prints_its_json() {
+    require_root();
+    let bench = env!("CARGO_BIN_EXE_pim-bench");
+    let daemon = std::path::Path::new(bench).with_file_name("pim-lite");
+    assert!(daemon.exists(), "{} not built", daemon.display());
+    let out = std::process::Command::new(bench)
+        .args(["--joins", "100", "--probes", "3", "--json"])
+        .arg("--daemon")
+        .arg(&daemon)
+        .output()
+        .expect("run pim-bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["daemon"], "pim-lite");
+    assert_eq!(report["mfc_entries"], 100, "{report}");
+    assert_eq!(report["join_messages"], 4);
+    assert!(report["joins_to_mfc_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["probes_answered"], 3, "{report}");
+    assert!(report["join_to_first_packet_ms_max"].as_f64().unwrap() > 0.0);
+}
