@@ -6,7 +6,7 @@
 //! Time is a value (monotonic [`Millis`]), so protocol cores can hold one as well as shells.
 //! The owner asks it before every per-packet line:
 //!
-//! ```ignore
+//! ```text
 //! if let Some(suppressed) = self.log_limit.admit("bu_refused", clock.now()) {
 //!     info!(%peer, status, suppressed, "binding update refused");
 //! }
