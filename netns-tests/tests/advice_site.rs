@@ -58,6 +58,20 @@ fn operator_advice_moves_the_terminal_to_its_alternative_within_a_second() {
         u64::from(site.ifindex(Node::Mn, "e1").unwrap()),
         u64::from(site.ifindex(Node::Mn, "e2").unwrap()),
     );
+    // Registered from a1 first (a2's quality is still 0): the MMA knows a terminal's link by
+    // the source of its registration, and a move inside the site is invisible to it, so a
+    // terminal that happened to register from a2 would not be "on a1" for the advice.
+    wait_for("registered from a1", Duration::from_secs(15), || {
+        let st = site.status(Node::Mn).ok()?;
+        (st["attachment"]["ifindex"].as_u64() == Some(e1)
+            && st["registrations"]
+                .as_array()?
+                .iter()
+                .all(|r| r["state"] == "bound")
+            && !st["registrations"].as_array()?.is_empty())
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", site.status(Node::Mn)));
     // a2 as good as a1: the terminal stays on a1 (listed first) with a2 usable.
     site.set_quality("e2", 100).unwrap();
     wait_for(
