@@ -296,9 +296,9 @@ pub struct ContextMetrics {
     pub dropped: Family<ReasonLabels, Counter>,
     /// Correspondents received in contexts (handed to route optimisation).
     pub correspondents: Counter,
-    /// Sum of the request-to-reply times of received contexts (with `replies{status="0"}`,
-    /// the mean round trip).
-    pub round_trip_ms: Counter,
+    /// Sum of the request-to-reply times of received contexts in seconds (with
+    /// `replies{status="0"}`, the mean round trip).
+    pub round_trip: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl ContextMetrics {
@@ -340,9 +340,9 @@ impl ContextMetrics {
             self.correspondents.clone(),
         );
         r.register(
-            "context_round_trip_milliseconds",
+            "context_round_trip_seconds",
             "Sum of request-to-reply times of the contexts received",
-            self.round_trip_ms.clone(),
+            self.round_trip.clone(),
         );
     }
 
@@ -374,7 +374,7 @@ impl ContextMetrics {
                     })
                     .inc();
                 self.correspondents.inc_by(correspondents.len() as u64);
-                self.round_trip_ms.inc_by(*rtt_ms);
+                self.round_trip.inc_by(*rtt_ms as f64 / 1000.0);
             }
             E::Refused { status, .. } => {
                 self.replies
