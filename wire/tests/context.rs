@@ -323,3 +323,59 @@ fn tshark_decodes_the_context_messages() {
         assert!(text.contains(needle), "tshark -V lacks {needle:?}:\n{text}");
     }
 }
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary option data: the view and the owned parse agree, and never panic.
+        #[test]
+        fn terminal_context_view_agrees_with_parse(mut data in proptest::collection::vec(any::<u8>(), 0..260)) {
+            if let Some(first) = data.first_mut() {
+                *first = 7;
+            }
+            match (TerminalContextView::new_checked(&data[..]), TerminalContext::parse(&data)) {
+                (Ok(view), Ok(owned)) => {
+                    prop_assert_eq!(view.correspondent_count(), owned.correspondents.len());
+                    prop_assert_eq!(view.correspondents().collect::<Vec<_>>(), owned.correspondents);
+                }
+                (Err(_), Err(_)) => {}
+                (v, o) => prop_assert!(false, "view {:?} vs parse {:?}", v.is_ok(), o.is_ok()),
+            }
+        }
+
+        /// A golden reply with bytes changed: parsing never panics, what parses re-emits to
+        /// itself, and nothing changed verifies.
+        #[test]
+        fn mutated_replies_parse_safely(flips in proptest::collection::vec((0usize..120, any::<u8>()), 1..4)) {
+            let k = key();
+            let golden = fixture("context_reply_sha256");
+            let mut bytes = golden.clone();
+            for (at, x) in flips {
+                bytes[at] ^= x;
+            }
+            if let Ok(repr) = MhRepr::parse(&bytes) {
+                if let Some(reply) = ContextReply::from_repr(&repr) {
+                    let again = reply
+                        .emit_authenticated(&creds(Algorithm::HmacSha256_128, &k), &a(SRC))
+                        .unwrap();
+                    prop_assert_eq!(
+                        ContextReply::from_repr(&MhRepr::parse(&again).unwrap()),
+                        Some(reply.clone())
+                    );
+                    // The checksum is not covered by the authenticator (RFC 4285 §5.2).
+                    let only_checksum = bytes[..4] == golden[..4] && bytes[6..] == golden[6..];
+                    if !only_checksum {
+                        let verdict = context::verify(&bytes, &a(SRC), &reply.hoa, |_| {
+                            Some((Algorithm::HmacSha256_128, k.as_slice()))
+                        });
+                        prop_assert!(verdict.is_err(), "a changed reply verified");
+                    }
+                }
+            }
+        }
+    }
+}
