@@ -362,11 +362,14 @@ impl Core {
             }),
             confirms: Some(hoa),
         });
-        self.context_event(ContextEvent::RequestSent {
-            hoa,
-            peer: o.peer,
-            seq: o.seq,
-            retransmission,
+        self.held.push(Held {
+            output: Output::Event(Event::Context(ContextEvent::RequestSent {
+                hoa,
+                peer: o.peer,
+                seq: o.seq,
+                retransmission,
+            })),
+            confirms: Some(hoa),
         });
     }
 

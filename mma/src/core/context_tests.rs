@@ -596,3 +596,46 @@ fn more_correspondents_than_fit_keep_the_longest_lived() {
     assert_eq!(correspondents.len(), 11);
     assert!(correspondents.iter().all(|c| c.lifetime_left_s >= 30));
 }
+
+#[test]
+fn a_registration_the_kernel_refuses_asks_nothing() {
+    let mut w = World::new();
+    let now = w.now();
+    feed(
+        &mut w.old,
+        on_link(mma1()),
+        mma1(),
+        &terminal_bu(mma1(), 1, None, now),
+        now,
+    );
+    w.advance(5000);
+    let now = w.now();
+    let bu = terminal_bu(mma2(), 2, Some(mma1()), now);
+    w.new.handle_input(
+        now,
+        Input::Mobility(Received {
+            src: on_link(mma2()),
+            dst: mma2(),
+            bytes: &bu,
+        }),
+    );
+    // The new MMA's kernel refuses the terminal's routes: registration revoked, answered 130.
+    let out = settle(&mut w.new, now, |c| {
+        if c.is_delete() {
+            Outcome::Applied
+        } else {
+            Outcome::Refused {
+                errno: Some(22),
+                reason: "refused".into(),
+            }
+        }
+    });
+    assert!(sent_to(&out, mma1()).is_empty(), "{out:?}");
+    assert!(context_events(&out).is_empty(), "{out:?}");
+    // Its timer finds the terminal gone and drops the request quietly.
+    w.advance(1000);
+    let now = w.now();
+    let out = tick(&mut w.new, now);
+    assert!(sent_to(&out, mma1()).is_empty());
+    assert!(w.new.context_status().is_empty());
+}
