@@ -55,6 +55,22 @@ pub struct Config {
     pub advice: Advice,
     #[serde(default)]
     pub admission: Admission,
+    /// Peer MMAs (other sites) this MMA exchanges terminal contexts with after inter-site
+    /// moves (issue 12 §3), each with its own RFC 4285 security association.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+}
+
+/// One `peers` entry: a peer MMA's address and the MMA–MMA security association (the same
+/// SPI, algorithm and key on both MMAs).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub address: Ipv6Addr,
+    pub spi: u32,
+    pub algorithm: sa::SaAlgorithm,
+    /// Read (and permission-checked) while the config loads; make it with `mma keygen`.
+    pub key_file: mipcast_daemon::config::SecretKey,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -376,6 +392,7 @@ impl Validate for Config {
         if self.advice.avoid_secs == 0 {
             v.error("advice.avoid_secs", "must be positive");
         }
+        self.validate_peers(v);
         for (i, l) in self.advice.links.iter().enumerate() {
             if self.advice.links.iter().take(i).any(|o| o.name == l.name) {
                 v.error(format!("advice.links[{i}].name"), "listed twice");
@@ -395,6 +412,43 @@ impl Validate for Config {
 }
 
 impl Config {
+    fn validate_peers(&self, v: &mut Validator) {
+        for (i, peer) in self.peers.iter().enumerate() {
+            let at = |f: &str| format!("peers[{i}].{f}");
+            if !is_global_unicast(peer.address) {
+                v.error(at("address"), "must be a global unicast address");
+            }
+            if peer.address == self.address {
+                v.error(at("address"), "is this MMA's own address");
+            }
+            if self.peers.iter().take(i).any(|p| p.address == peer.address) {
+                v.error(at("address"), "listed twice");
+            }
+            if peer.spi < 256 {
+                v.error(
+                    at("spi"),
+                    "SPIs 0-255 are reserved (RFC 4285 §5): use 256 or more",
+                );
+            }
+            if self.security_associations.iter().any(|s| s.spi == peer.spi) {
+                v.error(
+                    at("spi"),
+                    "is also a terminal's security association: give MMA peers their own SPIs",
+                );
+            }
+            let len = peer.key_file.expose().len();
+            if len < sa::MIN_KEY_BYTES {
+                v.error(
+                    at("key_file"),
+                    format!(
+                        "the key is {len} bytes; at least {} are needed (make one with `mma keygen`)",
+                        sa::min_key_len(peer.algorithm)
+                    ),
+                );
+            }
+        }
+    }
+
     /// The terminal multicast prefix as (address, length).
     pub fn group_prefix(&self) -> (Ipv6Addr, u8) {
         self.group_prefix_setting

@@ -52,6 +52,7 @@ pub struct Metrics {
     pub mfc_bytes: Family<SgLabels, Counter>,
     pub mfc_wrong_if: Family<SgLabels, Counter>,
     pub advice_sent: Family<AdviceLabels, Counter>,
+    pub context: ContextMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,6 +72,7 @@ impl Metrics {
             "Handoff advice sent to terminals, by reason and trigger (operator or load)",
             self.advice_sent.clone(),
         );
+        self.context.register(r);
         r.register(
             "terminals",
             "Terminals registered and served here",
@@ -200,6 +202,7 @@ impl Metrics {
                     })
                     .inc();
             }
+            Event::Context(e) => self.context.record(e),
         }
     }
 
@@ -263,5 +266,138 @@ fn sg(source: Ipv6Addr, group: Ipv6Addr) -> SgLabels {
     SgLabels {
         source: source.to_string(),
         group: group.to_string(),
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContextLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// Context transfer between MMAs (`mma_context_*`, issue 12 §3).
+#[derive(Clone, Default)]
+pub struct ContextMetrics {
+    /// New side: sent, retransmitted, gave_up, unknown_peer (previous MMA not a peer).
+    pub requests: Family<ContextLabels, Counter>,
+    /// New side: replies accepted from peers, by status.
+    pub replies: Family<StatusLabels, Counter>,
+    /// Old side: replies sent to peers, by status.
+    pub served: Family<StatusLabels, Counter>,
+    pub dropped: Family<ReasonLabels, Counter>,
+    /// Correspondents received in contexts (handed to route optimisation).
+    pub correspondents: Counter,
+    /// Sum of the request-to-reply times of received contexts in seconds (with
+    /// `replies{status="0"}`, the mean round trip).
+    pub round_trip: Counter<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl ContextMetrics {
+    fn register(&self, r: &mut Registry) {
+        for outcome in ["sent", "retransmitted", "gave_up", "unknown_peer"] {
+            self.requests.get_or_create_owned(&ContextLabels {
+                outcome: outcome.to_owned(),
+            });
+        }
+        self.replies.get_or_create_owned(&StatusLabels {
+            status: "0".to_owned(),
+        });
+        self.served.get_or_create_owned(&StatusLabels {
+            status: "0".to_owned(),
+        });
+        r.register(
+            "context_requests",
+            "Context Requests to peer MMAs by outcome (sent, retransmitted, gave_up; unknown_peer: the previous MMA named in a registration is not a configured peer)",
+            self.requests.clone(),
+        );
+        r.register(
+            "context_replies",
+            "Authenticated Context Replies received from peer MMAs, by status (0: context received)",
+            self.replies.clone(),
+        );
+        r.register(
+            "context_served",
+            "Context Replies sent to peer MMAs, by status (0 context, 133 unknown terminal, 144 replay window)",
+            self.served.clone(),
+        );
+        r.register(
+            "context_dropped",
+            "Context messages dropped without reply, by reason",
+            self.dropped.clone(),
+        );
+        r.register(
+            "context_correspondents",
+            "Correspondents received in contexts and handed to route optimisation",
+            self.correspondents.clone(),
+        );
+        r.register(
+            "context_round_trip_seconds",
+            "Sum of request-to-reply times of the contexts received",
+            self.round_trip.clone(),
+        );
+    }
+
+    fn record(&self, e: &crate::core::ContextEvent) {
+        use crate::core::ContextEvent as E;
+        let request = |outcome: &str| {
+            self.requests
+                .get_or_create(&ContextLabels {
+                    outcome: outcome.to_owned(),
+                })
+                .inc();
+        };
+        match e {
+            E::RequestSent { retransmission, .. } => request(if *retransmission {
+                "retransmitted"
+            } else {
+                "sent"
+            }),
+            E::UnknownPreviousMma { .. } => request("unknown_peer"),
+            E::GaveUp { .. } => request("gave_up"),
+            E::Received {
+                correspondents,
+                rtt_ms,
+                ..
+            } => {
+                self.replies
+                    .get_or_create(&StatusLabels {
+                        status: "0".to_owned(),
+                    })
+                    .inc();
+                self.correspondents.inc_by(correspondents.len() as u64);
+                self.round_trip.inc_by(*rtt_ms as f64 / 1000.0);
+            }
+            E::Refused { status, .. } => {
+                self.replies
+                    .get_or_create(&StatusLabels {
+                        status: status.to_string(),
+                    })
+                    .inc();
+            }
+            E::Served { status, .. } => {
+                self.served
+                    .get_or_create(&StatusLabels {
+                        status: status.to_string(),
+                    })
+                    .inc();
+            }
+            E::Dropped { reason, .. } => {
+                self.dropped
+                    .get_or_create(&ReasonLabels {
+                        reason: (*reason).to_owned(),
+                    })
+                    .inc();
+            }
+            E::BindCorrespondents { .. } => {}
+        }
     }
 }

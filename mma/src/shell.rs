@@ -30,8 +30,10 @@ use mipcast_kernel::sockets::{MhSocket, PacketInfo, SocketError};
 use mipcast_proto::{KObject, Machine, Now, Outcome};
 
 use crate::config::Config;
+use crate::core::context::Peer as ContextPeer;
 use crate::core::{
-    AdviceConfig, Advise, Change, Core, Event, Input, Plan, PolicyConfig, Received, Send, SiteLink,
+    AdviceConfig, Advise, Change, ContextConfig, Core, Event, Input, Plan, PolicyConfig, Received,
+    Send, SiteLink,
 };
 use crate::metrics::Metrics;
 use crate::status::Status;
@@ -271,6 +273,7 @@ impl Daemon {
         let mut core = core;
         core.set_advice(advice_config(&config));
         core.set_capacity(config.admission.max_terminals);
+        core.set_context(context_config(&config));
         let core = Arc::new(Mutex::new(core));
         let control = match &config.advice.control_socket {
             Some(path) => {
@@ -676,6 +679,7 @@ impl Daemon {
             ("security_associations", true),
             ("advice", old.advice != new.advice),
             ("admission", old.admission != new.admission),
+            ("peers", old.peers != new.peers),
         ]
         .iter()
         .filter(|(_, c)| *c)
@@ -695,6 +699,7 @@ impl Daemon {
             let mut core = lock(&self.core);
             core.set_advice(advice_config(&merged));
             core.set_capacity(merged.admission.max_terminals);
+            core.set_context(context_config(&merged));
             let (wan, site) = (core.plan().wan_ifindex, core.plan().site_ifindex);
             core.reload(
                 sas,
@@ -779,8 +784,28 @@ fn status_json(core: &Core, address: Ipv6Addr, clock: SystemClock) -> String {
         terminals_registered: served,
         forwarding_windows: forwarding,
         terminals: core.terminal_status(now.mono),
+        contexts: core.context_status(),
     };
     serde_json::to_string(&status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// The context transfer settings from the config: the peer MMAs and the replay window of
+/// registrations.
+pub fn context_config(c: &Config) -> ContextConfig {
+    ContextConfig {
+        peers: c
+            .peers
+            .iter()
+            .map(|p| ContextPeer {
+                address: p.address,
+                spi: p.spi,
+                algorithm: p.algorithm.into(),
+                key: p.key_file.expose().to_vec(),
+            })
+            .collect(),
+        replay_window_ms: u64::try_from(c.registration.replay_window.as_millis())
+            .unwrap_or(u64::MAX),
+    }
 }
 
 /// The core's advice settings from the config.
@@ -842,6 +867,7 @@ fn per_packet_kind(e: &Event) -> Option<&'static str> {
         Event::Rejected { .. } => Some("bu_refused"),
         Event::Dropped { .. } => Some("dropped"),
         Event::ReplySuppressed { .. } => Some("reply_suppressed"),
+        Event::Context(crate::core::ContextEvent::Dropped { .. }) => Some("context_dropped"),
         _ => None,
     }
 }
@@ -941,6 +967,21 @@ fn log_event(event: &Event, suppressed: u64) {
             info!(%hoa, %on_link, reason = crate::metrics::reason_label(*reason), avoid_s, trigger,
             "handoff advice sent")
         }
+        Event::Context(e) => log_context(e, suppressed),
+    }
+}
+
+fn log_context(e: &crate::core::ContextEvent, suppressed: u64) {
+    use crate::core::ContextEvent as E;
+    match e {
+        E::Dropped { reason, peer } => {
+            debug!(reason, %peer, suppressed, "context message dropped")
+        }
+        E::GaveUp { hoa, peer } => warn!(%hoa, %peer, "no context from the previous MMA; gave up"),
+        E::UnknownPreviousMma { hoa, previous } => {
+            info!(%hoa, %previous, "the previous MMA is not a configured peer; no context request")
+        }
+        other => info!(event = ?other, "context transfer"),
     }
 }
 

@@ -4,7 +4,7 @@ use std::net::Ipv6Addr;
 
 use serde::Serialize;
 
-use crate::core::TerminalStatus;
+use crate::core::{ContextStatus, TerminalStatus};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -13,6 +13,8 @@ pub struct Status {
     pub terminals_registered: usize,
     pub forwarding_windows: usize,
     pub terminals: Vec<TerminalStatus>,
+    /// Contexts requested from or received from previous MMAs (issue 12 §3).
+    pub contexts: Vec<ContextStatus>,
 }
 
 /// A readable table of a `/status` JSON document.
@@ -55,6 +57,44 @@ pub fn render(json: &str) -> Result<String, serde_json::Error> {
             s(t, "forward_to"),
             s(t, "expires_in_s")
         );
+    }
+    let contexts = v.get("contexts").and_then(|c| c.as_array());
+    if let Some(contexts) = contexts.filter(|c| !c.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\n{:<28} {:<24} {:<10} {:>8} {:>7}  CORRESPONDENTS",
+            "CONTEXT OF", "FROM", "STATE", "RTT", "LEFT"
+        );
+        for c in contexts {
+            let corr: Vec<String> = c
+                .get("correspondents")
+                .and_then(|l| l.as_array())
+                .into_iter()
+                .flatten()
+                .map(|x| {
+                    format!(
+                        "{} ({}s, seq {})",
+                        s(x, "addr"),
+                        s(x, "lifetime_left_s"),
+                        s(x, "seq")
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "{:<28} {:<24} {:<10} {:>6}ms {:>6}s  {}",
+                s(c, "hoa"),
+                s(c, "from"),
+                s(c, "state"),
+                s(c, "rtt_ms"),
+                s(c, "lifetime_left_s"),
+                if corr.is_empty() {
+                    "-".to_owned()
+                } else {
+                    corr.join(", ")
+                }
+            );
+        }
     }
     Ok(out)
 }

@@ -62,3 +62,56 @@ fn errors_name_the_line_and_field() {
         "{err}"
     );
 }
+
+/// The example's commented `peers:` block, switched on.
+fn with_peers(address: &str, spi: &str) -> String {
+    EXAMPLE
+        .replace("# peers:", "peers:")
+        .replace(
+            "#   - address: 2001:db8:ff::2",
+            &format!("  - address: {address}"),
+        )
+        .replace("#     spi: 5000", &format!("    spi: {spi}"))
+        .replace("#     algorithm:", "    algorithm:")
+        .replace(
+            "#     key_file: keys/mma-peers.key",
+            "    key_file: keys/terminals.key",
+        )
+}
+
+#[test]
+fn peers_for_context_transfer_are_validated() {
+    let out = check(&with_peers("2001:db8:ff::2", "5000"), "peers-ok");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let own = EXAMPLE
+        .lines()
+        .find_map(|l| l.strip_prefix("address: "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let terminal_spi = EXAMPLE
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- spi: "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let out = check(&with_peers(&own, &terminal_spi), "peers-bad");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("peers[0].address: is this MMA's own address"),
+        "{err}"
+    );
+    assert!(
+        err.contains("peers[0].spi: is also a terminal's security association"),
+        "{err}"
+    );
+}

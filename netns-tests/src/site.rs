@@ -73,6 +73,8 @@ pub const PIM_LITE: &str = "pim-lite";
 
 const SPI_HA: u32 = 1000;
 const SPI_MMA: u32 = 1001;
+/// The MMA–MMA association ([`SiteOptions::mma_peers`]).
+pub const SPI_MMA_PEER: u32 = 5000;
 
 /// The namespaces of the site, by role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +252,9 @@ pub struct SiteOptions {
     pub home_link: bool,
     /// The mobile node's `mode`: `site` (default) or `mipv6` (plain RFC 6275, the baseline).
     pub mn_mode: String,
+    /// Make mma1 and mma2 each other's `peers` for context transfer (issue 12 §3), with an
+    /// MMA–MMA security association of their own (SPI 5000). Off by default.
+    pub mma_peers: bool,
     /// Where the daemon binaries are; default: [`daemon_dir`].
     pub bin_dir: Option<PathBuf>,
     /// `--log-level` of every daemon.
@@ -268,6 +273,7 @@ impl SiteOptions {
             wan_relays: false,
             home_link: false,
             mn_mode: "site".into(),
+            mma_peers: false,
             bin_dir: None,
             log_level: "info".into(),
             keep_dir,
@@ -305,6 +311,7 @@ pub struct Site {
     baseline: Vec<(Node, Snapshot)>,
     home_link: bool,
     mn_mode: String,
+    mma_peers: bool,
 }
 
 fn setup<T>(r: Result<T, String>) -> Result<T, SiteError> {
@@ -352,6 +359,7 @@ impl Site {
             baseline: Vec::new(),
             home_link: opts.home_link,
             mn_mode: opts.mn_mode.clone(),
+            mma_peers: opts.mma_peers,
         };
         site.wire(opts)?;
         site.write_configs()?;
@@ -646,7 +654,21 @@ impl Site {
         // address must not look like a terminal's).
         let site1 = format!("{}/64, {}/64", ACCESS[0], ACCESS[1]);
         let site2 = format!("{}/64", ACCESS[2]);
-        for (node, mma, prefix) in [(Node::Mma1, MMA1, site1), (Node::Mma2, MMA2, site2)] {
+        let peers = |other: Ipv6Addr| -> Result<String, SiteError> {
+            if !self.mma_peers {
+                return Ok(String::new());
+            }
+            let key = self.write("mma-mma.key", &"5a".repeat(32), 0o600)?;
+            Ok(format!(
+                "peers:\n  - address: {other}\n    spi: {SPI_MMA_PEER}\n    algorithm: hmac-sha256-128\n    key_file: {}\n",
+                key.display()
+            ))
+        };
+        for (node, mma, prefix, other) in [
+            (Node::Mma1, MMA1, site1, MMA2),
+            (Node::Mma2, MMA2, site2, MMA1),
+        ] {
+            let peers = peers(other)?;
             self.write(
                 &format!("{}.yaml", node.name()),
                 &format!(
@@ -656,7 +678,7 @@ impl Site {
                      security_associations:\n  - spi: {SPI_MMA}\n    algorithm: hmac-sha256-128\n    key_file: {k}\n    home_prefixes: [{HOME_PREFIX}]\n\
                      forwarding:\n  default_grace: 10\n  max_grace: 30\n\
                      metrics:\n  listen: \"[::1]:9642\"\n  mfc_poll: 1\n\
-                     state:\n  file: {d}/{n}.state.json\n  write_delay_ms: 100\n",
+                     state:\n  file: {d}/{n}.state.json\n  write_delay_ms: 100\n{peers}",
                     k = key_mma.display(),
                     n = node.name()
                 ),

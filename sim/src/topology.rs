@@ -200,15 +200,36 @@ pub fn mma_core(cfg: &SimConfig, s: usize) -> mma::core::Core {
         max_grace_s: 60,
     };
     #[allow(clippy::expect_used)]
-    mma::core::Core::new(
+    let mut core = mma::core::Core::new(
         registrar_config(),
         sa_table(cfg.terminals, false),
         policy,
         mma_plan(cfg, s),
         TokenBucket::new(1000, 1000),
     )
-    .expect("MMA core")
+    .expect("MMA core");
+    core.set_context(mma_context(cfg, s));
+    core
 }
+
+/// Every other site's MMA is a peer for context transfer (issue 12 §3), one shared SA.
+pub fn mma_context(cfg: &SimConfig, s: usize) -> mma::core::ContextConfig {
+    mma::core::ContextConfig {
+        peers: (0..cfg.sites)
+            .filter(|o| *o != s)
+            .map(|o| mma::core::context::Peer {
+                address: mma_addr(o),
+                spi: MMA_PEER_SPI,
+                algorithm: Algorithm::HmacSha256_128,
+                key: vec![0x4d; 32],
+            })
+            .collect(),
+        replay_window_ms: 7000,
+    }
+}
+
+/// SPI of the MMA–MMA security association.
+pub const MMA_PEER_SPI: u32 = 5000;
 
 pub fn mn_config(cfg: &SimConfig, t: usize) -> CoreConfig {
     CoreConfig {

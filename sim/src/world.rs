@@ -580,7 +580,10 @@ impl World {
         if dropped {
             return;
         }
-        let wan = from == NodeId::Ha || dst == topo::ha_addr();
+        // Between sites (context transfer, MMA to MMA) is the WAN too.
+        let between_mmas =
+            matches!(from, NodeId::Mma(_)) && matches!(self.owner_of(dst), Some(NodeId::Mma(_)));
+        let wan = from == NodeId::Ha || dst == topo::ha_addr() || between_mmas;
         let base = if wan {
             self.cfg.wan_latency_ms
         } else {

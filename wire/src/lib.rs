@@ -16,6 +16,7 @@ mod error;
 
 pub use error::{Error, Result};
 pub mod auth;
+pub mod context;
 pub mod group;
 pub mod mh;
 pub mod mld;

@@ -28,6 +28,9 @@
 //! sub-type 3 forwarding request len 21: new care-of address (16), grace seconds (u32, big endian)
 //! sub-type 4 handoff advice      len 21: reason (1), reserved (1), avoid seconds (u16, big endian),
 //!                                        the terminal's on-link address the advice is about (16)
+//! sub-type 5 previous MMA       len 17: the MMA the terminal was registered with before (16)
+//! sub-type 6 context request    len 2:  reserved (1)
+//! sub-type 7 terminal context   len 22 + 20 N: see [`crate::context`]
 //! ```
 //! Handoff advice travels in a Binding Refresh Request from the MMA, with the terminal's Home
 //! Network Prefix option, a Replay Protection option and the Authentication option of the
@@ -89,6 +92,13 @@ pub mod exp_subtype {
     /// advice is about (16): the MMA advises the terminal to leave that link (Binding Refresh
     /// Request from the MMA, signed with the terminal's SA).
     pub const HANDOFF_ADVICE: u8 = 4;
+    /// 16 bytes: the MMA the terminal was registered with before an inter-site move (BU to the
+    /// new MMA): the new MMA asks it for the terminal's context ([`crate::context`]).
+    pub const PREVIOUS_MMA: u8 = 5;
+    /// reserved (1): the option that makes a BU between MMAs a Context Request.
+    pub const CONTEXT_REQUEST: u8 = 6;
+    /// The terminal's context in a Context Reply ([`crate::context::TerminalContext`]).
+    pub const TERMINAL_CONTEXT: u8 = 7;
 }
 
 /// Why an MMA advises a terminal to leave a link (the handoff advice's reason byte).
@@ -158,6 +168,10 @@ pub enum Experimental {
         avoid_secs: u16,
         link_address: Ipv6Addr,
     },
+    /// The MMA the terminal comes from (inter-site move).
+    PreviousMma(Ipv6Addr),
+    /// Marks a BU between MMAs as a Context Request.
+    ContextRequest,
 }
 
 /// A mobility option other than padding (padding is computed on emit, skipped on parse).
@@ -179,6 +193,8 @@ pub enum MobilityOption {
     ReplayProtection { timestamp: u64 },
     /// Type 18 with one of our sub-types.
     Experimental(Experimental),
+    /// Type 18, sub-type 7: a terminal's context (variable length, so not in [`Experimental`]).
+    TerminalContext(crate::context::TerminalContext),
     /// Any other type, or type 18 with an unknown sub-type (data excludes type and length).
     Unknown { ty: u8, data: Vec<u8> },
 }
@@ -469,6 +485,8 @@ impl Experimental {
             Experimental::AssignedCoa(_) => exp_subtype::ASSIGNED_COA,
             Experimental::ForwardingRequest { .. } => exp_subtype::FORWARDING_REQUEST,
             Experimental::HandoffAdvice { .. } => exp_subtype::HANDOFF_ADVICE,
+            Experimental::PreviousMma(_) => exp_subtype::PREVIOUS_MMA,
+            Experimental::ContextRequest => exp_subtype::CONTEXT_REQUEST,
         }
     }
 
@@ -479,6 +497,9 @@ impl Experimental {
                 | exp_subtype::ASSIGNED_COA
                 | exp_subtype::FORWARDING_REQUEST
                 | exp_subtype::HANDOFF_ADVICE
+                | exp_subtype::PREVIOUS_MMA
+                | exp_subtype::CONTEXT_REQUEST
+                | exp_subtype::TERMINAL_CONTEXT
         )
     }
 
@@ -505,6 +526,13 @@ impl Experimental {
                 avoid_secs: be16(fields, 2).ok_or(bad)?,
                 link_address: addr(fields, 4).ok_or(bad)?,
             },
+            (exp_subtype::PREVIOUS_MMA, 16) => {
+                Experimental::PreviousMma(addr(fields, 0).ok_or(bad)?)
+            }
+            (exp_subtype::CONTEXT_REQUEST, _) => {
+                crate::context::parse_request_option(fields)?;
+                Experimental::ContextRequest
+            }
             _ => return Err(bad),
         };
         Ok(Some(exp))
@@ -563,6 +591,9 @@ impl MobilityOption {
                     authenticator: rest.get(4..).unwrap_or(&[]).to_vec(),
                 }
             }
+            option_type::EXPERIMENTAL if data.first() == Some(&exp_subtype::TERMINAL_CONTEXT) => {
+                MobilityOption::TerminalContext(crate::context::TerminalContext::parse(data)?)
+            }
             option_type::EXPERIMENTAL => match Experimental::parse(data)? {
                 Some(exp) => MobilityOption::Experimental(exp),
                 None => MobilityOption::Unknown {
@@ -585,7 +616,9 @@ impl MobilityOption {
             MobilityOption::HomeNetworkPrefix { .. } => option_type::HOME_NETWORK_PREFIX,
             MobilityOption::Authentication { .. } => option_type::AUTHENTICATION,
             MobilityOption::ReplayProtection { .. } => option_type::REPLAY_PROTECTION,
-            MobilityOption::Experimental(_) => option_type::EXPERIMENTAL,
+            MobilityOption::Experimental(_) | MobilityOption::TerminalContext(_) => {
+                option_type::EXPERIMENTAL
+            }
             MobilityOption::Unknown { ty, .. } => *ty,
         }
     }
@@ -601,7 +634,9 @@ impl MobilityOption {
             MobilityOption::Experimental(
                 Experimental::ForwardingRequest { .. } | Experimental::HandoffAdvice { .. },
             ) => 21,
+            MobilityOption::Experimental(Experimental::ContextRequest) => 2,
             MobilityOption::Experimental(_) => 17,
+            MobilityOption::TerminalContext(c) => c.data_len(),
             MobilityOption::Unknown { data, .. } => data.len(),
         }
     }
@@ -618,7 +653,9 @@ impl MobilityOption {
             MobilityOption::Authentication { .. } => {
                 return (8 - (pos + 2 + self.data_len()) % 8) % 8
             }
-            MobilityOption::Experimental(_) | MobilityOption::Unknown { .. } => return 0,
+            MobilityOption::Experimental(_)
+            | MobilityOption::TerminalContext(_)
+            | MobilityOption::Unknown { .. } => return 0,
         };
         (x + y - pos % x) % x
     }
@@ -634,6 +671,7 @@ impl MobilityOption {
             {
                 Err(Error::Malformed("authentication option length"))
             }
+            MobilityOption::TerminalContext(c) => c.check_encodable(),
             MobilityOption::Unknown { data, .. } if data.len() > usize::from(u8::MAX) => {
                 Err(Error::Malformed("option length"))
             }
@@ -684,9 +722,10 @@ impl MobilityOption {
             MobilityOption::Experimental(exp) => {
                 w.put(&[exp.subtype()])?;
                 match exp {
-                    Experimental::TerminalGroup(a) | Experimental::AssignedCoa(a) => {
-                        w.put(&a.octets())
-                    }
+                    Experimental::TerminalGroup(a)
+                    | Experimental::AssignedCoa(a)
+                    | Experimental::PreviousMma(a) => w.put(&a.octets()),
+                    Experimental::ContextRequest => w.put(&[0]),
                     Experimental::ForwardingRequest {
                         new_coa,
                         grace_secs,
@@ -705,6 +744,7 @@ impl MobilityOption {
                     }
                 }
             }
+            MobilityOption::TerminalContext(c) => w.put(&c.to_bytes()?),
             MobilityOption::Unknown { data, .. } => w.put(data),
         }
     }

@@ -127,8 +127,64 @@ def authenticated_advice():
     return final
 
 
+CORRESPONDENTS = [("2001:db8:c::1", 100, 7), ("2001:db8:c::2", 101, 8)]
+
+
+def terminal_context_body(flags=0x80, lifetime=300):
+    # sub-type 7 terminal context: flags, group, lifetime left (u32), then per correspondent
+    # its address, lifetime left (u16) and sequence number (u16).
+    body = bytes([flags]) + a16(GROUP) + struct.pack("!I", lifetime)
+    for addr, life, seq in CORRESPONDENTS:
+        body += a16(addr) + struct.pack("!HH", life, seq)
+    return body
+
+
+def signed(layer, opts_before_auth, pad, algo, trunc):
+    """`layer(options, cksum)` signed with AUTH_KEY over SRC (the requesting MMA) | HOA | MH,
+    the authentication option after `pad`."""
+
+    def build(authdata, cksum):
+        opts = list(opts_before_auth) + ([pad] if pad is not None else [])
+        opts.append(MIP6OptMsgAuth(subtype=1, mspi=AUTH_SPI, authdata=authdata))
+        return layer(opts, cksum)
+
+    zeroed = build(b"\x00" * trunc, 0)
+    spi_end = len(zeroed) - trunc
+    data = a16(SRC) + a16(HOA) + zeroed[:spi_end]
+    mac = hmac.new(AUTH_KEY, data, algo).digest()[:trunc]
+    final = build(mac, None)
+    assert final[spi_end:] == mac and len(final) % 8 == 0
+    return final
+
+
+def context_request(algo, trunc, pad):
+    # BU (A only) seq 0x0102 lifetime 0: HNP at 12, Replay Protection at 34 (PadN before),
+    # Context Request 44..48, Authentication after `pad`.
+    opts = [hnp(HOA), PadN(optdata=b""), MIP6OptReplayProtection(timestamp=REPLAY_TS), exp(6, b"\x00")]
+    return signed(lambda o, c: mh_bytes(MIP6MH_BU(seq=0x0102, flags=A, mhtime=0, autopad=0, cksum=c, options=o)),
+                  opts, pad, algo, trunc)
+
+
+def context_reply(status, body, algo, trunc, pad):
+    opts = [hnp(HOA)] + ([exp(7, body)] if body is not None else [])
+    return signed(lambda o, c: mh_bytes(MIP6MH_BA(status=status, flags=0, seq=0x0102, mhtime=0, autopad=0,
+                                                  cksum=c, options=o)),
+                  opts, pad, algo, trunc)
+
+
 def fixtures():
     f = {}
+    # Context transfer between MMAs (wire/src/context.rs).
+    f["bu_previous_mma"] = mh_bytes(MIP6MH_BU(seq=9, flags=A + M, mhtime=300,
+                                              options=[hnp(HOA), exp(1, a16(GROUP)), exp(5, a16(ASSIGNED_COA))]))
+    # Authentication at 49 (8n+1) / 53 (8n+5), both ending at 72.
+    f["context_request_sha256"] = context_request(hashlib.sha256, 16, Pad1())
+    f["context_request_sha1"] = context_request(hashlib.sha1, 12, PadN(optdata=b"\x00" * 3))
+    # Terminal Context 32..96, Authentication at 101 (8n+5) / 97 (8n+1), both ending at 120.
+    f["context_reply_sha1"] = context_reply(0, terminal_context_body(), hashlib.sha1, 12, PadN(optdata=b"\x00" * 3))
+    f["context_reply_sha256"] = context_reply(0, terminal_context_body(), hashlib.sha256, 16, Pad1())
+    # Unknown terminal: HNP only, Authentication at 37 (8n+5) ending at 56.
+    f["context_reply_133"] = context_reply(133, None, hashlib.sha1, 12, PadN(optdata=b"\x00" * 3))
     f["brr"] = mh_bytes(MIP6MH_BRR())
     f["brr_advice"] = mh_bytes(MIP6MH_BRR(options=[hnp(HOA), MIP6OptReplayProtection(timestamp=REPLAY_TS),
                                                    exp(4, advice_body())]))

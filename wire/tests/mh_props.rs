@@ -9,6 +9,7 @@
 use std::net::Ipv6Addr;
 
 use mipcast_wire::auth::{self, Algorithm, AuthError, Credentials};
+use mipcast_wire::context::{CorrespondentEntry, TerminalContext};
 use mipcast_wire::mh::{
     fill_checksum, verify_checksum, BindingAck, BindingError, BindingUpdate, Experimental, Message,
     MhPacket, MhRepr, MobilityOption,
@@ -82,8 +83,31 @@ fn option() -> impl Strategy<Value = MobilityOption> {
             proptest::collection::vec(any::<u8>(), 0..40)
         )
             .prop_map(|(ty, data)| MobilityOption::Unknown { ty, data }),
+        addr().prop_map(|a| MobilityOption::Experimental(Experimental::PreviousMma(a))),
+        Just(MobilityOption::Experimental(Experimental::ContextRequest)),
+        (
+            any::<u8>(),
+            addr(),
+            any::<u32>(),
+            proptest::collection::vec((addr(), any::<u16>(), any::<u16>()), 0..=11)
+        )
+            .prop_map(|(flags, group, lifetime_left_s, list)| {
+                MobilityOption::TerminalContext(TerminalContext {
+                    flags,
+                    group,
+                    lifetime_left_s,
+                    correspondents: list
+                        .into_iter()
+                        .map(|(address, lifetime_left_s, sequence)| CorrespondentEntry {
+                            address,
+                            lifetime_left_s,
+                            sequence,
+                        })
+                        .collect(),
+                })
+            }),
         // Experimental with a sub-type that is not ours stays Unknown.
-        (5u8.., proptest::collection::vec(any::<u8>(), 0..30)).prop_map(|(sub, mut data)| {
+        (8u8.., proptest::collection::vec(any::<u8>(), 0..30)).prop_map(|(sub, mut data)| {
             data.insert(0, sub);
             MobilityOption::Unknown { ty: 18, data }
         }),

@@ -18,6 +18,7 @@
 //! globally, signed replies to authenticated messages from a budget of their own
 //! ([`ReplyBudgets`]), as the home agent's are.
 pub mod advice;
+pub mod context;
 pub mod plan;
 pub mod policy;
 
@@ -33,6 +34,7 @@ use mipcast_binding::{
 use mipcast_proto::{KObject, Machine, Millis, Outcome, ReplyBudgets, ReplyKind};
 
 pub use advice::{AdviceConfig, Advise, SiteLink};
+pub use context::{ContextConfig, ContextEvent, ContextStatus, CorrespondentContext};
 pub use plan::{Change, Plan, TerminalState};
 pub use policy::{MmaPolicy, PolicyConfig, Terminal};
 
@@ -130,6 +132,8 @@ pub enum Event {
         avoid_s: u16,
         trigger: &'static str,
     },
+    /// Context transfer between MMAs (issue 12 §3), see [`context`].
+    Context(ContextEvent),
 }
 
 /// The MMA's state: registered terminals and the kernel plan they map to.
@@ -157,6 +161,8 @@ pub struct Core {
     group_bytes: std::collections::HashMap<Ipv6Addr, (u64, Millis)>,
     /// Per link prefix: no load advice before this time (one advice per avoid period).
     load_hold: std::collections::HashMap<(Ipv6Addr, u8), Millis>,
+    /// Context transfer with peer MMAs.
+    context: context::ContextState,
 }
 
 impl Core {
@@ -182,6 +188,7 @@ impl Core {
             revoked: BTreeSet::new(),
             stale: Vec::new(),
             stale_retry: None,
+            context: context::ContextState::default(),
         })
     }
 
@@ -446,7 +453,23 @@ impl Machine for Core {
                     }));
                     return;
                 }
+                if self.is_context_message(&m) {
+                    return self.on_context_message(m, now);
+                }
                 let actions = self.registrar.handle_bu(m.src, m.dst, m.bytes, now);
+                // A terminal newly served here (first registration, or back from a forwarding
+                // window): its BU may name a previous MMA to ask for its context.
+                let fresh = actions.iter().find_map(|a| match a {
+                    Action::Install { binding, replaced }
+                        if binding.payload.forward_to.is_none()
+                            && replaced
+                                .as_ref()
+                                .is_none_or(|r| r.payload.forward_to.is_some()) =>
+                    {
+                        Some(binding.hoa)
+                    }
+                    _ => None,
+                });
                 // Refused before anyone proved holding a key (a wrong MAC, a malformed or
                 // unknown message): what a keyless flood produces, counted against its source.
                 let failed = actions.iter().any(|a| match a {
@@ -459,6 +482,9 @@ impl Machine for Core {
                     self.limiter.note_failure(m.src, now.mono);
                 }
                 self.translate(actions, now);
+                if let Some(hoa) = fresh {
+                    self.request_context(hoa, m.bytes, now);
+                }
             }
             Input::Advise(a) => self.advise(&a, now),
             Input::GroupCounters(c) => self.on_counters(c, now),
@@ -477,6 +503,7 @@ impl Machine for Core {
         }
         let actions = self.registrar.poll_timers(now);
         self.translate(actions, now);
+        self.context_timeout(now);
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
@@ -484,6 +511,7 @@ impl Machine for Core {
             .next_deadline()
             .into_iter()
             .chain(self.stale_retry)
+            .chain(self.context_deadline())
             .min()
     }
 

@@ -638,6 +638,7 @@ impl Core {
                     alt_coa: None,
                     group: None,
                     forward: None,
+                    previous_mma: None,
                 };
                 self.start(mma, req, src, now, out);
             }
@@ -658,7 +659,11 @@ impl Core {
         }
         tracing::info!(%mma, link = %l.cfg.name, "pre-registering with the candidate site's MMA (request handoff)");
         self.pre_registered = Some((mma, c));
-        self.start(mma, self.mma_request(), Some(src), now, out);
+        let request = Request {
+            previous_mma: Some(current),
+            ..self.mma_request()
+        };
+        self.start(mma, request, Some(src), now, out);
     }
 
     /// The group membership on the prepared link when it is in the current site.
@@ -1061,6 +1066,8 @@ impl Core {
             alt_coa: None,
             group: Some(self.cfg.group),
             forward: None,
+            // Only on an inter-site move (the pending site names the MMA we come from).
+            previous_mma: self.pending_site.and_then(|p| p.previous),
         }
     }
 
@@ -1072,6 +1079,7 @@ impl Core {
             alt_coa: Some(coa),
             group: None,
             forward: None,
+            previous_mma: None,
         }
     }
 
@@ -1163,6 +1171,7 @@ impl Core {
             alt_coa: None,
             group: None,
             forward: Some((new_coa, self.cfg.grace_s)),
+            previous_mma: None,
         };
         self.start(mma, req, src, now, out);
         self.forwards.retain(|f| f.from != mma);
@@ -1465,6 +1474,7 @@ impl Core {
                         alt_coa: None,
                         group: None,
                         forward: None,
+                        previous_mma: None,
                     };
                     self.start(ha, req, Some(self.cfg.hoa), now, out);
                 }
@@ -1480,6 +1490,7 @@ impl Core {
                     alt_coa: None,
                     group: None,
                     forward: None,
+                    previous_mma: None,
                 };
                 self.start(self.cfg.home_agent, req, Some(coa), now, out);
                 if let Some(mma) = self.last_mma.take() {

@@ -57,6 +57,9 @@ pub struct Request {
     pub group: Option<Ipv6Addr>,
     /// Forwarding request (deregistration from the previous MMA): new CoA and grace seconds.
     pub forward: Option<(Ipv6Addr, u32)>,
+    /// The MMA we come from (registration with a new site's MMA after an inter-site move):
+    /// the new MMA asks it for our context. Sent until the registration is accepted.
+    pub previous_mma: Option<Ipv6Addr>,
 }
 
 impl Request {
@@ -337,6 +340,8 @@ impl Client {
                 reg.bound_until = Some(now + std::time::Duration::from_secs(u64::from(granted_s)));
                 reg.deadline = now + std::time::Duration::from_millis(refresh_ms.max(1000));
                 reg.assigned_coa = assigned.or(reg.assigned_coa);
+                // The move is done: refreshes do not name the previous MMA again.
+                reg.request.previous_mma = None;
                 AckOutcome::Accepted {
                     peer: src,
                     kind,
@@ -516,6 +521,11 @@ pub fn build_bu(
                 grace_secs,
             },
         ));
+    }
+    if let Some(previous) = req.previous_mma {
+        options.push(MobilityOption::Experimental(Experimental::PreviousMma(
+            previous,
+        )));
     }
     options.push(MobilityOption::ReplayProtection { timestamp });
     let repr = MhRepr {

@@ -1096,3 +1096,52 @@ fn a_new_mma_on_the_same_link_is_an_inter_site_move() {
 }
 
 mod selection;
+
+/// The previous MMA named in the BUs to `peer` among `actions` (issue 12 §3), one entry per BU.
+fn previous_mma_named(actions: &[Action], peer: Ipv6Addr) -> Vec<Option<Ipv6Addr>> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SendBu(o) if o.peer == peer => Some(o),
+            _ => None,
+        })
+        .map(|o| {
+            MhRepr::parse(&o.bytes)
+                .unwrap()
+                .experimental()
+                .find_map(|e| match e {
+                    Experimental::PreviousMma(p) => Some(*p),
+                    _ => None,
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn an_inter_site_move_names_the_previous_mma_until_accepted() {
+    let mut h = H::new(Mode::Site);
+    h.up(E1);
+    // The first registration comes from nowhere: no previous MMA.
+    let acts = h.ra(E1, "2001:db8:10:1::", Some(mma1()));
+    assert_eq!(previous_mma_named(&acts, mma1()), vec![None]);
+    let mma_bu = bus(&acts).remove(0);
+    let ha_bu = bus(&h.ack(&mma_bu, 0, Some(mma1()))).remove(0);
+    h.ack(&ha_bu, 0, None);
+    // Inter-site move: the BU to the new MMA names the old one, retransmissions too.
+    h.up(E2);
+    h.ra(E2, "2001:db8:20:1::", Some(mma2()));
+    let acts = h.down(E1);
+    assert_eq!(previous_mma_named(&acts, mma2()), vec![Some(mma1())]);
+    let first = bus(&acts).remove(0);
+    let retx = h.advance(1600);
+    assert_eq!(previous_mma_named(&retx, mma2()), vec![Some(mma1())]);
+    let bu = bus(&retx)
+        .into_iter()
+        .find(|b| b.peer == mma2())
+        .unwrap_or(first);
+    // Accepted: the refreshes, built from the same request, no longer name it.
+    h.ack(&bu, 0, Some(mma2()));
+    let reg = h.core.client.get(&mma2()).unwrap();
+    assert_eq!(reg.state, reg::State::Bound);
+    assert_eq!(reg.request.previous_mma, None);
+}
