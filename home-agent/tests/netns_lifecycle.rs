@@ -152,7 +152,7 @@ fn sighup_reloads_security_associations_and_keeps_bindings() {
     assert!(matches!(reply, Some(Reply::Ack { status: 0, .. })));
     // New key for SPI 1000 in a new key file.
     let key2 = lab.dir.path("mn2.key");
-    std::fs::write(&key2, b"a-completely-new-key").unwrap();
+    std::fs::write(&key2, b"a-completely-new-key-for-spi-1000").unwrap();
     std::fs::set_permissions(&key2, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let text = std::fs::read_to_string(&lab.config).unwrap();
     let old_key = lab.dir.path("mn.key");
@@ -183,7 +183,7 @@ fn sighup_reloads_security_associations_and_keeps_bindings() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         out.push(
-            mn.exchange(&mn.bu(seq, 100, Some(b"a-completely-new-key")))
+            mn.exchange(&mn.bu(seq, 100, Some(b"a-completely-new-key-for-spi-1000")))
                 .await,
         );
         (out, seq)
