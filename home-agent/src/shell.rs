@@ -549,6 +549,10 @@ impl Daemon {
         match received {
             Ok((rx, bytes)) => {
                 let t = std::time::Instant::now();
+                self.metrics.signalling.mobility(
+                    mipcast_daemon::metrics::signalling::Direction::Received,
+                    bytes,
+                );
                 lock(&self.core).handle_input(
                     self.clock.reading(),
                     Input {

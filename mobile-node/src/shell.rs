@@ -337,6 +337,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
             r = io.mh.recv(&mut mh_buf) => match r {
                 Ok(rx) => {
                     let bytes = mh_buf.get(..rx.len).unwrap_or(&[]);
+                    io.metrics.signalling.mobility(mipcast_daemon::metrics::signalling::Direction::Received, bytes);
                     apply(&io, &mut core, Event::Mobility { src: rx.source, bytes }, now()).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "receiving on the mobility header socket"),
@@ -528,14 +529,16 @@ impl Effects<Core> for NodeIo<'_> {
         match send {
             Send::Rs { ifindex } => send_rs(io, ifindex).await,
             Send::Bu(bu) => {
-                io.metrics.bu_sent.inc();
                 tracing::debug!(peer = %bu.peer, src = %bu.src, seq = bu.seq, lifetime_s = bu.lifetime_s, retransmission = bu.retransmission, "sending binding update");
-                if let Err(e) = io
+                match io
                     .mh
                     .send_to(&bu.bytes, bu.peer, PacketInfo::ANY.with_source(bu.src))
                     .await
                 {
-                    tracing::warn!(peer = %bu.peer, error = %e, "sending a binding update");
+                    Ok(()) => io.metrics.signalling.sent("binding_update"),
+                    Err(e) => {
+                        tracing::warn!(peer = %bu.peer, error = %e, "sending a binding update")
+                    }
                 }
             }
         }
@@ -561,12 +564,13 @@ async fn send_rs(io: &Io, ifindex: u32) {
     match rs.emit(&mut buf) {
         Ok(n) => {
             buf.truncate(n);
-            if let Err(e) = io
+            match io
                 .icmp
                 .send_to(&buf, ALL_ROUTERS, PacketInfo::on(ifindex))
                 .await
             {
-                tracing::debug!(ifindex, error = %e, "sending a router solicitation");
+                Ok(()) => io.metrics.signalling.sent("router_solicitation"),
+                Err(e) => tracing::debug!(ifindex, error = %e, "sending a router solicitation"),
             }
         }
         Err(e) => tracing::warn!(error = %e, "building a router solicitation"),

@@ -254,10 +254,11 @@ fn attachment_ifindex(site: &Site) -> Option<u64> {
     site.status(Node::Mn).ok()?["attachment"]["ifindex"].as_u64()
 }
 
-const BUS_SENT: &str = "sum(mipcast_mn_binding_updates_sent_total)";
+const BUS_SENT: &str =
+    "sum(mobile_node_signalling_messages_total{direction=\"sent\",type=\"binding_update\"})";
 
 fn handovers(kind: &str) -> String {
-    format!("sum(mipcast_mn_handovers_total{{kind=\"{kind}\"}}) or vector(0)")
+    format!("sum(mobile_node_handovers_total{{kind=\"{kind}\"}}) or vector(0)")
 }
 
 #[test]
@@ -544,9 +545,9 @@ mod mipcast_grafana {
     fn names_in_expressions() {
         assert_eq!(
             metric_names(
-                "sum by (node, kind) (rate(mipcast_mn_handovers_total{kind=~\"a|b\"}[$__rate_interval])) / on (node) group_left up"
+                "sum by (node, kind) (rate(mobile_node_handovers_total{kind=~\"a|b\"}[$__rate_interval])) / on (node) group_left up"
             ),
-            ["mipcast_mn_handovers_total", "up"]
+            ["mobile_node_handovers_total", "up"]
         );
         assert_eq!(
             metric_names("histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))"),
