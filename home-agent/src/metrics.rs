@@ -32,6 +32,14 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InvalidatedLabels {
+    /// start (restored from the state file) or reload (after a SIGHUP).
+    pub when: &'static str,
+    /// The failed check (unknown_spi, spi_not_authorised, hoa_not_home, ...).
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabel {
     pub op: &'static str,
 }
@@ -47,6 +55,8 @@ pub struct Metrics {
     pub replies_suppressed: Counter,
     /// Mobility Header messages by direction and type (`signalling_messages_total`).
     pub signalling: Signalling,
+    /// Bindings dropped because they no longer validate, at start or after a reload.
+    pub invalidated: Family<InvalidatedLabels, Counter>,
     pub kernel_errors: Family<OpLabel, Counter>,
     pub kernel_changes: Family<OpLabel, Counter>,
     /// Registrar processing of one message (validation, authentication, cache update).
@@ -75,6 +85,7 @@ impl Metrics {
             bindings_removed: Family::default(),
             replies_suppressed: Counter::default(),
             signalling: Signalling::default(),
+            invalidated: Family::default(),
             kernel_errors: Family::default(),
             kernel_changes: Family::default(),
             // 1 µs to ~4 s.
@@ -86,6 +97,11 @@ impl Metrics {
         m.zero_known_series();
         let r = registry.sub_registry_with_prefix("home_agent");
         m.signalling.register(r, AGENT_MH);
+        r.register(
+            "bindings_invalidated",
+            "Bindings dropped because they no longer validate against the configuration: state-file records refused at start, and bindings a reloaded configuration refuses",
+            m.invalidated.clone(),
+        );
         r.register(
             "bindings",
             "Bindings in the binding cache",
@@ -259,6 +275,18 @@ impl Metrics {
         self.kernel_changes
             .get_or_create(&OpLabel { op })
             .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// Counts bindings dropped by a restore or a reload's re-check.
+    pub fn invalidated(&self, when: &'static str, dropped: &[mipcast_binding::RestoreRefusal]) {
+        for d in dropped {
+            self.invalidated
+                .get_or_create(&InvalidatedLabels {
+                    when,
+                    reason: d.reason,
+                })
+                .inc();
+        }
     }
 
     pub fn kernel_error(&self, op: &'static str) {
