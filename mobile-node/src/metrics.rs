@@ -73,6 +73,8 @@ pub struct Metrics {
     pub signalling: Signalling,
     pub kernel_refused: Counter,
     pub phase_seconds: Family<PhaseLabel, Histogram, fn() -> Histogram>,
+    /// Last tunnelled packet on the old path to the first on the new (see `interruption`).
+    pub handover_interruption: Histogram,
     pub current: Family<CurrentLabels, Gauge>,
     pub handover_causes: Family<CauseLabel, Counter>,
     pub advice_received: Family<ReasonLabel, Counter>,
@@ -94,6 +96,7 @@ impl Metrics {
             signalling: Signalling::default(),
             kernel_refused: Counter::default(),
             phase_seconds: Family::new_with_constructor(phase_histogram),
+            handover_interruption: phase_histogram(),
             current: Family::default(),
             handover_causes: Family::default(),
             advice_received: Family::default(),
@@ -179,6 +182,11 @@ impl Metrics {
             "kernel_changes_refused",
             "Kernel changes the kernel refused (each is retried until it holds)",
             m.kernel_refused.clone(),
+        );
+        registry.register(
+            "handover_interruption_seconds",
+            "Handover interruption measured at the terminal: from the last tunnelled packet on the old link to the first on the new one (per-link nftables counters read every 5 ms around a move; 0 when both links delivered at once)",
+            m.handover_interruption.clone(),
         );
         registry.register(
             "handover_phase_seconds",

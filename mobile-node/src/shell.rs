@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mipcast_daemon::clock::{Millis, SystemClock};
 use mipcast_daemon::driver::{settle, Effects};
@@ -278,6 +278,8 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     let mut core = Core::new(core_cfg, persisted.clone());
     let mut last_persisted = persisted;
     let now = || io.now();
+    let mut interruption = crate::interruption::Interruption::default();
+    let counted = count_links(&io, &polled);
 
     let mut ra_buf = vec![0u8; 2048];
     let mut mh_buf = vec![0u8; 2048];
@@ -314,6 +316,11 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
                 .await;
             }
         }
+        if counted {
+            interruption.attachment(core.attachment().ifindex(), Instant::now(), || {
+                io.nft.link_counters().ok()
+            });
+        }
         publish(&core, &io, &status_json, now().mono);
         let p = core.persisted();
         if p != last_persisted {
@@ -343,6 +350,9 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
                 Err(e) => tracing::warn!(error = %e, "receiving on the mobility header socket"),
             },
             () = tokio::time::sleep(wake) => tick(&io, &mut core, now()).await,
+            () = sample_due(interruption.next_sample(Instant::now())) => {
+                sample_interruption(&io, &mut interruption);
+            }
             Some(request) = next_request(&mut control) => {
                 let reply = match quality_request(&request.line, &polled) {
                     Ok((ifindex, value)) => {
@@ -502,6 +512,51 @@ fn quality_request(line: &str, polled: &[PolledLink]) -> Result<(u32, Option<u8>
 async fn apply(io: &Io, core: &mut Core, event: Event<'_>, now: Now) {
     core.handle_input(now, event);
     settle(core, &mut NodeIo { io }).await;
+}
+
+/// Counts the tunnelled packets of each access interface (for the interruption
+/// histogram); false, with a warning, when nftables refuses.
+fn count_links(io: &Io, links: &[PolledLink]) -> bool {
+    for l in links {
+        if let Err(e) = io.nft.add_link_counter(l.ifindex) {
+            tracing::warn!(link = %l.name, error = %e, "no per-link packet counter: handover interruptions are not measured");
+            return false;
+        }
+    }
+    true
+}
+
+/// Resolves at `at`; never without a probe running.
+async fn sample_due(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One reading of the per-link counters during a move.
+fn sample_interruption(io: &Io, interruption: &mut crate::interruption::Interruption) {
+    use crate::interruption::Outcome;
+    let readings = match io.nft.link_counters() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the per-link packet counters");
+            return;
+        }
+    };
+    match interruption.sample(&readings, Instant::now()) {
+        Outcome::Waiting => {}
+        Outcome::Measured(gap) => {
+            tracing::info!(
+                interruption_ms = gap.as_secs_f64() * 1000.0,
+                "handover interruption at the terminal (last packet on the old path to the first on the new)"
+            );
+            io.metrics.handover_interruption.observe(gap.as_secs_f64());
+        }
+        Outcome::GaveUp => tracing::debug!(
+            "no tunnelled packet on another link within 10 s of the move: interruption not measured"
+        ),
+    }
 }
 
 /// The timers due now.
