@@ -347,6 +347,41 @@ fn prometheus_scrapes_the_site_through_intra_and_inter_site_moves() {
     prom.wait_value("mma_terminals{node=\"mma2\"}", 1.0);
     prom.wait_value("sum(mma_forwarding_windows_active{node=\"mma1\"})", 1.0);
     prom.wait_value(&handovers("intra_site"), 1.0);
+    // The signalling families agree across daemons: every BU the terminal sent was received
+    // by an agent, every BAck an agent sent reached the terminal; pim-lite counts the MLD
+    // reports and PIM Hellos of the tree.
+    let agents = |direction: &str, kind: &str| {
+        format!(
+            "sum(home_agent_signalling_messages_total{{direction=\"{direction}\",type=\"{kind}\"}}) + sum(mma_signalling_messages_total{{direction=\"{direction}\",type=\"{kind}\"}})"
+        )
+    };
+    prom.wait_value(
+        &agents("received", "binding_update"),
+        bus_registration + 3.0,
+    );
+    let acks = wait_for("BAcks in Prometheus", Duration::from_secs(10), || {
+        prom.value(&agents("sent", "binding_ack"))
+    })
+    .unwrap();
+    assert!(acks >= bus_registration + 3.0, "a BAck per BU: {acks}");
+    prom.wait_value(
+        "sum(mobile_node_signalling_messages_total{direction=\"received\",type=\"binding_ack\"})",
+        acks,
+    );
+    for (direction, kind) in [
+        ("received", "mld_report"),
+        ("sent", "pim_hello"),
+        ("sent", "router_advertisement"),
+    ] {
+        let series = format!(
+            "sum(pim_lite_signalling_messages_total{{direction=\"{direction}\",type=\"{kind}\"}})"
+        );
+        assert!(
+            prom.value(&series).is_some_and(|v| v > 0.0),
+            "{series}: {:?}",
+            prom.query(&series)
+        );
+    }
     assert_eq!(
         prom.value("sum(up)"),
         Some(daemons as f64),
