@@ -36,8 +36,6 @@ pub struct Metrics {
     malformed: Family<Labels, Counter>,
     upcalls: Family<Labels, Counter>,
     router_adverts: Family<Labels, Counter>,
-    router_solicits: Counter,
-    hellos: Counter,
     hello_skipped: Family<Labels, Counter>,
     dr_changes: Counter,
     neighbor_restarts: Counter,
@@ -81,8 +79,6 @@ impl Metrics {
             malformed: Family::default(),
             upcalls: Family::default(),
             router_adverts: Family::default(),
-            router_solicits: Counter::default(),
-            hellos: Counter::default(),
             hello_skipped: Family::default(),
             dr_changes: Counter::default(),
             neighbor_restarts: Counter::default(),
@@ -182,12 +178,8 @@ impl Metrics {
             "Router advertisements sent",
             m.router_adverts.clone(),
         );
-        r.register(
-            "router_solicitations",
-            "Valid router solicitations received",
-            m.router_solicits.clone(),
-        );
-        r.register("pim_hellos_sent", "PIM Hellos sent", m.hellos.clone());
+        // Router Solicitations received and PIM Hellos sent are in signalling_messages_total
+        // (type router_solicitation, pim_hello).
         r.register(
             "pim_hello_options_skipped",
             "Hello options or Address List entries left out of otherwise usable Hellos, by reason",
@@ -268,8 +260,8 @@ impl Metrics {
                 Event::MldQueriesSent(kind) => {
                     self.mld_queries.get_or_create_owned(&one("kind", kind))
                 }
-                Event::RsReceived => self.router_solicits.clone(),
-                Event::HellosSent => self.hellos.clone(),
+                // Counted where they are received and sent (signalling_messages_total).
+                Event::RsReceived | Event::HellosSent => continue,
                 Event::HelloSkipped(r) => self.hello_skipped.get_or_create_owned(&one("reason", r)),
                 Event::DrChanges => self.dr_changes.clone(),
                 Event::NeighborRestarts => self.neighbor_restarts.clone(),
