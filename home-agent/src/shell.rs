@@ -588,7 +588,7 @@ impl Daemon {
         if dropped.is_empty() {
             return;
         }
-        mipcast_daemon::logsummary::log_restore_refusals(&self.state_path, &dropped);
+        mipcast_daemon::logsummary::log_reload_refusals(&dropped);
         self.metrics.invalidated("reload", &dropped);
         self.touched.extend(dropped.iter().map(|d| d.hoa));
         self.settle(Instant::now()).await;

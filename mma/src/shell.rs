@@ -716,7 +716,7 @@ impl Daemon {
         self.config = merged;
         // Terminals the new configuration refuses leave now, not at their next refresh.
         let dropped = lock(&self.core).revalidate(self.clock.reading());
-        mipcast_daemon::logsummary::log_restore_refusals(&self.config.state.file, &dropped);
+        mipcast_daemon::logsummary::log_reload_refusals(&dropped);
         self.metrics.invalidated("reload", &dropped);
         if !dropped.is_empty() {
             self.settle().await;
