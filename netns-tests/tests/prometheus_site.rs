@@ -359,15 +359,25 @@ fn prometheus_scrapes_the_site_through_intra_and_inter_site_moves() {
         &agents("received", "binding_update"),
         bus_registration + 3.0,
     );
-    let acks = wait_for("BAcks in Prometheus", Duration::from_secs(10), || {
-        prom.value(&agents("sent", "binding_ack"))
-    })
-    .unwrap();
+    // Read together until they agree (a refresh may add a BAck between two queries).
+    let mn_acks =
+        "sum(mobile_node_signalling_messages_total{direction=\"received\",type=\"binding_ack\"})";
+    let acks = wait_for(
+        "BAcks sent = BAcks received",
+        Duration::from_secs(10),
+        || {
+            let sent = prom.value(&agents("sent", "binding_ack"))?;
+            (prom.value(mn_acks) == Some(sent)).then_some(sent)
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: agents {:?}, terminal {:?}",
+            prom.query(&agents("sent", "binding_ack")),
+            prom.query(mn_acks)
+        )
+    });
     assert!(acks >= bus_registration + 3.0, "a BAck per BU: {acks}");
-    prom.wait_value(
-        "sum(mobile_node_signalling_messages_total{direction=\"received\",type=\"binding_ack\"})",
-        acks,
-    );
     for (direction, kind) in [
         ("received", "mld_report"),
         ("sent", "pim_hello"),
