@@ -325,6 +325,26 @@ impl<Po: Policy> Registrar<Po> {
         (actions, refused)
     }
 
+    /// Re-checks every cached binding against the configuration now in force (after a
+    /// reload replaced the SAs or the policy's settings), as a restore would: the SA still
+    /// exists and authorises the home address, the lifetime is within the maximum, and the
+    /// policy would still accept it. What fails leaves the cache and is handed back with the
+    /// failed check's label, so the caller withdraws its kernel state and reports it.
+    pub fn revalidate(&mut self, now: Now) -> Vec<(Binding<Po::Payload>, &'static str)> {
+        let mut failed = Vec::new();
+        for record in self.cache.records(now) {
+            let verdict = self
+                .check_against_config(&record, now)
+                .and_then(|()| self.policy.check_restored(&record, &self.cache));
+            if let Err(reason) = verdict {
+                if let Some(binding) = self.revoke(&record.hoa, now) {
+                    failed.push((binding, reason));
+                }
+            }
+        }
+        failed
+    }
+
     /// The checks every restored record passes, whatever the role: addresses of the right
     /// kinds, a configured SA that authorises the home address, and a lifetime no longer than
     /// the configured maximum.
@@ -350,6 +370,16 @@ impl<Po: Policy> Registrar<Po> {
         if self.cache.get(&r.hoa).is_some() {
             return Err("duplicate_hoa");
         }
+        self.check_against_config(r, now)
+    }
+
+    /// The part of [`Self::check_record`] that a configuration change can break: the SA and
+    /// its prefixes, and the lifetime cap.
+    fn check_against_config(
+        &self,
+        r: &BindingRecord<Po::Payload>,
+        now: Now,
+    ) -> Result<(), &'static str> {
         if self.sas.get(r.spi).is_none() {
             return Err("unknown_spi");
         }

@@ -111,6 +111,34 @@ pub fn log_restore_refusals(
     if refused.is_empty() {
         return;
     }
+    let (reasons, first) = summary(refused);
+    tracing::warn!(
+        file = %state_file.display(),
+        refused = refused.len(),
+        reasons,
+        first = first.join(" "),
+        "state file: records that no longer validate against the configuration were dropped, \
+         not programmed"
+    );
+}
+
+/// One WARN line for the bindings a reload's re-check withdrew (see
+/// [`log_restore_refusals`]).
+pub fn log_reload_refusals(dropped: &[mipcast_binding::RestoreRefusal]) {
+    if dropped.is_empty() {
+        return;
+    }
+    let (reasons, first) = summary(dropped);
+    tracing::warn!(
+        withdrawn = dropped.len(),
+        reasons,
+        first = first.join(" "),
+        "reload: bindings that no longer validate against the new configuration were withdrawn"
+    );
+}
+
+/// "reason=count ..." and the first few home addresses.
+fn summary(refused: &[mipcast_binding::RestoreRefusal]) -> (String, Vec<String>) {
     let mut by_reason: std::collections::BTreeMap<&str, usize> = Default::default();
     for r in refused {
         *by_reason.entry(r.reason).or_default() += 1;
@@ -120,15 +148,8 @@ pub fn log_restore_refusals(
         .map(|(reason, n)| format!("{reason}={n}"))
         .collect::<Vec<_>>()
         .join(" ");
-    let first: Vec<String> = refused.iter().take(5).map(|r| r.hoa.to_string()).collect();
-    tracing::warn!(
-        file = %state_file.display(),
-        refused = refused.len(),
-        reasons,
-        first = first.join(" "),
-        "state file: records that no longer validate against the configuration were dropped, \
-         not programmed"
-    );
+    let first = refused.iter().take(5).map(|r| r.hoa.to_string()).collect();
+    (reasons, first)
 }
 
 #[cfg(test)]

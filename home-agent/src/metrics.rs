@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use mipcast_daemon::metrics::signalling::{Direction, Signalling, AGENT_MH};
+
 use mipcast_wire::mh::mh_type;
 
 use crate::core::replies::back_status_of;
@@ -30,6 +32,14 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InvalidatedLabels {
+    /// start (restored from the state file) or reload (after a SIGHUP).
+    pub when: &'static str,
+    /// The failed check (unknown_spi, spi_not_authorised, hoa_not_home, ...).
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabel {
     pub op: &'static str,
 }
@@ -43,8 +53,10 @@ pub struct Metrics {
     pub dropped: Family<ReasonLabel, Counter>,
     pub bindings_removed: Family<ReasonLabel, Counter>,
     pub replies_suppressed: Counter,
-    pub refresh_requests: Counter,
-    pub binding_errors_sent: Counter,
+    /// Mobility Header messages by direction and type (`signalling_messages_total`).
+    pub signalling: Signalling,
+    /// Bindings dropped because they no longer validate, at start or after a reload.
+    pub invalidated: Family<InvalidatedLabels, Counter>,
     pub kernel_errors: Family<OpLabel, Counter>,
     pub kernel_changes: Family<OpLabel, Counter>,
     /// Registrar processing of one message (validation, authentication, cache update).
@@ -72,8 +84,8 @@ impl Metrics {
             dropped: Family::default(),
             bindings_removed: Family::default(),
             replies_suppressed: Counter::default(),
-            refresh_requests: Counter::default(),
-            binding_errors_sent: Counter::default(),
+            signalling: Signalling::default(),
+            invalidated: Family::default(),
             kernel_errors: Family::default(),
             kernel_changes: Family::default(),
             // 1 µs to ~4 s.
@@ -84,6 +96,12 @@ impl Metrics {
         };
         m.zero_known_series();
         let r = registry.sub_registry_with_prefix("home_agent");
+        m.signalling.register(r, AGENT_MH);
+        r.register(
+            "bindings_invalidated",
+            "Bindings dropped because they no longer validate against the configuration: state-file records refused at start, and bindings a reloaded configuration refuses",
+            m.invalidated.clone(),
+        );
         r.register(
             "bindings",
             "Bindings in the binding cache",
@@ -123,16 +141,6 @@ impl Metrics {
             "replies_suppressed",
             "Replies to refused messages not sent because of the rate limit",
             m.replies_suppressed.clone(),
-        );
-        r.register(
-            "binding_refresh_requests_sent",
-            "Binding Refresh Requests sent",
-            m.refresh_requests.clone(),
-        );
-        r.register(
-            "binding_errors_sent",
-            "Binding Errors sent",
-            m.binding_errors_sent.clone(),
         );
         r.register(
             "kernel_errors",
@@ -253,19 +261,11 @@ impl Metrics {
 
     /// Counts a message that was sent, by its MH type.
     pub fn count_sent(&self, bytes: &[u8]) {
-        match bytes.get(2) {
-            Some(&mh_type::BINDING_ACK) => {
-                if let Some(status) = back_status_of(bytes) {
-                    self.back_sent.get_or_create(&StatusLabel { status }).inc();
-                }
+        self.signalling.mobility(Direction::Sent, bytes);
+        if bytes.get(2) == Some(&mh_type::BINDING_ACK) {
+            if let Some(status) = back_status_of(bytes) {
+                self.back_sent.get_or_create(&StatusLabel { status }).inc();
             }
-            Some(&mh_type::BINDING_ERROR) => {
-                self.binding_errors_sent.inc();
-            }
-            Some(&mh_type::BINDING_REFRESH_REQUEST) => {
-                self.refresh_requests.inc();
-            }
-            _ => {}
         }
     }
 
@@ -275,6 +275,18 @@ impl Metrics {
         self.kernel_changes
             .get_or_create(&OpLabel { op })
             .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// Counts bindings dropped by a restore or a reload's re-check.
+    pub fn invalidated(&self, when: &'static str, dropped: &[mipcast_binding::RestoreRefusal]) {
+        for d in dropped {
+            self.invalidated
+                .get_or_create(&InvalidatedLabels {
+                    when,
+                    reason: d.reason,
+                })
+                .inc();
+        }
     }
 
     pub fn kernel_error(&self, op: &'static str) {

@@ -274,7 +274,10 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
                 }
             },
             loaded = reloading.finished() => match loaded {
-                Some(new) => reload(&mut config, new, &core),
+                Some(new) => {
+                    reload(&mut config, new, &core);
+                    daemon.revalidate().await;
+                }
                 None => error!("reload: reading the configuration failed; keeping the running one"),
             },
             first = daemon.socket.recv(&mut buf) => {
@@ -466,6 +469,7 @@ impl Daemon {
         let now = self.clock.reading();
         let (restored, refused) = lock(&self.core).restore_checked(records, now);
         mipcast_daemon::logsummary::log_restore_refusals(&self.state_path, &refused);
+        self.metrics.invalidated("start", &refused);
         self.resolve_all().await;
         let desired: HashSet<KObject> = lock(&self.core).desired();
         match self.kernel.reconcile(&desired).await {
@@ -549,6 +553,10 @@ impl Daemon {
         match received {
             Ok((rx, bytes)) => {
                 let t = std::time::Instant::now();
+                self.metrics.signalling.mobility(
+                    mipcast_daemon::metrics::signalling::Direction::Received,
+                    bytes,
+                );
                 lock(&self.core).handle_input(
                     self.clock.reading(),
                     Input {
@@ -571,6 +579,19 @@ impl Daemon {
                     .inc();
             }
         }
+    }
+
+    /// After a reload: bindings the new configuration refuses are withdrawn now (kernel,
+    /// journal), logged in one summary line and counted.
+    async fn revalidate(&mut self) {
+        let dropped = lock(&self.core).revalidate(self.clock.reading());
+        if dropped.is_empty() {
+            return;
+        }
+        mipcast_daemon::logsummary::log_reload_refusals(&dropped);
+        self.metrics.invalidated("reload", &dropped);
+        self.touched.extend(dropped.iter().map(|d| d.hoa));
+        self.settle(Instant::now()).await;
     }
 
     /// Looks up the interfaces toward the round's new care-of addresses, then runs the round

@@ -270,8 +270,67 @@ impl NftMarker {
         );
     }
 
+    /// Counts the tunnelled packets arriving on `ifindex` (a rule `meta iif <ifindex> ip6
+    /// nexthdr ipv6 counter` in our chain, creating table and chain if needed); a no-op when
+    /// the counter is there. Removed with the table.
+    pub fn add_link_counter(&self, ifindex: u32) -> Result<(), NftError> {
+        let op = || self.op(&format!("add a packet counter for interface {ifindex} to"));
+        let present = self.link_counters()?.iter().any(|(i, _)| *i == ifindex);
+        if present {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        self.push_table_and_chain(&mut batch);
+        batch.push(
+            MsgType::NewRule,
+            NLM_F_CREATE | NLM_F_APPEND,
+            NFPROTO_IPV6,
+            "rule",
+            |a| {
+                a.string(attr::RULE_TABLE, &self.table);
+                a.string(attr::RULE_CHAIN, CHAIN);
+                a.nested(attr::RULE_EXPRESSIONS, |a| {
+                    expr::encode(&expr::link_counter_rule(ifindex), a)
+                });
+            },
+        );
+        conn::transact(batch).map_err(|f| NftError::new(op(), f))
+    }
+
+    /// (interface index, tunnelled packets counted) of every [`Self::add_link_counter`]
+    /// rule: one dump of our chain.
+    pub fn link_counters(&self) -> Result<Vec<(u32, u64)>, NftError> {
+        let rules = self
+            .dump()
+            .map_err(|f| NftError::new(self.op("read the packet counters of"), f))?;
+        Ok(rules
+            .iter()
+            .filter_map(|rule| {
+                wire::find(rule, attr::RULE_EXPRESSIONS)
+                    .and_then(expr::decode)
+                    .and_then(|exprs| expr::link_count_of(&exprs))
+            })
+            .collect())
+    }
+
     /// Every rule of our chain as (handle, the group it marks if it is our marking rule).
     fn rules(&self) -> Result<Vec<(u64, Option<Ipv6Addr>)>, Failure> {
+        self.dump()?
+            .iter()
+            .map(|rule| {
+                let handle = wire::find(rule, attr::RULE_HANDLE)
+                    .and_then(wire::be_u64)
+                    .ok_or_else(|| Failure::Malformed("dumped rule without a handle".into()))?;
+                let group = wire::find(rule, attr::RULE_EXPRESSIONS)
+                    .and_then(expr::decode)
+                    .and_then(|exprs| expr::group_of(&exprs));
+                Ok((handle, group))
+            })
+            .collect()
+    }
+
+    /// The rules of our chain as the kernel dumps them (empty when table or chain is missing).
+    fn dump(&self) -> Result<Vec<Vec<u8>>, Failure> {
         let request = wire::request(MsgType::GetRule, NLM_F_DUMP, 1, NFPROTO_IPV6, |a| {
             a.string(attr::RULE_TABLE, &self.table);
             a.string(attr::RULE_CHAIN, CHAIN);
@@ -289,18 +348,7 @@ impl NftMarker {
                 other => break other?,
             }
         };
-        rules
-            .iter()
-            .map(|rule| {
-                let handle = wire::find(rule, attr::RULE_HANDLE)
-                    .and_then(wire::be_u64)
-                    .ok_or_else(|| Failure::Malformed("dumped rule without a handle".into()))?;
-                let group = wire::find(rule, attr::RULE_EXPRESSIONS)
-                    .and_then(expr::decode)
-                    .and_then(|exprs| expr::group_of(&exprs));
-                Ok((handle, group))
-            })
-            .collect()
+        Ok(rules)
     }
 }
 

@@ -122,3 +122,50 @@ fn tcp_to_home_address_needs_the_pkttype_mark() {
     r.enter(|| marker.remove_table()).unwrap();
     assert_eq!(r.sh("nft list ruleset").trim(), "");
 }
+
+/// The per-link counter the mobile node reads around a move: it counts the tunnelled packets
+/// arriving on its interface, and nothing else (not plain traffic on the same link), and
+/// adding it twice installs one rule. Shown by `nft` as the rule its text would make.
+#[test]
+#[ignore = "needs root"]
+fn link_counter_counts_the_tunnelled_packets_of_its_interface() {
+    require_root();
+    let (s, r) = topology();
+    let ifindex: u32 = r
+        .sh("cat /sys/class/net/e0/ifindex")
+        .trim()
+        .parse()
+        .unwrap();
+    let m = mipcast_kernel::nft::NftMarker::new("mipcast_count").unwrap();
+    r.enter(|| {
+        assert_eq!(m.link_counters().unwrap(), vec![], "no table yet");
+        m.add_link_counter(ifindex).unwrap();
+        m.add_link_counter(ifindex).unwrap();
+        assert_eq!(m.link_counters().unwrap(), vec![(ifindex, 0)]);
+    });
+    // Four tunnelled datagrams (the tunnel route to the HoA), three plain ones to R's own
+    // address; each waited for, so all have passed R's prerouting hook.
+    let tunnelled = UdpProbe::bind(&r, HOA, PORT);
+    let plain = UdpProbe::bind(&r, R_ADDR, PORT);
+    for (to, probe, n) in [(R_ADDR, &plain, 3), (HOA, &tunnelled, 4)] {
+        for _ in 0..n {
+            s.enter(|| {
+                let u =
+                    std::net::UdpSocket::bind((S_ADDR.parse::<Ipv6Addr>().unwrap(), 0)).unwrap();
+                u.send_to(b"udp", (to.parse::<Ipv6Addr>().unwrap(), PORT))
+                    .unwrap();
+            });
+            assert!(probe.recv(Duration::from_secs(2)).is_some(), "to {to}");
+        }
+    }
+    let counted = r.enter(|| m.link_counters().unwrap());
+    assert_eq!(counted, vec![(ifindex, 4)]);
+    let listing = r.sh("nft list table ip6 mipcast_count");
+    assert!(
+        listing.contains("iif \"e0\" ip6 nexthdr ipv6 counter packets 4"),
+        "{listing}"
+    );
+    assert_eq!(r.enter(|| m.groups().unwrap()), Vec::<Ipv6Addr>::new());
+    r.enter(|| m.remove_table().unwrap());
+    assert_eq!(r.enter(|| m.link_counters().unwrap()), vec![]);
+}

@@ -436,16 +436,12 @@ impl Config {
                     "is also a terminal's security association: give MMA peers their own SPIs",
                 );
             }
-            let len = peer.key_file.expose().len();
-            if len < sa::MIN_KEY_BYTES {
-                v.error(
-                    at("key_file"),
-                    format!(
-                        "the key is {len} bytes; at least {} are needed (make one with `mma keygen`)",
-                        sa::min_key_len(peer.algorithm)
-                    ),
-                );
-            }
+            sa::check_key_len(
+                &at("key_file"),
+                peer.algorithm,
+                peer.key_file.expose().len(),
+                v,
+            );
         }
     }
 

@@ -11,6 +11,7 @@ use mipcast_kernel::mrt6::SgCounters;
 use mipcast_wire::mh::back_status;
 
 use crate::core::Event;
+use mipcast_daemon::metrics::signalling::{Signalling, AGENT_MH};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuLabels {
@@ -53,6 +54,17 @@ pub struct Metrics {
     pub mfc_wrong_if: Family<SgLabels, Counter>,
     pub advice_sent: Family<AdviceLabels, Counter>,
     pub context: ContextMetrics,
+    pub bindings_invalidated: Family<InvalidatedLabels, Counter>,
+    /// Mobility Header messages by direction and type (`signalling_messages_total`).
+    pub signalling: Signalling,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InvalidatedLabels {
+    /// start (restored from the state file) or reload (after a SIGHUP).
+    pub when: String,
+    /// The failed check (e.g. unknown_spi, spi_not_authorised, mfc_add_failed).
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,12 +79,18 @@ impl Metrics {
     pub fn register(&self, registry: &mut Registry) {
         self.zero_known_series();
         let r = registry.sub_registry_with_prefix("mma");
+        self.signalling.register(r, AGENT_MH);
         r.register(
             "advice_sent",
             "Handoff advice sent to terminals, by reason and trigger (operator or load)",
             self.advice_sent.clone(),
         );
         self.context.register(r);
+        r.register(
+            "bindings_invalidated",
+            "Terminals dropped because they no longer validate: state-file records refused at start (or rolled back when their MFC entry could not be re-added), and terminals a reloaded configuration refuses",
+            self.bindings_invalidated.clone(),
+        );
         r.register(
             "terminals",
             "Terminals registered and served here",
@@ -203,6 +221,18 @@ impl Metrics {
                     .inc();
             }
             Event::Context(e) => self.context.record(e),
+        }
+    }
+
+    /// Counts terminals dropped by a restore or a reload's re-check (`when`: start, reload).
+    pub fn invalidated(&self, when: &str, dropped: &[mipcast_binding::RestoreRefusal]) {
+        for d in dropped {
+            self.bindings_invalidated
+                .get_or_create(&InvalidatedLabels {
+                    when: when.to_owned(),
+                    reason: d.reason.to_owned(),
+                })
+                .inc();
         }
     }
 

@@ -352,15 +352,21 @@ impl Daemon {
     async fn restore(&mut self) {
         let records = std::mem::take(&mut self.saved);
         let now = self.clock.reading();
-        let (restored, refused) = lock(&self.core).restore_checked(records, now);
-        mipcast_daemon::logsummary::log_restore_refusals(&self.config.state.file, &refused);
-        let groups = lock(&self.core).desired_groups();
-        for group in &groups {
-            if let Err(e) = self.add_mfc(*group) {
-                warn!(%group, error = %e, "restoring the MFC entry failed");
+        let (mut restored, mut refused) = lock(&self.core).restore_checked(records, now);
+        let mut groups = lock(&self.core).desired_groups();
+        groups.retain(|group| match self.add_mfc(*group) {
+            Ok(()) => true,
+            Err(e) => {
+                // Not served half-way: the terminal is rolled back (re-registering fixes it).
+                warn!(%group, error = %e, "restoring the MFC entry failed; terminal not restored");
                 self.metrics.kernel_error("add_mfc");
+                refused.extend(lock(&self.core).rollback_restored(*group, now));
+                restored = restored.saturating_sub(1);
+                false
             }
-        }
+        });
+        mipcast_daemon::logsummary::log_restore_refusals(&self.config.state.file, &refused);
+        self.metrics.invalidated("start", &refused);
         self.reconcile("start").await;
         // One fresh file of the restored terminals.
         self.compact();
@@ -454,6 +460,10 @@ impl Daemon {
         match received {
             Ok((r, bytes)) => {
                 let now = self.clock.reading();
+                self.metrics.signalling.mobility(
+                    mipcast_daemon::metrics::signalling::Direction::Received,
+                    bytes,
+                );
                 lock(&self.core).handle_input(
                     now,
                     Input::Mobility(Received {
@@ -709,6 +719,16 @@ impl Daemon {
             );
         }
         self.config = merged;
+        // Terminals the new configuration refuses leave now, not at their next refresh.
+        let dropped = lock(&self.core).revalidate(self.clock.reading());
+        mipcast_daemon::logsummary::log_reload_refusals(&dropped);
+        self.metrics.invalidated("reload", &dropped);
+        if !dropped.is_empty() {
+            self.settle().await;
+            // The journal holds no record of these removals: write a fresh file.
+            self.compact();
+            self.update_counts();
+        }
         self.reconcile("reload").await;
         info!(changed = ?changed, "configuration reloaded (registered terminals kept)");
     }
@@ -1048,11 +1068,17 @@ impl Effects<Core> for Daemon {
 
 impl Daemon {
     async fn send_now(&mut self, send: Send) {
-        if let Err(e) = self
+        let sent = self
             .mh
             .send_to(&send.bytes, send.dst, PacketInfo::ANY.with_source(send.src))
-            .await
-        {
+            .await;
+        if sent.is_ok() {
+            self.metrics.signalling.mobility(
+                mipcast_daemon::metrics::signalling::Direction::Sent,
+                &send.bytes,
+            );
+        }
+        if let Err(e) = sent {
             if let Some(suppressed) = self.log_limit.admit("send_failed", self.clock.now()) {
                 warn!(dst = %send.dst, error = %e, suppressed, "sending a mobility message failed");
             }

@@ -13,7 +13,7 @@ use std::process::Command;
 fn with_key(text: &str, dir: &std::path::Path) -> String {
     std::fs::create_dir_all(dir.join("keys")).unwrap();
     let key = dir.join("keys/terminals.key");
-    std::fs::write(&key, "00112233445566778899aabbccddeeff").unwrap();
+    std::fs::write(&key, "00112233445566778899aabbccddeeff".repeat(2)).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     text.to_owned()
 }

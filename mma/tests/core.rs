@@ -513,6 +513,121 @@ fn restored_terminals_program_the_same_state_and_keep_their_groups() {
     assert_ne!(ack(&out, HOA).status, 0);
 }
 
+/// A restored terminal whose MFC entry the kernel refuses at start is rolled back whole:
+/// no group, no routes wanted, not counted, and it can register again from scratch.
+#[test]
+fn a_restored_terminal_whose_mfc_entry_fails_is_rolled_back_whole() {
+    let mut c = core();
+    let mut clock = Clock { mono: 1000 };
+    register(&mut c, &clock);
+    let records = c.records(clock.now());
+    clock.advance(5000);
+    let mut restarted = core();
+    assert_eq!(restarted.restore(records, clock.now()), 1);
+    assert_eq!(restarted.desired_groups(), vec![GROUP]);
+
+    let refusal = restarted
+        .rollback_restored(GROUP, clock.now())
+        .expect("the group's terminal is rolled back");
+    assert_eq!(
+        (refusal.hoa, refusal.reason),
+        (HOA, mma::core::revalidate::MFC_ADD_FAILED)
+    );
+    assert_eq!(restarted.desired_groups(), Vec::<Ipv6Addr>::new());
+    assert_eq!(restarted.desired_objects(), core().desired_objects());
+    assert_eq!(restarted.group_owner(GROUP), None);
+    assert_eq!(restarted.counts(), (0, 0));
+    assert_eq!(restarted.records_len(), 0);
+    assert!(
+        restarted.poll_output().is_none(),
+        "the start's reconcile cleans up"
+    );
+    assert!(restarted.rollback_restored(GROUP, clock.now()).is_none());
+
+    // Its next BU registers it afresh, MFC entry first.
+    clock.advance(100);
+    let out = send(
+        &mut restarted,
+        &terminal_bu(2, HOA, GROUP, clock.ntp()),
+        &clock,
+    );
+    assert_eq!(ack(&out, HOA).status, 0);
+    assert_eq!(
+        kernel(&out).first(),
+        Some(&Change::AddMfc {
+            source: MMA,
+            group: GROUP
+        })
+    );
+    assert_eq!(restarted.counts(), (1, 0));
+}
+
+/// A reload whose configuration no longer allows a terminal (its home agent's prefix
+/// narrowed, or its SA removed) drops it and withdraws its routes and MFC entry at once; a
+/// reload that still allows it changes nothing.
+#[test]
+fn a_reload_that_no_longer_allows_a_terminal_withdraws_it() {
+    let sas = |spi: u32| {
+        SaTable::new([SecurityAssociation {
+            spi,
+            algorithm: Algorithm::HmacSha256_128,
+            key: KEY.to_vec(),
+            allowed: vec![p("2001:db8::", 32)],
+        }])
+        .unwrap()
+    };
+    let policy = |home: (Ipv6Addr, u8)| PolicyConfig {
+        site_prefixes: vec![p("2001:db8:4::", 64)],
+        group_prefix: p("ff35::", 64),
+        home_agents: vec![(HA, vec![home])],
+        default_grace_s: 10,
+        max_grace_s: 60,
+    };
+    let limiter = || TokenBucket::new(1000, 1000);
+    let home = p("2001:db8:99::", 64);
+    for (sa, prefix, reason) in [
+        (SPI, p("2001:db8:98::", 64), "home_agent_mismatch"),
+        (SPI + 1, home, "unknown_spi"),
+    ] {
+        let mut c = core();
+        let clock = Clock { mono: 1000 };
+        register(&mut c, &clock);
+        let wanted = c.desired_objects();
+
+        // The same configuration again: nothing leaves, nothing is queued.
+        c.reload(sas(SPI), policy(home), plan(), limiter());
+        assert!(c.revalidate(clock.now()).is_empty());
+        assert!(c.poll_output().is_none());
+        assert_eq!(c.desired_objects(), wanted);
+
+        c.reload(sas(sa), policy(prefix), plan(), limiter());
+        let dropped = c.revalidate(clock.now());
+        let got: Vec<_> = dropped.iter().map(|d| (d.hoa, d.reason)).collect();
+        assert_eq!(got, vec![(HOA, reason)]);
+        let out = settle(&mut c, clock.now(), |_| Outcome::Applied);
+        let changes = kernel(&out);
+        assert!(
+            changes.contains(&Change::DelMfc {
+                source: MMA,
+                group: GROUP
+            }),
+            "{changes:?}"
+        );
+        assert!(
+            changes.contains(&Change::Delete(anywhere(downlink(HOA, GROUP)))),
+            "{changes:?}"
+        );
+        assert!(
+            changes.contains(&Change::Delete(anywhere(uplink(HOA)))),
+            "{changes:?}"
+        );
+        assert!(!out.iter().any(|o| matches!(o, Output::Send(_))), "{out:?}");
+        assert_eq!(c.desired_groups(), Vec::<Ipv6Addr>::new());
+        assert_eq!(c.counts(), (0, 0));
+        assert_eq!(c.group_owner(GROUP), None);
+    }
+}
+
 /// `route` on any device: how a withdrawal deletes it (whatever device a refused replace
 /// left the previous route on).
 fn anywhere(route: KObject) -> KObject {

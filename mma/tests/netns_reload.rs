@@ -173,3 +173,46 @@ fn netns_sighup_new_key_keeps_terminal_and_broken_file_is_refused() {
     assert!(st.success(), "{st}");
     assert_eq!(t.our_kernel_state().trim(), "", "routes/rules left behind");
 }
+
+/// A reload whose home agent no longer serves the registered terminal's home prefix drops the
+/// terminal at once: its MFC entry and routes go, one summary line says why, and the counter
+/// has it.
+#[test]
+#[ignore = "needs root"]
+fn netns_sighup_that_no_longer_allows_a_terminal_withdraws_it() {
+    require_root();
+    let t = Topo::new("mv");
+    let config = t.write_config("");
+    let mut mma = t.start_mma(&config, 1);
+    t.register(1);
+    assert!(t.has_mfc_entry(), "MFC: {}", t.mfc());
+    assert!(t.our_kernel_state().contains(&HOA.to_string()));
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    let narrowed = text.replace(
+        &format!("address: {HA}\n    home_prefixes: [2001:db8:99::/64]"),
+        &format!("address: {HA}\n    home_prefixes: [2001:db8:98::/64]"),
+    );
+    assert_ne!(narrowed, text);
+    std::fs::write(&config, narrowed).unwrap();
+    hup(&mma);
+    wait_for(Duration::from_secs(5), "terminal withdrawn", || {
+        !t.has_mfc_entry() && !t.our_kernel_state().contains(&HOA.to_string())
+    });
+    assert_eq!(log_count(&t, "no longer validate"), 1);
+    let metrics = t
+        .mma
+        .enter(|| mipcast_daemon::metrics::fetch("[::1]:9642".parse().unwrap(), "/metrics"))
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "mma_bindings_invalidated_total{when=\"reload\",reason=\"home_agent_mismatch\"} 1"
+        ),
+        "{metrics}"
+    );
+    let st = mma
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10))
+        .expect("exits on SIGTERM");
+    assert!(st.success(), "{st}");
+    assert_eq!(t.our_kernel_state().trim(), "", "routes/rules left behind");
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use mipcast_daemon::config::sa::SaAlgorithm;
+use mipcast_daemon::config::sa::{check_key_len, SaAlgorithm};
 use mipcast_daemon::config::{secs, Ipv6Prefix, SecretKey, Validate, Validator};
 use mipcast_wire::group::{DEFAULT_GROUP_PREFIX, GROUP_PREFIX_LEN};
 
@@ -340,8 +340,20 @@ impl Validate for Config {
             "security_associations.home_agent.spi",
             sas.home_agent.spi,
         );
+        check_key_len(
+            "security_associations.home_agent.key_file",
+            sas.home_agent.algorithm,
+            sas.home_agent.key_file.expose().len(),
+            v,
+        );
         for (i, m) in sas.mmas.iter().enumerate() {
             check_spi(v, &format!("security_associations.mmas[{i}].spi"), m.spi);
+            check_key_len(
+                &format!("security_associations.mmas[{i}].key_file"),
+                m.algorithm,
+                m.key_file.expose().len(),
+                v,
+            );
             if !is_global_unicast(m.address) {
                 v.error(
                     format!("security_associations.mmas[{i}].address"),
@@ -357,6 +369,12 @@ impl Validate for Config {
         }
         if let Some(d) = &sas.default_mma {
             check_spi(v, "security_associations.default_mma.spi", d.spi);
+            check_key_len(
+                "security_associations.default_mma.key_file",
+                d.algorithm,
+                d.key_file.expose().len(),
+                v,
+            );
         }
         if self.interfaces.is_empty() {
             v.error("interfaces", "at least one interface is needed");

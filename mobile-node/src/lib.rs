@@ -14,6 +14,8 @@ pub mod core;
 #[cfg(feature = "shell")]
 pub mod host;
 #[cfg(feature = "shell")]
+pub mod interruption;
+#[cfg(feature = "shell")]
 pub mod metrics;
 #[cfg(feature = "shell")]
 pub mod shell;

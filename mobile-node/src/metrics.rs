@@ -6,6 +6,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use mipcast_daemon::metrics::signalling::{Direction, Signalling, NODE_MH};
+
 use crate::core::MetricEvent;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,12 +67,14 @@ fn phase_histogram() -> Histogram {
 pub struct Metrics {
     pub handovers: Family<KindLabel, Counter>,
     pub registrations: Family<RegLabels, Counter>,
-    pub ra_received: Counter,
     pub dropped: Family<ReasonLabel, Counter>,
     pub decisions: Family<OutcomeLabel, Counter>,
-    pub bu_sent: Counter,
+    /// Mobility Header and ND messages by direction and type (`signalling_messages_total`).
+    pub signalling: Signalling,
     pub kernel_refused: Counter,
     pub phase_seconds: Family<PhaseLabel, Histogram, fn() -> Histogram>,
+    /// Last tunnelled packet on the old path to the first on the new (see `interruption`).
+    pub handover_interruption: Histogram,
     pub current: Family<CurrentLabels, Gauge>,
     pub handover_causes: Family<CauseLabel, Counter>,
     pub advice_received: Family<ReasonLabel, Counter>,
@@ -87,12 +91,12 @@ impl Metrics {
         let m = Metrics {
             handovers: Family::default(),
             registrations: Family::default(),
-            ra_received: Counter::default(),
             dropped: Family::default(),
             decisions: Family::default(),
-            bu_sent: Counter::default(),
+            signalling: Signalling::default(),
             kernel_refused: Counter::default(),
             phase_seconds: Family::new_with_constructor(phase_histogram),
+            handover_interruption: phase_histogram(),
             current: Family::default(),
             handover_causes: Family::default(),
             advice_received: Family::default(),
@@ -103,18 +107,20 @@ impl Metrics {
             link_probe_rtt: Family::default(),
             link_probe_loss: Family::default(),
         };
+        // One prefix per daemon, as the other daemons' sub-registries give theirs.
+        let registry = registry.sub_registry_with_prefix("mobile_node");
         registry.register(
-            "mipcast_mn_link_quality",
+            "link_quality",
             "Smoothed quality of each link (0-100; absent without a quality source)",
             m.link_quality.clone(),
         );
         registry.register(
-            "mipcast_mn_link_probe_rtt_seconds",
+            "link_probe_rtt_seconds",
             "Moving average of the RS/RA probe round trip of each link's router",
             m.link_probe_rtt.clone(),
         );
         registry.register(
-            "mipcast_mn_link_probe_loss_ratio",
+            "link_probe_loss_ratio",
             "Moving average of the share of RS/RA probes left unanswered, per link",
             m.link_probe_loss.clone(),
         );
@@ -124,27 +130,27 @@ impl Metrics {
             });
         }
         registry.register(
-            "mipcast_mn_handover_causes",
+            "handover_causes",
             "Handovers between two links by cause (quality, advice, link_down, preference)",
             m.handover_causes.clone(),
         );
         registry.register(
-            "mipcast_mn_advice_received",
+            "advice_received",
             "Authentic handoff advice received, by reason",
             m.advice_received.clone(),
         );
         registry.register(
-            "mipcast_mn_advice_rejected",
+            "advice_rejected",
             "Handoff advice ignored: bad authenticator, replay, unknown link, wrong MMA",
             m.advice_rejected.clone(),
         );
         registry.register(
-            "mipcast_mn_advice_obeyed",
+            "advice_obeyed",
             "Handoff advice that moved the terminal to another link",
             m.advice_obeyed.clone(),
         );
         registry.register(
-            "mipcast_mn_advice_unheeded",
+            "advice_unheeded",
             "Handoff advice the terminal could not follow: no other usable link",
             m.advice_unheeded.clone(),
         );
@@ -154,48 +160,41 @@ impl Metrics {
                 kind: kind.to_owned(),
             });
         }
+        registry.register("handovers", "Handovers by kind", m.handovers.clone());
         registry.register(
-            "mipcast_mn_handovers",
-            "Handovers by kind",
-            m.handovers.clone(),
-        );
-        registry.register(
-            "mipcast_mn_registrations",
+            "registrations",
             "Binding registrations by peer and outcome",
             m.registrations.clone(),
         );
+        registry.register("dropped", "Packets dropped by reason", m.dropped.clone());
         registry.register(
-            "mipcast_mn_router_advertisements",
-            "Router Advertisements received",
-            m.ra_received.clone(),
-        );
-        registry.register(
-            "mipcast_mn_dropped",
-            "Packets dropped by reason",
-            m.dropped.clone(),
-        );
-        registry.register(
-            "mipcast_mn_link_decisions",
+            "link_decisions",
             "Link selection decisions by outcome",
             m.decisions.clone(),
         );
+        let mut known = NODE_MH.to_vec();
+        known.extend([
+            (Direction::Sent, "router_solicitation"),
+            (Direction::Received, "router_advertisement"),
+        ]);
+        m.signalling.register(registry, &known);
         registry.register(
-            "mipcast_mn_binding_updates_sent",
-            "Binding Updates sent",
-            m.bu_sent.clone(),
-        );
-        registry.register(
-            "mipcast_mn_kernel_changes_refused",
+            "kernel_changes_refused",
             "Kernel changes the kernel refused (each is retried until it holds)",
             m.kernel_refused.clone(),
         );
         registry.register(
-            "mipcast_mn_handover_phase_seconds",
+            "handover_interruption_seconds",
+            "Handover interruption measured at the terminal: from the last tunnelled packet on the old link to the first on the new one (per-link nftables counters read every 5 ms around a move; 0 when both links delivered at once)",
+            m.handover_interruption.clone(),
+        );
+        registry.register(
+            "handover_phase_seconds",
             "Time from first BU to accepted BAck, by phase",
             m.phase_seconds.clone(),
         );
         registry.register(
-            "mipcast_mn_current",
+            "current",
             "Current attachment (value 1; labels say where)",
             m.current.clone(),
         );
@@ -205,7 +204,7 @@ impl Metrics {
     pub fn record(&self, e: &MetricEvent) {
         match e {
             MetricEvent::RaReceived => {
-                self.ra_received.inc();
+                self.signalling.received("router_advertisement");
             }
             MetricEvent::Dropped(reason) => {
                 self.dropped

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mipcast_daemon::clock::{Millis, SystemClock};
 use mipcast_daemon::driver::{settle, Effects};
@@ -278,6 +278,8 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     let mut core = Core::new(core_cfg, persisted.clone());
     let mut last_persisted = persisted;
     let now = || io.now();
+    let mut interruption = crate::interruption::Interruption::default();
+    let counted = count_links(&io, &polled);
 
     let mut ra_buf = vec![0u8; 2048];
     let mut mh_buf = vec![0u8; 2048];
@@ -314,6 +316,11 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
                 .await;
             }
         }
+        if counted {
+            interruption.attachment(core.attachment().ifindex(), Instant::now(), || {
+                io.nft.link_counters().ok()
+            });
+        }
         publish(&core, &io, &status_json, now().mono);
         let p = core.persisted();
         if p != last_persisted {
@@ -337,11 +344,15 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
             r = io.mh.recv(&mut mh_buf) => match r {
                 Ok(rx) => {
                     let bytes = mh_buf.get(..rx.len).unwrap_or(&[]);
+                    io.metrics.signalling.mobility(mipcast_daemon::metrics::signalling::Direction::Received, bytes);
                     apply(&io, &mut core, Event::Mobility { src: rx.source, bytes }, now()).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "receiving on the mobility header socket"),
             },
             () = tokio::time::sleep(wake) => tick(&io, &mut core, now()).await,
+            () = sample_due(interruption.next_sample(Instant::now())) => {
+                sample_interruption(&io, &mut interruption);
+            }
             Some(request) = next_request(&mut control) => {
                 let reply = match quality_request(&request.line, &polled) {
                     Ok((ifindex, value)) => {
@@ -503,6 +514,51 @@ async fn apply(io: &Io, core: &mut Core, event: Event<'_>, now: Now) {
     settle(core, &mut NodeIo { io }).await;
 }
 
+/// Counts the tunnelled packets of each access interface (for the interruption
+/// histogram); false, with a warning, when nftables refuses.
+fn count_links(io: &Io, links: &[PolledLink]) -> bool {
+    for l in links {
+        if let Err(e) = io.nft.add_link_counter(l.ifindex) {
+            tracing::warn!(link = %l.name, error = %e, "no per-link packet counter: handover interruptions are not measured");
+            return false;
+        }
+    }
+    true
+}
+
+/// Resolves at `at`; never without a probe running.
+async fn sample_due(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One reading of the per-link counters during a move.
+fn sample_interruption(io: &Io, interruption: &mut crate::interruption::Interruption) {
+    use crate::interruption::Outcome;
+    let readings = match io.nft.link_counters() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the per-link packet counters");
+            return;
+        }
+    };
+    match interruption.sample(&readings, Instant::now()) {
+        Outcome::Waiting => {}
+        Outcome::Measured(gap) => {
+            tracing::info!(
+                interruption_ms = gap.as_secs_f64() * 1000.0,
+                "handover interruption at the terminal (last packet on the old path to the first on the new)"
+            );
+            io.metrics.handover_interruption.observe(gap.as_secs_f64());
+        }
+        Outcome::GaveUp => tracing::debug!(
+            "no tunnelled packet on another link within 10 s of the move: interruption not measured"
+        ),
+    }
+}
+
 /// The timers due now.
 async fn tick(io: &Io, core: &mut Core, now: Now) {
     core.handle_timeout(now);
@@ -528,14 +584,16 @@ impl Effects<Core> for NodeIo<'_> {
         match send {
             Send::Rs { ifindex } => send_rs(io, ifindex).await,
             Send::Bu(bu) => {
-                io.metrics.bu_sent.inc();
                 tracing::debug!(peer = %bu.peer, src = %bu.src, seq = bu.seq, lifetime_s = bu.lifetime_s, retransmission = bu.retransmission, "sending binding update");
-                if let Err(e) = io
+                match io
                     .mh
                     .send_to(&bu.bytes, bu.peer, PacketInfo::ANY.with_source(bu.src))
                     .await
                 {
-                    tracing::warn!(peer = %bu.peer, error = %e, "sending a binding update");
+                    Ok(()) => io.metrics.signalling.sent("binding_update"),
+                    Err(e) => {
+                        tracing::warn!(peer = %bu.peer, error = %e, "sending a binding update")
+                    }
                 }
             }
         }
@@ -561,12 +619,13 @@ async fn send_rs(io: &Io, ifindex: u32) {
     match rs.emit(&mut buf) {
         Ok(n) => {
             buf.truncate(n);
-            if let Err(e) = io
+            match io
                 .icmp
                 .send_to(&buf, ALL_ROUTERS, PacketInfo::on(ifindex))
                 .await
             {
-                tracing::debug!(ifindex, error = %e, "sending a router solicitation");
+                Ok(()) => io.metrics.signalling.sent("router_solicitation"),
+                Err(e) => tracing::debug!(ifindex, error = %e, "sending a router solicitation"),
             }
         }
         Err(e) => tracing::warn!(error = %e, "building a router solicitation"),

@@ -22,7 +22,7 @@ fn example_with_keys(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.join("keys")).unwrap();
     for name in ["mn1.key", "terminals.key"] {
         let p = dir.join("keys").join(name);
-        std::fs::write(&p, "00112233445566778899aabbccddeeff\n").unwrap();
+        std::fs::write(&p, "00112233445566778899aabbccddeeff".repeat(2) + "\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let path = dir.join("mobile-node.yaml");
@@ -66,5 +66,27 @@ fn example_config_is_accepted() {
             && err.contains("home_prefix: does not contain the home address"),
         "{err}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A key shorter than its algorithm's hash output is refused at load, for each SA of the
+/// terminal (here the 16-byte key of an HMAC-SHA256 SA, once accepted with a warning).
+#[test]
+fn a_key_shorter_than_the_hash_output_is_refused() {
+    let dir = std::env::temp_dir().join(format!("mipcast-mn-short-{}", std::process::id()));
+    let path = example_with_keys(&dir);
+    let short = dir.join("keys/mn1.key");
+    std::fs::write(&short, "00112233445566778899aabbccddeeff\n").unwrap();
+    let err = mipcast_daemon::config::load::<mobile_node::config::Config>(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "security_associations.home_agent.key_file: the key is 16 bytes: hmac-sha256-128 needs at least 32"
+        ),
+        "{err}"
+    );
+    // terminals.key (the MMAs' key) is still 32 bytes: only the short one is named.
+    assert!(!err.contains("default_mma.key_file"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

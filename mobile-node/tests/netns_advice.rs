@@ -206,7 +206,7 @@ fn netns_advice_moves_the_terminal_within_a_second_and_forgeries_are_counted() {
     wait_for(Duration::from_secs(3), "forged advice counted", || {
         (metric(
             &s,
-            "mipcast_mn_advice_rejected_total{reason=\"authentication\"}",
+            "mobile_node_advice_rejected_total{reason=\"authentication\"}",
         ) == 1.0)
             .then_some(())
     });
@@ -231,13 +231,13 @@ fn netns_advice_moves_the_terminal_within_a_second_and_forgeries_are_counted() {
     assert_eq!(
         metric(
             &s,
-            "mipcast_mn_advice_received_total{reason=\"congestion\"}"
+            "mobile_node_advice_received_total{reason=\"congestion\"}"
         ),
         1.0
     );
-    assert_eq!(metric(&s, "mipcast_mn_advice_obeyed_total"), 1.0);
+    assert_eq!(metric(&s, "mobile_node_advice_obeyed_total"), 1.0);
     assert_eq!(
-        metric(&s, "mipcast_mn_handover_causes_total{cause=\"advice\"}"),
+        metric(&s, "mobile_node_handover_causes_total{cause=\"advice\"}"),
         1.0
     );
     let st = status(&s.mn, s.port).unwrap();
@@ -246,12 +246,12 @@ fn netns_advice_moves_the_terminal_within_a_second_and_forgeries_are_counted() {
     // Replayed: the same bytes again are refused and counted.
     send_from_mma(&s.mma, &genuine, e1);
     wait_for(Duration::from_secs(3), "replay counted", || {
-        (metric(&s, "mipcast_mn_advice_rejected_total{reason=\"replay\"}") == 1.0).then_some(())
+        (metric(&s, "mobile_node_advice_rejected_total{reason=\"replay\"}") == 1.0).then_some(())
     });
     assert_eq!(
         metric(
             &s,
-            "mipcast_mn_advice_received_total{reason=\"congestion\"}"
+            "mobile_node_advice_received_total{reason=\"congestion\"}"
         ),
         1.0
     );
@@ -269,16 +269,16 @@ fn netns_advice_without_an_alternative_keeps_the_terminal_and_reports_it() {
         e1,
     );
     wait_for(Duration::from_secs(3), "advice reported unheeded", || {
-        (metric(&s, "mipcast_mn_advice_unheeded_total") == 1.0).then_some(())
+        (metric(&s, "mobile_node_advice_unheeded_total") == 1.0).then_some(())
     });
     assert_eq!(
         metric(
             &s,
-            "mipcast_mn_advice_received_total{reason=\"maintenance\"}"
+            "mobile_node_advice_received_total{reason=\"maintenance\"}"
         ),
         1.0
     );
-    assert_eq!(metric(&s, "mipcast_mn_advice_obeyed_total"), 0.0);
+    assert_eq!(metric(&s, "mobile_node_advice_obeyed_total"), 0.0);
     // Still attached on e1, a while later too.
     std::thread::sleep(Duration::from_millis(500));
     let st = status(&s.mn, s.port).unwrap();
@@ -342,7 +342,10 @@ fn netns_quality_set_feeds_the_running_node_through_its_control_socket() {
     assert_eq!(st["links"][0]["quality"], 30, "{st}");
     assert_eq!(
         // e1 was still stable (average 80) when e2 won by the margin: a preference move.
-        metric(&s, "mipcast_mn_handover_causes_total{cause=\"preference\"}"),
+        metric(
+            &s,
+            "mobile_node_handover_causes_total{cause=\"preference\"}"
+        ),
         1.0
     );
     // Unknown interface and out-of-range values are refused.

@@ -117,13 +117,13 @@ fn operator_advice_moves_the_terminal_to_its_alternative_within_a_second() {
     assert_eq!(
         mn_metric(
             &site,
-            "mipcast_mn_advice_received_total{reason=\"congestion\"}"
+            "mobile_node_advice_received_total{reason=\"congestion\"}"
         ),
         1.0
     );
-    assert_eq!(mn_metric(&site, "mipcast_mn_advice_obeyed_total"), 1.0);
+    assert_eq!(mn_metric(&site, "mobile_node_advice_obeyed_total"), 1.0);
     assert_eq!(
-        mn_metric(&site, "mipcast_mn_handover_causes_total{cause=\"advice\"}"),
+        mn_metric(&site, "mobile_node_handover_causes_total{cause=\"advice\"}"),
         1.0
     );
     // Still registered with mma1 (an intra-site move), and the tree follows to a2.

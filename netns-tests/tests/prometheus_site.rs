@@ -254,10 +254,11 @@ fn attachment_ifindex(site: &Site) -> Option<u64> {
     site.status(Node::Mn).ok()?["attachment"]["ifindex"].as_u64()
 }
 
-const BUS_SENT: &str = "sum(mipcast_mn_binding_updates_sent_total)";
+const BUS_SENT: &str =
+    "sum(mobile_node_signalling_messages_total{direction=\"sent\",type=\"binding_update\"})";
 
 fn handovers(kind: &str) -> String {
-    format!("sum(mipcast_mn_handovers_total{{kind=\"{kind}\"}}) or vector(0)")
+    format!("sum(mobile_node_handovers_total{{kind=\"{kind}\"}}) or vector(0)")
 }
 
 #[test]
@@ -346,6 +347,51 @@ fn prometheus_scrapes_the_site_through_intra_and_inter_site_moves() {
     prom.wait_value("mma_terminals{node=\"mma2\"}", 1.0);
     prom.wait_value("sum(mma_forwarding_windows_active{node=\"mma1\"})", 1.0);
     prom.wait_value(&handovers("intra_site"), 1.0);
+    // The signalling families agree across daemons: every BU the terminal sent was received
+    // by an agent, every BAck an agent sent reached the terminal; pim-lite counts the MLD
+    // reports and PIM Hellos of the tree.
+    let agents = |direction: &str, kind: &str| {
+        format!(
+            "sum(home_agent_signalling_messages_total{{direction=\"{direction}\",type=\"{kind}\"}}) + sum(mma_signalling_messages_total{{direction=\"{direction}\",type=\"{kind}\"}})"
+        )
+    };
+    prom.wait_value(
+        &agents("received", "binding_update"),
+        bus_registration + 3.0,
+    );
+    // Read together until they agree (a refresh may add a BAck between two queries).
+    let mn_acks =
+        "sum(mobile_node_signalling_messages_total{direction=\"received\",type=\"binding_ack\"})";
+    let acks = wait_for(
+        "BAcks sent = BAcks received",
+        Duration::from_secs(10),
+        || {
+            let sent = prom.value(&agents("sent", "binding_ack"))?;
+            (prom.value(mn_acks) == Some(sent)).then_some(sent)
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: agents {:?}, terminal {:?}",
+            prom.query(&agents("sent", "binding_ack")),
+            prom.query(mn_acks)
+        )
+    });
+    assert!(acks >= bus_registration + 3.0, "a BAck per BU: {acks}");
+    for (direction, kind) in [
+        ("received", "mld_report"),
+        ("sent", "pim_hello"),
+        ("sent", "router_advertisement"),
+    ] {
+        let series = format!(
+            "sum(pim_lite_signalling_messages_total{{direction=\"{direction}\",type=\"{kind}\"}})"
+        );
+        assert!(
+            prom.value(&series).is_some_and(|v| v > 0.0),
+            "{series}: {:?}",
+            prom.query(&series)
+        );
+    }
     assert_eq!(
         prom.value("sum(up)"),
         Some(daemons as f64),
@@ -544,9 +590,9 @@ mod mipcast_grafana {
     fn names_in_expressions() {
         assert_eq!(
             metric_names(
-                "sum by (node, kind) (rate(mipcast_mn_handovers_total{kind=~\"a|b\"}[$__rate_interval])) / on (node) group_left up"
+                "sum by (node, kind) (rate(mobile_node_handovers_total{kind=~\"a|b\"}[$__rate_interval])) / on (node) group_left up"
             ),
-            ["mipcast_mn_handovers_total", "up"]
+            ["mobile_node_handovers_total", "up"]
         );
         assert_eq!(
             metric_names("histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))"),

@@ -8,7 +8,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use mipcast_daemon::metrics::signalling::{Direction, Signalling};
+use mipcast_wire::{mld, nd, pim};
+
 use crate::core::stats::{Counter as Event, Stats};
+use crate::core::Proto;
 use crate::core::Sg;
 use crate::status::Status;
 
@@ -32,8 +36,6 @@ pub struct Metrics {
     malformed: Family<Labels, Counter>,
     upcalls: Family<Labels, Counter>,
     router_adverts: Family<Labels, Counter>,
-    router_solicits: Counter,
-    hellos: Counter,
     hello_skipped: Family<Labels, Counter>,
     dr_changes: Counter,
     neighbor_restarts: Counter,
@@ -43,6 +45,8 @@ pub struct Metrics {
     asserts: Family<Labels, Counter>,
     send_errors: Family<Labels, Counter>,
     join_to_mfc: Histogram,
+    /// MLD, ND and PIM messages by direction and type (`signalling_messages_total`).
+    signalling: Signalling,
 }
 
 fn sg_labels(sg: Sg) -> Labels {
@@ -75,8 +79,6 @@ impl Metrics {
             malformed: Family::default(),
             upcalls: Family::default(),
             router_adverts: Family::default(),
-            router_solicits: Counter::default(),
-            hellos: Counter::default(),
             hello_skipped: Family::default(),
             dr_changes: Counter::default(),
             neighbor_restarts: Counter::default(),
@@ -87,6 +89,7 @@ impl Metrics {
             send_errors: Family::default(),
             // 0.5 ms .. ~8 s
             join_to_mfc: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
+            signalling: Signalling::default(),
         };
         // Known label values at 0, so the series exist before their first event.
         for protocol in ["mld", "nd", "pim"] {
@@ -102,6 +105,7 @@ impl Metrics {
             }
         }
         let r = registry.sub_registry_with_prefix("pim_lite");
+        m.signalling.register(r, KNOWN_SIGNALLING);
         r.register(
             "pim_neighbors",
             "PIM neighbours per interface",
@@ -174,12 +178,8 @@ impl Metrics {
             "Router advertisements sent",
             m.router_adverts.clone(),
         );
-        r.register(
-            "router_solicitations",
-            "Valid router solicitations received",
-            m.router_solicits.clone(),
-        );
-        r.register("pim_hellos_sent", "PIM Hellos sent", m.hellos.clone());
+        // Router Solicitations received and PIM Hellos sent are in signalling_messages_total
+        // (type router_solicitation, pim_hello).
         r.register(
             "pim_hello_options_skipped",
             "Hello options or Address List entries left out of otherwise usable Hellos, by reason",
@@ -260,8 +260,8 @@ impl Metrics {
                 Event::MldQueriesSent(kind) => {
                     self.mld_queries.get_or_create_owned(&one("kind", kind))
                 }
-                Event::RsReceived => self.router_solicits.clone(),
-                Event::HellosSent => self.hellos.clone(),
+                // Counted where they are received and sent (signalling_messages_total).
+                Event::RsReceived | Event::HellosSent => continue,
                 Event::HelloSkipped(r) => self.hello_skipped.get_or_create_owned(&one("reason", r)),
                 Event::DrChanges => self.dr_changes.clone(),
                 Event::NeighborRestarts => self.neighbor_restarts.clone(),
@@ -341,7 +341,68 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one MLD, ND or PIM message sent or received (`bytes` from the ICMPv6 or PIM
+    /// header on, as the raw sockets hand them over).
+    pub fn signalling(&self, direction: Direction, proto: Proto, bytes: &[u8]) {
+        self.signalling.count(direction, message_type(proto, bytes));
+    }
+
     pub fn observe_join_to_mfc(&self, seconds: f64) {
         self.join_to_mfc.observe(seconds);
+    }
+}
+
+/// The series of `signalling_messages_total` that exist from the start.
+const KNOWN_SIGNALLING: &[(Direction, &str)] = &[
+    (Direction::Sent, "pim_hello"),
+    (Direction::Received, "pim_hello"),
+    (Direction::Sent, "pim_join_prune"),
+    (Direction::Received, "pim_join_prune"),
+    (Direction::Sent, "mld_query"),
+    (Direction::Received, "mld_report"),
+    (Direction::Received, "router_solicitation"),
+    (Direction::Sent, "router_advertisement"),
+];
+
+/// The `type` label of a message of `proto`: the ICMPv6 type of MLD and ND messages, the PIM
+/// message type (RFC 7761 §4.9) of PIM ones.
+fn message_type(proto: Proto, bytes: &[u8]) -> &'static str {
+    let Some(&first) = bytes.first() else {
+        return "malformed";
+    };
+    match proto {
+        Proto::Mld | Proto::Nd => match first {
+            mld::QUERY => "mld_query",
+            mld::REPORT_V1 | mld::REPORT_V2 => "mld_report",
+            mld::DONE_V1 => "mld_done",
+            nd::ROUTER_SOLICITATION => "router_solicitation",
+            nd::ROUTER_ADVERTISEMENT => "router_advertisement",
+            nd::NEIGHBOR_SOLICITATION => "neighbor_solicitation",
+            nd::NEIGHBOR_ADVERTISEMENT => "neighbor_advertisement",
+            _ => "other_icmpv6",
+        },
+        Proto::Pim => match first & 0x0f {
+            pim::msg_type::HELLO => "pim_hello",
+            pim::msg_type::JOIN_PRUNE => "pim_join_prune",
+            pim::msg_type::ASSERT => "pim_assert",
+            _ => "other_pim",
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_types_by_protocol() {
+        assert_eq!(message_type(Proto::Mld, &[143, 0]), "mld_report");
+        assert_eq!(message_type(Proto::Mld, &[130, 0]), "mld_query");
+        assert_eq!(message_type(Proto::Nd, &[133, 0]), "router_solicitation");
+        assert_eq!(message_type(Proto::Nd, &[134, 0]), "router_advertisement");
+        assert_eq!(message_type(Proto::Pim, &[0x20, 0]), "pim_hello");
+        assert_eq!(message_type(Proto::Pim, &[0x23, 0]), "pim_join_prune");
+        assert_eq!(message_type(Proto::Pim, &[0x25, 0]), "pim_assert");
+        assert_eq!(message_type(Proto::Pim, &[]), "malformed");
     }
 }

@@ -11,6 +11,7 @@ use mipcast_daemon::clock::{Clock, Millis, SystemClock};
 use mipcast_daemon::config::background::BackgroundLoad;
 use mipcast_daemon::driver::{settle, Effects};
 use mipcast_daemon::logsummary::LogSummary;
+use mipcast_daemon::metrics::signalling::Direction;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_kernel::mrt6::{self, Mrt6};
@@ -140,16 +141,19 @@ impl Shell {
             tokio::select! {
                 r = self.sockets.mld.recv(&mut mld_buf) => {
                     if let Some((rx, bytes)) = received(r, &mld_buf, "MLD") {
+                        self.metrics.signalling(Direction::Received, Proto::Mld, bytes);
                         self.router.handle_input(self.clock.reading(), Input::Mld { rx, bytes });
                     }
                 }
                 r = self.sockets.nd.recv(&mut nd_buf) => {
                     if let Some((rx, bytes)) = received(r, &nd_buf, "ND") {
+                        self.metrics.signalling(Direction::Received, Proto::Nd, bytes);
                         self.router.handle_input(self.clock.reading(), Input::Nd { rx, bytes });
                     }
                 }
                 r = self.sockets.pim.recv(&mut pim_buf) => {
                     if let Some((rx, bytes)) = received(r, &pim_buf, "PIM") {
+                        self.metrics.signalling(Direction::Received, Proto::Pim, bytes);
                         self.router.handle_input(self.clock.reading(), Input::Pim { rx, bytes });
                     }
                 }
@@ -647,6 +651,9 @@ impl Effects<Router> for PimIo<'_> {
                 "pim",
             ),
         };
+        if result.is_ok() {
+            self.metrics.signalling(Direction::Sent, p.proto, &p.bytes);
+        }
         if let Err(e) = result {
             self.metrics.send_error(proto);
             if let Some(suppressed) = self.log_limit.admit("send_error", self.clock.now()) {

@@ -98,34 +98,34 @@ pub fn validate_sas(path: &str, sas: &[SaConfig], v: &mut Validator) {
                 v,
             );
         }
-        let name = match sa.algorithm {
-            SaAlgorithm::HmacSha1_96 => "hmac-sha1-96",
-            SaAlgorithm::HmacSha256_128 => "hmac-sha256-128",
-        };
-        let (len, recommended) = (sa.key_file.expose().len(), min_key_len(sa.algorithm));
-        if len < MIN_KEY_BYTES {
-            v.error(
-                format!("{path}[{i}].key_file"),
-                format!(
-                    "the key is {len} bytes, too short for any MAC: {name} needs at least \
-                     {recommended} (its hash's output size, RFC 2104 §3); make one with `keygen`"
-                ),
-            );
-        } else if len < recommended {
-            tracing::warn!(
-                spi = sa.spi,
-                key_bytes = len,
-                "{path}[{i}].key_file: a key shorter than {recommended} bytes weakens {name} \
-                 (RFC 2104 §3); make a new one with `keygen`"
-            );
-        }
+        check_key_len(
+            &format!("{path}[{i}].key_file"),
+            sa.algorithm,
+            sa.key_file.expose().len(),
+            v,
+        );
     }
 }
 
-/// Keys shorter than this are refused outright (128 bits, the strength the authenticators
-/// aim at); keys between this and [`min_key_len`] get a warning. The refusal is meant to
-/// move up to [`min_key_len`] once no deployment (or test) uses 16-byte keys.
-pub const MIN_KEY_BYTES: usize = 16;
+/// Refuses a key shorter than its algorithm's hash output (RFC 2104 §3: shorter keys weaken
+/// the MAC, so a deployment must not be able to run with one). Every daemon that loads keys
+/// (home agent, MMA, mobile node) calls this for each key it reads.
+pub fn check_key_len(field: &str, algorithm: SaAlgorithm, len: usize, v: &mut Validator) {
+    let name = match algorithm {
+        SaAlgorithm::HmacSha1_96 => "hmac-sha1-96",
+        SaAlgorithm::HmacSha256_128 => "hmac-sha256-128",
+    };
+    let needed = min_key_len(algorithm);
+    if len < needed {
+        v.error(
+            field,
+            format!(
+                "the key is {len} bytes: {name} needs at least {needed} (its hash's output \
+                 size, RFC 2104 §3); make one with `keygen PATH --algorithm {name}`"
+            ),
+        );
+    }
+}
 
 /// The shortest key accepted for `algorithm`: the output size of its hash (RFC 2104 §3 calls
 /// shorter keys "strongly discouraged"; they weaken the MAC).
@@ -187,6 +187,43 @@ mod tests {
             err.contains("security_associations[0].home_prefixes: at least one"),
             "{err}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A key shorter than the hash output is an error, not a warning: 20 bytes pass for
+    /// HMAC-SHA1 but not for HMAC-SHA256; 31 bytes fail and 32 pass for HMAC-SHA256.
+    #[test]
+    fn keys_shorter_than_the_hash_output_are_refused() {
+        let dir = std::env::temp_dir().join(format!("mipcast-sa-len-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let load = |bytes: usize, algorithm: &str| {
+            let key = dir.join(format!("k{bytes}"));
+            std::fs::write(&key, "ab".repeat(bytes)).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let text = format!(
+                "security_associations:\n  - spi: 1000\n    algorithm: {algorithm}\n    key_file: {k}\n    home_prefixes: [2001:db8:99::/64]\n",
+                k = key.display()
+            );
+            super::super::load_str::<Doc>(std::path::Path::new("t.yaml"), &text)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(load(20, "hmac-sha1-96"), Ok(()));
+        assert_eq!(load(32, "hmac-sha256-128"), Ok(()));
+        for (bytes, algorithm, needed) in [
+            (16, "hmac-sha256-128", 32),
+            (31, "hmac-sha256-128", 32),
+            (20, "hmac-sha256-128", 32),
+            (16, "hmac-sha1-96", 20),
+        ] {
+            let err = load(bytes, algorithm).unwrap_err();
+            assert!(
+                err.contains(&format!(
+                    "security_associations[0].key_file: the key is {bytes} bytes: {algorithm} needs at least {needed}"
+                )),
+                "{bytes} {algorithm}: {err}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,6 +8,7 @@
 
 mod fetch;
 mod server;
+pub mod signalling;
 mod text004;
 
 use prometheus_client::metrics::info::Info;

@@ -22,6 +22,7 @@
 pub mod neighbour;
 pub mod plan;
 pub mod replies;
+pub mod revalidate;
 #[cfg(test)]
 mod tests;
 

@@ -478,6 +478,60 @@ fn through_the_contract_changes_precede_the_ack_and_a_refusal_is_rolled_back() {
     assert!(c.poll_output().is_none());
 }
 
+/// A reload that removes the home prefix of a binding (or its SA) takes the binding back at
+/// once: its route, rule and proxy entry are deleted in one round, nothing is sent, and a
+/// reload that still allows it changes nothing.
+#[test]
+fn a_reload_that_no_longer_allows_a_binding_withdraws_it() {
+    let sas = |prefix: &str| {
+        SaTable::new([SecurityAssociation {
+            spi: 1000,
+            algorithm: Algorithm::HmacSha256_128,
+            key: KEY.to_vec(),
+            allowed: vec![(a(prefix), 64)],
+        }])
+        .unwrap()
+    };
+    let policy = |prefix: &str| HomeAgentPolicy::new(vec![(a(prefix), 64)]).unwrap();
+    for (sa_prefix, home_prefix, reason) in [
+        ("2001:db8:1::", "2001:db8:5::", "hoa_not_home"),
+        ("2001:db8:5::", "2001:db8:1::", "spi_not_authorised"),
+    ] {
+        let mut c = core();
+        let coa = a("2001:db8:2::9");
+        let out = round(
+            &mut c,
+            &[(coa, bu("2001:db8:1::100", "2001:db8:2::9", 1, 10, 0, KEY))],
+            0,
+            |_| Outcome::Applied,
+        );
+        assert_eq!(acks(&out), vec![Some(0)]);
+
+        c.reload(
+            sas("2001:db8:1::"),
+            policy("2001:db8:1::"),
+            TokenBucket::new(1, 2),
+        );
+        assert!(c.revalidate(now(10)).is_empty());
+        assert!(c.poll_output().is_none());
+        assert_eq!(c.len(), 1);
+
+        c.reload(sas(sa_prefix), policy(home_prefix), TokenBucket::new(1, 2));
+        let dropped = c.revalidate(now(20));
+        let got: Vec<_> = dropped.iter().map(|d| (d.hoa, d.reason)).collect();
+        assert_eq!(got, vec![(a("2001:db8:1::100"), reason)]);
+        let out = mipcast_proto::settle(&mut c, now(20), |_| Outcome::Applied);
+        let deletes = out
+            .iter()
+            .filter(|o| matches!(o, Output::Kernel(Change::Delete(_))))
+            .count();
+        assert_eq!(deletes, 3, "route, rule and proxy entry: {out:?}");
+        assert!(acks(&out).is_empty(), "{out:?}");
+        assert_eq!(c.len(), 0);
+        assert!(c.status(now(30)).is_empty());
+    }
+}
+
 /// Budgets as the shell builds them: unauthenticated replies 2 per source prefix (100 in
 /// all), signed replies to authenticated messages from a budget of their own.
 fn core_with_budgets() -> Core {

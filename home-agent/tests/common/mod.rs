@@ -19,7 +19,7 @@ pub(crate) const COA: &str = "2001:db8:2::9";
 /// Another address of the MN's host, never registered.
 pub(crate) const ROGUE: &str = "2001:db8:2::66";
 /// Not hex digits, so the key file holds it byte for byte.
-pub(crate) const KEY: &[u8] = b"mipcast-test-key-for-spi-1000";
+pub(crate) const KEY: &[u8] = b"mipcast-test-key-for-spi-1000-ha";
 pub(crate) const SPI: u32 = 1000;
 pub(crate) const METRICS: &str = "[::1]:9641";
 

@@ -34,6 +34,9 @@ const META_PKTTYPE: u32 = 19;
 /// `PACKET_HOST` from `linux/if_packet.h`.
 const PACKET_HOST: u8 = 0;
 
+/// `NFT_META_IIF`: the input interface's index (4 bytes, host byte order).
+const META_IIF: u32 = 4;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Expr {
     PayloadLoad {
@@ -55,6 +58,61 @@ pub(super) enum Expr {
         key: u32,
         sreg: u32,
     },
+    MetaLoad {
+        key: u32,
+        dreg: u32,
+    },
+    /// Written at 0; a dump carries the kernel's counts.
+    Counter {
+        bytes: u64,
+        packets: u64,
+    },
+}
+
+/// The expressions of `meta iif <ifindex> ip6 nexthdr ipv6 counter`: counts the tunnelled
+/// (IPv6-in-IPv6) packets arriving on one interface, before decapsulation. The mobile node
+/// reads them around a move to measure the interruption on its own side.
+pub(super) fn link_counter_rule(ifindex: u32) -> Vec<Expr> {
+    vec![
+        Expr::MetaLoad {
+            key: META_IIF,
+            dreg: NFT_REG_1,
+        },
+        Expr::Cmp {
+            sreg: NFT_REG_1,
+            op: CMP_EQ,
+            data: ifindex.to_ne_bytes().to_vec(),
+        },
+        Expr::PayloadLoad {
+            base: NETWORK_HEADER,
+            offset: IP6_NEXTHDR_OFFSET,
+            len: 1,
+            dreg: NFT_REG_1,
+        },
+        Expr::Cmp {
+            sreg: NFT_REG_1,
+            op: CMP_EQ,
+            data: vec![IPPROTO_IPV6],
+        },
+        Expr::Counter {
+            bytes: 0,
+            packets: 0,
+        },
+    ]
+}
+
+/// (interface index, packets counted) of a dumped rule, if it is exactly a
+/// [`link_counter_rule`].
+pub(super) fn link_count_of(exprs: &[Expr]) -> Option<(u32, u64)> {
+    let Some(Expr::Cmp { data, .. }) = exprs.get(1) else {
+        return None;
+    };
+    let ifindex = u32::from_ne_bytes(data.as_slice().try_into().ok()?);
+    let (Some(Expr::Counter { packets, .. }), Some(head)) = (exprs.get(4), exprs.get(..4)) else {
+        return None;
+    };
+    let wanted = link_counter_rule(ifindex);
+    (exprs.len() == wanted.len() && wanted.get(..4) == Some(head)).then_some((ifindex, *packets))
 }
 
 /// The expressions that mark IPv6-in-IPv6 packets to `group` as addressed to this host.
@@ -133,6 +191,20 @@ pub(super) fn encode(exprs: &[Expr], a: &mut Attrs<'_>) {
                     a.u32_be(attr::META_SREG, *sreg);
                 });
             }
+            Expr::MetaLoad { key, dreg } => {
+                a.string(attr::EXPR_NAME, "meta");
+                a.nested(attr::EXPR_DATA, |a| {
+                    a.u32_be(attr::META_DREG, *dreg);
+                    a.u32_be(attr::META_KEY, *key);
+                });
+            }
+            Expr::Counter { bytes, packets } => {
+                a.string(attr::EXPR_NAME, "counter");
+                a.nested(attr::EXPR_DATA, |a| {
+                    a.u64_be(attr::COUNTER_BYTES, *bytes);
+                    a.u64_be(attr::COUNTER_PACKETS, *packets);
+                });
+            }
         });
     }
 }
@@ -176,10 +248,18 @@ fn decode_one(elem: &[u8]) -> Option<Expr> {
             dreg: u32_attr(attr::IMMEDIATE_DREG)?,
             data: value(attr::IMMEDIATE_DATA)?,
         }),
-        // A meta *load* has a DREG instead of an SREG: not ours.
+        // A meta *load* has a DREG instead of an SREG.
         b"meta" if find(data, attr::META_DREG).is_none() => Some(Expr::MetaSet {
             key: u32_attr(attr::META_KEY)?,
             sreg: u32_attr(attr::META_SREG)?,
+        }),
+        b"meta" => Some(Expr::MetaLoad {
+            key: u32_attr(attr::META_KEY)?,
+            dreg: u32_attr(attr::META_DREG)?,
+        }),
+        b"counter" => Some(Expr::Counter {
+            bytes: find(data, attr::COUNTER_BYTES).and_then(super::wire::be_u64)?,
+            packets: find(data, attr::COUNTER_PACKETS).and_then(super::wire::be_u64)?,
         }),
         _ => None,
     }
@@ -227,6 +307,31 @@ mod tests {
         assert_eq!(group_of(&exprs), Some(G.parse().unwrap()));
         let sent = hex(include_str!("testdata/nft-1.0.6-newrule-exprs.hex"));
         assert_eq!(decode(&sent), Some(exprs));
+    }
+
+    #[test]
+    fn link_counter_rules_round_trip_and_are_told_apart() {
+        let mut bytes = Vec::new();
+        encode(
+            &link_counter_rule(7),
+            &mut super::super::wire::Attrs(&mut bytes),
+        );
+        let mut exprs = decode(&bytes).expect("all expressions known");
+        assert_eq!(link_count_of(&exprs), Some((7, 0)));
+        assert_eq!(group_of(&exprs), None);
+        exprs[4] = Expr::Counter {
+            bytes: 1200,
+            packets: 12,
+        };
+        assert_eq!(link_count_of(&exprs), Some((7, 12)));
+        assert_eq!(link_count_of(&exprs[..4]), None);
+        assert_eq!(link_count_of(&marking_rule(G.parse().unwrap())), None);
+        exprs[3] = Expr::Cmp {
+            sreg: 1,
+            op: 0,
+            data: vec![17],
+        };
+        assert_eq!(link_count_of(&exprs), None);
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub(super) mod attr {
     pub(crate) const META_DREG: u16 = 1;
     pub(crate) const META_KEY: u16 = 2;
     pub(crate) const META_SREG: u16 = 3;
+    pub(crate) const COUNTER_BYTES: u16 = 1;
+    pub(crate) const COUNTER_PACKETS: u16 = 2;
 }
 
 /// Appends netlink attributes to a message under construction.

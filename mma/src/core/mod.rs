@@ -21,6 +21,7 @@ pub mod advice;
 pub mod context;
 pub mod plan;
 pub mod policy;
+pub mod revalidate;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::Ipv6Addr;

@@ -15,7 +15,7 @@ use mipcast_wire::auth::{self, Algorithm, Credentials};
 use mipcast_wire::mh::{bu_flags, BindingAck, Experimental, Message, MhRepr, MobilityOption};
 use mipcast_wire::nd::{MapOption, NdOption, NdRepr, PrefixInformation, RouterAdvert};
 
-pub(crate) const KEY: [u8; 16] = [0x11; 16];
+pub(crate) const KEY: [u8; 32] = [0x11; 32];
 pub(crate) const SPI_HA: u32 = 1000;
 pub(crate) const SPI_MMA: u32 = 1001;
 

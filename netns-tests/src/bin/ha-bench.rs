@@ -37,7 +37,7 @@ use mipcast_netns_tests::{veth, Daemon, Netns};
 
 const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 const SRC: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 9);
-const KEY: &[u8] = b"benchmark-key-not-hex";
+const KEY: &[u8] = b"benchmark key, not hex, 32 bytes";
 const SPI: u32 = 1000;
 const CLI: Cli = Cli {
     bin: "ha-bench",
