@@ -110,6 +110,17 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) as f64 / hz as f64
 }
 
+/// Nanoseconds process `pid`'s main thread has spent running and waiting on a run queue
+/// (ready, but no CPU free) so far (`/proc/PID/schedstat`; zeros when unknown). A daemon that
+/// waits much of the time is held back by the machine, not by its own work.
+pub fn sched_ns(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let mut fields = stat
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap_or(0));
+    (fields.next().unwrap_or(0), fields.next().unwrap_or(0))
+}
+
 /// A fresh scratch directory for benchmark `tag` and a key file `key` in it (mode 600, as the
 /// daemons demand); returns (directory, key path).
 pub fn scratch_with_key(tag: &str, key: &[u8]) -> std::io::Result<(PathBuf, PathBuf)> {
