@@ -224,6 +224,17 @@ impl<Po: Policy> Registrar<Po> {
     }
 
     /// Expires bindings and sends due Binding Refresh Requests.
+    ///
+    /// A Binding Refresh Request changes the binding's refresh time (to none: it is sent once
+    /// per registration) and nothing else, and it is not returned as a change to persist: the
+    /// daemons journal installs and removals only. Deliberately: a journal that still holds the
+    /// refresh time restores a binding that is otherwise the same, and the request goes out
+    /// once more after the restart ([`crate::BindingCache::restore`] makes a past refresh time
+    /// due at once). A repeated request is harmless (RFC 6275 §11.7.4: the mobile node answers
+    /// it with an ordinary Binding Update, or lets the binding go), while journaling it would cost a
+    /// synced write per timer round for a state that only saves one message after a crash.
+    /// The next compaction writes the refresh time as it is. Test:
+    /// `an_unjournaled_refresh_request_only_repeats_once_after_a_restart`.
     pub fn poll_timers(&mut self, now: Now) -> Vec<Action<Po::Payload>> {
         self.recent.prune(now.mono_ms());
         let mut actions = Vec::new();

@@ -11,8 +11,8 @@ use common::*;
 use mipcast_binding::sa::Algorithm;
 use mipcast_binding::Millis;
 use mipcast_binding::{
-    Action, BindingRecord, HomeAgentPolicy, Registrar, RegistrarConfig, RemoveReason, SaTable,
-    SecurityAssociation,
+    Action, Binding, BindingRecord, HomeAgentPolicy, Registrar, RegistrarConfig, RemoveReason,
+    SaTable, SecurityAssociation,
 };
 use mipcast_wire::mh::{Message, MhRepr};
 
@@ -385,4 +385,82 @@ fn revoked_binding_leaves_the_cache_and_its_bu_cannot_be_replayed() {
     assert_eq!(installs(&actions), 1);
     assert_eq!(the_ack(&actions, COA, HOA).back.status, 0);
     assert_eq!(ha.cache().get(&HOA).map(|b| b.sequence), Some(6));
+}
+
+/// A Binding Refresh Request sent by the timer changes one thing, the binding's refresh time
+/// (now none), and the daemons do not journal it (see `Registrar::poll_timers`). The journal
+/// then holds the refresh time still due: after a crash the restored binding is the same, and
+/// the only difference is that the request goes out once more, once.
+#[test]
+fn an_unjournaled_refresh_request_only_repeats_once_after_a_restart() {
+    let mut ha = home_agent();
+    let mut clock = Clock::new();
+    send(&mut ha, &Bu::new(1, clock.ntp(0)), &clock);
+    // What the journal holds: the record written when the BU was accepted.
+    let journaled = ha.records(clock.now());
+    assert_eq!(
+        journaled[0].refresh_unix_ms,
+        Some(clock.wall_ms + 32_000),
+        "80 % of 40 s"
+    );
+
+    clock.advance_ms(32_000);
+    let brr = sends(&ha.poll_timers(clock.now()));
+    assert_eq!(brr.len(), 1);
+    assert_eq!(
+        (brr[0].0, brr[0].2[2]),
+        (COA, 0),
+        "a BRR to the care-of address"
+    );
+    let current = ha.records(clock.now());
+    assert_eq!(
+        current[0].refresh_unix_ms, None,
+        "what a compaction would write"
+    );
+    // The timer's change is the refresh time alone.
+    assert_eq!(
+        BindingRecord {
+            refresh_unix_ms: None,
+            ..journaled[0].clone()
+        },
+        current[0]
+    );
+    clock.advance_ms(10);
+    assert!(sends(&ha.poll_timers(clock.now())).is_empty(), "sent once");
+
+    // Crash 1 s after the BRR, restart from the journal as written.
+    let mut later = Clock {
+        mono_ms: 7,
+        wall_ms: clock.wall_ms + 1_000,
+    };
+    let mut restarted = home_agent();
+    assert_eq!(
+        installs(&restarted.restore(journaled.clone(), later.now())),
+        1
+    );
+    // The same binding as restored from the up-to-date records (a compacted journal), but
+    // for the refresh time.
+    let mut compacted = home_agent();
+    compacted.restore(current, later.now());
+    let b = restarted.cache().get(&HOA).unwrap();
+    assert_eq!((b.sequence, b.coa), (1, COA));
+    assert_eq!(b.refresh_at_ms, Some(later.mono_ms), "due at once");
+    assert_eq!(
+        Binding {
+            refresh_at_ms: None,
+            ..b.clone()
+        },
+        *compacted.cache().get(&HOA).unwrap()
+    );
+    let again = sends(&restarted.poll_timers(later.now()));
+    assert_eq!(again.len(), 1, "the BRR goes out once more");
+    assert_eq!(again[0].2, brr[0].2);
+    later.advance_ms(1_000);
+    assert!(sends(&restarted.poll_timers(later.now())).is_empty());
+    // The terminal answers with a BU, which is accepted as any refresh.
+    let actions = send(&mut restarted, &Bu::new(2, later.ntp(0)), &later);
+    assert_eq!(the_ack(&actions, COA, HOA).back.status, 0);
+
+    // Restarted from the up-to-date records instead, nothing repeats.
+    assert!(sends(&compacted.poll_timers(later.now())).is_empty());
 }

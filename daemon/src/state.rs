@@ -689,16 +689,17 @@ mod journal_tests {
     }
 }
 
-/// A binding's payload in a [`BindingEntry`]: the daemon's own fixed encoding.
+/// A binding's payload in a [`BindingEntry`]: the daemon's own fixed encoding. It is given
+/// the binding's home address, so that it can leave out what the address determines.
 pub trait PayloadCodec: Sized {
-    fn encode(&self, out: &mut Vec<u8>);
+    fn encode(&self, hoa: &std::net::Ipv6Addr, out: &mut Vec<u8>);
     /// Decodes from the front of `bytes`, advancing it.
-    fn decode(bytes: &mut &[u8]) -> Option<Self>;
+    fn decode(hoa: &std::net::Ipv6Addr, bytes: &mut &[u8]) -> Option<Self>;
 }
 
 impl PayloadCodec for () {
-    fn encode(&self, _: &mut Vec<u8>) {}
-    fn decode(_: &mut &[u8]) -> Option<()> {
+    fn encode(&self, _: &std::net::Ipv6Addr, _: &mut Vec<u8>) {}
+    fn decode(_: &std::net::Ipv6Addr, _: &mut &[u8]) -> Option<()> {
         Some(())
     }
 }
@@ -783,7 +784,7 @@ impl<P: PayloadCodec> JournalRecord for BindingEntry<P> {
         }
         out.extend_from_slice(&r.last_timestamp.to_be_bytes());
         out.extend_from_slice(&r.spi.to_be_bytes());
-        r.payload.encode(out);
+        r.payload.encode(&r.hoa, out);
     }
 
     fn decode(bytes: &[u8]) -> Option<BindingEntry<P>> {
@@ -813,7 +814,7 @@ impl<P: PayloadCodec> JournalRecord for BindingEntry<P> {
         };
         let last_timestamp = u64::from_be_bytes(take(&mut b)?);
         let spi = u32::from_be_bytes(take(&mut b)?);
-        let payload = P::decode(&mut b)?;
+        let payload = P::decode(&hoa, &mut b)?;
         if !b.is_empty() {
             return None;
         }

@@ -343,8 +343,9 @@ impl Mrt6 {
             libc::IPPROTO_IPV6,
             MRT6_ADD_MFC,
             &ctl,
-            &format!("{OP} ({source}, {group})"),
+            OP,
         )
+        .map_err(|e| e.described(|| format!("{OP} ({source}, {group})")))
     }
 
     /// Removes the (source, group) entry.
@@ -355,8 +356,9 @@ impl Mrt6 {
             libc::IPPROTO_IPV6,
             MRT6_DEL_MFC,
             &ctl,
-            &format!("MRT6_DEL_MFC ({source}, {group})"),
+            "MRT6_DEL_MFC",
         )
+        .map_err(|e| e.described(|| format!("MRT6_DEL_MFC ({source}, {group})")))
     }
 
     /// Packet, byte and wrong-interface counts of the (source, group) entry
@@ -373,8 +375,9 @@ impl Mrt6 {
             self.fd.get_ref().as_fd(),
             SIOCGETSGCNT_IN6,
             &mut req,
-            &format!("SIOCGETSGCNT_IN6 ({source}, {group})"),
-        )?;
+            "SIOCGETSGCNT_IN6",
+        )
+        .map_err(|e| e.described(|| format!("SIOCGETSGCNT_IN6 ({source}, {group})")))?;
         Ok(SgCounters {
             packets: count(req.pktcnt),
             bytes: count(req.bytecnt),

@@ -1,5 +1,12 @@
 //! The MMA's Prometheus metrics.
+//!
+//! The kernel's counters of the (MMA, G) MFC entries, one per terminal, are exported summed
+//! over all entries (`mma_mfc_forwarded_*_total`) and per (S,G) only for the first
+//! [`SG_SERIES_MAX`] entries: at 100,000 terminals three series per terminal took about
+//! 450 bytes of memory each and formatted 200,000 addresses per poll.
+use std::collections::HashMap;
 use std::net::Ipv6Addr;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -52,6 +59,10 @@ pub struct Metrics {
     pub mfc_packets: Family<SgLabels, Counter>,
     pub mfc_bytes: Family<SgLabels, Counter>,
     pub mfc_wrong_if: Family<SgLabels, Counter>,
+    /// Sums over every (MMA, G) entry: packets, bytes, wrong-interface packets.
+    pub mfc_forwarded: [Counter; 3],
+    /// The last counts read per group, and which groups have series of their own.
+    sg_seen: Arc<Mutex<SgSeen>>,
     pub advice_sent: Family<AdviceLabels, Counter>,
     pub context: ContextMetrics,
     pub bindings_invalidated: Family<InvalidatedLabels, Counter>,
@@ -65,6 +76,17 @@ pub struct InvalidatedLabels {
     pub when: String,
     /// The failed check (e.g. unknown_spi, spi_not_authorised, mfc_add_failed).
     pub reason: String,
+}
+
+/// (S,G) entries with series of their own in `mma_mfc_packets` and its siblings.
+pub const SG_SERIES_MAX: usize = 100;
+
+#[derive(Default)]
+struct SgSeen {
+    /// Per group: the kernel's packets, bytes and wrong-interface packets when last read, and
+    /// whether it has per-(S,G) series.
+    last: HashMap<Ipv6Addr, ([u64; 3], bool)>,
+    with_series: usize,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -133,18 +155,34 @@ impl Metrics {
         );
         r.register(
             "mfc_packets",
-            "Packets forwarded by each (MMA, G) MFC entry",
+            "Packets forwarded by the (MMA, G) MFC entry (the first 100 entries; all of them in mfc_forwarded_packets)",
             self.mfc_packets.clone(),
         );
         r.register(
             "mfc_bytes",
-            "Bytes forwarded by each (MMA, G) MFC entry",
+            "Bytes forwarded by the (MMA, G) MFC entry (the first 100 entries; all of them in mfc_forwarded_bytes)",
             self.mfc_bytes.clone(),
         );
         r.register(
             "mfc_wrong_interface_packets",
-            "Packets for an (MMA, G) entry that arrived on another interface than the WAN one",
+            "Packets for an (MMA, G) entry that arrived on another interface than the WAN one (the first 100 entries; all of them in mfc_forwarded_wrong_interface_packets)",
             self.mfc_wrong_if.clone(),
+        );
+        let [packets, bytes, wrong_if] = &self.mfc_forwarded;
+        r.register(
+            "mfc_forwarded_packets",
+            "Packets forwarded by all (MMA, G) MFC entries",
+            packets.clone(),
+        );
+        r.register(
+            "mfc_forwarded_bytes",
+            "Bytes forwarded by all (MMA, G) MFC entries",
+            bytes.clone(),
+        );
+        r.register(
+            "mfc_forwarded_wrong_interface_packets",
+            "Packets for any (MMA, G) entry that arrived on another interface than the WAN one",
+            wrong_if.clone(),
         );
     }
 
@@ -189,10 +227,17 @@ impl Metrics {
             }
             Event::Removed { reason, group, .. } => {
                 self.bu("removed", format!("{reason:?}").to_lowercase());
-                let labels = sg(source, *group);
-                self.mfc_packets.remove(&labels);
-                self.mfc_bytes.remove(&labels);
-                self.mfc_wrong_if.remove(&labels);
+                let seen = self
+                    .sg_seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .forget(group);
+                if seen {
+                    let labels = sg(source, *group);
+                    self.mfc_packets.remove(&labels);
+                    self.mfc_bytes.remove(&labels);
+                    self.mfc_wrong_if.remove(&labels);
+                }
             }
             Event::Rejected { status, .. } => {
                 if matches!(
@@ -264,9 +309,34 @@ impl Metrics {
             .set(i64::try_from(forwarding).unwrap_or(i64::MAX));
     }
 
-    /// Brings the (source, group) counters up to the kernel's values. The kernel's counts
-    /// restart when an entry is re-created; the metric then waits until they pass its value.
+    /// Brings the (source, group) counters up to the kernel's values, and the sums by what
+    /// they grew. The kernel's counts restart when an entry is re-created: a per-(S,G) series
+    /// then waits until they pass its value, the sums take the new counts as growth.
     pub fn set_sg(&self, source: Ipv6Addr, group: Ipv6Addr, c: SgCounters) {
+        let now = [c.packets, c.bytes, c.wrong_if];
+        let has_series = {
+            let mut seen = self.sg_seen.lock().unwrap_or_else(|p| p.into_inner());
+            let with_room = seen.with_series < SG_SERIES_MAX;
+            let (last, has_series) = match seen.last.get(&group) {
+                Some(&(last, has)) => (last, has),
+                None => ([0; 3], with_room),
+            };
+            if has_series && !seen.last.contains_key(&group) {
+                seen.with_series += 1;
+            }
+            seen.last.insert(group, (now, has_series));
+            for ((sum, value), before) in self.mfc_forwarded.iter().zip(now).zip(last) {
+                sum.inc_by(if value >= before {
+                    value - before
+                } else {
+                    value
+                });
+            }
+            has_series
+        };
+        if !has_series {
+            return;
+        }
         let labels = sg(source, group);
         for (family, value) in [
             (&self.mfc_packets, c.packets),
@@ -289,6 +359,19 @@ pub fn reason_label(reason: u8) -> &'static str {
         mipcast_wire::mh::advice_reason::MAINTENANCE => "maintenance",
         mipcast_wire::mh::advice_reason::ADMISSION_REFUSED => "admission_refused",
         _ => "other",
+    }
+}
+
+impl SgSeen {
+    /// The group's entry is gone; whether it had series of its own.
+    fn forget(&mut self, group: &Ipv6Addr) -> bool {
+        match self.last.remove(group) {
+            Some((_, true)) => {
+                self.with_series = self.with_series.saturating_sub(1);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -429,5 +512,78 @@ impl ContextMetrics {
             }
             E::BindCorrespondents { .. } => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test fails by panicking
+    use super::*;
+
+    fn text(registry: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+        out
+    }
+
+    fn group(i: u16) -> Ipv6Addr {
+        Ipv6Addr::new(0xff35, 0, 0, 0, 0x200, 0, 0, i)
+    }
+
+    fn counts(packets: u64) -> SgCounters {
+        SgCounters {
+            packets,
+            bytes: packets * 100,
+            wrong_if: 0,
+        }
+    }
+
+    fn series(out: &str, name: &str) -> usize {
+        out.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .count()
+    }
+
+    #[test]
+    fn per_sg_series_are_bounded_and_the_sums_count_every_entry() {
+        let mma: Ipv6Addr = "2001:db8:2::2".parse().unwrap();
+        let m = Metrics::default();
+        let mut registry = Registry::default();
+        m.register(&mut registry);
+        for i in 1..=150 {
+            m.set_sg(mma, group(i), counts(2));
+        }
+        let out = text(&registry);
+        assert_eq!(series(&out, "mma_mfc_packets_total"), SG_SERIES_MAX);
+        assert!(
+            out.contains("\nmma_mfc_forwarded_packets_total 300\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nmma_mfc_forwarded_bytes_total 30000\n"),
+            "{out}"
+        );
+
+        // Growth is counted once; an entry re-created (its counts restarted) adds its new
+        // counts; a removed terminal's series goes and frees a place.
+        m.set_sg(mma, group(1), counts(5));
+        m.set_sg(mma, group(150), counts(1));
+        m.record(
+            &Event::Removed {
+                hoa: "2001:db8:99::1".parse().unwrap(),
+                group: group(1),
+                reason: mipcast_binding::RemoveReason::Expired,
+            },
+            mma,
+        );
+        m.set_sg(mma, group(151), counts(4));
+        let out = text(&registry);
+        assert!(
+            out.contains("\nmma_mfc_forwarded_packets_total 308\n"),
+            "{out}"
+        );
+        assert_eq!(series(&out, "mma_mfc_packets_total"), SG_SERIES_MAX);
+        assert!(!out.contains(&format!("group=\"{}\"", group(1))), "{out}");
+        assert!(out.contains(&format!("group=\"{}\"", group(151))), "{out}");
     }
 }

@@ -20,9 +20,7 @@ use mipcast_daemon::driver::{lock, settle, Effects};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
-use mipcast_daemon::state::{
-    take, BindingEntry, Journal, JournalEntry, PayloadCodec, StateError, StateFile,
-};
+use mipcast_daemon::state::{Journal, JournalEntry, StateError, StateFile};
 use mipcast_kernel::mrt6::{Mifi, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{outcome_of, Kernel, Op, RouteError};
@@ -35,6 +33,7 @@ use crate::core::{
     AdviceConfig, Advise, Change, ContextConfig, Core, Event, Input, Plan, PolicyConfig, Received,
     Send, SiteLink,
 };
+use crate::journal::MmaRecord;
 use crate::metrics::Metrics;
 use crate::status::Status;
 use mipcast_kernel::mrule::{Mrule, MruleError};
@@ -89,40 +88,6 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
 }
 
 type Records = Vec<BindingRecord<crate::core::Terminal>>;
-
-/// A terminal's record in the state journal.
-type MmaRecord = BindingEntry<crate::core::Terminal>;
-
-/// `group (16) | home_agent (16) | has forward_to (1) | [forward_to (16)]` after the
-/// binding's own fields (see [`BindingEntry`]).
-impl PayloadCodec for crate::core::Terminal {
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.group.octets());
-        out.extend_from_slice(&self.home_agent.octets());
-        match self.forward_to {
-            Some(to) => {
-                out.push(1);
-                out.extend_from_slice(&to.octets());
-            }
-            None => out.push(0),
-        }
-    }
-
-    fn decode(bytes: &mut &[u8]) -> Option<Self> {
-        let group = Ipv6Addr::from(take::<16>(bytes)?);
-        let home_agent = Ipv6Addr::from(take::<16>(bytes)?);
-        let forward_to = match take::<1>(bytes)? {
-            [0] => None,
-            [1] => Some(Ipv6Addr::from(take::<16>(bytes)?)),
-            _ => return None,
-        };
-        Some(crate::core::Terminal {
-            group,
-            home_agent,
-            forward_to,
-        })
-    }
-}
 
 /// The registrar's settings from the config.
 pub fn registrar_config(c: &Config) -> RegistrarConfig {
@@ -315,7 +280,8 @@ impl Daemon {
             Ok(granted) => debug!(granted, "Mobility Header socket receive buffer"),
             Err(e) => warn!(error = %e, "cannot enlarge the Mobility Header receive buffer"),
         }
-        let (journal, saved, original) = open_journal(&config.state.file, config.address)?;
+        let (journal, saved, original) =
+            open_journal(&config.state.file, config.address, &policy_config(&config))?;
         // A crashed run left its own address as the tunnel source: what it found is in the
         // journal, and that is what a clean stop puts back.
         let previous_tunsrc = original.unwrap_or(previous_tunsrc);
@@ -501,12 +467,15 @@ impl Daemon {
             touched.dedup();
             let now = self.clock.reading();
             let me = self.config.address;
+            let policy = policy_config(&self.config);
             let entries: Vec<JournalEntry<MmaRecord>> = {
                 let core = lock(&self.core);
                 touched
                     .iter()
                     .map(|hoa| match core.record(hoa, now) {
-                        Some(record) => JournalEntry::Put(MmaRecord { record, me }),
+                        Some(record) => {
+                            JournalEntry::Put(crate::journal::entry(record, me, &policy))
+                        }
                         None => JournalEntry::Delete(*hoa),
                     })
                     .collect()
@@ -533,10 +502,11 @@ impl Daemon {
     /// Rewrites the journal as the current terminals (compaction).
     fn compact(&mut self) -> bool {
         let me = self.config.address;
+        let policy = policy_config(&self.config);
         let records: Vec<MmaRecord> = lock(&self.core)
             .records(self.clock.reading())
             .into_iter()
-            .map(|record| MmaRecord { record, me })
+            .map(|record| crate::journal::entry(record, me, &policy))
             .collect();
         // The tunnel source found at start travels with the terminals until a clean stop has
         // put it back (then `tunsrc_restored`).
@@ -1092,6 +1062,7 @@ impl Daemon {
 fn open_journal(
     path: &std::path::Path,
     me: Ipv6Addr,
+    policy: &PolicyConfig,
 ) -> Result<(Journal<MmaRecord>, Records, Option<Ipv6Addr>), ShellError> {
     let (journal, state) = Journal::<MmaRecord>::open(path)?;
     // The journal's meta record: the seg6 tunnel source found before ours (16 bytes).
@@ -1117,7 +1088,7 @@ fn open_journal(
     let records = state
         .records
         .into_values()
-        .map(|r| r.with_local(me))
+        .map(|r| crate::journal::restored(r, me, policy))
         .collect();
     Ok((journal, records, original))
 }

@@ -90,6 +90,37 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time process `pid` has used so far (user + system, all threads), in seconds (0 when
+/// unknown). A per-operation figure from it does not depend on how much of the machine other
+/// work takes, unlike a rate.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces, hence the last ')'):
+    // state is field 3, utime 14 and stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    (ticks(11) + ticks(12)) as f64 / hz as f64
+}
+
+/// Nanoseconds process `pid`'s main thread has spent running and waiting on a run queue
+/// (ready, but no CPU free) so far (`/proc/PID/schedstat`; zeros when unknown). A daemon that
+/// waits much of the time is held back by the machine, not by its own work.
+pub fn sched_ns(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let mut fields = stat
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap_or(0));
+    (fields.next().unwrap_or(0), fields.next().unwrap_or(0))
+}
+
 /// A fresh scratch directory for benchmark `tag` and a key file `key` in it (mode 600, as the
 /// daemons demand); returns (directory, key path).
 pub fn scratch_with_key(tag: &str, key: &[u8]) -> std::io::Result<(PathBuf, PathBuf)> {

@@ -1,6 +1,13 @@
 //! Prometheus metrics: state gauges set by the shell, event counters mirrored from the core's
 //! [`Stats`], kernel (S,G) counters, and the join → MFC latency histogram.
+//!
+//! The kernel's per-entry counters are exported summed over all MFC entries
+//! (`pim_lite_mfc_packets`, `pim_lite_mfc_bytes`) and per (S,G) only for the first
+//! [`SG_SERIES_MAX`] entries: a router with 10,000 channels would otherwise export 20,000
+//! series and format 20,000 label sets per refresh. `/status` has every entry's counters.
+use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,6 +26,10 @@ use crate::status::Status;
 type Labels = Vec<(&'static str, String)>;
 type U64Gauge = Gauge<u64, AtomicU64>;
 
+/// (S,G) entries with series of their own (`pim_lite_sg_packets`, `pim_lite_sg_bytes`): the
+/// first ones in (source, group) order.
+pub const SG_SERIES_MAX: usize = 100;
+
 pub struct Metrics {
     neighbors: Family<Labels, Gauge>,
     querier: Family<Labels, Gauge>,
@@ -29,6 +40,10 @@ pub struct Metrics {
     mfc_entries: Gauge,
     sg_packets: Family<Labels, U64Gauge>,
     sg_bytes: Family<Labels, U64Gauge>,
+    /// The (S,G) entries that have series in `sg_packets` and `sg_bytes`.
+    sg_series: Mutex<BTreeSet<Sg>>,
+    mfc_packets: U64Gauge,
+    mfc_bytes: U64Gauge,
     join_prune: Family<Labels, Counter>,
     mld_records: Family<Labels, Counter>,
     mld_queries: Family<Labels, Counter>,
@@ -72,6 +87,9 @@ impl Metrics {
             mfc_entries: Gauge::default(),
             sg_packets: Family::default(),
             sg_bytes: Family::default(),
+            sg_series: Mutex::new(BTreeSet::new()),
+            mfc_packets: U64Gauge::default(),
+            mfc_bytes: U64Gauge::default(),
             join_prune: Family::default(),
             mld_records: Family::default(),
             mld_queries: Family::default(),
@@ -141,8 +159,18 @@ impl Metrics {
             "MFC entries installed in the kernel",
             m.mfc_entries.clone(),
         );
-        r.register("sg_packets", "Packets forwarded by the (S,G) MFC entry (kernel counter, restarts when the entry is re-installed)", m.sg_packets.clone());
-        r.register("sg_bytes", "Bytes forwarded by the (S,G) MFC entry (kernel counter, restarts when the entry is re-installed)", m.sg_bytes.clone());
+        r.register("sg_packets", "Packets forwarded by the (S,G) MFC entry (kernel counter, restarts when the entry is re-installed; only the first 100 entries in address order, all are in pim_lite_mfc_packets)", m.sg_packets.clone());
+        r.register("sg_bytes", "Bytes forwarded by the (S,G) MFC entry (kernel counter, restarts when the entry is re-installed; only the first 100 entries in address order, all are in pim_lite_mfc_bytes)", m.sg_bytes.clone());
+        r.register(
+            "mfc_packets",
+            "Packets forwarded by all installed MFC entries (sum of the kernel's per-entry counters: falls when entries go)",
+            m.mfc_packets.clone(),
+        );
+        r.register(
+            "mfc_bytes",
+            "Bytes forwarded by all installed MFC entries (sum of the kernel's per-entry counters: falls when entries go)",
+            m.mfc_bytes.clone(),
+        );
         r.register(
             "join_prune_entries",
             "(S,G) entries in PIM Join/Prune messages by direction and kind",
@@ -323,16 +351,40 @@ impl Metrics {
             .set(i64::try_from(mfc_entries).unwrap_or(i64::MAX));
     }
 
-    pub fn set_sg_counters(&self, sg: Sg, packets: u64, bytes: u64) {
-        let labels = sg_labels(sg);
-        self.sg_packets.get_or_create(&labels).set(packets);
-        self.sg_bytes.get_or_create(&labels).set(bytes);
+    /// The kernel counters of every installed entry, `(sg, packets, bytes)` in (source,
+    /// group) order: summed, and per (S,G) for the first [`SG_SERIES_MAX`].
+    pub fn set_mfc_counters(&self, counters: impl IntoIterator<Item = (Sg, u64, u64)>) {
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        let mut series = self.sg_series.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = BTreeSet::new();
+        for (sg, p, b) in counters {
+            packets = packets.saturating_add(p);
+            bytes = bytes.saturating_add(b);
+            if kept.len() < SG_SERIES_MAX {
+                let labels = sg_labels(sg);
+                self.sg_packets.get_or_create(&labels).set(p);
+                self.sg_bytes.get_or_create(&labels).set(b);
+                kept.insert(sg);
+            }
+        }
+        for gone in series.difference(&kept) {
+            let labels = sg_labels(*gone);
+            self.sg_packets.remove(&labels);
+            self.sg_bytes.remove(&labels);
+        }
+        *series = kept;
+        self.mfc_packets.set(packets);
+        self.mfc_bytes.set(bytes);
     }
 
+    /// The entry is gone from the kernel: its series too, if it had one.
     pub fn remove_sg(&self, sg: Sg) {
-        let labels = sg_labels(sg);
-        self.sg_packets.remove(&labels);
-        self.sg_bytes.remove(&labels);
+        let mut series = self.sg_series.lock().unwrap_or_else(|p| p.into_inner());
+        if series.remove(&sg) {
+            let labels = sg_labels(sg);
+            self.sg_packets.remove(&labels);
+            self.sg_bytes.remove(&labels);
+        }
     }
 
     pub fn send_error(&self, protocol: &str) {
@@ -392,7 +444,9 @@ fn message_type(proto: Proto, bytes: &[u8]) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // a test fails by panicking
     use super::*;
+    use std::net::Ipv6Addr;
 
     #[test]
     fn message_types_by_protocol() {
@@ -404,5 +458,46 @@ mod tests {
         assert_eq!(message_type(Proto::Pim, &[0x23, 0]), "pim_join_prune");
         assert_eq!(message_type(Proto::Pim, &[0x25, 0]), "pim_assert");
         assert_eq!(message_type(Proto::Pim, &[]), "malformed");
+    }
+
+    fn text(registry: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+        out
+    }
+
+    fn sg(i: u16) -> Sg {
+        Sg {
+            source: Ipv6Addr::new(0x2001, 0xdb8, 5, 0, 0, 0, 0, 0x10),
+            group: Ipv6Addr::new(0xff35, 0, 0, 0, 0, 0, 0, i),
+        }
+    }
+
+    fn series(out: &str, name: &str) -> usize {
+        out.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .count()
+    }
+
+    #[test]
+    fn per_sg_series_are_bounded_and_the_sums_cover_every_entry() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.set_mfc_counters((1..=150).map(|i| (sg(i), 2, 100)));
+        let out = text(&registry);
+        assert_eq!(series(&out, "pim_lite_sg_packets"), SG_SERIES_MAX);
+        assert_eq!(series(&out, "pim_lite_sg_bytes"), SG_SERIES_MAX);
+        assert!(out.contains("pim_lite_sg_packets{source=\"2001:db8:5::10\",group=\"ff35::1\"} 2"));
+        assert!(!out.contains("group=\"ff35::96\""), "the 150th has none");
+        assert!(out.contains("\npim_lite_mfc_packets 300\n"), "{out}");
+        assert!(out.contains("\npim_lite_mfc_bytes 15000\n"), "{out}");
+
+        // Entries gone: their series go, at the next refresh or at once.
+        m.set_mfc_counters((101..=103).map(|i| (sg(i), 1, 10)));
+        m.remove_sg(sg(103));
+        let out = text(&registry);
+        assert_eq!(series(&out, "pim_lite_sg_packets"), 2);
+        assert!(out.contains("group=\"ff35::65\""), "the 101st has one now");
+        assert!(out.contains("\npim_lite_mfc_packets 3\n"), "{out}");
     }
 }

@@ -40,6 +40,15 @@ pub enum SocketError {
 pub type Result<T> = std::result::Result<T, SocketError>;
 
 impl SocketError {
+    /// The error with its operation named `op()`: for calls made once per (S,G), whose
+    /// description (two formatted addresses) is then only built when they fail.
+    pub(crate) fn described(self, op: impl FnOnce() -> String) -> SocketError {
+        match self {
+            SocketError::Os { source, .. } => SocketError::Os { op: op(), source },
+            other => other,
+        }
+    }
+
     /// The kernel's errno, when a system call failed (for `route::outcome_of`).
     pub fn errno(&self) -> Option<i32> {
         match self {

@@ -1,10 +1,7 @@
 use std::net::Ipv6Addr;
 
-use futures::FutureExt;
-
-use super::error::{Result, SocketError};
+use super::error::Result;
 use super::raw::{PacketInfo, RawSocket, Received};
-use super::sys;
 
 /// A raw Mobility Header (IPPROTO_MH) socket. The kernel computes the MH checksum on send and
 /// drops received messages whose checksum is wrong, so callers send with the checksum field
@@ -32,15 +29,9 @@ impl MhSocket {
         &self,
         buf: &mut [u8],
         max: usize,
-        mut each: impl FnMut(Result<(Received, &[u8])>),
+        each: impl FnMut(Result<(Received, &[u8])>),
     ) -> usize {
-        for taken in 0..max {
-            let Some(received) = self.recv(buf).now_or_never() else {
-                return taken;
-            };
-            each(received.map(|rx| (rx, buf.get(..rx.len).unwrap_or_default())));
-        }
-        max
+        self.raw.drain(buf, max, each)
     }
 
     /// Asks for a receive buffer of `bytes` (SO_RCVBUFFORCE, which needs CAP_NET_ADMIN, else
@@ -48,24 +39,7 @@ impl MhSocket {
     /// counts its own overhead, so about twice the request). The default (~208 KiB) holds only
     /// about 200 BUs: a larger burst arriving while the daemon programs the kernel is dropped.
     pub fn set_recv_buffer(&self, bytes: usize) -> Result<usize> {
-        let value = i32::try_from(bytes).unwrap_or(i32::MAX);
-        let forced = sys::set_opt(
-            self.raw.borrowed(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &value,
-            "setsockopt(SO_RCVBUFFORCE)",
-        );
-        if forced.is_err() {
-            self.raw
-                .socket()
-                .set_recv_buffer_size(bytes)
-                .map_err(|e| SocketError::os("setsockopt(SO_RCVBUF)", e))?;
-        }
-        self.raw
-            .socket()
-            .recv_buffer_size()
-            .map_err(|e| SocketError::os("getsockopt(SO_RCVBUF)", e))
+        self.raw.set_recv_buffer(bytes)
     }
 
     /// Sends one Mobility Header message to `destination` (source and interface per `info`).

@@ -34,6 +34,26 @@ impl PimSocket {
         self.raw.recv(buf).await
     }
 
+    /// Hands every message already queued, without waiting and at most `max`, to `each`
+    /// (with its bytes, `buf[..len]`); returns how many were taken. After a [`Self::recv`],
+    /// this turns a burst of Join/Prunes into one batch of MFC changes.
+    pub fn drain(
+        &self,
+        buf: &mut [u8],
+        max: usize,
+        each: impl FnMut(Result<(Received, &[u8])>),
+    ) -> usize {
+        self.raw.drain(buf, max, each)
+    }
+
+    /// Asks for a receive buffer of `bytes` (SO_RCVBUFFORCE, else SO_RCVBUF capped by
+    /// net.core.rmem_max) and returns the size the kernel granted. The default (~208 KiB)
+    /// holds a few hundred Join/Prunes: a downstream router joining thousands of channels at
+    /// once overflows it while the daemon installs MFC entries.
+    pub fn set_recv_buffer(&self, bytes: usize) -> Result<usize> {
+        self.raw.set_recv_buffer(bytes)
+    }
+
     pub async fn send_to(
         &self,
         message: &[u8],

@@ -138,6 +138,46 @@ impl RawSocket {
             .map_err(|e| SocketError::os(format!("leave {group} on ifindex {ifindex}"), e))
     }
 
+    /// Asks for a receive buffer of `bytes` (SO_RCVBUFFORCE, which needs CAP_NET_ADMIN, else
+    /// SO_RCVBUF, capped by net.core.rmem_max) and returns the size the kernel granted (it
+    /// counts its own overhead, so about twice the request).
+    pub(crate) fn set_recv_buffer(&self, bytes: usize) -> Result<usize> {
+        let value = i32::try_from(bytes).unwrap_or(i32::MAX);
+        let forced = sys::set_opt(
+            self.borrowed(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &value,
+            "setsockopt(SO_RCVBUFFORCE)",
+        );
+        if forced.is_err() {
+            self.socket()
+                .set_recv_buffer_size(bytes)
+                .map_err(|e| SocketError::os("setsockopt(SO_RCVBUF)", e))?;
+        }
+        self.socket()
+            .recv_buffer_size()
+            .map_err(|e| SocketError::os("getsockopt(SO_RCVBUF)", e))
+    }
+
+    /// Hands every packet already queued, without waiting and at most `max`, to `each` (with
+    /// its bytes, `buf[..len]`); returns how many were taken.
+    pub(crate) fn drain(
+        &self,
+        buf: &mut [u8],
+        max: usize,
+        mut each: impl FnMut(Result<(Received, &[u8])>),
+    ) -> usize {
+        use futures::FutureExt;
+        for taken in 0..max {
+            let Some(received) = self.recv(buf).now_or_never() else {
+                return taken;
+            };
+            each(received.map(|rx| (rx, buf.get(..rx.len).unwrap_or_default())));
+        }
+        max
+    }
+
     /// Receives one packet's payload (everything after the IPv6 header and its extension
     /// headers) into `buf`.
     pub(crate) async fn recv(&self, buf: &mut [u8]) -> Result<Received> {

@@ -48,7 +48,8 @@ pub struct PolicyConfig {
 }
 
 impl PolicyConfig {
-    fn home_agent_of(&self, hoa: Ipv6Addr) -> Option<Ipv6Addr> {
+    /// The home agent serving `hoa`, by the configured home prefixes.
+    pub fn home_agent_of(&self, hoa: Ipv6Addr) -> Option<Ipv6Addr> {
         self.home_agents
             .iter()
             .find(|(_, prefixes)| prefixes.iter().any(|&(p, l)| prefix_contains(p, l, hoa)))

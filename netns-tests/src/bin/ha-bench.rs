@@ -14,7 +14,11 @@
 //!
 //! The client keeps W BUs in flight over a raw Mobility Header socket and counts BAcks. Each
 //! step starts from an empty table: register N, refresh N (no kernel change), RSS, deregister
-//! N. Then the largest step is registered once more, the daemon killed (-9) and started
+//! N (the daemon's CPU time per BU of each phase, user + system from `/proc/PID/stat`, is
+//! printed beside the rates: unlike them it does not depend on what else the machine runs;
+//! and the share of the phase the daemon was ready but waiting for a CPU, from
+//! `/proc/PID/schedstat`).
+//! Then the largest step is registered once more, the daemon killed (-9) and started
 //! again: the time until it serves again (bindings restored from the state file, kernel
 //! reconciled, file compacted) is `restart_restore_s`, and the compacted file's size is
 //! `state_file_bytes` (`journal_bytes_before_compaction`: what the journal had grown to). RSS per binding = (RSS with N − RSS idle) / N.
@@ -30,7 +34,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mipcast_netns_tests::bench::{
-    nth_address, pipeline, rss_kib, scratch_with_key, sibling_binary, wait_listening, Cli,
+    cpu_seconds, nth_address, pipeline, rss_kib, sched_ns, scratch_with_key, sibling_binary,
+    wait_listening, Cli,
 };
 use mipcast_netns_tests::mh_client::{Bu, MhClient};
 use mipcast_netns_tests::{veth, Daemon, Netns};
@@ -101,6 +106,10 @@ struct Step {
     register_per_s: f64,
     refresh_per_s: f64,
     deregister_per_s: f64,
+    /// The daemon's CPU time (user + system) per BU, register / refresh / deregister, µs.
+    cpu_us: [f64; 3],
+    /// Share of each phase's time the daemon was ready to run but waited for a CPU.
+    cpu_wait: [f64; 3],
     rss_kib: u64,
     rss_per_binding_bytes: f64,
     /// BUs not answered with BAck 0 in the step (all phases).
@@ -190,23 +199,34 @@ fn main() {
         let step = mn.enter(|| {
             let client = MhClient::bind(SRC, HA, Duration::from_secs(2)).expect("raw MH socket");
             let mut rates = Vec::new();
+            let mut cpu_us = [0.0; 3];
+            let mut cpu_wait = [0.0; 3];
             let mut not_accepted = 0;
             let mut rss = 0;
-            for (name, seq, lifetime) in [
+            for (phase, (name, seq, lifetime)) in [
                 ("register", 1u16, 900u16),
                 ("refresh", 2, 900),
                 ("deregister", 3, 0),
-            ] {
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let cpu = cpu_seconds(pid);
+                let (_, waited) = sched_ns(pid);
                 let t = pipeline(&client, n, a.window, |i| bu(i, a.coas, seq, lifetime))
                     .expect("send BU");
+                cpu_us[phase] = (cpu_seconds(pid) - cpu) * 1e6 / f64::from(n);
+                cpu_wait[phase] = sched_ns(pid).1.saturating_sub(waited) as f64 / 1e9 / t.secs;
                 not_accepted += n - t.accepted;
                 rates.push(f64::from(n) / t.secs);
                 if name == "refresh" {
                     rss = rss_kib(pid);
                 }
                 eprintln!(
-                    "{n:>7} {name:<10} {:>8.0} BU/s ({} not accepted)",
+                    "{n:>7} {name:<10} {:>8.0} BU/s, daemon CPU {:.1} µs/BU, waited for a CPU {:.0} % of the time ({} not accepted)",
                     f64::from(n) / t.secs,
+                    cpu_us[phase],
+                    cpu_wait[phase] * 100.0,
                     n - t.accepted
                 );
             }
@@ -215,6 +235,8 @@ fn main() {
                 register_per_s: rates[0],
                 refresh_per_s: rates[1],
                 deregister_per_s: rates[2],
+                cpu_us,
+                cpu_wait,
                 rss_kib: rss,
                 rss_per_binding_bytes: rss.saturating_sub(rss_idle) as f64 * 1024.0 / f64::from(n),
                 not_accepted,
@@ -266,6 +288,12 @@ fn main() {
                     "register_per_s": s.register_per_s,
                     "refresh_per_s": s.refresh_per_s,
                     "deregister_per_s": s.deregister_per_s,
+                    "register_cpu_us": s.cpu_us[0],
+                    "refresh_cpu_us": s.cpu_us[1],
+                    "deregister_cpu_us": s.cpu_us[2],
+                    "register_cpu_wait_share": s.cpu_wait[0],
+                    "refresh_cpu_wait_share": s.cpu_wait[1],
+                    "deregister_cpu_wait_share": s.cpu_wait[2],
                     "rss_kib": s.rss_kib,
                     "rss_per_binding_bytes": s.rss_per_binding_bytes,
                     "not_accepted": s.not_accepted,
@@ -293,16 +321,23 @@ fn main() {
         a.proxy, a.window, a.coas, report.load_average
     );
     println!(
-        "{:>9} {:>12} {:>12} {:>12} {:>10} {:>10}",
-        "bindings", "register/s", "refresh/s", "dereg/s", "RSS KiB", "B/binding"
+        "{:>9} {:>12} {:>12} {:>12} {:>18} {:>10} {:>10}",
+        "bindings",
+        "register/s",
+        "refresh/s",
+        "dereg/s",
+        "CPU µs/BU (r/f/d)",
+        "RSS KiB",
+        "B/binding"
     );
     for s in &report.steps {
         println!(
-            "{:>9} {:>12.0} {:>12.0} {:>12.0} {:>10} {:>10.0}{}",
+            "{:>9} {:>12.0} {:>12.0} {:>12.0} {:>18} {:>10} {:>10.0}{}",
             s.bindings,
             s.register_per_s,
             s.refresh_per_s,
             s.deregister_per_s,
+            format!("{:.0}/{:.0}/{:.0}", s.cpu_us[0], s.cpu_us[1], s.cpu_us[2]),
             s.rss_kib,
             s.rss_per_binding_bytes,
             if s.not_accepted > 0 {

@@ -25,7 +25,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mipcast_netns_tests::bench::{
-    nth_address, pipeline, rss_kib, scratch_with_key, sibling_binary, wait_listening, Cli, Tally,
+    cpu_seconds, nth_address, pipeline, rss_kib, scratch_with_key, sibling_binary, wait_listening,
+    Cli, Tally,
 };
 use mipcast_netns_tests::mh_client::{Bu, MhClient};
 use mipcast_netns_tests::{veth, Daemon, Netns};
@@ -158,22 +159,28 @@ fn main() {
         let step = site.enter(|| {
             let client = MhClient::bind(SRC, MMA, Duration::from_secs(2)).expect("raw MH socket");
             let mut rates = Vec::new();
+            let mut cpu_us = [0.0; 3];
             let mut not_accepted = 0;
             let mut rss = 0;
-            for (name, seq, lifetime) in [("register", 1u16, 1000u16), ("refresh", 2, 1000), ("deregister", 3, 0)] {
+            for (i, (name, seq, lifetime)) in [("register", 1u16, 1000u16), ("refresh", 2, 1000), ("deregister", 3, 0)].into_iter().enumerate() {
+                let cpu = cpu_seconds(pid);
                 let t = phase(&client, n, &a, seq, lifetime);
+                cpu_us[i] = (cpu_seconds(pid) - cpu) * 1e6 / f64::from(n);
                 not_accepted += n - t.accepted;
                 rates.push(f64::from(n) / t.secs);
                 if name == "refresh" {
                     rss = rss_kib(pid);
                 }
-                eprintln!("{n:>7} {name:<10} {:>8.0} BU/s ({} not accepted)", f64::from(n) / t.secs, n - t.accepted);
+                eprintln!("{n:>7} {name:<10} {:>8.0} BU/s, daemon CPU {:.1} µs/BU ({} not accepted)", f64::from(n) / t.secs, cpu_us[i], n - t.accepted);
             }
             serde_json::json!({
                 "bindings": n,
                 "register_per_s": rates[0],
                 "refresh_per_s": rates[1],
                 "deregister_per_s": rates[2],
+                "register_cpu_us": cpu_us[0],
+                "refresh_cpu_us": cpu_us[1],
+                "deregister_cpu_us": cpu_us[2],
                 "rss_kib": rss,
                 "rss_per_binding_bytes": rss.saturating_sub(rss_idle) as f64 * 1024.0 / f64::from(n),
                 "not_accepted": not_accepted,
@@ -244,21 +251,34 @@ fn main() {
         a.window
     );
     println!(
-        "{:>9} {:>12} {:>12} {:>12} {:>10} {:>10}",
-        "terminals", "register/s", "refresh/s", "dereg/s", "RSS KiB", "B/terminal"
+        "{:>9} {:>12} {:>12} {:>12} {:>18} {:>10} {:>10}",
+        "terminals",
+        "register/s",
+        "refresh/s",
+        "dereg/s",
+        "CPU µs/BU (r/f/d)",
+        "RSS KiB",
+        "B/terminal"
     );
+    let f = |s: &serde_json::Value, k: &str| s[k].as_f64().unwrap_or(0.0);
     for s in &steps {
         println!(
-            "{:>9} {:>12.0} {:>12.0} {:>12.0} {:>10} {:>10.0}  ({} not accepted)",
+            "{:>9} {:>12.0} {:>12.0} {:>12.0} {:>18} {:>10} {:>10.0}  ({} not accepted)",
             s["bindings"],
-            s["register_per_s"].as_f64().unwrap_or(0.0),
-            s["refresh_per_s"].as_f64().unwrap_or(0.0),
-            s["deregister_per_s"].as_f64().unwrap_or(0.0),
+            f(s, "register_per_s"),
+            f(s, "refresh_per_s"),
+            f(s, "deregister_per_s"),
+            format!(
+                "{:.0}/{:.0}/{:.0}",
+                f(s, "register_cpu_us"),
+                f(s, "refresh_cpu_us"),
+                f(s, "deregister_cpu_us")
+            ),
             s["rss_kib"],
             s["rss_per_binding_bytes"].as_f64().unwrap_or(0.0),
             s["not_accepted"]
         );
     }
     println!("kernel with {max} terminals: {mfc} MFC entries, {down} downlink routes; after kill -9 and restart: {mfc_restored} MFC entries in {restart_restore_s:.2} s");
-    println!("state file {state_file_bytes} bytes compacted ({journal_bytes} bytes of journal before); SIGTERM: exit {status:?} after {shutdown:.2} s, left {left} routes");
+    println!("state file {state_file_bytes} bytes compacted ({:.1} bytes per terminal; {journal_bytes} bytes of journal before); SIGTERM: exit {status:?} after {shutdown:.2} s, left {left} routes", state_file_bytes as f64 / f64::from(max));
 }
