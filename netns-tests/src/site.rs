@@ -70,9 +70,16 @@ pub const HOME_AGENT: &str = "home-agent";
 pub const MMA: &str = "mma";
 pub const MOBILE_NODE: &str = "mobile-node";
 pub const PIM_LITE: &str = "pim-lite";
+/// The correspondent agent, in `cn` with [`SiteOptions::correspondent_agent`].
+pub const CORRESPONDENT: &str = "correspondent";
 
 const SPI_HA: u32 = 1000;
 const SPI_MMA: u32 = 1001;
+/// The MMAs' associations with the correspondent agent.
+pub const SPI_CN_MMA1: u32 = 2001;
+pub const SPI_CN_MMA2: u32 = 2002;
+/// The key of both (in `<dir>/cn-mma.key`, hex).
+pub const KEY_CN_MMA: [u8; 32] = [0x5e; 32];
 
 /// The namespaces of the site, by role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +263,10 @@ pub struct SiteOptions {
     pub log_level: String,
     /// Keep the working directory (configs, logs) after the site is dropped.
     pub keep_dir: bool,
+    /// Run the correspondent agent in `cn` (started right after the home agent), accepting
+    /// route-optimisation BUs from both MMAs ([`SPI_CN_MMA1`], [`SPI_CN_MMA2`]) for the home
+    /// prefix.
+    pub correspondent_agent: bool,
 }
 
 impl SiteOptions {
@@ -271,6 +282,7 @@ impl SiteOptions {
             bin_dir: None,
             log_level: "info".into(),
             keep_dir,
+            correspondent_agent: false,
         }
     }
 }
@@ -305,6 +317,7 @@ pub struct Site {
     baseline: Vec<(Node, Snapshot)>,
     home_link: bool,
     mn_mode: String,
+    correspondent_agent: bool,
 }
 
 fn setup<T>(r: Result<T, String>) -> Result<T, SiteError> {
@@ -352,7 +365,11 @@ impl Site {
             baseline: Vec::new(),
             home_link: opts.home_link,
             mn_mode: opts.mn_mode.clone(),
+            correspondent_agent: opts.correspondent_agent,
         };
+        if site.correspondent_agent && !site.bins.join(CORRESPONDENT).is_file() {
+            return Err(SiteError::MissingBinary(site.bins.join(CORRESPONDENT)));
+        }
         site.wire(opts)?;
         site.write_configs()?;
         for (ifname, q) in [("e1", 100), ("e2", 0), ("e3", 0), ("e4", 0)] {
@@ -667,6 +684,9 @@ impl Site {
         // under a second after a join.
         let pim = "pim:\n  hello_period_secs: 30\n  triggered_hello_delay_ms: 100\n  rpf_check_interval_secs: 1\n\
                    metrics:\n  listen: \"[::1]:9644\"\n";
+        if self.correspondent_agent {
+            self.write_correspondent_config()?;
+        }
         if self.home_link {
             self.write(
                 "home.yaml",
@@ -732,6 +752,30 @@ impl Site {
         Ok(())
     }
 
+    fn write_correspondent_config(&self) -> Result<(), SiteError> {
+        use addr::*;
+        let hex: String = KEY_CN_MMA.iter().map(|b| format!("{b:02x}")).collect();
+        let key = self.write("cn-mma.key", &hex, 0o600)?;
+        let d = self.dir.display();
+        let mut mmas = String::new();
+        for (mma, spi) in [(MMA1, SPI_CN_MMA1), (MMA2, SPI_CN_MMA2)] {
+            mmas.push_str(&format!(
+                "  - {{ address: {mma}/128, spi: {spi}, algorithm: hmac-sha256-128, key_file: {k}, home_prefixes: [{HOME_PREFIX}] }}\n",
+                k = key.display()
+            ));
+        }
+        self.write(
+            "cn.yaml",
+            &format!(
+                "correspondent:\n  interface: wan0\n  address: {CN}\nmmas:\n{mmas}\
+                 metrics:\n  listen: \"[::1]:9645\"\n\
+                 state:\n  file: {d}/cn.journal\n"
+            ),
+            0o644,
+        )?;
+        Ok(())
+    }
+
     /// Writes the radio quality (0-100) the mobile node reads for `ifname` (e1, e2, e3);
     /// atomically, so the daemon never reads a half-written file.
     pub fn set_quality(&self, ifname: &str, quality: u8) -> Result<(), SiteError> {
@@ -750,14 +794,24 @@ impl Site {
                 self.start(Node::Home)?;
             }
             self.start(node)?;
+            if node == Node::Ha && self.correspondent_agent {
+                self.start(Node::Cn)?;
+            }
         }
         Ok(())
+    }
+
+    /// Starts the daemon of `node` alone and waits until it answers `/healthz` (for tests
+    /// that play its peers themselves).
+    pub fn start_node(&mut self, node: Node) -> Result<(), SiteError> {
+        self.start(node)
     }
 
     /// The daemon running in `node` in this site (with a home link, `home` runs pim-lite).
     pub fn daemon_of(&self, node: Node) -> Option<&'static str> {
         match node {
             Node::Home if self.home_link => Some(PIM_LITE),
+            Node::Cn if self.correspondent_agent => Some(CORRESPONDENT),
             _ => node.daemon(),
         }
     }
@@ -883,7 +937,8 @@ impl Drop for Site {
             }
         }
         if panicking {
-            for node in Node::DAEMONS {
+            let cn = self.correspondent_agent.then_some(Node::Cn);
+            for node in Node::DAEMONS.into_iter().chain(cn) {
                 let log = self.log(node);
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
                 eprintln!(
@@ -912,6 +967,7 @@ pub fn metrics_addr(bin: &str) -> SocketAddr {
         HOME_AGENT => 9641,
         MMA => 9642,
         MOBILE_NODE => 9643,
+        CORRESPONDENT => 9645,
         _ => 9644,
     };
     SocketAddr::from((Ipv6Addr::LOCALHOST, port))

@@ -1,0 +1,183 @@
+//! Route optimisation (issue 12) with the real correspondent agent on the standard topology
+//! (`SiteOptions::correspondent_agent`): the agent in `cn` is driven by Binding Updates played
+//! from the MMA's own address (as the MMA's route-optimisation side will send them) and by a
+//! forger on an access link. Asserted on the correspondent's kernel state, its answers, and
+//! captured traffic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // a test fails by panicking
+use std::net::Ipv6Addr;
+use std::time::Duration;
+
+use mipcast_netns_tests::capture::{tshark_fields, Capture};
+use mipcast_netns_tests::mh_client::{Bu, MhClient, Reply};
+use mipcast_netns_tests::site::{addr, Node, Site, SiteOptions, KEY_CN_MMA, SPI_CN_MMA1};
+use mipcast_netns_tests::{require_root, udp_send};
+use mipcast_wire::mh::bu_flags;
+
+/// A host on a1's access link that holds no key.
+const FORGER: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 1, 0, 0, 0, 0x66);
+const UDP_PORT: u16 = 5104;
+
+/// The correspondent's routes and rules that are ours (protocol 158), and its decap table.
+fn cn_kernel(site: &Site) -> String {
+    site.cn.sh(
+        "ip -6 route show table all proto 158; ip -6 rule show | grep -v 'lookup local\\|lookup main\\|lookup default' || true",
+    )
+}
+
+fn bindings(site: &Site) -> Vec<serde_json::Value> {
+    site.status(Node::Cn).unwrap()["bindings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Sends `bu` from `src` in `node` to the correspondent and returns the answer's status.
+fn exchange(site: &Site, node: Node, src: Ipv6Addr, bu: &Bu) -> Option<u8> {
+    let bytes = bu.bytes();
+    site.ns(node).enter(|| {
+        let client = MhClient::bind(src, addr::CN, Duration::from_secs(2)).unwrap();
+        client.send(&bytes).unwrap();
+        match client.recv() {
+            Ok(Some(Reply::Ack { status, .. })) => Some(status),
+            _ => None,
+        }
+    })
+}
+
+/// A route-optimisation BU as the MMA sends it: A flag, no H, signed with its SA.
+fn mma_bu(seq: u16, lifetime_units: u16) -> Bu {
+    let mut bu = Bu::new(seq, addr::HOA, addr::MMA1, SPI_CN_MMA1, &KEY_CN_MMA);
+    bu.flags = bu_flags::ACK;
+    bu.lifetime = lifetime_units;
+    bu
+}
+
+#[test]
+#[ignore = "needs root"]
+fn correspondent_binds_authenticated_mmas_only_and_cleans_up() {
+    require_root();
+    let mut opts = SiteOptions::new("ro");
+    opts.correspondent_agent = true;
+    let mut site = Site::build(&opts).unwrap_or_else(|e| panic!("{e}"));
+    site.start_node(Node::Cn).unwrap_or_else(|e| panic!("{e}"));
+    site.a1
+        .sh(&format!("ip -6 addr add {FORGER}/128 dev acc0 nodad"));
+    let idle = cn_kernel(&site);
+    assert!(
+        idle.contains("encap seg6local action End.DT6") && !idle.contains("lookup 3610"),
+        "{idle}"
+    );
+
+    // Forgery: a host on an access link claims the terminal's home address, with no key,
+    // a guessed key, and the MMA's address as care-of address.
+    let unsigned = Bu {
+        key: None,
+        ..mma_bu(1, 10)
+    };
+    let mut guessed = mma_bu(2, 10);
+    guessed.key = Some(vec![0x11; 32]);
+    let mut as_mma = guessed.clone();
+    as_mma.sequence = 3;
+    as_mma.alternate_coa = Some(addr::MMA1);
+    for (what, bu) in [
+        ("unsigned", &unsigned),
+        ("guessed key", &guessed),
+        ("MMA as CoA", &as_mma),
+    ] {
+        let bu = Bu {
+            coa: FORGER,
+            ..bu.clone()
+        };
+        assert_eq!(exchange(&site, Node::A1, FORGER, &bu), Some(146), "{what}");
+    }
+    assert_eq!(cn_kernel(&site), idle, "a forged BU changed the kernel");
+    assert!(bindings(&site).is_empty());
+
+    // The MMA binds the home address: encap route to it, decap rule for its tunnels.
+    assert_eq!(
+        exchange(&site, Node::Mma1, addr::MMA1, &mma_bu(1, 10)),
+        Some(0)
+    );
+    let bound = cn_kernel(&site);
+    let route = bound
+        .lines()
+        .find(|l| l.starts_with(&addr::HOA.to_string()))
+        .unwrap_or_else(|| panic!("no route for the home address:\n{bound}"));
+    assert!(
+        route.contains("encap seg6 mode encap") && route.contains(&addr::MMA1.to_string()),
+        "{route}"
+    );
+    assert!(
+        bound.contains(&format!(
+            "from {} to {} ipproto ipv6 lookup 3610",
+            addr::MMA1,
+            addr::CN
+        )),
+        "{bound}"
+    );
+    let b = bindings(&site);
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0]["coa"], addr::MMA1.to_string());
+
+    // Applications on the correspondent send to the home address unmodified: on the wire the
+    // packet is tunnelled to the MMA, never sent to the home address in the clear.
+    let pcap = site.dir.join("cn-wan0.pcap");
+    let cap = Capture::start(&site.cn, "wan0", "ip6", &pcap).unwrap();
+    for i in 0..3 {
+        udp_send(
+            &site.cn,
+            &addr::CN.to_string(),
+            &addr::HOA.to_string(),
+            UDP_PORT,
+            &format!("ro-{i}"),
+        );
+    }
+    let pcap = cap.finish();
+    // (The MMA in this test runs no daemon: it answers with ICMPv6 errors, left out here.)
+    let rows = tshark_fields(
+        &pcap,
+        &format!("udp.dstport == {UDP_PORT} && !icmpv6"),
+        &["ipv6.src", "ipv6.dst"],
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in &rows {
+        assert_eq!(
+            (r[0].as_str(), r[1].as_str()),
+            (
+                format!("{},{}", addr::CN, addr::CN).as_str(),
+                format!("{},{}", addr::MMA1, addr::HOA).as_str()
+            ),
+            "outer packet CN -> MMA, inner CN -> home address"
+        );
+    }
+
+    // A forged deregistration changes nothing; the MMA's own removes everything.
+    let mut forged_dereg = mma_bu(4, 0);
+    forged_dereg.key = Some(vec![0x22; 32]);
+    forged_dereg.coa = FORGER;
+    assert_eq!(exchange(&site, Node::A1, FORGER, &forged_dereg), Some(146));
+    assert_eq!(cn_kernel(&site), bound);
+    assert_eq!(
+        exchange(&site, Node::Mma1, addr::MMA1, &mma_bu(2, 0)),
+        Some(0)
+    );
+    assert_eq!(cn_kernel(&site), idle, "deregistration left state behind");
+    assert!(bindings(&site).is_empty());
+
+    // Bound again, then SIGTERM: nothing of ours is left in any namespace.
+    assert_eq!(
+        exchange(&site, Node::Mma1, addr::MMA1, &mma_bu(3, 10)),
+        Some(0)
+    );
+    site.a1.sh(&format!("ip -6 addr del {FORGER}/128 dev acc0"));
+    for (node, st) in site.stop_daemons(Duration::from_secs(5)) {
+        assert!(st.is_some_and(|s| s.success()), "{node:?}: {st:?}");
+    }
+    assert_eq!(site.leftovers().unwrap(), Vec::<String>::new());
+}
