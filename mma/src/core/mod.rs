@@ -20,6 +20,7 @@
 pub mod advice;
 pub mod plan;
 pub mod policy;
+pub mod ro;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::Ipv6Addr;
