@@ -438,3 +438,85 @@ fn policy_config_is_checked() {
         PolicyError::DuplicateSpi(300)
     );
 }
+
+/// The MMA's route-optimisation core ([`mma::core::ro`]) against this one, bytes passed
+/// between them: its BU binds, its deregistration unbinds, and each side installs its half.
+#[test]
+fn mma_route_optimisation_interoperates() {
+    use mma::core::ro;
+
+    let mut mma = ro::Ro::new(
+        ro::RoConfig {
+            mma: mma1(),
+            correspondents: vec![ro::CorrespondentSa {
+                prefix: cn(),
+                prefix_len: 128,
+                agent: None,
+                spi: 2001,
+                algorithm: Algorithm::HmacSha256_128,
+                key: KEY1.to_vec(),
+            }],
+            lifetime_s: 40,
+            refresh_percent: 80,
+            max_attempts: 3,
+            retransmit_ms: 1000,
+            hold_s: 60,
+            max_hold_s: 3600,
+            uplink_table: 3601,
+            wan_ifindex: 2,
+        },
+        7,
+    );
+    let mut c = core();
+    let mma_step = |m: &mut ro::Ro, at: u64| {
+        let mut sends = Vec::new();
+        let mut kernel = Vec::new();
+        for o in settle(m, now(at), |_| Outcome::Applied) {
+            match o {
+                mipcast_proto::Output::Send(s) => sends.push(s),
+                mipcast_proto::Output::Kernel(k) => kernel.push(k),
+                mipcast_proto::Output::Event(_) => {}
+            }
+        }
+        (sends, kernel)
+    };
+    mma.handle_input(now(0), ro::Input::TerminalUp { hoa: a(HOA) });
+    mma.handle_input(
+        now(0),
+        ro::Input::Sighting {
+            correspondent: cn(),
+            hoa: a(HOA),
+        },
+    );
+    let (bus, _) = mma_step(&mut mma, 0);
+    assert_eq!(bus.len(), 1);
+    assert_eq!((bus[0].src, bus[0].dst), (mma1(), cn()));
+    let r = feed(&mut c, bus[0].src, &bus[0].bytes, 5);
+    assert_eq!(r.statuses(), vec![Some(0)]);
+    assert_eq!(
+        r.kernel,
+        vec![Change::Add(encap(mma1())), Change::Add(rule(mma1()))]
+    );
+    mma.handle_input(
+        now(10),
+        ro::Input::Mobility {
+            src: r.sends[0].src,
+            bytes: &r.sends[0].bytes,
+        },
+    );
+    let (_, kernel) = mma_step(&mut mma, 10);
+    assert!(
+        matches!(kernel.as_slice(), [ro::Change::Add(KObject::EncapRoute { tunnel_dst, .. })] if *tunnel_dst == cn()),
+        "{kernel:?}"
+    );
+    // Return home: the MMA deregisters, the correspondent removes its half.
+    mma.handle_input(now(20), ro::Input::TerminalGone { hoa: a(HOA) });
+    let (bus, kernel) = mma_step(&mut mma, 20);
+    assert!(matches!(kernel.as_slice(), [ro::Change::Delete(_)]));
+    let r = feed(&mut c, bus[0].src, &bus[0].bytes, 25);
+    assert_eq!(r.statuses(), vec![Some(0)]);
+    assert_eq!(
+        r.kernel,
+        vec![Change::Delete(encap(mma1())), Change::Delete(rule(mma1()))]
+    );
+}
