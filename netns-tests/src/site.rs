@@ -807,6 +807,23 @@ impl Site {
         self.start(node)
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the daemon of `node`; false if none runs there.
+    pub fn signal_node(&self, node: Node, signal: nix::sys::signal::Signal) -> bool {
+        let Some(r) = self.daemons.iter().find(|r| r.node == node) else {
+            return false;
+        };
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(r.daemon.0.id()).unwrap_or(0));
+        nix::sys::signal::kill(pid, signal).is_ok()
+    }
+
+    /// Kills the daemon of `node` with SIGKILL (a crash: it cleans nothing up) and reaps it.
+    pub fn kill_node(&mut self, node: Node) -> Option<ExitStatus> {
+        let i = self.daemons.iter().position(|r| r.node == node)?;
+        let mut r = self.daemons.remove(i);
+        r.daemon
+            .signal_and_wait(libc::SIGKILL, Duration::from_secs(5))
+    }
+
     /// The daemon running in `node` in this site (with a home link, `home` runs pim-lite).
     pub fn daemon_of(&self, node: Node) -> Option<&'static str> {
         match node {

@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use mipcast_netns_tests::capture::{tshark_fields, Capture};
 use mipcast_netns_tests::mh_client::{Bu, MhClient, Reply};
-use mipcast_netns_tests::site::{addr, Node, Site, SiteOptions, KEY_CN_MMA, SPI_CN_MMA1};
+use mipcast_netns_tests::site::{
+    addr, Node, Site, SiteOptions, KEY_CN_MMA, SPI_CN_MMA1, SPI_CN_MMA2,
+};
+use mipcast_netns_tests::wait::wait_for;
 use mipcast_netns_tests::{require_root, udp_send};
 use mipcast_wire::mh::bu_flags;
 
@@ -176,6 +179,68 @@ fn correspondent_binds_authenticated_mmas_only_and_cleans_up() {
         Some(0)
     );
     site.a1.sh(&format!("ip -6 addr del {FORGER}/128 dev acc0"));
+    for (node, st) in site.stop_daemons(Duration::from_secs(5)) {
+        assert!(st.is_some_and(|s| s.success()), "{node:?}: {st:?}");
+    }
+    assert_eq!(site.leftovers().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+#[ignore = "needs root"]
+fn correspondent_restores_after_a_crash_and_reloads_its_mmas() {
+    require_root();
+    let mut opts = SiteOptions::new("rr");
+    opts.correspondent_agent = true;
+    let mut site = Site::build(&opts).unwrap_or_else(|e| panic!("{e}"));
+    site.start_node(Node::Cn).unwrap_or_else(|e| panic!("{e}"));
+    let first = mma_bu(1, 10);
+    assert_eq!(exchange(&site, Node::Mma1, addr::MMA1, &first), Some(0));
+    let bound = cn_kernel(&site);
+
+    // A crash leaves the kernel state; the restart restores the binding from the journal,
+    // reconciles to the same state, and still knows the last timestamp (a replay is 144).
+    assert!(site.kill_node(Node::Cn).is_some());
+    site.start_node(Node::Cn).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bindings(&site).len(), 1);
+    assert_eq!(cn_kernel(&site), bound);
+    assert_eq!(exchange(&site, Node::Mma1, addr::MMA1, &first), Some(144));
+
+    // SIGHUP with MMA1 no longer configured: its BUs are refused (unknown SPI), the binding
+    // it holds is kept; MMA2 takes the home address over.
+    let cfg = site.config_path(Node::Cn);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let without_mma1: String = text
+        .lines()
+        .filter(|l| !l.contains(&format!("{}/128", addr::MMA1)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(text, without_mma1);
+    std::fs::write(&cfg, without_mma1).unwrap();
+    assert!(site.signal_node(Node::Cn, nix::sys::signal::Signal::SIGHUP));
+    wait_for("the reload", Duration::from_secs(5), || {
+        site.log(Node::Cn)
+            .contains("reload: MMAs and rate limit replaced")
+            .then_some(())
+    })
+    .unwrap();
+    assert_eq!(
+        exchange(&site, Node::Mma1, addr::MMA1, &mma_bu(2, 10)),
+        Some(146)
+    );
+    assert_eq!(cn_kernel(&site), bound);
+    let mut from_mma2 = Bu::new(4, addr::HOA, addr::MMA2, SPI_CN_MMA2, &KEY_CN_MMA);
+    from_mma2.flags = bu_flags::ACK;
+    from_mma2.lifetime = 10;
+    assert_eq!(exchange(&site, Node::Mma2, addr::MMA2, &from_mma2), Some(0));
+    let moved = cn_kernel(&site);
+    assert!(
+        moved.contains(&format!(
+            "from {} to {} ipproto ipv6 lookup 3610",
+            addr::MMA2,
+            addr::CN
+        )) && !moved.contains(&format!("from {} ", addr::MMA1)),
+        "{moved}"
+    );
     for (node, st) in site.stop_daemons(Duration::from_secs(5)) {
         assert!(st.is_some_and(|s| s.success()), "{node:?}: {st:?}");
     }
