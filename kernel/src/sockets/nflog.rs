@@ -86,7 +86,7 @@ fn attr(msg: &mut Vec<u8>, kind: u16, value: &[u8]) {
     msg.extend_from_slice(&len.to_ne_bytes());
     msg.extend_from_slice(&kind.to_ne_bytes());
     msg.extend_from_slice(value);
-    while msg.len() % 4 != 0 {
+    while !msg.len().is_multiple_of(4) {
         msg.push(0);
     }
 }
