@@ -42,6 +42,29 @@ pub struct Local {
     /// Our address: BUs are accepted on it, it is the outer source of every tunnel (the
     /// namespace-wide seg6 tunnel source) and the address MMA tunnels are decapsulated at.
     pub address: Ipv6Addr,
+    /// `host`: the agent runs on the correspondent, decapsulated packets are its own (looked
+    /// up in the local table). `router`: it runs on the correspondents' first router and
+    /// routes them on (main table).
+    #[serde(default)]
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    Host,
+    Router,
+}
+
+impl Role {
+    /// The table decapsulated packets are looked up in.
+    pub fn inner_table(self) -> u32 {
+        match self {
+            Role::Host => 255,
+            Role::Router => 254,
+        }
+    }
 }
 
 /// One MMA: where its BUs come from, its association, what it may bind.

@@ -138,6 +138,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         uplink_ifindex,
         config.kernel.decap_table,
         config.kernel.decap_rule_pref,
+        config.correspondent.role.inner_table(),
     );
     let limiter = config.reply_rate_limit.budgets();
     let clock = SystemClock::new();

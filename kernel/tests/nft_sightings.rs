@@ -1,6 +1,7 @@
-//! Route-optimisation detection (issue 12): the sighting rule copies the first forwarded
-//! packet of each (source, destination) pair from the WAN to the site interface to the NFLOG
-//! group, once per interval, and nothing else; the NFLOG socket reads the pairs. Needs root.
+//! Route-optimisation detection (issue 12): the sighting rule copies the first packet of each
+//! (source, destination) pair that the router re-encapsulates from the WAN to the site
+//! interface (as the MMA does toward a terminal's group) to the NFLOG group, once per
+//! interval, and nothing else; the NFLOG socket reads the inner pairs. Needs root.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -58,7 +59,14 @@ fn first_packet_of_each_pair_is_logged_once_per_interval() {
     a.sh(&format!(
         "ip -6 addr add {A2}/64 dev e0 nodad && ip -6 route add default via 2001:db8:a::2"
     ));
-    b.sh("ip -6 route add default via 2001:db8:b::1");
+    b.sh(
+        "ip -6 route add default via 2001:db8:b::1 && ip -6 addr add 2001:db8:b::3/64 dev e0 nodad",
+    );
+    // The router tunnels everything for B to b's second address, on the input path.
+    r.sh(&format!(
+        "ip sr tunsrc set 2001:db8:b::1 && \
+         ip -6 route add {B}/128 encap seg6 mode encap.red segs 2001:db8:b::3 dev site0"
+    ));
     let ifindex = |name: &str| -> u32 {
         r.sh(&format!("cat /sys/class/net/{name}/ifindex"))
             .trim()

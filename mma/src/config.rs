@@ -55,6 +55,9 @@ pub struct Config {
     pub advice: Advice,
     #[serde(default)]
     pub admission: Admission,
+    /// Binding updates to correspondents (issue 12); absent: off.
+    #[serde(default)]
+    pub route_optimisation: Option<crate::ro_shell::RoSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -237,6 +240,9 @@ fn is_global_unicast(a: Ipv6Addr) -> bool {
 impl Validate for Config {
     fn validate(&self, v: &mut Validator) {
         self.reply_rate_limit.validate("reply_rate_limit", v);
+        if let Some(ro) = &self.route_optimisation {
+            ro.validate("route_optimisation", v);
+        }
         if !is_global_unicast(self.address) {
             v.error("address", "must be a global unicast address");
         }

@@ -10,6 +10,8 @@ pub mod core;
 #[cfg(feature = "shell")]
 pub mod metrics;
 #[cfg(feature = "shell")]
+pub mod ro_shell;
+#[cfg(feature = "shell")]
 pub mod shell;
 #[cfg(feature = "shell")]
 pub mod status;

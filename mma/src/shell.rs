@@ -51,6 +51,8 @@ pub enum ShellError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     MissingFeature(String),
+    #[error("route optimisation: {0}")]
+    RouteOptimisation(String),
     #[error("security associations: {0}")]
     Sa(#[from] SaError),
     #[error("registration settings: {0}")]
@@ -214,6 +216,9 @@ struct Daemon {
     advised: usize,
     /// Per-packet log lines (refusals, drops) are summarised, not written one per packet.
     log_limit: LogSummary,
+    /// Route optimisation (`route_optimisation:`), and the NFLOG group of its sightings.
+    ro: Option<crate::ro_shell::RoShell>,
+    nflog: Option<mipcast_kernel::sockets::NflogSocket>,
 }
 
 impl Daemon {
@@ -312,6 +317,16 @@ impl Daemon {
             Ok(granted) => debug!(granted, "Mobility Header socket receive buffer"),
             Err(e) => warn!(error = %e, "cannot enlarge the Mobility Header receive buffer"),
         }
+        let (ro, nflog) = match &config.route_optimisation {
+            Some(settings) => {
+                let plan = lock(&core).plan().clone();
+                let (ro, nflog) = crate::ro_shell::RoShell::start(settings, config.address, &plan)
+                    .await
+                    .map_err(ShellError::RouteOptimisation)?;
+                (Some(ro), Some(nflog))
+            }
+            None => (None, None),
+        };
         let (journal, saved, original) = open_journal(&config.state.file, config.address)?;
         // A crashed run left its own address as the tunnel source: what it found is in the
         // journal, and that is what a clean stop puts back.
@@ -339,6 +354,8 @@ impl Daemon {
             control,
             advised: 0,
             log_limit: LogSummary::default(),
+            ro,
+            nflog,
         };
         daemon.restore().await;
         Ok(daemon)
@@ -372,7 +389,8 @@ impl Daemon {
     }
 
     async fn reconcile(&mut self, why: &str) {
-        let desired: HashSet<KObject> = lock(&self.core).desired_objects();
+        let mut desired: HashSet<KObject> = lock(&self.core).desired_objects();
+        desired.extend(self.ro.iter().flat_map(|ro| ro.desired()));
         match self.kernel.reconcile(&desired).await {
             Ok(report) => {
                 for e in &report.failed {
@@ -410,7 +428,19 @@ impl Daemon {
             let timer = lock(&self.core)
                 .poll_timeout()
                 .map(|at| self.clock.instant_at(at));
+            let ro_timer = self
+                .ro
+                .as_ref()
+                .and_then(|ro| ro.poll_timeout())
+                .map(|at| self.clock.instant_at(at));
             tokio::select! {
+                sightings = next_sightings(&mut self.nflog) => self.on_sightings(sightings).await,
+                _ = sleep_until(ro_timer) => {
+                    if let Some(ro) = &self.ro {
+                        ro.handle_timeout(self.clock.reading());
+                    }
+                    self.drive_ro().await;
+                }
                 received = self.mh.recv(&mut buf) => {
                     let first = received.map(|rx| (rx, buf.get(..rx.len).unwrap_or_default()));
                     self.handle_received(first);
@@ -451,6 +481,16 @@ impl Daemon {
         match received {
             Ok((r, bytes)) => {
                 let now = self.clock.reading();
+                if let Some(ro) = self.ro.as_ref().filter(|ro| ro.wants(r.source, bytes)) {
+                    ro.input(
+                        now,
+                        crate::core::ro::Input::Mobility {
+                            src: r.source,
+                            bytes,
+                        },
+                    );
+                    return;
+                }
                 lock(&self.core).handle_input(
                     now,
                     Input::Mobility(Received {
@@ -476,6 +516,31 @@ impl Daemon {
             self.update_counts();
         }
         self.commit_round().await;
+        self.drive_ro().await;
+    }
+
+    /// Route optimisation's BUs and reverse routes (after the round that caused them).
+    async fn drive_ro(&self) {
+        if let Some(ro) = &self.ro {
+            ro.drive(&self.kernel, &self.mh, self.clock.reading()).await;
+        }
+    }
+
+    /// Pairs the kernel saw: (correspondent, home address), in the order logged.
+    async fn on_sightings(&mut self, sightings: std::io::Result<Vec<(Ipv6Addr, Ipv6Addr)>>) {
+        let Some(ro) = &self.ro else {
+            return;
+        };
+        match sightings {
+            Ok(pairs) => {
+                let now = self.clock.reading();
+                for (correspondent, hoa) in pairs {
+                    ro.input(now, crate::core::ro::Input::Sighting { correspondent, hoa });
+                }
+            }
+            Err(e) => warn!(error = %e, "route optimisation: reading the NFLOG group"),
+        }
+        self.drive_ro().await;
     }
 
     /// Appends the settled round's terminal changes to the journal (synced), then lets the
@@ -657,6 +722,10 @@ impl Daemon {
                 "advice.control_socket",
                 old.advice.control_socket != new.advice.control_socket,
             ),
+            (
+                "route_optimisation",
+                old.route_optimisation != new.route_optimisation,
+            ),
         ];
         for (field, _) in restart_only.iter().filter(|(_, changed)| *changed) {
             warn!(
@@ -691,6 +760,7 @@ impl Daemon {
         merged.metrics = old.metrics;
         merged.state = old.state.clone();
         merged.advice.control_socket = old.advice.control_socket.clone();
+        merged.route_optimisation = old.route_optimisation.clone();
         {
             let mut core = lock(&self.core);
             core.set_advice(advice_config(&merged));
@@ -740,6 +810,9 @@ impl Daemon {
                 0
             }
         };
+        if let Some(ro) = &self.ro {
+            ro.shutdown();
+        }
         if let Some(rule) = &self.mrule {
             if let Err(e) = rule.remove().await {
                 warn!(error = %e, "removing the mrule");
@@ -802,6 +875,16 @@ pub fn advice_config(c: &Config) -> AdviceConfig {
 }
 
 /// The next control request; never, without a control socket.
+/// The next datagram of route optimisation's NFLOG group; never resolves when it is off.
+async fn next_sightings(
+    nflog: &mut Option<mipcast_kernel::sockets::NflogSocket>,
+) -> std::io::Result<Vec<(Ipv6Addr, Ipv6Addr)>> {
+    match nflog {
+        Some(n) => n.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_request(control: &mut Option<ControlSocket>) -> Option<control::Request> {
     match control {
         Some(c) => c.next().await,
@@ -972,6 +1055,9 @@ impl Effects<Core> for Daemon {
     }
 
     fn event(&mut self, event: Event) {
+        if let Some(ro) = &self.ro {
+            ro.core_event(self.clock.reading(), &event);
+        }
         self.advised += usize::from(matches!(event, Event::Advised { .. }));
         self.changed |= matches!(
             event,

@@ -664,6 +664,23 @@ impl Site {
         let site1 = format!("{}/64, {}/64", ACCESS[0], ACCESS[1]);
         let site2 = format!("{}/64", ACCESS[2]);
         for (node, mma, prefix) in [(Node::Mma1, MMA1, site1), (Node::Mma2, MMA2, site2)] {
+            let spi = if node == Node::Mma1 {
+                SPI_CN_MMA1
+            } else {
+                SPI_CN_MMA2
+            };
+            // With the correspondent agent: route optimisation toward the CN (its agent) and
+            // toward the home link's host (no agent: the MMA must back off).
+            let ro = if self.correspondent_agent {
+                format!(
+                    "route_optimisation:\n  lifetime: 40\n  sighting_interval: 2\n  correspondents:\n\
+                     \x20   - {{ prefix: {CN}/128, spi: {spi}, algorithm: hmac-sha256-128, key_file: {k} }}\n\
+                     \x20   - {{ prefix: {HOME_HOST}/128, spi: {spi}, algorithm: hmac-sha256-128, key_file: {k} }}\n",
+                    k = self.path("cn-mma.key").display()
+                )
+            } else {
+                String::new()
+            };
             self.write(
                 &format!("{}.yaml", node.name()),
                 &format!(
@@ -673,7 +690,7 @@ impl Site {
                      security_associations:\n  - spi: {SPI_MMA}\n    algorithm: hmac-sha256-128\n    key_file: {k}\n    home_prefixes: [{HOME_PREFIX}]\n\
                      forwarding:\n  default_grace: 10\n  max_grace: 30\n\
                      metrics:\n  listen: \"[::1]:9642\"\n  mfc_poll: 1\n\
-                     state:\n  file: {d}/{n}.state.json\n  write_delay_ms: 100\n",
+                     state:\n  file: {d}/{n}.state.json\n  write_delay_ms: 100\n{ro}",
                     k = key_mma.display(),
                     n = node.name()
                 ),

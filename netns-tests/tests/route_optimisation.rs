@@ -10,15 +10,16 @@
     clippy::panic
 )] // a test fails by panicking
 use std::net::Ipv6Addr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mipcast_netns_tests::capture::{tshark_fields, Capture};
+use mipcast_netns_tests::flow::TcpFlow;
 use mipcast_netns_tests::mh_client::{Bu, MhClient, Reply};
 use mipcast_netns_tests::site::{
     addr, Node, Site, SiteOptions, KEY_CN_MMA, SPI_CN_MMA1, SPI_CN_MMA2,
 };
 use mipcast_netns_tests::wait::wait_for;
-use mipcast_netns_tests::{require_root, udp_send};
+use mipcast_netns_tests::{require_root, udp_send, UdpProbe};
 use mipcast_wire::mh::bu_flags;
 
 /// A host on a1's access link that holds no key.
@@ -241,6 +242,209 @@ fn correspondent_restores_after_a_crash_and_reloads_its_mmas() {
         )) && !moved.contains(&format!("from {} ", addr::MMA1)),
         "{moved}"
     );
+    for (node, st) in site.stop_daemons(Duration::from_secs(5)) {
+        assert!(st.is_some_and(|s| s.success()), "{node:?}: {st:?}");
+    }
+    assert_eq!(site.leftovers().unwrap(), Vec::<String>::new());
+}
+
+const TCP_PORT: u16 = 5105;
+
+fn registered(site: &Site) -> bool {
+    site.status(Node::Mma1)
+        .ok()
+        .and_then(|s| s["terminals_registered"].as_u64())
+        == Some(1)
+        && site
+            .status(Node::Ha)
+            .ok()
+            .and_then(|s| s["bindings"].as_array().map(Vec::len))
+            == Some(1)
+}
+
+/// Packets of the home address tunnelled by the home agent (its home address as the outer
+/// source or destination), or on the home link, seen while `during` runs. (The `ha` namespace
+/// is also the WAN router between the correspondent and the sites: route-optimised tunnels
+/// CN <-> MMA cross it as plain forwarded packets, which are not the home agent's.)
+fn through_ha(site: &Site, tag: &str, during: impl FnOnce()) -> usize {
+    let ifs = ["wan0", "m1", "home0"];
+    let caps: Vec<_> = ifs
+        .iter()
+        .map(|ifname| {
+            let pcap = site.dir.join(format!("{tag}-ha-{ifname}.pcap"));
+            Capture::start(&site.ha, ifname, "ip6", &pcap).unwrap()
+        })
+        .collect();
+    during();
+    caps.into_iter()
+        .zip(ifs)
+        .map(|(c, ifname)| {
+            let pcap = c.finish();
+            let filter = if ifname == "home0" {
+                format!("ipv6.addr == {}", addr::HOA)
+            } else {
+                format!("ipv6.addr == {} && ipv6.addr == {}", addr::HOA, addr::HA)
+            };
+            let rows = tshark_fields(&pcap, &filter, &["frame.number"]).unwrap();
+            // The optimised path's packets are on the WAN interfaces all the same.
+            if ifname != "home0" {
+                let direct = tshark_fields(
+                    &pcap,
+                    &format!("ipv6.addr == {} && ipv6.addr == {}", addr::HOA, addr::MMA1),
+                    &["frame.number"],
+                )
+                .unwrap();
+                assert!(ifname == "wan0" || ifname == "m1");
+                assert!(!direct.is_empty(), "no optimised traffic seen on {ifname}");
+            }
+            rows.len()
+        })
+        .sum()
+}
+
+/// 002 FIG 5 and FIG 7 with the real daemons: the MMA sees the CN's flow to the terminal
+/// arrive through the home agent (kernel sighting), binds the CN's agent, and from then on
+/// TCP and UDP go CN <-> MMA directly in both directions; a correspondent without an agent
+/// (the home link's host) keeps going through the home agent and gets a bounded number of
+/// BUs; when the terminal comes home the CN's binding is removed.
+#[test]
+#[ignore = "needs root"]
+fn fig5_traffic_skips_the_home_agent_once_the_mma_bound_the_correspondent() {
+    require_root();
+    let mut opts = SiteOptions::new("ro5");
+    opts.correspondent_agent = true;
+    let mut site = Site::build(&opts).unwrap_or_else(|e| panic!("{e}"));
+    site.start_daemons().unwrap_or_else(|e| panic!("{e}"));
+    wait_for(
+        "the terminal registered at mma1 and the home agent",
+        Duration::from_secs(15),
+        || registered(&site).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // A plain correspondent (no agent) talks to the terminal during the whole test.
+    let home_pcap = site.dir.join("home-mh.pcap");
+    let home_cap = Capture::start(&site.home, "home0", "ip6 proto 135", &home_pcap).unwrap();
+    let probe = UdpProbe::bind(&site.mn, &addr::HOA.to_string(), 5106);
+    let started = Instant::now();
+
+    let flow = TcpFlow::start(
+        &site.mn,
+        &site.cn,
+        addr::HOA,
+        TCP_PORT,
+        500,
+        Duration::from_millis(20),
+    )
+    .expect("TCP to the home address");
+    let bound = wait_for(
+        "the CN's agent bound by mma1",
+        Duration::from_secs(15),
+        || {
+            udp_send(
+                &site.home,
+                &addr::HOME_HOST.to_string(),
+                &addr::HOA.to_string(),
+                5106,
+                "plain",
+            );
+            let b = bindings(&site);
+            (b.len() == 1 && b[0]["coa"] == addr::MMA1.to_string()).then_some(b)
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}\n{}",
+            site.mma1
+                .sh("nft list ruleset; ip -6 rule; ip -6 route show table all | grep -v fe80"),
+            site.log(Node::Mma1)
+        )
+    });
+    assert_eq!(bound[0]["hoa"], addr::HOA.to_string());
+    let uplink = site.mma1.sh("ip -6 route show table all proto 158");
+    assert!(
+        uplink.contains(&format!("{} from {}", addr::CN, addr::HOA)),
+        "reverse route in the uplink table: {uplink}"
+    );
+
+    // Both directions of TCP and UDP CN -> HoA now avoid the home agent.
+    let udp = UdpProbe::bind(&site.mn, &addr::HOA.to_string(), UDP_PORT);
+    let (down0, up0) = (flow.received(), flow.echoed());
+    let seen = through_ha(&site, "ro", || {
+        for i in 0..5 {
+            udp_send(
+                &site.cn,
+                &addr::CN.to_string(),
+                &addr::HOA.to_string(),
+                UDP_PORT,
+                &format!("ro-{i}"),
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let got = (0..5)
+        .filter(|_| udp.recv(Duration::from_secs(1)).is_some())
+        .count();
+    assert_eq!(got, 5, "UDP CN -> home address over the optimised path");
+    assert!(
+        flow.received() > down0 + 10_000 && flow.echoed() > up0 + 10_000,
+        "TCP both ways while optimised: down {down0} -> {}, back {up0} -> {}, {:?}\ncn: {}\nmma1: {}",
+        flow.received(),
+        flow.echoed(),
+        flow.errors(),
+        site.cn.sh("ip -6 route show table all proto 158; ip -6 rule"),
+        site.mma1.sh("ip -6 route show table all proto 158"),
+    );
+    assert_eq!(
+        seen, 0,
+        "packets of the terminal crossed the home agent after the binding"
+    );
+
+    // The plain correspondent kept reaching the terminal through the home agent, and got
+    // max_attempts (3) BUs, then nothing during its hold.
+    // Keep its flow alive past the MMA's attempts (1 + 2 + 4 s) into the hold.
+    while started.elapsed() < Duration::from_secs(10) {
+        udp_send(
+            &site.home,
+            &addr::HOME_HOST.to_string(),
+            &addr::HOA.to_string(),
+            5106,
+            "plain",
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    while probe.recv(Duration::from_millis(100)).is_some() {}
+    udp_send(
+        &site.home,
+        &addr::HOME_HOST.to_string(),
+        &addr::HOA.to_string(),
+        5106,
+        "still",
+    );
+    assert_eq!(
+        probe
+            .recv(Duration::from_secs(2))
+            .map(|(m, _)| m)
+            .as_deref(),
+        Some("still"),
+        "plain correspondent via the home agent"
+    );
+    let pcap = home_cap.finish();
+    let bus = tshark_fields(
+        &pcap,
+        &format!("mip6.mhtype == 5 && ipv6.dst == {}", addr::HOME_HOST),
+        &["frame.time_relative"],
+    )
+    .unwrap();
+
+    assert_eq!(
+        bus.len(),
+        3,
+        "BUs to a correspondent without an agent: {bus:?}"
+    );
+
+    let errors = flow.stop();
+    assert!(errors.is_empty(), "{errors:?}");
     for (node, st) in site.stop_daemons(Duration::from_secs(5)) {
         assert!(st.is_some_and(|s| s.success()), "{node:?}: {st:?}");
     }

@@ -18,8 +18,16 @@ pub use policy::{CorrespondentPolicy, MmaSource, PolicyError};
 pub type Core = home_agent::core::Core<CorrespondentPolicy>;
 
 /// The kernel plan of a correspondent at `address`, whose decapsulation route sits on
-/// interface `ifindex` (the uplink) in `decap_table`.
-pub fn plan(address: Ipv6Addr, ifindex: u32, decap_table: u32, decap_rule_pref: u32) -> Plan {
+/// interface `ifindex` (the uplink) in `decap_table`, and looks decapsulated packets up in
+/// `inner_table` (local on a correspondent host: they are addressed to it; main on a router
+/// in front of correspondents).
+pub fn plan(
+    address: Ipv6Addr,
+    ifindex: u32,
+    decap_table: u32,
+    decap_rule_pref: u32,
+    inner_table: u32,
+) -> Plan {
     Plan::new(PlanParams {
         home_ifindex: ifindex,
         ha_address: address,
@@ -27,4 +35,5 @@ pub fn plan(address: Ipv6Addr, ifindex: u32, decap_table: u32, decap_rule_pref: 
         decap_rule_pref,
     })
     .without_proxy_entries()
+    .with_inner_table(inner_table)
 }

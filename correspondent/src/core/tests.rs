@@ -65,7 +65,7 @@ fn core() -> Core {
     Core::new(
         registrar,
         sas,
-        plan(cn(), UPLINK, 3600, 10),
+        plan(cn(), UPLINK, 3600, 10, 255),
         TokenBucket::new(1, 2),
     )
 }
@@ -244,7 +244,7 @@ fn accepted_bu_installs_encap_route_and_decap_rule_then_acknowledges() {
         local: cn(),
         oif: UPLINK,
         table: 3600,
-        inner_table: 254,
+        inner_table: 255,
     }));
     assert!(!c
         .desired()

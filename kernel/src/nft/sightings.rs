@@ -1,30 +1,36 @@
 //! Route-optimisation detection with the fast path in the kernel: one rule, in a table of its
 //! own, that copies the first packet of each new (correspondent, home address) pair the MMA
 //! forwards to its site to user space through NFLOG, then stays silent for that pair for
-//! `interval_s` (a dynamic set with element timeouts). `nft --debug=netlink` shows
+//! `interval_s` (a dynamic set with element timeouts).
+//!
+//! Where: the MMA decapsulates the home agent's (or a correspondent's) tunnel and the home
+//! address's route encapsulates the packet again toward the terminal's group *on the input
+//! path* (seg6 lightweight tunnels redirect input), so the forward hook already sees the
+//! outer packet `MMA -> G`, IPv6-in-IPv6 without a routing header (encap.red, one segment),
+//! with the correspondent's packet right behind it: its source and destination are at network
+//! header + 48 and + 64. `nft --debug=netlink` shows the rule
 //!
 //! ```text
 //! table ip6 <table> {
 //!   set seen { type ipv6_addr . ipv6_addr; flags dynamic,timeout; timeout <interval>s; size <n>; }
 //!   chain sightings { type filter hook forward priority 0; policy accept;
-//!     iif <wan> oif <site> ip6 saddr . ip6 daddr != @seen
-//!       add @seen { ip6 saddr . ip6 daddr } log group <group> snaplen 40 } }
+//!     iif <wan> oif <site> ip6 nexthdr ipv6 @nh,384,128 . @nh,512,128 != @seen
+//!       add @seen { @nh,384,128 . @nh,512,128 } log group <group> snaplen 80 } }
 //!
 //!   [ meta load iif => reg 1 ]            [ cmp eq reg 1 <wan> ]
 //!   [ meta load oif => reg 1 ]            [ cmp eq reg 1 <site> ]
-//!   [ payload load 16b @ network header + 8 => reg 1 ]
-//!   [ payload load 16b @ network header + 24 => reg 2 ]
+//!   [ payload load 1b @ network header + 6 => reg 1 ]   [ cmp eq reg 1 0x29 ]
+//!   [ payload load 16b @ network header + 48 => reg 1 ]
+//!   [ payload load 16b @ network header + 64 => reg 2 ]
 //!   [ lookup reg 1 set seen 0x1 ]         (0x1: inverted)
-//!   [ payload load 16b ... + 8 => reg 1 ] [ payload load 16b ... + 24 => reg 2 ]
+//!   [ payload load 16b ... + 48 => reg 1 ] [ payload load 16b ... + 64 => reg 2 ]
 //!   [ dynset add reg_key 1 set seen ]
-//!   [ log group <group> snaplen 40 qthreshold 0 ]
+//!   [ log group <group> snaplen 80 qthreshold 0 ]
 //! ```
 //!
-//! which is what [`SightingRule::install`] writes. The forward hook sees the packet after the
-//! home agent's (or a correspondent's) tunnel was decapsulated and before it is encapsulated
-//! toward the terminal's group, so the addresses are the inner ones; the accept policy never
-//! changes the packet's fate. Per packet the kernel does one set lookup; user space sees one
-//! packet per pair per interval.
+//! which is what [`SightingRule::install`] writes. The accept policy never changes a packet's
+//! fate. Per packet the kernel does one set lookup; user space sees one packet per pair per
+//! interval (the NFLOG socket reads the inner addresses).
 use super::conn;
 use super::wire::{attr, Attrs, Batch, MsgType, NFPROTO_IPV6};
 use super::{NftError, POLICY_ACCEPT};
@@ -43,16 +49,20 @@ const KEY_LEN: u32 = 32;
 const NFT_REG_1: u32 = 1;
 const NFT_REG_2: u32 = 2;
 const NETWORK_HEADER: u32 = 1;
-const IP6_SADDR: u32 = 8;
-const IP6_DADDR: u32 = 24;
+/// The inner header's source and destination, behind the 40-byte outer header.
+const INNER_SADDR: u32 = 40 + 8;
+const INNER_DADDR: u32 = 40 + 24;
+const IP6_NEXTHDR: u32 = 6;
+/// `IPPROTO_IPV6`.
+const IPPROTO_IPV6: u8 = 41;
 /// `NFT_META_IIF`, `NFT_META_OIF`.
 const META_IIF: u32 = 4;
 const META_OIF: u32 = 5;
 /// `NFT_LOOKUP_F_INV`, `NFT_DYNSET_OP_ADD`.
 const LOOKUP_INV: u32 = 1;
 const DYNSET_ADD: u32 = 0;
-/// The IPv6 header: all user space needs of the packet.
-const SNAPLEN: u32 = 40;
+/// The outer and inner IPv6 headers: all user space needs of the packet.
+const SNAPLEN: u32 = 80;
 
 // Attribute numbers from linux/netfilter/nf_tables.h.
 const SET_TABLE: u16 = 1;
@@ -192,7 +202,7 @@ fn meta_eq(a: &mut Attrs<'_>, key: u32, ifindex: u32) {
 }
 
 fn load_pair(a: &mut Attrs<'_>) {
-    for (offset, reg) in [(IP6_SADDR, NFT_REG_1), (IP6_DADDR, NFT_REG_2)] {
+    for (offset, reg) in [(INNER_SADDR, NFT_REG_1), (INNER_DADDR, NFT_REG_2)] {
         expr(a, "payload", |a| {
             a.u32_be(attr::PAYLOAD_DREG, reg);
             a.u32_be(attr::PAYLOAD_BASE, NETWORK_HEADER);
@@ -205,6 +215,19 @@ fn load_pair(a: &mut Attrs<'_>) {
 fn rule(spec: &SightingSpec, a: &mut Attrs<'_>) {
     meta_eq(a, META_IIF, spec.wan_ifindex);
     meta_eq(a, META_OIF, spec.site_ifindex);
+    expr(a, "payload", |a| {
+        a.u32_be(attr::PAYLOAD_DREG, NFT_REG_1);
+        a.u32_be(attr::PAYLOAD_BASE, NETWORK_HEADER);
+        a.u32_be(attr::PAYLOAD_OFFSET, IP6_NEXTHDR);
+        a.u32_be(attr::PAYLOAD_LEN, 1);
+    });
+    expr(a, "cmp", |a| {
+        a.u32_be(attr::CMP_SREG, NFT_REG_1);
+        a.u32_be(attr::CMP_OP, CMP_EQ);
+        a.nested(attr::CMP_DATA, |a| {
+            a.bytes(attr::DATA_VALUE, &[IPPROTO_IPV6])
+        });
+    });
     load_pair(a);
     expr(a, "lookup", |a| {
         a.string(LOOKUP_SET, SET);

@@ -27,8 +27,8 @@ const COPY_PACKET: u8 = 2;
 const AF_INET6: u8 = 10;
 const NLMSG_HDR: usize = 16;
 const NFGENMSG: usize = 4;
-/// The IPv6 header is all we read of a packet.
-const COPY_RANGE: u32 = 40;
+/// The outer and inner IPv6 headers are all we read of a packet.
+const COPY_RANGE: u32 = 80;
 
 /// A socket bound to one NFLOG group.
 pub struct NflogSocket {
@@ -120,7 +120,8 @@ fn ack_errno(datagram: &[u8]) -> Option<i32> {
     })
 }
 
-/// The (source, destination) of each IPv6 packet logged in `datagram`.
+/// The (source, destination) of each IPv6 packet logged in `datagram`: of the inner packet
+/// when it is IPv6-in-IPv6 (what the sighting rule logs), else of the packet.
 fn sightings(datagram: &[u8]) -> Vec<(Ipv6Addr, Ipv6Addr)> {
     messages(datagram)
         .filter(|(kind, _)| *kind == MSG_PACKET)
@@ -143,6 +144,9 @@ fn sightings(datagram: &[u8]) -> Vec<(Ipv6Addr, Ipv6Addr)> {
 fn addresses(packet: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr)> {
     if packet.first()? >> 4 != 6 {
         return None;
+    }
+    if *packet.get(6)? == 41 {
+        return addresses(packet.get(40..)?);
     }
     let src: [u8; 16] = packet.get(8..24)?.try_into().ok()?;
     let dst: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
@@ -177,6 +181,14 @@ mod tests {
         let mut d = packet_msg(a, b);
         d.extend(packet_msg(b, a));
         assert_eq!(sightings(&d), vec![(a, b), (b, a)]);
+        // IPv6-in-IPv6: the inner packet's addresses.
+        let mut outer = vec![0x60, 0, 0, 0, 0, 40, 41, 64];
+        outer.extend_from_slice(&[0x11; 32]);
+        let mut inner = vec![0x60, 0, 0, 0, 0, 0, 17, 64];
+        inner.extend_from_slice(&a.octets());
+        inner.extend_from_slice(&b.octets());
+        outer.extend(inner);
+        assert_eq!(addresses(&outer), Some((a, b)));
         assert!(sightings(&d[..30]).is_empty());
         assert!(sightings(&[]).is_empty());
     }
