@@ -76,5 +76,8 @@ fn route_optimisation_mistakes_name_their_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("route_optimisation.lifetime"), "{err}");
-    assert!(err.contains("route_optimisation.correspondents[0].spi"), "{err}");
+    assert!(
+        err.contains("route_optimisation.correspondents[0].spi"),
+        "{err}"
+    );
 }

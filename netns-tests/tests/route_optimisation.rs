@@ -450,3 +450,93 @@ fn fig5_traffic_skips_the_home_agent_once_the_mma_bound_the_correspondent() {
     }
     assert_eq!(site.leftovers().unwrap(), Vec::<String>::new());
 }
+
+/// 002 FIG 7: the terminal comes home; the MMA deregisters it at the correspondent, whose
+/// binding, route and rule go, and the correspondent's traffic reaches the home address
+/// natively (no tunnel) while the TCP connection carries on.
+#[test]
+#[ignore = "needs root"]
+fn fig7_return_home_removes_the_correspondents_binding() {
+    require_root();
+    let mut opts = SiteOptions::new("ro7");
+    opts.correspondent_agent = true;
+    opts.home_link = true;
+    let mut site = Site::build(&opts).unwrap_or_else(|e| panic!("{e}"));
+    site.start_daemons().unwrap_or_else(|e| panic!("{e}"));
+    wait_for(
+        "the terminal registered at mma1 and the home agent",
+        Duration::from_secs(15),
+        || registered(&site).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let flow = TcpFlow::start(
+        &site.mn,
+        &site.cn,
+        addr::HOA,
+        TCP_PORT,
+        500,
+        Duration::from_millis(20),
+    )
+    .expect("TCP to the home address");
+    wait_for(
+        "the CN's agent bound by mma1",
+        Duration::from_secs(15),
+        || {
+            let b = bindings(&site);
+            (b.len() == 1 && b[0]["coa"] == addr::MMA1.to_string()).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", site.log(Node::Mma1)));
+    let idle_route = |site: &Site| {
+        !cn_kernel(site)
+            .lines()
+            .any(|l| l.starts_with(&addr::HOA.to_string()))
+    };
+    assert!(!idle_route(&site));
+
+    // Home: the home link gets better, site 1's link fades but stays usable.
+    site.set_quality("e4", 100).unwrap();
+    site.set_quality("e1", 30).unwrap();
+    wait_for(
+        "the correspondent's binding removed",
+        Duration::from_secs(15),
+        || (bindings(&site).is_empty() && idle_route(&site)).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", cn_kernel(&site), site.log(Node::Mma1)));
+    let uplink = site.mma1.sh("ip -6 route show table all proto 158");
+    assert!(
+        !uplink.contains(&format!("{} from {}", addr::CN, addr::HOA)),
+        "reverse route left at mma1: {uplink}"
+    );
+
+    // Traffic flows direct: TCP to the home address leaves the CN untunnelled, and arrives.
+    let pcap = site.dir.join("cn-home.pcap");
+    let cap = Capture::start(&site.cn, "wan0", "ip6", &pcap).unwrap();
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let pcap = cap.finish();
+    assert!(
+        flow.received_between(t, Instant::now()) > 0,
+        "no bytes at home"
+    );
+    let native = tshark_fields(
+        &pcap,
+        &format!("ipv6.dst == {} && tcp", addr::HOA),
+        &["ipv6.nxt"],
+    )
+    .unwrap();
+    assert!(
+        !native.is_empty(),
+        "no TCP to the home address on the CN's link"
+    );
+    assert!(
+        native.iter().all(|r| r[0] == "6"),
+        "tunnelled packets to the home address after the return home: {native:?}"
+    );
+    let errors = flow.stop();
+    assert!(errors.is_empty(), "{errors:?}");
+    for (node, st) in site.stop_daemons(Duration::from_secs(5)) {
+        assert!(st.is_some_and(|s| s.success()), "{node:?}: {st:?}");
+    }
+    assert_eq!(site.leftovers().unwrap(), Vec::<String>::new());
+}
