@@ -74,7 +74,6 @@ fn first_packet_of_each_pair_is_logged_once_per_interval() {
             .unwrap()
     };
     let spec = SightingSpec {
-        wan_ifindex: ifindex("wan0"),
         site_ifindex: ifindex("site0"),
         group: GROUP,
         interval_s: 1,

@@ -184,7 +184,6 @@ impl RoShell {
     ) -> Result<(RoShell, NflogSocket), String> {
         let rule = SightingRule::new(&settings.nft_table).map_err(|e| e.to_string())?;
         rule.install(&SightingSpec {
-            wan_ifindex: plan.wan_ifindex,
             site_ifindex: plan.site_ifindex,
             group: settings.nflog_group,
             interval_s: u32::try_from(settings.sighting_interval.as_secs()).unwrap_or(5),

@@ -14,10 +14,9 @@
 //! table ip6 <table> {
 //!   set seen { type ipv6_addr . ipv6_addr; flags dynamic,timeout; timeout <interval>s; size <n>; }
 //!   chain sightings { type filter hook forward priority 0; policy accept;
-//!     iif <wan> oif <site> ip6 nexthdr ipv6 @nh,384,128 . @nh,512,128 != @seen
+//!     oif <site> ip6 nexthdr ipv6 @nh,384,128 . @nh,512,128 != @seen
 //!       add @seen { @nh,384,128 . @nh,512,128 } log group <group> snaplen 80 } }
 //!
-//!   [ meta load iif => reg 1 ]            [ cmp eq reg 1 <wan> ]
 //!   [ meta load oif => reg 1 ]            [ cmp eq reg 1 <site> ]
 //!   [ payload load 1b @ network header + 6 => reg 1 ]   [ cmp eq reg 1 0x29 ]
 //!   [ payload load 16b @ network header + 48 => reg 1 ]
@@ -28,7 +27,9 @@
 //!   [ log group <group> snaplen 80 qthreshold 0 ]
 //! ```
 //!
-//! which is what [`SightingRule::install`] writes. The accept policy never changes a packet's
+//! which is what [`SightingRule::install`] writes. Any incoming interface: the home agents'
+//! tunnels and the correspondents' (once optimised, so that a live flow keeps being seen) may
+//! arrive on different ones. The accept policy never changes a packet's
 //! fate. Per packet the kernel does one set lookup; user space sees one packet per pair per
 //! interval (the NFLOG socket reads the inner addresses).
 use super::conn;
@@ -55,8 +56,7 @@ const INNER_DADDR: u32 = 40 + 24;
 const IP6_NEXTHDR: u32 = 6;
 /// `IPPROTO_IPV6`.
 const IPPROTO_IPV6: u8 = 41;
-/// `NFT_META_IIF`, `NFT_META_OIF`.
-const META_IIF: u32 = 4;
+/// `NFT_META_OIF`.
 const META_OIF: u32 = 5;
 /// `NFT_LOOKUP_F_INV`, `NFT_DYNSET_OP_ADD`.
 const LOOKUP_INV: u32 = 1;
@@ -88,8 +88,6 @@ const CMP_EQ: u32 = 0;
 /// What the rule matches and where it reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SightingSpec {
-    /// Where tunnels from home agents and correspondents arrive.
-    pub wan_ifindex: u32,
     /// Where packets to terminals leave.
     pub site_ifindex: u32,
     /// The NFLOG group user space listens on.
@@ -213,7 +211,6 @@ fn load_pair(a: &mut Attrs<'_>) {
 }
 
 fn rule(spec: &SightingSpec, a: &mut Attrs<'_>) {
-    meta_eq(a, META_IIF, spec.wan_ifindex);
     meta_eq(a, META_OIF, spec.site_ifindex);
     expr(a, "payload", |a| {
         a.u32_be(attr::PAYLOAD_DREG, NFT_REG_1);
