@@ -232,17 +232,14 @@ pub enum WanLink {
     HaMma1,
     HaMma2,
     Mma1Mma2,
-    /// cn -- mma1, with [`SiteOptions::cn_site_link`] (the cn -- ha delay).
-    CnMma1,
 }
 
 impl WanLink {
-    pub const ALL: [WanLink; 5] = [
+    pub const ALL: [WanLink; 4] = [
         WanLink::CnHa,
         WanLink::HaMma1,
         WanLink::HaMma2,
         WanLink::Mma1Mma2,
-        WanLink::CnMma1,
     ];
 }
 
@@ -270,10 +267,6 @@ pub struct SiteOptions {
     /// route-optimisation BUs from both MMAs ([`SPI_CN_MMA1`], [`SPI_CN_MMA2`]) for the home
     /// prefix.
     pub correspondent_agent: bool,
-    /// A direct WAN link cn (ro0, 2001:db8:f4::1) -- mma1 (cn0, ::2), with the cn -- ha
-    /// delay, that only site 1 <-> cn traffic takes: a route-optimised tunnel then skips the
-    /// `ha` namespace altogether (without it, `ha` is also the WAN router between them).
-    pub cn_site_link: bool,
 }
 
 impl SiteOptions {
@@ -290,7 +283,6 @@ impl SiteOptions {
             log_level: "info".into(),
             keep_dir,
             correspondent_agent: false,
-            cn_site_link: false,
         }
     }
 }
@@ -435,7 +427,7 @@ impl Site {
         b_addr: &str,
     ) -> Result<(), SiteError> {
         let ms = match link {
-            WanLink::CnHa | WanLink::CnMma1 => opts.wan_delay_ms.cn_ha,
+            WanLink::CnHa => opts.wan_delay_ms.cn_ha,
             WanLink::HaMma1 | WanLink::HaMma2 => opts.wan_delay_ms.ha_sites,
             WanLink::Mma1Mma2 => opts.wan_delay_ms.site_site,
         };
@@ -518,22 +510,6 @@ impl Site {
             "peer0",
             &format!("{MMA_PEER2}/64"),
         )?;
-        if opts.cn_site_link {
-            self.wan(
-                opts,
-                WanLink::CnMma1,
-                Node::Cn,
-                "ro0",
-                "2001:db8:f4::1/64",
-                Node::Mma1,
-                "cn0",
-                "2001:db8:f4::2/64",
-            )?;
-            self.cn
-                .sh(&format!("ip -6 route add {SITE1} via 2001:db8:f4::2"));
-            self.mma1
-                .sh(&format!("ip -6 route add {CN}/128 via 2001:db8:f4::1"));
-        }
         veth(
             &self.mma1,
             "site0",
