@@ -14,6 +14,11 @@ use mipcast_kernel::route::{Kernel, Op};
 use mipcast_kernel::sockets::{MhSocket, NflogSocket, PacketInfo};
 use mipcast_proto::{next_step, KObject, Machine, Millis, Now, Output, Step};
 use mipcast_wire::mh::mh_type;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use tracing::{debug, info, warn};
 
@@ -166,9 +171,55 @@ impl RoSettings {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
+}
+
+/// `mma_route_optimisation_*`.
+#[derive(Default)]
+struct RoMetrics {
+    sightings: Counter,
+    binding_updates: Counter,
+    events: Family<EventLabel, Counter>,
+    bound: Gauge,
+}
+
+impl RoMetrics {
+    fn register(&self, registry: &mut Registry) {
+        for event in ["bound", "on_hold", "unbound", "ignored", "kernel_refused"] {
+            self.events.get_or_create_owned(&EventLabel { event });
+        }
+        let r = registry
+            .sub_registry_with_prefix("mma")
+            .sub_registry_with_prefix("route_optimisation");
+        r.register(
+            "sightings",
+            "(correspondent, home address) pairs reported by the kernel's sighting rule",
+            self.sightings.clone(),
+        );
+        r.register(
+            "binding_updates_sent",
+            "Binding Updates sent to correspondents' agents (deregistrations included)",
+            self.binding_updates.clone(),
+        );
+        r.register(
+            "events",
+            "Route-optimisation events: bound, on_hold (no answer, refusal or Binding Error), unbound (expired or deregistered), ignored, kernel_refused",
+            self.events.clone(),
+        );
+        r.register(
+            "correspondents_bound",
+            "(correspondent, home address) pairs bound now",
+            self.bound.clone(),
+        );
+    }
+}
+
 /// Route optimisation at run time.
 pub struct RoShell {
     ro: Mutex<Ro>,
+    metrics: RoMetrics,
     rule: SightingRule,
     /// Decapsulation rules for tunnels from correspondents' agents.
     decap: Vec<KObject>,
@@ -231,6 +282,7 @@ impl RoShell {
         Ok((
             RoShell {
                 ro: Mutex::new(Ro::new(config, first)),
+                metrics: RoMetrics::default(),
                 rule,
                 decap,
                 agents,
@@ -256,7 +308,15 @@ impl RoShell {
             .any(|&(p, l)| mipcast_wire::prefix::prefix_contains(p, l, src))
     }
 
+    /// Registers `mma_route_optimisation_*` (before the registry is served).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.metrics.register(registry);
+    }
+
     pub fn input(&self, now: Now, input: ro::Input<'_>) {
+        if matches!(input, ro::Input::Sighting { .. }) {
+            self.metrics.sightings.inc();
+        }
         lock(&self.ro).handle_input(now, input);
     }
 
@@ -289,7 +349,13 @@ impl RoShell {
         loop {
             let step = next_step(&mut *lock(&self.ro));
             match step {
-                Step::Idle => return,
+                Step::Idle => {
+                    let bound = lock(&self.ro).counts().0;
+                    self.metrics
+                        .bound
+                        .set(i64::try_from(bound).unwrap_or(i64::MAX));
+                    return;
+                }
                 Step::Output(o) => self.output(mh, o).await,
                 Step::Apply { changes, then } => {
                     for change in changes {
@@ -323,7 +389,26 @@ impl RoShell {
                     debug!(dst = %s.dst, error = %e, "route optimisation: send failed");
                 }
             }
-            Output::Event(e) => log(&e),
+            Output::Event(e) => {
+                let label = match e {
+                    ro::Event::BindingSent { .. } => {
+                        self.metrics.binding_updates.inc();
+                        None
+                    }
+                    ro::Event::Bound { .. } => Some("bound"),
+                    ro::Event::OnHold { .. } => Some("on_hold"),
+                    ro::Event::Unbound { .. } => Some("unbound"),
+                    ro::Event::Ignored { .. } => Some("ignored"),
+                    ro::Event::KernelRefused { .. } => Some("kernel_refused"),
+                };
+                if let Some(event) = label {
+                    self.metrics
+                        .events
+                        .get_or_create(&EventLabel { event })
+                        .inc();
+                }
+                log(&e);
+            }
             Output::Kernel(_) => {}
         }
     }

@@ -295,10 +295,23 @@ impl Daemon {
             .ensure_local_rule_moved(config.kernel.local_rule_pref)
             .await?;
 
+        let (ro, nflog) = match &config.route_optimisation {
+            Some(settings) => {
+                let plan = lock(&core).plan().clone();
+                let (ro, nflog) = crate::ro_shell::RoShell::start(settings, config.address, &plan)
+                    .await
+                    .map_err(ShellError::RouteOptimisation)?;
+                (Some(ro), Some(nflog))
+            }
+            None => (None, None),
+        };
         let metrics = Metrics::default();
         let mut registry = Registry::default();
         register_build_info(&mut registry, "mma", env!("CARGO_PKG_VERSION"));
         metrics.register(&mut registry);
+        if let Some(ro) = &ro {
+            ro.register_metrics(&mut registry);
+        }
         let status_core = Arc::clone(&core);
         let address = config.address;
         let server = MetricsServer::bind(config.metrics.listen, Arc::new(registry), move |path| {
@@ -317,16 +330,6 @@ impl Daemon {
             Ok(granted) => debug!(granted, "Mobility Header socket receive buffer"),
             Err(e) => warn!(error = %e, "cannot enlarge the Mobility Header receive buffer"),
         }
-        let (ro, nflog) = match &config.route_optimisation {
-            Some(settings) => {
-                let plan = lock(&core).plan().clone();
-                let (ro, nflog) = crate::ro_shell::RoShell::start(settings, config.address, &plan)
-                    .await
-                    .map_err(ShellError::RouteOptimisation)?;
-                (Some(ro), Some(nflog))
-            }
-            None => (None, None),
-        };
         let (journal, saved, original) = open_journal(&config.state.file, config.address)?;
         // A crashed run left its own address as the tunnel source: what it found is in the
         // journal, and that is what a clean stop puts back.

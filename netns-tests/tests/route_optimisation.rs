@@ -16,7 +16,7 @@ use mipcast_netns_tests::capture::{tshark_fields, Capture};
 use mipcast_netns_tests::flow::TcpFlow;
 use mipcast_netns_tests::mh_client::{Bu, MhClient, Reply};
 use mipcast_netns_tests::site::{
-    addr, Node, Site, SiteOptions, KEY_CN_MMA, SPI_CN_MMA1, SPI_CN_MMA2,
+    addr, metrics_addr, Node, Site, SiteOptions, KEY_CN_MMA, SPI_CN_MMA1, SPI_CN_MMA2,
 };
 use mipcast_netns_tests::wait::wait_for;
 use mipcast_netns_tests::{require_root, udp_send, UdpProbe};
@@ -442,6 +442,22 @@ fn fig5_traffic_skips_the_home_agent_once_the_mma_bound_the_correspondent() {
         3,
         "BUs to a correspondent without an agent: {bus:?}"
     );
+    // The MMA's metrics say the same.
+    let metrics = site
+        .mma1
+        .enter(|| mipcast_daemon::metrics::fetch(metrics_addr("mma"), "/metrics"))
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert!(value("mma_route_optimisation_binding_updates_sent_total") >= 4.0);
+    assert!(value("mma_route_optimisation_sightings_total") >= 2.0);
+    assert!(value("mma_route_optimisation_events_total{event=\"bound\"}") >= 1.0);
+    assert!(value("mma_route_optimisation_events_total{event=\"on_hold\"}") >= 1.0);
+    assert_eq!(value("mma_route_optimisation_correspondents_bound"), 1.0);
 
     // Errors while the traffic ran (stopping may itself cut a write short: not counted).
     let errors = flow.errors();
