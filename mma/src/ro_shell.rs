@@ -296,12 +296,16 @@ impl RoShell {
         self.decap.clone()
     }
 
-    /// Whether a received Mobility Header message is an answer for us: a BAck or Binding
-    /// Error from a configured correspondent agent (terminals never send those).
+    /// Whether a received Mobility Header message is for route optimisation: a BAck, Binding
+    /// Error or Binding Refresh Request from a configured correspondent agent (terminals never
+    /// send those; a refresh request is noted and ignored: refreshes follow the flow's
+    /// sightings).
     pub fn wants(&self, src: Ipv6Addr, bytes: &[u8]) -> bool {
         matches!(
             bytes.get(2),
-            Some(&mh_type::BINDING_ACK | &mh_type::BINDING_ERROR)
+            Some(
+                &mh_type::BINDING_ACK | &mh_type::BINDING_ERROR | &mh_type::BINDING_REFRESH_REQUEST
+            )
         ) && self
             .agents
             .iter()

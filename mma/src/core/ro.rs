@@ -478,6 +478,11 @@ impl Ro {
                 }
                 return;
             }
+            // Refreshes follow the flow's sightings, not the agent's requests.
+            Message::BindingRefreshRequest => {
+                self.queue.push_back(ignored("refresh_request"));
+                return;
+            }
             _ => {
                 self.queue.push_back(ignored("not_binding_ack"));
                 return;
