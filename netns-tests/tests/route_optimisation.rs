@@ -430,12 +430,19 @@ fn fig5_traffic_skips_the_home_agent_once_the_mma_bound_the_correspondent() {
         "plain correspondent via the home agent"
     );
     let pcap = home_cap.finish();
+    // tshark decodes them as standard correspondent BUs: A set, H clear.
     let bus = tshark_fields(
         &pcap,
         &format!("mip6.mhtype == 5 && ipv6.dst == {}", addr::HOME_HOST),
-        &["frame.time_relative"],
+        &["mip6.bu.a_flag", "mip6.bu.h_flag"],
     )
     .unwrap();
+    for r in &bus {
+        assert!(
+            matches!(r[0].as_str(), "1" | "True") && matches!(r[1].as_str(), "0" | "False"),
+            "BU flags as tshark reads them: {r:?}"
+        );
+    }
 
     assert_eq!(
         bus.len(),
