@@ -34,7 +34,10 @@ use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP};
 
 mod conn;
 mod expr;
+mod sightings;
 mod wire;
+
+pub use sightings::{SightingRule, SightingSpec};
 
 use conn::Failure;
 use wire::{attr, Batch, MsgType, NFPROTO_IPV6};

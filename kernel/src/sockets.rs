@@ -15,6 +15,7 @@
 mod error;
 mod icmp;
 mod mh;
+mod nflog;
 mod pim;
 mod raw;
 mod ssm;
@@ -23,6 +24,7 @@ pub(crate) mod sys;
 pub use error::{Result, SocketError};
 pub use icmp::{IcmpSocket, ALL_MLDV2_ROUTERS, ALL_NODES, ALL_ROUTERS};
 pub use mh::MhSocket;
+pub use nflog::NflogSocket;
 pub use pim::{PimSocket, ALL_PIM_ROUTERS};
 pub use raw::{PacketInfo, Received};
 pub use ssm::SsmMembership;

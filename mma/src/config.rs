@@ -59,6 +59,9 @@ pub struct Config {
     /// moves (issue 12 §3), each with its own RFC 4285 security association.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// Binding updates to correspondents (issue 12); absent: off.
+    #[serde(default)]
+    pub route_optimisation: Option<crate::ro_shell::RoSettings>,
 }
 
 /// One `peers` entry: a peer MMA's address and the MMA–MMA security association (the same
@@ -253,6 +256,9 @@ fn is_global_unicast(a: Ipv6Addr) -> bool {
 impl Validate for Config {
     fn validate(&self, v: &mut Validator) {
         self.reply_rate_limit.validate("reply_rate_limit", v);
+        if let Some(ro) = &self.route_optimisation {
+            ro.validate("route_optimisation", v);
+        }
         if !is_global_unicast(self.address) {
             v.error("address", "must be a global unicast address");
         }

@@ -13,6 +13,8 @@ pub mod journal;
 #[cfg(feature = "shell")]
 pub mod metrics;
 #[cfg(feature = "shell")]
+pub mod ro_shell;
+#[cfg(feature = "shell")]
 pub mod shell;
 #[cfg(feature = "shell")]
 pub mod status;

@@ -52,6 +52,8 @@ pub enum ShellError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     MissingFeature(String),
+    #[error("route optimisation: {0}")]
+    RouteOptimisation(String),
     #[error("security associations: {0}")]
     Sa(#[from] SaError),
     #[error("registration settings: {0}")]
@@ -181,6 +183,9 @@ struct Daemon {
     advised: usize,
     /// Per-packet log lines (refusals, drops) are summarised, not written one per packet.
     log_limit: LogSummary,
+    /// Route optimisation (`route_optimisation:`), and the NFLOG group of its sightings.
+    ro: Option<crate::ro_shell::RoShell>,
+    nflog: Option<mipcast_kernel::sockets::NflogSocket>,
 }
 
 impl Daemon {
@@ -258,10 +263,23 @@ impl Daemon {
             .ensure_local_rule_moved(config.kernel.local_rule_pref)
             .await?;
 
+        let (ro, nflog) = match &config.route_optimisation {
+            Some(settings) => {
+                let plan = lock(&core).plan().clone();
+                let (ro, nflog) = crate::ro_shell::RoShell::start(settings, config.address, &plan)
+                    .await
+                    .map_err(ShellError::RouteOptimisation)?;
+                (Some(ro), Some(nflog))
+            }
+            None => (None, None),
+        };
         let metrics = Metrics::default();
         let mut registry = Registry::default();
         register_build_info(&mut registry, "mma", env!("CARGO_PKG_VERSION"));
         metrics.register(&mut registry);
+        if let Some(ro) = &ro {
+            ro.register_metrics(&mut registry);
+        }
         let status_core = Arc::clone(&core);
         let address = config.address;
         let server = MetricsServer::bind(config.metrics.listen, Arc::new(registry), move |path| {
@@ -308,6 +326,8 @@ impl Daemon {
             control,
             advised: 0,
             log_limit: LogSummary::default(),
+            ro,
+            nflog,
         };
         daemon.restore().await;
         Ok(daemon)
@@ -347,7 +367,8 @@ impl Daemon {
     }
 
     async fn reconcile(&mut self, why: &str) {
-        let desired: HashSet<KObject> = lock(&self.core).desired_objects();
+        let mut desired: HashSet<KObject> = lock(&self.core).desired_objects();
+        desired.extend(self.ro.iter().flat_map(|ro| ro.desired()));
         match self.kernel.reconcile(&desired).await {
             Ok(report) => {
                 for e in &report.failed {
@@ -385,7 +406,19 @@ impl Daemon {
             let timer = lock(&self.core)
                 .poll_timeout()
                 .map(|at| self.clock.instant_at(at));
+            let ro_timer = self
+                .ro
+                .as_ref()
+                .and_then(|ro| ro.poll_timeout())
+                .map(|at| self.clock.instant_at(at));
             tokio::select! {
+                sightings = next_sightings(&mut self.nflog) => self.on_sightings(sightings).await,
+                _ = sleep_until(ro_timer) => {
+                    if let Some(ro) = &self.ro {
+                        ro.handle_timeout(self.clock.reading());
+                    }
+                    self.drive_ro().await;
+                }
                 received = self.mh.recv(&mut buf) => {
                     let first = received.map(|rx| (rx, buf.get(..rx.len).unwrap_or_default()));
                     self.handle_received(first);
@@ -430,6 +463,16 @@ impl Daemon {
                     mipcast_daemon::metrics::signalling::Direction::Received,
                     bytes,
                 );
+                if let Some(ro) = self.ro.as_ref().filter(|ro| ro.wants(r.source, bytes)) {
+                    ro.input(
+                        now,
+                        crate::core::ro::Input::Mobility {
+                            src: r.source,
+                            bytes,
+                        },
+                    );
+                    return;
+                }
                 lock(&self.core).handle_input(
                     now,
                     Input::Mobility(Received {
@@ -455,6 +498,35 @@ impl Daemon {
             self.update_counts();
         }
         self.commit_round().await;
+        self.drive_ro().await;
+    }
+
+    /// Route optimisation's BUs and reverse routes (after the round that caused them).
+    async fn drive_ro(&self) {
+        if let Some(ro) = &self.ro {
+            let now = self.clock.reading();
+            for hoa in ro.drive(&self.kernel, &self.mh, now).await {
+                let list = ro.correspondents_of(hoa, now);
+                lock(&self.core).set_correspondents(hoa, now, list);
+            }
+        }
+    }
+
+    /// Pairs the kernel saw: (correspondent, home address), in the order logged.
+    async fn on_sightings(&mut self, sightings: std::io::Result<Vec<(Ipv6Addr, Ipv6Addr)>>) {
+        let Some(ro) = &self.ro else {
+            return;
+        };
+        match sightings {
+            Ok(pairs) => {
+                let now = self.clock.reading();
+                for (correspondent, hoa) in pairs {
+                    ro.input(now, crate::core::ro::Input::Sighting { correspondent, hoa });
+                }
+            }
+            Err(e) => warn!(error = %e, "route optimisation: reading the NFLOG group"),
+        }
+        self.drive_ro().await;
     }
 
     /// Appends the settled round's terminal changes to the journal (synced), then lets the
@@ -640,6 +712,10 @@ impl Daemon {
                 "advice.control_socket",
                 old.advice.control_socket != new.advice.control_socket,
             ),
+            (
+                "route_optimisation",
+                old.route_optimisation != new.route_optimisation,
+            ),
         ];
         for (field, _) in restart_only.iter().filter(|(_, changed)| *changed) {
             warn!(
@@ -675,6 +751,7 @@ impl Daemon {
         merged.metrics = old.metrics;
         merged.state = old.state.clone();
         merged.advice.control_socket = old.advice.control_socket.clone();
+        merged.route_optimisation = old.route_optimisation.clone();
         {
             let mut core = lock(&self.core);
             core.set_advice(advice_config(&merged));
@@ -735,6 +812,9 @@ impl Daemon {
                 0
             }
         };
+        if let Some(ro) = &self.ro {
+            ro.shutdown();
+        }
         if let Some(rule) = &self.mrule {
             if let Err(e) = rule.remove().await {
                 warn!(error = %e, "removing the mrule");
@@ -817,6 +897,16 @@ pub fn advice_config(c: &Config) -> AdviceConfig {
 }
 
 /// The next control request; never, without a control socket.
+/// The next datagram of route optimisation's NFLOG group; never resolves when it is off.
+async fn next_sightings(
+    nflog: &mut Option<mipcast_kernel::sockets::NflogSocket>,
+) -> std::io::Result<Vec<(Ipv6Addr, Ipv6Addr)>> {
+    match nflog {
+        Some(n) => n.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_request(control: &mut Option<ControlSocket>) -> Option<control::Request> {
     match control {
         Some(c) => c.next().await,
@@ -1003,6 +1093,9 @@ impl Effects<Core> for Daemon {
     }
 
     fn event(&mut self, event: Event) {
+        if let Some(ro) = &self.ro {
+            ro.core_event(self.clock.reading(), &event);
+        }
         self.advised += usize::from(matches!(event, Event::Advised { .. }));
         self.changed |= matches!(
             event,

@@ -15,6 +15,10 @@ fn with_key(text: &str, dir: &std::path::Path) -> String {
     let key = dir.join("keys/terminals.key");
     std::fs::write(&key, "00112233445566778899aabbccddeeff".repeat(2)).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The route-optimisation example's association with a correspondent.
+    let key = dir.join("keys/cn-mma1.key");
+    std::fs::write(&key, "5e".repeat(32)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     text.to_owned()
 }
 
@@ -112,6 +116,21 @@ fn peers_for_context_transfer_are_validated() {
     );
     assert!(
         err.contains("peers[0].spi: is also a terminal's security association"),
+        "{err}"
+    );
+}
+
+#[test]
+fn route_optimisation_mistakes_name_their_field() {
+    let bad = EXAMPLE
+        .replace("  lifetime: 60 ", "  lifetime: 61 ")
+        .replace("      spi: 2000 ", "      spi: 20   ");
+    let out = check(&bad, "ro");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("route_optimisation.lifetime"), "{err}");
+    assert!(
+        err.contains("route_optimisation.correspondents[0].spi"),
         "{err}"
     );
 }

@@ -70,11 +70,18 @@ pub const HOME_AGENT: &str = "home-agent";
 pub const MMA: &str = "mma";
 pub const MOBILE_NODE: &str = "mobile-node";
 pub const PIM_LITE: &str = "pim-lite";
+/// The correspondent agent, in `cn` with [`SiteOptions::correspondent_agent`].
+pub const CORRESPONDENT: &str = "correspondent";
 
 const SPI_HA: u32 = 1000;
 const SPI_MMA: u32 = 1001;
 /// The MMA–MMA association ([`SiteOptions::mma_peers`]).
 pub const SPI_MMA_PEER: u32 = 5000;
+/// The MMAs' associations with the correspondent agent.
+pub const SPI_CN_MMA1: u32 = 2001;
+pub const SPI_CN_MMA2: u32 = 2002;
+/// The key of both (in `<dir>/cn-mma.key`, hex).
+pub const KEY_CN_MMA: [u8; 32] = [0x5e; 32];
 
 /// The namespaces of the site, by role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +268,10 @@ pub struct SiteOptions {
     pub log_level: String,
     /// Keep the working directory (configs, logs) after the site is dropped.
     pub keep_dir: bool,
+    /// Run the correspondent agent in `cn` (started right after the home agent), accepting
+    /// route-optimisation BUs from both MMAs ([`SPI_CN_MMA1`], [`SPI_CN_MMA2`]) for the home
+    /// prefix.
+    pub correspondent_agent: bool,
 }
 
 impl SiteOptions {
@@ -277,6 +288,7 @@ impl SiteOptions {
             bin_dir: None,
             log_level: "info".into(),
             keep_dir,
+            correspondent_agent: false,
         }
     }
 }
@@ -312,6 +324,7 @@ pub struct Site {
     home_link: bool,
     mn_mode: String,
     mma_peers: bool,
+    correspondent_agent: bool,
 }
 
 fn setup<T>(r: Result<T, String>) -> Result<T, SiteError> {
@@ -360,7 +373,11 @@ impl Site {
             home_link: opts.home_link,
             mn_mode: opts.mn_mode.clone(),
             mma_peers: opts.mma_peers,
+            correspondent_agent: opts.correspondent_agent,
         };
+        if site.correspondent_agent && !site.bins.join(CORRESPONDENT).is_file() {
+            return Err(SiteError::MissingBinary(site.bins.join(CORRESPONDENT)));
+        }
         site.wire(opts)?;
         site.write_configs()?;
         for (ifname, q) in [("e1", 100), ("e2", 0), ("e3", 0), ("e4", 0)] {
@@ -669,6 +686,23 @@ impl Site {
             (Node::Mma2, MMA2, site2, MMA1),
         ] {
             let peers = peers(other)?;
+            let spi = if node == Node::Mma1 {
+                SPI_CN_MMA1
+            } else {
+                SPI_CN_MMA2
+            };
+            // With the correspondent agent: route optimisation toward the CN (its agent) and
+            // toward the home link's host (no agent: the MMA must back off).
+            let ro = if self.correspondent_agent {
+                format!(
+                    "route_optimisation:\n  lifetime: 40\n  sighting_interval: 2\n  correspondents:\n\
+                     \x20   - {{ prefix: {CN}/128, spi: {spi}, algorithm: hmac-sha256-128, key_file: {k} }}\n\
+                     \x20   - {{ prefix: {HOME_HOST}/128, spi: {spi}, algorithm: hmac-sha256-128, key_file: {k} }}\n",
+                    k = self.path("cn-mma.key").display()
+                )
+            } else {
+                String::new()
+            };
             self.write(
                 &format!("{}.yaml", node.name()),
                 &format!(
@@ -678,7 +712,7 @@ impl Site {
                      security_associations:\n  - spi: {SPI_MMA}\n    algorithm: hmac-sha256-128\n    key_file: {k}\n    home_prefixes: [{HOME_PREFIX}]\n\
                      forwarding:\n  default_grace: 10\n  max_grace: 30\n\
                      metrics:\n  listen: \"[::1]:9642\"\n  mfc_poll: 1\n\
-                     state:\n  file: {d}/{n}.state.json\n  write_delay_ms: 100\n{peers}",
+                     state:\n  file: {d}/{n}.state.json\n  write_delay_ms: 100\n{peers}{ro}",
                     k = key_mma.display(),
                     n = node.name()
                 ),
@@ -689,6 +723,9 @@ impl Site {
         // under a second after a join.
         let pim = "pim:\n  hello_period_secs: 30\n  triggered_hello_delay_ms: 100\n  rpf_check_interval_secs: 1\n\
                    metrics:\n  listen: \"[::1]:9644\"\n";
+        if self.correspondent_agent {
+            self.write_correspondent_config()?;
+        }
         if self.home_link {
             self.write(
                 "home.yaml",
@@ -754,6 +791,30 @@ impl Site {
         Ok(())
     }
 
+    fn write_correspondent_config(&self) -> Result<(), SiteError> {
+        use addr::*;
+        let hex: String = KEY_CN_MMA.iter().map(|b| format!("{b:02x}")).collect();
+        let key = self.write("cn-mma.key", &hex, 0o600)?;
+        let d = self.dir.display();
+        let mut mmas = String::new();
+        for (mma, spi) in [(MMA1, SPI_CN_MMA1), (MMA2, SPI_CN_MMA2)] {
+            mmas.push_str(&format!(
+                "  - {{ address: {mma}/128, spi: {spi}, algorithm: hmac-sha256-128, key_file: {k}, home_prefixes: [{HOME_PREFIX}] }}\n",
+                k = key.display()
+            ));
+        }
+        self.write(
+            "cn.yaml",
+            &format!(
+                "correspondent:\n  interface: wan0\n  address: {CN}\nmmas:\n{mmas}\
+                 metrics:\n  listen: \"[::1]:9645\"\n\
+                 state:\n  file: {d}/cn.journal\n"
+            ),
+            0o644,
+        )?;
+        Ok(())
+    }
+
     /// Writes the radio quality (0-100) the mobile node reads for `ifname` (e1, e2, e3);
     /// atomically, so the daemon never reads a half-written file.
     pub fn set_quality(&self, ifname: &str, quality: u8) -> Result<(), SiteError> {
@@ -772,14 +833,41 @@ impl Site {
                 self.start(Node::Home)?;
             }
             self.start(node)?;
+            if node == Node::Ha && self.correspondent_agent {
+                self.start(Node::Cn)?;
+            }
         }
         Ok(())
+    }
+
+    /// Starts the daemon of `node` alone and waits until it answers `/healthz` (for tests
+    /// that play its peers themselves).
+    pub fn start_node(&mut self, node: Node) -> Result<(), SiteError> {
+        self.start(node)
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the daemon of `node`; false if none runs there.
+    pub fn signal_node(&self, node: Node, signal: nix::sys::signal::Signal) -> bool {
+        let Some(r) = self.daemons.iter().find(|r| r.node == node) else {
+            return false;
+        };
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(r.daemon.0.id()).unwrap_or(0));
+        nix::sys::signal::kill(pid, signal).is_ok()
+    }
+
+    /// Kills the daemon of `node` with SIGKILL (a crash: it cleans nothing up) and reaps it.
+    pub fn kill_node(&mut self, node: Node) -> Option<ExitStatus> {
+        let i = self.daemons.iter().position(|r| r.node == node)?;
+        let mut r = self.daemons.remove(i);
+        r.daemon
+            .signal_and_wait(libc::SIGKILL, Duration::from_secs(5))
     }
 
     /// The daemon running in `node` in this site (with a home link, `home` runs pim-lite).
     pub fn daemon_of(&self, node: Node) -> Option<&'static str> {
         match node {
             Node::Home if self.home_link => Some(PIM_LITE),
+            Node::Cn if self.correspondent_agent => Some(CORRESPONDENT),
             _ => node.daemon(),
         }
     }
@@ -905,7 +993,8 @@ impl Drop for Site {
             }
         }
         if panicking {
-            for node in Node::DAEMONS {
+            let cn = self.correspondent_agent.then_some(Node::Cn);
+            for node in Node::DAEMONS.into_iter().chain(cn) {
                 let log = self.log(node);
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
                 eprintln!(
@@ -934,6 +1023,7 @@ pub fn metrics_addr(bin: &str) -> SocketAddr {
         HOME_AGENT => 9641,
         MMA => 9642,
         MOBILE_NODE => 9643,
+        CORRESPONDENT => 9645,
         _ => 9644,
     };
     SocketAddr::from((Ipv6Addr::LOCALHOST, port))

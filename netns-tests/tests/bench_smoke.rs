@@ -1,4 +1,4 @@
-//! CI runs the home agent, MMA and pim-lite benchmarks at their smallest size: the binaries
+//! CI runs the home agent, MMA, pim-lite and data-plane benchmarks at their smallest size: the binaries
 //! must work end to end and print the JSON fields docs/benchmarks.md and the targets
 //! refer to.
 #![allow(
@@ -91,4 +91,37 @@ fn pim_bench_smallest_size_prints_its_json() {
     assert!(report["joins_to_mfc_s"].as_f64().unwrap() > 0.0);
     assert_eq!(report["probes_answered"], 3, "{report}");
     assert!(report["join_to_first_packet_ms_max"].as_f64().unwrap() > 0.0);
+}
+
+/// dataplane-bench at its smallest size: 1 s per iperf3 run, no WAN delay; every figure of
+/// both comparisons is there and non-zero (route-optimised included: the binding held).
+#[test]
+#[ignore = "needs root"]
+fn dataplane_bench_smallest_size_prints_its_json() {
+    require_root();
+    let bench = env!("CARGO_BIN_EXE_dataplane-bench");
+    let out = std::process::Command::new(bench)
+        .args(["--seconds", "1", "--delay-ms", "0", "--json"])
+        .output()
+        .expect("run the benchmark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    for key in ["tcp_gbps", "udp_64b_kpps"] {
+        for side in ["plain", "home_address"] {
+            let v = report["tunnels_vs_plain"][key][side].as_f64().unwrap();
+            assert!(v > 0.0, "{key}.{side}: {report}");
+        }
+    }
+    let ro = &report["route_optimisation"];
+    assert_eq!(ro["wan_delay_ms"], 0);
+    for side in ["through_home_agent", "optimised"] {
+        for key in ["tcp_mbps", "udp_64b_kpps", "rtt_ms"] {
+            let v = ro[side][key].as_f64().unwrap();
+            assert!(v > 0.0, "{side}.{key}: {report}");
+        }
+    }
 }

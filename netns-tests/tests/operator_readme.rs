@@ -119,9 +119,14 @@ fn readme_commands_work_on_a_fresh_copy_of_configs() {
             assert!(text(&out).contains("configuration OK"), "{}", text(&out));
         }
     }
-    assert!(keygens >= 3 && checks == 4, "README block: {commands:?}");
+    assert!(keygens >= 4 && checks == 5, "README block: {commands:?}");
 
-    for (name, hex_len) in [("mn1.key", 64), ("mn2.key", 40), ("terminals.key", 64)] {
+    for (name, hex_len) in [
+        ("mn1.key", 64),
+        ("mn2.key", 40),
+        ("terminals.key", 64),
+        ("cn-mma1.key", 64),
+    ] {
         let p = cwd.join("configs/keys").join(name);
         let meta = std::fs::metadata(&p).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");

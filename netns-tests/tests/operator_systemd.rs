@@ -21,7 +21,13 @@ use mipcast_netns_tests::require_root;
 use mipcast_netns_tests::site::{addr, daemon_dir, Node, Site, SiteOptions};
 use mipcast_netns_tests::wait::wait_for;
 
-const DAEMONS: [&str; 4] = ["home-agent", "mma", "mobile-node", "pim-lite"];
+const DAEMONS: [&str; 5] = [
+    "home-agent",
+    "mma",
+    "mobile-node",
+    "pim-lite",
+    "correspondent",
+];
 /// The capabilities the units grant (setpriv's spelling).
 const CAPS: &str = "net_admin,net_raw";
 /// nobody: an unprivileged user every Debian system has.

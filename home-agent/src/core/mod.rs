@@ -30,7 +30,8 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::Ipv6Addr;
 
 use mipcast_binding::{
-    Action, BindingRecord, HomeAgentPolicy, Registrar, RemoveReason, RestoreRefusal, SaTable,
+    Action, BindingRecord, HomeAgentPolicy, Policy, Registrar, RemoveReason, RestoreRefusal,
+    SaTable,
 };
 use mipcast_proto::{KObject, Machine, Millis, Outcome, ReplyBudgets, ReplyKind};
 use serde::Serialize;
@@ -197,8 +198,12 @@ pub struct BindingStatus {
     pub programmed: bool,
 }
 
-pub struct Core {
-    registrar: Registrar<HomeAgentPolicy>,
+///
+/// Generic over the registrar's [`Policy`] so the correspondent agent (which binds home
+/// addresses to MMAs with the same objects: an encap route per binding, a decap rule per
+/// peer) runs this very core with its own policy.
+pub struct Core<P: Policy<Payload = ()> = HomeAgentPolicy> {
+    registrar: Registrar<P>,
     /// A copy of the registrar's SAs, to name the cause of authentication failures.
     sas: SaTable,
     plan: Plan,
@@ -223,13 +228,13 @@ pub struct Core {
     stale_retry: Option<Millis>,
 }
 
-impl Core {
+impl<P: Policy<Payload = ()>> Core<P> {
     pub fn new(
-        registrar: Registrar<HomeAgentPolicy>,
+        registrar: Registrar<P>,
         sas: SaTable,
         plan: Plan,
         limiter: impl Into<ReplyBudgets>,
-    ) -> Core {
+    ) -> Self {
         Core {
             registrar,
             sas,
@@ -261,12 +266,7 @@ impl Core {
     }
 
     /// Reloaded configuration: new SAs, home prefixes and rate limit; bindings are kept.
-    pub fn reload(
-        &mut self,
-        sas: SaTable,
-        policy: HomeAgentPolicy,
-        limiter: impl Into<ReplyBudgets>,
-    ) {
+    pub fn reload(&mut self, sas: SaTable, policy: P, limiter: impl Into<ReplyBudgets>) {
         self.registrar.replace_sas(sas.clone());
         self.sas = sas;
         *self.registrar.policy_mut() = policy;
@@ -566,7 +566,7 @@ impl Core {
 /// Between attempts to delete an object the kernel refused to delete.
 const STALE_RETRY_MS: u64 = 1000;
 
-impl Core {
+impl<P: Policy<Payload = ()>> Core<P> {
     /// Whether a binding wants `object` now (so a stale delete of it must not go out).
     fn wanted(&self, object: &KObject) -> bool {
         match *object {
@@ -582,7 +582,7 @@ impl Core {
     }
 }
 
-impl Machine for Core {
+impl<P: Policy<Payload = ()>> Machine for Core<P> {
     type Input<'a> = Input<'a>;
     type Send = Send;
     type Change = Change;

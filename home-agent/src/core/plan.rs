@@ -41,6 +41,8 @@ pub struct Plan {
     coas: HashMap<Ipv6Addr, CoaState>,
     /// Whether each binding gets a kernel proxy-ND entry.
     proxy_entries: bool,
+    /// Where decapsulated packets are looked up (main; a correspondent host: local).
+    inner_table: u32,
 }
 
 /// What changed in the plan since a round began: the before-values of every touched HoA and
@@ -94,7 +96,15 @@ impl Plan {
             tunnels: HashMap::new(),
             coas: HashMap::new(),
             proxy_entries: true,
+            inner_table: RT_TABLE_MAIN,
         }
+    }
+
+    /// Decapsulated packets are looked up in `table` instead of main (a correspondent agent
+    /// on the correspondent host itself: the inner packets are its own, in the local table).
+    pub fn with_inner_table(mut self, table: u32) -> Plan {
+        self.inner_table = table;
+        self
     }
 
     /// No proxy-ND entries: the home agent answers solicitations itself
@@ -302,7 +312,7 @@ impl Plan {
             local: self.params.ha_address,
             oif: self.params.home_ifindex,
             table: self.params.decap_table,
-            inner_table: RT_TABLE_MAIN,
+            inner_table: self.inner_table,
         }
     }
 

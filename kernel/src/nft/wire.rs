@@ -32,6 +32,7 @@ pub(super) enum MsgType {
     NewRule = 6,
     GetRule = 7,
     DelRule = 8,
+    NewSet = 9,
 }
 
 impl MsgType {

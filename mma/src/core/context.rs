@@ -35,9 +35,10 @@
 //! matches); then we give up (`gave_up`): route optimisation then learns the correspondents
 //! from traffic, as without context transfer.
 //!
-//! Seams to route optimisation (`ro.rs`, another branch): [`Core::correspondents_of`] (old
-//! side: the correspondents bound for a terminal) and [`Core::bind_correspondents`] (new side:
-//! "bind these correspondents now"). Each is one function to re-point at merge.
+//! Route optimisation (`ro.rs`) is a machine of its own; the shell joins the two: it keeps
+//! [`Core::set_correspondents`] up to date from route optimisation's bindings (what the old
+//! side sends), and hands the new side's `BindCorrespondents` event to route optimisation,
+//! which binds those correspondents at once.
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::Ipv6Addr;
@@ -218,9 +219,10 @@ pub(super) struct ContextState {
     sent_ts: HashMap<Ipv6Addr, u64>,
     /// Contexts received, by home address (only for terminals still registered here).
     received: BTreeMap<Ipv6Addr, ContextStatus>,
-    /// Test hook standing in for route optimisation's bindings on the old side.
-    #[cfg(test)]
-    test_correspondents: BTreeMap<Ipv6Addr, Vec<CorrespondentContext>>,
+    /// Route optimisation's bindings of each terminal served here (old side of a transfer):
+    /// correspondent, when its binding ends, last sequence number. Kept up to date by the
+    /// shell from the route-optimisation core ([`Core::set_correspondents`]).
+    correspondents: BTreeMap<Ipv6Addr, Vec<(Ipv6Addr, Millis, u16)>>,
 }
 
 impl ContextState {
@@ -602,19 +604,51 @@ impl Core {
             .is_some_and(|b| b.state == BindingState::Active && b.payload.forward_to.is_none())
     }
 
-    /// SEAM (old side) to route optimisation (`ro.rs`, branch `cn`): the correspondents bound
-    /// for `hoa`, with their binding state. Empty until route optimisation lands.
-    pub fn correspondents_of(&self, hoa: Ipv6Addr, _now: Now) -> Vec<CorrespondentContext> {
-        #[cfg(test)]
-        if let Some(list) = self.context.test_correspondents.get(&hoa) {
-            return list.clone();
-        }
-        let _ = hoa;
-        Vec::new()
+    /// The correspondents bound for `hoa` (old side of a transfer), with what is left of their
+    /// bindings at `now`.
+    pub fn correspondents_of(&self, hoa: Ipv6Addr, now: Now) -> Vec<CorrespondentContext> {
+        self.context
+            .correspondents
+            .get(&hoa)
+            .into_iter()
+            .flatten()
+            .filter(|(_, ends, _)| *ends > now.mono)
+            .map(|&(addr, ends, seq)| CorrespondentContext {
+                addr,
+                lifetime_left_s: u32::try_from((ends.0 - now.mono.0) / 1000).unwrap_or(u32::MAX),
+                seq,
+            })
+            .collect()
     }
 
-    /// SEAM (new side) to route optimisation: bind these correspondents of `hoa` now. Until
-    /// `ro.rs` lands, the request leaves the core as an event.
+    /// Route optimisation's current bindings of `hoa` (an empty list forgets the terminal):
+    /// what a peer asking for its context gets.
+    pub fn set_correspondents(
+        &mut self,
+        hoa: Ipv6Addr,
+        now: Now,
+        list: impl IntoIterator<Item = CorrespondentContext>,
+    ) {
+        let list: Vec<_> = list
+            .into_iter()
+            .map(|c| {
+                let ends = Millis(
+                    now.mono
+                        .0
+                        .saturating_add(u64::from(c.lifetime_left_s) * 1000),
+                );
+                (c.addr, ends, c.seq)
+            })
+            .collect();
+        if list.is_empty() {
+            self.context.correspondents.remove(&hoa);
+        } else {
+            self.context.correspondents.insert(hoa, list);
+        }
+    }
+
+    /// New side of a transfer: the shell hands these correspondents of `hoa` to route
+    /// optimisation, which binds them at once.
     pub fn bind_correspondents(
         &mut self,
         hoa: Ipv6Addr,
@@ -658,16 +692,6 @@ impl Core {
             .cloned()
             .chain(requested)
             .collect()
-    }
-
-    /// Test hook: the correspondents route optimisation would report for `hoa`.
-    #[cfg(test)]
-    pub(super) fn set_test_correspondents(
-        &mut self,
-        hoa: Ipv6Addr,
-        list: Vec<CorrespondentContext>,
-    ) {
-        self.context.test_correspondents.insert(hoa, list);
     }
 }
 

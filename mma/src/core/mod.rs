@@ -22,6 +22,7 @@ pub mod context;
 pub mod plan;
 pub mod policy;
 pub mod revalidate;
+pub mod ro;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::Ipv6Addr;

@@ -4,9 +4,19 @@
 //! hops (cn - ha - mma1 - c1 - a1 - mn, topology: `mipcast_netns_tests::site`). The design's
 //! bar (design/reference-path.sh, hand-built tunnels): TCP ~1.0x, 64-byte UDP ~0.65x.
 //!
+//! Then route optimisation (issue 12), in the same run: with the WAN delay element on the
+//! CN-HA and HA-site links, TCP, 64-byte UDP and UDP echo RTT from the correspondent to the
+//! home address, through the home agent (no correspondent agent) and route-optimised (the
+//! correspondent agent runs and the MMA has bound it). In this topology the `ha` namespace is
+//! also the only WAN router between the correspondent and the sites, so both paths cross the
+//! same delayed links: the difference measured is the home agent's tunnelling (decapsulate,
+//! look up, encapsulate) and the reverse tunnel's detour through it, not path length. (A
+//! direct correspondent-site link would not do either: the MMA's (MMA, G) forwarding entries
+//! accept packets from its one WAN interface only.) `--json` prints one JSON document.
+//!
 //! ```text
 //! cargo build --release --workspace
-//! sudo target/release/dataplane-bench [--seconds 5]
+//! sudo target/release/dataplane-bench [--seconds 5] [--delay-ms 10] [--json]
 //! ```
 //! The daemon binaries are taken from the directory of this executable.
 // A test tool: what cannot be set up ends the run with a message, by panicking.
@@ -21,35 +31,54 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mipcast_netns_tests::site::{addr, Node, Site, SiteOptions};
+use mipcast_netns_tests::site::{addr, Node, Site, SiteOptions, WanDelays};
 use mipcast_netns_tests::wait::wait_for;
 use mipcast_netns_tests::{Daemon, Netns};
 use serde_json::Value;
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: dataplane-bench [--seconds N]   (as root; N = 1..=60, default 5)");
+    eprintln!("{msg}\nusage: dataplane-bench [--seconds N] [--delay-ms D] [--json]   (as root; N = 1..=60, default 5; D = 0..=200, default 10)");
     std::process::exit(2)
 }
 
-fn seconds() -> u64 {
-    let mut secs = 5;
+struct Args {
+    secs: u64,
+    /// One-way WAN delay of the route-optimisation comparison.
+    delay_ms: u64,
+    json: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        secs: 5,
+        delay_ms: 10,
+        json: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--seconds" => {
-                secs = it
+                a.secs = it
                     .next()
                     .and_then(|v| v.parse().ok())
                     .filter(|s| (1..=60).contains(s))
                     .unwrap_or_else(|| usage("--seconds needs a number from 1 to 60"));
             }
+            "--delay-ms" => {
+                a.delay_ms = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|s| (0..=200).contains(s))
+                    .unwrap_or_else(|| usage("--delay-ms needs a number from 0 to 200"));
+            }
+            "--json" => a.json = true,
             "-h" | "--help" => {
-                usage("dataplane-bench: iperf3 through the daemons' tunnels vs plain routing")
+                usage("dataplane-bench: iperf3 through the daemons' tunnels vs plain routing, and route-optimised vs through the home agent")
             }
             other => usage(&format!("unknown option {other}")),
         }
     }
-    secs
+    a
 }
 
 /// What one iperf3 run delivered.
@@ -139,7 +168,7 @@ fn tree_packets(site: &Site, group: Ipv6Addr) -> u64 {
         .sum()
 }
 
-fn run(secs: u64) -> Result<(), String> {
+fn run(secs: u64, json: bool) -> Result<Value, String> {
     let mut opts = SiteOptions::new("dpb");
     opts.log_level = "warn".into();
     let mut site = Site::build(&opts).map_err(|e| e.to_string())?;
@@ -170,7 +199,9 @@ fn run(secs: u64) -> Result<(), String> {
         },
     )
     .map_err(|e| e.to_string())?;
-    println!("terminal on a1's link: on-link {on_link}, home address {}, group {group}; {secs} s per run", addr::HOA);
+    if !json {
+        println!("terminal on a1's link: on-link {on_link}, home address {}, group {group}; {secs} s per run", addr::HOA);
+    }
 
     let mut rows = Vec::new();
     for (udp, port) in [(false, 5201u16), (true, 5203)] {
@@ -179,6 +210,18 @@ fn run(secs: u64) -> Result<(), String> {
         let tunnel = measure(&site, addr::HOA, port + 1, secs, udp)?;
         let through_tree = tree_packets(&site, group).saturating_sub(before);
         rows.push((udp, plain, tunnel, through_tree));
+    }
+    let mut report = serde_json::Map::new();
+    for (udp, plain, tunnel, through_tree) in &rows {
+        let key = if *udp { "udp_64b_kpps" } else { "tcp_gbps" };
+        report.insert(
+            key.into(),
+            serde_json::json!({"plain": value(plain), "home_address": value(tunnel), "tree_packets": through_tree}),
+        );
+    }
+    stop(&mut site)?;
+    if json {
+        return Ok(Value::Object(report));
     }
     println!();
     println!(
@@ -206,6 +249,11 @@ fn run(secs: u64) -> Result<(), String> {
         );
         println!("{:<34} (a1's (mma1, G) MFC entry forwarded {through_tree} packets during the tunnel run)", "");
     }
+    Ok(Value::Object(report))
+}
+
+/// Stops the daemons and checks they left nothing behind.
+fn stop(site: &mut Site) -> Result<(), String> {
     for (node, st) in site.stop_daemons(Duration::from_secs(10)) {
         if !st.is_some_and(|s| s.success()) {
             eprintln!(
@@ -222,15 +270,160 @@ fn run(secs: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Average round-trip time (ms) of `count` UDP probes from the correspondent to an echo on
+/// the terminal's home address, 20 ms apart (lost probes are left out; none answered: error).
+fn rtt_ms(site: &Site, count: u32) -> Result<f64, String> {
+    use std::net::UdpSocket;
+    let port = 5290;
+    let server = site
+        .mn
+        .enter(|| UdpSocket::bind((addr::HOA, port)))
+        .map_err(|e| format!("echo on the home address: {e}"))?;
+    server
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(|e| e.to_string())?;
+    let client = site
+        .cn
+        .enter(|| UdpSocket::bind((addr::CN, 0)))
+        .map_err(|e| e.to_string())?;
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let echoed = std::sync::atomic::AtomicUsize::new(0);
+    let rtts = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut buf = [0u8; 64];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((n, from)) = server.recv_from(&mut buf) {
+                    if server.send_to(&buf[..n], from).is_ok() {
+                        echoed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        let mut rtts = Vec::new();
+        for i in 0..count {
+            let sent = std::time::Instant::now();
+            if client.send_to(&i.to_be_bytes(), (addr::HOA, port)).is_err() {
+                continue;
+            }
+            let mut buf = [0u8; 64];
+            // Answers to earlier, late probes are skipped.
+            while let Ok(n) = client.recv(&mut buf) {
+                if buf[..n] == i.to_be_bytes() {
+                    rtts.push(sent.elapsed().as_secs_f64() * 1e3);
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        rtts
+    });
+    if rtts.is_empty() {
+        return Err(format!(
+            "no UDP echo from the home address ({} of {count} probes echoed by the terminal)",
+            echoed.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    Ok(rtts.iter().sum::<f64>() / rtts.len() as f64)
+}
+
+/// One side of the route-optimisation comparison: TCP, 64-byte UDP and RTT CN -> home address
+/// over the delayed WAN, with or without the correspondent agent.
+fn optimisation_side(secs: u64, delay_ms: u64, optimised: bool) -> Result<Value, String> {
+    let mut opts = SiteOptions::new(if optimised { "dpro" } else { "dpha" });
+    opts.log_level = "warn".into();
+    opts.correspondent_agent = optimised;
+    opts.wan_delay_ms = WanDelays {
+        cn_ha: delay_ms,
+        ha_sites: delay_ms,
+        site_site: 0,
+    };
+    let mut site = Site::build(&opts).map_err(|e| e.to_string())?;
+    site.start_daemons().map_err(|e| e.to_string())?;
+    wait_for("the terminal registered", Duration::from_secs(20), || {
+        let ha = site.status(Node::Ha).ok()?;
+        (ha["bindings"][0]["coa"] == addr::MMA1.to_string()).then_some(())
+    })
+    .map_err(|e| e.to_string())?;
+    if optimised {
+        // The first packets through the home agent make the MMA bind the correspondent.
+        wait_for("the correspondent bound", Duration::from_secs(20), || {
+            let _ = rtt_ms(&site, 2);
+            let st = site.status(Node::Cn).ok()?;
+            (st["bindings"][0]["coa"] == addr::MMA1.to_string()).then_some(())
+        })
+        .map_err(|e| e.to_string())?;
+    } else {
+        // Warm the path (neighbour entries, MFC) as the optimised side's binding wait does.
+        let _ = rtt_ms(&site, 5);
+    }
+    let rtt = rtt_ms(&site, 20)?;
+    let tcp = value(&measure(&site, addr::HOA, 5211, secs, false)?);
+    let udp = value(&measure(&site, addr::HOA, 5213, secs, true)?);
+    if optimised {
+        let st = site.status(Node::Cn).map_err(|e| e.to_string())?;
+        if st["bindings"][0]["coa"] != addr::MMA1.to_string() {
+            return Err(format!("the binding did not last the measurement: {st}"));
+        }
+    }
+    stop(&mut site)?;
+    Ok(serde_json::json!({"tcp_mbps": tcp * 1e3, "udp_64b_kpps": udp, "rtt_ms": rtt}))
+}
+
 fn main() -> ExitCode {
     mipcast_netns_tests::cleanup::on_signals();
-    let secs = seconds();
+    let a = args();
     if !nix::unistd::geteuid().is_root() {
         eprintln!("dataplane-bench builds network namespaces: run it as root");
         return ExitCode::FAILURE;
     }
-    match run(secs) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = run(a.secs, a.json).and_then(|tunnels| {
+        if !a.json {
+            println!(
+                "\nroute optimisation, {} ms one-way on the CN-HA and HA-site links:",
+                a.delay_ms
+            );
+        }
+        let through_ha = optimisation_side(a.secs, a.delay_ms, false)?;
+        let optimised = optimisation_side(a.secs, a.delay_ms, true)?;
+        Ok((tunnels, through_ha, optimised))
+    });
+    match result {
+        Ok((tunnels, through_ha, optimised)) => {
+            if a.json {
+                let doc = serde_json::json!({
+                    "seconds": a.secs,
+                    "tunnels_vs_plain": tunnels,
+                    "route_optimisation": {
+                        "wan_delay_ms": a.delay_ms,
+                        "through_home_agent": through_ha,
+                        "optimised": optimised,
+                    },
+                });
+                println!("{doc}");
+            } else {
+                println!(
+                    "{:<34} {:>16} {:>16}",
+                    "", "through the HA", "route-optimised"
+                );
+                for (name, key) in [
+                    ("TCP CN -> home address (Mbit/s)", "tcp_mbps"),
+                    ("UDP 64 B delivered (kpps)", "udp_64b_kpps"),
+                    ("UDP echo RTT CN -> home address (ms)", "rtt_ms"),
+                ] {
+                    println!(
+                        "{:<34} {:>16.3} {:>16.3}",
+                        name,
+                        through_ha[key].as_f64().unwrap_or(0.0),
+                        optimised[key].as_f64().unwrap_or(0.0)
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("dataplane-bench: {e}");
             ExitCode::FAILURE
