@@ -181,6 +181,8 @@ struct EventLabel {
 #[derive(Default)]
 struct RoMetrics {
     sightings: Counter,
+    /// Correspondents handed over in a peer MMA's context and bound from here at once.
+    from_context: Counter,
     binding_updates: Counter,
     events: Family<EventLabel, Counter>,
     bound: Gauge,
@@ -198,6 +200,11 @@ impl RoMetrics {
             "sightings",
             "(correspondent, home address) pairs reported by the kernel's sighting rule",
             self.sightings.clone(),
+        );
+        r.register(
+            "context_correspondents",
+            "Correspondents received in a peer MMA's context after an inter-site move and bound from here at once (without waiting for their traffic)",
+            self.from_context.clone(),
         );
         r.register(
             "binding_updates_sent",
@@ -344,6 +351,7 @@ impl RoShell {
             }) => {
                 let mut core = lock(&self.ro);
                 for c in correspondents {
+                    self.metrics.from_context.inc();
                     core.bind_now(
                         now,
                         hoa,

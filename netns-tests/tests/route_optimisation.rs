@@ -567,3 +567,148 @@ fn fig7_return_home_removes_the_correspondents_binding() {
     }
     assert_eq!(site.leftovers().unwrap(), Vec::<String>::new());
 }
+
+/// The correspondent agent's binding of the home address, if any: its care-of address.
+fn cn_coa(site: &Site) -> Option<String> {
+    let b = bindings(site);
+    (b.len() == 1).then(|| b[0]["coa"].as_str().unwrap_or_default().to_owned())
+}
+
+/// 002 FIG 6 with route optimisation and context transfer: the terminal moves a1 (mma1) ->
+/// a3 (mma2) while the correspondent, bound to mma1, talks to it. mma2 learns the CN from
+/// mma1's context (one MMA-MMA round trip) and binds it at once, without waiting for a
+/// sighting of the CN's traffic; the CN's binding moves to mma2; TCP carries on both ways and
+/// nothing of the terminal crosses the home agent afterwards.
+#[test]
+#[ignore = "needs root"]
+fn fig6_inter_site_move_rebinds_the_correspondent_from_the_transferred_context() {
+    require_root();
+    let mut opts = SiteOptions::new("ro6");
+    opts.correspondent_agent = true;
+    opts.mma_peers = true;
+    let mut site = Site::build(&opts).unwrap_or_else(|e| panic!("{e}"));
+    site.start_daemons().unwrap_or_else(|e| panic!("{e}"));
+    wait_for(
+        "the terminal registered at mma1 and the home agent",
+        Duration::from_secs(15),
+        || registered(&site).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let flow = TcpFlow::start(
+        &site.mn,
+        &site.cn,
+        addr::HOA,
+        TCP_PORT,
+        500,
+        Duration::from_millis(20),
+    )
+    .expect("TCP to the home address");
+    wait_for(
+        "the CN's agent bound by mma1",
+        Duration::from_secs(15),
+        || (cn_coa(&site)? == addr::MMA1.to_string()).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", site.log(Node::Mma1)));
+
+    // The move, captured at mma2's WAN side and on its link to mma1.
+    let wan_pcap = site.dir.join("ro6-mma2-wan0.pcap");
+    let peer_pcap = site.dir.join("ro6-mma2-peer0.pcap");
+    let wan_cap = Capture::start(&site.mma2, "wan0", "ip6 proto 135", &wan_pcap).unwrap();
+    let peer_cap = Capture::start(&site.mma2, "peer0", "ip6 proto 135", &peer_pcap).unwrap();
+    let (down0, up0) = (flow.received(), flow.echoed());
+    site.set_quality("e3", 100).unwrap();
+    site.set_quality("e1", 30).unwrap();
+    wait_for(
+        "the CN's binding moved to mma2",
+        Duration::from_secs(15),
+        || (cn_coa(&site)? == addr::MMA2.to_string()).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", bindings(&site), site.log(Node::Mma2)));
+    std::thread::sleep(Duration::from_millis(500));
+    let (wan, peer) = (wan_cap.finish(), peer_cap.finish());
+
+    // mma2 sent the CN a BU right after mma1's Context Reply (the sighting interval is 2 s;
+    // a BU prompted by the CN's own traffic would come later).
+    let fields = ["frame.time_epoch", "ipv6.src", "ipv6.dst", "mip6.mhtype"];
+    let reply_at = tshark_fields(&peer, "mip6.mhtype == 6", &fields)
+        .unwrap()
+        .iter()
+        .find(|r| r[1] == addr::MMA1.to_string() && r[2] == addr::MMA2.to_string())
+        .map(|r| r[0].parse::<f64>().unwrap())
+        .unwrap_or_else(|| panic!("no Context Reply from mma1 on peer0"));
+    let bu_at = tshark_fields(&wan, "mip6.mhtype == 5", &fields)
+        .unwrap()
+        .iter()
+        .find(|r| r[1] == addr::MMA2.to_string() && r[2] == addr::CN.to_string())
+        .map(|r| r[0].parse::<f64>().unwrap())
+        .unwrap_or_else(|| panic!("no BU from mma2 to the CN"));
+    let after_ms = (bu_at - reply_at) * 1000.0;
+    println!("fig6: mma2's BU to the CN {after_ms:.1} ms after mma1's Context Reply");
+    // (Two captures on two interfaces: their timestamps may disagree by a fraction of a ms.)
+    assert!(
+        (-5.0..200.0).contains(&after_ms),
+        "the BU to the CN follows the context at once: {after_ms:.1} ms"
+    );
+    let uplink = site.mma2.sh("ip -6 route show table all proto 158");
+    assert!(
+        uplink.contains(&format!("{} from {}", addr::CN, addr::HOA)),
+        "reverse route at mma2: {uplink}"
+    );
+    // ... and it was the context that named the CN (a sighting of forwarded traffic would
+    // bind it too, a little later).
+    let metrics = site
+        .mma2
+        .enter(|| mipcast_daemon::metrics::fetch(metrics_addr("mma"), "/metrics"))
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "mma_route_optimisation_context_correspondents_total 1"),
+        "{metrics}"
+    );
+
+    // Traffic carried on through the move, and now avoids the home agent.
+    wait_for(
+        "TCP flowing after the move",
+        Duration::from_secs(10),
+        || (flow.received() > down0 + 10_000 && flow.echoed() > up0 + 10_000).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", flow.errors()));
+    let caps: Vec<_> = ["wan0", "m2"]
+        .iter()
+        .map(|i| {
+            let pcap = site.dir.join(format!("ro6-ha-{i}.pcap"));
+            (Capture::start(&site.ha, i, "ip6", &pcap).unwrap(), i)
+        })
+        .collect();
+    let before = (flow.received(), flow.echoed());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(flow.received() > before.0 && flow.echoed() > before.1);
+    for (cap, ifname) in caps {
+        let pcap = cap.finish();
+        let via_ha = tshark_fields(
+            &pcap,
+            &format!("ipv6.addr == {} && ipv6.addr == {}", addr::HOA, addr::HA),
+            &["frame.number"],
+        )
+        .unwrap();
+        assert!(via_ha.is_empty(), "tunnelled by the home agent on {ifname}");
+        let direct = tshark_fields(
+            &pcap,
+            &format!("ipv6.addr == {} && ipv6.addr == {}", addr::HOA, addr::MMA2),
+            &["frame.number"],
+        )
+        .unwrap();
+        assert!(
+            !direct.is_empty(),
+            "optimised CN <-> mma2 traffic on {ifname}"
+        );
+    }
+    let errors = flow.errors();
+    assert!(errors.is_empty(), "{errors:?}");
+    drop(flow.stop());
+    for (node, st) in site.stop_daemons(Duration::from_secs(5)) {
+        assert!(st.is_some_and(|s| s.success()), "{node:?}: {st:?}");
+    }
+    assert_eq!(site.leftovers().unwrap(), Vec::<String>::new());
+}
