@@ -21,7 +21,7 @@ use std::time::Duration;
 use ipnetwork::Ipv6Network;
 use std::collections::VecDeque;
 
-use mipcast_proto::{KObject, Machine, Millis, Outcome, RT_TABLE_LOCAL};
+use mipcast_proto::{KObject, Machine, Millis, Outcome, RT_TABLE_LOCAL, RT_TABLE_MAIN};
 use mipcast_wire::auth;
 use mipcast_wire::mh::{advice_reason, Experimental, Message, MhRepr};
 use mipcast_wire::nd::NdRepr;
@@ -37,6 +37,11 @@ const IPPROTO_IPV6: u8 = 41;
 const MAX_RS: u8 = 3;
 /// Between solicitations; shorter than RFC 4861's 4 s because a handover is waiting on it.
 const RS_INTERVAL_MS: u64 = 1000;
+/// A prepared candidate joined this long ago has its branch grafted (MLD report, PIM Join
+/// and MFC entry take ~10-20 ms here).
+const PREPARED_GRAFT_MS: u64 = 100;
+/// The overlap after moving to such a candidate: only what is in flight on the old branch.
+const PREPARED_OVERLAP_MS: u64 = 30;
 /// How often levels are re-evaluated while a moving average converges on a new reading.
 const SMOOTH_TICK_MS: u64 = 100;
 /// Handoff advice older or newer than this against our clock is refused (as a replay).
@@ -62,6 +67,8 @@ pub enum Mode {
 pub struct Tables {
     pub decap_table: u32,
     pub uplink_table: u32,
+    /// The group decapsulation route of a second link (overlap or prepared candidate).
+    pub second_link_table: u32,
     pub decap_pref: u32,
     pub uplink_pref: u32,
 }
@@ -310,8 +317,9 @@ pub struct Core {
     last_now: Millis,
     /// When to try refused kernel changes again.
     kernel_retry: Option<Millis>,
-    /// The candidate prepared while the current link degrades.
+    /// The candidate prepared while the current link degrades, and since when.
     prepared: Option<u32>,
+    prepared_at: Millis,
     /// Timestamp of the last accepted handoff advice per MMA (replay protection).
     advice_ts: BTreeMap<Ipv6Addr, u64>,
     /// Advice accepted in this step, not yet obeyed or reported unheeded.
@@ -347,6 +355,7 @@ impl Core {
             last_now: Millis(0),
             kernel_retry: None,
             prepared: None,
+            prepared_at: Millis(0),
             advice_ts: BTreeMap::new(),
             fresh_advice: false,
             pre_registered: None,
@@ -577,8 +586,16 @@ impl Core {
     /// the terminal group joined there already, so the move needs no BU and loses nothing);
     /// once the current link is stable again, or we moved, preparation stops.
     fn prepare(&mut self, now: Now, out: &mut Out) {
+        let degrading_below = self.cfg.policy.levels.degrading_below;
+        let always = self.cfg.policy.prepare_always;
         let want = self.selected.and_then(|c| {
-            let degrading = self.link(c).is_some_and(|l| l.level == Level::Degrading);
+            // The raw reading under the threshold counts too: it is the earliest sign (the
+            // average lags it by its time constant), and preparing is cheap and undone when
+            // the link recovers.
+            let degrading = always
+                || self.link(c).is_some_and(|l| {
+                    l.level == Level::Degrading || l.quality.is_some_and(|q| q < degrading_below)
+                });
             // A candidate without a router yet is prepared too: it is solicited.
             degrading
                 .then(|| {
@@ -618,6 +635,7 @@ impl Core {
             (None, None) => {}
         }
         self.prepared = want;
+        self.prepared_at = now.mono;
     }
 
     /// Pre-registration with the prepared candidate's MMA when it is another site's (policy
@@ -786,9 +804,9 @@ impl Core {
             // An administratively downed interface loses its routes in the kernel: forget
             // them so they are installed again when it is used next.
             self.applied.objects.retain(|o| match o {
-                KObject::EncapRoute { oif, .. } | KObject::DecapRoute { oif, .. } => {
-                    *oif != ifindex
-                }
+                KObject::EncapRoute { oif, .. }
+                | KObject::DecapRoute { oif, .. }
+                | KObject::GatewayRoute { oif, .. } => *oif != ifindex,
                 _ => true,
             });
             if self
@@ -1049,8 +1067,24 @@ impl Core {
         let onlink = self.link(ifindex).and_then(Link::onlink_address);
         self.start(self.cfg.home_agent, self.ha_request(coa), onlink, now, out);
         if let (Some(prev), Some(new_coa)) = (p.previous, onlink) {
-            self.deregister_mma(prev, new_coa, onlink, now, out);
+            // The forwarding request takes the shortest path: out of the old link, from the
+            // address registered there, while the overlap keeps it (a host route through the
+            // old router, see `desired`); else from the new address straight to the old MMA.
+            let via_old = self
+                .old_site_link(now.mono, prev)
+                .and_then(Link::onlink_address);
+            self.deregister_mma(prev, new_coa, via_old.or(onlink), now, out);
         }
+    }
+
+    /// The old site's link during an inter-site overlap with `old_mma`, while it is up.
+    fn old_site_link(&self, now: Millis, old_mma: Ipv6Addr) -> Option<&Link> {
+        let (m, until) = self.overlap?;
+        if until <= now || m.source != old_mma {
+            return None;
+        }
+        self.link(m.ifindex)
+            .filter(|l| l.up && l.ra.as_ref().is_some_and(|r| r.mma == Some(old_mma)))
     }
 
     /// Registration with a site's MMA.
@@ -1417,10 +1451,10 @@ impl Core {
                     mma: old_mma,
                 } = old
                 {
-                    let old_usable = self
-                        .link(old_if)
-                        .and_then(|l| l.score(now.mono, &self.cfg.policy))
-                        .is_some();
+                    // Up with its router is enough: a link whose radio reading fell to 0 may
+                    // still deliver for a moment, and a membership on a dead link costs
+                    // nothing.
+                    let old_usable = self.link(old_if).is_some_and(|l| l.up && l.ra.is_some());
                     if old_if != ifindex && old_mma == mma && old_usable && self.cfg.overlap_ms > 0
                     {
                         let m = Membership {
@@ -1428,13 +1462,41 @@ impl Core {
                             group: self.cfg.group,
                             source: mma,
                         };
-                        self.overlap =
-                            Some((m, now.mono + Duration::from_millis(self.cfg.overlap_ms)));
+                        // A candidate prepared long enough has its branch delivering already:
+                        // the old link only has to drain what is in flight on it.
+                        let grafted = self.prepared == Some(ifindex)
+                            && now.mono.0 >= self.prepared_at.0.saturating_add(PREPARED_GRAFT_MS);
+                        let ms = if grafted {
+                            self.cfg.overlap_ms.min(PREPARED_OVERLAP_MS)
+                        } else {
+                            self.cfg.overlap_ms
+                        };
+                        tracing::debug!(overlap_ms = ms, grafted, "overlap on the old link");
+                        self.overlap = Some((m, now.mono + Duration::from_millis(ms)));
                     }
                 }
             }
             Attach::Site { ifindex, mma } => {
                 let previous = self.last_mma.filter(|p| *p != mma);
+                // Make before break between sites too: the old site's branch keeps
+                // delivering (and the old link decapsulating) while the home agent and the
+                // old MMA learn of the move, for the overlap.
+                if let Attach::Site {
+                    ifindex: old_if,
+                    mma: old_mma,
+                } = old
+                {
+                    let old_up = self.link(old_if).is_some_and(|l| l.up && l.ra.is_some());
+                    if old_if != ifindex && old_up && self.cfg.overlap_ms > 0 {
+                        let m = Membership {
+                            ifindex: old_if,
+                            group: self.cfg.group,
+                            source: old_mma,
+                        };
+                        self.overlap =
+                            Some((m, now.mono + Duration::from_millis(self.cfg.overlap_ms)));
+                    }
+                }
                 let src = self.link(ifindex).and_then(Link::onlink_address);
                 let pre = self
                     .client
@@ -1559,13 +1621,48 @@ impl Core {
                     group: c.group,
                     source: mma,
                 });
-                if let Some((m, until)) = self.overlap {
-                    if until > now {
-                        d.memberships.insert(m);
+                let overlap = self
+                    .overlap
+                    .filter(|(_, until)| *until > now)
+                    .map(|(m, _)| m);
+                d.memberships.extend(overlap);
+                // A prepared candidate joins (its branch is grafted before the move) but does
+                // not decapsulate: its copies would only be duplicates until we move there.
+                d.memberships.extend(self.prepared_membership());
+                // The old link decapsulates during the overlap too (its branch still
+                // delivers). The kernel matches a route to a multicast destination only on
+                // its own interface, so the current link's route in the decap table does not
+                // serve packets arriving on the other one: they fall through to this rule
+                // and table.
+                // Between sites, the old MMA is reached through the old link meanwhile.
+                if let Some(old) = overlap.filter(|m| m.source != mma) {
+                    if let Some(router) = self
+                        .old_site_link(now, old.source)
+                        .and_then(|l| l.ra.as_ref())
+                        .map(|r| r.router)
+                    {
+                        d.objects.insert(KObject::GatewayRoute {
+                            dst: host(old.source),
+                            gateway: router,
+                            oif: old.ifindex,
+                            table: RT_TABLE_MAIN,
+                        });
                     }
                 }
-                if let Some(m) = self.prepared_membership() {
-                    d.memberships.insert(m);
+                if let Some(second) = overlap.filter(|m| m.ifindex != ifindex) {
+                    d.objects.insert(KObject::Rule {
+                        pref: t.decap_pref + 2,
+                        from: None,
+                        to: Some(host(c.group)),
+                        ipproto: Some(IPPROTO_IPV6),
+                        table: t.second_link_table,
+                    });
+                    d.objects.insert(KObject::DecapRoute {
+                        local: c.group,
+                        oif: second.ifindex,
+                        table: t.second_link_table,
+                        inner_table: RT_TABLE_LOCAL,
+                    });
                 }
                 d.objects.insert(KObject::Rule {
                     pref: t.decap_pref,
