@@ -42,6 +42,8 @@ const RS_INTERVAL_MS: u64 = 1000;
 const PREPARED_GRAFT_MS: u64 = 100;
 /// The overlap after moving to such a candidate: only what is in flight on the old branch.
 const PREPARED_OVERLAP_MS: u64 = 30;
+/// How long before an inter-site overlap ends the previous MMA is asked to forward.
+const FORWARD_LEAD_MS: u64 = 100;
 /// How often levels are re-evaluated while a moving average converges on a new reading.
 const SMOOTH_TICK_MS: u64 = 100;
 /// Handoff advice older or newer than this against our clock is refused (as a replay).
@@ -307,6 +309,9 @@ pub struct Core {
     /// nothing is retried until the attachment changes.
     refused_for_good: bool,
     overlap: Option<(Membership, Millis)>,
+    /// The forwarding request to the previous MMA (previous MMA, new care-of address),
+    /// held while the old site still delivers during an inter-site overlap.
+    deferred_forward: Option<(Ipv6Addr, Ipv6Addr)>,
     forwards: Vec<Forward>,
     /// What the kernel holds of what we asked for: only changes it carried out.
     applied: Desired,
@@ -348,6 +353,7 @@ impl Core {
             refusals: 0,
             refused_for_good: false,
             overlap: None,
+            deferred_forward: None,
             forwards: Vec::new(),
             applied: Desired::default(),
             last_decision: None,
@@ -461,6 +467,9 @@ impl Core {
         [
             self.client.next_deadline(),
             self.overlap.map(|(_, u)| u),
+            self.deferred_forward
+                .and(self.overlap)
+                .map(|(_, u)| Millis(u.0.saturating_sub(FORWARD_LEAD_MS))),
             dwell,
             self.retry.map(|(at, _)| at),
         ]
@@ -1067,14 +1076,43 @@ impl Core {
         let onlink = self.link(ifindex).and_then(Link::onlink_address);
         self.start(self.cfg.home_agent, self.ha_request(coa), onlink, now, out);
         if let (Some(prev), Some(new_coa)) = (p.previous, onlink) {
-            // The forwarding request takes the shortest path: out of the old link, from the
-            // address registered there, while the overlap keeps it (a host route through the
-            // old router, see `desired`); else from the new address straight to the old MMA.
-            let via_old = self
-                .old_site_link(now.mono, prev)
-                .and_then(Link::onlink_address);
-            self.deregister_mma(prev, new_coa, via_old.or(onlink), now, out);
+            // While the old site still delivers (make before break), the old MMA keeps sending
+            // down the old tree: asked to forward now, it would send what reaches it on a
+            // longer way (one more WAN crossing) instead. The request goes shortly before the
+            // overlap ends, when the home agent has long moved the traffic (see
+            // `send_deferred_forward`).
+            if self.old_site_link(now.mono, prev).is_some() {
+                self.deferred_forward = Some((prev, new_coa));
+            } else {
+                self.deregister_mma(prev, new_coa, onlink, now, out);
+            }
         }
+    }
+
+    /// Sends the held forwarding request when the overlap is about to end, or at once when the
+    /// old link went. It takes the shortest path: out of the old link, from the address
+    /// registered there, while the link works (a host route through the old router, see
+    /// `desired`); else from the current address straight to the old MMA.
+    fn send_deferred_forward(&mut self, now: Now, out: &mut Out) {
+        let Some((prev, new_coa)) = self.deferred_forward else {
+            return;
+        };
+        let old = self.old_site_link(now.mono, prev).map(Link::onlink_address);
+        let due = self
+            .overlap
+            .is_none_or(|(_, until)| until.0.saturating_sub(FORWARD_LEAD_MS) <= now.mono.0);
+        if old.is_some() && !due {
+            return;
+        }
+        let via_old_link = old.is_some();
+        let src = old.flatten().or_else(|| {
+            self.attach
+                .ifindex()
+                .and_then(|i| self.link(i)?.onlink_address())
+        });
+        self.deferred_forward = None;
+        tracing::info!(mma = %prev, %new_coa, via_old_link, "forwarding request to the previous MMA");
+        self.deregister_mma(prev, new_coa, src, now, out);
     }
 
     /// The old site's link during an inter-site overlap with `old_mma`, while it is up.
@@ -1281,6 +1319,7 @@ impl Core {
                 }
             }
         }
+        self.send_deferred_forward(now, out);
         if self.overlap.is_some_and(|(_, until)| until <= now.mono) {
             self.overlap = None;
         }
@@ -1430,6 +1469,16 @@ impl Core {
         };
         tracing::info!(kind = kind.label(), ?old, ?new, "handover");
         out.other.push(Output::Event(MetricEvent::Handover(kind)));
+        // A forwarding request held for the previous move: moot when we are back in its
+        // site, otherwise due now (its overlap ends here).
+        if let Some((prev, _)) = self.deferred_forward {
+            if matches!(new, Attach::Site { mma, .. } if mma == prev) {
+                self.deferred_forward = None;
+            } else {
+                self.overlap = None;
+                self.send_deferred_forward(now, out);
+            }
+        }
         self.overlap = None;
         self.retry = None;
         self.refused_for_good = false;

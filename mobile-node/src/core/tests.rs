@@ -1122,9 +1122,10 @@ fn a_new_mma_on_the_same_link_is_an_inter_site_move() {
 mod selection;
 
 /// Issue 11, section 3: between sites too, the old link keeps listening and decapsulating for
-/// the overlap, and the forwarding request leaves through the old link from the address
-/// registered there (a host route to the old MMA through the old router), not through the
-/// new site and the home agent.
+/// the overlap; the forwarding request goes shortly before it ends (the old MMA delivers down
+/// the old tree until then) and leaves through the old link from the address registered there
+/// (a host route to the old MMA through the old router), not through the new site and the
+/// home agent.
 #[test]
 fn inter_site_make_before_break_keeps_the_old_site_and_asks_for_forwarding_through_it() {
     let mut h = H::registered_in_site1(Mode::Site);
@@ -1158,9 +1159,21 @@ fn inter_site_make_before_break_keeps_the_old_site_and_asks_for_forwarding_throu
     assert!(k.contains(&KernelChange::Install(to_mma1)), "{k:?}");
     let sent = bus(&acts);
     let acts = h.ack(&sent[0], 0, Some(mma2()));
-    let sent = bus(&acts);
+    assert!(
+        bus(&acts).iter().all(|b| b.peer != mma1()),
+        "no forwarding request while the old site delivers"
+    );
     let old_addr = slaac_of("2001:db8:10:1::", MAC1);
     let new_addr = slaac_of("2001:db8:20:1::", MAC2);
+    // Shortly before the overlap ends the request goes; then the old site is left, its route
+    // and decapsulation go.
+    let mut later = Vec::new();
+    for _ in 0..12 {
+        h.t += 100;
+        later.extend(h.ra(E1, "2001:db8:10:1::", Some(mma1())));
+        later.extend(h.ra(E2, "2001:db8:20:1::", Some(mma2())));
+    }
+    let sent = bus(&later);
     let dereg = sent
         .iter()
         .find(|b| b.peer == mma1())
@@ -1170,13 +1183,6 @@ fn inter_site_make_before_break_keeps_the_old_site_and_asks_for_forwarding_throu
         dereg.src, old_addr,
         "sent from the old link's registered address"
     );
-    // The overlap ends: the old site is left, its route and decapsulation go.
-    let mut later = Vec::new();
-    for _ in 0..12 {
-        h.t += 100;
-        later.extend(h.ra(E1, "2001:db8:10:1::", Some(mma1())));
-        later.extend(h.ra(E2, "2001:db8:20:1::", Some(mma2())));
-    }
     let k = kchanges(&later);
     assert!(k.contains(&KernelChange::Remove(to_mma1)), "{k:?}");
     assert!(k.contains(&KernelChange::Leave(Membership {
