@@ -1163,6 +1163,8 @@ fn inter_site_make_before_break_keeps_the_old_site_and_asks_for_forwarding_throu
         bus(&acts).iter().all(|b| b.peer != mma1()),
         "no forwarding request while the old site delivers"
     );
+    let ha_bu = bus(&acts).into_iter().find(|b| b.peer == ha()).unwrap();
+    h.ack(&ha_bu, 0, None);
     let old_addr = slaac_of("2001:db8:10:1::", MAC1);
     let new_addr = slaac_of("2001:db8:20:1::", MAC2);
     // Shortly before the overlap ends the request goes; then the old site is left, its route
