@@ -7,12 +7,14 @@
 //!   tagged through IFA_PROTO so a restart finds it) and `KObject::GatewayRoute` (a route via
 //!   a router, e.g. the default route for native traffic).
 //! - [`sockets`]: raw Mobility Header, ICMPv6 and PIM sockets, source-specific MLD joins.
+//! - [`linkwatch`]: interface and address change notifications (rtnetlink multicast groups).
 //! - [`mrt6`]: the IPv6 multicast routing table (MIFs, MFC entries, upcalls, counters).
 //! - [`mrule`]: the multicast routing rule that selects a non-default MRT6 table.
 //! - [`nft`]: the nftables rule that marks multicast-tunnelled packets as host-addressed.
 //! - [`packet`]: the home link's packet socket that sees Neighbor Solicitations for any
 //!   address (the home agent's user-space neighbour proxy).
 //! - [`probe`]: which of the kernel features we rely on are present, in sentences.
+pub mod linkwatch;
 pub mod mrt6;
 pub mod mrule;
 pub mod nft;

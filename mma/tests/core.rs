@@ -1215,3 +1215,56 @@ fn restore_drops_records_the_configuration_no_longer_allows() {
     assert_eq!(restarted.desired_groups(), vec![GROUP]);
     assert_eq!(restarted.desired_objects(), c.desired_objects());
 }
+
+/// Issue 11, "Bad input": a forwarding request for a terminal that is not registered here is
+/// acknowledged (status 0, as any deregistration of an unknown terminal, so a retransmission
+/// never looks like a failure) without the forwarding option: nothing is installed.
+#[test]
+fn forwarding_request_for_an_unregistered_terminal_installs_nothing() {
+    let mut c = core();
+    let clock = Clock { mono: 1000 };
+    let out = send(
+        &mut c,
+        &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 10))),
+        &clock,
+    );
+    assert_eq!(kernel(&out), vec![]);
+    let a = ack(&out, HOA);
+    assert_eq!(a.status, 0);
+    assert!(
+        !a.options.iter().any(|o| matches!(
+            o,
+            MobilityOption::Experimental(Experimental::ForwardingRequest { .. })
+        )),
+        "no forwarding granted: {:?}",
+        a.options
+    );
+    assert_eq!(c.counts(), (0, 0));
+    assert!(c
+        .desired_objects()
+        .iter()
+        .all(|o| !matches!(o, KObject::EncapRoute { .. })));
+}
+
+/// Issue 11, "Bad input": a forwarding request that is not the registered terminal's (signed
+/// with a key that is not the terminal's SA) is refused with 146 and changes nothing: the
+/// terminal keeps its binding and its traffic keeps going to its group.
+#[test]
+fn forwarding_request_not_from_the_registered_terminal_is_refused_and_changes_nothing() {
+    let mut c = core();
+    let mut clock = Clock { mono: 1000 };
+    register(&mut c, &clock);
+    clock.advance(10);
+    let forged = Bu {
+        flags: bu_flags::ACK | bu_flags::MAP,
+        lifetime: 0,
+        timestamp: clock.ntp(),
+        forward: Some((NEW_COA, 10)),
+        ..Bu::new(2, HOA, ON_LINK, SPI, b"another terminal's key, not ours")
+    };
+    let out = send(&mut c, &forged, &clock);
+    assert_eq!(kernel(&out), vec![], "nothing installed or removed");
+    assert_eq!(ack(&out, HOA).status, 146);
+    assert_eq!(c.counts(), (1, 0), "still served here, not forwarding");
+    assert!(c.desired_objects().contains(&downlink(HOA, GROUP)));
+}

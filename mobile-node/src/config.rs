@@ -130,6 +130,12 @@ pub struct Selection {
     /// site already (a refusal, BAck 130, keeps us off that link for 30 s).
     #[serde(default)]
     pub pre_register: bool,
+    /// Keep the terminal group joined (and decapsulated) on the best other link of the
+    /// current site at all times, not only while the current link degrades: a move inside
+    /// the site, even a sudden one, then finds its branch grafted (costs the site a second
+    /// copy of the terminal's traffic).
+    #[serde(default)]
+    pub prepare_always: bool,
 }
 
 impl Selection {
@@ -165,6 +171,12 @@ pub struct KernelConfig {
     pub decap_table: u32,
     #[serde(default = "default_uplink_table")]
     pub uplink_table: u32,
+    /// Holds the terminal-group decapsulation route of a second link (the old link during a
+    /// make-before-break overlap, or a prepared candidate): the kernel matches a multicast
+    /// destination's route only on its own interface, and one table holds one route per
+    /// destination.
+    #[serde(default = "default_second_link_table")]
+    pub second_link_table: u32,
     /// Preference of the terminal-group decapsulation rule; unicast decapsulation rules
     /// (forwarding from a previous MMA, plain MIPv6) use the next one.
     #[serde(default = "default_decap_pref")]
@@ -236,6 +248,9 @@ fn default_decap_table() -> u32 {
 fn default_uplink_table() -> u32 {
     200
 }
+fn default_second_link_table() -> u32 {
+    101
+}
 fn default_decap_pref() -> u32 {
     10
 }
@@ -269,6 +284,7 @@ impl Default for Selection {
             probe_interval_ms: default_probe_interval_ms(),
             probe_loss_penalty: 0,
             pre_register: false,
+            prepare_always: false,
         }
     }
 }
@@ -286,6 +302,7 @@ impl Default for KernelConfig {
             protocol: default_protocol(),
             decap_table: default_decap_table(),
             uplink_table: default_uplink_table(),
+            second_link_table: default_second_link_table(),
             decap_rule_pref: default_decap_pref(),
             uplink_rule_pref: default_uplink_pref(),
             local_rule_pref: default_local_pref(),
@@ -442,9 +459,16 @@ impl Validate for Config {
         if k.decap_table == k.uplink_table {
             v.error("kernel.uplink_table", "must differ from kernel.decap_table");
         }
+        if k.second_link_table == k.decap_table || k.second_link_table == k.uplink_table {
+            v.error(
+                "kernel.second_link_table",
+                "must differ from kernel.decap_table and kernel.uplink_table",
+            );
+        }
         for (path, t) in [
             ("kernel.decap_table", k.decap_table),
             ("kernel.uplink_table", k.uplink_table),
+            ("kernel.second_link_table", k.second_link_table),
         ] {
             if t == 0 || (253..=255).contains(&t) {
                 v.error(path, "must not be 0 or a reserved table (253-255)");
@@ -457,11 +481,12 @@ impl Validate for Config {
                 "must be above decap_rule_pref and uplink_rule_pref (which must not be 0)",
             );
         }
-        if k.uplink_rule_pref <= k.decap_rule_pref.saturating_add(1) {
-            // decap_rule_pref + 1 holds the unicast (forwarded / plain MIPv6) decap rules.
+        if k.uplink_rule_pref <= k.decap_rule_pref.saturating_add(2) {
+            // decap_rule_pref + 1 holds the unicast (forwarded / plain MIPv6) decap rules,
+            // + 2 the second link's group rule.
             v.error(
                 "kernel.uplink_rule_pref",
-                "must be above decap_rule_pref + 1",
+                "must be above decap_rule_pref + 2",
             );
         }
         if k.nft_table.is_empty() {

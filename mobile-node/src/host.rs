@@ -44,15 +44,16 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(out)
 }
 
-/// Whether the interface can carry traffic: operstate up (or unknown, for links without
-/// carrier reporting) and administratively up.
+/// Whether the interface can carry traffic: administratively up with carrier (the carrier
+/// bit, current; the operational state follows it in deferred kernel work).
 pub fn link_up(name: &str) -> bool {
-    let oper =
-        std::fs::read_to_string(format!("/sys/class/net/{name}/operstate")).unwrap_or_default();
     let flags = std::fs::read_to_string(format!("/sys/class/net/{name}/flags")).unwrap_or_default();
     let admin_up =
         u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).is_ok_and(|f| f & 1 != 0);
-    admin_up && matches!(oper.trim(), "up" | "unknown")
+    // Unreadable (EINVAL) while administratively down.
+    let carrier = std::fs::read_to_string(format!("/sys/class/net/{name}/carrier"))
+        .is_ok_and(|c| c.trim() == "1");
+    admin_up && carrier
 }
 
 /// A quality file's reading: an integer 0-100 (clamped); None when absent or unreadable.

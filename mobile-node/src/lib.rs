@@ -6,8 +6,11 @@
 //! - [`core`]: the protocol logic as a pure state machine.
 //! - [`shell`]: the tokio I/O shell that runs it against sockets and the kernel.
 //! - [`host`]: interface facts from sysfs and the link quality files.
+//! - [`carrier`]: carrier loss within milliseconds (the kernel may defer its notification).
 //! - [`metrics`]: the Prometheus metrics.
 
+#[cfg(feature = "shell")]
+pub mod carrier;
 #[cfg(feature = "shell")]
 pub mod config;
 pub mod core;

@@ -1,5 +1,5 @@
 //! The tokio I/O shell: sockets, rtnetlink, nftables and MLD memberships around the pure
-//! [`Core`]. Single-threaded; one loop feeds received packets, interface polls, signals and
+//! [`Core`]. Single-threaded; one loop feeds received packets, link notifications (netlink), quality polls, signals and
 //! timer ticks to the core and applies its actions in order.
 use mipcast_daemon::cli::RunOptions;
 use mipcast_daemon::control::{self, ControlSocket};
@@ -14,6 +14,7 @@ use mipcast_daemon::driver::{settle, Effects};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
 use mipcast_daemon::state::StateFile;
+use mipcast_kernel::linkwatch::{LinkEvent, LinkWatch};
 use mipcast_kernel::nft::{NftError, NftMarker};
 use mipcast_kernel::probe::Feature;
 use mipcast_kernel::route::{outcome_of, Kernel, RouteError};
@@ -28,13 +29,17 @@ use prometheus_client::registry::Registry;
 use crate::config::Config;
 use crate::core::kernel::KernelChange;
 use crate::core::links::{LinkConfig, Policy};
-use crate::core::reg::Sa;
+use crate::core::reg::{Outgoing, Sa};
 use crate::core::{Attach, Core, CoreConfig, Event, MetricEvent, Now, Persisted, Send, Tables};
 use crate::host;
 use crate::metrics::{CurrentLabels, Metrics};
 
-/// How often interface state and quality files are read.
+/// How often quality files are read.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How often interface state is read from sysfs as well: link changes arrive as netlink
+/// notifications at once ([`LinkWatch`]); the poll only catches events the notification
+/// socket dropped (ENOBUFS).
+const LINK_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -157,12 +162,14 @@ async fn core_config(
             probe_interval_ms: cfg.selection.probe_interval_ms,
             loss_penalty: cfg.selection.probe_loss_penalty,
             pre_register: cfg.selection.pre_register,
+            prepare_always: cfg.selection.prepare_always,
         },
         overlap_ms: cfg.handover.overlap_ms,
         grace_s: cfg.handover.forwarding_grace_secs,
         tables: Tables {
             decap_table: cfg.kernel.decap_table,
             uplink_table: cfg.kernel.uplink_table,
+            second_link_table: cfg.kernel.second_link_table,
             decap_pref: cfg.kernel.decap_rule_pref,
             uplink_pref: cfg.kernel.uplink_rule_pref,
         },
@@ -181,6 +188,8 @@ struct Io {
     metrics: Metrics,
     macs: BTreeMap<u32, [u8; 6]>,
     names: BTreeMap<u32, String>,
+    /// Binding updates held until their source address is usable (see [`send_bu`]).
+    held: std::cell::RefCell<Vec<(Now, Outgoing)>>,
 }
 
 async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
@@ -274,6 +283,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
         icmp,
         mh,
         metrics,
+        held: std::cell::RefCell::default(),
     };
     let mut core = Core::new(core_cfg, persisted.clone());
     let mut last_persisted = persisted;
@@ -281,13 +291,35 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     let mut interruption = crate::interruption::Interruption::default();
     let counted = count_links(&io, &polled);
 
+    let mut links = match LinkWatch::open() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "no netlink link notifications; link changes are seen by polling only");
+            None
+        }
+    };
+    let mut next_link_poll = now().mono;
+    let mut carrier = crate::carrier::watch(
+        &polled
+            .iter()
+            .map(|p| (p.ifindex, p.name.clone()))
+            .collect::<Vec<_>>(),
+    );
     let mut ra_buf = vec![0u8; 2048];
     let mut mh_buf = vec![0u8; 2048];
     let config_path = opts.config_path.clone();
     loop {
         // Interface state and quality files are polled: cheap, and robust to missed events.
+        let link_poll = next_link_poll <= now().mono;
+        if link_poll {
+            next_link_poll = now().mono + LINK_POLL_INTERVAL;
+        }
         for p in &mut polled {
-            let up = host::link_up(&p.name);
+            let up = if link_poll || p.up.is_none() {
+                host::link_up(&p.name)
+            } else {
+                p.up.unwrap_or(false)
+            };
             if p.up != Some(up) {
                 p.up = Some(up);
                 apply(
@@ -348,6 +380,25 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
                     apply(&io, &mut core, Event::Mobility { src: rx.source, bytes }, now()).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "receiving on the mobility header socket"),
+            },
+            Some((ifindex, up)) = carrier.recv() => {
+                if let Some(p) = polled.iter_mut().find(|p| p.ifindex == ifindex && p.up != Some(up)) {
+                    p.up = Some(up);
+                    apply(&io, &mut core, Event::Link { ifindex, up }, now()).await;
+                }
+            }
+            ev = next_link_event(&mut links) => match ev {
+                Some(LinkEvent::Link { ifindex, up }) => {
+                    if let Some(p) = polled.iter_mut().find(|p| p.ifindex == ifindex && p.up != Some(up)) {
+                        p.up = Some(up);
+                        apply(&io, &mut core, Event::Link { ifindex, up }, now()).await;
+                    }
+                }
+                Some(LinkEvent::Address { .. }) => release_held(&io, now()).await,
+                None => {
+                    tracing::warn!("netlink link notifications ended; link changes are seen by polling only");
+                    links = None;
+                }
             },
             () = tokio::time::sleep(wake) => tick(&io, &mut core, now()).await,
             () = sample_due(interruption.next_sample(Instant::now())) => {
@@ -461,6 +512,14 @@ async fn reload(
         }
     }
     tracing::info!(?changes, "configuration reloaded");
+}
+
+/// The next link notification; never, without the subscription.
+async fn next_link_event(links: &mut Option<LinkWatch>) -> Option<LinkEvent> {
+    match links {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next control request; never, without a control socket.
@@ -583,19 +642,7 @@ impl Effects<Core> for NodeIo<'_> {
         let io = self.io;
         match send {
             Send::Rs { ifindex } => send_rs(io, ifindex).await,
-            Send::Bu(bu) => {
-                tracing::debug!(peer = %bu.peer, src = %bu.src, seq = bu.seq, lifetime_s = bu.lifetime_s, retransmission = bu.retransmission, "sending binding update");
-                match io
-                    .mh
-                    .send_to(&bu.bytes, bu.peer, PacketInfo::ANY.with_source(bu.src))
-                    .await
-                {
-                    Ok(()) => io.metrics.signalling.sent("binding_update"),
-                    Err(e) => {
-                        tracing::warn!(peer = %bu.peer, error = %e, "sending a binding update")
-                    }
-                }
-            }
+            Send::Bu(bu) => send_bu(io, bu, self.now()).await,
         }
     }
 
@@ -605,6 +652,58 @@ impl Effects<Core> for NodeIo<'_> {
 
     fn now(&self) -> Now {
         self.io.now()
+    }
+}
+
+/// Sends a binding update once its source address is usable. An address we (re-)add when a
+/// link comes back is in the kernel at once but becomes local only when the kernel has
+/// brought the interface's addresses up again (its RTM_NEWADDR): a BU sent before that
+/// leaves, but its BAck is forwarded instead of delivered, and the registration waits for a
+/// retransmission 1.5 s later (issue 11, cause 5). So such a BU is held and sent on the
+/// address notification; one held longer than [`HOLD_MAX`] is dropped (the core's
+/// retransmission takes over).
+async fn send_bu(io: &Io, bu: Outgoing, now: Now) {
+    if !source_usable(io, bu.src).await {
+        tracing::debug!(peer = %bu.peer, src = %bu.src, seq = bu.seq, "binding update held: its source address is not usable yet");
+        io.held.borrow_mut().push((now, bu));
+        return;
+    }
+    tracing::debug!(peer = %bu.peer, src = %bu.src, seq = bu.seq, lifetime_s = bu.lifetime_s, retransmission = bu.retransmission, "sending binding update");
+    match io
+        .mh
+        .send_to(&bu.bytes, bu.peer, PacketInfo::ANY.with_source(bu.src))
+        .await
+    {
+        Ok(()) => io.metrics.signalling.sent("binding_update"),
+        Err(e) => tracing::warn!(peer = %bu.peer, error = %e, "sending a binding update"),
+    }
+}
+
+/// How long a binding update waits for its source address.
+const HOLD_MAX: Duration = Duration::from_secs(2);
+
+/// An address notification: the held binding updates whose source is usable now go out.
+async fn release_held(io: &Io, now: Now) {
+    let held = std::mem::take(&mut *io.held.borrow_mut());
+    for (at, bu) in held {
+        if now.mono.saturating_since(at.mono) > HOLD_MAX {
+            tracing::debug!(peer = %bu.peer, src = %bu.src, seq = bu.seq, "held binding update dropped: its source never became usable");
+            continue;
+        }
+        send_bu(io, bu, at).await;
+    }
+}
+
+/// Whether `src` is a local address now (the kernel routes it through the local table).
+async fn source_usable(io: &Io, src: Ipv6Addr) -> bool {
+    match io.kernel.route_get(src).await {
+        Ok(Some(r)) => r.table == mipcast_kernel::route::RT_TABLE_LOCAL,
+        Ok(None) => false,
+        // Unknown: do not hold messages on a failed lookup.
+        Err(e) => {
+            tracing::debug!(%src, error = %e, "looking up the source address; sending anyway");
+            true
+        }
     }
 }
 

@@ -83,7 +83,10 @@ pub struct MfcEntry {
 }
 
 /// Resolved entries of a namespace's default MRT6 table, with MIF numbers turned into
-/// interface names (unresolved upcall entries are skipped).
+/// interface names (unresolved upcall entries are skipped, and so are negative entries, with
+/// no outgoing interface: pim-lite holds one for a while after a prune so that late packets
+/// are dropped, not queued; they forward nothing). The raw table is in [`Snapshot`]'s "mfc"
+/// section.
 pub fn mfc(ns: &Netns) -> Vec<MfcEntry> {
     let vifs = mifs(ns);
     let name = |mif: &str| {
@@ -100,6 +103,9 @@ pub fn mfc(ns: &Netns) -> Vec<MfcEntry> {
             let w: Vec<&str> = l.split_whitespace().collect();
             let (group, origin, iif) = (w.first()?, w.get(1)?, w.get(2)?);
             if *iif == "65535" || *iif == "-1" {
+                return None;
+            }
+            if w.len() <= 6 {
                 return None;
             }
             Some(MfcEntry {

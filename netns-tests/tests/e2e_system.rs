@@ -357,12 +357,17 @@ fn whole_system_registration_intra_and_inter_site_moves() {
         new_coa.starts_with("2001:db8:2:3:"),
         "on-link address on a3's link: {new_coa}"
     );
-    let m1 = site.status(Node::Mma1).expect("mma1 status");
-    assert_eq!(
-        m1["terminals"][0]["forward_to"].as_str(),
-        Some(&*new_coa),
-        "mma1 forwards to the new on-link address: {m1}"
-    );
+    // The old link still works (make before break): the forwarding request goes shortly
+    // before the overlap (1 s) ends, out of the old link.
+    wait_for(
+        "mma1 forwarding to the new on-link address",
+        Duration::from_secs(3),
+        || {
+            let m1 = site.status(Node::Mma1).ok()?;
+            (m1["terminals"][0]["forward_to"].as_str() == Some(&*new_coa)).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", site.status(Node::Mma1)));
     wait_for("(MMA2, G) at a3", Duration::from_secs(5), || {
         entry(&site, Node::A3, addr::MMA2, group).filter(|e| e.oifs == ["acc0"])
     })

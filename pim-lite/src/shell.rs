@@ -15,6 +15,7 @@ use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::signalling::Direction;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::{Signal, Signals};
+use mipcast_kernel::linkwatch::LinkWatch;
 use mipcast_kernel::mrt6::{self, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{outcome_of, Kernel, RouteError, RTPROT_MIPCAST};
@@ -29,7 +30,9 @@ use crate::core::machine::{Change, Event, Input};
 use crate::core::{IfaceAddrs, Packet, Proto, Router, RpfRoute, Rx, Sg, UpcallKind};
 use crate::metrics::Metrics;
 
-/// How often interface addresses are re-read (a link-local address may appear late).
+/// How often interface addresses are re-read. Changes arrive as netlink notifications at
+/// once ([`LinkWatch`]: an access interface coming back advertises again within
+/// milliseconds); the poll only catches notifications the socket dropped.
 const ADDRESS_REFRESH: Duration = Duration::from_secs(2);
 /// How often kernel counters, gauges and `/status` are refreshed when nothing happens.
 const STATUS_REFRESH: Duration = Duration::from_millis(500);
@@ -131,6 +134,13 @@ impl Shell {
         let mut nd_buf = vec![0u8; 2048];
         let mut pim_buf = vec![0u8; 65_536];
         let mut reloading = BackgroundLoad::default();
+        let mut links = match LinkWatch::open() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("no netlink link notifications ({e}); interface addresses are polled every {ADDRESS_REFRESH:?} only");
+                None
+            }
+        };
         loop {
             let changed = self.drive().await;
             let now = self.clock.now();
@@ -236,6 +246,21 @@ impl Shell {
                 loaded = reloading.finished() => match loaded {
                     Some(new) => self.reload(new),
                     None => tracing::error!("reload: reading the configuration failed; keeping the running one"),
+                },
+                ev = next_link_event(&mut links) => match ev {
+                    Some(ev) => {
+                        let ifindex = match ev {
+                            mipcast_kernel::linkwatch::LinkEvent::Link { ifindex, .. }
+                            | mipcast_kernel::linkwatch::LinkEvent::Address { ifindex } => ifindex,
+                        };
+                        if self.names.contains_key(&ifindex) {
+                            self.refresh_addresses();
+                        }
+                    }
+                    None => {
+                        tracing::warn!("netlink link notifications ended; interface addresses are polled only");
+                        links = None;
+                    }
                 },
                 _ = tokio::time::sleep(sleep) => {
                     self.router.handle_timeout(self.clock.reading());
@@ -568,6 +593,16 @@ fn received_drained<'a>(
     }
 }
 
+/// The next link or address notification; never, without the subscription.
+async fn next_link_event(
+    links: &mut Option<LinkWatch>,
+) -> Option<mipcast_kernel::linkwatch::LinkEvent> {
+    match links {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Link-local and global addresses and MACs of the named interfaces, by ifindex.
 fn read_addresses(names: &BTreeMap<u32, String>) -> Result<BTreeMap<u32, IfaceAddrs>, nix::Error> {
     let by_name: BTreeMap<&str, u32> = names.iter().map(|(&i, n)| (n.as_str(), i)).collect();
@@ -656,7 +691,12 @@ impl PimIo<'_> {
         tracing::debug!(source = %sg.source, group = %sg.group, elapsed_us = asked.elapsed().as_micros(), "MRT6_ADD_MFC");
         match added {
             Ok(()) => {
-                self.installed.insert(sg);
+                // A negative entry (no outgoing interface, see `core::hold`) forwards nothing.
+                if oifs.is_empty() {
+                    self.installed.remove(&sg);
+                } else {
+                    self.installed.insert(sg);
+                }
                 if let Some(since) = interest_since {
                     let latency = self.clock.now().saturating_since(since);
                     self.metrics.observe_join_to_mfc(latency.as_secs_f64());

@@ -383,3 +383,19 @@ fn handoff_advice_without_an_alternative_leaves_the_terminal_in_place() {
     );
     assert!(w.mn_status(0).links[0].avoid.is_some());
 }
+
+/// Issue 11, "Bad input": a terminal that vanishes in the middle of an inter-site move (its
+/// registration with the new MMA, the home agent's or the forwarding request in flight, or the
+/// old MMA already forwarding) leaves no state anywhere once its lifetimes (60 s) and the grace
+/// period (10 s) have run out, wherever the move was cut.
+#[test]
+fn a_terminal_vanishing_mid_move_leaves_no_state_after_its_lifetimes() {
+    for cut_ms in [0, 1, 2, 3, 5, 10, 20, 50, 200] {
+        let mut w = registered();
+        w.attach(0, 0, LinkId::Site(1, 0));
+        run(&mut w, cut_ms);
+        w.detach(0, 0);
+        run(&mut w, 61_000 + 10_000);
+        invariants::pristine(&w).unwrap_or_else(|e| panic!("cut after {cut_ms} ms: {e}"));
+    }
+}

@@ -333,6 +333,9 @@ pub struct Policy {
     /// While the current link degrades, register with the MMA of a prepared candidate in
     /// another site already (its answer is the "request handoff": 130 = not admitted).
     pub pre_register: bool,
+    /// Prepare the best candidate of the current site at all times, not only while the
+    /// current link degrades.
+    pub prepare_always: bool,
 }
 
 /// Why the terminal moved (handovers by cause).

@@ -21,7 +21,7 @@ use std::time::Duration;
 use ipnetwork::Ipv6Network;
 use std::collections::VecDeque;
 
-use mipcast_proto::{KObject, Machine, Millis, Outcome, RT_TABLE_LOCAL};
+use mipcast_proto::{KObject, Machine, Millis, Outcome, RT_TABLE_LOCAL, RT_TABLE_MAIN};
 use mipcast_wire::auth;
 use mipcast_wire::mh::{advice_reason, Experimental, Message, MhRepr};
 use mipcast_wire::nd::NdRepr;
@@ -37,6 +37,13 @@ const IPPROTO_IPV6: u8 = 41;
 const MAX_RS: u8 = 3;
 /// Between solicitations; shorter than RFC 4861's 4 s because a handover is waiting on it.
 const RS_INTERVAL_MS: u64 = 1000;
+/// A prepared candidate joined this long ago has its branch grafted (MLD report, PIM Join
+/// and MFC entry take ~10-20 ms here).
+const PREPARED_GRAFT_MS: u64 = 100;
+/// The overlap after moving to such a candidate: only what is in flight on the old branch.
+const PREPARED_OVERLAP_MS: u64 = 30;
+/// How long before an inter-site overlap ends the previous MMA is asked to forward.
+const FORWARD_LEAD_MS: u64 = 100;
 /// How often levels are re-evaluated while a moving average converges on a new reading.
 const SMOOTH_TICK_MS: u64 = 100;
 /// Handoff advice older or newer than this against our clock is refused (as a replay).
@@ -62,6 +69,8 @@ pub enum Mode {
 pub struct Tables {
     pub decap_table: u32,
     pub uplink_table: u32,
+    /// The group decapsulation route of a second link (overlap or prepared candidate).
+    pub second_link_table: u32,
     pub decap_pref: u32,
     pub uplink_pref: u32,
 }
@@ -300,6 +309,9 @@ pub struct Core {
     /// nothing is retried until the attachment changes.
     refused_for_good: bool,
     overlap: Option<(Membership, Millis)>,
+    /// The forwarding request to the previous MMA (previous MMA, new care-of address),
+    /// held while the old site still delivers during an inter-site overlap.
+    deferred_forward: Option<(Ipv6Addr, Ipv6Addr)>,
     forwards: Vec<Forward>,
     /// What the kernel holds of what we asked for: only changes it carried out.
     applied: Desired,
@@ -310,8 +322,9 @@ pub struct Core {
     last_now: Millis,
     /// When to try refused kernel changes again.
     kernel_retry: Option<Millis>,
-    /// The candidate prepared while the current link degrades.
+    /// The candidate prepared while the current link degrades, and since when.
     prepared: Option<u32>,
+    prepared_at: Millis,
     /// Timestamp of the last accepted handoff advice per MMA (replay protection).
     advice_ts: BTreeMap<Ipv6Addr, u64>,
     /// Advice accepted in this step, not yet obeyed or reported unheeded.
@@ -340,6 +353,7 @@ impl Core {
             refusals: 0,
             refused_for_good: false,
             overlap: None,
+            deferred_forward: None,
             forwards: Vec::new(),
             applied: Desired::default(),
             last_decision: None,
@@ -347,6 +361,7 @@ impl Core {
             last_now: Millis(0),
             kernel_retry: None,
             prepared: None,
+            prepared_at: Millis(0),
             advice_ts: BTreeMap::new(),
             fresh_advice: false,
             pre_registered: None,
@@ -452,6 +467,9 @@ impl Core {
         [
             self.client.next_deadline(),
             self.overlap.map(|(_, u)| u),
+            self.deferred_forward
+                .and(self.overlap)
+                .map(|(_, u)| Millis(u.0.saturating_sub(FORWARD_LEAD_MS))),
             dwell,
             self.retry.map(|(at, _)| at),
         ]
@@ -577,8 +595,16 @@ impl Core {
     /// the terminal group joined there already, so the move needs no BU and loses nothing);
     /// once the current link is stable again, or we moved, preparation stops.
     fn prepare(&mut self, now: Now, out: &mut Out) {
+        let degrading_below = self.cfg.policy.levels.degrading_below;
+        let always = self.cfg.policy.prepare_always;
         let want = self.selected.and_then(|c| {
-            let degrading = self.link(c).is_some_and(|l| l.level == Level::Degrading);
+            // The raw reading under the threshold counts too: it is the earliest sign (the
+            // average lags it by its time constant), and preparing is cheap and undone when
+            // the link recovers.
+            let degrading = always
+                || self.link(c).is_some_and(|l| {
+                    l.level == Level::Degrading || l.quality.is_some_and(|q| q < degrading_below)
+                });
             // A candidate without a router yet is prepared too: it is solicited.
             degrading
                 .then(|| {
@@ -618,6 +644,7 @@ impl Core {
             (None, None) => {}
         }
         self.prepared = want;
+        self.prepared_at = now.mono;
     }
 
     /// Pre-registration with the prepared candidate's MMA when it is another site's (policy
@@ -791,9 +818,9 @@ impl Core {
             // An administratively downed interface loses its routes in the kernel: forget
             // them so they are installed again when it is used next.
             self.applied.objects.retain(|o| match o {
-                KObject::EncapRoute { oif, .. } | KObject::DecapRoute { oif, .. } => {
-                    *oif != ifindex
-                }
+                KObject::EncapRoute { oif, .. }
+                | KObject::DecapRoute { oif, .. }
+                | KObject::GatewayRoute { oif, .. } => *oif != ifindex,
                 _ => true,
             });
             if self
@@ -1054,8 +1081,53 @@ impl Core {
         let onlink = self.link(ifindex).and_then(Link::onlink_address);
         self.start(self.cfg.home_agent, self.ha_request(coa), onlink, now, out);
         if let (Some(prev), Some(new_coa)) = (p.previous, onlink) {
-            self.deregister_mma(prev, new_coa, onlink, now, out);
+            // While the old site still delivers (make before break), the old MMA keeps sending
+            // down the old tree: asked to forward now, it would send what reaches it on a
+            // longer way (one more WAN crossing) instead. The request goes shortly before the
+            // overlap ends, when the home agent has long moved the traffic (see
+            // `send_deferred_forward`).
+            if self.old_site_link(now.mono, prev).is_some() {
+                self.deferred_forward = Some((prev, new_coa));
+            } else {
+                self.deregister_mma(prev, new_coa, onlink, now, out);
+            }
         }
+    }
+
+    /// Sends the held forwarding request when the overlap is about to end, or at once when the
+    /// old link went. It takes the shortest path: out of the old link, from the address
+    /// registered there, while the link works (a host route through the old router, see
+    /// `desired`); else from the current address straight to the old MMA.
+    fn send_deferred_forward(&mut self, now: Now, out: &mut Out) {
+        let Some((prev, new_coa)) = self.deferred_forward else {
+            return;
+        };
+        let old = self.old_site_link(now.mono, prev).map(Link::onlink_address);
+        let due = self
+            .overlap
+            .is_none_or(|(_, until)| until.0.saturating_sub(FORWARD_LEAD_MS) <= now.mono.0);
+        if old.is_some() && !due {
+            return;
+        }
+        let via_old_link = old.is_some();
+        let src = old.flatten().or_else(|| {
+            self.attach
+                .ifindex()
+                .and_then(|i| self.link(i)?.onlink_address())
+        });
+        self.deferred_forward = None;
+        tracing::info!(mma = %prev, %new_coa, via_old_link, "forwarding request to the previous MMA");
+        self.deregister_mma(prev, new_coa, src, now, out);
+    }
+
+    /// The old site's link during an inter-site overlap with `old_mma`, while it is up.
+    fn old_site_link(&self, now: Millis, old_mma: Ipv6Addr) -> Option<&Link> {
+        let (m, until) = self.overlap?;
+        if until <= now || m.source != old_mma {
+            return None;
+        }
+        self.link(m.ifindex)
+            .filter(|l| l.up && l.ra.as_ref().is_some_and(|r| r.mma == Some(old_mma)))
     }
 
     /// Registration with a site's MMA.
@@ -1256,6 +1328,7 @@ impl Core {
                 }
             }
         }
+        self.send_deferred_forward(now, out);
         if self.overlap.is_some_and(|(_, until)| until <= now.mono) {
             self.overlap = None;
         }
@@ -1405,6 +1478,16 @@ impl Core {
         };
         tracing::info!(kind = kind.label(), ?old, ?new, "handover");
         out.other.push(Output::Event(MetricEvent::Handover(kind)));
+        // A forwarding request held for the previous move: moot when we are back in its
+        // site, otherwise due now (its overlap ends here).
+        if let Some((prev, _)) = self.deferred_forward {
+            if matches!(new, Attach::Site { mma, .. } if mma == prev) {
+                self.deferred_forward = None;
+            } else {
+                self.overlap = None;
+                self.send_deferred_forward(now, out);
+            }
+        }
         self.overlap = None;
         self.retry = None;
         self.refused_for_good = false;
@@ -1426,10 +1509,10 @@ impl Core {
                     mma: old_mma,
                 } = old
                 {
-                    let old_usable = self
-                        .link(old_if)
-                        .and_then(|l| l.score(now.mono, &self.cfg.policy))
-                        .is_some();
+                    // Up with its router is enough: a link whose radio reading fell to 0 may
+                    // still deliver for a moment, and a membership on a dead link costs
+                    // nothing.
+                    let old_usable = self.link(old_if).is_some_and(|l| l.up && l.ra.is_some());
                     if old_if != ifindex && old_mma == mma && old_usable && self.cfg.overlap_ms > 0
                     {
                         let m = Membership {
@@ -1437,13 +1520,41 @@ impl Core {
                             group: self.cfg.group,
                             source: mma,
                         };
-                        self.overlap =
-                            Some((m, now.mono + Duration::from_millis(self.cfg.overlap_ms)));
+                        // A candidate prepared long enough has its branch delivering already:
+                        // the old link only has to drain what is in flight on it.
+                        let grafted = self.prepared == Some(ifindex)
+                            && now.mono.0 >= self.prepared_at.0.saturating_add(PREPARED_GRAFT_MS);
+                        let ms = if grafted {
+                            self.cfg.overlap_ms.min(PREPARED_OVERLAP_MS)
+                        } else {
+                            self.cfg.overlap_ms
+                        };
+                        tracing::debug!(overlap_ms = ms, grafted, "overlap on the old link");
+                        self.overlap = Some((m, now.mono + Duration::from_millis(ms)));
                     }
                 }
             }
             Attach::Site { ifindex, mma } => {
                 let previous = self.last_mma.filter(|p| *p != mma);
+                // Make before break between sites too: the old site's branch keeps
+                // delivering (and the old link decapsulating) while the home agent and the
+                // old MMA learn of the move, for the overlap.
+                if let Attach::Site {
+                    ifindex: old_if,
+                    mma: old_mma,
+                } = old
+                {
+                    let old_up = self.link(old_if).is_some_and(|l| l.up && l.ra.is_some());
+                    if old_if != ifindex && old_up && self.cfg.overlap_ms > 0 {
+                        let m = Membership {
+                            ifindex: old_if,
+                            group: self.cfg.group,
+                            source: old_mma,
+                        };
+                        self.overlap =
+                            Some((m, now.mono + Duration::from_millis(self.cfg.overlap_ms)));
+                    }
+                }
                 let src = self.link(ifindex).and_then(Link::onlink_address);
                 let pre = self
                     .client
@@ -1570,13 +1681,48 @@ impl Core {
                     group: c.group,
                     source: mma,
                 });
-                if let Some((m, until)) = self.overlap {
-                    if until > now {
-                        d.memberships.insert(m);
+                let overlap = self
+                    .overlap
+                    .filter(|(_, until)| *until > now)
+                    .map(|(m, _)| m);
+                d.memberships.extend(overlap);
+                // A prepared candidate joins (its branch is grafted before the move) but does
+                // not decapsulate: its copies would only be duplicates until we move there.
+                d.memberships.extend(self.prepared_membership());
+                // The old link decapsulates during the overlap too (its branch still
+                // delivers). The kernel matches a route to a multicast destination only on
+                // its own interface, so the current link's route in the decap table does not
+                // serve packets arriving on the other one: they fall through to this rule
+                // and table.
+                // Between sites, the old MMA is reached through the old link meanwhile.
+                if let Some(old) = overlap.filter(|m| m.source != mma) {
+                    if let Some(router) = self
+                        .old_site_link(now, old.source)
+                        .and_then(|l| l.ra.as_ref())
+                        .map(|r| r.router)
+                    {
+                        d.objects.insert(KObject::GatewayRoute {
+                            dst: host(old.source),
+                            gateway: router,
+                            oif: old.ifindex,
+                            table: RT_TABLE_MAIN,
+                        });
                     }
                 }
-                if let Some(m) = self.prepared_membership() {
-                    d.memberships.insert(m);
+                if let Some(second) = overlap.filter(|m| m.ifindex != ifindex) {
+                    d.objects.insert(KObject::Rule {
+                        pref: t.decap_pref + 2,
+                        from: None,
+                        to: Some(host(c.group)),
+                        ipproto: Some(IPPROTO_IPV6),
+                        table: t.second_link_table,
+                    });
+                    d.objects.insert(KObject::DecapRoute {
+                        local: c.group,
+                        oif: second.ifindex,
+                        table: t.second_link_table,
+                        inner_table: RT_TABLE_LOCAL,
+                    });
                 }
                 d.objects.insert(KObject::Rule {
                     pref: t.decap_pref,
@@ -1592,6 +1738,10 @@ impl Core {
                     inner_table: RT_TABLE_LOCAL,
                 });
                 d.marked_groups.insert(c.group);
+                // The reverse tunnel moves to the new MMA at once, also between sites: its
+                // first packets reach the home agent right behind the binding update (same
+                // WAN path), while the old MMA's tunnel would be refused by the home agent
+                // from the moment it moved the binding (measured: ~2 x WAN delay lost).
                 uplink(&mut d, mma, ifindex);
             }
             Attach::Mipv6 { ifindex, coa } => {

@@ -83,12 +83,14 @@ fn config(mode: Mode) -> CoreConfig {
             probe_interval_ms: 0,
             loss_penalty: 0,
             pre_register: false,
+            prepare_always: false,
         },
         overlap_ms: 1000,
         grace_s: 10,
         tables: Tables {
             decap_table: 100,
             uplink_table: 200,
+            second_link_table: 101,
             decap_pref: 10,
             uplink_pref: 20,
         },
@@ -551,6 +553,23 @@ fn intra_site_move_is_make_before_break_with_zero_binding_updates() {
         !k.iter().any(|c| matches!(c, KernelChange::Leave(_))),
         "old branch kept during the overlap"
     );
+    // Both links decapsulate during the overlap (issue 11, cause 1): the old one through the
+    // second-link rule and table (a multicast route only matches on its own interface).
+    let second_rule = KObject::Rule {
+        pref: 12,
+        from: None,
+        to: Some(group().into()),
+        ipproto: Some(41),
+        table: 101,
+    };
+    let second_decap = KObject::DecapRoute {
+        local: group(),
+        oif: E1,
+        table: 101,
+        inner_table: mipcast_proto::RT_TABLE_LOCAL,
+    };
+    assert!(k.contains(&KernelChange::Install(second_rule)), "{k:?}");
+    assert!(k.contains(&KernelChange::Install(second_decap)), "{k:?}");
     assert!(
         !k.iter()
             .any(|c| matches!(c, KernelChange::Remove(KObject::EncapRoute { .. }))),
@@ -565,11 +584,16 @@ fn intra_site_move_is_make_before_break_with_zero_binding_updates() {
     assert!(bus(&later).is_empty());
     assert_eq!(
         kchanges(&later),
-        vec![KernelChange::Leave(Membership {
-            ifindex: E1,
-            group: group(),
-            source: mma1()
-        })]
+        vec![
+            KernelChange::Remove(second_rule),
+            KernelChange::Remove(second_decap),
+            KernelChange::Leave(Membership {
+                ifindex: E1,
+                group: group(),
+                source: mma1()
+            })
+        ],
+        "the overlap ends: the old link neither decapsulates nor listens"
     );
 }
 
@@ -1144,4 +1168,129 @@ fn an_inter_site_move_names_the_previous_mma_until_accepted() {
     let reg = h.core.client.get(&mma2()).unwrap();
     assert_eq!(reg.state, reg::State::Bound);
     assert_eq!(reg.request.previous_mma, None);
+}
+
+/// Issue 11, section 3: between sites too, the old link keeps listening and decapsulating for
+/// the overlap; the forwarding request goes shortly before it ends (the old MMA delivers down
+/// the old tree until then) and leaves through the old link from the address registered there
+/// (a host route to the old MMA through the old router), not through the new site and the
+/// home agent.
+#[test]
+fn inter_site_make_before_break_keeps_the_old_site_and_asks_for_forwarding_through_it() {
+    let mut h = H::registered_in_site1(Mode::Site);
+    h.up(E2);
+    h.ra(E2, "2001:db8:20:1::", Some(mma2()));
+    h.advance(2500);
+    h.ra(E1, "2001:db8:10:1::", Some(mma1()));
+    h.ra(E2, "2001:db8:20:1::", Some(mma2()));
+    let acts = h.ev(Event::Quality {
+        ifindex: E1,
+        value: Some(60),
+    });
+    assert_eq!(handovers(&acts), vec![HandoverKind::InterSite]);
+    let k = kchanges(&acts);
+    assert!(
+        !k.iter().any(|c| matches!(c, KernelChange::Leave(_))),
+        "old site's branch kept: {k:?}"
+    );
+    assert!(k.contains(&KernelChange::Install(KObject::DecapRoute {
+        local: group(),
+        oif: E1,
+        table: 101,
+        inner_table: mipcast_proto::RT_TABLE_LOCAL,
+    })));
+    let to_mma1 = KObject::GatewayRoute {
+        dst: mma1().into(),
+        gateway: a("fe80::1"),
+        oif: E1,
+        table: mipcast_proto::RT_TABLE_MAIN,
+    };
+    assert!(k.contains(&KernelChange::Install(to_mma1)), "{k:?}");
+    let sent = bus(&acts);
+    let acts = h.ack(&sent[0], 0, Some(mma2()));
+    assert!(
+        bus(&acts).iter().all(|b| b.peer != mma1()),
+        "no forwarding request while the old site delivers"
+    );
+    let ha_bu = bus(&acts).into_iter().find(|b| b.peer == ha()).unwrap();
+    h.ack(&ha_bu, 0, None);
+    let old_addr = slaac_of("2001:db8:10:1::", MAC1);
+    let new_addr = slaac_of("2001:db8:20:1::", MAC2);
+    // Shortly before the overlap ends the request goes; then the old site is left, its route
+    // and decapsulation go.
+    let mut later = Vec::new();
+    for _ in 0..12 {
+        h.t += 100;
+        later.extend(h.ra(E1, "2001:db8:10:1::", Some(mma1())));
+        later.extend(h.ra(E2, "2001:db8:20:1::", Some(mma2())));
+    }
+    let sent = bus(&later);
+    let dereg = sent
+        .iter()
+        .find(|b| b.peer == mma1())
+        .expect("forwarding request");
+    assert_eq!(dereg.forward, Some((new_addr, 10)));
+    assert_eq!(
+        dereg.src, old_addr,
+        "sent from the old link's registered address"
+    );
+    let k = kchanges(&later);
+    assert!(k.contains(&KernelChange::Remove(to_mma1)), "{k:?}");
+    assert!(k.contains(&KernelChange::Leave(Membership {
+        ifindex: E1,
+        group: group(),
+        source: mma1()
+    })));
+}
+
+/// The prepared candidate: a raw reading under the degrading threshold prepares the best other
+/// link of the site before the move (its branch grafts meanwhile), without decapsulating
+/// there (its copies would be duplicates).
+#[test]
+fn a_falling_raw_reading_prepares_the_candidate_before_the_move() {
+    let mut cfg = config(Mode::Site);
+    cfg.policy.levels = links::Levels {
+        time_constant_ms: 2000,
+        degrading_below: 50,
+        stable_from: 65,
+        unusable_below: 20,
+        usable_from: 30,
+    };
+    let mut h = H::registered_in_site1(Mode::Site);
+    h.core.cfg.policy = cfg.policy;
+    h.up(E2);
+    h.ra(E2, "2001:db8:10:2::", Some(mma1()));
+    h.advance(2500);
+    h.ra(E1, "2001:db8:10:1::", Some(mma1()));
+    h.ra(E2, "2001:db8:10:2::", Some(mma1()));
+    h.ev(Event::Quality {
+        ifindex: E1,
+        value: Some(100),
+    });
+    h.ev(Event::Quality {
+        ifindex: E2,
+        value: Some(60),
+    });
+    // The average of e1 still says 100: no move, but the candidate is joined.
+    let acts = h.ev(Event::Quality {
+        ifindex: E1,
+        value: Some(40),
+    });
+    assert!(handovers(&acts).is_empty(), "no move yet");
+    let k = kchanges(&acts);
+    assert!(
+        k.contains(&KernelChange::Join(Membership {
+            ifindex: E2,
+            group: group(),
+            source: mma1()
+        })),
+        "{k:?}"
+    );
+    assert!(
+        !k.iter().any(|c| matches!(
+            c,
+            KernelChange::Install(KObject::DecapRoute { oif: E2, .. })
+        )),
+        "no decapsulation on the candidate: {k:?}"
+    );
 }

@@ -303,13 +303,18 @@ impl Stream {
         Ok(s)
     }
 
-    /// Stops sending, lets packets in flight arrive for `drain`, stops receiving; returns
-    /// (sent, arrivals).
-    fn finish(mut self, drain: Duration) -> (u64, Vec<(u64, Instant)>) {
+    /// Stops sending (the receiver goes on).
+    fn stop_sending(&mut self) {
         self.stop_tx.store(true, Ordering::Relaxed);
         if let Some(t) = self.tx.take() {
             let _ = t.join();
         }
+    }
+
+    /// Stops sending, lets packets in flight arrive for `drain`, stops receiving; returns
+    /// (sent, arrivals).
+    fn finish(mut self, drain: Duration) -> (u64, Vec<(u64, Instant)>) {
+        self.stop_sending();
         std::thread::sleep(drain);
         self.stop_rx.store(true, Ordering::Relaxed);
         if let Some(t) = self.rx.take() {
@@ -366,6 +371,10 @@ struct RunResult {
     lost_down: u64,
     lost_up: u64,
     duplicates: u64,
+    duplicates_down: u64,
+    /// Break before make: from the carrier-down command to the terminal's log line saying it
+    /// saw the link go (an upper bound: includes starting `ip`), per move.
+    detections: Vec<f64>,
     gaps_down: Vec<f64>,
     gaps_up: Vec<f64>,
     /// Where each move's largest downstream gap began, ms after the trigger.
@@ -410,6 +419,11 @@ impl RunResult {
             "max_gap_ms": r2(self.max_gap()), "mean_gap_ms": r2(self.mean_gap()),
             "signalling_outside_site": self.mh_outside, "signalling_total": self.mh_total,
             "lost_down": self.lost_down, "lost_up": self.lost_up,
+            "duplicates_down": self.duplicates_down,
+            "mean_detection_ms": (!self.detections.is_empty())
+                .then(|| r2(Self::mean(&self.detections))),
+            "max_detection_ms": (!self.detections.is_empty())
+                .then(|| r2(self.detections.iter().copied().fold(0.0, f64::max))),
             "mean_gap_down_ms": r2(Self::mean(&self.gaps_down)),
             "mean_gap_up_ms": r2(Self::mean(&self.gaps_up)),
             "per_move": self.gaps_down.iter().zip(&self.gaps_up).zip(&self.gap_starts_down)
@@ -423,7 +437,7 @@ impl RunResult {
 
 fn header() -> String {
     format!(
-        "{:<8} {:<6} {:<5} {:>5} {:>5} {:>7} {:>5} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>6}",
+        "{:<8} {:<6} {:<5} {:>5} {:>5} {:>7} {:>5} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>6} {:>7}",
         "mode",
         "move",
         "style",
@@ -437,13 +451,14 @@ fn header() -> String {
         "up",
         "MH-out",
         "MH-all",
-        "failed"
+        "failed",
+        "detect"
     )
 }
 
 fn row(r: &RunResult) -> String {
     format!(
-        "{:<8} {:<6} {:<5} {:>5} {:>5} {:>7} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>7} {:>7} {:>6}",
+        "{:<8} {:<6} {:<5} {:>5} {:>5} {:>7} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>7} {:>7} {:>6} {:>7}",
         r.mode,
         r.kind,
         r.style,
@@ -457,7 +472,12 @@ fn row(r: &RunResult) -> String {
         RunResult::mean(&r.gaps_up),
         r.mh_outside,
         r.mh_total,
-        r.failed_moves
+        r.failed_moves,
+        if r.detections.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.1}", RunResult::mean(&r.detections))
+        }
     )
 }
 
@@ -554,6 +574,40 @@ fn carrier(site: &Site, ifname: &str, up: bool) -> Result<(), String> {
         if up { "up" } else { "down" }
     ))?;
     Ok(())
+}
+
+/// How long after `since` the terminal logged that `ifname` went down, if it did.
+fn link_down_logged(log: &str, ifname: &str, since: std::time::SystemTime) -> Option<Duration> {
+    let needle = format!("link state changed link={ifname} up=false");
+    let since = since.duration_since(std::time::UNIX_EPOCH).ok()?;
+    log.lines()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| rfc3339_utc(l.split_whitespace().next()?))
+        .find(|t| *t >= since)
+        .map(|t| t - since)
+}
+
+/// `2026-11-30T08:52:18.121725Z` (the daemons' log timestamps) as time since the epoch.
+fn rfc3339_utc(s: &str) -> Option<Duration> {
+    let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.splitn(3, ':').map(|x| x.parse::<u64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let nanos: u32 = format!("{frac:0<9}").get(..9)?.parse().ok()?;
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    Some(Duration::new(
+        days * 86_400 + hh * 3600 + mm * 60 + ss,
+        nanos,
+    ))
 }
 
 /// The terminal's status: attachment ifindex and, per link name, whether it is usable (score).
@@ -657,6 +711,7 @@ fn measure(
     // After each move: time for the overlap (1 s), the tree and the WAN round trips.
     let window = Duration::from_millis(2000 + 4 * delay);
     let mut triggers = Vec::new();
+    let mut detections = Vec::new();
     let mut failed = 0u32;
     let (mut cur, mut next) = (a, b);
     for _ in 0..moves {
@@ -672,7 +727,16 @@ fn measure(
                 }
             }
         } else {
+            let wall = std::time::SystemTime::now();
             carrier(site, cur, false)?;
+            let seen = wait_for(
+                &format!("the terminal seeing {cur} go down"),
+                Duration::from_secs(5),
+                || link_down_logged(&site.log(Node::Mn), cur, wall),
+            );
+            if let Ok(d) = seen {
+                detections.push(d.as_secs_f64() * 1000.0);
+            }
         }
         let arrived = wait_for(
             &format!("the terminal on {next}"),
@@ -687,12 +751,14 @@ fn measure(
                 eprintln!("  {mode} {kind} {style}: {e}");
             }
         }
-        let rest = window.saturating_sub(t0.elapsed());
-        pause(rest)?;
-        // Ready for the way back: the link just left usable again, at quality 60, the
-        // current one at 100.
+        // Ready for the way back: the link just left usable again at quality 60, the current
+        // one at 100. Set at once, so that the averages (time constant 2 s) have settled by
+        // the time the link left comes back: set later, the link coming back still scored
+        // its old quality and took the terminal back on its own (an extra, unmeasured move).
         site.set_quality(next, 100)?;
         site.set_quality(cur, 60)?;
+        let rest = window.saturating_sub(t0.elapsed());
+        pause(rest)?;
         if style == "bbm" {
             carrier(site, cur, true)?;
         }
@@ -714,6 +780,10 @@ fn measure(
     let t_end = Instant::now();
     triggers.push(t_end);
     let drain = Duration::from_millis(300 + 2 * delay);
+    // Both senders stop first, so the one drain covers the packets in flight either way (the
+    // upstream ones too: stopping its receiver at once counted the last 2 x delay as lost).
+    let mut up = up;
+    up.stop_sending();
     let (sent_d, arr_d) = down.finish(drain);
     let (sent_u, arr_u) = up.finish(Duration::ZERO);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -748,6 +818,8 @@ fn measure(
         lost_down,
         lost_up,
         duplicates: dup_d + dup_u,
+        duplicates_down: dup_d,
+        detections,
         gaps_down: gd.iter().map(|g| g.0).collect(),
         gaps_up: gu.iter().map(|g| g.0).collect(),
         gap_starts_down: gd.iter().map(|g| g.1).collect(),
@@ -771,6 +843,22 @@ mod tests {
         // Arrivals outside the window do not count; a silent tail does.
         assert_eq!(largest_gap(&times, ms(0), ms(200)), (ds(101), ds(99)));
         assert_eq!(largest_gap(&[], ms(10), ms(30)), (ds(20), ds(0)));
+    }
+
+    #[test]
+    fn log_timestamps_read_as_unix_time() {
+        // date -u -d 2026-11-30T08:52:18Z +%s
+        assert_eq!(
+            rfc3339_utc("2026-11-30T08:52:18.121725Z"),
+            Some(Duration::new(1_796_028_738, 121_725_000))
+        );
+        assert_eq!(rfc3339_utc("1970-01-01T00:00:00Z"), Some(Duration::ZERO));
+        assert_eq!(rfc3339_utc("garbage"), None);
+        let log = "2026-11-30T08:52:18.121725Z  INFO mobile_node::core: link state changed link=e1 up=false";
+        let since = std::time::UNIX_EPOCH + Duration::new(1_796_028_738, 120_000_000);
+        let d = link_down_logged(log, "e1", since).unwrap();
+        assert_eq!(d, Duration::from_micros(1725));
+        assert_eq!(link_down_logged(log, "e2", since), None);
     }
 
     #[test]

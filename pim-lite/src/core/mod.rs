@@ -7,6 +7,7 @@
 //! toward the RPF neighbour, and the MFC entry it installed. [`Router::refresh`] recomputes
 //! the last two from the first two whenever an input changes.
 mod assert;
+pub mod hold;
 pub mod machine;
 pub mod mld;
 pub mod pim;
@@ -202,6 +203,8 @@ pub struct Router {
     rpf: BTreeMap<Ipv6Addr, Rpf>,
     sg: BTreeMap<Sg, SgState>,
     asserts: BTreeMap<(Sg, u32), AssertState>,
+    /// Pruned channels' entries that forward nowhere, so late packets are not queued.
+    negative: hold::NegativeEntries,
     /// The latest `now` an event or tick brought: upcalls carry no time of their own.
     now: Millis,
     next_rpf_check: Millis,
@@ -243,6 +246,7 @@ impl Router {
             rpf: BTreeMap::new(),
             sg: BTreeMap::new(),
             asserts: BTreeMap::new(),
+            negative: hold::NegativeEntries::default(),
             now,
             next_rpf_check: now + cfg.pim.rpf_check_interval(),
             actions: VecDeque::new(),
@@ -265,6 +269,7 @@ impl Router {
     /// Forgets that (S,G)'s entry is in the kernel (it refused it), so the next refresh of
     /// the (S,G) installs it again.
     fn forget_mfc(&mut self, sg: Sg) {
+        self.negative.forget(sg);
         if let Some(st) = self.sg.get_mut(&sg) {
             st.mfc = None;
         }
@@ -331,6 +336,9 @@ impl Router {
                 AssertState::Winner { refresh } => refresh,
                 AssertState::Loser { until, .. } => until,
             });
+        }
+        if let Some(d) = self.negative.next_deadline() {
+            t = t.min(d);
         }
         t
     }
@@ -640,6 +648,10 @@ impl Router {
         }
         self.tick_asserts(now);
         self.send_due_joins(now);
+        for sg in self.negative.expire(now) {
+            tracing::debug!(source = %sg.source, group = %sg.group, "hold time over: removing the negative MFC entry");
+            self.actions.push_back(Action::MfcDel { sg });
+        }
         if self.next_rpf_check <= now {
             self.next_rpf_check = now + self.pim_cfg.rpf_check_interval();
             let sources: Vec<Ipv6Addr> = self.rpf.keys().copied().collect();
@@ -711,6 +723,9 @@ impl Router {
             .collect();
         self.actions
             .extend(installed.into_iter().map(|sg| Action::MfcDel { sg }));
+        let negative = self.negative.drain();
+        self.actions
+            .extend(negative.into_iter().map(|sg| Action::MfcDel { sg }));
         self.sg.clear();
         self.rpf.clear();
     }
@@ -1089,9 +1104,8 @@ impl Router {
                 self.prune_if_neighbor(now, u, sg);
             }
             self.cancel_lost_asserts(sg);
-            if st.mfc.is_some() {
-                tracing::info!(source = %sg.source, group = %sg.group, "removing MFC entry");
-                self.actions.push_back(Action::MfcDel { sg });
+            if let Some(m) = st.mfc {
+                self.unforward(now, sg, m.iif);
             }
             if !self.sg.keys().any(|k| k.source == sg.source) {
                 self.rpf.remove(&sg.source);
@@ -1176,6 +1190,7 @@ impl Router {
                     if !reported {
                         latency = self.sg.get(&sg).map(|st| st.since);
                     }
+                    self.negative.forget(sg);
                     self.actions.push_back(Action::MfcAdd {
                         sg,
                         iif: m.iif,
@@ -1184,8 +1199,9 @@ impl Router {
                     });
                 }
                 None => {
-                    tracing::info!(source = %sg.source, group = %sg.group, "removing MFC entry");
-                    self.actions.push_back(Action::MfcDel { sg });
+                    if let Some(old) = &old_mfc {
+                        self.unforward(now, sg, old.iif);
+                    }
                 }
             }
         }
@@ -1195,6 +1211,20 @@ impl Router {
             st.latency_reported |= latency.is_some();
         }
         self.cancel_lost_asserts(sg);
+    }
+
+    /// (S,G) no longer forwards: its entry becomes a negative one (see [`hold`]), so the
+    /// packets still arriving until the upstream prunes are dropped, not queued by the
+    /// kernel and released stale when the channel is joined again.
+    fn unforward(&mut self, now: Millis, sg: Sg, iif: u32) {
+        tracing::info!(source = %sg.source, group = %sg.group, hold_secs = hold::NEGATIVE_HOLD.as_secs(), "MFC entry now forwards nowhere (negative entry)");
+        self.negative.hold(sg, iif, now);
+        self.actions.push_back(Action::MfcAdd {
+            sg,
+            iif,
+            oifs: Vec::new(),
+            interest_since: None,
+        });
     }
 
     /// RPF'(S): the PIM neighbour behind the route's gateway. None when S is directly

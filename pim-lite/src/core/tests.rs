@@ -208,20 +208,27 @@ fn queries(actions: &[Action]) -> Vec<(Ipv6Addr, QueryV2)> {
         .collect()
 }
 
+/// Forwarding entries installed (negative entries, with no outgoing interface, are removals:
+/// see [`mfc_dels`]).
 fn mfc_adds(actions: &[Action]) -> Vec<(u32, Vec<u32>)> {
     actions
         .iter()
         .filter_map(|act| match act {
-            Action::MfcAdd { iif, oifs, .. } => Some((*iif, oifs.clone())),
+            Action::MfcAdd { iif, oifs, .. } if !oifs.is_empty() => Some((*iif, oifs.clone())),
             _ => None,
         })
         .collect()
 }
 
+/// Entries that stop forwarding: deleted, or replaced by a negative entry (see `hold`).
 fn mfc_dels(actions: &[Action]) -> usize {
     actions
         .iter()
-        .filter(|act| matches!(act, Action::MfcDel { .. }))
+        .filter(|act| match act {
+            Action::MfcDel { .. } => true,
+            Action::MfcAdd { oifs, .. } => oifs.is_empty(),
+            _ => false,
+        })
         .count()
 }
 
@@ -1521,4 +1528,99 @@ fn one_host_reporting_too_fast_is_dropped_and_the_others_are_heard() {
     // A second later the flooding host has a token again.
     report_from(&mut r, 1010, HOST, g(), &[s()]);
     assert_eq!(r.stats().get(Counter::MldRecord("is_in")), 4);
+}
+
+/// The negative entries of a pruned channel (issue 11, cause 4): after the last listener
+/// leaves, the entry forwards nowhere for the hold time instead of disappearing, so the kernel
+/// drops the packets still arriving instead of queueing them for the next install.
+#[test]
+fn a_pruned_channel_keeps_a_negative_entry_for_the_hold_time() {
+    let mut r = router_with(&CONFIG.replace(
+        "query_interval_secs: 20",
+        "query_interval_secs: 20\n      fast_leave: true",
+    ));
+    joined_upstream(&mut r, a("fe80::2:2"));
+    report(&mut r, 1000, RecordType::BlockOldSources, &[s()]);
+    let out = r.take_actions();
+    let negative: Vec<&Action> = out
+        .iter()
+        .filter(|act| matches!(act, Action::MfcAdd { .. } | Action::MfcDel { .. }))
+        .collect();
+    assert_eq!(
+        negative,
+        vec![&Action::MfcAdd {
+            sg: sg(),
+            iif: CORE0,
+            oifs: vec![],
+            interest_since: None
+        }],
+        "the entry is replaced by one forwarding nowhere, not deleted"
+    );
+    assert!(r.negative.contains(sg()));
+    let hold = u64::try_from(hold::NEGATIVE_HOLD.as_millis()).unwrap();
+    let before = acts(&run_until(&mut r, 1001, 1000 + hold - 1));
+    assert!(
+        !before
+            .iter()
+            .any(|act| matches!(act, Action::MfcDel { .. })),
+        "{before:?}"
+    );
+    let after = acts(&run_until(&mut r, 1000 + hold, 1000 + hold + 10));
+    assert_eq!(
+        after
+            .iter()
+            .filter(|act| matches!(act, Action::MfcDel { sg: x } if *x == sg()))
+            .count(),
+        1,
+        "deleted once the hold is over: {after:?}"
+    );
+    assert!(!r.negative.contains(sg()));
+}
+
+#[test]
+fn a_listener_back_within_the_hold_replaces_the_negative_entry() {
+    let mut r = router_with(&CONFIG.replace(
+        "query_interval_secs: 20",
+        "query_interval_secs: 20\n      fast_leave: true",
+    ));
+    joined_upstream(&mut r, a("fe80::2:2"));
+    report(&mut r, 1000, RecordType::BlockOldSources, &[s()]);
+    r.take_actions();
+    report(&mut r, 2000, RecordType::AllowNewSources, &[s()]);
+    assert_eq!(r.take_actions(), vec![Action::ResolveRpf(s())]);
+    r.rpf_resolved(
+        Millis(2001),
+        s(),
+        Some(RpfRoute {
+            ifindex: CORE0,
+            gateway: Some(a("2001:db8:99::1")),
+        }),
+    );
+    let back = r.take_actions();
+    assert_eq!(mfc_adds(&back), vec![(CORE0, vec![ACC])], "{back:?}");
+    assert!(!r.negative.contains(sg()));
+    // No late deletion of the (now forwarding) entry when the old hold would have ended.
+    let hold = u64::try_from(hold::NEGATIVE_HOLD.as_millis()).unwrap();
+    let later = acts(&run_until(&mut r, 2001, 1000 + hold + 10));
+    assert!(
+        !later.iter().any(|act| matches!(act, Action::MfcDel { .. })),
+        "{later:?}"
+    );
+    // Shutdown removes the forwarding entry; a negative one goes too.
+    report(
+        &mut r,
+        1000 + hold + 20,
+        RecordType::BlockOldSources,
+        &[s()],
+    );
+    r.take_actions();
+    r.shutdown();
+    let out = r.take_actions();
+    assert_eq!(
+        out.iter()
+            .filter(|act| matches!(act, Action::MfcDel { .. }))
+            .count(),
+        1,
+        "{out:?}"
+    );
 }
