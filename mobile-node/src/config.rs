@@ -130,6 +130,11 @@ pub struct Selection {
     /// site already (a refusal, BAck 130, keeps us off that link for 30 s).
     #[serde(default)]
     pub pre_register: bool,
+    /// While the current link degrades and no other link is up, bring the best
+    /// administratively down interface up (down again if preparation stops without a move
+    /// there, and at shutdown), so the prepared candidate is usable at the decision.
+    #[serde(default)]
+    pub prepare_link_up: bool,
 }
 
 impl Selection {
@@ -269,6 +274,7 @@ impl Default for Selection {
             probe_interval_ms: default_probe_interval_ms(),
             probe_loss_penalty: 0,
             pre_register: false,
+            prepare_link_up: false,
         }
     }
 }

@@ -261,6 +261,7 @@ pub fn mn_config(cfg: &SimConfig, t: usize) -> CoreConfig {
             probe_interval_ms: 0,
             loss_penalty: 0,
             pre_register: false,
+            prepare_link_up: false,
         },
         overlap_ms: cfg.overlap_ms,
         grace_s: cfg.grace_s,

@@ -333,6 +333,10 @@ pub struct Policy {
     /// While the current link degrades, register with the MMA of a prepared candidate in
     /// another site already (its answer is the "request handoff": 130 = not admitted).
     pub pre_register: bool,
+    /// While the current link degrades and no other link is up, bring the best
+    /// administratively down one up (and down again when preparation stops without a move
+    /// there), so the prepared candidate is usable at the decision.
+    pub prepare_link_up: bool,
 }
 
 /// Why the terminal moved (handovers by cause).

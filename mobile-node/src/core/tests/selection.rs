@@ -19,6 +19,7 @@ fn smoothed_config() -> CoreConfig {
         probe_interval_ms: 0,
         loss_penalty: 0,
         pre_register: false,
+        prepare_link_up: false,
     };
     // e1 is preferred by 10 points: it is where the terminal starts.
     c.links[0].preference = 60;
