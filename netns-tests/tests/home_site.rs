@@ -66,6 +66,18 @@ fn ours(site: &Site, node: Node) -> Vec<String> {
     mentions_hoa(site, node, "ip -6 route show table all proto 158")
 }
 
+/// The terminal's rules and routes of ours that still name mma0 (decapsulation of what it
+/// tunnels or forwards).
+fn mn_mentions_mma0(site: &Site) -> Vec<String> {
+    let mma0 = addr::MMA0.to_string();
+    site.mn
+        .sh("ip -6 rule show; ip -6 route show table all proto 158")
+        .lines()
+        .filter(|l| l.contains(&mma0))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn attached(site: &Site, kind: &str, ifindex: u64) -> Option<Value> {
     let st = site.status(Node::Mn).ok()?;
     (st["attachment"]["kind"] == kind && st["attachment"]["ifindex"].as_u64() == Some(ifindex))
@@ -255,6 +267,10 @@ fn home_link_to_home_sites_other_subnet_and_back() {
     tree_formed(&site, Node::Mma0, addr::MMA0, Node::A0, group);
     let t = status_list(&site, Node::Mma0, "terminals");
     assert_eq!(t.len(), 1, "mma0's terminals: {t:?}");
+    assert!(
+        !mn_mentions_mma0(&site).is_empty(),
+        "the terminal decapsulates nothing from mma0"
+    );
     // The foreign sites know nothing of the terminal.
     for n in [Node::Mma1, Node::Mma2] {
         assert!(
@@ -339,17 +355,19 @@ fn home_link_to_home_sites_other_subnet_and_back() {
             (status_list(&site, Node::Mma0, "terminals").is_empty()
                 && ours(&site, Node::Mma0).is_empty()
                 && !site.mfc(Node::Mma0).iter().any(|e| e.group == group)
-                && !site.mfc(Node::A0).iter().any(|e| e.group == group))
+                && !site.mfc(Node::A0).iter().any(|e| e.group == group)
+                && mn_mentions_mma0(&site).is_empty())
             .then_some(())
         },
     )
     .unwrap_or_else(|e| {
         panic!(
-            "{e}: terminals {:?} routes {:?} mfc {:?} / {:?}",
+            "{e}: terminals {:?} routes {:?} mfc {:?} / {:?}, the terminal's {:?}",
             status_list(&site, Node::Mma0, "terminals"),
             ours(&site, Node::Mma0),
             site.mfc(Node::Mma0),
-            site.mfc(Node::A0)
+            site.mfc(Node::A0),
+            mn_mentions_mma0(&site)
         )
     });
     let errors = flow.stop();
