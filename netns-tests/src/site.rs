@@ -953,6 +953,15 @@ impl Site {
         serde_json::from_slice(&out.stdout).map_err(|e| format!("{bin} status --json: {e}"))
     }
 
+    /// The list `key` of the node's `status --json` (empty when the daemon does not answer or
+    /// has no such list): the home agent's `bindings`, an MMA's `terminals`...
+    pub fn status_list(&self, node: Node, key: &str) -> Vec<serde_json::Value> {
+        self.status(node)
+            .ok()
+            .and_then(|s| s[key].as_array().cloned())
+            .unwrap_or_default()
+    }
+
     /// The node's resolved MFC entries (default MRT6 table).
     pub fn mfc(&self, node: Node) -> Vec<MfcEntry> {
         mfc(self.ns(node))
@@ -1038,6 +1047,15 @@ impl Drop for Site {
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// Whether a mobile node's `status --json` shows its registration with `peer` bound.
+pub fn bound_with(mn_status: &serde_json::Value, peer: Ipv6Addr) -> bool {
+    mn_status["registrations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["peer"] == peer.to_string() && r["state"] == "bound")
 }
 
 /// The metrics listener each daemon is configured with above (one namespace each).

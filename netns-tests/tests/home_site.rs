@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use mipcast_netns_tests::capture::{tshark_fields, Capture};
 use mipcast_netns_tests::flow::TcpFlow;
 use mipcast_netns_tests::require_root;
-use mipcast_netns_tests::site::{addr, Node, Site, SiteOptions};
+use mipcast_netns_tests::site::{addr, bound_with, Node, Site, SiteOptions};
 use mipcast_netns_tests::wait::wait_for;
 use serde_json::Value;
 
@@ -33,22 +33,6 @@ use serde_json::Value;
 const FADED: u8 = 30;
 /// The MMAs' forwarding grace in the topology's configuration (`default_grace`), plus slack.
 const GRACE: Duration = Duration::from_secs(10);
-
-fn bound_with(st: &Value, peer: Ipv6Addr) -> bool {
-    st["registrations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|r| r["peer"] == peer.to_string() && r["state"] == "bound")
-}
-
-/// A list in a daemon's `status --json` (empty when the daemon does not answer).
-fn status_list(site: &Site, node: Node, key: &str) -> Vec<Value> {
-    site.status(node)
-        .ok()
-        .and_then(|s| s[key].as_array().cloned())
-        .unwrap_or_default()
-}
 
 /// Lines of `cmd`'s output in `node` that mention the home address.
 fn mentions_hoa(site: &Site, node: Node, cmd: &str) -> Vec<String> {
@@ -103,7 +87,7 @@ fn at_home(opts: &SiteOptions) -> (Site, u64) {
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", site.status(Node::Mn)));
     // At home: no binding, no tunnel, the home address on the home interface only.
-    assert!(status_list(&site, Node::Ha, "bindings").is_empty());
+    assert!(site.status_list(Node::Ha, "bindings").is_empty());
     assert!(ours(&site, Node::Ha).is_empty(), "a tunnel route at home");
     assert!(mentions_hoa(&site, Node::Ha, "ip -6 neigh show proxy").is_empty());
     assert!(!mentions_hoa(&site, Node::Mn, "ip -6 addr show dev e4").is_empty());
@@ -137,7 +121,7 @@ fn registered_through(site: &Site, mma: Ipv6Addr, ifindex: u64) -> Ipv6Addr {
         Duration::from_secs(10),
         || {
             let st = attached(site, "site", ifindex)?;
-            let b = status_list(site, Node::Ha, "bindings");
+            let b = site.status_list(Node::Ha, "bindings");
             (b.len() == 1
                 && b[0]["coa"] == mma.to_string()
                 && bound_with(&st, mma)
@@ -265,7 +249,7 @@ fn home_link_to_home_sites_other_subnet_and_back() {
     let group = registered_through(&site, addr::MMA0, e5);
     let out_after = t_out.elapsed();
     tree_formed(&site, Node::Mma0, addr::MMA0, Node::A0, group);
-    let t = status_list(&site, Node::Mma0, "terminals");
+    let t = site.status_list(Node::Mma0, "terminals");
     assert_eq!(t.len(), 1, "mma0's terminals: {t:?}");
     assert!(
         !mn_mentions_mma0(&site).is_empty(),
@@ -273,11 +257,7 @@ fn home_link_to_home_sites_other_subnet_and_back() {
     );
     // The foreign sites know nothing of the terminal.
     for n in [Node::Mma1, Node::Mma2] {
-        assert!(
-            status_list(&site, n, "terminals").is_empty(),
-            "{}",
-            n.name()
-        );
+        assert!(site.status_list(n, "terminals").is_empty(), "{}", n.name());
         assert!(ours(&site, n).is_empty(), "{}", n.name());
     }
     std::thread::sleep(Duration::from_secs(1));
@@ -305,7 +285,7 @@ fn home_link_to_home_sites_other_subnet_and_back() {
         Duration::from_secs(10),
         || {
             (attached(&site, "home", e4).is_some()
-                && status_list(&site, Node::Ha, "bindings").is_empty()
+                && site.status_list(Node::Ha, "bindings").is_empty()
                 && ours(&site, Node::Ha).is_empty())
             .then_some(())
         },
@@ -321,7 +301,7 @@ fn home_link_to_home_sites_other_subnet_and_back() {
     assert!(mentions_hoa(&site, Node::Ha, "ip -6 neigh show proxy").is_empty());
     assert!(mentions_hoa(&site, Node::Mn, "ip -6 addr show dev lo").is_empty());
     assert!(!mentions_hoa(&site, Node::Mn, "ip -6 addr show dev e4").is_empty());
-    let t = status_list(&site, Node::Mma0, "terminals");
+    let t = site.status_list(Node::Mma0, "terminals");
     assert_eq!(t.len(), 1, "mma0 keeps a forwarding state: {t:?}");
     assert_eq!(t[0]["state"], "forwarding", "{t:?}");
     assert_eq!(t[0]["forward_to"], addr::HOA.to_string(), "{t:?}");
@@ -352,7 +332,7 @@ fn home_link_to_home_sites_other_subnet_and_back() {
         "mma0 and a0 forget the terminal after the grace period",
         GRACE + Duration::from_secs(5),
         || {
-            (status_list(&site, Node::Mma0, "terminals").is_empty()
+            (site.status_list(Node::Mma0, "terminals").is_empty()
                 && ours(&site, Node::Mma0).is_empty()
                 && !site.mfc(Node::Mma0).iter().any(|e| e.group == group)
                 && !site.mfc(Node::A0).iter().any(|e| e.group == group)
@@ -363,7 +343,7 @@ fn home_link_to_home_sites_other_subnet_and_back() {
     .unwrap_or_else(|e| {
         panic!(
             "{e}: terminals {:?} routes {:?} mfc {:?} / {:?}, the terminal's {:?}",
-            status_list(&site, Node::Mma0, "terminals"),
+            site.status_list(Node::Mma0, "terminals"),
             ours(&site, Node::Mma0),
             site.mfc(Node::Mma0),
             site.mfc(Node::A0),

@@ -15,17 +15,8 @@ use std::time::{Duration, Instant};
 use mipcast_netns_tests::capture::{tshark_fields, Capture};
 use mipcast_netns_tests::kstate::Snapshot;
 use mipcast_netns_tests::require_root;
-use mipcast_netns_tests::site::{addr, Node, Site, SiteOptions};
+use mipcast_netns_tests::site::{addr, bound_with, Node, Site, SiteOptions};
 use mipcast_netns_tests::wait::wait_for;
-use serde_json::Value;
-
-fn bound_with_mma1(st: &Value) -> bool {
-    st["registrations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|r| r["peer"] == addr::MMA1.to_string() && r["state"] == "bound")
-}
 
 /// IFF_UP of the terminal's `ifname`.
 fn admin_up(site: &Site, ifname: &str) -> bool {
@@ -37,7 +28,7 @@ fn on_link(site: &Site, ifindex: u64) -> bool {
     site.status(Node::Mn).is_ok_and(|st| {
         st["attachment"]["kind"] == "site"
             && st["attachment"]["ifindex"].as_u64() == Some(ifindex)
-            && bound_with_mma1(&st)
+            && bound_with(&st, addr::MMA1)
     })
 }
 
