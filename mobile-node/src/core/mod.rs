@@ -589,17 +589,16 @@ impl Core {
             // A candidate without a router yet is prepared too: it is solicited.
             degrading
                 .then(|| {
-                    links::candidate(&self.links, c, now.mono, &self.cfg.policy)
-                        .or_else(|| {
-                            self.links
-                                .iter()
-                                .find(|l| l.up && l.ra.is_none() && l.cfg.ifindex != c)
-                                .map(|l| l.cfg.ifindex)
-                        })
-                        .or_else(|| self.link_to_raise(c, now.mono))
+                    links::candidate(&self.links, c, now.mono, &self.cfg.policy).or_else(|| {
+                        self.links
+                            .iter()
+                            .find(|l| l.up && l.ra.is_none() && l.cfg.ifindex != c)
+                            .map(|l| l.cfg.ifindex)
+                    })
                 })
                 .flatten()
         });
+        let want = want.or_else(|| self.link_to_raise(now.mono));
         self.update_raised(want);
         self.pre_register(want, now, out);
         if want == self.prepared {

@@ -49,8 +49,13 @@ pub fn link_to_raise(
 }
 
 impl Core {
-    /// [`link_to_raise`] without the interfaces found up by someone else.
-    pub(super) fn link_to_raise(&self, current: u32, now: Millis) -> Option<u32> {
+    /// While the current link degrades and no up link can be prepared: [`link_to_raise`]
+    /// without the interfaces found up by someone else.
+    pub(super) fn link_to_raise(&self, now: Millis) -> Option<u32> {
+        let current = self.selected?;
+        if self.link(current)?.level != Level::Degrading {
+            return None;
+        }
         link_to_raise(&self.links, current, now, &self.cfg.policy, |i| {
             self.declined.contains(&i)
         })
