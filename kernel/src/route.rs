@@ -6,6 +6,7 @@
 //! (sockets belong to the namespace they were created in), whichever thread uses it later.
 mod codec;
 mod error;
+mod link;
 mod nl;
 mod object;
 mod tunsrc;

@@ -136,6 +136,11 @@ pub struct Selection {
     /// copy of the terminal's traffic).
     #[serde(default)]
     pub prepare_always: bool,
+    /// While the current link degrades and no other link is up, bring the best
+    /// administratively down interface up (down again if preparation stops without a move
+    /// there, and at shutdown), so the prepared candidate is usable at the decision.
+    #[serde(default)]
+    pub prepare_link_up: bool,
 }
 
 impl Selection {
@@ -285,6 +290,7 @@ impl Default for Selection {
             probe_loss_penalty: 0,
             pre_register: false,
             prepare_always: false,
+            prepare_link_up: false,
         }
     }
 }

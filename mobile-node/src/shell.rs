@@ -163,6 +163,7 @@ async fn core_config(
             loss_penalty: cfg.selection.probe_loss_penalty,
             pre_register: cfg.selection.pre_register,
             prepare_always: cfg.selection.prepare_always,
+            prepare_link_up: cfg.selection.prepare_link_up,
         },
         overlap_ms: cfg.handover.overlap_ms,
         grace_s: cfg.handover.forwarding_grace_secs,
@@ -427,6 +428,14 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     } else {
         drop(io.ssm);
         let removed = remove_ours(&io.kernel, &io.nft).await;
+        for ifindex in core.raised_links() {
+            match io.kernel.set_link_admin(ifindex, false).await {
+                Ok(_) => tracing::info!(ifindex, "interface we brought up is down again"),
+                Err(e) => {
+                    tracing::warn!(ifindex, error = %e, "putting an interface we brought up down")
+                }
+            }
+        }
         if let Err(e) = io
             .kernel
             .restore_local_rule(cfg.kernel.local_rule_pref)
@@ -748,6 +757,15 @@ async fn apply_kernel(io: &Io, change: &KernelChange) -> Outcome {
         KernelChange::Remove(o) => route(io.kernel.delete(o).await),
         KernelChange::SetDefaultRoute(r) => route(io.kernel.replace(&r.object()).await),
         KernelChange::RemoveDefaultRoute(r) => route(io.kernel.delete(&r.object()).await),
+        // "Already so" is told apart: an interface found up is not ours to put down.
+        KernelChange::SetLinkUp(i) | KernelChange::SetLinkDown(i) => {
+            let up = matches!(change, KernelChange::SetLinkUp(_));
+            match io.kernel.set_link_admin(*i, up).await {
+                Ok(false) if up => return Outcome::AlreadyPresent,
+                Ok(false) => return Outcome::AlreadyGone,
+                other => route(other.map(|_| ())),
+            }
+        }
     };
     match result {
         Ok(()) => {

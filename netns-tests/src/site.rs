@@ -26,6 +26,12 @@
 //! pim-lite access router advertising the home prefix, and the terminal has a fourth
 //! interface, e4, on it: there it is at home.
 //!
+//! With [`SiteOptions::home_site_mma`] as well, the home site has another subnet (002 FIG 8):
+//! an MMA of the home site (mma0, wan0 on the home link at 2001:db8:99::3, its address
+//! 2001:db8:99:f0::1 on its site link) and behind it a0 (pim-lite core + access) advertising
+//! 2001:db8:99:f5::/64 with mma0 as MAP; the terminal's fifth interface, e5, is on that link.
+//! The home agent routes 2001:db8:99:f0::/60 through mma0.
+//!
 //! Site 1 is 2001:db8:1::/48 behind mma1, site 2 is 2001:db8:2::/48 behind mma2. The MMA
 //! address sits on the MMA's site interface, so the first pim-lite router sees the tree's
 //! source S = MMA as directly connected. The access routers advertise their prefix and the
@@ -64,6 +70,14 @@ pub mod addr {
     /// The MMAs' addresses on their direct link (peer0).
     pub const MMA_PEER1: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf3, 0, 0, 0, 0, 1);
     pub const MMA_PEER2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf3, 0, 0, 0, 0, 2);
+    /// The home site's MMA ([`super::SiteOptions::home_site_mma`]), on its site link.
+    pub const MMA0: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0xf0, 0, 0, 0, 1);
+    /// mma0's address on the home link (its WAN side).
+    pub const MMA0_HOME: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 3);
+    /// The home site's subnets behind mma0 (its site link and a0's access link).
+    pub const HOME_SITE_SUBNETS: &str = "2001:db8:99:f0::/60";
+    /// a0's access link prefix (the router is ::1 on it).
+    pub const HOME_SITE_ACCESS: &str = "2001:db8:99:f5::";
 }
 
 pub const HOME_AGENT: &str = "home-agent";
@@ -96,10 +110,13 @@ pub enum Node {
     Mma2,
     A3,
     Mn,
+    /// The home site's MMA and its access router ([`SiteOptions::home_site_mma`]).
+    Mma0,
+    A0,
 }
 
 impl Node {
-    pub const ALL: [Node; 10] = [
+    pub const ALL: [Node; 12] = [
         Node::Cn,
         Node::Home,
         Node::Ha,
@@ -110,6 +127,8 @@ impl Node {
         Node::Mma2,
         Node::A3,
         Node::Mn,
+        Node::Mma0,
+        Node::A0,
     ];
 
     pub fn name(self) -> &'static str {
@@ -124,25 +143,30 @@ impl Node {
             Node::Mma2 => "mma2",
             Node::A3 => "a3",
             Node::Mn => "mn",
+            Node::Mma0 => "mma0",
+            Node::A0 => "a0",
         }
     }
 
-    /// The daemon binary running in this namespace, if any.
+    /// The daemon binary running in this namespace in the default topology, if any (see
+    /// [`Site::daemon_of`] for the optional nodes).
     pub fn daemon(self) -> Option<&'static str> {
         match self {
             Node::Ha => Some(HOME_AGENT),
             Node::Mma1 | Node::Mma2 => Some(MMA),
             Node::C1 | Node::A1 | Node::A2 | Node::A3 => Some(PIM_LITE),
             Node::Mn => Some(MOBILE_NODE),
-            Node::Cn | Node::Home => None,
+            Node::Cn | Node::Home | Node::Mma0 | Node::A0 => None,
         }
     }
 
     /// Start order: agents and routers before the terminal, which needs their RAs.
-    const DAEMONS: [Node; 8] = [
+    const DAEMONS: [Node; 10] = [
         Node::Ha,
         Node::Mma1,
         Node::Mma2,
+        Node::Mma0,
+        Node::A0,
         Node::C1,
         Node::A1,
         Node::A2,
@@ -257,6 +281,10 @@ pub struct SiteOptions {
     /// becomes a bridge between the home agent, its host and e4, and runs a pim-lite access
     /// router advertising the home prefix). e4's quality starts at 0.
     pub home_link: bool,
+    /// With `home_link`: the home site's other subnet (002 FIG 8), an MMA of the home site
+    /// (mma0) serving an access link (a0) where the terminal has a fifth interface, e5
+    /// (quality 0 at start).
+    pub home_site_mma: bool,
     /// The mobile node's `mode`: `site` (default) or `mipv6` (plain RFC 6275, the baseline).
     pub mn_mode: String,
     /// Make mma1 and mma2 each other's `peers` for context transfer (issue 12 §3), with an
@@ -283,6 +311,7 @@ impl SiteOptions {
             wan_delay_ms: WanDelays::default(),
             wan_relays: false,
             home_link: false,
+            home_site_mma: false,
             mn_mode: "site".into(),
             mma_peers: false,
             bin_dir: None,
@@ -315,6 +344,8 @@ pub struct Site {
     pub mma2: Netns,
     pub a3: Netns,
     pub mn: Netns,
+    pub mma0: Netns,
+    pub a0: Netns,
     /// Configs, keys, quality files, logs and state files.
     pub dir: PathBuf,
     bins: PathBuf,
@@ -322,6 +353,7 @@ pub struct Site {
     keep_dir: bool,
     baseline: Vec<(Node, Snapshot)>,
     home_link: bool,
+    home_site_mma: bool,
     mn_mode: String,
     mma_peers: bool,
     correspondent_agent: bool,
@@ -352,6 +384,11 @@ impl Site {
                 opts.mn_mode
             )));
         }
+        if opts.home_site_mma && !opts.home_link {
+            return Err(SiteError::Setup(
+                "home_site_mma needs home_link (mma0 sits on the home link)".into(),
+            ));
+        }
         let mut site = Site {
             daemons: Vec::new(),
             wan: Vec::new(),
@@ -365,12 +402,15 @@ impl Site {
             mma2: ns(Node::Mma2),
             a3: ns(Node::A3),
             mn: ns(Node::Mn),
+            mma0: ns(Node::Mma0),
+            a0: ns(Node::A0),
             dir,
             bins,
             log_level: opts.log_level.clone(),
             keep_dir: opts.keep_dir,
             baseline: Vec::new(),
             home_link: opts.home_link,
+            home_site_mma: opts.home_site_mma,
             mn_mode: opts.mn_mode.clone(),
             mma_peers: opts.mma_peers,
             correspondent_agent: opts.correspondent_agent,
@@ -380,12 +420,22 @@ impl Site {
         }
         site.wire(opts)?;
         site.write_configs()?;
-        for (ifname, q) in [("e1", 100), ("e2", 0), ("e3", 0), ("e4", 0)] {
+        for (ifname, q) in [("e1", 100), ("e2", 0), ("e3", 0), ("e4", 0), ("e5", 0)] {
             site.set_quality(ifname, q)?;
         }
         if opts.home_link {
             site.wait_ipv6_ready(Node::Home, "br0")?;
             site.wait_ipv6_ready(Node::Mn, "e4")?;
+        }
+        if opts.home_site_mma {
+            for (node, ifname) in [
+                (Node::Mma0, "wan0"),
+                (Node::A0, "up0"),
+                (Node::A0, "acc0"),
+                (Node::Mn, "e5"),
+            ] {
+                site.wait_ipv6_ready(node, ifname)?;
+            }
         }
         for (node, ifs) in [
             (Node::C1, &["up0", "d1", "d2"][..]),
@@ -417,6 +467,8 @@ impl Site {
             Node::Mma2 => &self.mma2,
             Node::A3 => &self.a3,
             Node::Mn => &self.mn,
+            Node::Mma0 => &self.mma0,
+            Node::A0 => &self.a0,
         }
     }
 
@@ -606,7 +658,47 @@ impl Site {
                 "ip link set hm0 master br0 && ip -6 route replace default via {HA}"
             ));
         }
+        if opts.home_site_mma {
+            self.wire_home_site();
+        }
         Ok(())
+    }
+
+    /// FIG 8: mma0 on the home link (a bridge port), a0 behind it, e5 on a0's access link.
+    fn wire_home_site(&self) {
+        use addr::*;
+        veth(
+            &self.home,
+            "hs0",
+            "",
+            &self.mma0,
+            "wan0",
+            &format!("{MMA0_HOME}/64"),
+        );
+        self.home.sh("ip link set hs0 master br0");
+        veth(
+            &self.mma0,
+            "site0",
+            &format!("{MMA0}/64"),
+            &self.a0,
+            "up0",
+            "2001:db8:99:f0::2/64",
+        );
+        veth(
+            &self.a0,
+            "acc0",
+            &format!("{HOME_SITE_ACCESS}1/64"),
+            &self.mn,
+            "e5",
+            "",
+        );
+        self.ha.sh(&format!(
+            "ip -6 route add {HOME_SITE_SUBNETS} via {MMA0_HOME} dev home0"
+        ));
+        self.mma0.sh(&format!(
+            "ip -6 route add default via {HA} && ip -6 route add {HOME_SITE_SUBNETS} via 2001:db8:99:f0::2"
+        ));
+        self.a0.sh(&format!("ip -6 route add default via {MMA0}"));
     }
 
     /// Link-local address and multicast route present: MLD, PIM and RAs can use the link.
@@ -681,27 +773,33 @@ impl Site {
                 key.display()
             ))
         };
-        for (node, mma, prefix, other) in [
-            (Node::Mma1, MMA1, site1, MMA2),
-            (Node::Mma2, MMA2, site2, MMA1),
-        ] {
-            let peers = peers(other)?;
-            let spi = if node == Node::Mma1 {
-                SPI_CN_MMA1
-            } else {
-                SPI_CN_MMA2
+        let mut mmas = vec![
+            (Node::Mma1, MMA1, site1, Some(MMA2)),
+            (Node::Mma2, MMA2, site2, Some(MMA1)),
+        ];
+        if self.home_site_mma {
+            mmas.push((Node::Mma0, MMA0, format!("{HOME_SITE_ACCESS}/64"), None));
+        }
+        for (node, mma, prefix, other) in mmas {
+            let peers = match other {
+                Some(other) => peers(other)?,
+                None => String::new(),
             };
             // With the correspondent agent: route optimisation toward the CN (its agent) and
-            // toward the home link's host (no agent: the MMA must back off).
-            let ro = if self.correspondent_agent {
-                format!(
+            // toward the home link's host (no agent: the MMA must back off); site MMAs only.
+            let spi = match node {
+                Node::Mma1 => Some(SPI_CN_MMA1),
+                Node::Mma2 => Some(SPI_CN_MMA2),
+                _ => None,
+            };
+            let ro = match spi {
+                Some(spi) if self.correspondent_agent => format!(
                     "route_optimisation:\n  lifetime: 40\n  sighting_interval: 2\n  correspondents:\n\
                      \x20   - {{ prefix: {CN}/128, spi: {spi}, algorithm: hmac-sha256-128, key_file: {k} }}\n\
                      \x20   - {{ prefix: {HOME_HOST}/128, spi: {spi}, algorithm: hmac-sha256-128, key_file: {k} }}\n",
                     k = self.path("cn-mma.key").display()
-                )
-            } else {
-                String::new()
+                ),
+                _ => String::new(),
             };
             self.write(
                 &format!("{}.yaml", node.name()),
@@ -744,11 +842,15 @@ impl Site {
             &format!("interfaces:\n  - {{ name: up0, role: core }}\n  - {{ name: d1, role: core }}\n  - {{ name: d2, role: core }}\n{pim}"),
             0o644,
         )?;
-        for (node, prefix, mma) in [
+        let mut access = vec![
             (Node::A1, ACCESS[0], MMA1),
             (Node::A2, ACCESS[1], MMA1),
             (Node::A3, ACCESS[2], MMA2),
-        ] {
+        ];
+        if self.home_site_mma {
+            access.push((Node::A0, HOME_SITE_ACCESS, MMA0));
+        }
+        for (node, prefix, mma) in access {
             self.write(
                 &format!("{}.yaml", node.name()),
                 &format!(
@@ -763,7 +865,11 @@ impl Site {
             )?;
         }
         let mut ifs = String::new();
-        let n_ifs = if self.home_link { 4 } else { 3 };
+        let n_ifs = match (self.home_link, self.home_site_mma) {
+            (_, true) => 5,
+            (true, false) => 4,
+            (false, false) => 3,
+        };
         for i in 1..=n_ifs {
             ifs.push_str(&format!(
                 "  - {{ name: e{i}, preference: 50, quality_file: {d}/q/e{i}.quality }}\n"
@@ -868,6 +974,8 @@ impl Site {
         match node {
             Node::Home if self.home_link => Some(PIM_LITE),
             Node::Cn if self.correspondent_agent => Some(CORRESPONDENT),
+            Node::Mma0 if self.home_site_mma => Some(MMA),
+            Node::A0 if self.home_site_mma => Some(PIM_LITE),
             _ => node.daemon(),
         }
     }
@@ -932,6 +1040,15 @@ impl Site {
         serde_json::from_slice(&out.stdout).map_err(|e| format!("{bin} status --json: {e}"))
     }
 
+    /// The list `key` of the node's `status --json` (empty when the daemon does not answer or
+    /// has no such list): the home agent's `bindings`, an MMA's `terminals`...
+    pub fn status_list(&self, node: Node, key: &str) -> Vec<serde_json::Value> {
+        self.status(node)
+            .ok()
+            .and_then(|s| s[key].as_array().cloned())
+            .unwrap_or_default()
+    }
+
     /// The node's resolved MFC entries (default MRT6 table).
     pub fn mfc(&self, node: Node) -> Vec<MfcEntry> {
         mfc(self.ns(node))
@@ -987,14 +1104,18 @@ impl Drop for Site {
             if st.is_none() {
                 eprintln!(
                     "{} in {} did not exit on SIGTERM within 5 s; killed",
-                    node.daemon().unwrap_or("?"),
+                    self.daemon_of(node).unwrap_or("?"),
                     node.name()
                 );
             }
         }
         if panicking {
             let cn = self.correspondent_agent.then_some(Node::Cn);
-            for node in Node::DAEMONS.into_iter().chain(cn) {
+            for node in Node::DAEMONS
+                .into_iter()
+                .chain(cn)
+                .filter(|n| self.daemon_of(*n).is_some())
+            {
                 let log = self.log(node);
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
                 eprintln!(
@@ -1015,6 +1136,15 @@ impl Drop for Site {
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// Whether a mobile node's `status --json` shows its registration with `peer` bound.
+pub fn bound_with(mn_status: &serde_json::Value, peer: Ipv6Addr) -> bool {
+    mn_status["registrations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["peer"] == peer.to_string() && r["state"] == "bound")
 }
 
 /// The metrics listener each daemon is configured with above (one namespace each).

@@ -38,6 +38,8 @@ pub enum Target {
     },
     /// A group in the nftables set that marks multicast-tunnelled packets.
     Mark(Ipv6Addr),
+    /// An interface held administratively up (a mobile node's prepared candidate).
+    LinkUp(u32),
 }
 
 /// One change as the fake kernel sees it, whichever core asked for it.
@@ -141,6 +143,8 @@ pub struct FakeKernel {
     pub mfc: BTreeSet<(Ipv6Addr, Ipv6Addr)>,
     pub memberships: BTreeSet<(u32, Ipv6Addr, Ipv6Addr)>,
     pub marks: BTreeSet<Ipv6Addr>,
+    /// Interfaces a mobile node brought up administratively.
+    pub links_up: BTreeSet<u32>,
     pub faults: Vec<Fault>,
     /// Changes applied (any outcome), for assertions.
     pub applied: usize,
@@ -179,6 +183,7 @@ impl FakeKernel {
             && self.mfc.is_empty()
             && self.memberships.is_empty()
             && self.marks.is_empty()
+            && self.links_up.is_empty()
     }
 
     /// The interface went down: Linux drops the routes through it.
@@ -275,6 +280,14 @@ impl FakeKernel {
                 Outcome::Applied
             }
             (Verb::Delete, Target::Mark(g)) => gone(self.marks.remove(&g)),
+            (Verb::Add | Verb::Replace, Target::LinkUp(i)) => {
+                if self.links_up.insert(i) {
+                    Outcome::Applied
+                } else {
+                    Outcome::AlreadyPresent
+                }
+            }
+            (Verb::Delete, Target::LinkUp(i)) => gone(self.links_up.remove(&i)),
         }
     }
 }

@@ -262,6 +262,7 @@ pub fn mn_config(cfg: &SimConfig, t: usize) -> CoreConfig {
             loss_penalty: 0,
             pre_register: false,
             prepare_always: false,
+            prepare_link_up: false,
         },
         overlap_ms: cfg.overlap_ms,
         grace_s: cfg.grace_s,

@@ -854,5 +854,13 @@ pub fn mn_op(c: &KernelChange) -> Op {
         KernelChange::Remove(o) => obj(Verb::Delete, *o),
         KernelChange::SetDefaultRoute(r) => obj(Verb::Replace, r.object()),
         KernelChange::RemoveDefaultRoute(r) => obj(Verb::Delete, r.object()),
+        KernelChange::SetLinkUp(i) => Op {
+            verb: Verb::Add,
+            target: Target::LinkUp(*i),
+        },
+        KernelChange::SetLinkDown(i) => Op {
+            verb: Verb::Delete,
+            target: Target::LinkUp(*i),
+        },
     }
 }

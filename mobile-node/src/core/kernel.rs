@@ -56,6 +56,8 @@ impl DefaultRoute {
 /// One change to apply, in the order given.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum KernelChange {
+    /// Bring the interface up administratively (a prepared candidate, issue 14).
+    SetLinkUp(u32),
     Join(Membership),
     AddAddress(Address),
     MarkGroup(Ipv6Addr),
@@ -68,6 +70,8 @@ pub enum KernelChange {
     UnmarkGroup(Ipv6Addr),
     RemoveAddress(Address),
     Leave(Membership),
+    /// Put an interface we brought up down again.
+    SetLinkDown(u32),
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -77,6 +81,8 @@ pub struct Desired {
     pub memberships: BTreeSet<Membership>,
     pub marked_groups: BTreeSet<Ipv6Addr>,
     pub default_route: Option<DefaultRoute>,
+    /// Interfaces we hold administratively up (found down, raised by us).
+    pub links_up: BTreeSet<u32>,
 }
 
 impl KernelChange {
@@ -89,6 +95,7 @@ impl KernelChange {
                 | KernelChange::UnmarkGroup(_)
                 | KernelChange::Remove(_)
                 | KernelChange::RemoveDefaultRoute(_)
+                | KernelChange::SetLinkDown(_)
         )
     }
 }
@@ -99,6 +106,12 @@ impl Desired {
     /// this way, so a refused change stays in the next diff and is tried again.
     pub fn record(&mut self, change: &KernelChange) {
         match *change {
+            KernelChange::SetLinkUp(i) => {
+                self.links_up.insert(i);
+            }
+            KernelChange::SetLinkDown(i) => {
+                self.links_up.remove(&i);
+            }
             KernelChange::Join(m) => {
                 self.memberships.insert(m);
             }
@@ -169,6 +182,12 @@ fn is_rule(o: &KObject) -> bool {
 /// and only then removals (rules before routes) and leaves.
 pub fn diff(old: &Desired, new: &Desired) -> Vec<KernelChange> {
     let mut out = Vec::new();
+    // An interface comes up before anything is put on it, and goes down after all is off it.
+    out.extend(
+        new.links_up
+            .difference(&old.links_up)
+            .map(|i| KernelChange::SetLinkUp(*i)),
+    );
     out.extend(
         new.memberships
             .difference(&old.memberships)
@@ -241,6 +260,11 @@ pub fn diff(old: &Desired, new: &Desired) -> Vec<KernelChange> {
         old.memberships
             .difference(&new.memberships)
             .map(|m| KernelChange::Leave(*m)),
+    );
+    out.extend(
+        old.links_up
+            .difference(&new.links_up)
+            .map(|i| KernelChange::SetLinkDown(*i)),
     );
     out
 }

@@ -336,6 +336,10 @@ pub struct Policy {
     /// Prepare the best candidate of the current site at all times, not only while the
     /// current link degrades.
     pub prepare_always: bool,
+    /// While the current link degrades and no other link is up, bring the best
+    /// administratively down one up (and down again when preparation stops without a move
+    /// there), so the prepared candidate is usable at the decision.
+    pub prepare_link_up: bool,
 }
 
 /// Why the terminal moved (handovers by cause).

@@ -10,11 +10,13 @@
 //! and a change the kernel refused is asked for again until it holds.
 pub mod kernel;
 pub mod links;
+pub mod raise;
 pub mod reg;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
@@ -333,6 +335,9 @@ pub struct Core {
     pre_registered: Option<(Ipv6Addr, u32)>,
     /// A pre-registration being undone: its deregistration goes from the same link.
     undoing: Option<(Ipv6Addr, u32)>,
+    /// Interfaces brought up to be prepared ([`raise`]), and those found up already.
+    raised: BTreeSet<u32>,
+    declined: BTreeSet<u32>,
 }
 
 impl Core {
@@ -366,6 +371,8 @@ impl Core {
             fresh_advice: false,
             pre_registered: None,
             undoing: None,
+            raised: BTreeSet::new(),
+            declined: BTreeSet::new(),
         }
     }
 
@@ -617,6 +624,8 @@ impl Core {
                 })
                 .flatten()
         });
+        let want = want.or_else(|| self.link_to_raise(now.mono));
+        self.update_raised(want);
         self.pre_register(want, now, out);
         if want == self.prepared {
             return;
@@ -634,7 +643,8 @@ impl Core {
                     "current link degrading: preparing the best candidate"
                 );
                 if let Some(l) = self.link_mut(new) {
-                    if l.ra.is_none() {
+                    // A link being brought up is solicited when it comes up.
+                    if l.ra.is_none() && l.up {
                         l.rs_sent = 1;
                         l.rs_next = Some(now.mono.plus_ms(RS_INTERVAL_MS));
                         out.other.push(Output::Send(Send::Rs { ifindex: new }));
@@ -1615,7 +1625,10 @@ impl Core {
     fn desired(&self, now: Millis) -> Desired {
         let c = &self.cfg;
         let t = c.tables;
-        let mut d = Desired::default();
+        let mut d = Desired {
+            links_up: self.raised.clone(),
+            ..Desired::default()
+        };
         for l in self.links.iter().filter(|l| l.up) {
             if let Some(a) = l.onlink_address() {
                 d.addresses.insert(Address {
@@ -1806,6 +1819,9 @@ impl Machine for Core {
     /// step's diff asks for it again (at the latest after [`KERNEL_RETRY_MS`]), and it is
     /// reported.
     fn kernel_result(&mut self, now: Now, change: &KernelChange, outcome: Outcome) {
+        if self.raise_result(change, &outcome) {
+            return;
+        }
         // Everything the node adds goes to its own socket, nftables set or is a replace, so
         // "already present" means it holds.
         let held = outcome.reached(change.is_removal())

@@ -84,6 +84,7 @@ fn config(mode: Mode) -> CoreConfig {
             loss_penalty: 0,
             pre_register: false,
             prepare_always: false,
+            prepare_link_up: false,
         },
         overlap_ms: 1000,
         grace_s: 10,
@@ -1119,6 +1120,7 @@ fn a_new_mma_on_the_same_link_is_an_inter_site_move() {
     assert_eq!(bus(&acts)[0].peer, mma2());
 }
 
+mod raise;
 mod selection;
 
 /// The previous MMA named in the BUs to `peer` among `actions` (issue 12 §3), one entry per BU.

@@ -20,6 +20,7 @@ fn smoothed_config() -> CoreConfig {
         loss_penalty: 0,
         pre_register: false,
         prepare_always: false,
+        prepare_link_up: false,
     };
     // e1 is preferred by 10 points: it is where the terminal starts.
     c.links[0].preference = 60;
