@@ -191,6 +191,9 @@ struct Io {
     names: BTreeMap<u32, String>,
     /// Binding updates held until their source address is usable (see [`send_bu`]).
     held: std::cell::RefCell<Vec<(Now, Outgoing)>>,
+    /// Router solicitations that found no source address on their link (it came up a moment
+    /// ago and has no link-local address yet): sent again on the address notification.
+    held_rs: std::cell::RefCell<Vec<(Now, u32)>>,
 }
 
 async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
@@ -285,6 +288,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
         mh,
         metrics,
         held: std::cell::RefCell::default(),
+        held_rs: std::cell::RefCell::default(),
     };
     let mut core = Core::new(core_cfg, persisted.clone());
     let mut last_persisted = persisted;
@@ -650,7 +654,7 @@ impl Effects<Core> for NodeIo<'_> {
     async fn send(&mut self, send: Send) {
         let io = self.io;
         match send {
-            Send::Rs { ifindex } => send_rs(io, ifindex).await,
+            Send::Rs { ifindex } => send_rs(io, ifindex, self.now()).await,
             Send::Bu(bu) => send_bu(io, bu, self.now()).await,
         }
     }
@@ -693,6 +697,12 @@ const HOLD_MAX: Duration = Duration::from_secs(2);
 
 /// An address notification: the held binding updates whose source is usable now go out.
 async fn release_held(io: &Io, now: Now) {
+    let held_rs = std::mem::take(&mut *io.held_rs.borrow_mut());
+    for (at, ifindex) in held_rs {
+        if now.mono.saturating_since(at.mono) <= HOLD_MAX {
+            send_rs(io, ifindex, at).await;
+        }
+    }
     let held = std::mem::take(&mut *io.held.borrow_mut());
     for (at, bu) in held {
         if now.mono.saturating_since(at.mono) > HOLD_MAX {
@@ -716,7 +726,7 @@ async fn source_usable(io: &Io, src: Ipv6Addr) -> bool {
     }
 }
 
-async fn send_rs(io: &Io, ifindex: u32) {
+async fn send_rs(io: &Io, ifindex: u32, now: Now) {
     let options = io
         .macs
         .get(&ifindex)
@@ -733,6 +743,15 @@ async fn send_rs(io: &Io, ifindex: u32) {
                 .await
             {
                 Ok(()) => io.metrics.signalling.sent("router_solicitation"),
+                // Link-level detection is faster than the kernel's link-local address: the
+                // solicitation waits for the address notification instead of the next retry.
+                Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => {
+                    tracing::debug!(
+                        ifindex,
+                        "router solicitation held: no link-local address yet"
+                    );
+                    io.held_rs.borrow_mut().push((now, ifindex));
+                }
                 Err(e) => tracing::debug!(ifindex, error = %e, "sending a router solicitation"),
             }
         }
