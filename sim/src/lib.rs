@@ -24,6 +24,7 @@
 
 pub mod invariants;
 pub mod kernel;
+pub mod pim;
 pub mod record;
 pub mod rng;
 pub mod topology;
