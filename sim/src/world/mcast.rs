@@ -63,7 +63,10 @@ impl World {
                 r.fate.clone()
             });
         self.mcast_rules.retain(|r| r.remaining > 0);
+        // The itineraries' random impairments hit MLD and PIM as they hit Mobility Headers.
+        let lost = self.impair.loss > 0 && self.rng.below(1000) < u64::from(self.impair.loss);
         let delays = match fate {
+            _ if lost => Vec::new(),
             Some(Fate::Drop) => Vec::new(),
             Some(Fate::Delay(ms)) => vec![ms],
             Some(Fate::Duplicate(extra)) => std::iter::once(0).chain(extra).collect(),
@@ -72,7 +75,18 @@ impl World {
         packet.dropped = delays.is_empty();
         self.mcast.push(packet);
         let base = self.cfg.site_latency_ms;
-        delays.into_iter().map(|d| base + d).collect()
+        let jitter = self.impair.jitter_ms;
+        delays
+            .into_iter()
+            .map(|d| {
+                let j = if jitter > 0 {
+                    self.rng.below(jitter + 1)
+                } else {
+                    0
+                };
+                base + d + j
+            })
+            .collect()
     }
 
     /// Puts what router `r` sent on its links.
