@@ -57,10 +57,11 @@ pub fn mld_settings() -> MldSettings {
     }
 }
 
-/// PIM on the core links: Hellos every 5 s, Joins refreshed every 3 s and held 10 s.
+/// PIM on the core links: Joins refreshed every 3 s and held 10 s; Hellos and RPF checks
+/// every 10 s (they cost events in every itinerary and decide nothing the tests time).
 pub fn pim_settings() -> PimSettings {
     PimSettings {
-        hello_period_secs: 5,
+        hello_period_secs: 10,
         hello_holdtime_secs: None,
         triggered_hello_delay_ms: 100,
         dr_priority: 1,
@@ -68,7 +69,7 @@ pub fn pim_settings() -> PimSettings {
         join_prune_holdtime_secs: None,
         override_interval_ms: 500,
         propagation_delay_ms: 100,
-        rpf_check_interval_secs: 5,
+        rpf_check_interval_secs: 10,
         assert_metric_preference: 101,
         assert_metric: 1024,
         assert_time_secs: 180,

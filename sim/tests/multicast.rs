@@ -369,3 +369,32 @@ fn leaving_for_another_site_prunes_the_whole_tree() {
         .iter()
         .all(|p| !matches!(p.kind, MhKind::Bu { .. }) || !p.dropped));
 }
+
+#[test]
+fn the_multicast_invariants_catch_missing_and_stray_branches() {
+    let mut w = registered();
+    let (s, g) = sg();
+    let ar = w.router_index(RouterId::Access(0, 0));
+    let entry = w.routers[ar].mfc.remove(&(s, g)).unwrap();
+    let e = pim::mcast_delivery(&w).unwrap_err();
+    assert!(e.contains("access router does not forward"), "{e}");
+    w.routers[ar].mfc.insert((s, g), entry);
+    pim::mcast_check(&w).unwrap();
+    // A branch to the other link, where nobody listens.
+    let other = w.router_index(RouterId::Access(0, 1));
+    w.routers[other]
+        .mfc
+        .insert((s, g), (pim::UP_IF, vec![ACCESS_IF]));
+    let e = pim::mcast_no_stale(&w).unwrap_err();
+    assert!(e.contains("Access(0, 1)"), "{e}");
+    w.routers[other].mfc.clear();
+    let sr = w.router_index(RouterId::Site(0));
+    w.routers[sr]
+        .mfc
+        .get_mut(&(s, g))
+        .unwrap()
+        .1
+        .push(DOWN_IF_BASE + 1);
+    let e = pim::mcast_no_stale(&w).unwrap_err();
+    assert!(e.contains("Site(0)"), "{e}");
+}
