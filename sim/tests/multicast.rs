@@ -398,3 +398,40 @@ fn the_multicast_invariants_catch_missing_and_stray_branches() {
     let e = pim::mcast_no_stale(&w).unwrap_err();
     assert!(e.contains("Site(0)"), "{e}");
 }
+
+#[test]
+fn a_prune_overtaken_by_the_next_join_is_undone_by_the_join_refresh() {
+    let mut w = registered();
+    let (s, g) = sg();
+    // The old router's Prunes take 2 s (its Joins are refreshed every 3 s).
+    w.mcast_script(1000, Fate::Delay(2000), move |p| {
+        from_access(p, 0) && p.kind.prunes((s, g))
+    });
+    w.attach(0, 0, LinkId::Site(0, 1));
+    until(&mut w, pim::mali_ms() + 1000, "prune sent", |w| {
+        w.mcast
+            .iter()
+            .any(|p| from_access(p, 0) && p.kind.prunes((s, g)))
+    });
+    // The terminal comes straight back: its report makes the router join again, and that
+    // Join reaches the site router before the Prune sent ahead of it.
+    w.attach(0, 0, LinkId::Site(0, 0));
+    let back = w.now;
+    until(&mut w, 100, "join after coming back", |w| branch(w, 0));
+    let cut = until(&mut w, 4000, "the late prune cuts the branch", |w| {
+        !w.router(RouterId::Site(0)).forwards(s, g, DOWN_IF_BASE)
+    });
+    println!(
+        "late Prune cut the branch {} ms after the return",
+        w.now - back
+    );
+    let repaired = until(&mut w, 3100, "the periodic Join restores it", |w| {
+        branch(w, 0)
+    });
+    println!("branch restored {repaired} ms after the cut");
+    let period = pim::pim_settings().join_prune_period().as_millis() as u64;
+    assert!(repaired <= period + 2 * w.cfg.site_latency_ms + 5);
+    assert!(cut > 0);
+    run(&mut w, pim::quiet_ms());
+    pim::mcast_check(&w).unwrap();
+}
