@@ -258,7 +258,7 @@ impl Router {
     }
 
     /// Everything queued, at once (the unit tests' view; drivers use [`Machine`]).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "shell"))]
     pub(crate) fn take_actions(&mut self) -> Vec<Action> {
         self.actions.drain(..).collect()
     }
