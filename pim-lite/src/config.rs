@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-use std::time::Duration;
 
 use mipcast_daemon::config::{Ipv6Prefix, Validate, Validator};
 use mipcast_kernel::mrt6::{DEFAULT_TABLE, MAX_MIFS};
@@ -70,7 +69,8 @@ impl InterfaceConfig {
     }
 }
 
-/// RFC 3810 §9 variables for one access link.
+/// RFC 3810 §9 variables for one access link (the core reads them as
+/// [`crate::core::settings::MldSettings`], with the derived timers).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MldConfig {
@@ -119,41 +119,6 @@ impl Default for MldConfig {
     }
 }
 
-impl MldConfig {
-    pub fn query_interval(&self) -> Duration {
-        Duration::from_secs(self.query_interval_secs)
-    }
-    pub fn query_response_interval(&self) -> Duration {
-        Duration::from_millis(self.query_response_interval_ms)
-    }
-    /// Multicast Address Listening Interval (§9.4): how long a report keeps a source alive.
-    pub fn mali(&self) -> Duration {
-        self.query_interval() * u32::from(self.robustness) + self.query_response_interval()
-    }
-    /// Other Querier Present Timeout (§9.5).
-    pub fn other_querier_present(&self) -> Duration {
-        self.query_interval() * u32::from(self.robustness) + self.query_response_interval() / 2
-    }
-    pub fn llqi(&self) -> Duration {
-        Duration::from_millis(self.last_listener_query_interval_ms)
-    }
-    pub fn llqc(&self) -> u8 {
-        self.last_listener_query_count.unwrap_or(self.robustness)
-    }
-    /// Last Listener Query Time (§9.14).
-    pub fn llqt(&self) -> Duration {
-        self.llqi() * u32::from(self.llqc())
-    }
-    pub fn startup_query_interval(&self) -> Duration {
-        self.startup_query_interval_secs
-            .map(Duration::from_secs)
-            .unwrap_or(self.query_interval() / 4)
-    }
-    pub fn startup_query_count(&self) -> u8 {
-        self.startup_query_count.unwrap_or(self.robustness)
-    }
-}
-
 /// What an access router announces (RFC 4861 §6.2.1, RFC 5380 §4).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,12 +143,6 @@ pub struct RaConfig {
     #[serde(default)]
     pub prefixes: Vec<RaPrefix>,
     pub map: Option<MapConfig>,
-}
-
-impl RaConfig {
-    pub fn min_interval_ms(&self) -> u64 {
-        self.min_interval_ms.unwrap_or(self.max_interval_ms / 3)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -266,48 +225,6 @@ impl Default for PimConfig {
             assert_metric: 1024,
             assert_time_secs: 180,
         }
-    }
-}
-
-impl PimConfig {
-    pub fn hello_period(&self) -> Duration {
-        Duration::from_secs(self.hello_period_secs)
-    }
-    pub fn hello_holdtime(&self) -> u16 {
-        self.hello_holdtime_secs.unwrap_or_else(|| {
-            u16::try_from(self.hello_period_secs.saturating_mul(7) / 2).unwrap_or(u16::MAX - 1)
-        })
-    }
-    pub fn triggered_hello_delay(&self) -> Duration {
-        Duration::from_millis(self.triggered_hello_delay_ms)
-    }
-    pub fn join_prune_period(&self) -> Duration {
-        Duration::from_secs(self.join_prune_period_secs)
-    }
-    pub fn join_prune_holdtime(&self) -> u16 {
-        self.join_prune_holdtime_secs.unwrap_or_else(|| {
-            u16::try_from(self.join_prune_period_secs.saturating_mul(7) / 2).unwrap_or(u16::MAX - 1)
-        })
-    }
-    pub fn override_interval(&self) -> Duration {
-        Duration::from_millis(self.override_interval_ms)
-    }
-    /// J/P_Override_Interval (RFC 7761 §4.11): how long a Prune waits for an override.
-    pub fn prune_pending(&self) -> Duration {
-        Duration::from_millis(self.override_interval_ms + self.propagation_delay_ms)
-    }
-    pub fn rpf_check_interval(&self) -> Duration {
-        Duration::from_secs(self.rpf_check_interval_secs)
-    }
-    pub fn assert_time(&self) -> Duration {
-        Duration::from_secs(self.assert_time_secs)
-    }
-    /// The winner re-asserts this long before the losers' Assert_Time runs out
-    /// (Assert_Override_Interval, RFC 7761 §4.11), bounded for short test settings.
-    pub fn assert_refresh(&self) -> Duration {
-        self.assert_time()
-            .saturating_sub(Duration::from_secs(3))
-            .max(self.assert_time() / 2)
     }
 }
 

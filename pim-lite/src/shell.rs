@@ -380,7 +380,10 @@ impl Shell {
             tracing::error!("mrt6 and metrics settings need a restart: new configuration rejected, keeping the old one");
             return;
         }
-        match self.router.reload(&new) {
+        match self
+            .router
+            .reload(&crate::core::settings::Settings::from(&new))
+        {
             Ok(changes) if changes.is_empty() => tracing::info!("configuration unchanged"),
             Ok(changes) => {
                 for c in changes {
@@ -481,7 +484,12 @@ impl Shell {
             .iter()
             .map(|i| (*i, all.get(i).cloned().unwrap_or_default()))
             .collect();
-        let router = Router::new(&config, ifaces, now, seed());
+        let router = Router::new(
+            &crate::core::settings::Settings::from(&config),
+            ifaces,
+            now,
+            seed(),
+        );
 
         let mut registry = Registry::default();
         register_build_info(&mut registry, "pim-lite", env!("CARGO_PKG_VERSION"));

@@ -9,6 +9,7 @@
 //! This crate depends on no runtime, socket or netlink crate, so a core and the simulation
 //! harness build without them.
 mod kobject;
+pub mod logsummary;
 mod machine;
 mod ratelimit;
 mod time;

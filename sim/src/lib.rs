@@ -10,9 +10,11 @@
 //! duplication and reordering. [`invariants`] states what must hold of the whole system;
 //! [`record`] writes a run as JSON lines and replays it against fresh cores.
 //!
-//! pim-lite routers are not simulated: the multicast last hop is modelled abstractly (a
-//! terminal receives in a site when the site's MMA has its (MMA, G) MFC entry and HoA → G route
-//! and the terminal holds the (G, MMA) membership on a radio attached to a link of that site).
+//! The multicast last hop runs real pim-lite cores ([`pim`]): one per access link of a site
+//! (MLDv2 querier) and one next to each MMA, joined by point-to-point PIM links; the terminals'
+//! kernels send MLDv2 reports for their (G, MMA) memberships. [`invariants`] checks the MMA and
+//! terminal side at every event; [`pim::mcast_check`] checks the routers' branches once their
+//! timers have run their course.
 // A test harness: a broken invariant or an impossible setup is a failed test, so panicking is how
 // this crate reports.
 #![allow(
@@ -24,6 +26,7 @@
 
 pub mod invariants;
 pub mod kernel;
+pub mod pim;
 pub mod record;
 pub mod rng;
 pub mod topology;

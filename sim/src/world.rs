@@ -11,6 +11,9 @@ use mobile_node::core::kernel::KernelChange;
 use serde::Serialize;
 
 use crate::kernel::{FakeKernel, Op, Target, Verb};
+use crate::pim::{self, McastPacket, RouterId, RouterNode};
+
+mod mcast;
 use crate::record::{drive, hex, now_at, In, NodeId, Record, What};
 use crate::rng::Rng;
 use crate::topology::{self as topo, SimConfig};
@@ -133,6 +136,24 @@ enum Delivery {
         radio: usize,
         link: usize,
     },
+    /// An MLD or PIM message arriving at a router's interface.
+    ToRouter {
+        router: usize,
+        ifindex: u32,
+        packet: pim_lite::core::Packet,
+    },
+    /// An MLD query arriving at the terminals on world link `link`.
+    ToHosts {
+        link: usize,
+        bytes: Vec<u8>,
+    },
+    /// A terminal's host MLD transmits a report on radio `radio`, if it is still on `link`.
+    HostSend {
+        mn: usize,
+        radio: usize,
+        link: usize,
+        bytes: Vec<u8>,
+    },
 }
 
 #[derive(Debug)]
@@ -169,6 +190,8 @@ pub struct Stats {
     /// A core still asked for a timeout at or before the time it just handled one (the world
     /// asks it again 1 ms later; a real driver would spin).
     pub stale_timeouts: u64,
+    /// Timeouts handled by the pim-lite routers.
+    pub router_timeouts: u64,
 }
 
 pub struct World {
@@ -195,6 +218,20 @@ pub struct World {
     rng: Rng,
     /// Per node, the time its last timeout was handled.
     last_timeout: Vec<(NodeId, u64)>,
+    /// The pim-lite routers: site `s`'s router at `s`, then the access routers
+    /// ([`World::router_index`]).
+    pub routers: Vec<RouterNode>,
+    /// Every MLD and PIM message put on a link (lost ones included).
+    pub mcast: Vec<McastPacket>,
+    /// Scripted fates of MLD and PIM messages, as [`World::drops`] for Mobility Headers.
+    pub mcast_rules: Vec<McastRule>,
+}
+
+/// Applies `fate` to the next `remaining` MLD or PIM messages for which `matches` is true.
+pub struct McastRule {
+    pub remaining: usize,
+    pub matches: Box<dyn Fn(&McastPacket) -> bool>,
+    pub fate: Fate,
 }
 
 impl World {
@@ -242,6 +279,15 @@ impl World {
             l.phase = (i as u64 * 37) % interval.max(1);
         }
         let rng = Rng::new(cfg.seed);
+        let routers = (0..cfg.sites)
+            .map(RouterId::Site)
+            .chain(
+                (0..cfg.sites)
+                    .flat_map(|s| (0..cfg.links_per_site).map(move |l| RouterId::Access(s, l))),
+            )
+            .enumerate()
+            .map(|(i, id)| RouterNode::new(id, cfg.links_per_site, cfg.seed ^ (i as u64 + 1)))
+            .collect();
         World {
             cfg,
             now: 0,
@@ -263,6 +309,9 @@ impl World {
             seq: 0,
             rng,
             last_timeout: Vec::new(),
+            routers,
+            mcast: Vec::new(),
+            mcast_rules: Vec::new(),
         }
     }
 
@@ -302,6 +351,9 @@ impl World {
                     up: true,
                 },
             );
+        }
+        if was != Some(idx) {
+            self.host_link_changed(mn, radio);
         }
     }
 
@@ -425,7 +477,12 @@ impl World {
         let delivery = self.queue.peek().map(|Reverse(p)| p.at);
         let ra = (0..self.links.len()).filter_map(|i| self.next_ra(i)).min();
         let timer = self.nodes().filter_map(|n| self.node_timeout(n)).min();
-        [delivery, ra, timer].into_iter().flatten().min()
+        let router = self
+            .routers
+            .iter()
+            .filter_map(RouterNode::next_timeout)
+            .min();
+        [delivery, ra, timer, router].into_iter().flatten().min()
     }
 
     /// Handles the earliest event (deliveries first, then advertisements, then timers).
@@ -459,6 +516,13 @@ impl World {
             // spin a real driver.
             if self.poll(node).is_some_and(|p| p.0 <= now) {
                 self.stats.stale_timeouts += 1;
+            }
+        }
+        for r in 0..self.routers.len() {
+            if self.routers[r].next_timeout().is_some_and(|t| t <= now) {
+                self.stats.router_timeouts += 1;
+                let sends = self.routers[r].timeout(now);
+                self.router_sends(r, sends);
             }
         }
     }
@@ -507,6 +571,36 @@ impl World {
                 };
                 self.mn_input(mn, input);
             }
+            Delivery::ToRouter {
+                router,
+                ifindex,
+                packet,
+            } => {
+                let rx = pim::rx_of(&packet, ifindex);
+                let input = match packet.proto {
+                    pim_lite::core::Proto::Mld => pim_lite::core::machine::Input::Mld {
+                        rx,
+                        bytes: &packet.bytes,
+                    },
+                    pim_lite::core::Proto::Pim => pim_lite::core::machine::Input::Pim {
+                        rx,
+                        bytes: &packet.bytes,
+                    },
+                    pim_lite::core::Proto::Nd => pim_lite::core::machine::Input::Nd {
+                        rx,
+                        bytes: &packet.bytes,
+                    },
+                };
+                let sends = self.routers[router].handle(self.now, input);
+                self.router_sends(router, sends);
+            }
+            Delivery::ToHosts { link, bytes } => self.hosts_hear_query(link, &bytes),
+            Delivery::HostSend {
+                mn,
+                radio,
+                link,
+                bytes,
+            } => self.host_send(mn, radio, link, bytes),
             Delivery::Mh { packet, bytes } => {
                 let (src, dst) = (self.packets[packet].src, self.packets[packet].dst);
                 let Some(to) = self.owner_of(dst) else {
@@ -655,6 +749,10 @@ impl World {
             },
         );
         let mut log = Vec::new();
+        let members_before = match node {
+            NodeId::Mn(t) => Some(self.mns[t].kernel.memberships.clone()),
+            _ => None,
+        };
         let sends: Vec<(Ipv6Addr, Ipv6Addr, Vec<u8>, Option<u32>)> = match node {
             NodeId::Ha => {
                 let ha = &mut self.ha;
@@ -745,6 +843,9 @@ impl World {
         };
         for w in log {
             self.record(node, w);
+        }
+        if let (NodeId::Mn(t), Some(before)) = (node, members_before) {
+            self.host_memberships_changed(t, &before);
         }
         for (src, dst, bytes, rs) in sends {
             match (node, rs) {

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use mipcast_proto::KObject;
 use mipcast_sim::invariants::{self, Settled};
+use mipcast_sim::pim;
 use mipcast_sim::rng::Rng;
 use mipcast_sim::world::{Impairments, MhKind};
 use mipcast_sim::{LinkId, NodeId, Op, SimConfig, Target, Verb, World};
@@ -49,6 +50,16 @@ fn random_link(rng: &mut Rng, cfg: &SimConfig) -> LinkId {
 }
 
 fn random_refusal(rng: &mut Rng, w: &mut World) {
+    // One in five refusals hits a pim-lite router's MFC installs (retried at its next RPF
+    // check).
+    if rng.chance(200) {
+        let r = rng.below(w.routers.len() as u64) as usize;
+        let n = 1 + rng.below(2) as usize;
+        w.routers[r]
+            .kernel
+            .refuse_next(n, 105, |op: &Op| op.verb != Verb::Delete);
+        return;
+    }
     let node = match rng.below(3) {
         0 => NodeId::Ha,
         1 => NodeId::Mma(rng.below(w.cfg.sites as u64) as usize),
@@ -100,6 +111,8 @@ struct Tally {
     events: u64,
     stale_timeouts: u64,
     bus: usize,
+    router_timeouts: u64,
+    mcast: usize,
     rejections: std::collections::BTreeMap<String, usize>,
 }
 
@@ -165,6 +178,9 @@ fn itinerary(seed: u64, tally: &mut Tally) {
     ] {
         w.kernel_mut(node).faults.clear();
     }
+    for r in &mut w.routers {
+        r.kernel.faults.clear();
+    }
     w.drops.clear();
     let start = w.now;
     loop {
@@ -195,6 +211,16 @@ fn itinerary(seed: u64, tally: &mut Tally) {
             tally.settled += 1;
         }
     }
+    // Once the routers' timers have run their course without movement, every settled
+    // terminal's link gets its group over one branch and no branch is left without a
+    // listener or a downstream join.
+    checked_run(&mut w, pim::quiet_ms(), seed, STEPS);
+    if let Err(e) = pim::mcast_check(&w) {
+        panic!(
+            "seed {seed}: multicast last hop after {} ms quiet: {e}",
+            pim::quiet_ms()
+        );
+    }
     // Everything leaves: half the time by going home (deregistration), else by vanishing
     // (expiry). Then nothing but the constant objects may be left.
     let home = rng.chance(500);
@@ -213,11 +239,20 @@ fn itinerary(seed: u64, tally: &mut Tally) {
     if let Err(e) = invariants::pristine(&w) {
         panic!("seed {seed}: not clean after everything left: {e}");
     }
+    assert!(lifetime_ms + 10_000 >= pim::quiet_ms());
+    if let Some(r) = w.routers.iter().find(|r| !r.mfc.is_empty()) {
+        panic!(
+            "seed {seed}: router {:?} still forwards {:?} after everything left",
+            r.id, r.mfc
+        );
+    }
     for (_, _, outcome) in &w.rejections {
         *tally.rejections.entry(outcome.clone()).or_default() += 1;
     }
     tally.events += w.stats.events;
     tally.stale_timeouts += w.stats.stale_timeouts;
+    tally.router_timeouts += w.stats.router_timeouts;
+    tally.mcast += w.mcast.len();
     tally.bus += w
         .packets
         .iter()
@@ -247,6 +282,10 @@ fn random_itineraries_keep_the_invariants() {
         tally.stuck_after_rejection
     );
     println!("registrations rejected, by outcome: {:?}", tally.rejections);
+    println!(
+        "pim-lite routers: {} timeouts handled, {} MLD/PIM messages",
+        tally.router_timeouts, tally.mcast
+    );
     assert_eq!(
         tally.stale_timeouts, 0,
         "a core asked for a timeout it had just handled"

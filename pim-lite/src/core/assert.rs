@@ -3,7 +3,7 @@
 //! module holds the transitions.
 use std::net::Ipv6Addr;
 
-use mipcast_daemon::clock::Millis;
+use mipcast_proto::Millis;
 use mipcast_wire::pim::ALL_PIM_ROUTERS;
 
 use super::pim;

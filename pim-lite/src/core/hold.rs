@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mipcast_daemon::clock::Millis;
+use mipcast_proto::Millis;
 
 use super::Sg;
 

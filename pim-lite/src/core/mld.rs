@@ -8,13 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 
-use mipcast_daemon::clock::Millis;
+use mipcast_proto::Millis;
 use mipcast_proto::{Rate, SourceLimiter, SourceLimits};
 use mipcast_wire::mld::{self, GroupRecord, MldRepr, QueryV2, RecordType};
 
+use super::settings::{GroupRange, MldSettings};
 use super::stats::{Counter, Stats};
 use super::Sg;
-use crate::config::{GroupRange, MldConfig};
 
 /// Who queries this link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl MldCtx<'_> {
 
 #[derive(Debug, Clone)]
 pub struct MldIface {
-    cfg: MldConfig,
+    cfg: MldSettings,
     querier: Querier,
     groups: BTreeMap<Ipv6Addr, Group>,
     retransmits: BTreeMap<Ipv6Addr, Retransmit>,
@@ -85,7 +85,7 @@ pub struct MldIface {
 /// dropped until some go idle (a link with more hosts than this is not an access link).
 const MAX_TRACKED_HOSTS: usize = 4096;
 
-fn report_limiter(cfg: &MldConfig) -> SourceLimiter {
+fn report_limiter(cfg: &MldSettings) -> SourceLimiter {
     let per_host = Rate {
         per_second: cfg.reports_per_second_per_host,
         burst: cfg.report_burst_per_host,
@@ -112,7 +112,7 @@ pub struct GroupView {
 
 impl MldIface {
     /// Starts as querier with the startup queries due at once (RFC 3810 §7.6.1).
-    pub fn new(cfg: MldConfig, now: Millis) -> MldIface {
+    pub fn new(cfg: MldSettings, now: Millis) -> MldIface {
         MldIface {
             querier: Querier::Us {
                 next_general: now,
@@ -125,11 +125,11 @@ impl MldIface {
         }
     }
 
-    pub fn config(&self) -> &MldConfig {
+    pub fn config(&self) -> &MldSettings {
         &self.cfg
     }
 
-    pub fn set_config(&mut self, cfg: MldConfig) {
+    pub fn set_config(&mut self, cfg: MldSettings) {
         if (cfg.reports_per_second_per_host, cfg.report_burst_per_host)
             != (
                 self.cfg.reports_per_second_per_host,

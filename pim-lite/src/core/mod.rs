@@ -13,17 +13,17 @@ pub mod mld;
 pub mod pim;
 pub mod ra;
 pub mod rng;
+pub mod settings;
 pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
 
-use mipcast_daemon::clock::Millis;
+use mipcast_proto::Millis;
 use mipcast_wire::mld::MldRepr;
 use mipcast_wire::nd::{NdOption, NdRepr};
 use mipcast_wire::pim::{PimRepr, ALL_PIM_ROUTERS};
 
-use crate::config::{Config, GroupRange, PimConfig, Role};
 use crate::status::{
     AssertStatus, DownstreamStatus, IfaceStatus, ListenerStatus, NeighborStatus, QuerierStatus,
     SgStatus, SourceTimer, Status,
@@ -33,6 +33,7 @@ use mld::{MldCtx, MldIface, Querier};
 use pim::{Downstream, HelloOutcome, PimIface};
 use ra::{RaIface, RaKind};
 use rng::Rng;
+use settings::{GroupRange, PimSettings, Role, Settings};
 use stats::{Counter, Stats};
 
 /// How soon an MFC entry the kernel refused is tried again.
@@ -197,7 +198,7 @@ struct SgState {
 
 #[derive(Debug)]
 pub struct Router {
-    pim_cfg: PimConfig,
+    pim_cfg: PimSettings,
     ssm: Vec<GroupRange>,
     ifaces: BTreeMap<u32, Iface>,
     rpf: BTreeMap<Ipv6Addr, Rpf>,
@@ -212,19 +213,19 @@ pub struct Router {
     rng: Rng,
     stats: Stats,
     /// Log lines a host can cause per packet (unroutable sources) are summarised.
-    log_limit: mipcast_daemon::logsummary::LogSummary,
+    log_limit: mipcast_proto::logsummary::LogSummary,
 }
 
 impl Router {
     /// `ifaces` pairs each of `cfg.interfaces` (same order) with its ifindex and addresses.
     /// Start-up Hellos, queries and RAs are due at `now`.
-    pub fn new(cfg: &Config, ifaces: Vec<(u32, IfaceAddrs)>, now: Millis, seed: u64) -> Router {
+    pub fn new(cfg: &Settings, ifaces: Vec<(u32, IfaceAddrs)>, now: Millis, seed: u64) -> Router {
         let mut rng = Rng::new(seed);
         let mut map = BTreeMap::new();
         for (ic, (ifindex, addrs)) in cfg.interfaces.iter().zip(ifaces) {
             let kind = match ic.role {
                 Role::Access => IfaceKind::Access {
-                    mld: Box::new(MldIface::new(ic.mld(), now)),
+                    mld: Box::new(MldIface::new(ic.mld.clone(), now)),
                     ra: ic.ra.clone().map(|ra| RaIface::new(ra, now)),
                     pim: ic.pim.then(|| PimIface::new(rng.next_u32(), now)),
                 },
@@ -252,7 +253,7 @@ impl Router {
             actions: VecDeque::new(),
             rng,
             stats: Stats::default(),
-            log_limit: mipcast_daemon::logsummary::LogSummary::default(),
+            log_limit: mipcast_proto::logsummary::LogSummary::default(),
         }
     }
 
@@ -261,7 +262,7 @@ impl Router {
     }
 
     /// Everything queued, at once (the unit tests' view; drivers use [`Machine`]).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "shell"))]
     pub(crate) fn take_actions(&mut self) -> Vec<Action> {
         self.actions.drain(..).collect()
     }
@@ -732,7 +733,7 @@ impl Router {
 
     /// Applies a new configuration whose interface list (names and roles) is unchanged;
     /// returns a line per change, or why it needs a restart.
-    pub fn reload(&mut self, cfg: &Config) -> Result<Vec<String>, String> {
+    pub fn reload(&mut self, cfg: &Settings) -> Result<Vec<String>, String> {
         let same_ifaces = cfg.interfaces.len() == self.ifaces.len()
             && cfg.interfaces.iter().all(|ic| {
                 self.ifaces.values().any(|i| {
@@ -773,9 +774,9 @@ impl Router {
                 continue;
             };
             if let IfaceKind::Access { mld, ra, .. } = &mut iface.kind {
-                if mld_cfg_of(mld) != ic.mld() {
+                if mld.config() != &ic.mld {
                     changes.push(format!("{}: mld settings changed", ic.name));
-                    mld.set_config(ic.mld());
+                    mld.set_config(ic.mld.clone());
                 }
                 match (ra.as_mut(), &ic.ra) {
                     (Some(r), Some(new)) => {
@@ -1529,9 +1530,7 @@ impl Router {
     }
 }
 
-fn mld_cfg_of(mld: &MldIface) -> crate::config::MldConfig {
-    mld.config().clone()
-}
-
+// The unit tests build their settings from YAML configurations, a shell-side type.
 #[cfg(test)]
+#[cfg(feature = "shell")]
 mod tests;

@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use mipcast_daemon::clock::Millis;
+use mipcast_proto::Millis;
 use mipcast_wire::pim::{
     EncodedGroup, EncodedSource, HelloOption, JoinPrune, JoinPruneGroup, LanPruneDelay, PimRepr,
 };
 
+use super::settings::PimSettings;
 use super::Sg;
-use crate::config::PimConfig;
 
 /// RFC 7761 §4.11: Hello holdtime when the option is absent.
 const DEFAULT_HELLO_HOLDTIME: u16 = 105;
@@ -177,7 +177,7 @@ impl PimIface {
 
     /// Effective_Override_Interval(I): the largest of ours and the neighbours' when the LAN
     /// Prune Delay is in effect, our configured one otherwise.
-    pub fn effective_override_interval(&self, cfg: &PimConfig) -> Duration {
+    pub fn effective_override_interval(&self, cfg: &PimSettings) -> Duration {
         let ours = cfg.override_interval_ms;
         let ms = if self.lan_delay_enabled() {
             self.neighbors
@@ -192,7 +192,7 @@ impl PimIface {
     }
 
     /// Effective_Propagation_Delay(I), as [`Self::effective_override_interval`].
-    pub fn effective_propagation_delay(&self, cfg: &PimConfig) -> Duration {
+    pub fn effective_propagation_delay(&self, cfg: &PimSettings) -> Duration {
         let ours = cfg.propagation_delay_ms;
         let ms = if self.lan_delay_enabled() {
             self.neighbors
@@ -207,7 +207,7 @@ impl PimIface {
     }
 
     /// J/P_Override_Interval(I) (§4.11): how long a Prune waits for a Join to override it.
-    pub fn jp_override_interval(&self, cfg: &PimConfig) -> Duration {
+    pub fn jp_override_interval(&self, cfg: &PimSettings) -> Duration {
         self.effective_override_interval(cfg) + self.effective_propagation_delay(cfg)
     }
 
@@ -253,7 +253,7 @@ impl PimIface {
     /// Prune(S,G) received for us. With one neighbour only the state goes at once (nobody
     /// can override); on a shared link it waits for the override window. True when the state
     /// went.
-    pub fn downstream_prune(&mut self, now: Millis, sg: Sg, cfg: &PimConfig) -> bool {
+    pub fn downstream_prune(&mut self, now: Millis, sg: Sg, cfg: &PimSettings) -> bool {
         let Some(&state) = self.downstream.get(&sg) else {
             return false;
         };
@@ -290,7 +290,7 @@ impl PimIface {
 
 /// Our Hello: holdtime (0 = we are leaving), DR priority, generation id, LAN prune delay and
 /// our global addresses on the link.
-pub fn hello(cfg: &PimConfig, gen_id: u32, holdtime: u16, globals: &[Ipv6Addr]) -> PimRepr {
+pub fn hello(cfg: &PimSettings, gen_id: u32, holdtime: u16, globals: &[Ipv6Addr]) -> PimRepr {
     let mut options = vec![
         HelloOption::Holdtime(holdtime),
         HelloOption::LanPruneDelay(LanPruneDelay {

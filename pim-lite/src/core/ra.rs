@@ -2,11 +2,11 @@
 //! intervals and the RFC 5380 MAP option naming the MMA).
 use std::time::Duration;
 
-use mipcast_daemon::clock::Millis;
+use mipcast_proto::Millis;
 use mipcast_wire::nd::{MapOption, NdOption, NdRepr, PrefixInformation, RouterAdvert};
 
 use super::rng::Rng;
-use crate::config::RaConfig;
+use super::settings::RaSettings;
 
 /// RFC 4861 §10: the first few RAs come faster.
 const MAX_INITIAL_RTR_ADVERTISEMENTS: u8 = 3;
@@ -14,7 +14,7 @@ const MAX_INITIAL_RTR_ADVERT_INTERVAL: Duration = Duration::from_secs(16);
 
 #[derive(Debug, Clone)]
 pub struct RaIface {
-    cfg: RaConfig,
+    cfg: RaSettings,
     next_unsolicited: Millis,
     initial_left: u8,
     /// A solicited RA is scheduled for this time.
@@ -31,7 +31,7 @@ pub enum RaKind {
 
 impl RaIface {
     /// The first RA goes out at once.
-    pub fn new(cfg: RaConfig, now: Millis) -> RaIface {
+    pub fn new(cfg: RaSettings, now: Millis) -> RaIface {
         RaIface {
             cfg,
             next_unsolicited: now,
@@ -41,11 +41,11 @@ impl RaIface {
         }
     }
 
-    pub fn config(&self) -> &RaConfig {
+    pub fn config(&self) -> &RaSettings {
         &self.cfg
     }
 
-    pub fn set_config(&mut self, cfg: RaConfig) {
+    pub fn set_config(&mut self, cfg: RaSettings) {
         self.cfg = cfg;
     }
 
@@ -107,12 +107,12 @@ impl RaIface {
         }
         for p in &self.cfg.prefixes {
             options.push(NdOption::PrefixInformation(PrefixInformation {
-                prefix_len: p.prefix.prefix_len(),
+                prefix_len: p.prefix.prefix(),
                 on_link: p.on_link,
                 autonomous: p.autonomous,
                 valid_lifetime: p.valid_lifetime_secs,
                 preferred_lifetime: p.preferred_lifetime_secs,
-                prefix: p.prefix.addr(),
+                prefix: p.prefix.network(),
             }));
         }
         if let Some(map) = &self.cfg.map {

@@ -8,6 +8,7 @@ use mipcast_wire::pim::{
     EncodedGroup, EncodedSource, HelloOption, JoinPrune, JoinPruneGroup, PimRepr,
 };
 
+use super::settings::Settings;
 use super::*;
 use crate::config::Config;
 
@@ -72,7 +73,7 @@ fn unstarted(text: &str, now: u64, seed: u64) -> Router {
         .into_iter()
         .map(|i| (i, addrs_of(i)))
         .collect();
-    Router::new(&cfg, ifaces, Millis(now), seed)
+    Router::new(&Settings::from(&cfg), ifaces, Millis(now), seed)
 }
 
 fn router_with(text: &str) -> Router {
@@ -754,7 +755,7 @@ impl Node {
             .map(|i| (i, addrs_of(i)))
             .collect();
         Node {
-            r: Router::new(&cfg, ifaces, Millis(0), 99),
+            r: Router::new(&Settings::from(&cfg), ifaces, Millis(0), 99),
             rpf: RpfRoute {
                 ifindex: UP_S,
                 gateway: None,
@@ -931,7 +932,7 @@ fn joins_that_could_not_leave_go_right_after_the_first_hello() {
         (CORE0, no_ll),
         (CORE1, addrs_of(CORE1)),
     ];
-    let mut r = Router::new(&cfg, ifaces, Millis(0), 7);
+    let mut r = Router::new(&Settings::from(&cfg), ifaces, Millis(0), 7);
     r.tick(Millis(0));
     assert!(
         pim_kinds(&r.take_actions(), CORE0).is_empty(),
@@ -1389,7 +1390,12 @@ fn new_config_knobs_are_validated() {
     let e = err("interfaces: []\npim: { assert_time_secs: 1 }\n");
     assert!(e.contains("pim.assert_time_secs"), "{e}");
     let cfg = config("interfaces:\n  - { name: acc, role: access, pim: false }\n");
-    let r = Router::new(&cfg, vec![(ACC, addrs_of(ACC))], Millis(0), 1);
+    let r = Router::new(
+        &Settings::from(&cfg),
+        vec![(ACC, addrs_of(ACC))],
+        Millis(0),
+        1,
+    );
     assert_eq!(r.is_dr(ACC), None, "no PIM on that access link");
 }
 
@@ -1405,7 +1411,7 @@ fn a_reloaded_dr_priority_moves_the_dr_role() {
     );
     assert_eq!(r.is_dr(ACC), Some(false));
     let text = format!("{CONFIG}pim:\n  dr_priority: 5\n");
-    let changes = r.reload(&config(&text)).unwrap();
+    let changes = r.reload(&Settings::from(&config(&text))).unwrap();
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(r.is_dr(ACC), Some(true));
     // The new priority is announced right away.
@@ -1415,7 +1421,7 @@ fn a_reloaded_dr_priority_moves_the_dr_role() {
     assert!(dr_prio, "{out:?}");
     let off = CONFIG.replace("    role: access\n", "    role: access\n    pim: false\n");
     assert!(
-        r.reload(&config(&off)).is_err(),
+        r.reload(&Settings::from(&config(&off))).is_err(),
         "turning PIM off needs a restart"
     );
 }
