@@ -99,8 +99,12 @@ pub struct RouterNode {
     pub id: RouterId,
     pub core: Router,
     pub kernel: FakeKernel,
-    /// The interfaces of each installed MFC entry: (S, G) → (iif, oifs).
+    /// The interfaces of each installed forwarding MFC entry: (S, G) → (iif, oifs).
     pub mfc: BTreeMap<(Ipv6Addr, Ipv6Addr), (u32, Vec<u32>)>,
+    /// Negative entries (no outgoing interface: the kernel drops the channel's late packets
+    /// instead of queueing them after a prune), by (S, G): they forward nothing, so the
+    /// multicast invariants look at `mfc` only.
+    pub negative: BTreeMap<(Ipv6Addr, Ipv6Addr), u32>,
     /// When its last timeout was handled.
     pub last_timeout: Option<u64>,
 }
@@ -196,6 +200,7 @@ impl RouterNode {
             core: Router::new(&settings, ifaces, now_at(0).mono, seed),
             kernel: FakeKernel::default(),
             mfc: BTreeMap::new(),
+            negative: BTreeMap::new(),
             last_timeout: None,
         }
     }
@@ -247,13 +252,21 @@ impl RouterNode {
             Change::MfcAdd { sg, iif, oifs, .. } => {
                 let outcome = self.kernel.apply(&mfc_op(Verb::Add, *sg));
                 if outcome.reached(false) {
-                    self.mfc.insert((sg.source, sg.group), (*iif, oifs.clone()));
+                    let key = (sg.source, sg.group);
+                    if oifs.is_empty() {
+                        self.mfc.remove(&key);
+                        self.negative.insert(key, *iif);
+                    } else {
+                        self.negative.remove(&key);
+                        self.mfc.insert(key, (*iif, oifs.clone()));
+                    }
                 }
                 outcome
             }
             Change::MfcDel { sg } => {
                 let outcome = self.kernel.apply(&mfc_op(Verb::Delete, *sg));
                 self.mfc.remove(&(sg.source, sg.group));
+                self.negative.remove(&(sg.source, sg.group));
                 outcome
             }
             Change::LookupRpf(source) => {

@@ -126,10 +126,19 @@ impl Machine for Router {
     /// A refused MFC entry is forgotten, so the next refresh of its (S,G) (at the latest
     /// the next RPF check) installs it again; it is counted.
     fn kernel_result(&mut self, _now: Now, change: &Change, outcome: Outcome) {
-        let Change::MfcAdd { sg, .. } = change else {
+        let Change::MfcAdd { sg, oifs, .. } = change else {
             return;
         };
         if outcome.reached(false) {
+            return;
+        }
+        if oifs.is_empty() {
+            // A refused negative entry leaves the forwarding one it was to replace in the
+            // kernel: delete that instead (late packets may then be queued, the lesser harm).
+            tracing::warn!(source = %sg.source, group = %sg.group, ?outcome, "the kernel refused the negative MFC entry; deleting the forwarding one");
+            self.stats.bump(Counter::MfcRefused);
+            self.negative.forget(*sg);
+            self.actions.push_back(Action::MfcDel { sg: *sg });
             return;
         }
         tracing::warn!(source = %sg.source, group = %sg.group, ?outcome, "the kernel refused the MFC entry; retried at the next refresh");

@@ -1583,6 +1583,37 @@ fn a_pruned_channel_keeps_a_negative_entry_for_the_hold_time() {
     assert!(!r.negative.contains(sg()));
 }
 
+/// A negative entry the kernel refuses leaves the forwarding entry it was to replace: that one
+/// is deleted instead, so nothing forwards to a link without listeners.
+#[test]
+fn a_refused_negative_entry_deletes_the_forwarding_one() {
+    use mipcast_proto::{Machine, Outcome};
+    let mut r = router_with(&CONFIG.replace(
+        "query_interval_secs: 20",
+        "query_interval_secs: 20\n      fast_leave: true",
+    ));
+    joined_upstream(&mut r, a("fe80::2:2"));
+    report(&mut r, 1000, RecordType::BlockOldSources, &[s()]);
+    r.take_actions();
+    let refused = machine::Change::MfcAdd {
+        sg: sg(),
+        iif: CORE0,
+        oifs: vec![],
+        interest_since: None,
+    };
+    Machine::kernel_result(
+        &mut r,
+        mipcast_proto::Now::from_unix(1001, std::time::Duration::ZERO),
+        &refused,
+        Outcome::Refused {
+            errno: Some(libc::ENOBUFS),
+            reason: "test".into(),
+        },
+    );
+    assert_eq!(r.take_actions(), vec![Action::MfcDel { sg: sg() }]);
+    assert!(!r.negative.contains(sg()));
+}
+
 #[test]
 fn a_listener_back_within_the_hold_replaces_the_negative_entry() {
     let mut r = router_with(&CONFIG.replace(
