@@ -120,9 +120,35 @@ fn peers_for_context_transfer_are_validated() {
     );
 }
 
+/// The example's commented `route_optimisation:` block, switched on.
+fn with_ro() -> String {
+    let mut on = false;
+    EXAMPLE
+        .lines()
+        .map(|l| {
+            on |= l == "# route_optimisation:";
+            let line = if on {
+                l.strip_prefix("# ").unwrap_or(l)
+            } else {
+                l
+            };
+            on &= !l.starts_with("#   max_pairs");
+            format!("{line}\n")
+        })
+        .collect()
+}
+
 #[test]
 fn route_optimisation_mistakes_name_their_field() {
-    let bad = EXAMPLE
+    let good = with_ro();
+    assert!(good.contains("\nroute_optimisation:\n"), "{good}");
+    let out = check(&good, "ro-ok");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = with_ro()
         .replace("  lifetime: 60 ", "  lifetime: 61 ")
         .replace("      spi: 2000 ", "      spi: 20   ");
     let out = check(&bad, "ro");
