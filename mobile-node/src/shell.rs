@@ -526,6 +526,14 @@ async fn reload(
     if fixed_changed {
         tracing::warn!("reload: home address, home agent, prefixes, mode, interfaces, metrics or kernel settings changed; they need a restart and were not applied");
     }
+    if new
+        .interfaces
+        .iter()
+        .map(|i| i.quality_source)
+        .ne(running.interfaces.iter().map(|i| i.quality_source))
+    {
+        tracing::warn!("reload: an interface's quality_source changed; it needs a restart (nl80211 is probed at start) and was not applied");
+    }
     let changes = core.reload(&new_core);
     for (p, n) in polled.iter_mut().zip(new_polled) {
         if p.quality_file != n.quality_file {
