@@ -238,6 +238,29 @@ mod tests {
     }
 
     #[test]
+    fn station_dump_request_layout() {
+        let family = 0x22;
+        let req = crate::route::genl::encode(
+            family,
+            9,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            NL80211_GENL_VERSION,
+            NL80211_CMD_GET_STATION,
+            &[(NL80211_ATTR_IFINDEX, &5u32.to_ne_bytes())],
+        );
+        let mut expect = Vec::new();
+        expect.extend_from_slice(&28u32.to_ne_bytes()); // nlmsg_len
+        expect.extend_from_slice(&0x22u16.to_ne_bytes()); // the resolved family id
+        expect.extend_from_slice(&0x0301u16.to_ne_bytes()); // REQUEST | ROOT | MATCH
+        expect.extend_from_slice(&9u32.to_ne_bytes()); // seq
+        expect.extend_from_slice(&0u32.to_ne_bytes()); // port id
+        expect.extend_from_slice(&[17, 1, 0, 0]); // GET_STATION, version 1
+        expect.extend_from_slice(&[8, 0, 3, 0]); // IFINDEX attribute header
+        expect.extend_from_slice(&5u32.to_ne_bytes());
+        assert_eq!(req, expect);
+    }
+
+    #[test]
     fn golden_station_entry_layout() {
         let p = station(&[(NL80211_STA_INFO_SIGNAL, 0xc4)]);
         // By hand: genl header, then IFINDEX (8), MAC (12), GENERATION (8), STA_INFO header.

@@ -132,7 +132,7 @@ impl Genl {
     }
 }
 
-fn encode(
+pub(crate) fn encode(
     family: u16,
     seq: u32,
     flags: u16,
@@ -222,6 +222,41 @@ mod tests {
             (0x1a, 7, NLM_F_REQUEST | NLM_F_ACK)
         );
         assert!(rest.is_empty());
+    }
+
+    /// The dump path (NLM_F_DUMP, multi-part replies ended by NLMSG_DONE, no ack) against the
+    /// one family every kernel has: the controller's list of families, which names itself.
+    #[test]
+    fn dump_of_the_controller_lists_nlctrl() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (names, id) = rt.block_on(async {
+            let genl = Genl::open().unwrap();
+            let replies = genl
+                .exchange(
+                    GENL_ID_CTRL,
+                    CTRL_VERSION,
+                    CTRL_CMD_GETFAMILY,
+                    NLM_F_REQUEST | NLM_F_DUMP,
+                    &[],
+                )
+                .await
+                .unwrap();
+            let names = replies
+                .iter()
+                .filter_map(|p| attr(p.get(GENL_HDRLEN..)?, CTRL_ATTR_FAMILY_NAME))
+                .map(|n| String::from_utf8_lossy(n).trim_end_matches('\0').to_owned())
+                .collect::<Vec<_>>();
+            // The next request on the same socket gets its own answer, not the dump's tail.
+            (names, genl.family("nlctrl").await.unwrap())
+        });
+        assert!(
+            names.len() > 1 && names.iter().any(|n| n == "nlctrl"),
+            "{names:?}"
+        );
+        assert_eq!(id, GENL_ID_CTRL);
     }
 
     #[test]
