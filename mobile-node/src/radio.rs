@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use mipcast_kernel::nl80211::{quality_from_dbm, Nl80211, Probe};
 
-use crate::config::{Config, QualitySource};
+use crate::config::{Config, InterfaceConfig, QualitySource};
 
 /// The nl80211 readings of the links that asked for them and got them.
 pub struct Radio {
@@ -44,13 +44,7 @@ pub async fn probe(cfg: &Config) -> (Option<Radio>, Vec<bool>) {
         }
         Probe::NotAvailable(why) => {
             for ifc in cfg.interfaces.iter().filter(|i| wants_nl80211(i)) {
-                let fallback = match (&ifc.quality_file, &cfg.control_socket) {
-                    (Some(f), _) => format!("its quality_file {}", f.display()),
-                    (None, Some(_)) => "the control socket".to_owned(),
-                    (None, None) => {
-                        "no reading (scored as a link without a quality source)".to_owned()
-                    }
-                };
+                let fallback = fallback(ifc, cfg.control_socket.is_some());
                 tracing::warn!(
                     link = %ifc.name,
                     reason = %why,
@@ -62,8 +56,19 @@ pub async fn probe(cfg: &Config) -> (Option<Radio>, Vec<bool>) {
     }
 }
 
-fn wants_nl80211(ifc: &crate::config::InterfaceConfig) -> bool {
+fn wants_nl80211(ifc: &InterfaceConfig) -> bool {
     ifc.quality_source == Some(QualitySource::Nl80211)
+}
+
+/// Where an nl80211 link's readings come from when the kernel has no nl80211, for the log.
+/// The shell needs no switch for it: a link that does not read nl80211 reads its quality file
+/// (if any) at each poll, and the control socket sets any link.
+fn fallback(ifc: &InterfaceConfig, control_socket: bool) -> String {
+    match (&ifc.quality_file, control_socket) {
+        (Some(f), _) => format!("its quality_file {}", f.display()),
+        (None, true) => "the control socket".to_owned(),
+        (None, false) => "no reading (scored as a link without a quality source)".to_owned(),
+    }
 }
 
 impl Radio {
@@ -85,5 +90,30 @@ impl Radio {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(file: Option<&str>) -> InterfaceConfig {
+        InterfaceConfig {
+            name: "wlan0".to_owned(),
+            preference: 50,
+            cost: 0,
+            quality_file: file.map(Into::into),
+            quality_source: Some(QualitySource::Nl80211),
+        }
+    }
+
+    #[test]
+    fn fallback_is_file_then_control_socket_then_nothing() {
+        assert_eq!(
+            fallback(&link(Some("/run/q")), true),
+            "its quality_file /run/q"
+        );
+        assert_eq!(fallback(&link(None), true), "the control socket");
+        assert!(fallback(&link(None), false).starts_with("no reading"));
     }
 }

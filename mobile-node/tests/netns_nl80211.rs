@@ -131,6 +131,7 @@ fn netns_nl80211_absent_warns_falls_back_and_runs_on() {
     );
     assert!(line("e2").contains("falls back to no reading"), "{text}");
     assert!(line("e1").contains("WARN"), "{text}");
+    eprintln!("{}\n{}", line("e1"), line("e2"));
 
     // It runs on, and e1 scores on its file, e2 on nothing.
     let st = wait_for(
