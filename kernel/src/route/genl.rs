@@ -119,7 +119,14 @@ impl Genl {
                             let ext = ext_ack_message(msg.flags, msg.body.get(4..).unwrap_or(&[]));
                             return Err(NlFailure::kernel(code.saturating_abs(), ext));
                         }
-                        NLMSG_DONE => return Ok(replies),
+                        NLMSG_DONE => {
+                            return match done_errno(msg.body) {
+                                Some(errno) => {
+                                    Err(NlFailure::kernel(errno, done_ext_ack(msg.flags, msg.body)))
+                                }
+                                None => Ok(replies),
+                            };
+                        }
                         k if k == family => replies.push(msg.body.to_vec()),
                         _ => {}
                     }
@@ -157,6 +164,27 @@ pub(crate) fn encode(
     let total = (buf.len() as u32).to_ne_bytes();
     buf.splice(..4, total);
     buf
+}
+
+/// The error a dump ended with: the kernel reports a failure inside a dump (e.g. nl80211's
+/// ENODEV for an interface without a wireless device) as a negative int in NLMSG_DONE rather
+/// than as NLMSG_ERROR. None for a clean end.
+fn done_errno(body: &[u8]) -> Option<i32> {
+    let code = i32::from_ne_bytes(body.get(..4)?.try_into().ok()?);
+    (code < 0).then(|| code.saturating_abs())
+}
+
+/// The extended-ack message of a failed dump: unlike NLMSG_ERROR, NLMSG_DONE carries its
+/// TLVs right after the error code, with no echoed request.
+fn done_ext_ack(flags: u16, body: &[u8]) -> Option<String> {
+    const NLM_F_ACK_TLVS: u16 = 0x200;
+    const NLMSGERR_ATTR_MSG: u16 = 1;
+    if flags & NLM_F_ACK_TLVS == 0 {
+        return None;
+    }
+    let text = attr(body.get(4..)?, NLMSGERR_ATTR_MSG)?;
+    let text = text.split(|b| *b == 0).next().unwrap_or(text);
+    Some(String::from_utf8_lossy(text).into_owned())
 }
 
 struct Message<'a> {
@@ -257,6 +285,24 @@ mod tests {
             "{names:?}"
         );
         assert_eq!(id, GENL_ID_CTRL);
+    }
+
+    #[test]
+    fn a_dump_ending_in_an_error_is_an_error() {
+        assert_eq!(done_errno(&0i32.to_ne_bytes()), None);
+        assert_eq!(done_errno(&[]), None);
+        assert_eq!(done_errno(&[0xff, 0xff]), None);
+        assert_eq!(
+            done_errno(&(-libc::ENODEV).to_ne_bytes()),
+            Some(libc::ENODEV)
+        );
+        assert_eq!(done_errno(&i32::MIN.to_ne_bytes()), Some(i32::MAX));
+        let mut body = (-libc::EINVAL).to_ne_bytes().to_vec();
+        body.extend_from_slice(&[12, 0, 1, 0]);
+        body.extend_from_slice(b"no wdev\0");
+        assert_eq!(done_ext_ack(0x200, &body).as_deref(), Some("no wdev"));
+        assert_eq!(done_ext_ack(0, &body), None);
+        assert_eq!(done_ext_ack(0x200, &body[..6]), None);
     }
 
     #[test]
