@@ -14,10 +14,13 @@
 //! - [`packet`]: the home link's packet socket that sees Neighbor Solicitations for any
 //!   address (the home agent's user-space neighbour proxy).
 //! - [`probe`]: which of the kernel features we rely on are present, in sentences.
+//! - [`nl80211`]: a Wi-Fi link's signal strength as a 0-100 quality, where the kernel has a
+//!   wireless stack (probed).
 pub mod linkwatch;
 pub mod mrt6;
 pub mod mrule;
 pub mod nft;
+pub mod nl80211;
 pub mod packet;
 pub mod probe;
 pub mod route;

@@ -6,6 +6,7 @@
 //! (sockets belong to the namespace they were created in), whichever thread uses it later.
 mod codec;
 mod error;
+pub(crate) mod genl;
 mod link;
 mod nl;
 mod object;
@@ -27,7 +28,7 @@ pub use error::{outcome_of, Op, RouteError};
 pub use object::KObject;
 
 use codec::Dumped;
-use error::NlFailure;
+pub(crate) use error::NlFailure;
 use mipcast_proto::Outcome;
 use nl::{Nl, Request};
 use object::{install_rank, key, Key};

@@ -88,6 +88,26 @@ pub struct InterfaceConfig {
     /// File holding a 0-100 link quality written by a radio driver; 0 = unusable.
     #[serde(default)]
     pub quality_file: Option<PathBuf>,
+    /// Where the link's quality readings come from; unset: `quality_file` if given (and the
+    /// control socket, as for every link).
+    #[serde(default)]
+    pub quality_source: Option<QualitySource>,
+}
+
+/// A link's source of quality readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QualitySource {
+    /// `quality_file` (required), read at every poll.
+    File,
+    /// The signal of the associated access point from the kernel's nl80211 (Wi-Fi) family,
+    /// mapped linearly from -90 dBm (0) to -30 dBm (100). Probed once at start: a kernel
+    /// without a wireless stack logs a warning naming the link, which then falls back to
+    /// `quality_file` if given, else to the control socket if one is configured, else has no
+    /// reading (it scores as a link without a quality source).
+    Nl80211,
+    /// Only `mobile-node quality set` on the control socket (required).
+    Control,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -417,6 +437,21 @@ impl Validate for Config {
             }
             if ifc.cost > 100 {
                 v.error(format!("interfaces[{i}].cost"), "must be 0 to 100");
+            }
+            match ifc.quality_source {
+                Some(QualitySource::File) if ifc.quality_file.is_none() => v.error(
+                    format!("interfaces[{i}].quality_source"),
+                    "file needs the link's quality_file",
+                ),
+                Some(QualitySource::Control) if self.control_socket.is_none() => v.error(
+                    format!("interfaces[{i}].quality_source"),
+                    "control needs a control_socket",
+                ),
+                Some(QualitySource::Control) if ifc.quality_file.is_some() => v.error(
+                    format!("interfaces[{i}].quality_file"),
+                    "is not read with quality_source control",
+                ),
+                _ => {}
             }
         }
         if let Some(g) = &self.group_interface {

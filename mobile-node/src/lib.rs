@@ -8,6 +8,7 @@
 //! - [`host`]: interface facts from sysfs and the link quality files.
 //! - [`carrier`]: carrier loss within milliseconds (the kernel may defer its notification).
 //! - [`metrics`]: the Prometheus metrics.
+//! - [`radio`]: link quality from the kernel's nl80211 (Wi-Fi) signal readings, probed.
 
 #[cfg(feature = "shell")]
 pub mod carrier;
@@ -20,6 +21,8 @@ pub mod host;
 pub mod interruption;
 #[cfg(feature = "shell")]
 pub mod metrics;
+#[cfg(feature = "shell")]
+pub mod radio;
 #[cfg(feature = "shell")]
 pub mod shell;
 #[cfg(feature = "shell")]

@@ -73,6 +73,8 @@ struct PolledLink {
     ifindex: u32,
     name: String,
     quality_file: Option<PathBuf>,
+    /// Reads the nl80211 signal instead of the file (after the start-up probe).
+    nl80211: bool,
     up: Option<bool>,
     quality: Option<Option<u8>>,
 }
@@ -101,6 +103,7 @@ async fn core_config(
             ifindex,
             name: ifc.name.clone(),
             quality_file: ifc.quality_file.clone(),
+            nl80211: false,
             up: None,
             quality: None,
         });
@@ -212,6 +215,10 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     let nft =
         NftMarker::new(&cfg.kernel.nft_table).map_err(|e| StartError::Kernel(e.to_string()))?;
     let (core_cfg, mut polled) = core_config(&cfg, &kernel).await?;
+    let (mut radio, nl80211) = crate::radio::probe(&cfg).await;
+    for (p, on) in polled.iter_mut().zip(nl80211) {
+        p.nl80211 = on;
+    }
 
     // Restart: whatever a previous run left is removed; the core then installs what it wants.
     let stale = remove_ours(&kernel, &nft).await;
@@ -338,7 +345,10 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
                 )
                 .await;
             }
-            let q = p.quality_file.as_deref().and_then(host::read_quality);
+            let q = match radio.as_mut().filter(|_| p.nl80211) {
+                Some(r) => r.quality(p.ifindex, &p.name).await,
+                None => p.quality_file.as_deref().and_then(host::read_quality),
+            };
             if p.quality != Some(q) {
                 p.quality = Some(q);
                 apply(
@@ -515,6 +525,14 @@ async fn reload(
         || new.kernel.protocol != running.kernel.protocol;
     if fixed_changed {
         tracing::warn!("reload: home address, home agent, prefixes, mode, interfaces, metrics or kernel settings changed; they need a restart and were not applied");
+    }
+    if new
+        .interfaces
+        .iter()
+        .map(|i| i.quality_source)
+        .ne(running.interfaces.iter().map(|i| i.quality_source))
+    {
+        tracing::warn!("reload: an interface's quality_source changed; it needs a restart (nl80211 is probed at start) and was not applied");
     }
     let changes = core.reload(&new_core);
     for (p, n) in polled.iter_mut().zip(new_polled) {

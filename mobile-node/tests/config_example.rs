@@ -90,3 +90,73 @@ fn a_key_shorter_than_the_hash_output_is_refused() {
     assert!(!err.contains("default_mma.key_file"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `quality_source` per link: nl80211 (with its quality_file as the fallback) is accepted by
+/// `--check-config`; `control` with a quality file, and `file` without one, are refused with
+/// the link's field named.
+#[test]
+fn quality_source_is_checked() {
+    let dir = std::env::temp_dir().join(format!("mipcast-mn-qsrc-{}", std::process::id()));
+    let path = example_with_keys(&dir);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("    # quality_source: nl80211\n"));
+    let check = |name: &str, body: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_mobile-node"))
+            .args(["--check-config", "-c"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let nl = text.replace(
+        "    # quality_source: nl80211\n",
+        "    quality_source: nl80211\n",
+    );
+    let cfg: mobile_node::config::Config = mipcast_daemon::config::load_str(&path, &nl).unwrap();
+    assert_eq!(
+        cfg.interfaces[0].quality_source,
+        Some(mobile_node::config::QualitySource::Nl80211)
+    );
+    assert_eq!(cfg.interfaces[1].quality_source, None);
+    let (ok, err) = check("nl.yaml", nl);
+    assert!(ok, "{err}");
+
+    let control = text.replace(
+        "    # quality_source: nl80211\n",
+        "    quality_source: control\n",
+    );
+    let (ok, err) = check("control.yaml", control);
+    assert!(!ok);
+    assert!(
+        err.contains("interfaces[0].quality_file: is not read with quality_source control"),
+        "{err}"
+    );
+
+    let file = text.replace(
+        "  - name: eth0\n",
+        "  - name: eth0\n    quality_source: file\n",
+    );
+    let (ok, err) = check("file.yaml", file);
+    assert!(!ok);
+    assert!(
+        err.contains("interfaces[1].quality_source: file needs the link's quality_file"),
+        "{err}"
+    );
+
+    let bogus = text.replace(
+        "    # quality_source: nl80211\n",
+        "    quality_source: wext\n",
+    );
+    let (ok, err) = check("bogus.yaml", bogus);
+    assert!(!ok);
+    assert!(
+        err.contains("quality_source") || err.contains("wext"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
