@@ -145,6 +145,11 @@ fn netns_sighup_applies_preference_and_lifetime_and_refuses_broken_file() {
         dir.join("missing.key").to_str().unwrap(),
     );
     assert_ne!(missing_key, swapped);
+    // The deregistration with forwarding request reaches MMA1 from the old link shortly before
+    // the make-before-break overlap ends (issue 11): count from after it.
+    wait_for(Duration::from_secs(5), "forwarding request to MMA1", || {
+        (log1.lock().unwrap().len() >= 2).then_some(())
+    });
     let bus_before = (log1.lock().unwrap().len(), logh.lock().unwrap().len());
     for (n, bad) in [broken_yaml, missing_key].into_iter().enumerate() {
         std::fs::write(&cfg, bad).unwrap();
