@@ -408,6 +408,9 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
                         p.up = Some(up);
                         apply(&io, &mut core, Event::Link { ifindex, up }, now()).await;
                     }
+                    // The carrier read may have seen the link first; a solicitation held for
+                    // want of carrier can go now.
+                    release_held(&io, now()).await;
                 }
                 Some(LinkEvent::Address { .. }) => release_held(&io, now()).await,
                 None => {
@@ -761,16 +764,13 @@ async fn send_rs(io: &Io, ifindex: u32, now: Now) {
                 .await
             {
                 Ok(()) => io.metrics.signalling.sent("router_solicitation"),
-                // Link-level detection is faster than the kernel's link-local address: the
-                // solicitation waits for the address notification instead of the next retry.
-                Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => {
-                    tracing::debug!(
-                        ifindex,
-                        "router solicitation held: no link-local address yet"
-                    );
+                // Link-level detection is faster than the kernel's link-local address (or its
+                // carrier): the solicitation waits for the next address notification (at most
+                // HOLD_MAX) instead of the next retry seconds later.
+                Err(e) => {
+                    tracing::debug!(ifindex, error = %e, "router solicitation held until the link has an address");
                     io.held_rs.borrow_mut().push((now, ifindex));
                 }
-                Err(e) => tracing::debug!(ifindex, error = %e, "sending a router solicitation"),
             }
         }
         Err(e) => tracing::warn!(error = %e, "building a router solicitation"),
