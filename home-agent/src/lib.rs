@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod shell;
 #[cfg(feature = "shell")]
 pub mod status;
+pub mod table;
