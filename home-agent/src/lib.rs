@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "shell")]
+pub mod agent;
+#[cfg(feature = "shell")]
 pub mod config;
 pub mod core;
 #[cfg(feature = "shell")]
