@@ -8,12 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use mipcast_binding::{BindingRecord, Registrar};
-use mipcast_daemon::clock::{sleep_until, Clock, SystemClock};
-use mipcast_daemon::config::background::BackgroundLoad;
-use mipcast_daemon::driver::{lock, settle, Effects};
+use mipcast_daemon::clock::{Clock, SystemClock};
+use mipcast_daemon::driver::{self, lock, settle, Effects, Shell};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
-use mipcast_daemon::signals::{Signal, Signals};
+use mipcast_daemon::signals::Signals;
 use mipcast_daemon::state::{BindingEntry, Journal, JournalEntry, StateError, StateFile};
 
 /// The agent's binding record in the state journal.
@@ -106,6 +105,13 @@ pub fn run<A: Agent>(config: A, options: RunOptions) -> Result<(), ShellError> {
 
 struct Daemon<A: Agent> {
     core: Arc<Mutex<Core<A::Policy>>>,
+    /// The running configuration (SIGHUP replaces what changes in place).
+    config: A,
+    /// What the shell reads from it (fixed until a restart).
+    settings: Settings,
+    /// Receive buffers of the Mobility Header socket and the neighbour proxy's.
+    buf: Vec<u8>,
+    nd_buf: Vec<u8>,
     kernel: Kernel,
     socket: MhSocket,
     metrics: Metrics,
@@ -201,6 +207,10 @@ async fn run_async<A: Agent>(config: A, options: RunOptions) -> Result<(), Shell
     }
     let mut daemon: Daemon<A> = Daemon {
         core: Arc::clone(&core),
+        config,
+        settings: settings.clone(),
+        buf: vec![0u8; RECV_BUFFER],
+        nd_buf: vec![0u8; ND_FRAME_BUFFER],
         kernel,
         socket,
         metrics,
@@ -227,7 +237,7 @@ async fn run_async<A: Agent>(config: A, options: RunOptions) -> Result<(), Shell
         "state restored and compacted"
     );
 
-    let mut signals = Signals::new().map_err(ShellError::Signals)?;
+    let signals = Signals::new().map_err(ShellError::Signals)?;
     let status_core = Arc::clone(&core);
     let server = MetricsServer::bind(settings.metrics, Arc::new(registry), move |path| {
         (path == "/status").then(|| {
@@ -250,45 +260,74 @@ async fn run_async<A: Agent>(config: A, options: RunOptions) -> Result<(), Shell
         "{} ready",
         A::TITLE
     );
-    mipcast_daemon::notify::ready();
+    driver::run(
+        daemon,
+        signals,
+        options.config_path,
+        options.keep_kernel_state,
+    )
+    .await;
+    Ok(())
+}
 
-    let mut config = config;
-    let mut buf = vec![0u8; RECV_BUFFER];
-    let mut reloading = BackgroundLoad::default();
-    let mut nd_buf = vec![0u8; ND_FRAME_BUFFER];
-    loop {
-        let deadline = lock(&core).poll_timeout().map(|d| clock.instant_at(d));
+/// What the home agent's sockets deliver: the first message of a burst, or a frame for the
+/// neighbour proxy.
+enum Received {
+    Mobility(mipcast_kernel::sockets::Result<mipcast_kernel::sockets::Received>),
+    Solicitation(std::io::Result<usize>),
+}
+
+impl<A: Agent> Shell for Daemon<A> {
+    type Config = A;
+    type Input = Received;
+
+    fn load(path: &Path) -> Result<A, mipcast_daemon::config::ConfigError> {
+        A::load(path)
+    }
+
+    async fn next_input(&mut self) -> Received {
         tokio::select! {
-            signal = signals.next() => match signal {
-                Signal::Shutdown => break,
-                Signal::Reload => {
-                    let path = options.config_path.clone();
-                    if !reloading.start(move || A::load(&path)) {
-                        warn!("reload: ignored, the previous one is still being read; send SIGHUP again once it is done");
-                    }
-                }
-            },
-            loaded = reloading.finished() => match loaded {
-                Some(new) => {
-                    reload(&mut config, new, &core);
-                    daemon.revalidate().await;
-                }
-                None => error!("reload: reading the configuration failed; keeping the running one"),
-            },
-            first = daemon.socket.recv(&mut buf) => {
-                daemon.receive_burst(first, &mut buf).await;
+            first = self.socket.recv(&mut self.buf) => Received::Mobility(first),
+            frame = solicitation(self.responder.as_ref(), &mut self.nd_buf) => Received::Solicitation(frame),
+        }
+    }
+
+    fn deadline(&mut self) -> Option<Instant> {
+        lock(&self.core)
+            .poll_timeout()
+            .map(|d| self.clock.instant_at(d))
+    }
+
+    async fn on_input(&mut self, input: Received) {
+        match input {
+            Received::Mobility(first) => {
+                let mut buf = std::mem::take(&mut self.buf);
+                self.receive_burst(first, &mut buf).await;
+                self.buf = buf;
             }
-            _ = sleep_until(deadline) => {
-                lock(&core).handle_timeout(clock.reading());
-                daemon.settle(Instant::now()).await;
-            }
-            frame = solicitation(daemon.responder.as_ref(), &mut nd_buf) => {
-                daemon.on_solicitation(frame, &nd_buf).await;
+            Received::Solicitation(frame) => {
+                let nd_buf = std::mem::take(&mut self.nd_buf);
+                self.on_solicitation(frame, &nd_buf).await;
+                self.nd_buf = nd_buf;
             }
         }
     }
-    daemon.shutdown(&settings, options.keep_kernel_state).await;
-    Ok(())
+
+    async fn on_timer(&mut self) {
+        lock(&self.core).handle_timeout(self.clock.reading());
+        self.settle(Instant::now()).await;
+    }
+
+    async fn on_reload(&mut self, loaded: Result<A, mipcast_daemon::config::ConfigError>) {
+        reload(&mut self.config, loaded, &self.core);
+        self.revalidate().await;
+    }
+
+    // The journal is written inside each round (commit_round), before its replies leave.
+
+    async fn shutdown(self, keep_kernel_state: bool) {
+        self.stop(keep_kernel_state).await;
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -726,7 +765,8 @@ impl<A: Agent> Daemon<A> {
 
     /// Clean stop: the state file is written (bindings survive a restart either way); unless
     /// told to keep it, everything we installed in the kernel and the namespace goes.
-    async fn shutdown(mut self, settings: &Settings, keep_kernel_state: bool) {
+    async fn stop(mut self, keep_kernel_state: bool) {
+        let settings = self.settings.clone();
         self.write_state_now();
         let bindings = lock(&self.core).len();
         if keep_kernel_state {
