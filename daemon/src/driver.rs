@@ -149,13 +149,21 @@ pub async fn run<S: Shell>(
                 }
             },
             loaded = reloading.finished() => match loaded {
-                Some(loaded) => shell.on_reload(loaded).await,
+                Some(loaded) => {
+                    shell.on_reload(loaded).await;
+                    shell.write_state();
+                }
                 None => error!("reload: reading the configuration failed; keeping the running one"),
             },
-            input = shell.next_input() => shell.on_input(input).await,
-            _ = sleep_until(deadline) => shell.on_timer().await,
+            input = shell.next_input() => {
+                shell.on_input(input).await;
+                shell.write_state();
+            }
+            _ = sleep_until(deadline) => {
+                shell.on_timer().await;
+                shell.write_state();
+            }
         }
-        shell.write_state();
     }
     shell.shutdown(keep_kernel_state).await;
 }
