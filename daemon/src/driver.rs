@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use mipcast_proto::{next_step, Machine, Now, Outcome, Output, Step};
 use tokio::time::Instant;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::clock::sleep_until;
 use crate::config::background::BackgroundLoad;
@@ -104,11 +104,16 @@ pub trait Shell {
     type Config: Send + 'static;
     /// The first item of a received burst, from whichever of the shell's sockets had one.
     type Input;
+    /// What [`run`] returns once the shell has shut down.
+    type Exit;
 
     /// Reads and validates the configuration file (on the blocking pool, off the loop).
     fn load(path: &Path) -> Result<Self::Config, ConfigError>;
     /// The next received item. Must be cancel-safe: it is raced against signals and timers.
     async fn next_input(&mut self) -> Self::Input;
+    /// The work each turn of the loop does before it waits (a poll, a status refresh that
+    /// is due); nothing by default.
+    async fn before_wait(&mut self) {}
     /// When [`Shell::on_timer`] is due: the core's `poll_timeout`, or the shell's own timers.
     fn deadline(&mut self) -> Option<Instant>;
     /// `input` and whatever is queued behind it, as one round (handled, then settled).
@@ -122,7 +127,7 @@ pub trait Shell {
     fn write_state(&mut self) {}
     /// SIGTERM/SIGINT: the state is written; unless `keep_kernel_state`, what was installed
     /// in the kernel and the namespace is removed.
-    async fn shutdown(self, keep_kernel_state: bool);
+    async fn shutdown(self, keep_kernel_state: bool) -> Self::Exit;
 }
 
 /// Runs `shell` until SIGTERM or SIGINT, then shuts it down. `signals` are created by the
@@ -133,15 +138,17 @@ pub async fn run<S: Shell>(
     mut signals: Signals,
     config_path: PathBuf,
     keep_kernel_state: bool,
-) {
+) -> S::Exit {
     crate::notify::ready();
     let mut reloading = BackgroundLoad::default();
     loop {
+        shell.before_wait().await;
         let deadline = shell.deadline();
         tokio::select! {
             signal = signals.next() => match signal {
                 Signal::Shutdown => break,
                 Signal::Reload => {
+                    info!(file = %config_path.display(), "SIGHUP: reloading the configuration");
                     let path = config_path.clone();
                     if !reloading.start(move || S::load(&path)) {
                         warn!("reload: ignored, the previous one is still being read; send SIGHUP again once it is done");
@@ -165,5 +172,5 @@ pub async fn run<S: Shell>(
             }
         }
     }
-    shell.shutdown(keep_kernel_state).await;
+    shell.shutdown(keep_kernel_state).await
 }

@@ -38,6 +38,7 @@ impl Scripted {
 impl Shell for Scripted {
     type Config = String;
     type Input = u32;
+    type Exit = &'static str;
 
     fn load(path: &Path) -> Result<String, ConfigError> {
         Ok(path.display().to_string())
@@ -74,8 +75,13 @@ impl Shell for Scripted {
         self.note("state".into());
     }
 
-    async fn shutdown(self, keep_kernel_state: bool) {
+    async fn before_wait(&mut self) {
+        self.note("wait".into());
+    }
+
+    async fn shutdown(self, keep_kernel_state: bool) -> &'static str {
         self.note(format!("shutdown keep={keep_kernel_state}"));
+        "stopped"
     }
 }
 
@@ -93,23 +99,31 @@ async fn rounds_timer_reload_and_shutdown_in_order() {
         timer_fired: false,
         log: Arc::clone(&log),
     };
-    tokio::time::timeout(
+    let exit = tokio::time::timeout(
         Duration::from_secs(10),
         run(shell, signals, PathBuf::from("/etc/scripted.yaml"), true),
     )
     .await
     .expect("SIGTERM ends the loop");
+    assert_eq!(exit, "stopped");
+    // Each turn waits once; the SIGHUP and SIGTERM turns are no rounds (no state write).
     assert_eq!(
         *log.lock().unwrap(),
         [
+            "wait",
             "input 1",
             "state",
+            "wait",
             "input 2",
             "state",
+            "wait",
             "timer",
             "state",
+            "wait",
+            "wait",
             "reload /etc/scripted.yaml",
             "state",
+            "wait",
             "shutdown keep=true",
         ]
     );

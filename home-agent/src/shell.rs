@@ -280,6 +280,7 @@ enum Received {
 impl<A: Agent> Shell for Daemon<A> {
     type Config = A;
     type Input = Received;
+    type Exit = ();
 
     fn load(path: &Path) -> Result<A, mipcast_daemon::config::ConfigError> {
         A::load(path)

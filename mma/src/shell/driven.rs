@@ -66,6 +66,7 @@ async fn tick(interval: &mut Option<Interval>) {
 impl Shell for Driven {
     type Config = Config;
     type Input = Received;
+    type Exit = ();
 
     fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         mipcast_daemon::config::load::<Config>(path)
