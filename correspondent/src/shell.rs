@@ -4,7 +4,7 @@
 //! Bindings are not re-checked after a reload (they live on until they expire).
 use std::path::Path;
 
-use home_agent::agent::{Agent, KernelSettings, Settings};
+use home_agent::agent::{Agent, Settings};
 use home_agent::core::plan::Plan;
 use home_agent::metrics::Profile;
 use mipcast_binding::{RegistrarConfig, SaError, SaTable};
@@ -46,12 +46,7 @@ impl Agent for Config {
             interface: self.correspondent.interface.clone(),
             address: self.correspondent.address,
             proxy: None,
-            kernel: KernelSettings {
-                protocol: self.kernel.protocol,
-                decap_table: self.kernel.decap_table,
-                decap_rule_pref: self.kernel.decap_rule_pref,
-                local_rule_pref: self.kernel.local_rule_pref,
-            },
+            kernel: self.kernel.settings(),
             metrics: self.metrics.listen,
             state_file: self.state.file.clone(),
         }

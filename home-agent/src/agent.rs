@@ -88,12 +88,7 @@ impl Agent for Config {
             interface: self.home_link.interface.clone(),
             address: self.home_link.address,
             proxy: self.home_link.proxy(),
-            kernel: KernelSettings {
-                protocol: self.kernel.protocol,
-                decap_table: self.kernel.decap_table,
-                decap_rule_pref: self.kernel.decap_rule_pref,
-                local_rule_pref: self.kernel.local_rule_pref,
-            },
+            kernel: self.kernel.settings(),
             metrics: self.metrics.listen,
             state_file: self.state.file.clone(),
         }

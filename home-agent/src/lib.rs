@@ -11,6 +11,8 @@ pub mod core;
 #[cfg(feature = "shell")]
 pub mod metrics;
 #[cfg(feature = "shell")]
+pub mod sections;
+#[cfg(feature = "shell")]
 pub mod shell;
 #[cfg(feature = "shell")]
 pub mod status;
