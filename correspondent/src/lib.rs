@@ -10,5 +10,3 @@ pub mod config;
 pub mod core;
 #[cfg(feature = "shell")]
 pub mod shell;
-#[cfg(feature = "shell")]
-pub mod status;

@@ -8,6 +8,7 @@ use home_agent::agent::{Agent, Settings};
 use home_agent::core::plan::Plan;
 use home_agent::metrics::Profile;
 use mipcast_binding::{RegistrarConfig, SaError, SaTable};
+use mipcast_daemon::caps::Capability;
 use mipcast_daemon::cli::RunOptions;
 use mipcast_daemon::config::ConfigError;
 use mipcast_proto::ReplyBudgets;
@@ -36,9 +37,21 @@ impl Agent for Config {
         home_link: false,
         sent_by_type: true,
     };
+    const CAPABILITIES: &'static [(Capability, &'static str)] = &[
+        (
+            Capability::NetAdmin,
+            "routes, policy rules and the seg6 tunnel source",
+        ),
+        (Capability::NetRaw, "the raw Mobility Header socket"),
+    ];
+    const PEER_COLUMN: &'static str = "MMA (CARE-OF ADDRESS)";
 
     fn load(path: &Path) -> Result<Self, ConfigError> {
         Config::load(path)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        Config::check(self).map_err(|e| e.to_string())
     }
 
     fn settings(&self) -> Settings {

@@ -4,10 +4,13 @@
 //! configuration, so sockets, kernel programming, the state journal, metrics, reload and
 //! shutdown are written once.
 use std::fmt::Display;
+use std::marker::PhantomData;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use mipcast_binding::{Now, Policy, RegistrarConfig, RestoreRefusal, SaError, SaTable};
+use mipcast_daemon::caps::Capability;
+use mipcast_daemon::cli::{self, RunOptions};
 use mipcast_daemon::config::ConfigError;
 use mipcast_proto::ReplyBudgets;
 
@@ -52,8 +55,14 @@ pub trait Agent: Sized + Send + 'static {
     const LOCAL_SECTION: &'static str;
     /// Its metric series (prefix, which families).
     const METRICS: Profile;
+    /// The capabilities it needs and what for (checked before it runs).
+    const CAPABILITIES: &'static [(Capability, &'static str)];
+    /// The heading of the care-of address column in `status`.
+    const PEER_COLUMN: &'static str;
 
     fn load(path: &Path) -> Result<Self, ConfigError>;
+    /// What [`Agent::load`] cannot check alone: that the core's parts build.
+    fn check(&self) -> Result<(), String>;
     fn settings(&self) -> Settings;
     fn registrar_config(&self) -> RegistrarConfig;
     fn sa_table(&self) -> Result<SaTable, SaError>;
@@ -78,9 +87,21 @@ impl Agent for Config {
     const TITLE: &'static str = "home agent";
     const LOCAL_SECTION: &'static str = "home_link";
     const METRICS: Profile = Profile::HOME_AGENT;
+    const CAPABILITIES: &'static [(Capability, &'static str)] = &[
+        (
+            Capability::NetAdmin,
+            "routes, policy rules, proxy-ND entries, the seg6 tunnel source and the proxy_ndp sysctl",
+        ),
+        (Capability::NetRaw, "the raw Mobility Header socket"),
+    ];
+    const PEER_COLUMN: &'static str = "CARE-OF ADDRESS";
 
     fn load(path: &Path) -> Result<Self, ConfigError> {
         Config::load(path)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        Config::check(self).map_err(|e| e.to_string())
     }
 
     fn settings(&self) -> Settings {
@@ -142,5 +163,37 @@ impl Agent for Config {
 
     fn revalidate(core: &mut Core, now: Now) -> Vec<RestoreRefusal> {
         core.revalidate(now)
+    }
+}
+
+/// An agent as the daemons' shared `main` sees it: `cli::main::<Cli<Config>>(args)`.
+pub struct Cli<A>(PhantomData<A>);
+
+impl<A: Agent> cli::Daemon for Cli<A> {
+    const NAME: &'static str = A::NAME;
+    const CAPABILITIES: &'static [(Capability, &'static str)] = A::CAPABILITIES;
+    type Config = A;
+
+    fn load(path: &Path) -> Result<A, String> {
+        let config = A::load(path).map_err(|e| e.to_string())?;
+        config
+            .check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    fn metrics_listen(config: &A) -> SocketAddr {
+        config.settings().metrics
+    }
+
+    /// One line per binding (see [`crate::table::bindings_table`]).
+    fn status_table(json: &str) -> Result<String, String> {
+        let page: crate::shell::StatusPage =
+            serde_json::from_str(json).map_err(|e| e.to_string())?;
+        Ok(crate::table::bindings_table(&page.bindings, A::PEER_COLUMN))
+    }
+
+    fn run(config: A, options: RunOptions) -> Result<(), String> {
+        crate::shell::run(config, options).map_err(|e| e.to_string())
     }
 }

@@ -14,6 +14,4 @@ pub mod metrics;
 pub mod sections;
 #[cfg(feature = "shell")]
 pub mod shell;
-#[cfg(feature = "shell")]
-pub mod status;
 pub mod table;
