@@ -13,7 +13,7 @@ use mipcast_daemon::driver::{self, lock, settle, Effects, Shell};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::Signals;
-use mipcast_daemon::state::{BindingEntry, Journal, JournalEntry, StateError, StateFile};
+use mipcast_daemon::state::{BindingEntry, Journal, StateError, StateFile};
 
 /// The agent's binding record in the state journal.
 type HaRecord = BindingEntry<()>;
@@ -690,25 +690,15 @@ impl<A: Agent> Daemon<A> {
     /// that cannot be written is logged and counted; the replies still go (the binding is in
     /// the kernel and serving; only a crash before the next compaction would lose it).
     async fn commit_round(&mut self) {
-        let mut touched = std::mem::take(&mut self.touched);
-        if !touched.is_empty() {
-            touched.sort_unstable();
-            touched.dedup();
-            let now = self.clock.reading();
-            let entries: Vec<JournalEntry<HaRecord>> = {
-                let core = lock(&self.core);
-                touched
-                    .iter()
-                    .map(|hoa| match core.record(hoa, now) {
-                        Some(record) => JournalEntry::Put(HaRecord {
-                            record,
-                            me: self.me,
-                        }),
-                        None => JournalEntry::Delete(*hoa),
-                    })
-                    .collect()
-            };
-            let outcome = self.journal.append(&entries);
+        let touched = std::mem::take(&mut self.touched);
+        let (now, me) = (self.clock.reading(), self.me);
+        let outcome = {
+            let core = lock(&self.core);
+            self.journal.append_round(touched, |hoa| {
+                core.record(hoa, now).map(|record| HaRecord { record, me })
+            })
+        };
+        if let Some(outcome) = outcome {
             self.count_state_write(&outcome);
             let live = lock(&self.core).len();
             if self.journal.needs_compaction(live) {

@@ -19,7 +19,7 @@ use mipcast_daemon::driver::{self, lock, settle, Effects};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::Signals;
-use mipcast_daemon::state::{Journal, JournalEntry, StateError, StateFile};
+use mipcast_daemon::state::{Journal, StateError, StateFile};
 use mipcast_kernel::mrt6::{Mifi, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{outcome_of, Kernel, Op, RouteError};
@@ -484,26 +484,18 @@ impl Daemon {
     /// round's replies go: a BAck(0) leaves only for a registration that is on disk. A
     /// journal that cannot be written is logged and counted; the replies still go.
     async fn commit_round(&mut self) {
-        let mut touched = std::mem::take(&mut self.touched);
-        if !touched.is_empty() {
-            touched.sort_unstable();
-            touched.dedup();
-            let now = self.clock.reading();
-            let me = self.config.address;
-            let policy = policy_config(&self.config);
-            let entries: Vec<JournalEntry<MmaRecord>> = {
-                let core = lock(&self.core);
-                touched
-                    .iter()
-                    .map(|hoa| match core.record(hoa, now) {
-                        Some(record) => {
-                            JournalEntry::Put(crate::journal::entry(record, me, &policy))
-                        }
-                        None => JournalEntry::Delete(*hoa),
-                    })
-                    .collect()
-            };
-            let outcome = self.journal.append(&entries);
+        let touched = std::mem::take(&mut self.touched);
+        let now = self.clock.reading();
+        let me = self.config.address;
+        let policy = policy_config(&self.config);
+        let outcome = {
+            let core = lock(&self.core);
+            self.journal.append_round(touched, |hoa| {
+                core.record(hoa, now)
+                    .map(|record| crate::journal::entry(record, me, &policy))
+            })
+        };
+        if let Some(outcome) = outcome {
             self.count_state_write(&outcome);
             let live = lock(&self.core).records_len();
             if self.journal.needs_compaction(live) {
