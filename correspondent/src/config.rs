@@ -1,19 +1,17 @@
 //! The correspondent agent's YAML configuration (see `configs/correspondent.yaml` for a
 //! commented example).
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use home_agent::sections::{self, Defaults};
 use mipcast_binding::{RegistrarConfig, SaError, SaTable};
 use mipcast_daemon::config::ratelimit::RateLimitConfig;
 use mipcast_daemon::config::sa::{self, SaAlgorithm, SaConfig};
-use mipcast_daemon::config::{self, secs, ConfigError, Ipv6Prefix, SecretKey, Validate, Validator};
-use mipcast_kernel::route::{DEFAULT_LOCAL_RULE_PREF, RTPROT_MIPCAST};
+use mipcast_daemon::config::{self, ConfigError, Ipv6Prefix, SecretKey, Validate, Validator};
 use serde::Deserialize;
 
 use crate::core::{CorrespondentPolicy, MmaSource, PolicyError};
-
-pub const DEFAULT_METRICS: &str = "[::1]:9645";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,96 +89,20 @@ impl MmaConfig {
     }
 }
 
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BindingsConfig {
-    #[serde(with = "secs", default = "default_max_lifetime")]
-    pub max_lifetime: Duration,
-    #[serde(with = "secs", default = "default_replay_window")]
-    pub replay_window: Duration,
-    /// A Binding Refresh Request goes to the MMA at this share of the lifetime.
-    #[serde(default = "default_refresh_percent")]
-    pub refresh_percent: u8,
+/// The correspondent agent's defaults for the sections shared with the home agent ([`home_agent::sections`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct CorrespondentDefaults;
+
+impl Defaults for CorrespondentDefaults {
+    const MAX_LIFETIME: Duration = Duration::from_secs(300);
+    const REFRESH_PERCENT: u8 = 90;
+    const DECAP_TABLE: u32 = 3610;
+    const METRICS_PORT: u16 = 9645;
 }
 
-impl Default for BindingsConfig {
-    fn default() -> Self {
-        BindingsConfig {
-            max_lifetime: default_max_lifetime(),
-            replay_window: default_replay_window(),
-            refresh_percent: default_refresh_percent(),
-        }
-    }
-}
-
-fn default_max_lifetime() -> Duration {
-    // Route optimisation follows flows: short bindings, refreshed while traffic lasts.
-    Duration::from_secs(300)
-}
-fn default_replay_window() -> Duration {
-    Duration::from_secs(7)
-}
-fn default_refresh_percent() -> u8 {
-    90
-}
-
-#[derive(Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KernelConfig {
-    #[serde(default = "default_protocol")]
-    pub protocol: u8,
-    #[serde(default = "default_decap_table")]
-    pub decap_table: u32,
-    #[serde(default = "default_decap_rule_pref")]
-    pub decap_rule_pref: u32,
-    #[serde(default = "default_local_rule_pref")]
-    pub local_rule_pref: u32,
-}
-
-impl Default for KernelConfig {
-    fn default() -> Self {
-        KernelConfig {
-            protocol: default_protocol(),
-            decap_table: default_decap_table(),
-            decap_rule_pref: default_decap_rule_pref(),
-            local_rule_pref: default_local_rule_pref(),
-        }
-    }
-}
-
-fn default_protocol() -> u8 {
-    RTPROT_MIPCAST
-}
-fn default_decap_table() -> u32 {
-    3610
-}
-fn default_decap_rule_pref() -> u32 {
-    10
-}
-fn default_local_rule_pref() -> u32 {
-    DEFAULT_LOCAL_RULE_PREF
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsConfig {
-    #[serde(default = "default_metrics")]
-    pub listen: SocketAddr,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            listen: default_metrics(),
-        }
-    }
-}
-
-fn default_metrics() -> SocketAddr {
-    DEFAULT_METRICS
-        .parse()
-        .unwrap_or(SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 9645)))
-}
+pub type BindingsConfig = sections::BindingsConfig<CorrespondentDefaults>;
+pub type KernelConfig = sections::KernelConfig<CorrespondentDefaults>;
+pub type MetricsConfig = sections::MetricsConfig<CorrespondentDefaults>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,11 +122,6 @@ impl Default for StateConfig {
 fn default_state_file() -> PathBuf {
     PathBuf::from("/var/lib/mipcast/correspondent.journal")
 }
-
-/// Routing tables the kernel reserves (unspec, compat, default, main, local).
-const RESERVED_TABLES: [u32; 5] = [0, 252, 253, 254, 255];
-/// Protocol numbers 0-4 are the kernel's own.
-const FIRST_FREE_PROTOCOL: u8 = 5;
 
 impl Validate for Config {
     fn validate(&self, v: &mut Validator) {
@@ -251,44 +168,9 @@ impl Validate for Config {
                 }
             }
         }
-        let b = &self.bindings;
-        if b.max_lifetime.as_secs() < 4 || b.max_lifetime.as_secs() > 262_140 {
-            v.error(
-                "bindings.max_lifetime",
-                "must be 4 to 262140 seconds (the BU lifetime is 16 bits of 4 s units)",
-            );
-        }
-        config::limits::check_replay_window("bindings.replay_window", b.replay_window, v);
-        if !(1..=99).contains(&b.refresh_percent) {
-            v.error("bindings.refresh_percent", "must be 1 to 99");
-        }
+        self.bindings.validate(v);
         self.reply_rate_limit.validate("reply_rate_limit", v);
-        let k = &self.kernel;
-        if k.protocol < FIRST_FREE_PROTOCOL {
-            v.error(
-                "kernel.protocol",
-                format!(
-                    "{} is one of the kernel's own protocol numbers (0-4)",
-                    k.protocol
-                ),
-            );
-        }
-        if RESERVED_TABLES.contains(&k.decap_table) {
-            v.error(
-                "kernel.decap_table",
-                format!("table {} is reserved by the kernel", k.decap_table),
-            );
-        }
-        if k.decap_rule_pref == 0 || k.decap_rule_pref >= k.local_rule_pref {
-            v.error(
-                "kernel.decap_rule_pref",
-                format!(
-                    "must be between 1 and local_rule_pref ({}) exclusive, so decapsulation \
-                     rules come before the local table",
-                    k.local_rule_pref
-                ),
-            );
-        }
+        self.kernel.validate(v);
         config::limits::check_state_path("state.file", &self.state.file, v);
     }
 }
@@ -321,12 +203,7 @@ impl Config {
     }
 
     pub fn registrar_config(&self) -> RegistrarConfig {
-        RegistrarConfig {
-            max_lifetime_s: u32::try_from(self.bindings.max_lifetime.as_secs()).unwrap_or(u32::MAX),
-            replay_window_ms: u64::try_from(self.bindings.replay_window.as_millis())
-                .unwrap_or(u64::MAX),
-            refresh_percent: self.bindings.refresh_percent,
-        }
+        self.bindings.registrar_config()
     }
 
     /// Everything the daemon derives from the file, checked together.
@@ -343,6 +220,30 @@ mod tests {
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         config::load_str(Path::new("/nonexistent/correspondent.yaml"), text)
+    }
+
+    /// The shared sections (home_agent::sections) keep the correspondent's own defaults,
+    /// as configs/correspondent.yaml documents them.
+    #[test]
+    fn omitted_sections_take_the_correspondents_defaults() {
+        let c: Config = serde_json::from_str(
+            r#"{"correspondent": {"interface": "eth0", "address": "2001:db8:c::1"}, "mmas": []}"#,
+        )
+        .unwrap();
+        assert_eq!(c.bindings.max_lifetime, Duration::from_secs(300));
+        assert_eq!(c.bindings.refresh_percent, 90);
+        assert_eq!(c.kernel.decap_table, 3610);
+        assert_eq!(c.kernel.decap_rule_pref, 10);
+        assert_eq!(c.metrics.listen.to_string(), "[::1]:9645");
+        let partial: Config = serde_json::from_str(
+            r#"{"correspondent": {"interface": "eth0", "address": "2001:db8:c::1"}, "mmas": [],
+                "kernel": {"decap_rule_pref": 20}, "bindings": {"refresh_percent": 50}}"#,
+        )
+        .unwrap();
+        assert_eq!(partial.kernel.decap_table, 3610);
+        assert_eq!(partial.kernel.decap_rule_pref, 20);
+        assert_eq!(partial.bindings.max_lifetime, Duration::from_secs(300));
+        assert_eq!(partial.bindings.refresh_percent, 50);
     }
 
     #[test]

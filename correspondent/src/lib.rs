@@ -9,8 +9,4 @@
 pub mod config;
 pub mod core;
 #[cfg(feature = "shell")]
-pub mod metrics;
-#[cfg(feature = "shell")]
 pub mod shell;
-#[cfg(feature = "shell")]
-pub mod status;

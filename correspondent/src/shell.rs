@@ -1,758 +1,106 @@
-//! The tokio I/O shell: the Mobility Header socket, the kernel, timers, signals, the state
-//! file and the metrics listener around the pure [`Core`]. The same shape as the home
-//! agent's shell without the home link (no neighbour proxy): a correspondent only tunnels.
+//! The correspondent agent runs the home agent's shell ([`home_agent::shell`]) with its own
+//! [`Agent`]: its configuration layout, its registrar policy, its metric prefix
+//! (`correspondent_`), and no home link (no neighbour proxy: a correspondent only tunnels).
+//! Bindings are not re-checked after a reload (they live on until they expire).
+use std::path::Path;
+
+use home_agent::agent::{Agent, Settings};
+use home_agent::core::plan::Plan;
+use home_agent::metrics::Profile;
+use mipcast_binding::{RegistrarConfig, SaError, SaTable};
+use mipcast_daemon::caps::Capability;
 use mipcast_daemon::cli::RunOptions;
-use std::collections::HashSet;
-use std::net::Ipv6Addr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-
-use mipcast_binding::{BindingRecord, Registrar};
-use mipcast_daemon::clock::{sleep_until, Clock, SystemClock};
-use mipcast_daemon::config::background::BackgroundLoad;
-use mipcast_daemon::driver::{lock, settle, Effects};
-use mipcast_daemon::logsummary::LogSummary;
-use mipcast_daemon::metrics::{register_build_info, MetricsServer};
-use mipcast_daemon::signals::{Signal, Signals};
-use mipcast_daemon::state::{BindingEntry, Journal, JournalEntry, StateError, StateFile};
-
-/// The correspondent's binding record in the state journal.
-type CnRecord = BindingEntry<()>;
-use mipcast_kernel::probe::{self, Feature};
-use mipcast_kernel::route::{Kernel, Op, RouteError};
-use mipcast_kernel::sockets::{MhSocket, PacketInfo};
-use mipcast_proto::{KObject, Machine, Now, Outcome};
-use prometheus_client::registry::Registry;
-use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use mipcast_daemon::config::ConfigError;
+use mipcast_proto::ReplyBudgets;
+use tracing::info;
 
 use crate::config::Config;
-use crate::core::{BindingStatus, Change, Core, Event, Input, Send};
-use crate::metrics::Metrics;
+use crate::core::{CorrespondentPolicy, PolicyError};
 
-/// Messages handled before the kernel is programmed and the replies go out: large enough to
-/// amortise netlink batches under load, small enough to keep BAck latency low.
-const MAX_BURST: usize = 512;
-/// Room for any Mobility Header (its length field allows 2048 bytes).
-const RECV_BUFFER: usize = 4096;
-/// Socket receive buffer: BUs that arrive while a burst is being programmed wait here. The
-/// default (~208 KiB) overflowed above ~200 queued BUs; this holds tens of thousands.
-const SOCKET_RECV_BUFFER: usize = 32 << 20;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ShellError {
-    #[error("{0}")]
-    Kernel(#[from] RouteError),
-    #[error("{0}")]
-    MissingFeature(String),
-    #[error("cannot start the tokio runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("opening the Mobility Header socket: {0}")]
-    Socket(#[from] mipcast_kernel::sockets::SocketError),
-    #[error("metrics listener {addr}: {source}")]
-    Metrics {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("signal handlers: {0}")]
-    Signals(std::io::Error),
-    #[error("{0}")]
-    State(#[from] StateError),
-    #[error("configuration: {0}")]
-    Config(String),
-}
-
-/// What survives a restart.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct SavedState {
-    pub bindings: Vec<BindingRecord<()>>,
-    /// Namespace settings as they were before we changed them, restored at a clean stop.
-    /// Kept here so that a restart after a crash still knows the original values.
-    #[serde(default)]
-    pub original: Originals,
-}
-
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct Originals {
-    /// The seg6 tunnel source before we set it to our address (None: we did not change it).
-    pub seg6_tunsrc: Option<Ipv6Addr>,
-}
+pub use home_agent::shell::{Originals, SavedState, ShellError, StatusPage};
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ShellError::Runtime)?
-        .block_on(run_async(config, options))
+    home_agent::shell::run(config, options)
 }
 
-struct Daemon {
-    core: Arc<Mutex<Core>>,
-    kernel: Kernel,
-    socket: MhSocket,
-    metrics: Metrics,
-    clock: SystemClock,
-    uplink_ifindex: u32,
-    /// The state journal: every round's binding changes are appended and synced before the
-    /// round's replies leave, so an acknowledged binding survives kill -9.
-    journal: Journal<CnRecord>,
-    originals: Originals,
-    /// Per-packet log lines (refusals, drops) are summarised, not written one per packet.
-    log_limit: LogSummary,
-    state_path: PathBuf,
-    me: Ipv6Addr,
-    /// Home addresses whose binding changed in the round being settled.
-    touched: Vec<Ipv6Addr>,
-    /// Replies of the round being settled, held until its journal records are on disk.
-    held: Vec<Send>,
-}
-
-async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError> {
-    let caps = probe::probe().await?;
-    caps.require(&[
-        Feature::Seg6Encap,
-        Feature::Seg6Local,
-        Feature::IpprotoRules,
-    ])
-    .map_err(ShellError::MissingFeature)?;
-    let kernel = Kernel::connect(config.kernel.protocol).await?;
-    let uplink_ifindex = kernel.ifindex(&config.correspondent.interface).await?;
-    let me = config.correspondent.address;
-
-    let (journal, saved) = open_journal(&config.state.file, me)?;
-
-    let originals = prepare_namespace(&kernel, &config, saved.original.clone()).await?;
-
-    let sas = config
-        .sa_table()
-        .map_err(|e| ShellError::Config(e.to_string()))?;
-    let policy = config
-        .policy()
-        .map_err(|e| ShellError::Config(e.to_string()))?;
-    let registrar = Registrar::new(config.registrar_config(), sas.clone(), policy)
-        .map_err(|e| ShellError::Config(e.to_string()))?;
-    let plan = crate::core::plan(
-        me,
-        uplink_ifindex,
-        config.kernel.decap_table,
-        config.kernel.decap_rule_pref,
-        config.correspondent.role.inner_table(),
-    );
-    let limiter = config.reply_rate_limit.budgets();
-    let clock = SystemClock::new();
-    let core = Arc::new(Mutex::new(Core::new(registrar, sas, plan, limiter)));
-
-    let mut registry = Registry::default();
-    let metrics = Metrics::new(&mut registry);
-    register_build_info(&mut registry, "correspondent", env!("CARGO_PKG_VERSION"));
-
-    let socket = MhSocket::new()?;
-    match socket.set_recv_buffer(SOCKET_RECV_BUFFER) {
-        Ok(granted) => debug!(granted, "Mobility Header socket receive buffer"),
-        Err(e) => warn!(error = %e, "cannot enlarge the Mobility Header receive buffer"),
-    }
-    let mut daemon = Daemon {
-        core: Arc::clone(&core),
-        kernel,
-        socket,
-        metrics,
-        clock,
-        uplink_ifindex,
-        journal,
-        originals,
-        log_limit: LogSummary::default(),
-        state_path: config.state.file.clone(),
-        me,
-        touched: Vec::new(),
-        held: Vec::new(),
+impl Agent for Config {
+    type Policy = CorrespondentPolicy;
+    type PolicyError = PolicyError;
+    const NAME: &'static str = "correspondent";
+    const TITLE: &'static str = "correspondent agent";
+    const LOCAL_SECTION: &'static str = "correspondent";
+    const METRICS: Profile = Profile {
+        prefix: "correspondent",
+        bindings_help: "Route-optimisation bindings (home address -> MMA) in the binding cache",
+        kernel_changes_help: "Kernel changes (routes, rules) asked of the kernel, by operation; the refused ones are also in kernel_errors",
+        home_link: false,
+        sent_by_type: true,
     };
-    let started = std::time::Instant::now();
-    daemon.restore(saved.bindings).await;
-    // Compact at once: the restored bindings and the originals in one fresh file (if we
-    // crash before the first binding, a restart must still know what to put back).
-    daemon.write_state_now();
-    info!(
-        seconds = started.elapsed().as_secs_f64(),
-        bytes = daemon.journal.len(),
-        "state restored and compacted"
-    );
-
-    let mut signals = Signals::new().map_err(ShellError::Signals)?;
-    let status_core = Arc::clone(&core);
-    let server = MetricsServer::bind(config.metrics.listen, Arc::new(registry), move |path| {
-        (path == "/status").then(|| {
-            let bindings = lock(&status_core).status(clock.reading());
-            serde_json::to_string(&StatusPage { bindings }).unwrap_or_default()
-        })
-    })
-    .await
-    .map_err(|source| ShellError::Metrics {
-        addr: config.metrics.listen,
-        source,
-    })?;
-    let listen = server.local_addr().unwrap_or(config.metrics.listen);
-    tokio::spawn(server.run());
-    info!(
-        interface = %config.correspondent.interface,
-        address = %me,
-        mmas = config.mmas.len(),
-        metrics = %listen,
-        bindings = lock(&core).len(),
-        "correspondent agent ready"
-    );
-    mipcast_daemon::notify::ready();
-
-    let mut config = config;
-    let mut buf = vec![0u8; RECV_BUFFER];
-    let mut reloading = BackgroundLoad::default();
-    loop {
-        let deadline = lock(&core).poll_timeout().map(|d| clock.instant_at(d));
-        tokio::select! {
-            signal = signals.next() => match signal {
-                Signal::Shutdown => break,
-                Signal::Reload => {
-                    let path = options.config_path.clone();
-                    if !reloading.start(move || Config::load(&path)) {
-                        warn!("reload: ignored, the previous one is still being read; send SIGHUP again once it is done");
-                    }
-                }
-            },
-            loaded = reloading.finished() => match loaded {
-                Some(new) => reload(&mut config, new, &core),
-                None => error!("reload: reading the configuration failed; keeping the running one"),
-            },
-            first = daemon.socket.recv(&mut buf) => {
-                daemon.receive_burst(first, &mut buf).await;
-            }
-            _ = sleep_until(deadline) => {
-                lock(&core).handle_timeout(clock.reading());
-                daemon.settle(Instant::now()).await;
-            }
-        }
-    }
-    daemon.shutdown(&config, options.keep_kernel_state).await;
-    Ok(())
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct StatusPage {
-    pub bindings: Vec<BindingStatus>,
-}
-
-/// Opens the state journal and replays it. A file of an older version (one JSON document)
-/// is read once and replaced by the first compaction; a torn last record (a crash in the
-/// middle of a write) is cut off with a warning, never a failed start.
-fn open_journal(path: &Path, me: Ipv6Addr) -> Result<(Journal<CnRecord>, SavedState), ShellError> {
-    let (journal, state) = Journal::<CnRecord>::open(path)?;
-    if state.foreign {
-        let saved = match StateFile::<SavedState>::new(path).load() {
-            Ok(s) => s.unwrap_or_default(),
-            Err(e) => {
-                warn!(error = %e, "ignoring the state file; starting without bindings");
-                SavedState::default()
-            }
-        };
-        info!(path = %path.display(), bindings = saved.bindings.len(), "state file of an older version read; it is rewritten as a journal");
-        return Ok((journal, saved));
-    }
-    if state.torn_bytes > 0 {
-        warn!(path = %path.display(), bytes = state.torn_bytes, "the state journal ended in a partly written record (a crash while writing): ignored");
-    }
-    let original = state
-        .meta
-        .and_then(|m| serde_json::from_slice(&m).ok())
-        .unwrap_or_default();
-    let bindings = state
-        .records
-        .into_values()
-        .map(|r| r.with_local(me))
-        .collect();
-    Ok((journal, SavedState { bindings, original }))
-}
-
-/// The seg6 tunnel source (our address), the local rule moved behind ours.
-async fn prepare_namespace(
-    kernel: &Kernel,
-    config: &Config,
-    mut originals: Originals,
-) -> Result<Originals, ShellError> {
-    let forwarding =
-        std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").unwrap_or_default();
-    if forwarding.trim() != "1" {
-        warn!("IPv6 forwarding is off (net.ipv6.conf.all.forwarding=0): tunnelled traffic will not be forwarded");
-    }
-
-    let me = config.correspondent.address;
-    let tunsrc = kernel.get_seg6_tunsrc().await?;
-    if tunsrc != me {
-        kernel.set_seg6_tunsrc(me).await?;
-        info!(was = %tunsrc, now = %me, "set the seg6 tunnel source");
-        originals.seg6_tunsrc.get_or_insert(tunsrc);
-    }
-    kernel
-        .ensure_local_rule_moved(config.kernel.local_rule_pref)
-        .await?;
-    Ok(originals)
-}
-
-/// SIGHUP: the MMAs (sources, keys, home prefixes) and the reply rate limit change in place;
-/// bindings are kept. Anything else needs a restart and is reported as ignored.
-fn reload(
-    config: &mut Config,
-    new: Result<Config, mipcast_daemon::config::ConfigError>,
-    core: &Mutex<Core>,
-) {
-    let new = match new {
-        Ok(c) => c,
-        Err(e) => {
-            error!(error = %e, "reload: keeping the running configuration");
-            return;
-        }
-    };
-    let (sas, policy) = match (new.sa_table(), new.policy()) {
-        (Ok(s), Ok(p)) => (s, p),
-        (Err(e), _) => {
-            error!(error = %e, "reload: keeping the running configuration");
-            return;
-        }
-        (_, Err(e)) => {
-            error!(error = %e, "reload: keeping the running configuration");
-            return;
-        }
-    };
-    let spis = |c: &Config| -> Vec<u32> { c.mmas.iter().map(|m| m.spi).collect() };
-    let needs_restart: Vec<&str> = [
+    const CAPABILITIES: &'static [(Capability, &'static str)] = &[
         (
-            "correspondent",
-            config.correspondent.interface != new.correspondent.interface
-                || config.correspondent.address != new.correspondent.address,
+            Capability::NetAdmin,
+            "routes, policy rules and the seg6 tunnel source",
         ),
-        (
-            "bindings",
-            config.registrar_config() != new.registrar_config(),
-        ),
-        (
-            "kernel",
-            format!("{:?}", config.kernel) != format!("{:?}", new.kernel),
-        ),
-        ("metrics", config.metrics.listen != new.metrics.listen),
-        ("state", config.state.file != new.state.file),
-    ]
-    .into_iter()
-    .filter(|(_, changed)| *changed)
-    .map(|(name, _)| name)
-    .collect();
-    if !needs_restart.is_empty() {
-        warn!(sections = ?needs_restart, "reload: these settings change only at restart; ignored");
-    }
-    info!(
-        spis_before = ?spis(config),
-        spis_after = ?spis(&new),
-        rate_limit = ?new.reply_rate_limit,
-        "reload: MMAs and rate limit replaced; bindings kept"
-    );
-    let limiter = new.reply_rate_limit.budgets();
-    lock(core).reload(sas, policy, limiter);
-    // Keep the settings that need a restart as they are running.
-    config.mmas = new.mmas;
-    config.reply_rate_limit = new.reply_rate_limit;
-}
+        (Capability::NetRaw, "the raw Mobility Header socket"),
+    ];
+    const PEER_COLUMN: &'static str = "MMA (CARE-OF ADDRESS)";
 
-impl Daemon {
-    /// Restores saved bindings and makes the kernel match them: missing objects added,
-    /// objects with our tag that no binding explains removed.
-    async fn restore(&mut self, records: Vec<BindingRecord<()>>) {
-        let saved = records.len();
-        let now = self.clock.reading();
-        let (restored, refused) = lock(&self.core).restore_checked(records, now);
-        mipcast_daemon::logsummary::log_restore_refusals(&self.state_path, &refused);
-        self.resolve_all().await;
-        let desired: HashSet<KObject> = lock(&self.core).desired();
-        match self.kernel.reconcile(&desired).await {
-            Ok(report) => {
-                let failed_hoas: Vec<Ipv6Addr> = report
-                    .failed
-                    .iter()
-                    .filter_map(|e| match e {
-                        RouteError::Object { object, .. } => hoa_of(object),
-                        _ => None,
-                    })
-                    .collect();
-                for e in &report.failed {
-                    self.metrics.kernel_error("reconcile");
-                    warn!(error = %e, "reconcile");
-                }
-                lock(&self.core).mark_unprogrammed(failed_hoas);
-                info!(
-                    saved,
-                    restored,
-                    added = report.added.len(),
-                    replaced = report.replaced.len(),
-                    removed = report.removed.len() + report.removed_unrecognised,
-                    failed = report.failed.len(),
-                    "kernel reconciled with the restored bindings"
-                );
-            }
-            Err(e) => {
-                self.metrics.kernel_error("reconcile");
-                error!(error = %e, "cannot reconcile the kernel state");
-            }
-        }
-        self.metrics.bindings.set(gauge(lock(&self.core).len()));
+    fn load(path: &Path) -> Result<Self, ConfigError> {
+        Config::load(path)
     }
 
-    async fn resolve_all(&mut self) {
-        let coas = lock(&self.core).all_unresolved();
-        for coa in coas {
-            let oif = self.oif_toward(coa).await;
-            lock(&self.core).resolve(coa, oif);
+    fn check(&self) -> Result<(), String> {
+        Config::check(self).map_err(|e| e.to_string())
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            interface: self.correspondent.interface.clone(),
+            address: self.correspondent.address,
+            proxy: None,
+            kernel: self.kernel.settings(),
+            metrics: self.metrics.listen,
+            state_file: self.state.file.clone(),
         }
     }
 
-    /// The interface the kernel routes `coa` through (the default route's, if no better);
-    /// without any route, the configured interface: the seg6 encapsulation routes the outer packet
-    /// afresh anyway, so the device only has to exist.
-    async fn oif_toward(&self, coa: Ipv6Addr) -> u32 {
-        match self.kernel.route_get(coa).await {
-            Ok(Some(route)) => route.oif,
-            Ok(None) => {
-                warn!(%coa, "no route toward the care-of address; tunnelling via the configured interface");
-                self.uplink_ifindex
-            }
-            Err(e) => {
-                self.metrics.kernel_error("route_get");
-                warn!(%coa, error = %e, "route lookup failed; tunnelling via the configured interface");
-                self.uplink_ifindex
-            }
-        }
+    fn registrar_config(&self) -> RegistrarConfig {
+        Config::registrar_config(self)
     }
 
-    /// Handles `first` and every message already queued behind it (up to [`MAX_BURST`]) as
-    /// one round.
-    async fn receive_burst(
-        &mut self,
-        first: mipcast_kernel::sockets::Result<mipcast_kernel::sockets::Received>,
-        buf: &mut [u8],
-    ) {
-        let started = Instant::now();
-        let first = first.map(|rx| (rx, buf.get(..rx.len).unwrap_or_default()));
-        self.on_received(first);
-        self.socket
-            .drain(buf, MAX_BURST - 1, |received| self.on_received(received));
-        self.settle(started).await;
+    fn sa_table(&self) -> Result<SaTable, SaError> {
+        Config::sa_table(self)
     }
 
-    fn on_received(
-        &self,
-        received: mipcast_kernel::sockets::Result<(mipcast_kernel::sockets::Received, &[u8])>,
-    ) {
-        match received {
-            Ok((rx, bytes)) => {
-                let t = std::time::Instant::now();
-                lock(&self.core).handle_input(
-                    self.clock.reading(),
-                    Input {
-                        src: rx.source,
-                        dst: rx.destination,
-                        bytes,
-                    },
-                );
-                self.metrics
-                    .cache_op_seconds
-                    .observe(t.elapsed().as_secs_f64());
-            }
-            Err(e) => {
-                debug!(error = %e, "receive failed");
-                self.metrics
-                    .dropped
-                    .get_or_create(&crate::metrics::ReasonLabel {
-                        reason: "receive_error",
-                    })
-                    .inc();
-            }
-        }
+    fn policy(&self) -> Result<CorrespondentPolicy, PolicyError> {
+        Config::policy(self)
     }
 
-    /// Looks up the interfaces toward the round's new care-of addresses, then runs the round
-    /// to completion (see [`mipcast_daemon::driver`]).
-    async fn settle(&mut self, started: Instant) {
-        let coas = lock(&self.core).unresolved();
-        for coa in coas {
-            let oif = self.oif_toward(coa).await;
-            lock(&self.core).resolve(coa, oif);
-        }
-        let core = Arc::clone(&self.core);
-        settle(&*core, self).await;
-        self.commit_round().await;
-        self.metrics
-            .burst_seconds
-            .observe(started.elapsed().as_secs_f64());
+    fn budgets(&self) -> ReplyBudgets {
+        self.reply_rate_limit.budgets()
     }
 
-    /// Appends the settled round's binding changes to the journal (synced), then lets the
-    /// round's replies go: a BAck(0) is only sent for a binding that is on disk. A journal
-    /// that cannot be written is logged and counted; the replies still go (the binding is in
-    /// the kernel and serving; only a crash before the next compaction would lose it).
-    async fn commit_round(&mut self) {
-        let mut touched = std::mem::take(&mut self.touched);
-        if !touched.is_empty() {
-            touched.sort_unstable();
-            touched.dedup();
-            let now = self.clock.reading();
-            let entries: Vec<JournalEntry<CnRecord>> = {
-                let core = lock(&self.core);
-                touched
-                    .iter()
-                    .map(|hoa| match core.record(hoa, now) {
-                        Some(record) => JournalEntry::Put(CnRecord {
-                            record,
-                            me: self.me,
-                        }),
-                        None => JournalEntry::Delete(*hoa),
-                    })
-                    .collect()
-            };
-            let outcome = self.journal.append(&entries);
-            self.count_state_write(&outcome);
-            let live = lock(&self.core).len();
-            if self.journal.needs_compaction(live) {
-                self.write_state_now();
-            }
-        }
-        for send in std::mem::take(&mut self.held) {
-            self.send_now(send).await;
-        }
+    fn plan(&self, uplink_ifindex: u32) -> Plan {
+        crate::core::plan(
+            self.correspondent.address,
+            uplink_ifindex,
+            self.kernel.decap_table,
+            self.kernel.decap_rule_pref,
+            self.correspondent.role.inner_table(),
+        )
     }
 
-    async fn send_now(&mut self, send: Send) {
-        let info = PacketInfo::ANY.with_source(send.src);
-        match self.socket.send_to(&send.bytes, send.dst, info).await {
-            Ok(()) => self.metrics.count_sent(&send.bytes),
-            Err(e) => {
-                if let Some(suppressed) = self.log_limit.admit("send_failed", self.clock.now()) {
-                    warn!(dst = %send.dst, error = %e, suppressed, "send failed");
-                }
-                self.metrics
-                    .dropped
-                    .get_or_create(&crate::metrics::ReasonLabel {
-                        reason: "send_error",
-                    })
-                    .inc();
-            }
-        }
-    }
-
-    fn count_state_write(&self, outcome: &Result<(), StateError>) {
-        if let Err(e) = outcome {
-            error!(error = %e, "cannot write the state journal");
-        }
-        let outcome = if outcome.is_ok() { "ok" } else { "error" };
-        self.metrics
-            .state_writes
-            .get_or_create(&crate::metrics::OutcomeLabel { outcome })
-            .inc();
-    }
-
-    /// Rewrites the journal as the current bindings and originals (compaction).
-    fn write_state_now(&mut self) {
-        let records: Vec<CnRecord> = lock(&self.core)
-            .records(self.clock.reading())
-            .into_iter()
-            .map(|record| CnRecord {
-                record,
-                me: self.me,
-            })
-            .collect();
-        let meta = serde_json::to_vec(&self.originals).unwrap_or_default();
-        let outcome = self.journal.compact(records.iter(), Some(&meta));
-        self.count_state_write(&outcome);
-    }
-
-    /// Clean stop: the state file is written (bindings survive a restart either way); unless
-    /// told to keep it, everything we installed in the kernel and the namespace goes.
-    async fn shutdown(mut self, config: &Config, keep_kernel_state: bool) {
-        self.write_state_now();
-        let bindings = lock(&self.core).len();
-        if keep_kernel_state {
-            info!(
-                bindings,
-                "stopping; kernel state kept (--keep-kernel-state)"
-            );
-            return;
-        }
-        let (removed, failed) = match self.kernel.remove_all_ours().await {
-            Ok(r) => {
-                for e in &r.failed {
-                    warn!(error = %e, "removing kernel state");
-                }
-                (r.removed.len() + r.removed_unrecognised, r.failed.len())
-            }
-            Err(e) => {
-                error!(error = %e, "cannot list our kernel state");
-                (0, 1)
-            }
-        };
-        if let Err(e) = self
-            .kernel
-            .restore_local_rule(config.kernel.local_rule_pref)
-            .await
-        {
-            warn!(error = %e, "restoring the local rule");
-        }
-        if let Some(tunsrc) = self.originals.seg6_tunsrc.take() {
-            if let Err(e) = self.kernel.set_seg6_tunsrc(tunsrc).await {
-                warn!(error = %e, "restoring the seg6 tunnel source");
-            }
-        }
-        // The namespace is as we found it: a later start must not "restore" these again.
-        self.write_state_now();
-        info!(bindings, removed, failed, "stopped; kernel state removed");
-    }
-}
-
-fn hoa_of(object: &KObject) -> Option<Ipv6Addr> {
-    match object {
-        KObject::EncapRoute { dst, .. } => Some(dst.ip()),
-        _ => None,
-    }
-}
-
-fn gauge(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// The events a stranger can cause once per packet, with their log-summary kind.
-fn per_packet_kind(e: &Event) -> Option<&'static str> {
-    match e {
-        Event::Rejected { .. } => Some("bu_refused"),
-        Event::BindingError { .. } => Some("binding_error"),
-        Event::Dropped { .. } => Some("dropped"),
-        Event::ReplySuppressed { .. } => Some("reply_suppressed"),
-        _ => None,
-    }
-}
-
-/// `suppressed`: lines of the same kind left out before this one (see [`LogSummary`]).
-fn log_event(e: &Event, suppressed: u64) {
-    match e {
-        Event::Registered {
-            hoa,
-            coa,
-            previous,
-            lifetime_s,
-            sequence,
-        } => match previous {
-            None => info!(%hoa, %coa, lifetime_s, sequence, "binding created"),
-            Some(old) if old == coa => {
-                debug!(%hoa, %coa, lifetime_s, sequence, "binding refreshed")
-            }
-            Some(old) => info!(%hoa, %coa, old_coa = %old, lifetime_s, sequence, "binding moved"),
-        },
-        Event::Removed { hoa, coa, reason } => {
-            info!(%hoa, %coa, reason = ?reason, "binding removed")
-        }
-        Event::Rejected {
-            peer,
-            hoa,
-            status,
-            auth_reason,
-        } => info!(
-            %peer,
-            hoa = ?hoa,
-            status,
-            reason = auth_reason.unwrap_or("-"),
-            suppressed,
-            "binding update refused"
-        ),
-        Event::BindingError { peer } => {
-            debug!(%peer, suppressed, "unknown mobility header type")
-        }
-        Event::Dropped {
-            peer,
-            reason,
-            detail,
-        } => debug!(%peer, reason, detail, suppressed, "message dropped"),
-        Event::ReplySuppressed { peer } => {
-            debug!(%peer, suppressed, "reply suppressed by the rate limit")
-        }
-        Event::ProgrammingFailed { hoa, coa } => {
-            warn!(%hoa, %coa, "kernel refused the binding; answered 130")
-        }
-        Event::RefreshRequested { peer } => debug!(%peer, "binding refresh request sent"),
-        Event::KernelRefused {
-            change,
-            reason,
-            rollback,
-        } => warn!(?change, reason, rollback, "kernel refused a change"),
-        Event::BindingsChanged { bindings } => debug!(bindings, "binding cache changed"),
-    }
-}
-
-impl Effects<Core> for Daemon {
-    /// Runs of changes of one kind are one netlink batch each.
-    async fn apply(&mut self, changes: &[Change]) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(changes.len());
-        let mut rest = changes;
-        while let Some(first) = rest.first() {
-            let run = rest
-                .iter()
-                .take_while(|c| std::mem::discriminant(*c) == std::mem::discriminant(first))
-                .count();
-            let (now, later) = rest.split_at(run);
-            let (op, label) = match first {
-                Change::Add(_) => (Op::Add, "add"),
-                Change::Replace(_) => (Op::Replace, "replace"),
-                Change::Delete(_) => (Op::Delete, "delete"),
-            };
-            let objects: Vec<KObject> = now
-                .iter()
-                .map(|c| match *c {
-                    Change::Add(o) | Change::Replace(o) | Change::Delete(o) => o,
-                })
-                .collect();
-            self.metrics.kernel_changes(label, objects.len());
-            for outcome in self.kernel.apply(op, &objects).await {
-                if matches!(outcome, Outcome::Refused { .. }) {
-                    self.metrics.kernel_error(label);
-                }
-                outcomes.push(outcome);
-            }
-            rest = later;
-        }
-        outcomes
-    }
-
-    /// Held until the round's journal records are on disk ([`Daemon::commit_round`]).
-    async fn send(&mut self, send: Send) {
-        self.held.push(send);
-    }
-
-    fn event(&mut self, event: Event) {
-        match &event {
-            Event::BindingsChanged { bindings } => {
-                self.metrics.bindings.set(gauge(*bindings));
-            }
-            Event::Registered { hoa, .. }
-            | Event::Removed { hoa, .. }
-            | Event::ProgrammingFailed { hoa, .. } => self.touched.push(*hoa),
-            _ => {}
-        }
-        self.metrics.count_events(std::slice::from_ref(&event));
-        let now = self.clock.now();
-        match per_packet_kind(&event) {
-            Some(kind) => {
-                if let Some(suppressed) = self.log_limit.admit(kind, now) {
-                    log_event(&event, suppressed);
-                }
-            }
-            None => log_event(&event, 0),
-        }
-        self.log_limit.flush(now);
-    }
-
-    fn now(&self) -> Now {
-        self.clock.reading()
+    /// The MMAs (sources, keys, home prefixes) and the reply rate limit change in place.
+    fn adopt(&mut self, new: Self) {
+        let spis = |c: &Config| -> Vec<u32> { c.mmas.iter().map(|m| m.spi).collect() };
+        info!(
+            spis_before = ?spis(self),
+            spis_after = ?spis(&new),
+            rate_limit = ?new.reply_rate_limit,
+            "reload: MMAs and rate limit replaced; bindings kept"
+        );
+        self.mmas = new.mmas;
+        self.reply_rate_limit = new.reply_rate_limit;
     }
 }

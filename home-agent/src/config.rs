@@ -1,16 +1,14 @@
 //! The home agent's YAML configuration (see `configs/home-agent.yaml` for a commented example).
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::sections::{self, Defaults};
 use mipcast_binding::{HomeAgentPolicy, PolicyError, RegistrarConfig, SaError, SaTable};
 use mipcast_daemon::config::ratelimit::RateLimitConfig;
 use mipcast_daemon::config::sa::{self, SaConfig};
-use mipcast_daemon::config::{self, secs, ConfigError, Ipv6Prefix, Validate, Validator};
-use mipcast_kernel::route::{DEFAULT_LOCAL_RULE_PREF, RTPROT_MIPCAST};
+use mipcast_daemon::config::{self, ConfigError, Ipv6Prefix, Validate, Validator};
 use serde::Deserialize;
-
-pub const DEFAULT_METRICS: &str = "[::1]:9641";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,99 +81,20 @@ pub enum ProxyMode {
     Kernel,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BindingsConfig {
-    #[serde(with = "secs", default = "default_max_lifetime")]
-    pub max_lifetime: Duration,
-    #[serde(with = "secs", default = "default_replay_window")]
-    pub replay_window: Duration,
-    #[serde(default = "default_refresh_percent")]
-    pub refresh_percent: u8,
+/// The home agent's defaults for the sections shared with the correspondent agent ([`crate::sections`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct HomeAgentDefaults;
+
+impl Defaults for HomeAgentDefaults {
+    const MAX_LIFETIME: Duration = Duration::from_secs(3600);
+    const REFRESH_PERCENT: u8 = 80;
+    const DECAP_TABLE: u32 = 3600;
+    const METRICS_PORT: u16 = 9641;
 }
 
-impl Default for BindingsConfig {
-    fn default() -> Self {
-        BindingsConfig {
-            max_lifetime: default_max_lifetime(),
-            replay_window: default_replay_window(),
-            refresh_percent: default_refresh_percent(),
-        }
-    }
-}
-
-fn default_max_lifetime() -> Duration {
-    Duration::from_secs(3600)
-}
-fn default_replay_window() -> Duration {
-    Duration::from_secs(7)
-}
-fn default_refresh_percent() -> u8 {
-    80
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KernelConfig {
-    /// Routing-protocol number tagging every route, rule and proxy entry we install.
-    #[serde(default = "default_protocol")]
-    pub protocol: u8,
-    /// Table holding the `HA/128 End.DT6` decapsulation route.
-    #[serde(default = "default_decap_table")]
-    pub decap_table: u32,
-    /// Preference of the per-care-of-address decapsulation rules.
-    #[serde(default = "default_decap_rule_pref")]
-    pub decap_rule_pref: u32,
-    /// Where the `lookup local` rule is moved (must be after the decapsulation rules).
-    #[serde(default = "default_local_rule_pref")]
-    pub local_rule_pref: u32,
-}
-
-impl Default for KernelConfig {
-    fn default() -> Self {
-        KernelConfig {
-            protocol: default_protocol(),
-            decap_table: default_decap_table(),
-            decap_rule_pref: default_decap_rule_pref(),
-            local_rule_pref: default_local_rule_pref(),
-        }
-    }
-}
-
-fn default_protocol() -> u8 {
-    RTPROT_MIPCAST
-}
-fn default_decap_table() -> u32 {
-    3600
-}
-fn default_decap_rule_pref() -> u32 {
-    10
-}
-fn default_local_rule_pref() -> u32 {
-    DEFAULT_LOCAL_RULE_PREF
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsConfig {
-    #[serde(default = "default_metrics")]
-    pub listen: SocketAddr,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            listen: default_metrics(),
-        }
-    }
-}
-
-fn default_metrics() -> SocketAddr {
-    // A constant that parses; the fallback is never taken.
-    DEFAULT_METRICS
-        .parse()
-        .unwrap_or(SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 9641)))
-}
+pub type BindingsConfig = sections::BindingsConfig<HomeAgentDefaults>;
+pub type KernelConfig = sections::KernelConfig<HomeAgentDefaults>;
+pub type MetricsConfig = sections::MetricsConfig<HomeAgentDefaults>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,11 +121,6 @@ fn default_state_file() -> PathBuf {
 fn default_write_delay_ms() -> u64 {
     1000
 }
-
-/// Routing tables the kernel reserves (unspec, compat, default, main, local).
-const RESERVED_TABLES: [u32; 5] = [0, 252, 253, 254, 255];
-/// Protocol numbers 0-4 are the kernel's own (unspec, redirect, kernel, boot, static).
-const FIRST_FREE_PROTOCOL: u8 = 5;
 
 impl Validate for Config {
     fn validate(&self, v: &mut Validator) {
@@ -261,44 +175,9 @@ impl Validate for Config {
                 }
             }
         }
-        let b = &self.bindings;
-        if b.max_lifetime.as_secs() < 4 || b.max_lifetime.as_secs() > 262_140 {
-            v.error(
-                "bindings.max_lifetime",
-                "must be 4 to 262140 seconds (the BU lifetime is 16 bits of 4 s units)",
-            );
-        }
-        config::limits::check_replay_window("bindings.replay_window", b.replay_window, v);
-        if !(1..=99).contains(&b.refresh_percent) {
-            v.error("bindings.refresh_percent", "must be 1 to 99");
-        }
+        self.bindings.validate(v);
         self.reply_rate_limit.validate("reply_rate_limit", v);
-        let k = &self.kernel;
-        if k.protocol < FIRST_FREE_PROTOCOL {
-            v.error(
-                "kernel.protocol",
-                format!(
-                    "{} is one of the kernel's own protocol numbers (0-4)",
-                    k.protocol
-                ),
-            );
-        }
-        if RESERVED_TABLES.contains(&k.decap_table) {
-            v.error(
-                "kernel.decap_table",
-                format!("table {} is reserved by the kernel", k.decap_table),
-            );
-        }
-        if k.decap_rule_pref == 0 || k.decap_rule_pref >= k.local_rule_pref {
-            v.error(
-                "kernel.decap_rule_pref",
-                format!(
-                    "must be between 1 and local_rule_pref ({}) exclusive, so decapsulation \
-                     rules come before the local table",
-                    k.local_rule_pref
-                ),
-            );
-        }
+        self.kernel.validate(v);
         config::limits::check_state_path("state.file", &self.state.file, v);
         if self.state.write_delay_ms > 60_000 {
             v.error("state.write_delay_ms", "at most 60000 (one minute)");
@@ -335,12 +214,7 @@ impl Config {
     }
 
     pub fn registrar_config(&self) -> RegistrarConfig {
-        RegistrarConfig {
-            max_lifetime_s: u32::try_from(self.bindings.max_lifetime.as_secs()).unwrap_or(u32::MAX),
-            replay_window_ms: u64::try_from(self.bindings.replay_window.as_millis())
-                .unwrap_or(u64::MAX),
-            refresh_percent: self.bindings.refresh_percent,
-        }
+        self.bindings.registrar_config()
     }
 
     /// Everything the daemon derives from the file, checked together.

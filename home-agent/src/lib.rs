@@ -4,12 +4,14 @@
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "shell")]
+pub mod agent;
+#[cfg(feature = "shell")]
 pub mod config;
 pub mod core;
 #[cfg(feature = "shell")]
 pub mod metrics;
 #[cfg(feature = "shell")]
-pub mod shell;
+pub mod sections;
 #[cfg(feature = "shell")]
-pub mod status;
+pub mod shell;
 pub mod table;

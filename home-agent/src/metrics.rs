@@ -1,4 +1,6 @@
-//! Prometheus metrics of the home agent, and the mapping from core events to them.
+//! Prometheus metrics of the agents that run the home agent's core (the home agent and the
+//! correspondent agent), and the mapping from core events to them. Each agent registers the
+//! families of its [`Profile`] under its own prefix.
 use std::collections::HashSet;
 
 use mipcast_binding::RemoveReason;
@@ -44,6 +46,30 @@ pub struct OpLabel {
     pub op: &'static str,
 }
 
+/// Which families an agent exposes, under which prefix. Families a profile leaves out are
+/// still counted into (the code paths are shared) but never exposed.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    /// The registry sub-prefix: the daemon's name in snake case.
+    pub prefix: &'static str,
+    pub bindings_help: &'static str,
+    pub kernel_changes_help: &'static str,
+    /// `signalling_messages`, `bindings_invalidated`, `neighbour_solicitations`.
+    pub home_link: bool,
+    /// `binding_refresh_requests_sent`, `binding_errors_sent`.
+    pub sent_by_type: bool,
+}
+
+impl Profile {
+    pub const HOME_AGENT: Profile = Profile {
+        prefix: "home_agent",
+        bindings_help: "Bindings in the binding cache",
+        kernel_changes_help: "Kernel changes (routes, rules, proxy-ND entries) asked of the kernel, by operation; the refused ones are also in kernel_errors",
+        home_link: true,
+        sent_by_type: false,
+    };
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub bindings: Gauge,
@@ -66,6 +92,8 @@ pub struct Metrics {
     pub state_writes: Family<OutcomeLabel, Counter>,
     /// Neighbor Solicitations seen by the user-space proxy, by outcome.
     pub solicitations: Family<OutcomeLabel, Counter>,
+    pub refresh_requests: Counter,
+    pub binding_errors_sent: Counter,
 }
 
 impl Metrics {
@@ -75,7 +103,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn new(registry: &mut Registry) -> Metrics {
+    pub fn new(registry: &mut Registry, profile: &Profile) -> Metrics {
         let m = Metrics {
             bindings: Gauge::default(),
             bu_received: Family::default(),
@@ -93,25 +121,27 @@ impl Metrics {
             burst_seconds: Histogram::new(exponential_buckets(1e-5, 4.0, 12)),
             state_writes: Family::default(),
             solicitations: Family::default(),
+            refresh_requests: Counter::default(),
+            binding_errors_sent: Counter::default(),
         };
         m.zero_known_series();
-        let r = registry.sub_registry_with_prefix("home_agent");
-        m.signalling.register(r, AGENT_MH);
-        r.register(
-            "bindings_invalidated",
-            "Bindings dropped because they no longer validate against the configuration: state-file records refused at start, and bindings a reloaded configuration refuses",
-            m.invalidated.clone(),
-        );
-        r.register(
-            "bindings",
-            "Bindings in the binding cache",
-            m.bindings.clone(),
-        );
-        r.register(
-            "neighbour_solicitations",
-            "Neighbor Solicitations seen on the home link by the user-space proxy (home_link.proxy: user), by outcome: answered, not_registered, or why ignored",
-            m.solicitations.clone(),
-        );
+        let r = registry.sub_registry_with_prefix(profile.prefix);
+        if profile.home_link {
+            m.signalling.register(r, AGENT_MH);
+            r.register(
+                "bindings_invalidated",
+                "Bindings dropped because they no longer validate against the configuration: state-file records refused at start, and bindings a reloaded configuration refuses",
+                m.invalidated.clone(),
+            );
+        }
+        r.register("bindings", profile.bindings_help, m.bindings.clone());
+        if profile.home_link {
+            r.register(
+                "neighbour_solicitations",
+                "Neighbor Solicitations seen on the home link by the user-space proxy (home_link.proxy: user), by outcome: answered, not_registered, or why ignored",
+                m.solicitations.clone(),
+            );
+        }
         r.register(
             "binding_updates_received",
             "Mobility Header messages received, by outcome",
@@ -142,6 +172,18 @@ impl Metrics {
             "Replies to refused messages not sent because of the rate limit",
             m.replies_suppressed.clone(),
         );
+        if profile.sent_by_type {
+            r.register(
+                "binding_refresh_requests_sent",
+                "Binding Refresh Requests sent",
+                m.refresh_requests.clone(),
+            );
+            r.register(
+                "binding_errors_sent",
+                "Binding Errors sent",
+                m.binding_errors_sent.clone(),
+            );
+        }
         r.register(
             "kernel_errors",
             "Kernel programming failures, by operation",
@@ -149,7 +191,7 @@ impl Metrics {
         );
         r.register(
             "kernel_changes",
-            "Kernel changes (routes, rules, proxy-ND entries) asked of the kernel, by operation; the refused ones are also in kernel_errors",
+            profile.kernel_changes_help,
             m.kernel_changes.clone(),
         );
         r.register(
@@ -262,10 +304,19 @@ impl Metrics {
     /// Counts a message that was sent, by its MH type.
     pub fn count_sent(&self, bytes: &[u8]) {
         self.signalling.mobility(Direction::Sent, bytes);
-        if bytes.get(2) == Some(&mh_type::BINDING_ACK) {
-            if let Some(status) = back_status_of(bytes) {
-                self.back_sent.get_or_create(&StatusLabel { status }).inc();
+        match bytes.get(2) {
+            Some(&mh_type::BINDING_ACK) => {
+                if let Some(status) = back_status_of(bytes) {
+                    self.back_sent.get_or_create(&StatusLabel { status }).inc();
+                }
             }
+            Some(&mh_type::BINDING_ERROR) => {
+                self.binding_errors_sent.inc();
+            }
+            Some(&mh_type::BINDING_REFRESH_REQUEST) => {
+                self.refresh_requests.inc();
+            }
+            _ => {}
         }
     }
 

@@ -1,5 +1,6 @@
 //! The tokio I/O shell: the Mobility Header socket, the kernel, timers, signals, the state
-//! file and the metrics listener around the pure [`Core`].
+//! file and the metrics listener around the pure [`Core`]. Generic over the [`Agent`] that
+//! runs it: the home agent, or the correspondent agent (no home link: no neighbour proxy).
 use mipcast_daemon::cli::RunOptions;
 use std::collections::HashSet;
 use std::net::Ipv6Addr;
@@ -7,15 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use mipcast_binding::{BindingRecord, Registrar};
-use mipcast_daemon::clock::{sleep_until, Clock, SystemClock};
-use mipcast_daemon::config::background::BackgroundLoad;
-use mipcast_daemon::driver::{lock, settle, Effects};
+use mipcast_daemon::clock::{Clock, SystemClock};
+use mipcast_daemon::driver::{self, lock, settle, Effects, Shell};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
-use mipcast_daemon::signals::{Signal, Signals};
-use mipcast_daemon::state::{BindingEntry, Journal, JournalEntry, StateError, StateFile};
+use mipcast_daemon::signals::Signals;
+use mipcast_daemon::state::{BindingEntry, Journal, StateError, StateFile};
 
-/// The home agent's binding record in the state journal.
+/// The agent's binding record in the state journal.
 type HaRecord = BindingEntry<()>;
 use mipcast_kernel::packet::{self, NdSocket};
 use mipcast_kernel::probe::{self, Feature};
@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Config, ProxyMode};
+use crate::agent::{Agent, Settings};
+use crate::config::ProxyMode;
 use crate::core::neighbour::LinkIdentity;
-use crate::core::plan::{Plan, PlanParams};
 use crate::core::{BindingStatus, Change, Core, Event, Input, Send};
 use crate::metrics::Metrics;
 
@@ -87,14 +87,15 @@ pub struct SavedState {
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Originals {
-    /// `net.ipv6.conf.<home-if>.proxy_ndp` before we set it to 1 (None: we did not change it).
+    /// `net.ipv6.conf.<home-if>.proxy_ndp` before we set it to 1 (None: we did not change it;
+    /// always None at a correspondent).
     pub proxy_ndp: Option<String>,
-    /// The seg6 tunnel source before we set it to the HA address (None: we did not change it).
+    /// The seg6 tunnel source before we set it to our address (None: we did not change it).
     pub seg6_tunsrc: Option<Ipv6Addr>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
-pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
+pub fn run<A: Agent>(config: A, options: RunOptions) -> Result<(), ShellError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -102,13 +103,21 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
         .block_on(run_async(config, options))
 }
 
-struct Daemon {
-    core: Arc<Mutex<Core>>,
+struct Daemon<A: Agent> {
+    core: Arc<Mutex<Core<A::Policy>>>,
+    /// The running configuration (SIGHUP replaces what changes in place).
+    config: A,
+    /// What the shell reads from it (fixed until a restart).
+    settings: Settings,
+    /// Receive buffers of the Mobility Header socket and the neighbour proxy's.
+    buf: Vec<u8>,
+    nd_buf: Vec<u8>,
     kernel: Kernel,
     socket: MhSocket,
     metrics: Metrics,
     clock: SystemClock,
-    home_ifindex: u32,
+    /// The ifindex of [`Settings::interface`].
+    ifindex: u32,
     /// The state journal: every round's binding changes are appended and synced before the
     /// round's replies leave, so an acknowledged binding survives kill -9.
     journal: Journal<HaRecord>,
@@ -116,7 +125,8 @@ struct Daemon {
     /// Per-packet log lines (refusals, drops) are summarised, not written one per packet.
     log_limit: LogSummary,
     state_path: PathBuf,
-    ha: Ipv6Addr,
+    /// Our address.
+    me: Ipv6Addr,
     /// Home addresses whose binding changed in the round being settled.
     touched: Vec<Ipv6Addr>,
     /// Replies of the round being settled, held until its journal records are on disk.
@@ -136,7 +146,7 @@ struct Responder {
 /// Largest frame we read: an NS is 86 bytes; anything longer is not one we answer.
 const ND_FRAME_BUFFER: usize = 1600;
 
-async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError> {
+async fn run_async<A: Agent>(config: A, options: RunOptions) -> Result<(), ShellError> {
     let caps = probe::probe().await?;
     caps.require(&[
         Feature::Seg6Encap,
@@ -144,13 +154,14 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         Feature::IpprotoRules,
     ])
     .map_err(ShellError::MissingFeature)?;
-    let kernel = Kernel::connect(config.kernel.protocol).await?;
-    let home_ifindex = kernel.ifindex(&config.home_link.interface).await?;
-    let ha = config.home_link.address;
+    let settings = config.settings();
+    let kernel = Kernel::connect(settings.kernel.protocol).await?;
+    let ifindex = kernel.ifindex(&settings.interface).await?;
+    let me = settings.address;
 
-    let (journal, saved) = open_journal(&config.state.file, ha)?;
+    let (journal, saved) = open_journal(&settings.state_file, me)?;
 
-    let originals = prepare_namespace(&kernel, &config, saved.original.clone()).await?;
+    let originals = prepare_namespace(&kernel, &settings, saved.original.clone()).await?;
 
     let sas = config
         .sa_table()
@@ -160,21 +171,10 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         .map_err(|e| ShellError::Config(e.to_string()))?;
     let registrar = Registrar::new(config.registrar_config(), sas.clone(), policy)
         .map_err(|e| ShellError::Config(e.to_string()))?;
-    let proxy = config.home_link.proxy();
-    let plan = Plan::new(PlanParams {
-        home_ifindex,
-        ha_address: ha,
-        decap_table: config.kernel.decap_table,
-        decap_rule_pref: config.kernel.decap_rule_pref,
-    });
-    let plan = if proxy == Some(ProxyMode::Kernel) {
-        plan
-    } else {
-        plan.without_proxy_entries()
-    };
-    let responder = match proxy {
+    let plan = config.plan(ifindex);
+    let responder = match settings.proxy {
         Some(ProxyMode::User) => {
-            let interface = &config.home_link.interface;
+            let interface = &settings.interface;
             let nd_error = |source| ShellError::NdSocket {
                 interface: interface.clone(),
                 source,
@@ -183,8 +183,8 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
             // Link-local as the kernel would use; the configured address when there is none.
             let address = packet::link_local_of(interface)
                 .map_err(nd_error)?
-                .unwrap_or(ha);
-            let socket = NdSocket::open(home_ifindex).map_err(nd_error)?;
+                .unwrap_or(me);
+            let socket = NdSocket::open(ifindex).map_err(nd_error)?;
             Some(Responder {
                 socket,
                 me: LinkIdentity { mac, address },
@@ -192,31 +192,35 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         }
         _ => None,
     };
-    let limiter = config.reply_rate_limit.budgets();
+    let limiter = config.budgets();
     let clock = SystemClock::new();
     let core = Arc::new(Mutex::new(Core::new(registrar, sas, plan, limiter)));
 
     let mut registry = Registry::default();
-    let metrics = Metrics::new(&mut registry);
-    register_build_info(&mut registry, "home-agent", env!("CARGO_PKG_VERSION"));
+    let metrics = Metrics::new(&mut registry, &A::METRICS);
+    register_build_info(&mut registry, A::NAME, env!("CARGO_PKG_VERSION"));
 
     let socket = MhSocket::new()?;
     match socket.set_recv_buffer(SOCKET_RECV_BUFFER) {
         Ok(granted) => debug!(granted, "Mobility Header socket receive buffer"),
         Err(e) => warn!(error = %e, "cannot enlarge the Mobility Header receive buffer"),
     }
-    let mut daemon = Daemon {
+    let mut daemon: Daemon<A> = Daemon {
         core: Arc::clone(&core),
+        config,
+        settings: settings.clone(),
+        buf: vec![0u8; RECV_BUFFER],
+        nd_buf: vec![0u8; ND_FRAME_BUFFER],
         kernel,
         socket,
         metrics,
         clock,
-        home_ifindex,
+        ifindex,
         journal,
         originals,
         log_limit: LogSummary::default(),
-        state_path: config.state.file.clone(),
-        ha,
+        state_path: settings.state_file.clone(),
+        me,
         touched: Vec::new(),
         held: Vec::new(),
         responder,
@@ -233,9 +237,9 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         "state restored and compacted"
     );
 
-    let mut signals = Signals::new().map_err(ShellError::Signals)?;
+    let signals = Signals::new().map_err(ShellError::Signals)?;
     let status_core = Arc::clone(&core);
-    let server = MetricsServer::bind(config.metrics.listen, Arc::new(registry), move |path| {
+    let server = MetricsServer::bind(settings.metrics, Arc::new(registry), move |path| {
         (path == "/status").then(|| {
             let bindings = lock(&status_core).status(clock.reading());
             serde_json::to_string(&StatusPage { bindings }).unwrap_or_default()
@@ -243,57 +247,88 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
     })
     .await
     .map_err(|source| ShellError::Metrics {
-        addr: config.metrics.listen,
+        addr: settings.metrics,
         source,
     })?;
-    let listen = server.local_addr().unwrap_or(config.metrics.listen);
+    let listen = server.local_addr().unwrap_or(settings.metrics);
     tokio::spawn(server.run());
     info!(
-        home_if = %config.home_link.interface,
-        ha = %ha,
+        interface = %settings.interface,
+        address = %me,
         metrics = %listen,
         bindings = lock(&core).len(),
-        "home agent ready"
+        "{} ready",
+        A::TITLE
     );
-    mipcast_daemon::notify::ready();
+    driver::run(
+        daemon,
+        signals,
+        options.config_path,
+        options.keep_kernel_state,
+    )
+    .await;
+    Ok(())
+}
 
-    let mut config = config;
-    let mut buf = vec![0u8; RECV_BUFFER];
-    let mut reloading = BackgroundLoad::default();
-    let mut nd_buf = vec![0u8; ND_FRAME_BUFFER];
-    loop {
-        let deadline = lock(&core).poll_timeout().map(|d| clock.instant_at(d));
+/// What the home agent's sockets deliver: the first message of a burst, or a frame for the
+/// neighbour proxy.
+enum Received {
+    Mobility(mipcast_kernel::sockets::Result<mipcast_kernel::sockets::Received>),
+    Solicitation(std::io::Result<usize>),
+}
+
+impl<A: Agent> Shell for Daemon<A> {
+    type Config = A;
+    type Input = Received;
+    type Exit = ();
+
+    fn load(path: &Path) -> Result<A, mipcast_daemon::config::ConfigError> {
+        A::load(path)
+    }
+
+    async fn next_input(&mut self) -> Received {
         tokio::select! {
-            signal = signals.next() => match signal {
-                Signal::Shutdown => break,
-                Signal::Reload => {
-                    let path = options.config_path.clone();
-                    if !reloading.start(move || Config::load(&path)) {
-                        warn!("reload: ignored, the previous one is still being read; send SIGHUP again once it is done");
-                    }
-                }
-            },
-            loaded = reloading.finished() => match loaded {
-                Some(new) => {
-                    reload(&mut config, new, &core);
-                    daemon.revalidate().await;
-                }
-                None => error!("reload: reading the configuration failed; keeping the running one"),
-            },
-            first = daemon.socket.recv(&mut buf) => {
-                daemon.receive_burst(first, &mut buf).await;
+            first = self.socket.recv(&mut self.buf) => Received::Mobility(first),
+            frame = solicitation(self.responder.as_ref(), &mut self.nd_buf) => Received::Solicitation(frame),
+        }
+    }
+
+    fn deadline(&mut self) -> Option<Instant> {
+        lock(&self.core)
+            .poll_timeout()
+            .map(|d| self.clock.instant_at(d))
+    }
+
+    async fn on_input(&mut self, input: Received) {
+        match input {
+            Received::Mobility(first) => {
+                let mut buf = std::mem::take(&mut self.buf);
+                self.receive_burst(first, &mut buf).await;
+                self.buf = buf;
             }
-            _ = sleep_until(deadline) => {
-                lock(&core).handle_timeout(clock.reading());
-                daemon.settle(Instant::now()).await;
-            }
-            frame = solicitation(daemon.responder.as_ref(), &mut nd_buf) => {
-                daemon.on_solicitation(frame, &nd_buf).await;
+            Received::Solicitation(frame) => {
+                let nd_buf = std::mem::take(&mut self.nd_buf);
+                self.on_solicitation(frame, &nd_buf).await;
+                self.nd_buf = nd_buf;
             }
         }
     }
-    daemon.shutdown(&config, options.keep_kernel_state).await;
-    Ok(())
+
+    async fn on_timer(&mut self) {
+        lock(&self.core).handle_timeout(self.clock.reading());
+        self.settle(Instant::now()).await;
+    }
+
+    async fn on_reload(&mut self, loaded: Result<A, mipcast_daemon::config::ConfigError>) {
+        reload(&mut self.config, loaded, &self.core);
+        self.revalidate().await;
+    }
+
+    // The journal is written inside each round (commit_round), before its replies leave.
+
+    async fn shutdown(self, keep_kernel_state: bool) {
+        self.stop(keep_kernel_state).await;
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -336,11 +371,11 @@ fn open_journal(path: &Path, ha: Ipv6Addr) -> Result<(Journal<HaRecord>, SavedSt
 /// moved behind ours.
 async fn prepare_namespace(
     kernel: &Kernel,
-    config: &Config,
+    settings: &Settings,
     mut originals: Originals,
 ) -> Result<Originals, ShellError> {
-    if config.home_link.proxy() == Some(ProxyMode::Kernel) {
-        enable_proxy_ndp(config, &mut originals)?;
+    if settings.proxy == Some(ProxyMode::Kernel) {
+        enable_proxy_ndp(&settings.interface, &mut originals)?;
     }
     let forwarding =
         std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").unwrap_or_default();
@@ -348,22 +383,22 @@ async fn prepare_namespace(
         warn!("IPv6 forwarding is off (net.ipv6.conf.all.forwarding=0): tunnelled traffic will not be forwarded");
     }
 
-    let ha = config.home_link.address;
+    let me = settings.address;
     let tunsrc = kernel.get_seg6_tunsrc().await?;
-    if tunsrc != ha {
-        kernel.set_seg6_tunsrc(ha).await?;
-        info!(was = %tunsrc, now = %ha, "set the seg6 tunnel source");
+    if tunsrc != me {
+        kernel.set_seg6_tunsrc(me).await?;
+        info!(was = %tunsrc, now = %me, "set the seg6 tunnel source");
         originals.seg6_tunsrc.get_or_insert(tunsrc);
     }
     kernel
-        .ensure_local_rule_moved(config.kernel.local_rule_pref)
+        .ensure_local_rule_moved(settings.kernel.local_rule_pref)
         .await?;
     Ok(originals)
 }
 
 /// proxy_ndp=1 on the home link, for the kernel's proxy entries (`home_link.proxy: kernel`).
-fn enable_proxy_ndp(config: &Config, originals: &mut Originals) -> Result<(), ShellError> {
-    let path = proxy_ndp_path(&config.home_link.interface);
+fn enable_proxy_ndp(interface: &str, originals: &mut Originals) -> Result<(), ShellError> {
+    let path = proxy_ndp_path(interface);
     let current = std::fs::read_to_string(&path)
         .map_err(|source| ShellError::Sysctl {
             path: path.clone(),
@@ -396,12 +431,13 @@ fn proxy_ndp_path(interface: &str) -> PathBuf {
         .join("proxy_ndp")
 }
 
-/// SIGHUP: security associations, home prefixes and the reply rate limit change in place;
-/// bindings are kept. Anything else needs a restart and is reported as ignored.
-fn reload(
-    config: &mut Config,
-    new: Result<Config, mipcast_daemon::config::ConfigError>,
-    core: &Mutex<Core>,
+/// SIGHUP: what the agent changes in place ([`Agent::adopt`]: associations, prefixes, the
+/// reply rate limit); bindings are kept. Anything else needs a restart and is reported as
+/// ignored.
+fn reload<A: Agent>(
+    config: &mut A,
+    new: Result<A, mipcast_daemon::config::ConfigError>,
+    core: &Mutex<Core<A::Policy>>,
 ) {
     let new = match new {
         Ok(c) => c,
@@ -421,23 +457,20 @@ fn reload(
             return;
         }
     };
-    let spis = |c: &Config| -> Vec<u32> { c.security_associations.iter().map(|s| s.spi).collect() };
+    let (old_settings, new_settings) = (config.settings(), new.settings());
     let needs_restart: Vec<&str> = [
         (
-            "home_link",
-            config.home_link.interface != new.home_link.interface
-                || config.home_link.address != new.home_link.address,
+            A::LOCAL_SECTION,
+            old_settings.interface != new_settings.interface
+                || old_settings.address != new_settings.address,
         ),
         (
             "bindings",
             config.registrar_config() != new.registrar_config(),
         ),
-        (
-            "kernel",
-            format!("{:?}", config.kernel) != format!("{:?}", new.kernel),
-        ),
-        ("metrics", config.metrics.listen != new.metrics.listen),
-        ("state", config.state.file != new.state.file),
+        ("kernel", old_settings.kernel != new_settings.kernel),
+        ("metrics", old_settings.metrics != new_settings.metrics),
+        ("state", old_settings.state_file != new_settings.state_file),
     ]
     .into_iter()
     .filter(|(_, changed)| *changed)
@@ -446,22 +479,13 @@ fn reload(
     if !needs_restart.is_empty() {
         warn!(sections = ?needs_restart, "reload: these settings change only at restart; ignored");
     }
-    info!(
-        spis_before = ?spis(config),
-        spis_after = ?spis(&new),
-        home_prefixes = ?new.home_prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-        rate_limit = ?new.reply_rate_limit,
-        "reload: security associations, home prefixes and rate limit replaced; bindings kept"
-    );
-    let limiter = new.reply_rate_limit.budgets();
+    let limiter = new.budgets();
     lock(core).reload(sas, policy, limiter);
     // Keep the settings that need a restart as they are running.
-    config.security_associations = new.security_associations;
-    config.home_prefixes = new.home_prefixes;
-    config.reply_rate_limit = new.reply_rate_limit;
+    config.adopt(new);
 }
 
-impl Daemon {
+impl<A: Agent> Daemon<A> {
     /// Restores saved bindings and makes the kernel match them: missing objects added,
     /// objects with our tag that no binding explains removed.
     async fn restore(&mut self, records: Vec<BindingRecord<()>>) {
@@ -514,19 +538,19 @@ impl Daemon {
     }
 
     /// The interface the kernel routes `coa` through (the default route's, if no better);
-    /// without any route, the home interface: the seg6 encapsulation routes the outer packet
+    /// without any route, the configured interface: the seg6 encapsulation routes the outer packet
     /// afresh anyway, so the device only has to exist.
     async fn oif_toward(&self, coa: Ipv6Addr) -> u32 {
         match self.kernel.route_get(coa).await {
             Ok(Some(route)) => route.oif,
             Ok(None) => {
-                warn!(%coa, "no route toward the care-of address; tunnelling via the home interface");
-                self.home_ifindex
+                warn!(%coa, "no route toward the care-of address; tunnelling via the configured interface");
+                self.ifindex
             }
             Err(e) => {
                 self.metrics.kernel_error("route_get");
-                warn!(%coa, error = %e, "route lookup failed; tunnelling via the home interface");
-                self.home_ifindex
+                warn!(%coa, error = %e, "route lookup failed; tunnelling via the configured interface");
+                self.ifindex
             }
         }
     }
@@ -584,7 +608,7 @@ impl Daemon {
     /// After a reload: bindings the new configuration refuses are withdrawn now (kernel,
     /// journal), logged in one summary line and counted.
     async fn revalidate(&mut self) {
-        let dropped = lock(&self.core).revalidate(self.clock.reading());
+        let dropped = A::revalidate(&mut lock(&self.core), self.clock.reading());
         if dropped.is_empty() {
             return;
         }
@@ -666,25 +690,15 @@ impl Daemon {
     /// that cannot be written is logged and counted; the replies still go (the binding is in
     /// the kernel and serving; only a crash before the next compaction would lose it).
     async fn commit_round(&mut self) {
-        let mut touched = std::mem::take(&mut self.touched);
-        if !touched.is_empty() {
-            touched.sort_unstable();
-            touched.dedup();
-            let now = self.clock.reading();
-            let entries: Vec<JournalEntry<HaRecord>> = {
-                let core = lock(&self.core);
-                touched
-                    .iter()
-                    .map(|hoa| match core.record(hoa, now) {
-                        Some(record) => JournalEntry::Put(HaRecord {
-                            record,
-                            me: self.ha,
-                        }),
-                        None => JournalEntry::Delete(*hoa),
-                    })
-                    .collect()
-            };
-            let outcome = self.journal.append(&entries);
+        let touched = std::mem::take(&mut self.touched);
+        let (now, me) = (self.clock.reading(), self.me);
+        let outcome = {
+            let core = lock(&self.core);
+            self.journal.append_round(touched, |hoa| {
+                core.record(hoa, now).map(|record| HaRecord { record, me })
+            })
+        };
+        if let Some(outcome) = outcome {
             self.count_state_write(&outcome);
             let live = lock(&self.core).len();
             if self.journal.needs_compaction(live) {
@@ -732,7 +746,7 @@ impl Daemon {
             .into_iter()
             .map(|record| HaRecord {
                 record,
-                me: self.ha,
+                me: self.me,
             })
             .collect();
         let meta = serde_json::to_vec(&self.originals).unwrap_or_default();
@@ -742,7 +756,8 @@ impl Daemon {
 
     /// Clean stop: the state file is written (bindings survive a restart either way); unless
     /// told to keep it, everything we installed in the kernel and the namespace goes.
-    async fn shutdown(mut self, config: &Config, keep_kernel_state: bool) {
+    async fn stop(mut self, keep_kernel_state: bool) {
+        let settings = self.settings.clone();
         self.write_state_now();
         let bindings = lock(&self.core).len();
         if keep_kernel_state {
@@ -766,7 +781,7 @@ impl Daemon {
         };
         if let Err(e) = self
             .kernel
-            .restore_local_rule(config.kernel.local_rule_pref)
+            .restore_local_rule(settings.kernel.local_rule_pref)
             .await
         {
             warn!(error = %e, "restoring the local rule");
@@ -777,7 +792,7 @@ impl Daemon {
             }
         }
         if let Some(value) = self.originals.proxy_ndp.take() {
-            let path = proxy_ndp_path(&config.home_link.interface);
+            let path = proxy_ndp_path(&settings.interface);
             if let Err(e) = std::fs::write(&path, value) {
                 warn!(path = %path.display(), error = %e, "restoring proxy_ndp");
             }
@@ -867,7 +882,7 @@ fn log_event(e: &Event, suppressed: u64) {
     }
 }
 
-impl Effects<Core> for Daemon {
+impl<A: Agent> Effects<Core<A::Policy>> for Daemon<A> {
     /// Runs of changes of one kind are one netlink batch each.
     async fn apply(&mut self, changes: &[Change]) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(changes.len());

@@ -12,15 +12,14 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use mipcast_binding::{BindingRecord, RegistrarConfig, SaError, SaTable};
-use mipcast_daemon::clock::{sleep_until, Clock, SystemClock};
-use mipcast_daemon::config::background::BackgroundLoad;
+use mipcast_daemon::clock::{Clock, SystemClock};
 use mipcast_daemon::config::{sa, ConfigError};
 use mipcast_daemon::control::{self, ControlSocket};
-use mipcast_daemon::driver::{lock, settle, Effects};
+use mipcast_daemon::driver::{self, lock, settle, Effects};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
-use mipcast_daemon::signals::{Signal, Signals};
-use mipcast_daemon::state::{Journal, JournalEntry, StateError, StateFile};
+use mipcast_daemon::signals::Signals;
+use mipcast_daemon::state::{Journal, StateError, StateFile};
 use mipcast_kernel::mrt6::{Mifi, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{outcome_of, Kernel, Op, RouteError};
@@ -37,6 +36,8 @@ use crate::journal::MmaRecord;
 use crate::metrics::Metrics;
 use crate::status::Status;
 use mipcast_kernel::mrule::{Mrule, MruleError};
+
+mod driven;
 
 /// Messages handled before the kernel changes they caused are applied together.
 const BURST: usize = 256;
@@ -363,7 +364,6 @@ impl Daemon {
             address = %self.config.address,
             "mma ready"
         );
-        mipcast_daemon::notify::ready();
     }
 
     async fn reconcile(&mut self, why: &str) {
@@ -392,63 +392,14 @@ impl Daemon {
         }
     }
 
-    async fn run(mut self) -> Result<(), ShellError> {
-        let mut signals = Signals::new().map_err(ShellError::Runtime)?;
-        let mut buf = vec![0u8; RECV_BUF];
-        let mfc_poll = self.config.metrics.mfc_poll;
-        let mut mfc_tick = tokio::time::interval(if mfc_poll.is_zero() {
-            Duration::from_secs(3600)
-        } else {
-            mfc_poll
-        });
-        let mut reloading = BackgroundLoad::default();
-        loop {
-            let timer = lock(&self.core)
-                .poll_timeout()
-                .map(|at| self.clock.instant_at(at));
-            let ro_timer = self
-                .ro
-                .as_ref()
-                .and_then(|ro| ro.poll_timeout())
-                .map(|at| self.clock.instant_at(at));
-            tokio::select! {
-                sightings = next_sightings(&mut self.nflog) => self.on_sightings(sightings).await,
-                _ = sleep_until(ro_timer) => {
-                    if let Some(ro) = &self.ro {
-                        ro.handle_timeout(self.clock.reading());
-                    }
-                    self.drive_ro().await;
-                }
-                received = self.mh.recv(&mut buf) => {
-                    let first = received.map(|rx| (rx, buf.get(..rx.len).unwrap_or_default()));
-                    self.handle_received(first);
-                    // Drain what else is queued, so a burst of BUs is one batch of kernel changes.
-                    self.mh.drain(&mut buf, BURST - 1, |received| self.handle_received(received));
-                    self.settle().await;
-                }
-                _ = sleep_until(timer) => {
-                    let now = self.clock.reading();
-                    lock(&self.core).handle_timeout(now);
-                    self.settle().await;
-                }
-                Some(request) = next_request(&mut self.control) => self.control_request(request).await,
-                _ = mfc_tick.tick(), if !mfc_poll.is_zero() => self.poll_mfc_counters().await,
-                signal = signals.next() => match signal {
-                    Signal::Shutdown => break,
-                    Signal::Reload => {
-                        let path = self.options.config_path.clone();
-                        if !reloading.start(move || mipcast_daemon::config::load::<Config>(&path)) {
-                            warn!("reload: ignored, the previous one is still being read; send SIGHUP again once it is done");
-                        }
-                    }
-                },
-                loaded = reloading.finished() => match loaded {
-                    Some(new) => self.reload(new).await,
-                    None => warn!("reload: reading the configuration failed; keeping the running one"),
-                },
-            }
-        }
-        self.shutdown().await;
+    /// Runs the daemon on the daemons' one event loop ([`driven`]) until SIGTERM/SIGINT.
+    async fn run(self) -> Result<(), ShellError> {
+        let signals = Signals::new().map_err(ShellError::Runtime)?;
+        let (path, keep) = (
+            self.options.config_path.clone(),
+            self.options.keep_kernel_state,
+        );
+        driver::run(driven::Driven::new(self), signals, path, keep).await;
         Ok(())
     }
 
@@ -533,26 +484,18 @@ impl Daemon {
     /// round's replies go: a BAck(0) leaves only for a registration that is on disk. A
     /// journal that cannot be written is logged and counted; the replies still go.
     async fn commit_round(&mut self) {
-        let mut touched = std::mem::take(&mut self.touched);
-        if !touched.is_empty() {
-            touched.sort_unstable();
-            touched.dedup();
-            let now = self.clock.reading();
-            let me = self.config.address;
-            let policy = policy_config(&self.config);
-            let entries: Vec<JournalEntry<MmaRecord>> = {
-                let core = lock(&self.core);
-                touched
-                    .iter()
-                    .map(|hoa| match core.record(hoa, now) {
-                        Some(record) => {
-                            JournalEntry::Put(crate::journal::entry(record, me, &policy))
-                        }
-                        None => JournalEntry::Delete(*hoa),
-                    })
-                    .collect()
-            };
-            let outcome = self.journal.append(&entries);
+        let touched = std::mem::take(&mut self.touched);
+        let now = self.clock.reading();
+        let me = self.config.address;
+        let policy = policy_config(&self.config);
+        let outcome = {
+            let core = lock(&self.core);
+            self.journal.append_round(touched, |hoa| {
+                core.record(hoa, now)
+                    .map(|record| crate::journal::entry(record, me, &policy))
+            })
+        };
+        if let Some(outcome) = outcome {
             self.count_state_write(&outcome);
             let live = lock(&self.core).records_len();
             if self.journal.needs_compaction(live) {

@@ -5,14 +5,14 @@ use mipcast_daemon::cli::RunOptions;
 use mipcast_daemon::control::{self, ControlSocket};
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mipcast_daemon::clock::{Millis, SystemClock};
-use mipcast_daemon::driver::{settle, Effects};
+use mipcast_daemon::driver::{self, settle, Effects};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
-use mipcast_daemon::signals::{Signal, Signals};
+use mipcast_daemon::signals::Signals;
 use mipcast_daemon::state::StateFile;
 use mipcast_kernel::linkwatch::{LinkEvent, LinkWatch};
 use mipcast_kernel::nft::{NftError, NftMarker};
@@ -33,6 +33,8 @@ use crate::core::reg::{Outgoing, Sa};
 use crate::core::{Attach, Core, CoreConfig, Event, MetricEvent, Now, Persisted, Send, Tables};
 use crate::host;
 use crate::metrics::{CurrentLabels, Metrics};
+
+mod driven;
 
 /// How often quality files are read.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -215,7 +217,7 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     let nft =
         NftMarker::new(&cfg.kernel.nft_table).map_err(|e| StartError::Kernel(e.to_string()))?;
     let (core_cfg, mut polled) = core_config(&cfg, &kernel).await?;
-    let (mut radio, nl80211) = crate::radio::probe(&cfg).await;
+    let (radio, nl80211) = crate::radio::probe(&cfg).await;
     for (p, on) in polled.iter_mut().zip(nl80211) {
         p.nl80211 = on;
     }
@@ -257,14 +259,14 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
         source,
     })?;
     tokio::spawn(server.run());
-    let mut control = match &cfg.control_socket {
+    let control = match &cfg.control_socket {
         Some(path) => Some(ControlSocket::bind(path).map_err(|source| StartError::Io {
             what: format!("binding the control socket {}", path.display()),
             source,
         })?),
         None => None,
     };
-    let mut signals = Signals::new().map_err(|source| StartError::Io {
+    let signals = Signals::new().map_err(|source| StartError::Io {
         what: "installing signal handlers".to_owned(),
         source,
     })?;
@@ -279,7 +281,6 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     };
     tracing::info!(hoa = %core_cfg.hoa, home_agent = %core_cfg.home_agent, group = %core_cfg.group, mode = ?core_cfg.mode,
         links = ?core_cfg.links.iter().map(|l| &l.name).collect::<Vec<_>>(), "mobile node starting");
-    mipcast_daemon::notify::ready();
     let io = Io {
         clock: SystemClock::new(),
         macs: core_cfg.links.iter().map(|l| (l.ifindex, l.mac)).collect(),
@@ -297,171 +298,43 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
         held: std::cell::RefCell::default(),
         held_rs: std::cell::RefCell::default(),
     };
-    let mut core = Core::new(core_cfg, persisted.clone());
-    let mut last_persisted = persisted;
-    let now = || io.now();
-    let mut interruption = crate::interruption::Interruption::default();
+    let core = Core::new(core_cfg, persisted.clone());
     let counted = count_links(&io, &polled);
 
-    let mut links = match LinkWatch::open() {
+    let links = match LinkWatch::open() {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "no netlink link notifications; link changes are seen by polling only");
             None
         }
     };
-    let mut next_link_poll = now().mono;
-    let mut carrier = crate::carrier::watch(
+    let next_link_poll = io.now().mono;
+    let carrier = crate::carrier::watch(
         &polled
             .iter()
             .map(|p| (p.ifindex, p.name.clone()))
             .collect::<Vec<_>>(),
     );
-    let mut ra_buf = vec![0u8; 2048];
-    let mut mh_buf = vec![0u8; 2048];
-    let config_path = opts.config_path.clone();
-    loop {
-        // Interface state and quality files are polled: cheap, and robust to missed events.
-        let link_poll = next_link_poll <= now().mono;
-        if link_poll {
-            next_link_poll = now().mono + LINK_POLL_INTERVAL;
-        }
-        for p in &mut polled {
-            let up = if link_poll || p.up.is_none() {
-                host::link_up(&p.name)
-            } else {
-                p.up.unwrap_or(false)
-            };
-            if p.up != Some(up) {
-                p.up = Some(up);
-                apply(
-                    &io,
-                    &mut core,
-                    Event::Link {
-                        ifindex: p.ifindex,
-                        up,
-                    },
-                    now(),
-                )
-                .await;
-            }
-            let q = match radio.as_mut().filter(|_| p.nl80211) {
-                Some(r) => r.quality(p.ifindex, &p.name).await,
-                None => p.quality_file.as_deref().and_then(host::read_quality),
-            };
-            if p.quality != Some(q) {
-                p.quality = Some(q);
-                apply(
-                    &io,
-                    &mut core,
-                    Event::Quality {
-                        ifindex: p.ifindex,
-                        value: q,
-                    },
-                    now(),
-                )
-                .await;
-            }
-        }
-        if counted {
-            interruption.attachment(core.attachment().ifindex(), Instant::now(), || {
-                io.nft.link_counters().ok()
-            });
-        }
-        publish(&core, &io, &status_json, now().mono);
-        let p = core.persisted();
-        if p != last_persisted {
-            if let Err(e) = state_file.store(&p) {
-                tracing::warn!(error = %e, "cannot write the state file");
-            }
-            last_persisted = p;
-        }
-        let wake = core.poll_timeout().map_or(POLL_INTERVAL, |d| {
-            d.saturating_since(now().mono).min(POLL_INTERVAL)
-        });
-        tokio::select! {
-            r = io.icmp.recv(&mut ra_buf) => match r {
-                Ok(rx) => {
-                    let bytes = ra_buf.get(..rx.len).unwrap_or(&[]);
-                    let ev = Event::RouterAdvert { ifindex: rx.ifindex, src: rx.source, hop_limit: rx.hop_limit, bytes };
-                    apply(&io, &mut core, ev, now()).await;
-                }
-                Err(e) => tracing::warn!(error = %e, "receiving on the ICMPv6 socket"),
-            },
-            r = io.mh.recv(&mut mh_buf) => match r {
-                Ok(rx) => {
-                    let bytes = mh_buf.get(..rx.len).unwrap_or(&[]);
-                    io.metrics.signalling.mobility(mipcast_daemon::metrics::signalling::Direction::Received, bytes);
-                    apply(&io, &mut core, Event::Mobility { src: rx.source, bytes }, now()).await;
-                }
-                Err(e) => tracing::warn!(error = %e, "receiving on the mobility header socket"),
-            },
-            Some((ifindex, up)) = carrier.recv() => {
-                if let Some(p) = polled.iter_mut().find(|p| p.ifindex == ifindex && p.up != Some(up)) {
-                    p.up = Some(up);
-                    apply(&io, &mut core, Event::Link { ifindex, up }, now()).await;
-                }
-            }
-            ev = next_link_event(&mut links) => match ev {
-                Some(LinkEvent::Link { ifindex, up }) => {
-                    if let Some(p) = polled.iter_mut().find(|p| p.ifindex == ifindex && p.up != Some(up)) {
-                        p.up = Some(up);
-                        apply(&io, &mut core, Event::Link { ifindex, up }, now()).await;
-                    }
-                    // The carrier read may have seen the link first; a solicitation held for
-                    // want of carrier can go now.
-                    release_held(&io, now()).await;
-                }
-                Some(LinkEvent::Address { .. }) => release_held(&io, now()).await,
-                None => {
-                    tracing::warn!("netlink link notifications ended; link changes are seen by polling only");
-                    links = None;
-                }
-            },
-            () = tokio::time::sleep(wake) => tick(&io, &mut core, now()).await,
-            () = sample_due(interruption.next_sample(Instant::now())) => {
-                sample_interruption(&io, &mut interruption);
-            }
-            Some(request) = next_request(&mut control) => {
-                let reply = match quality_request(&request.line, &polled) {
-                    Ok((ifindex, value)) => {
-                        apply(&io, &mut core, Event::Quality { ifindex, value }, now()).await;
-                        let status = core.status(now().mono);
-                        let link = status.links.iter().find(|l| l.ifindex == ifindex);
-                        serde_json::json!({ "link": link })
-                    }
-                    Err(e) => serde_json::json!({ "error": e }),
-                };
-                request.reply(reply.to_string());
-            }
-            s = signals.next() => match s {
-                Signal::Shutdown => break,
-                Signal::Reload => reload(&config_path, &cfg, &io, &mut core, &mut polled).await,
-            },
-        }
-    }
-    if opts.keep_kernel_state {
-        tracing::info!("shutting down; kernel state kept (--keep-kernel-state)");
-    } else {
-        drop(io.ssm);
-        let removed = remove_ours(&io.kernel, &io.nft).await;
-        for ifindex in core.raised_links() {
-            match io.kernel.set_link_admin(ifindex, false).await {
-                Ok(_) => tracing::info!(ifindex, "interface we brought up is down again"),
-                Err(e) => {
-                    tracing::warn!(ifindex, error = %e, "putting an interface we brought up down")
-                }
-            }
-        }
-        if let Err(e) = io
-            .kernel
-            .restore_local_rule(cfg.kernel.local_rule_pref)
-            .await
-        {
-            tracing::warn!(error = %e, "restoring the local rule");
-        }
-        tracing::info!(removed, "shutting down; removed our kernel state");
-    }
+    let (config_path, keep) = (opts.config_path.clone(), opts.keep_kernel_state);
+    let node = driven::Node {
+        cfg,
+        io,
+        core,
+        polled,
+        radio,
+        control,
+        status_json,
+        state_file,
+        last_persisted: persisted,
+        interruption: crate::interruption::Interruption::default(),
+        counted,
+        links,
+        next_link_poll,
+        carrier,
+        ra_buf: vec![0u8; 2048],
+        mh_buf: vec![0u8; 2048],
+    };
+    driver::run(node, signals, config_path, keep).await;
     Ok(())
 }
 
@@ -494,13 +367,13 @@ async fn remove_ours(kernel: &Kernel, nft: &NftMarker) -> usize {
 }
 
 async fn reload(
-    path: &Path,
+    loaded: Result<Config, mipcast_daemon::config::ConfigError>,
     running: &Config,
     io: &Io,
     core: &mut Core,
     polled: &mut [PolledLink],
 ) {
-    let new: Config = match mipcast_daemon::config::load(path) {
+    let new: Config = match loaded {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "reload: configuration rejected; keeping the running one");

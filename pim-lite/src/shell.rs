@@ -9,12 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mipcast_daemon::clock::{Clock, Millis, SystemClock};
-use mipcast_daemon::config::background::BackgroundLoad;
-use mipcast_daemon::driver::{settle, Effects};
+use mipcast_daemon::driver::{self, settle, Effects};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::signalling::Direction;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
-use mipcast_daemon::signals::{Signal, Signals};
+use mipcast_daemon::signals::Signals;
 use mipcast_kernel::linkwatch::LinkWatch;
 use mipcast_kernel::mrt6::{self, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
@@ -29,6 +28,8 @@ use crate::config::{Config, Role};
 use crate::core::machine::{Change, Event, Input};
 use crate::core::{IfaceAddrs, Packet, Proto, Router, RpfRoute, Rx, Sg, UpcallKind};
 use crate::metrics::Metrics;
+
+mod driven;
 
 /// How often interface addresses are re-read. Changes arrive as netlink notifications at
 /// once ([`LinkWatch`]: an access interface coming back advertises again within
@@ -128,144 +129,53 @@ struct Shell {
 }
 
 impl Shell {
-    async fn run_loop(mut self) -> Result<(), ShellError> {
-        let mut signals = Signals::new().map_err(ShellError::Signals)?;
-        let mut mld_buf = vec![0u8; 65_536];
-        let mut nd_buf = vec![0u8; 2048];
-        let mut pim_buf = vec![0u8; 65_536];
-        let mut reloading = BackgroundLoad::default();
-        let mut links = match LinkWatch::open() {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!("no netlink link notifications ({e}); interface addresses are polled every {ADDRESS_REFRESH:?} only");
-                None
+    /// Runs the daemon on the daemons' one event loop ([`driven`]) until SIGTERM/SIGINT.
+    async fn run_loop(self) -> Result<(), ShellError> {
+        let signals = Signals::new().map_err(ShellError::Signals)?;
+        let (path, keep) = (self.opts.config_path.clone(), self.opts.keep_kernel_state);
+        driver::run(driven::Driven::new(self), signals, path, keep).await
+    }
+
+    /// What each turn of the loop does before it waits: the round's outputs, then the status
+    /// refresh and the address poll when due.
+    async fn turn(&mut self) {
+        let changed = self.drive().await;
+        let now = self.clock.now();
+        // A change brings the refresh forward to at most STATUS_AFTER_CHANGE from the
+        // last one: `/status` follows an MFC entry promptly, but a host flooding reports
+        // cannot make us rebuild it (over all state) once per packet.
+        // With thousands of entries a refresh costs milliseconds (a counter read per MFC
+        // entry, the whole document): the gaps grow with it so that it takes at most a
+        // tenth of the time. Its costly half runs off the event loop (see
+        // `refresh_status`), so that a Join is not held up behind it.
+        if changed {
+            let gap = STATUS_AFTER_CHANGE.max(self.status_cost * STATUS_COST_SHARE);
+            self.next_status = self.next_status.min(self.last_status + gap);
+        }
+        if self.next_status <= now {
+            if self.refreshing.as_ref().is_some_and(|h| !h.is_finished()) {
+                // The previous refresh's background half still runs: look again soon.
+                self.next_status = now + STATUS_BUSY_RETRY;
+            } else {
+                let started = std::time::Instant::now();
+                self.refresh_status(now);
+                let on_loop = started.elapsed();
+                let background = Duration::from_micros(self.background_us.load(Ordering::Relaxed));
+                tracing::debug!(
+                    on_loop_us = on_loop.as_micros(),
+                    previous_background_us = background.as_micros(),
+                    mfc_entries = self.installed.len(),
+                    "counters, gauges and /status refresh"
+                );
+                self.status_cost = on_loop + background;
+                self.last_status = now;
+                self.next_status = now + STATUS_REFRESH.max(self.status_cost * STATUS_COST_SHARE);
             }
-        };
-        loop {
-            let changed = self.drive().await;
-            let now = self.clock.now();
-            // A change brings the refresh forward to at most STATUS_AFTER_CHANGE from the
-            // last one: `/status` follows an MFC entry promptly, but a host flooding reports
-            // cannot make us rebuild it (over all state) once per packet.
-            // With thousands of entries a refresh costs milliseconds (a counter read per MFC
-            // entry, the whole document): the gaps grow with it so that it takes at most a
-            // tenth of the time. Its costly half runs off the event loop (see
-            // `refresh_status`), so that a Join is not held up behind it.
-            if changed {
-                let gap = STATUS_AFTER_CHANGE.max(self.status_cost * STATUS_COST_SHARE);
-                self.next_status = self.next_status.min(self.last_status + gap);
-            }
-            if self.next_status <= now {
-                if self.refreshing.as_ref().is_some_and(|h| !h.is_finished()) {
-                    // The previous refresh's background half still runs: look again soon.
-                    self.next_status = now + STATUS_BUSY_RETRY;
-                } else {
-                    let started = std::time::Instant::now();
-                    self.refresh_status(now);
-                    let on_loop = started.elapsed();
-                    let background =
-                        Duration::from_micros(self.background_us.load(Ordering::Relaxed));
-                    tracing::debug!(
-                        on_loop_us = on_loop.as_micros(),
-                        previous_background_us = background.as_micros(),
-                        mfc_entries = self.installed.len(),
-                        "counters, gauges and /status refresh"
-                    );
-                    self.status_cost = on_loop + background;
-                    self.last_status = now;
-                    self.next_status =
-                        now + STATUS_REFRESH.max(self.status_cost * STATUS_COST_SHARE);
-                }
-            }
-            self.log_limit.flush(now);
-            if self.next_addresses <= now {
-                self.refresh_addresses();
-                self.next_addresses = now + ADDRESS_REFRESH;
-            }
-            let deadline = self
-                .router
-                .next_deadline()
-                .min(self.next_status)
-                .min(self.next_addresses);
-            let sleep = Duration::from_millis(deadline.0.saturating_sub(now.0));
-            tokio::select! {
-                r = self.sockets.mld.recv(&mut mld_buf) => {
-                    if let Some((rx, bytes)) = received(r, &mld_buf, "MLD") {
-                        self.metrics.signalling(Direction::Received, Proto::Mld, bytes);
-                        self.router.handle_input(self.clock.reading(), Input::Mld { rx, bytes });
-                    }
-                }
-                r = self.sockets.nd.recv(&mut nd_buf) => {
-                    if let Some((rx, bytes)) = received(r, &nd_buf, "ND") {
-                        self.metrics.signalling(Direction::Received, Proto::Nd, bytes);
-                        self.router.handle_input(self.clock.reading(), Input::Nd { rx, bytes });
-                    }
-                }
-                r = self.sockets.pim.recv(&mut pim_buf) => {
-                    if let Some((rx, bytes)) = received(r, &pim_buf, "PIM") {
-                        self.metrics.signalling(Direction::Received, Proto::Pim, bytes);
-                        self.router.handle_input(self.clock.reading(), Input::Pim { rx, bytes });
-                    }
-                    // The rest of a burst (a downstream router joining thousands of
-                    // channels) before the next drive: its MFC entries are installed in one
-                    // round instead of one round per message.
-                    let (router, clock) = (&mut self.router, self.clock);
-                    self.sockets.pim.drain(&mut pim_buf, PIM_BURST - 1, |r| {
-                        if let Some((rx, bytes)) = received_drained(r, "PIM") {
-                            router.handle_input(clock.reading(), Input::Pim { rx, bytes });
-                        }
-                    });
-                }
-                u = self.mrt.recv_upcall() => match u {
-                    Ok(u) => {
-                        let kind = match u.kind {
-                            mrt6::UpcallKind::NoCache => UpcallKind::NoCache,
-                            mrt6::UpcallKind::WrongMif => UpcallKind::WrongMif,
-                            _ => UpcallKind::Other,
-                        };
-                        let ifindex = self.mrt.ifindex_of(u.mif);
-                        let sg = Sg { source: u.source, group: u.group };
-                        self.router.handle_input(self.clock.reading(), Input::Upcall { kind, ifindex, sg });
-                    }
-                    Err(e) => {
-                        if let Some(suppressed) = self.log_limit.admit("upcall_error", self.clock.now()) {
-                            tracing::warn!(suppressed, "MRT6 upcall: {e}");
-                        }
-                    }
-                },
-                s = signals.next() => match s {
-                    Signal::Shutdown => return self.shutdown().await,
-                    Signal::Reload => {
-                        tracing::info!(file = %self.opts.config_path.display(), "SIGHUP: reloading the configuration");
-                        let path = self.opts.config_path.clone();
-                        if !reloading.start(move || mipcast_daemon::config::load::<Config>(&path)) {
-                            tracing::warn!("reload: ignored, the previous one is still being read; send SIGHUP again once it is done");
-                        }
-                    }
-                },
-                loaded = reloading.finished() => match loaded {
-                    Some(new) => self.reload(new),
-                    None => tracing::error!("reload: reading the configuration failed; keeping the running one"),
-                },
-                ev = next_link_event(&mut links) => match ev {
-                    Some(ev) => {
-                        let ifindex = match ev {
-                            mipcast_kernel::linkwatch::LinkEvent::Link { ifindex, .. }
-                            | mipcast_kernel::linkwatch::LinkEvent::Address { ifindex } => ifindex,
-                        };
-                        if self.names.contains_key(&ifindex) {
-                            self.refresh_addresses();
-                        }
-                    }
-                    None => {
-                        tracing::warn!("netlink link notifications ended; interface addresses are polled only");
-                        links = None;
-                    }
-                },
-                _ = tokio::time::sleep(sleep) => {
-                    self.router.handle_timeout(self.clock.reading());
-                }
-            }
+        }
+        self.log_limit.flush(now);
+        if self.next_addresses <= now {
+            self.refresh_addresses();
+            self.next_addresses = now + ADDRESS_REFRESH;
         }
     }
 
@@ -504,7 +414,6 @@ impl Shell {
         .map_err(|source| ShellError::Metrics { addr, source })?;
         tokio::spawn(server.run());
         tracing::info!(metrics = %addr, interfaces = names.len(), "pim-lite running");
-        mipcast_daemon::notify::ready();
 
         Ok(Shell {
             config,

@@ -1,0 +1,137 @@
+//! The MMA on the daemons' one event loop ([`mipcast_daemon::driver::run`]): its inputs (the
+//! Mobility Header socket, route optimisation's NFLOG sightings, `mma advise` requests, the
+//! MFC counter poll), its two timers (the core's, route optimisation's), reload and shutdown.
+use mipcast_daemon::config::ConfigError;
+use mipcast_daemon::control;
+use mipcast_daemon::driver::{lock, Shell};
+use mipcast_kernel::sockets::SocketError;
+use mipcast_proto::Machine;
+use tokio::time::{Instant, Interval};
+
+use super::{next_request, next_sightings, Daemon, BURST, RECV_BUF};
+use crate::config::Config;
+
+/// The daemon, with what only the loop uses.
+pub(super) struct Driven {
+    pub(super) daemon: Daemon,
+    buf: Vec<u8>,
+    /// `metrics.mfc_poll` (None: 0, no polling).
+    mfc_tick: Option<Interval>,
+}
+
+impl Driven {
+    pub(super) fn new(daemon: Daemon) -> Driven {
+        let mfc_poll = daemon.config.metrics.mfc_poll;
+        let mfc_tick = (!mfc_poll.is_zero()).then(|| tokio::time::interval(mfc_poll));
+        Driven {
+            daemon,
+            buf: vec![0u8; RECV_BUF],
+            mfc_tick,
+        }
+    }
+
+    fn core_deadline(&self) -> Option<Instant> {
+        let d = &self.daemon;
+        lock(&d.core)
+            .poll_timeout()
+            .map(|at| d.clock.instant_at(at))
+    }
+
+    fn ro_deadline(&self) -> Option<Instant> {
+        let d = &self.daemon;
+        d.ro.as_ref()
+            .and_then(|ro| ro.poll_timeout())
+            .map(|at| d.clock.instant_at(at))
+    }
+}
+
+/// What the MMA's sockets and ticks deliver.
+pub(super) enum Received {
+    Mobility(Result<mipcast_kernel::sockets::Received, SocketError>),
+    Sightings(std::io::Result<Vec<(std::net::Ipv6Addr, std::net::Ipv6Addr)>>),
+    Control(control::Request),
+    MfcPoll,
+}
+
+/// A tick that never comes when there is no interval.
+async fn tick(interval: &mut Option<Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Shell for Driven {
+    type Config = Config;
+    type Input = Received;
+    type Exit = ();
+
+    fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        mipcast_daemon::config::load::<Config>(path)
+    }
+
+    async fn next_input(&mut self) -> Received {
+        let d = &mut self.daemon;
+        tokio::select! {
+            sightings = next_sightings(&mut d.nflog) => Received::Sightings(sightings),
+            received = d.mh.recv(&mut self.buf) => Received::Mobility(received),
+            Some(request) = next_request(&mut d.control) => Received::Control(request),
+            _ = tick(&mut self.mfc_tick) => Received::MfcPoll,
+        }
+    }
+
+    fn deadline(&mut self) -> Option<Instant> {
+        match (self.core_deadline(), self.ro_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    async fn on_input(&mut self, input: Received) {
+        let d = &mut self.daemon;
+        match input {
+            Received::Sightings(sightings) => d.on_sightings(sightings).await,
+            Received::Mobility(received) => {
+                let buf = &mut self.buf;
+                let first = received.map(|rx| (rx, buf.get(..rx.len).unwrap_or_default()));
+                d.handle_received(first);
+                // Drain what else is queued, so a burst of BUs is one batch of kernel changes.
+                d.mh.drain(buf, BURST - 1, |received| d.handle_received(received));
+                d.settle().await;
+            }
+            Received::Control(request) => d.control_request(request).await,
+            Received::MfcPoll => d.poll_mfc_counters().await,
+        }
+    }
+
+    /// Whichever of the two timers is due: route optimisation's, the core's.
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.ro_deadline().is_some_and(|at| at <= now) {
+            let d = &self.daemon;
+            if let Some(ro) = &d.ro {
+                ro.handle_timeout(d.clock.reading());
+            }
+            d.drive_ro().await;
+        }
+        if self.core_deadline().is_some_and(|at| at <= now) {
+            let d = &mut self.daemon;
+            let now = d.clock.reading();
+            lock(&d.core).handle_timeout(now);
+            d.settle().await;
+        }
+    }
+
+    async fn on_reload(&mut self, loaded: Result<Config, ConfigError>) {
+        self.daemon.reload(loaded).await;
+    }
+
+    // The journal is written inside each round (commit_round), before its replies leave.
+
+    async fn shutdown(self, _keep_kernel_state: bool) {
+        // The MMA reads --keep-kernel-state from its own options.
+        self.daemon.shutdown().await;
+    }
+}

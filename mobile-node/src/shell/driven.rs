@@ -1,0 +1,270 @@
+//! The mobile node on the daemons' one event loop ([`mipcast_daemon::driver::run`]): its
+//! inputs (router advertisements, the Mobility Header socket, carrier reads, netlink link
+//! notifications, `mobile-node quality set` requests, the interruption probe's samples), the
+//! turn's polls (interface state, quality, status, the state file), the core's timers, reload
+//! and shutdown.
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use mipcast_daemon::clock::Millis;
+use mipcast_daemon::config::ConfigError;
+use mipcast_daemon::control::{self, ControlSocket};
+use mipcast_daemon::driver::Shell;
+use mipcast_daemon::state::StateFile;
+use mipcast_kernel::linkwatch::{LinkEvent, LinkWatch};
+use mipcast_kernel::sockets::SocketError;
+use mipcast_proto::Machine;
+
+use super::{
+    apply, host, next_link_event, next_request, publish, quality_request, release_held, reload,
+    remove_ours, sample_due, sample_interruption, tick, Io, PolledLink, LINK_POLL_INTERVAL,
+    POLL_INTERVAL,
+};
+use crate::carrier::CarrierChange;
+use crate::config::Config;
+use crate::core::{Core, Event, Persisted};
+
+/// Everything the loop keeps between turns.
+pub(super) struct Node {
+    /// The configuration as started (reload compares against it).
+    pub(super) cfg: Config,
+    pub(super) io: Io,
+    pub(super) core: Core,
+    pub(super) polled: Vec<PolledLink>,
+    pub(super) radio: Option<crate::radio::Radio>,
+    pub(super) control: Option<ControlSocket>,
+    pub(super) status_json: Arc<Mutex<String>>,
+    pub(super) state_file: StateFile<Persisted>,
+    pub(super) last_persisted: Persisted,
+    pub(super) interruption: crate::interruption::Interruption,
+    /// Whether per-link packet counters exist (for the interruption probe).
+    pub(super) counted: bool,
+    pub(super) links: Option<LinkWatch>,
+    pub(super) next_link_poll: Millis,
+    pub(super) carrier: tokio::sync::mpsc::UnboundedReceiver<CarrierChange>,
+    pub(super) ra_buf: Vec<u8>,
+    pub(super) mh_buf: Vec<u8>,
+}
+
+/// What the mobile node's sockets and watchers deliver.
+pub(super) enum Received {
+    Ra(Result<mipcast_kernel::sockets::Received, SocketError>),
+    Mobility(Result<mipcast_kernel::sockets::Received, SocketError>),
+    Carrier(CarrierChange),
+    Link(Option<LinkEvent>),
+    Sample,
+    Control(control::Request),
+}
+
+impl Shell for Node {
+    type Config = Config;
+    type Input = Received;
+    type Exit = ();
+
+    fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        mipcast_daemon::config::load(path)
+    }
+
+    /// Interface state and quality files are polled: cheap, and robust to missed events.
+    /// Then the status page and the state file follow what changed.
+    async fn before_wait(&mut self) {
+        let now = self.io.now().mono;
+        let link_poll = self.next_link_poll <= now;
+        if link_poll {
+            self.next_link_poll = now + LINK_POLL_INTERVAL;
+        }
+        for p in &mut self.polled {
+            let up = if link_poll || p.up.is_none() {
+                host::link_up(&p.name)
+            } else {
+                p.up.unwrap_or(false)
+            };
+            if p.up != Some(up) {
+                p.up = Some(up);
+                apply(
+                    &self.io,
+                    &mut self.core,
+                    Event::Link {
+                        ifindex: p.ifindex,
+                        up,
+                    },
+                    self.io.now(),
+                )
+                .await;
+            }
+            let q = match self.radio.as_mut().filter(|_| p.nl80211) {
+                Some(r) => r.quality(p.ifindex, &p.name).await,
+                None => p.quality_file.as_deref().and_then(host::read_quality),
+            };
+            if p.quality != Some(q) {
+                p.quality = Some(q);
+                apply(
+                    &self.io,
+                    &mut self.core,
+                    Event::Quality {
+                        ifindex: p.ifindex,
+                        value: q,
+                    },
+                    self.io.now(),
+                )
+                .await;
+            }
+        }
+        if self.counted {
+            let io = &self.io;
+            self.interruption
+                .attachment(self.core.attachment().ifindex(), Instant::now(), || {
+                    io.nft.link_counters().ok()
+                });
+        }
+        publish(&self.core, &self.io, &self.status_json, self.io.now().mono);
+        let p = self.core.persisted();
+        if p != self.last_persisted {
+            if let Err(e) = self.state_file.store(&p) {
+                tracing::warn!(error = %e, "cannot write the state file");
+            }
+            self.last_persisted = p;
+        }
+    }
+
+    /// The core's next timer, at most [`POLL_INTERVAL`] away (the polls above).
+    fn deadline(&mut self) -> Option<tokio::time::Instant> {
+        let now = self.io.now().mono;
+        let wake = self.core.poll_timeout().map_or(POLL_INTERVAL, |d| {
+            d.saturating_since(now).min(POLL_INTERVAL)
+        });
+        Some(tokio::time::Instant::now() + wake)
+    }
+
+    async fn next_input(&mut self) -> Received {
+        tokio::select! {
+            r = self.io.icmp.recv(&mut self.ra_buf) => Received::Ra(r),
+            r = self.io.mh.recv(&mut self.mh_buf) => Received::Mobility(r),
+            Some(change) = self.carrier.recv() => Received::Carrier(change),
+            ev = next_link_event(&mut self.links) => Received::Link(ev),
+            () = sample_due(self.interruption.next_sample(Instant::now())) => Received::Sample,
+            Some(request) = next_request(&mut self.control) => Received::Control(request),
+        }
+    }
+
+    async fn on_input(&mut self, input: Received) {
+        let io = &self.io;
+        let core = &mut self.core;
+        match input {
+            Received::Ra(r) => match r {
+                Ok(rx) => {
+                    let bytes = self.ra_buf.get(..rx.len).unwrap_or(&[]);
+                    let ev = Event::RouterAdvert {
+                        ifindex: rx.ifindex,
+                        src: rx.source,
+                        hop_limit: rx.hop_limit,
+                        bytes,
+                    };
+                    apply(io, core, ev, io.now()).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "receiving on the ICMPv6 socket"),
+            },
+            Received::Mobility(r) => match r {
+                Ok(rx) => {
+                    let bytes = self.mh_buf.get(..rx.len).unwrap_or(&[]);
+                    io.metrics.signalling.mobility(
+                        mipcast_daemon::metrics::signalling::Direction::Received,
+                        bytes,
+                    );
+                    let ev = Event::Mobility {
+                        src: rx.source,
+                        bytes,
+                    };
+                    apply(io, core, ev, io.now()).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "receiving on the mobility header socket"),
+            },
+            Received::Carrier((ifindex, up)) => {
+                if let Some(p) = self
+                    .polled
+                    .iter_mut()
+                    .find(|p| p.ifindex == ifindex && p.up != Some(up))
+                {
+                    p.up = Some(up);
+                    apply(io, core, Event::Link { ifindex, up }, io.now()).await;
+                }
+            }
+            Received::Link(ev) => {
+                match ev {
+                    Some(LinkEvent::Link { ifindex, up }) => {
+                        if let Some(p) = self
+                            .polled
+                            .iter_mut()
+                            .find(|p| p.ifindex == ifindex && p.up != Some(up))
+                        {
+                            p.up = Some(up);
+                            apply(io, core, Event::Link { ifindex, up }, io.now()).await;
+                        }
+                        // The carrier read may have seen the link first; a solicitation held for
+                        // want of carrier can go now.
+                        release_held(io, io.now()).await;
+                    }
+                    Some(LinkEvent::Address { .. }) => release_held(io, io.now()).await,
+                    None => {
+                        tracing::warn!("netlink link notifications ended; link changes are seen by polling only");
+                        self.links = None;
+                    }
+                }
+            }
+            Received::Sample => sample_interruption(io, &mut self.interruption),
+            Received::Control(request) => {
+                let reply = match quality_request(&request.line, &self.polled) {
+                    Ok((ifindex, value)) => {
+                        apply(io, core, Event::Quality { ifindex, value }, io.now()).await;
+                        let status = core.status(io.now().mono);
+                        let link = status.links.iter().find(|l| l.ifindex == ifindex);
+                        serde_json::json!({ "link": link })
+                    }
+                    Err(e) => serde_json::json!({ "error": e }),
+                };
+                request.reply(reply.to_string());
+            }
+        }
+    }
+
+    async fn on_timer(&mut self) {
+        tick(&self.io, &mut self.core, self.io.now()).await;
+    }
+
+    async fn on_reload(&mut self, loaded: Result<Config, ConfigError>) {
+        reload(
+            loaded,
+            &self.cfg,
+            &self.io,
+            &mut self.core,
+            &mut self.polled,
+        )
+        .await;
+    }
+
+    async fn shutdown(self, keep_kernel_state: bool) {
+        let Node { cfg, io, core, .. } = self;
+        if keep_kernel_state {
+            tracing::info!("shutting down; kernel state kept (--keep-kernel-state)");
+        } else {
+            drop(io.ssm);
+            let removed = remove_ours(&io.kernel, &io.nft).await;
+            for ifindex in core.raised_links() {
+                match io.kernel.set_link_admin(ifindex, false).await {
+                    Ok(_) => tracing::info!(ifindex, "interface we brought up is down again"),
+                    Err(e) => {
+                        tracing::warn!(ifindex, error = %e, "putting an interface we brought up down")
+                    }
+                }
+            }
+            if let Err(e) = io
+                .kernel
+                .restore_local_rule(cfg.kernel.local_rule_pref)
+                .await
+            {
+                tracing::warn!(error = %e, "restoring the local rule");
+            }
+            tracing::info!(removed, "shutting down; removed our kernel state");
+        }
+    }
+}
