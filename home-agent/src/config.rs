@@ -129,6 +129,11 @@ pub struct KernelConfig {
     /// Where the `lookup local` rule is moved (must be after the decapsulation rules).
     #[serde(default = "default_local_rule_pref")]
     pub local_rule_pref: u32,
+    /// After a binding moves to a new care-of address, reverse-tunnelled packets from the
+    /// previous one are still decapsulated for this long (its rule stays), so what the
+    /// terminal sent before it learnt of the move is not refused. 0: refused at once.
+    #[serde(default = "default_previous_coa_accept_ms")]
+    pub previous_coa_accept_ms: u64,
 }
 
 impl Default for KernelConfig {
@@ -138,6 +143,7 @@ impl Default for KernelConfig {
             decap_table: default_decap_table(),
             decap_rule_pref: default_decap_rule_pref(),
             local_rule_pref: default_local_rule_pref(),
+            previous_coa_accept_ms: default_previous_coa_accept_ms(),
         }
     }
 }
@@ -154,6 +160,12 @@ fn default_decap_rule_pref() -> u32 {
 fn default_local_rule_pref() -> u32 {
     DEFAULT_LOCAL_RULE_PREF
 }
+/// A WAN round trip or two plus the terminal's registration time, with a wide margin.
+fn default_previous_coa_accept_ms() -> u64 {
+    1000
+}
+/// Longer would let a care-of address the terminal left inject for too long.
+const MAX_PREVIOUS_COA_ACCEPT_MS: u64 = 10_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,6 +309,12 @@ impl Validate for Config {
                      rules come before the local table",
                     k.local_rule_pref
                 ),
+            );
+        }
+        if k.previous_coa_accept_ms > MAX_PREVIOUS_COA_ACCEPT_MS {
+            v.error(
+                "kernel.previous_coa_accept_ms",
+                format!("at most {MAX_PREVIOUS_COA_ACCEPT_MS} (ten seconds)"),
             );
         }
         config::limits::check_state_path("state.file", &self.state.file, v);

@@ -167,6 +167,7 @@ async fn run_async(config: Config, options: RunOptions) -> Result<(), ShellError
         decap_table: config.kernel.decap_table,
         decap_rule_pref: config.kernel.decap_rule_pref,
     });
+    let plan = plan.with_previous_coa_window(config.kernel.previous_coa_accept_ms);
     let plan = if proxy == Some(ProxyMode::Kernel) {
         plan
     } else {
