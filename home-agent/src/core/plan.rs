@@ -185,6 +185,13 @@ impl Plan {
         self.lingers.get(hoa).copied()
     }
 
+    /// Every open previous-CoA window: (home address, previous CoA, until).
+    pub fn lingers(&self) -> impl Iterator<Item = (Ipv6Addr, Ipv6Addr, Millis)> + '_ {
+        self.lingers
+            .iter()
+            .map(|(hoa, (coa, until))| (*hoa, *coa, *until))
+    }
+
     /// When the next previous-CoA window ends.
     pub fn next_linger_deadline(&self) -> Option<Millis> {
         self.lingers.values().map(|(_, until)| *until).min()
