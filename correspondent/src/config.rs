@@ -98,6 +98,9 @@ impl Defaults for CorrespondentDefaults {
     const REFRESH_PERCENT: u8 = 90;
     const DECAP_TABLE: u32 = 3610;
     const METRICS_PORT: u16 = 9645;
+    /// Off: after a move to another MMA the correspondent's tunnel follows the binding at
+    /// once (the home agent's window covers the terminal's own reverse tunnel).
+    const PREVIOUS_COA_ACCEPT_MS: u64 = 0;
 }
 
 pub type BindingsConfig = sections::BindingsConfig<CorrespondentDefaults>;
@@ -234,6 +237,7 @@ mod tests {
         assert_eq!(c.bindings.refresh_percent, 90);
         assert_eq!(c.kernel.decap_table, 3610);
         assert_eq!(c.kernel.decap_rule_pref, 10);
+        assert_eq!(c.kernel.previous_coa_accept_ms, 0);
         assert_eq!(c.metrics.listen.to_string(), "[::1]:9645");
         let partial: Config = serde_json::from_str(
             r#"{"correspondent": {"interface": "eth0", "address": "2001:db8:c::1"}, "mmas": [],

@@ -89,6 +89,7 @@ impl Agent for Config {
             self.kernel.decap_rule_pref,
             self.correspondent.role.inner_table(),
         )
+        .with_previous_coa_window(self.kernel.previous_coa_accept_ms)
     }
 
     /// The MMAs (sources, keys, home prefixes) and the reply rate limit change in place.

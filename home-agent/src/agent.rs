@@ -137,7 +137,8 @@ impl Agent for Config {
             ha_address: self.home_link.address,
             decap_table: self.kernel.decap_table,
             decap_rule_pref: self.kernel.decap_rule_pref,
-        });
+        })
+        .with_previous_coa_window(self.kernel.previous_coa_accept_ms);
         if self.home_link.proxy() == Some(ProxyMode::Kernel) {
             plan
         } else {

@@ -90,6 +90,8 @@ impl Defaults for HomeAgentDefaults {
     const REFRESH_PERCENT: u8 = 80;
     const DECAP_TABLE: u32 = 3600;
     const METRICS_PORT: u16 = 9641;
+    /// A WAN round trip or two plus the terminal's registration time, with a wide margin.
+    const PREVIOUS_COA_ACCEPT_MS: u64 = 1000;
 }
 
 pub type BindingsConfig = sections::BindingsConfig<HomeAgentDefaults>;

@@ -19,6 +19,8 @@ pub trait Defaults {
     const DECAP_TABLE: u32;
     /// The metrics listener's port (on `[::1]`).
     const METRICS_PORT: u16;
+    /// `kernel.previous_coa_accept_ms` when the file does not say.
+    const PREVIOUS_COA_ACCEPT_MS: u64;
 }
 
 #[derive(Debug, PartialEq, Eq, Deserialize)]
@@ -94,6 +96,11 @@ pub struct KernelConfig<D: Defaults> {
     /// Where the `lookup local` rule is moved (must be after the decapsulation rules).
     #[serde(default = "default_local_rule_pref")]
     pub local_rule_pref: u32,
+    /// After a binding moves to a new care-of address, reverse-tunnelled packets from the
+    /// previous one are still decapsulated for this long (its rule stays), so what the
+    /// terminal sent before it learnt of the move is not refused. 0: refused at once.
+    #[serde(default = "previous_coa_accept_ms::<D>")]
+    pub previous_coa_accept_ms: u64,
     #[serde(skip)]
     defaults: PhantomData<D>,
 }
@@ -105,6 +112,7 @@ impl<D: Defaults> Default for KernelConfig<D> {
             decap_table: decap_table::<D>(),
             decap_rule_pref: default_decap_rule_pref(),
             local_rule_pref: default_local_rule_pref(),
+            previous_coa_accept_ms: previous_coa_accept_ms::<D>(),
             defaults: PhantomData,
         }
     }
@@ -122,6 +130,11 @@ fn default_decap_rule_pref() -> u32 {
 fn default_local_rule_pref() -> u32 {
     DEFAULT_LOCAL_RULE_PREF
 }
+fn previous_coa_accept_ms<D: Defaults>() -> u64 {
+    D::PREVIOUS_COA_ACCEPT_MS
+}
+/// Longer would let a care-of address the terminal left inject for too long.
+const MAX_PREVIOUS_COA_ACCEPT_MS: u64 = 10_000;
 
 /// Routing tables the kernel reserves (unspec, compat, default, main, local).
 const RESERVED_TABLES: [u32; 5] = [0, 252, 253, 254, 255];
@@ -162,6 +175,12 @@ impl<D: Defaults> KernelConfig<D> {
                      rules come before the local table",
                     self.local_rule_pref
                 ),
+            );
+        }
+        if self.previous_coa_accept_ms > MAX_PREVIOUS_COA_ACCEPT_MS {
+            v.error(
+                "kernel.previous_coa_accept_ms",
+                format!("at most {MAX_PREVIOUS_COA_ACCEPT_MS} (ten seconds)"),
             );
         }
     }
@@ -210,6 +229,7 @@ mod tests {
         assert_eq!(c.kernel.decap_table, 3600);
         assert_eq!(c.kernel.decap_rule_pref, 20);
         assert_eq!(c.kernel.local_rule_pref, DEFAULT_LOCAL_RULE_PREF);
+        assert_eq!(c.kernel.previous_coa_accept_ms, 1000);
         assert_eq!(c.metrics.listen.to_string(), "[::1]:9641");
     }
 
@@ -218,7 +238,7 @@ mod tests {
         let c: Config = serde_json::from_str(
             r#"{"home_link": {"interface": "home0", "address": "2001:db8:1::1"},
                 "home_prefixes": [], "security_associations": [],
-                "kernel": {"decap_table": 254, "protocol": 2},
+                "kernel": {"decap_table": 254, "protocol": 2, "previous_coa_accept_ms": 10001},
                 "bindings": {"refresh_percent": 100, "max_lifetime": 2}}"#,
         )
         .unwrap();
@@ -231,6 +251,7 @@ mod tests {
             "bindings.refresh_percent",
             "kernel.protocol",
             "kernel.decap_table",
+            "kernel.previous_coa_accept_ms",
         ] {
             assert!(problems.contains(field), "{field} in {problems}");
         }

@@ -46,8 +46,9 @@ struct Probe {
 pub enum Outcome {
     /// Still waiting for the new path.
     Waiting,
-    /// The first packet on the new path came this long after the last on the old one.
-    Measured(Duration),
+    /// The first packet on the new path came this long after the last on the old one, on
+    /// this interface.
+    Measured(Duration, u32),
     /// No packet on another link within [`GIVE_UP_AFTER`]: nothing to measure.
     GaveUp,
 }
@@ -94,21 +95,21 @@ impl Interruption {
         let Some(p) = self.probe.as_mut() else {
             return Outcome::Waiting;
         };
-        let mut new_path = false;
+        let mut new_path = None;
         for &(ifindex, count) in readings {
             let before = p.counts.insert(ifindex, count).unwrap_or(count);
             if count > before {
                 if ifindex == p.old {
                     p.last_old = now;
                 } else {
-                    new_path = true;
+                    new_path = new_path.or(Some(ifindex));
                 }
             }
         }
-        if new_path {
+        if let Some(on) = new_path {
             let gap = now.saturating_duration_since(p.last_old);
             self.probe = None;
-            return Outcome::Measured(gap);
+            return Outcome::Measured(gap, on);
         }
         if now.saturating_duration_since(p.started) >= GIVE_UP_AFTER {
             self.probe = None;
@@ -140,7 +141,7 @@ mod tests {
         assert_eq!(i.sample(&[(2, 53), (3, 0)], ms(t0, 150)), Outcome::Waiting);
         assert_eq!(
             i.sample(&[(2, 53), (3, 4)], ms(t0, 180)),
-            Outcome::Measured(Duration::from_millis(60))
+            Outcome::Measured(Duration::from_millis(60), 3)
         );
         assert!(!i.probing());
         assert_eq!(i.next_sample(ms(t0, 200)), None);
@@ -154,7 +155,7 @@ mod tests {
         i.attachment(Some(3), t0, || Some(vec![(2, 10), (3, 0)]));
         assert_eq!(
             i.sample(&[(2, 11), (3, 1)], ms(t0, 5)),
-            Outcome::Measured(Duration::ZERO)
+            Outcome::Measured(Duration::ZERO, 3)
         );
 
         // Detached, then attached elsewhere: one probe, from the first move; no traffic at all.

@@ -500,28 +500,36 @@ async fn sample_due(at: Option<Instant>) {
     }
 }
 
-/// One reading of the per-link counters during a move.
-fn sample_interruption(io: &Io, interruption: &mut crate::interruption::Interruption) {
+/// One reading of the per-link counters during a move; the link the new path showed on, if
+/// it did.
+fn sample_interruption(
+    io: &Io,
+    interruption: &mut crate::interruption::Interruption,
+) -> Option<u32> {
     use crate::interruption::Outcome;
     let readings = match io.nft.link_counters() {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, "reading the per-link packet counters");
-            return;
+            return None;
         }
     };
     match interruption.sample(&readings, Instant::now()) {
-        Outcome::Waiting => {}
-        Outcome::Measured(gap) => {
+        Outcome::Waiting => None,
+        Outcome::Measured(gap, on) => {
             tracing::info!(
                 interruption_ms = gap.as_secs_f64() * 1000.0,
                 "handover interruption at the terminal (last packet on the old path to the first on the new)"
             );
             io.metrics.handover_interruption.observe(gap.as_secs_f64());
+            Some(on)
         }
-        Outcome::GaveUp => tracing::debug!(
-            "no tunnelled packet on another link within 10 s of the move: interruption not measured"
-        ),
+        Outcome::GaveUp => {
+            tracing::debug!(
+                "no tunnelled packet on another link within 10 s of the move: interruption not measured"
+            );
+            None
+        }
     }
 }
 

@@ -24,7 +24,16 @@ pub fn ownership(w: &World) -> Result<(), String> {
     let now = crate::record::now_at(w.now);
     let ha_bindings = w.ha.core.status(now);
     let hoas: BTreeSet<Ipv6Addr> = ha_bindings.iter().map(|b| b.hoa).collect();
-    let coas: BTreeSet<Ipv6Addr> = ha_bindings.iter().map(|b| b.coa).collect();
+    let mut coas: BTreeSet<Ipv6Addr> = ha_bindings.iter().map(|b| b.coa).collect();
+    // A previous care-of address in its window after a move is owned by that binding.
+    for (hoa, previous, _) in w.ha.core.plan().lingers() {
+        if !hoas.contains(&hoa) {
+            return Err(format!(
+                "home agent accepts {previous}, previous CoA of {hoa}, which has no binding"
+            ));
+        }
+        coas.insert(previous);
+    }
     let desired: BTreeSet<KObject> =
         w.ha.core
             .desired()

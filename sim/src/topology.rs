@@ -43,6 +43,9 @@ pub struct SimConfig {
     pub wan_latency_ms: u64,
     /// Make-before-break overlap of the terminal's memberships.
     pub overlap_ms: u64,
+    /// How long the home agent accepts a previous care-of address's tunnel after a move
+    /// (`kernel.previous_coa_accept_ms`).
+    pub ha_previous_coa_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -58,6 +61,7 @@ impl Default for SimConfig {
             site_latency_ms: 2,
             wan_latency_ms: 20,
             overlap_ms: 1000,
+            ha_previous_coa_ms: 1000,
         }
     }
 }
@@ -166,7 +170,8 @@ pub fn ha_core(cfg: &SimConfig) -> home_agent::core::Core {
         ha_address: ha_addr(),
         decap_table: HA_DECAP_TABLE,
         decap_rule_pref: 10,
-    });
+    })
+    .with_previous_coa_window(cfg.ha_previous_coa_ms);
     home_agent::core::Core::new(registrar, sas, plan, TokenBucket::new(1000, 1000))
 }
 

@@ -319,6 +319,14 @@ impl<P: Policy<Payload = ()>> Core<P> {
                 Action::Install { binding, replaced } => {
                     self.plan
                         .set(&mut burst.round, binding.hoa, Some(binding.coa));
+                    // A move: the terminal's packets through its previous CoA are still on
+                    // their way (see `plan`'s previous-CoA window).
+                    if let Some(previous) = replaced.as_ref().map(|r| r.coa) {
+                        if previous != binding.coa {
+                            self.plan
+                                .linger(&mut burst.round, binding.hoa, previous, now.mono);
+                        }
+                    }
                     burst.events.push(Event::Registered {
                         hoa: binding.hoa,
                         coa: binding.coa,
@@ -372,6 +380,8 @@ impl<P: Policy<Payload = ()>> Core<P> {
 
     /// Expiries and Binding Refresh Requests due at `now`.
     pub(crate) fn on_timers(&mut self, burst: &mut Burst, now: Now) {
+        // Logged by the shell as the rule's delete; no event of its own.
+        self.plan.expire_lingers(&mut burst.round, now.mono);
         for action in self.registrar.poll_timers(now) {
             match action {
                 Action::Remove { binding, reason } => self.remove(burst, &binding, reason),
@@ -427,6 +437,7 @@ impl<P: Policy<Payload = ()>> Core<P> {
         reason: RemoveReason,
     ) {
         self.plan.set(&mut burst.round, binding.hoa, None);
+        self.plan.unlinger(&mut burst.round, binding.hoa);
         burst.events.push(Event::Removed {
             hoa: binding.hoa,
             coa: binding.coa,
@@ -462,7 +473,7 @@ impl<P: Policy<Payload = ()>> Core<P> {
             .flat_map(|o| self.plan.dependents(&round, o))
             .collect();
         let (undo, rollback) = self.plan.withdraw(&round, &failed_hoas);
-        let cache_changed = !round.is_empty();
+        let cache_changed = round.touches_bindings();
         for hoa in round.hoas() {
             self.unprogrammed.remove(hoa);
         }
@@ -576,7 +587,7 @@ impl<P: Policy<Payload = ()>> Core<P> {
             KObject::ProxyNeigh { addr, .. } => self.plan.tunnel(&addr).is_some(),
             KObject::Rule {
                 from: Some(from), ..
-            } => self.plan.refs(&from.ip()) > 0,
+            } => self.plan.accepts(&from.ip()),
             _ => true,
         }
     }
@@ -616,6 +627,7 @@ impl<P: Policy<Payload = ()>> Machine for Core<P> {
             .next_deadline()
             .into_iter()
             .chain(self.stale_retry)
+            .chain(self.plan.next_linger_deadline())
             .min()
     }
 

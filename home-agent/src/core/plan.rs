@@ -6,6 +6,13 @@
 //! `from CoA to HA ipproto 41 lookup <decap table>`, shared by every binding with that CoA
 //! (reference counted). Once: the `HA/128 End.DT6 table main` route in the decap table.
 //!
+//! After a binding's care-of address changes, the previous CoA's rule may stay for a bounded
+//! window ([`Plan::with_previous_coa_window`]): reverse-tunnelled packets the terminal sent
+//! through its old care-of address before it learnt that we accepted the new one are still
+//! in flight, and refusing them loses about a WAN round trip of upstream traffic per move. The
+//! rule goes when the window ends, when the home address deregisters or moves again, and with
+//! everything else at shutdown; a restart does not restore it (reconciliation removes it).
+//!
 //! Changes are computed per [`Round`]: the shell feeds a burst of registrar actions into the
 //! plan, then asks for the net difference between the state before the round and now, so a
 //! binding removed and re-added in one burst costs nothing and a CoA whose last binding moves
@@ -15,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv6Addr;
 
 use ipnetwork::Ipv6Network;
-use mipcast_proto::{KObject, RT_TABLE_MAIN};
+use mipcast_proto::{KObject, Millis, RT_TABLE_MAIN};
 
 /// The fixed parameters of the mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +36,8 @@ pub struct PlanParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct CoaState {
     refs: u32,
+    /// Home addresses that moved away from this CoA whose window is still open.
+    lingering: u32,
     /// Interface toward the CoA (the encap routes' device); None until the shell resolved it.
     oif: Option<u32>,
 }
@@ -43,6 +52,10 @@ pub struct Plan {
     proxy_entries: bool,
     /// Where decapsulated packets are looked up (main; a correspondent host: local).
     inner_table: u32,
+    /// How long a previous CoA's tunnel is still accepted after a move (0: not at all).
+    previous_coa_window_ms: u64,
+    /// Per home address that moved: its previous CoA, accepted until then.
+    lingers: HashMap<Ipv6Addr, (Ipv6Addr, Millis)>,
 }
 
 /// What changed in the plan since a round began: the before-values of every touched HoA and
@@ -54,8 +67,14 @@ pub struct Round {
 }
 
 impl Round {
+    /// Nothing touched: no binding and no previous CoA's window.
     pub fn is_empty(&self) -> bool {
-        self.hoas.is_empty()
+        self.hoas.is_empty() && self.coas.is_empty()
+    }
+
+    /// Whether a binding changed (not only a previous CoA's window).
+    pub fn touches_bindings(&self) -> bool {
+        !self.hoas.is_empty()
     }
 
     /// Home addresses touched in this round.
@@ -89,6 +108,12 @@ impl Changes {
     }
 }
 
+impl CoaState {
+    fn accepted(&self) -> bool {
+        self.refs > 0 || self.lingering > 0
+    }
+}
+
 impl Plan {
     pub fn new(params: PlanParams) -> Plan {
         Plan {
@@ -97,7 +122,20 @@ impl Plan {
             coas: HashMap::new(),
             proxy_entries: true,
             inner_table: RT_TABLE_MAIN,
+            previous_coa_window_ms: 0,
+            lingers: HashMap::new(),
         }
+    }
+
+    /// After a move, the previous care-of address's tunnel is still accepted for `ms`
+    /// (see the module documentation); 0 turns it off.
+    pub fn with_previous_coa_window(mut self, ms: u64) -> Plan {
+        self.previous_coa_window_ms = ms;
+        self
+    }
+
+    pub fn previous_coa_window_ms(&self) -> u64 {
+        self.previous_coa_window_ms
     }
 
     /// Decapsulated packets are looked up in `table` instead of main (a correspondent agent
@@ -136,6 +174,77 @@ impl Plan {
         self.coas.get(coa).map_or(0, |c| c.refs)
     }
 
+    /// Whether tunnelled packets from `coa` are accepted: a binding uses it, or a home address
+    /// left it less than the window ago.
+    pub fn accepts(&self, coa: &Ipv6Addr) -> bool {
+        self.coas.get(coa).is_some_and(CoaState::accepted)
+    }
+
+    /// The previous CoA still accepted for `hoa`, and until when.
+    pub fn lingering(&self, hoa: &Ipv6Addr) -> Option<(Ipv6Addr, Millis)> {
+        self.lingers.get(hoa).copied()
+    }
+
+    /// Every open previous-CoA window: (home address, previous CoA, until).
+    pub fn lingers(&self) -> impl Iterator<Item = (Ipv6Addr, Ipv6Addr, Millis)> + '_ {
+        self.lingers
+            .iter()
+            .map(|(hoa, (coa, until))| (*hoa, *coa, *until))
+    }
+
+    /// When the next previous-CoA window ends.
+    pub fn next_linger_deadline(&self) -> Option<Millis> {
+        self.lingers.values().map(|(_, until)| *until).min()
+    }
+
+    /// `hoa` moved away from `previous` at `now`: its tunnel is accepted for the window (a
+    /// window of an earlier move of `hoa` ends here). Nothing when the window is 0 or the
+    /// home address is bound to `previous` again.
+    pub fn linger(&mut self, round: &mut Round, hoa: Ipv6Addr, previous: Ipv6Addr, now: Millis) {
+        self.unlinger(round, hoa);
+        if self.previous_coa_window_ms == 0 || self.tunnels.get(&hoa) == Some(&previous) {
+            return;
+        }
+        self.touch(round, previous);
+        self.coas
+            .entry(previous)
+            .or_insert(CoaState {
+                refs: 0,
+                lingering: 0,
+                oif: None,
+            })
+            .lingering += 1;
+        self.lingers
+            .insert(hoa, (previous, now.plus_ms(self.previous_coa_window_ms)));
+    }
+
+    /// Ends `hoa`'s previous-CoA window, if it has one (it deregistered, expired, or moved
+    /// again).
+    pub fn unlinger(&mut self, round: &mut Round, hoa: Ipv6Addr) {
+        let Some((coa, _)) = self.lingers.remove(&hoa) else {
+            return;
+        };
+        self.touch(round, coa);
+        if let Some(c) = self.coas.get_mut(&coa) {
+            c.lingering = c.lingering.saturating_sub(1);
+        }
+    }
+
+    /// Ends the windows that are over at `now`; returns (home address, previous CoA) of each.
+    pub fn expire_lingers(&mut self, round: &mut Round, now: Millis) -> Vec<(Ipv6Addr, Ipv6Addr)> {
+        let mut over: Vec<(Ipv6Addr, Ipv6Addr)> = self
+            .lingers
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(hoa, (coa, _))| (*hoa, *coa))
+            .collect();
+        over.sort();
+        for (hoa, _) in &over {
+            self.unlinger(round, *hoa);
+        }
+        over
+    }
+
     /// Binds `hoa` to `coa` (None: unbinds it), recording before-values in `round`.
     pub fn set(&mut self, round: &mut Round, hoa: Ipv6Addr, coa: Option<Ipv6Addr>) {
         let old = self.tunnels.get(&hoa).copied();
@@ -154,7 +263,11 @@ impl Plan {
             self.touch(round, new);
             self.coas
                 .entry(new)
-                .or_insert(CoaState { refs: 0, oif: None })
+                .or_insert(CoaState {
+                    refs: 0,
+                    lingering: 0,
+                    oif: None,
+                })
                 .refs += 1;
             self.tunnels.insert(hoa, new);
         }
@@ -162,12 +275,11 @@ impl Plan {
 
     fn touch(&self, round: &mut Round, coa: Ipv6Addr) {
         if let Entry::Vacant(e) = round.coas.entry(coa) {
-            e.insert(
-                self.coas
-                    .get(&coa)
-                    .copied()
-                    .unwrap_or(CoaState { refs: 0, oif: None }),
-            );
+            e.insert(self.coas.get(&coa).copied().unwrap_or(CoaState {
+                refs: 0,
+                lingering: 0,
+                oif: None,
+            }));
         }
     }
 
@@ -214,10 +326,10 @@ impl Plan {
             }
         }
         for (&coa, before) in &round.coas {
-            let now = self.refs(&coa);
-            if before.refs == 0 && now > 0 {
+            let now = self.accepts(&coa);
+            if !before.accepted() && now {
                 out.add.push(self.rule(coa));
-            } else if before.refs > 0 && now == 0 {
+            } else if before.accepted() && !now {
                 out.delete.push(self.rule(coa));
             }
         }
@@ -232,7 +344,7 @@ impl Plan {
     /// (and any rollback computed from them) are built.
     pub fn end_round(&mut self, round: Round) {
         for coa in round.coas.keys() {
-            if self.refs(coa) == 0 {
+            if !self.accepts(coa) {
                 self.coas.remove(coa);
             }
         }
@@ -253,6 +365,8 @@ impl Plan {
             if let Some(old) = before.filter(|old| Some(*old) != current) {
                 stale.push(self.encap(*hoa, old, self.oif_before(round, old)));
             }
+            // A revoked binding's previous CoA is no longer accepted either.
+            self.unlinger(&mut undo, *hoa);
             self.set(&mut undo, *hoa, None);
         }
         let mut changes = self.changes(&undo);
@@ -289,7 +403,7 @@ impl Plan {
             out.insert(self.encap(hoa, coa, self.oif_now(coa)));
         }
         for (&coa, state) in &self.coas {
-            if state.refs > 0 {
+            if state.accepted() {
                 out.insert(self.rule(coa));
             }
         }

@@ -26,6 +26,11 @@ fn ha() -> Ipv6Addr {
 }
 
 fn core() -> Core {
+    core_window(0)
+}
+
+/// A core that accepts a previous care-of address for `ms` after a move.
+fn core_window(ms: u64) -> Core {
     let sas = SaTable::new([SecurityAssociation {
         spi: 1000,
         algorithm: Algorithm::HmacSha256_128,
@@ -44,7 +49,8 @@ fn core() -> Core {
         ha_address: ha(),
         decap_table: 3600,
         decap_rule_pref: 10,
-    });
+    })
+    .with_previous_coa_window(ms);
     Core::new(registrar, sas, plan, TokenBucket::new(1, 2))
 }
 
@@ -644,4 +650,181 @@ fn a_source_over_its_failure_budget_is_dropped_unread_and_others_are_served() {
     );
     assert_eq!(count(&|e| matches!(e, Event::Registered { .. })), 1);
     assert_eq!(statuses(&f).last(), Some(&Some(0)));
+}
+
+// ---- The previous care-of address's window after a move (issue 11 §3) ----
+
+const HOA: &str = "2001:db8:1::100";
+const MMA1: &str = "2001:db8:2::9";
+const MMA2: &str = "2001:db8:3::9";
+const MMA3: &str = "2001:db8:4::9";
+
+fn decap_rule(coa: &str) -> KObject {
+    KObject::Rule {
+        pref: 10,
+        from: Some(format!("{coa}/128").parse().unwrap()),
+        to: Some("2001:db8:1::1/128".parse().unwrap()),
+        ipproto: Some(41),
+        table: 3600,
+    }
+}
+
+fn kernel_ok(_: &Change) -> Outcome {
+    Outcome::Applied
+}
+
+fn changes_of(out: &[Output]) -> Vec<Change> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Kernel(c) => Some(*c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A BU from the terminal for `coa` at `at` ms (lifetime 40 s), through the contract.
+fn register(c: &mut Core, coa: &str, seq: u16, at: u64) -> Vec<Output> {
+    round(
+        c,
+        &[(a(coa), bu(HOA, coa, seq, 10, at, KEY))],
+        at,
+        kernel_ok,
+    )
+}
+
+/// Drives the timers due at `at`.
+fn tick(c: &mut Core, at: u64) -> Vec<Output> {
+    c.handle_timeout(now(at));
+    mipcast_proto::settle(c, now(at), kernel_ok)
+}
+
+#[test]
+fn after_a_move_the_previous_coa_is_accepted_for_the_window_then_its_rule_goes() {
+    let mut c = core_window(1000);
+    register(&mut c, MMA1, 1, 0);
+    let out = register(&mut c, MMA2, 2, 100);
+    assert_eq!(acks(&out), vec![Some(0)]);
+    let ch = changes_of(&out);
+    assert!(ch.contains(&Change::Add(decap_rule(MMA2))), "{ch:?}");
+    assert!(
+        !ch.contains(&Change::Delete(decap_rule(MMA1))),
+        "the previous CoA's rule stays for the window: {ch:?}"
+    );
+    assert!(c.desired().contains(&decap_rule(MMA1)));
+    assert_eq!(c.plan().lingering(&a(HOA)), Some((a(MMA1), Millis(1100))));
+    // The window's end is the core's next deadline (the registrar's are later).
+    assert_eq!(c.poll_timeout(), Some(Millis(1100)));
+    assert!(changes_of(&tick(&mut c, 1099)).is_empty());
+    let out = tick(&mut c, 1100);
+    assert_eq!(changes_of(&out), vec![Change::Delete(decap_rule(MMA1))]);
+    // No state-file write for the window's end: the binding cache did not change.
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::BindingsChanged { .. }))));
+    assert!(!c.desired().contains(&decap_rule(MMA1)));
+    assert!(c.desired().contains(&decap_rule(MMA2)));
+    assert_eq!(c.plan().lingering(&a(HOA)), None);
+    assert!(c.poll_timeout().is_some_and(|t| t > Millis(1100)));
+}
+
+#[test]
+fn without_a_window_the_previous_coa_is_refused_at_once() {
+    let mut c = core_window(0);
+    register(&mut c, MMA1, 1, 0);
+    let ch = changes_of(&register(&mut c, MMA2, 2, 100));
+    assert!(ch.contains(&Change::Delete(decap_rule(MMA1))), "{ch:?}");
+    assert_eq!(c.plan().lingering(&a(HOA)), None);
+}
+
+#[test]
+fn deregistration_ends_the_window_with_the_binding() {
+    let mut c = core_window(1000);
+    register(&mut c, MMA1, 1, 0);
+    register(&mut c, MMA2, 2, 100);
+    let dereg = bu(HOA, MMA2, 3, 0, 200, KEY);
+    let out = round(&mut c, &[(a(MMA2), dereg)], 200, kernel_ok);
+    assert_eq!(acks(&out), vec![Some(0)]);
+    let ch = changes_of(&out);
+    assert!(ch.contains(&Change::Delete(decap_rule(MMA1))), "{ch:?}");
+    assert!(ch.contains(&Change::Delete(decap_rule(MMA2))), "{ch:?}");
+    assert_eq!(c.desired(), HashSet::from([c.plan().decap_route()]));
+    assert_eq!(c.poll_timeout(), None, "nothing left to time");
+}
+
+#[test]
+fn expiry_ends_the_window_with_the_binding() {
+    let mut c = core_window(5000);
+    // Lifetime 4 s (one unit): it expires inside the previous CoA's window.
+    round(
+        &mut c,
+        &[(a(MMA1), bu(HOA, MMA1, 1, 10, 0, KEY))],
+        0,
+        kernel_ok,
+    );
+    round(
+        &mut c,
+        &[(a(MMA2), bu(HOA, MMA2, 2, 1, 100, KEY))],
+        100,
+        kernel_ok,
+    );
+    assert!(c.desired().contains(&decap_rule(MMA1)));
+    let ch = changes_of(&tick(&mut c, 4100));
+    assert!(ch.contains(&Change::Delete(decap_rule(MMA1))), "{ch:?}");
+    assert!(ch.contains(&Change::Delete(decap_rule(MMA2))), "{ch:?}");
+    assert_eq!(c.desired(), HashSet::from([c.plan().decap_route()]));
+}
+
+#[test]
+fn a_second_move_within_the_window_keeps_only_the_latest_previous_coa() {
+    let mut c = core_window(1000);
+    register(&mut c, MMA1, 1, 0);
+    register(&mut c, MMA2, 2, 100);
+    let ch = changes_of(&register(&mut c, MMA3, 3, 200));
+    assert!(ch.contains(&Change::Add(decap_rule(MMA3))), "{ch:?}");
+    assert!(ch.contains(&Change::Delete(decap_rule(MMA1))), "{ch:?}");
+    assert!(!ch.contains(&Change::Delete(decap_rule(MMA2))), "{ch:?}");
+    assert_eq!(c.plan().lingering(&a(HOA)), Some((a(MMA2), Millis(1200))));
+    // Back to the CoA still in its window: nothing to add, and the one just left lingers.
+    let ch = changes_of(&register(&mut c, MMA2, 4, 300));
+    assert!(!ch.contains(&Change::Add(decap_rule(MMA2))), "{ch:?}");
+    assert!(
+        !ch.iter()
+            .any(|x| matches!(x, Change::Delete(KObject::Rule { .. }))),
+        "{ch:?}"
+    );
+    assert_eq!(c.plan().lingering(&a(HOA)), Some((a(MMA3), Millis(1300))));
+    assert_eq!(
+        changes_of(&tick(&mut c, 1300)),
+        vec![Change::Delete(decap_rule(MMA3))]
+    );
+    assert!(c.desired().contains(&decap_rule(MMA2)));
+}
+
+#[test]
+fn a_previous_coa_another_binding_uses_keeps_its_rule_after_the_window() {
+    let mut c = core_window(1000);
+    register(&mut c, MMA1, 1, 0);
+    let other = bu("2001:db8:1::101", MMA1, 1, 10, 0, KEY);
+    round(&mut c, &[(a(MMA1), other)], 0, kernel_ok);
+    register(&mut c, MMA2, 2, 100);
+    assert!(changes_of(&tick(&mut c, 1100)).is_empty());
+    assert!(c.desired().contains(&decap_rule(MMA1)));
+}
+
+#[test]
+fn a_move_the_kernel_refuses_withdraws_the_previous_coa_too() {
+    let mut c = core_window(1000);
+    register(&mut c, MMA1, 1, 0);
+    let msg = bu(HOA, MMA2, 2, 10, 100, KEY);
+    let out = round(&mut c, &[(a(MMA2), msg)], 100, |ch| match ch {
+        Change::Add(KObject::Rule { .. }) => Outcome::Refused {
+            errno: Some(1),
+            reason: "Operation not permitted".into(),
+        },
+        _ => Outcome::Applied,
+    });
+    assert_eq!(acks(&out), vec![Some(130)]);
+    assert!(changes_of(&out).contains(&Change::Delete(decap_rule(MMA1))));
+    assert_eq!(c.plan().lingering(&a(HOA)), None);
+    assert_eq!(c.desired(), HashSet::from([c.plan().decap_route()]));
 }

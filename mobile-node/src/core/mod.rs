@@ -46,6 +46,11 @@ const PREPARED_GRAFT_MS: u64 = 100;
 const PREPARED_OVERLAP_MS: u64 = 30;
 /// How long before an inter-site overlap ends the previous MMA is asked to forward.
 const FORWARD_LEAD_MS: u64 = 100;
+/// How long an inter-site overlap lasts once the new site has delivered: what the old site's
+/// last hop still holds. What the home agent sent to the old MMA before it moved the binding
+/// is forwarded by the old MMA (the forwarding request goes at once, see
+/// `send_deferred_forward`).
+const DELIVERED_DRAIN_MS: u64 = 50;
 /// How often levels are re-evaluated while a moving average converges on a new reading.
 const SMOOTH_TICK_MS: u64 = 100;
 /// Handoff advice older or newer than this against our clock is refused (as a replay).
@@ -131,6 +136,11 @@ pub enum Event<'a> {
     Quality {
         ifindex: u32,
         value: Option<u8>,
+    },
+    /// Tunnelled traffic arrived on this access link after a move (the shell's per-link
+    /// packet counters, read around moves): the new path delivers.
+    Delivered {
+        ifindex: u32,
     },
     Tick,
 }
@@ -311,6 +321,8 @@ pub struct Core {
     /// nothing is retried until the attachment changes.
     refused_for_good: bool,
     overlap: Option<(Membership, Millis)>,
+    /// The current link delivered tunnelled traffic since the last move.
+    delivered: bool,
     /// The forwarding request to the previous MMA (previous MMA, new care-of address),
     /// held while the old site still delivers during an inter-site overlap.
     deferred_forward: Option<(Ipv6Addr, Ipv6Addr)>,
@@ -358,6 +370,7 @@ impl Core {
             refusals: 0,
             refused_for_good: false,
             overlap: None,
+            delivered: false,
             deferred_forward: None,
             forwards: Vec::new(),
             applied: Desired::default(),
@@ -563,6 +576,7 @@ impl Core {
                     l.feed(value, now.mono, &levels);
                 }
             }
+            Event::Delivered { ifindex } => self.on_delivered(ifindex, now.mono),
             Event::Tick => {}
         }
         self.poll_timers(now, &mut out);
@@ -1130,6 +1144,52 @@ impl Core {
         self.deregister_mma(prev, new_coa, src, now, out);
     }
 
+    /// Traffic arrived on `ifindex` after a move. When that is the current link during an
+    /// inter-site overlap, the home agent has moved the traffic to the new site: the old
+    /// site's membership is kept only for [`DELIVERED_DRAIN_MS`] more (the overlap's timeout
+    /// still bounds it), and the held forwarding request becomes due.
+    fn on_delivered(&mut self, ifindex: u32, now: Millis) {
+        let Attach::Site {
+            ifindex: current,
+            mma,
+        } = self.attach
+        else {
+            return;
+        };
+        if ifindex != current || self.delivered {
+            return;
+        }
+        self.delivered = true;
+        if let Some((m, until)) = self.overlap.filter(|(m, _)| m.source != mma) {
+            let end = until.min(now.plus_ms(DELIVERED_DRAIN_MS));
+            tracing::info!(
+                link = ifindex,
+                left_ms = end.0.saturating_sub(now.0),
+                "the new site delivers: ending the overlap with the old one"
+            );
+            self.overlap = Some((m, end));
+        }
+    }
+
+    /// Whether the home agent has accepted the care-of address of the current site (its BAck
+    /// came), or the new site already delivers (the home agent moved the traffic).
+    fn home_agent_moved(&self, mma: Ipv6Addr) -> bool {
+        if self.delivered {
+            return true;
+        }
+        let Some(coa) = self
+            .client
+            .get(&mma)
+            .filter(|r| r.state == reg::State::Bound)
+            .map(|r| r.assigned_coa.unwrap_or(mma))
+        else {
+            return false;
+        };
+        self.client
+            .get(&self.cfg.home_agent)
+            .is_some_and(|r| r.state == reg::State::Bound && r.request.alt_coa == Some(coa))
+    }
+
     /// The old site's link during an inter-site overlap with `old_mma`, while it is up.
     fn old_site_link(&self, now: Millis, old_mma: Ipv6Addr) -> Option<&Link> {
         let (m, until) = self.overlap?;
@@ -1499,6 +1559,7 @@ impl Core {
             }
         }
         self.overlap = None;
+        self.delivered = false;
         self.retry = None;
         self.refused_for_good = false;
         // A registration with an MMA we are no longer heading for is abandoned.
@@ -1751,11 +1812,18 @@ impl Core {
                     inner_table: RT_TABLE_LOCAL,
                 });
                 d.marked_groups.insert(c.group);
-                // The reverse tunnel moves to the new MMA at once, also between sites: its
-                // first packets reach the home agent right behind the binding update (same
-                // WAN path), while the old MMA's tunnel would be refused by the home agent
-                // from the moment it moved the binding (measured: ~2 x WAN delay lost).
-                uplink(&mut d, mma, ifindex);
+                // The reverse tunnel stays on the old MMA, out of the old link, during an
+                // inter-site overlap until the home agent has accepted the new care-of address:
+                // the new MMA's tunnel would be refused until then (no rule for its address),
+                // and the home agent keeps accepting the old one for a while after the move
+                // (`kernel.previous_coa_accept_ms`), so what is in flight through it arrives.
+                let old_uplink = overlap
+                    .filter(|m| m.source != mma && !self.home_agent_moved(mma))
+                    .filter(|m| self.old_site_link(now, m.source).is_some());
+                match old_uplink {
+                    Some(old) => uplink(&mut d, old.source, old.ifindex),
+                    None => uplink(&mut d, mma, ifindex),
+                }
             }
             Attach::Mipv6 { ifindex, coa } => {
                 unicast_decap(&mut d, c.home_agent, coa, ifindex);

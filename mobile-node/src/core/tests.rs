@@ -1296,3 +1296,131 @@ fn a_falling_raw_reading_prepares_the_candidate_before_the_move() {
         "no decapsulation on the candidate: {k:?}"
     );
 }
+
+/// Registered in site 1 on e1, e2 up in site 2; the quality of e1 falls: an inter-site move
+/// with both links up (make before break). Returns the move's actions.
+fn inter_site_mbb(h: &mut H) -> Vec<Action> {
+    h.up(E2);
+    h.ra(E2, "2001:db8:20:1::", Some(mma2()));
+    h.advance(2500);
+    h.ra(E1, "2001:db8:10:1::", Some(mma1()));
+    h.ra(E2, "2001:db8:20:1::", Some(mma2()));
+    let acts = h.ev(Event::Quality {
+        ifindex: E1,
+        value: Some(60),
+    });
+    assert_eq!(handovers(&acts), vec![HandoverKind::InterSite]);
+    acts
+}
+
+fn uplink_changes(acts: &[Action]) -> Vec<KernelChange> {
+    kchanges(acts)
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c,
+                KernelChange::Install(KObject::EncapRoute { table: 200, .. })
+                    | KernelChange::Remove(KObject::EncapRoute { table: 200, .. })
+            )
+        })
+        .collect()
+}
+
+/// Issue 11 §3: the new MMA's reverse tunnel is refused by the home agent until it has the
+/// binding update, so between sites the uplink stays on the old MMA (out of the old link)
+/// until the home agent's acknowledgement; the home agent accepts the old CoA for a while
+/// after the move (its `previous_coa_accept_ms`).
+#[test]
+fn between_sites_the_reverse_tunnel_stays_on_the_old_mma_until_the_home_agent_accepts() {
+    let mut h = H::registered_in_site1(Mode::Site);
+    let acts = inter_site_mbb(&mut h);
+    assert!(uplink_changes(&acts).is_empty(), "{:?}", kchanges(&acts));
+    let sent = bus(&acts);
+    let acts = h.ack(&sent[0], 0, Some(mma2()));
+    assert!(
+        uplink_changes(&acts).is_empty(),
+        "the new MMA accepted us, the home agent not yet: {:?}",
+        kchanges(&acts)
+    );
+    let ha_bu = bus(&acts).into_iter().find(|b| b.peer == ha()).unwrap();
+    let acts = h.ack(&ha_bu, 0, None);
+    assert_eq!(
+        uplink_changes(&acts),
+        vec![KernelChange::Install(uplink_route(mma2(), E2))]
+    );
+}
+
+/// Issue 11 §3: the old site's membership is kept until traffic arrives through the new one
+/// (then a short drain), the overlap's timeout still bounding it; the forwarding request goes
+/// at that moment.
+#[test]
+fn traffic_through_the_new_site_ends_the_inter_site_overlap_early() {
+    let mut h = H::registered_in_site1(Mode::Site);
+    let acts = inter_site_mbb(&mut h);
+    let sent = bus(&acts);
+    let acts = h.ack(&sent[0], 0, Some(mma2()));
+    let ha_bu = bus(&acts).into_iter().find(|b| b.peer == ha()).unwrap();
+    h.advance(10);
+    // Packets on the old link say nothing about the new path.
+    let acts = h.ev(Event::Delivered { ifindex: E1 });
+    assert!(kchanges(&acts).is_empty() && bus(&acts).is_empty());
+    // The new site delivers before the home agent's BAck is here (same WAN path): the
+    // home agent has moved, so the uplink follows at once.
+    let acts = h.ev(Event::Delivered { ifindex: E2 });
+    assert_eq!(
+        uplink_changes(&acts),
+        vec![KernelChange::Install(uplink_route(mma2(), E2))]
+    );
+    let fwd = bus(&acts);
+    assert_eq!(fwd.len(), 1, "the forwarding request goes now: {fwd:?}");
+    assert_eq!(fwd[0].peer, mma1());
+    assert_eq!(fwd[0].src, slaac_of("2001:db8:10:1::", MAC1));
+    let old_branch = KernelChange::Leave(Membership {
+        ifindex: E1,
+        group: group(),
+        source: mma1(),
+    });
+    assert!(!kchanges(&acts).contains(&old_branch), "drained first");
+    // A second notice changes nothing.
+    assert!(kchanges(&h.ev(Event::Delivered { ifindex: E2 })).is_empty());
+    h.ack(&ha_bu, 0, None);
+    let start = h.t;
+    let mut later = Vec::new();
+    while !kchanges(&later).contains(&old_branch) {
+        assert!(h.t < start + 100, "the old site is left within the drain");
+        h.t += 10;
+        later.extend(h.tick());
+    }
+    assert!(
+        h.t - start >= 40,
+        "kept for the drain: left after {} ms",
+        h.t - start
+    );
+}
+
+/// Without that signal (no counters), the overlap's timeout still ends it.
+#[test]
+fn without_traffic_through_the_new_site_the_overlap_timeout_ends_it() {
+    let mut h = H::registered_in_site1(Mode::Site);
+    let acts = inter_site_mbb(&mut h);
+    let sent = bus(&acts);
+    let acts = h.ack(&sent[0], 0, Some(mma2()));
+    let ha_bu = bus(&acts).into_iter().find(|b| b.peer == ha()).unwrap();
+    h.ack(&ha_bu, 0, None);
+    let old_branch = KernelChange::Leave(Membership {
+        ifindex: E1,
+        group: group(),
+        source: mma1(),
+    });
+    let until = |h: &mut H, ms: u64| {
+        let mut out = Vec::new();
+        for _ in 0..ms / 100 {
+            h.t += 100;
+            out.extend(h.ra(E1, "2001:db8:10:1::", Some(mma1())));
+            out.extend(h.ra(E2, "2001:db8:20:1::", Some(mma2())));
+        }
+        out
+    };
+    assert!(!kchanges(&until(&mut h, 500)).contains(&old_branch));
+    assert!(kchanges(&until(&mut h, 700)).contains(&old_branch));
+}

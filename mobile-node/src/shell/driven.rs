@@ -211,7 +211,12 @@ impl Shell for Node {
                     }
                 }
             }
-            Received::Sample => sample_interruption(io, &mut self.interruption),
+            Received::Sample => {
+                // The first packets on the new path also tell the core the new site delivers.
+                if let Some(ifindex) = sample_interruption(io, &mut self.interruption) {
+                    apply(io, core, Event::Delivered { ifindex }, io.now()).await;
+                }
+            }
             Received::Control(request) => {
                 let reply = match quality_request(&request.line, &self.polled) {
                     Ok((ifindex, value)) => {

@@ -48,7 +48,7 @@ use mipcast_netns_tests::Netns;
 use serde_json::{json, Value};
 
 const USAGE: &str = "[--delays 0,10,25,50] [--moves 20] [--modes mipcast,mipv6] \
-[--kinds intra,inter,home] [--styles mbb,bbm] [--json]";
+[--kinds intra,inter,home] [--styles mbb,bbm] [--site-site-ms N] [--bin-dir DIR] [--json]";
 const RATE_PPS: u64 = 1000;
 const DOWN_PORT: u16 = 7100;
 const UP_PORT: u16 = 7101;
@@ -64,6 +64,10 @@ struct Args {
     modes: Vec<String>,
     kinds: Vec<String>,
     styles: Vec<String>,
+    /// One-way delay of the sites' direct link (MMA1 -- MMA2); None: the WAN delay.
+    site_site_ms: Option<u64>,
+    /// Where the daemons are; None: next to this binary.
+    bin_dir: Option<std::path::PathBuf>,
     json: bool,
 }
 
@@ -82,6 +86,8 @@ fn parse_args() -> Args {
         modes: vec!["mipcast".into(), "mipv6".into()],
         kinds: vec!["intra".into(), "inter".into(), "home".into()],
         styles: vec!["mbb".into(), "bbm".into()],
+        site_site_ms: None,
+        bin_dir: None,
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -93,6 +99,8 @@ fn parse_args() -> Args {
                  and reports loss, duplicates, the interruption per move and the Mobility Header\n\
                  messages, for mipcast and plain Mobile IPv6, at each one-way WAN delay (ms).\n\
                  Run as root on a release build (cargo build --release --workspace).\n\
+                 --site-site-ms sets the sites' direct link (MMA1 -- MMA2) apart from the WAN\n\
+                 delay (neighbouring sites); --bin-dir runs other daemon binaries (a before/after).\n\
                  --json prints {{\"runs\": [...]}} on stdout (the table goes to stderr)."
             );
             std::process::exit(0);
@@ -124,6 +132,13 @@ fn parse_args() -> Args {
             "--modes" => a.modes = list("--modes", &v, &["mipcast", "mipv6"]),
             "--kinds" => a.kinds = list("--kinds", &v, &["intra", "inter", "home"]),
             "--styles" => a.styles = list("--styles", &v, &["mbb", "bbm"]),
+            "--site-site-ms" => {
+                a.site_site_ms = Some(
+                    v.parse()
+                        .unwrap_or_else(|_| usage("--site-site-ms: milliseconds")),
+                )
+            }
+            "--bin-dir" => a.bin_dir = Some(v.into()),
             _ => usage(&format!("unknown option {flag}")),
         }
     }
@@ -367,6 +382,8 @@ struct RunResult {
     kind: String,
     style: String,
     delay: u64,
+    /// The sites' direct link's one-way delay.
+    site_site: u64,
     moves: u32,
     lost_down: u64,
     lost_up: u64,
@@ -414,7 +431,7 @@ impl RunResult {
         let r2 = |x: f64| (x * 100.0).round() / 100.0;
         json!({
             "mode": self.mode, "move": self.kind, "style": self.style,
-            "wan_delay_ms": self.delay, "moves": self.moves,
+            "wan_delay_ms": self.delay, "site_site_ms": self.site_site, "moves": self.moves,
             "lost": self.lost_down + self.lost_up, "duplicates": self.duplicates,
             "max_gap_ms": r2(self.max_gap()), "mean_gap_ms": r2(self.mean_gap()),
             "signalling_outside_site": self.mh_outside, "signalling_total": self.mh_total,
@@ -489,13 +506,17 @@ fn run(args: &Args) -> Result<(), BenchError> {
          up = terminal -> CN); MH = Mobility Header messages per run",
         args.moves
     );
+    if let Some(ms) = args.site_site_ms {
+        eprintln!("handover-bench: the sites' direct link (mma1 -- mma2) at {ms} ms one-way");
+    }
     eprintln!("{}", header());
     for &delay in &args.delays {
         for mode in &args.modes {
             let mut site = build(delay, mode, args)?;
             for kind in &args.kinds {
                 for style in &args.styles {
-                    let r = measure(&site, mode, kind, style, delay, args.moves)?;
+                    let mut r = measure(&site, mode, kind, style, delay, args.moves)?;
+                    r.site_site = args.site_site_ms.unwrap_or(delay);
                     eprintln!("{}", row(&r));
                     results.push(r);
                 }
@@ -542,7 +563,11 @@ fn run(args: &Args) -> Result<(), BenchError> {
 
 fn build(delay: u64, mode: &str, args: &Args) -> Result<Site, BenchError> {
     let mut opts = SiteOptions::new("hb");
-    opts.wan_delay_ms = WanDelays::all(delay);
+    opts.wan_delay_ms = WanDelays {
+        site_site: args.site_site_ms.unwrap_or(delay),
+        ..WanDelays::all(delay)
+    };
+    opts.bin_dir.clone_from(&args.bin_dir);
     opts.wan_relays = true;
     opts.home_link = args.kinds.iter().any(|k| k == "home");
     opts.mn_mode = if mode == "mipv6" { "mipv6" } else { "site" }.into();
@@ -814,6 +839,8 @@ fn measure(
         kind: kind.into(),
         style: style.into(),
         delay,
+        // Set by the caller, which knows the topology's options.
+        site_site: delay,
         moves,
         lost_down,
         lost_up,
