@@ -94,7 +94,9 @@ fn pim_bench_smallest_size_prints_its_json() {
 }
 
 /// dataplane-bench at its smallest size: 1 s per iperf3 run, no WAN delay; every figure of
-/// both comparisons is there and non-zero (route-optimised included: the binding held).
+/// both comparisons is there and non-zero (route-optimised included: the binding held), and
+/// the router's link to the home agent carried the through-the-HA traffic (every delivered
+/// packet crosses it twice) but next to nothing of the route-optimised run.
 #[test]
 #[ignore = "needs root"]
 fn dataplane_bench_smallest_size_prints_its_json() {
@@ -118,10 +120,22 @@ fn dataplane_bench_smallest_size_prints_its_json() {
     }
     let ro = &report["route_optimisation"];
     assert_eq!(ro["wan_delay_ms"], 0);
+    assert_eq!(ro["ha_link_delay_ms"], 0);
+    assert_eq!(ro["topology"], "wan_router");
+    assert_eq!(ro["expected_rtt_saved_ms"], 0);
+    assert!(ro["rtt_saved_ms"].is_f64(), "{report}");
     for side in ["through_home_agent", "optimised"] {
         for key in ["tcp_mbps", "udp_64b_kpps", "rtt_ms"] {
             let v = ro[side][key].as_f64().unwrap();
             assert!(v > 0.0, "{side}.{key}: {report}");
         }
     }
+    // Through the HA: 1 s of 64-byte UDP alone is thousands of packets, each crossing the
+    // wan-HA link twice. Optimised: neighbour discovery and the odd BU, no data.
+    let via_ha = ro["through_home_agent"]["ha_link_packets"]
+        .as_u64()
+        .unwrap();
+    let optimised = ro["optimised"]["ha_link_packets"].as_u64().unwrap();
+    assert!(via_ha > 2_000, "{report}");
+    assert!(optimised < 100, "{report}");
 }
