@@ -395,6 +395,9 @@ struct RunResult {
     /// `mipcast-ro`: moves after which the correspondent's binding did not name the serving
     /// MMA (or was not gone, at home) by the end of the move's window.
     ro_binding_misses: Option<u32>,
+    /// `mipcast-ro`: per move, the care-of address the correspondent held when last looked at
+    /// in the move's window, and when (ms after the trigger) it first named the serving MMA.
+    ro_bindings: Vec<(Option<Ipv6Addr>, Option<f64>)>,
 }
 
 impl RunResult {
@@ -439,8 +442,16 @@ impl RunResult {
             "mean_gap_down_ms": r2(Self::mean(&self.gaps_down)),
             "mean_gap_up_ms": r2(Self::mean(&self.gaps_up)),
             "per_move": self.gaps_down.iter().zip(&self.gaps_up).zip(&self.gap_starts_down)
-                .map(|((d, u), s)| json!({"gap_down_ms": r2(*d), "gap_up_ms": r2(*u),
-                                          "gap_down_start_ms": r2(*s)}))
+                .enumerate()
+                .map(|(i, ((d, u), s))| {
+                    let mut m = json!({"gap_down_ms": r2(*d), "gap_up_ms": r2(*u),
+                                       "gap_down_start_ms": r2(*s)});
+                    if let Some((b, at)) = self.ro_bindings.get(i) {
+                        m["cn_binding"] = json!(b.map(|a| a.to_string()));
+                        m["cn_binding_after_ms"] = json!(at.map(r2));
+                    }
+                    m
+                })
                 .collect::<Vec<_>>(),
             "failed_moves": self.failed_moves,
             "route_optimisation": self.ro_binding_misses.is_some(),
@@ -749,6 +760,7 @@ fn measure(
     let mut detections = Vec::new();
     let mut failed = 0u32;
     let mut ro_misses = 0u32;
+    let mut ro_bindings = Vec::new();
     let (mut cur, mut next) = (a, b);
     for _ in 0..moves {
         let target = u64::from(site.ifindex(Node::Mn, next).unwrap_or(0));
@@ -794,10 +806,27 @@ fn measure(
         site.set_quality(next, 100)?;
         site.set_quality(cur, 60)?;
         let rest = window.saturating_sub(t0.elapsed());
-        pause(rest)?;
-        if ro && cn_binding(site) != serving_mma(next) {
-            ro_misses += 1;
+        if ro {
+            // The rest of the window watching the correspondent's binding follow the move, and
+            // at least a second and two WAN round trips after the terminal reached its link (a
+            // make-before-break switch can come late in the window).
+            let mut seen = None;
+            let watch = rest.max(Duration::from_millis(1000 + 4 * delay));
+            let followed = wait_for("the correspondent's binding", watch, || {
+                seen = cn_binding(site);
+                (seen == serving_mma(next)).then(|| t0.elapsed().as_secs_f64() * 1000.0)
+            });
+            let at = match followed {
+                Ok(at) => Some(at),
+                Err(WaitError::Interrupted) => return Err(BenchError::Interrupted),
+                Err(_) => {
+                    ro_misses += 1;
+                    None
+                }
+            };
+            ro_bindings.push((seen, at));
         }
+        pause(window.saturating_sub(t0.elapsed()))?;
         if style == "bbm" {
             carrier(site, cur, true)?;
         }
@@ -866,6 +895,7 @@ fn measure(
         mh_total: total.len(),
         failed_moves: failed,
         ro_binding_misses: ro.then_some(ro_misses),
+        ro_bindings,
     })
 }
 
