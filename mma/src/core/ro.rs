@@ -20,7 +20,9 @@
 //!
 //! Correspondents with no configured association are never sent anything (a BU cannot be
 //! authenticated without one). When a terminal leaves for good (home, or grace ended) every
-//! bound correspondent gets a deregistration (lifetime 0) and the reverse routes go.
+//! bound correspondent gets a deregistration (lifetime 0) and the reverse routes go. When it
+//! moves to another MMA the reverse routes go at once and its pairs are no longer refreshed or
+//! retried (the other MMA binds the correspondents from the context); nothing is deregistered.
 //!
 //! For context transfer between MMAs (§3): [`Ro::correspondents_of`] lists a terminal's
 //! bindings; [`Ro::bind_now`] binds a correspondent received from the old MMA at once,
