@@ -340,6 +340,8 @@ impl RoShell {
             Event::ForwardingStarted { hoa, new_coa, .. } if new_coa == hoa => {
                 ro::Input::TerminalGone { hoa }
             }
+            // To another MMA (002 FIG 6): that MMA binds the correspondents now.
+            Event::ForwardingStarted { hoa, .. } => ro::Input::TerminalLeft { hoa },
             Event::Removed { hoa, .. } | Event::ProgrammingFailed { hoa, .. } => {
                 ro::Input::TerminalGone { hoa }
             }

@@ -32,6 +32,22 @@
 //! 2001:db8:99:f5::/64 with mma0 as MAP; the terminal's fifth interface, e5, is on that link.
 //! The home agent routes 2001:db8:99:f0::/60 through mma0.
 //!
+//! With [`SiteOptions::wan_router`] the home agent is off the correspondent–site path (issue
+//! 12's benchmark): a `wan` router namespace ([`Site::wan_router`]) joins the correspondent,
+//! the home agent and both sites, and the home agent has one WAN link, to that router:
+//!
+//! ```text
+//!  cn --wan0----cn0-- wan --ha0----wan0-- ha (home-agent) --home0-- home
+//!  2001:db8:f0::2  ::1  | |  2001:db8:f4::1  ::2
+//!                    m1 | | m2     (2001:db8:f1::1, 2001:db8:f2::1, as the HA has them by default)
+//!               mma1 wan0 mma2 wan0
+//! ```
+//! Traffic through the home agent crosses the router–HA link twice each way (in, and back out
+//! tunnelled); route-optimised traffic (correspondent <-> MMA) never does. Both tunnels reach an
+//! MMA on its one WAN interface, where its (MMA, G) forwarding entries expect them. The WAN
+//! delays apply to cn–wan ([`WanDelays::cn_ha`]), wan–mma1/mma2 ([`WanDelays::ha_sites`]) and
+//! wan–ha ([`WanRouter::ha_ms`], [`WanLink::WanHa`]).
+//!
 //! Site 1 is 2001:db8:1::/48 behind mma1, site 2 is 2001:db8:2::/48 behind mma2. The MMA
 //! address sits on the MMA's site interface, so the first pim-lite router sees the tree's
 //! source S = MMA as directly connected. The access routers advertise their prefix and the
@@ -74,6 +90,10 @@ pub mod addr {
     pub const MMA0: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0xf0, 0, 0, 0, 1);
     /// mma0's address on the home link (its WAN side).
     pub const MMA0_HOME: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 3);
+    /// With [`super::SiteOptions::wan_router`]: the WAN router's and the home agent's
+    /// addresses on their link (the router also takes [`HA_WAN`] on the correspondent's link).
+    pub const WAN_HA_ROUTER: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf4, 0, 0, 0, 0, 1);
+    pub const HA_WAN_OFF_PATH: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf4, 0, 0, 0, 0, 2);
     /// The home site's subnets behind mma0 (its site link and a0's access link).
     pub const HOME_SITE_SUBNETS: &str = "2001:db8:99:f0::/60";
     /// a0's access link prefix (the router is ::1 on it).
@@ -251,22 +271,34 @@ impl WanDelays {
     }
 }
 
-/// The WAN links, for [`Site::wan_link`].
+/// The WAN links, for [`Site::wan_link`]. With [`SiteOptions::wan_router`], `CnHa` is
+/// cn–wan, `HaMma1`/`HaMma2` are wan–mma1/mma2 and `WanHa` is wan–ha.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WanLink {
     CnHa,
     HaMma1,
     HaMma2,
     Mma1Mma2,
+    /// The WAN router's link to the home agent (only with [`SiteOptions::wan_router`]).
+    WanHa,
 }
 
 impl WanLink {
-    pub const ALL: [WanLink; 4] = [
+    pub const ALL: [WanLink; 5] = [
         WanLink::CnHa,
         WanLink::HaMma1,
         WanLink::HaMma2,
         WanLink::Mma1Mma2,
+        WanLink::WanHa,
     ];
+}
+
+/// [`SiteOptions::wan_router`]: the home agent off the correspondent–site path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WanRouter {
+    /// One-way delay of the router–HA link (both directions), ms; 0: a plain veth (unless
+    /// [`SiteOptions::wan_relays`]).
+    pub ha_ms: u64,
 }
 
 pub struct SiteOptions {
@@ -300,6 +332,10 @@ pub struct SiteOptions {
     /// route-optimisation BUs from both MMAs ([`SPI_CN_MMA1`], [`SPI_CN_MMA2`]) for the home
     /// prefix.
     pub correspondent_agent: bool,
+    /// Put a WAN router between the correspondent, the home agent and the sites, so that the
+    /// home agent is off the correspondent–site path (see the module documentation). None
+    /// (default): the `ha` namespace is the WAN router.
+    pub wan_router: Option<WanRouter>,
 }
 
 impl SiteOptions {
@@ -318,6 +354,7 @@ impl SiteOptions {
             log_level: "info".into(),
             keep_dir,
             correspondent_agent: false,
+            wan_router: None,
         }
     }
 }
@@ -346,6 +383,8 @@ pub struct Site {
     pub mn: Netns,
     pub mma0: Netns,
     pub a0: Netns,
+    /// The WAN router, with [`SiteOptions::wan_router`] (no daemon runs there).
+    pub wan_router: Option<Netns>,
     /// Configs, keys, quality files, logs and state files.
     pub dir: PathBuf,
     bins: PathBuf,
@@ -404,6 +443,9 @@ impl Site {
             mn: ns(Node::Mn),
             mma0: ns(Node::Mma0),
             a0: ns(Node::A0),
+            wan_router: opts
+                .wan_router
+                .map(|_| Netns::new(&format!("{}wan", opts.tag))),
             dir,
             bins,
             log_level: opts.log_level.clone(),
@@ -473,7 +515,8 @@ impl Site {
     }
 
     /// A WAN link: a plain veth, or a delay element when it has a delay (or relays are
-    /// asked for everywhere).
+    /// asked for everywhere). With a WAN router, `Node::Ha` as an end means the router, except
+    /// for the far (b) end of [`WanLink::WanHa`], which is the home agent itself.
     #[allow(clippy::too_many_arguments)] // the two ends as `veth` takes them
     fn wan(
         &mut self,
@@ -490,9 +533,19 @@ impl Site {
             WanLink::CnHa => opts.wan_delay_ms.cn_ha,
             WanLink::HaMma1 | WanLink::HaMma2 => opts.wan_delay_ms.ha_sites,
             WanLink::Mma1Mma2 => opts.wan_delay_ms.site_site,
+            WanLink::WanHa => opts.wan_router.unwrap_or_default().ha_ms,
+        };
+        let router = self.wan_router.as_ref();
+        let na = match (a, router) {
+            (Node::Ha, Some(r)) => r,
+            _ => self.ns(a),
+        };
+        let nb = match (b, router) {
+            (Node::Ha, Some(r)) if link != WanLink::WanHa => r,
+            _ => self.ns(b),
         };
         if ms == 0 && !opts.wan_relays {
-            veth(self.ns(a), a_if, a_addr, self.ns(b), b_if, b_addr);
+            veth(na, a_if, a_addr, nb, b_if, b_addr);
             return Ok(());
         }
         let cfg = DelayConfig {
@@ -500,17 +553,8 @@ impl Site {
             ..DelayConfig::symmetric_ms(ms)
         };
         let tag = format!("{}w{}", opts.tag, link as u8);
-        let d = DelayLink::new(
-            &tag,
-            self.ns(a),
-            a_if,
-            a_addr,
-            self.ns(b),
-            b_if,
-            b_addr,
-            cfg,
-        )
-        .map_err(|e| SiteError::Setup(format!("delay element {link:?}: {e}")))?;
+        let d = DelayLink::new(&tag, na, a_if, a_addr, nb, b_if, b_addr, cfg)
+            .map_err(|e| SiteError::Setup(format!("delay element {link:?}: {e}")))?;
         self.wan.push((link, d));
         Ok(())
     }
@@ -529,9 +573,25 @@ impl Site {
             "wan0",
             &format!("{CN}/64"),
             Node::Ha,
-            "wan0",
+            if opts.wan_router.is_some() {
+                "cn0"
+            } else {
+                "wan0"
+            },
             &format!("{HA_WAN}/64"),
         )?;
+        if opts.wan_router.is_some() {
+            self.wan(
+                opts,
+                WanLink::WanHa,
+                Node::Ha,
+                "ha0",
+                &format!("{WAN_HA_ROUTER}/64"),
+                Node::Ha,
+                "wan0",
+                &format!("{HA_WAN_OFF_PATH}/64"),
+            )?;
+        }
         veth(
             &self.home,
             "home0",
@@ -631,9 +691,22 @@ impl Site {
 
         self.cn.sh(&format!("ip -6 route add default via {HA_WAN}"));
         self.home.sh(&format!("ip -6 route add default via {HA}"));
-        self.ha.sh(&format!(
+        let sites = format!(
             "ip -6 route add {SITE1} via 2001:db8:f1::2 && ip -6 route add {SITE2} via 2001:db8:f2::2"
-        ));
+        );
+        match &self.wan_router {
+            None => {
+                self.ha.sh(&sites);
+            }
+            Some(router) => {
+                router.sh(&format!(
+                    "{sites} && ip -6 route add {HOME_PREFIX} via {HA_WAN_OFF_PATH} && \
+                     ip -6 route add {HOME_SITE_SUBNETS} via {HA_WAN_OFF_PATH}"
+                ));
+                self.ha
+                    .sh(&format!("ip -6 route add default via {WAN_HA_ROUTER}"));
+            }
+        }
         self.mma1.sh(&format!("ip -6 route add default via 2001:db8:f1::1 && ip -6 route add {SITE1} via 2001:db8:1::2 && ip -6 route add {SITE2} via {MMA_PEER2}"));
         self.mma2.sh(&format!("ip -6 route add default via 2001:db8:f2::1 && ip -6 route add {SITE2} via 2001:db8:2::2 && ip -6 route add {SITE1} via {MMA_PEER1}"));
         self.c1.sh(&format!(

@@ -20,7 +20,9 @@
 //!
 //! Correspondents with no configured association are never sent anything (a BU cannot be
 //! authenticated without one). When a terminal leaves for good (home, or grace ended) every
-//! bound correspondent gets a deregistration (lifetime 0) and the reverse routes go.
+//! bound correspondent gets a deregistration (lifetime 0) and the reverse routes go. When it
+//! moves to another MMA the reverse routes go at once and its pairs are no longer refreshed or
+//! retried (the other MMA binds the correspondents from the context); nothing is deregistered.
 //!
 //! For context transfer between MMAs (§3): [`Ro::correspondents_of`] lists a terminal's
 //! bindings; [`Ro::bind_now`] binds a correspondent received from the old MMA at once,
@@ -95,6 +97,11 @@ pub enum Input<'a> {
     TerminalUp { hoa: Ipv6Addr },
     /// The terminal left for good (returned home, or its grace ended): deregister.
     TerminalGone { hoa: Ipv6Addr },
+    /// The terminal moved to another MMA (forwarding started there): its reverse routes go
+    /// and its pairs are neither refreshed nor retried (the next MMA binds the correspondents
+    /// from the context it got here); bound pairs stay listed for context transfer until they
+    /// expire. No deregistration: the binding is the next MMA's now.
+    TerminalLeft { hoa: Ipv6Addr },
 }
 
 /// A BU to send.
@@ -519,7 +526,8 @@ impl Ro {
                     };
                     pm.hold_s = 0;
                     pm.lifetime_s = lifetime_s;
-                    if !std::mem::replace(&mut pm.routed, true) {
+                    // (A late acknowledgement for a terminal that left routes nothing.)
+                    if self.terminals.contains(&hoa) && !std::mem::replace(&mut pm.routed, true) {
                         self.queue.push_back(Output::Kernel(Change::Add(route)));
                     }
                 }
@@ -557,6 +565,27 @@ impl Ro {
                 }
             }
             status => self.hold(now, hoa, cn, Some(status)),
+        }
+    }
+
+    fn on_terminal_left(&mut self, now: Now, hoa: Ipv6Addr) {
+        self.terminals.remove(&hoa);
+        let keys: Vec<_> = self
+            .pairs
+            .range((hoa, Ipv6Addr::UNSPECIFIED)..=(hoa, Ipv6Addr::from(u128::MAX)))
+            .map(|(k, _)| *k)
+            .collect();
+        for (hoa, cn) in keys {
+            // A reverse route left here would tunnel the terminal's traffic straight to the
+            // correspondent should it come back, and the correspondent, bound to the next MMA
+            // by then, drops it until this MMA has bound it again.
+            self.unroute(hoa, cn);
+            if let Some(p) = self.pairs.get_mut(&(hoa, cn)) {
+                p.seen = false;
+                if matches!(p.state, State::Binding { .. }) {
+                    p.state = State::Hold { until: now.mono };
+                }
+            }
         }
     }
 
@@ -713,6 +742,7 @@ impl Machine for Ro {
                 self.terminals.insert(hoa);
             }
             Input::TerminalGone { hoa } => self.on_terminal_gone(now, hoa),
+            Input::TerminalLeft { hoa } => self.on_terminal_left(now, hoa),
         }
     }
 

@@ -4,19 +4,21 @@
 //! hops (cn - ha - mma1 - c1 - a1 - mn, topology: `mipcast_netns_tests::site`). The design's
 //! bar (design/reference-path.sh, hand-built tunnels): TCP ~1.0x, 64-byte UDP ~0.65x.
 //!
-//! Then route optimisation (issue 12), in the same run: with the WAN delay element on the
-//! CN-HA and HA-site links, TCP, 64-byte UDP and UDP echo RTT from the correspondent to the
-//! home address, through the home agent (no correspondent agent) and route-optimised (the
-//! correspondent agent runs and the MMA has bound it). In this topology the `ha` namespace is
-//! also the only WAN router between the correspondent and the sites, so both paths cross the
-//! same delayed links: the difference measured is the home agent's tunnelling (decapsulate,
-//! look up, encapsulate) and the reverse tunnel's detour through it, not path length. (A
-//! direct correspondent-site link would not do either: the MMA's (MMA, G) forwarding entries
-//! accept packets from its one WAN interface only.) `--json` prints one JSON document.
+//! Then route optimisation (issue 12), in the same run, on the topology variant with the home
+//! agent off the correspondent–site path (`SiteOptions::wan_router`: a `wan` router joins the
+//! correspondent, the home agent and the sites). The delay element is on the cn–wan and
+//! wan–site links (`--delay-ms`) and on the wan–HA link (`--ha-delay-ms`, default the same).
+//! TCP, 64-byte UDP and UDP echo RTT from the correspondent to the home address, through the
+//! home agent (no correspondent agent: CN -> wan -> HA -> wan -> mma1, and back the same way)
+//! and route-optimised (the correspondent agent runs and mma1 has bound it: CN -> wan -> mma1).
+//! Through the home agent a round trip crosses the wan–HA link four times, so the optimised
+//! RTT should be about 4 x `--ha-delay-ms` smaller. The packets the router's HA link carried
+//! during each side's measurement are counted (interface counters), as proof of the path
+//! taken. `--json` prints one JSON document.
 //!
 //! ```text
-//! cargo build --release --workspace
-//! sudo target/release/dataplane-bench [--seconds 5] [--delay-ms 10] [--json]
+//! cargo build --release -p home-agent -p mma -p mobile-node -p pim-lite -p correspondent -p mipcast-netns-tests
+//! sudo target/release/dataplane-bench [--seconds 5] [--delay-ms 10] [--ha-delay-ms D] [--json]
 //! ```
 //! The daemon binaries are taken from the directory of this executable.
 // A test tool: what cannot be set up ends the run with a message, by panicking.
@@ -31,20 +33,22 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mipcast_netns_tests::site::{addr, Node, Site, SiteOptions, WanDelays};
+use mipcast_netns_tests::site::{addr, Node, Site, SiteOptions, WanDelays, WanRouter};
 use mipcast_netns_tests::wait::wait_for;
 use mipcast_netns_tests::{Daemon, Netns};
 use serde_json::Value;
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: dataplane-bench [--seconds N] [--delay-ms D] [--json]   (as root; N = 1..=60, default 5; D = 0..=200, default 10)");
+    eprintln!("{msg}\nusage: dataplane-bench [--seconds N] [--delay-ms D] [--ha-delay-ms H] [--json]   (as root; N = 1..=60, default 5; D, H = 0..=200 ms one way, default 10, H default D)");
     std::process::exit(2)
 }
 
 struct Args {
     secs: u64,
-    /// One-way WAN delay of the route-optimisation comparison.
+    /// One-way delay of the cn–wan and wan–site links in the route-optimisation comparison.
     delay_ms: u64,
+    /// One-way delay of the wan–HA link (default: `delay_ms`).
+    ha_delay_ms: Option<u64>,
     json: bool,
 }
 
@@ -52,6 +56,7 @@ fn args() -> Args {
     let mut a = Args {
         secs: 5,
         delay_ms: 10,
+        ha_delay_ms: None,
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -70,6 +75,14 @@ fn args() -> Args {
                     .and_then(|v| v.parse().ok())
                     .filter(|s| (0..=200).contains(s))
                     .unwrap_or_else(|| usage("--delay-ms needs a number from 0 to 200"));
+            }
+            "--ha-delay-ms" => {
+                a.ha_delay_ms = Some(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|s| (0..=200).contains(s))
+                        .unwrap_or_else(|| usage("--ha-delay-ms needs a number from 0 to 200")),
+                );
             }
             "--json" => a.json = true,
             "-h" | "--help" => {
@@ -258,7 +271,7 @@ fn stop(site: &mut Site) -> Result<(), String> {
         if !st.is_some_and(|s| s.success()) {
             eprintln!(
                 "{} in {} did not stop cleanly: {st:?}",
-                node.daemon().unwrap_or("?"),
+                site.daemon_of(node).unwrap_or("?"),
                 node.name()
             );
         }
@@ -330,9 +343,29 @@ fn rtt_ms(site: &Site, count: u32) -> Result<f64, String> {
     Ok(rtts.iter().sum::<f64>() / rtts.len() as f64)
 }
 
+/// Packets (both directions) the WAN router's link to the home agent has carried so far.
+fn ha_link_packets(site: &Site) -> Result<u64, String> {
+    let router = site
+        .wan_router
+        .as_ref()
+        .ok_or("the site has no WAN router")?;
+    let out = router.try_sh(
+        "cat /sys/class/net/ha0/statistics/rx_packets /sys/class/net/ha0/statistics/tx_packets",
+    )?;
+    Ok(out
+        .split_whitespace()
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum())
+}
+
 /// One side of the route-optimisation comparison: TCP, 64-byte UDP and RTT CN -> home address
-/// over the delayed WAN, with or without the correspondent agent.
-fn optimisation_side(secs: u64, delay_ms: u64, optimised: bool) -> Result<Value, String> {
+/// with the home agent off the path, with or without the correspondent agent.
+fn optimisation_side(
+    secs: u64,
+    delay_ms: u64,
+    ha_delay_ms: u64,
+    optimised: bool,
+) -> Result<Value, String> {
     let mut opts = SiteOptions::new(if optimised { "dpro" } else { "dpha" });
     opts.log_level = "warn".into();
     opts.correspondent_agent = optimised;
@@ -341,6 +374,7 @@ fn optimisation_side(secs: u64, delay_ms: u64, optimised: bool) -> Result<Value,
         ha_sites: delay_ms,
         site_site: 0,
     };
+    opts.wan_router = Some(WanRouter { ha_ms: ha_delay_ms });
     let mut site = Site::build(&opts).map_err(|e| e.to_string())?;
     site.start_daemons().map_err(|e| e.to_string())?;
     wait_for("the terminal registered", Duration::from_secs(20), || {
@@ -360,9 +394,11 @@ fn optimisation_side(secs: u64, delay_ms: u64, optimised: bool) -> Result<Value,
         // Warm the path (neighbour entries, MFC) as the optimised side's binding wait does.
         let _ = rtt_ms(&site, 5);
     }
+    let ha_before = ha_link_packets(&site)?;
     let rtt = rtt_ms(&site, 20)?;
     let tcp = value(&measure(&site, addr::HOA, 5211, secs, false)?);
     let udp = value(&measure(&site, addr::HOA, 5213, secs, true)?);
+    let ha_link = ha_link_packets(&site)?.saturating_sub(ha_before);
     if optimised {
         let st = site.status(Node::Cn).map_err(|e| e.to_string())?;
         if st["bindings"][0]["coa"] != addr::MMA1.to_string() {
@@ -370,7 +406,12 @@ fn optimisation_side(secs: u64, delay_ms: u64, optimised: bool) -> Result<Value,
         }
     }
     stop(&mut site)?;
-    Ok(serde_json::json!({"tcp_mbps": tcp * 1e3, "udp_64b_kpps": udp, "rtt_ms": rtt}))
+    Ok(serde_json::json!({
+        "tcp_mbps": tcp * 1e3,
+        "udp_64b_kpps": udp,
+        "rtt_ms": rtt,
+        "ha_link_packets": ha_link,
+    }))
 }
 
 fn main() -> ExitCode {
@@ -380,47 +421,59 @@ fn main() -> ExitCode {
         eprintln!("dataplane-bench builds network namespaces: run it as root");
         return ExitCode::FAILURE;
     }
+    let ha_delay = a.ha_delay_ms.unwrap_or(a.delay_ms);
     let result = run(a.secs, a.json).and_then(|tunnels| {
         if !a.json {
             println!(
-                "\nroute optimisation, {} ms one-way on the CN-HA and HA-site links:",
+                "\nroute optimisation, home agent off the path: {} ms one-way on the cn-wan and wan-site links, {ha_delay} ms on wan-HA:",
                 a.delay_ms
             );
         }
-        let through_ha = optimisation_side(a.secs, a.delay_ms, false)?;
-        let optimised = optimisation_side(a.secs, a.delay_ms, true)?;
+        let through_ha = optimisation_side(a.secs, a.delay_ms, ha_delay, false)?;
+        let optimised = optimisation_side(a.secs, a.delay_ms, ha_delay, true)?;
         Ok((tunnels, through_ha, optimised))
     });
     match result {
         Ok((tunnels, through_ha, optimised)) => {
+            let rtt = |v: &Value| v["rtt_ms"].as_f64().unwrap_or(0.0);
+            let saved = rtt(&through_ha) - rtt(&optimised);
             if a.json {
                 let doc = serde_json::json!({
                     "seconds": a.secs,
                     "tunnels_vs_plain": tunnels,
                     "route_optimisation": {
+                        "topology": "wan_router",
                         "wan_delay_ms": a.delay_ms,
+                        "ha_link_delay_ms": ha_delay,
                         "through_home_agent": through_ha,
                         "optimised": optimised,
+                        "rtt_saved_ms": saved,
+                        "expected_rtt_saved_ms": 4 * ha_delay,
                     },
                 });
                 println!("{doc}");
             } else {
                 println!(
-                    "{:<34} {:>16} {:>16}",
+                    "{:<40} {:>16} {:>16}",
                     "", "through the HA", "route-optimised"
                 );
                 for (name, key) in [
                     ("TCP CN -> home address (Mbit/s)", "tcp_mbps"),
                     ("UDP 64 B delivered (kpps)", "udp_64b_kpps"),
                     ("UDP echo RTT CN -> home address (ms)", "rtt_ms"),
+                    ("packets on the wan-HA link", "ha_link_packets"),
                 ] {
                     println!(
-                        "{:<34} {:>16.3} {:>16.3}",
+                        "{:<40} {:>16.3} {:>16.3}",
                         name,
                         through_ha[key].as_f64().unwrap_or(0.0),
                         optimised[key].as_f64().unwrap_or(0.0)
                     );
                 }
+                println!(
+                    "RTT saved by route optimisation: {saved:.3} ms (expected about 4 x {ha_delay} = {} ms)",
+                    4 * ha_delay
+                );
             }
             ExitCode::SUCCESS
         }

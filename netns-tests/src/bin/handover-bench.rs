@@ -12,7 +12,14 @@
 //! - `bbm` (break before make): both links up, then the old link's router side goes down at
 //!   once (the terminal sees its carrier go); it comes back after the move is measured.
 //! - modes `mipcast` (the terminal's `mode: site`) and `mipv6` (its plain RFC 6275 mode), one
-//!   site each per delay, same topology and delays.
+//!   site each per delay, same topology and delays. `mipcast-ro` (not run by default: ask for
+//!   it with `--modes`) is `mipcast` with route optimisation (issue 12): the correspondent
+//!   agent runs in `cn`, the MMAs bind it and hand each other the terminal's context (MMA peers).
+//!   Before the streams start, a few packets to the home address make mma1 bind the
+//!   correspondent, so the streams run route-optimised from the first packet and the loss
+//!   counted is the moves'. After each move the correspondent's binding is checked against the
+//!   MMA now serving the terminal (none at home): `ro_binding_misses` counts the moves where
+//!   it was not there by the end of the move's window.
 //!
 //! Per move, the interruption is the longest interval between consecutive received packets,
 //! either direction, from the trigger to the next move's trigger. `lost` counts sequence
@@ -24,6 +31,7 @@
 //! ```text
 //! cargo build --release --workspace
 //! sudo target/release/handover-bench --delays 0,10,25,50 --moves 20 [--json]
+//! sudo target/release/handover-bench --modes mipcast,mipcast-ro --kinds inter --delays 10   # FIG 6 loss
 //! ```
 //! SIGINT/SIGTERM stop the daemons and delete the namespaces.
 // A test tool: what cannot be set up ends the run with a message, by panicking.
@@ -47,7 +55,7 @@ use mipcast_netns_tests::wait::{self, pause, wait_for, WaitError};
 use mipcast_netns_tests::Netns;
 use serde_json::{json, Value};
 
-const USAGE: &str = "[--delays 0,10,25,50] [--moves 20] [--modes mipcast,mipv6] \
+const USAGE: &str = "[--delays 0,10,25,50] [--moves 20] [--modes mipcast,mipv6,mipcast-ro] \
 [--kinds intra,inter,home] [--styles mbb,bbm] [--site-site-ms N] [--bin-dir DIR] [--json]";
 const RATE_PPS: u64 = 1000;
 const DOWN_PORT: u16 = 7100;
@@ -98,6 +106,7 @@ fn parse_args() -> Args {
                  Moves a terminal under a 1000 packets/s UDP stream each way (CN <-> home address)\n\
                  and reports loss, duplicates, the interruption per move and the Mobility Header\n\
                  messages, for mipcast and plain Mobile IPv6, at each one-way WAN delay (ms).\n\
+                 mipcast-ro: mipcast with route optimisation (correspondent agent, MMA peers).\n\
                  Run as root on a release build (cargo build --release --workspace).\n\
                  --site-site-ms sets the sites' direct link (MMA1 -- MMA2) apart from the WAN\n\
                  delay (neighbouring sites); --bin-dir runs other daemon binaries (a before/after).\n\
@@ -129,7 +138,7 @@ fn parse_args() -> Args {
                     .filter(|m| *m > 0)
                     .unwrap_or_else(|| usage("--moves: a positive number"))
             }
-            "--modes" => a.modes = list("--modes", &v, &["mipcast", "mipv6"]),
+            "--modes" => a.modes = list("--modes", &v, &["mipcast", "mipv6", "mipcast-ro"]),
             "--kinds" => a.kinds = list("--kinds", &v, &["intra", "inter", "home"]),
             "--styles" => a.styles = list("--styles", &v, &["mbb", "bbm"]),
             "--site-site-ms" => {
@@ -400,6 +409,12 @@ struct RunResult {
     mh_total: usize,
     /// Moves where the terminal did not reach the target link within the timeout.
     failed_moves: u32,
+    /// `mipcast-ro`: moves after which the correspondent's binding did not name the serving
+    /// MMA (or was not gone, at home) by the end of the move's window.
+    ro_binding_misses: Option<u32>,
+    /// `mipcast-ro`: per move, the care-of address the correspondent held when last looked at
+    /// in the move's window, and when (ms after the trigger) it first named the serving MMA.
+    ro_bindings: Vec<(Option<Ipv6Addr>, Option<f64>)>,
 }
 
 impl RunResult {
@@ -444,17 +459,27 @@ impl RunResult {
             "mean_gap_down_ms": r2(Self::mean(&self.gaps_down)),
             "mean_gap_up_ms": r2(Self::mean(&self.gaps_up)),
             "per_move": self.gaps_down.iter().zip(&self.gaps_up).zip(&self.gap_starts_down)
-                .map(|((d, u), s)| json!({"gap_down_ms": r2(*d), "gap_up_ms": r2(*u),
-                                          "gap_down_start_ms": r2(*s)}))
+                .enumerate()
+                .map(|(i, ((d, u), s))| {
+                    let mut m = json!({"gap_down_ms": r2(*d), "gap_up_ms": r2(*u),
+                                       "gap_down_start_ms": r2(*s)});
+                    if let Some((b, at)) = self.ro_bindings.get(i) {
+                        m["cn_binding"] = json!(b.map(|a| a.to_string()));
+                        m["cn_binding_after_ms"] = json!(at.map(r2));
+                    }
+                    m
+                })
                 .collect::<Vec<_>>(),
             "failed_moves": self.failed_moves,
+            "route_optimisation": self.ro_binding_misses.is_some(),
+            "ro_binding_misses": self.ro_binding_misses,
         })
     }
 }
 
 fn header() -> String {
     format!(
-        "{:<8} {:<6} {:<5} {:>5} {:>5} {:>7} {:>5} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>6} {:>7}",
+        "{:<10} {:<6} {:<5} {:>5} {:>5} {:>7} {:>5} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>6} {:>7} {:>7}",
         "mode",
         "move",
         "style",
@@ -469,13 +494,14 @@ fn header() -> String {
         "MH-out",
         "MH-all",
         "failed",
-        "detect"
+        "detect",
+        "RO-miss"
     )
 }
 
 fn row(r: &RunResult) -> String {
     format!(
-        "{:<8} {:<6} {:<5} {:>5} {:>5} {:>7} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>7} {:>7} {:>6} {:>7}",
+        "{:<10} {:<6} {:<5} {:>5} {:>5} {:>7} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>7} {:>7} {:>6} {:>7} {:>7}",
         r.mode,
         r.kind,
         r.style,
@@ -494,7 +520,9 @@ fn row(r: &RunResult) -> String {
             "-".to_owned()
         } else {
             format!("{:.1}", RunResult::mean(&r.detections))
-        }
+        },
+        r.ro_binding_misses
+            .map_or_else(|| "-".to_owned(), |m| m.to_string())
     )
 }
 
@@ -551,6 +579,18 @@ fn run(args: &Args) -> Result<(), BenchError> {
                         b.mean_gap()
                     );
                 }
+                if let (Some(ro), Some(b)) = (find("mipcast-ro"), find("mipcast")) {
+                    eprintln!(
+                        "summary {delay} ms {kind} {style}: mipcast-ro / mipcast lost = {} / {}, \
+                         mean interruption = {:.1} / {:.1} ms, max = {:.1} / {:.1} ms",
+                        ro.lost_down + ro.lost_up,
+                        b.lost_down + b.lost_up,
+                        ro.mean_gap(),
+                        b.mean_gap(),
+                        ro.max_gap(),
+                        b.max_gap()
+                    );
+                }
             }
         }
     }
@@ -572,6 +612,8 @@ fn build(delay: u64, mode: &str, args: &Args) -> Result<Site, BenchError> {
     opts.home_link = args.kinds.iter().any(|k| k == "home");
     opts.mn_mode = if mode == "mipv6" { "mipv6" } else { "site" }.into();
     opts.log_level = "info".into();
+    opts.correspondent_agent = mode == "mipcast-ro";
+    opts.mma_peers = mode == "mipcast-ro";
     let mut site = Site::build(&opts)?;
     if opts.home_link {
         // The terminal hears the home link only while a home run needs it: with e4 up it
@@ -729,6 +771,10 @@ fn measure(
         .iter()
         .map(|n| MhTap::start(site.ns(*n)).map_err(|e| format!("MH tap in {}: {e}", n.name())))
         .collect::<Result<Vec<_>, _>>()?;
+    let ro = mode == "mipcast-ro";
+    if ro {
+        bind_correspondent(site)?;
+    }
     let t_run = Instant::now();
     let down = Stream::start(&site.cn, addr::CN, &site.mn, addr::HOA, DOWN_PORT)?;
     let up = Stream::start(&site.mn, addr::HOA, &site.cn, addr::CN, UP_PORT)?;
@@ -738,6 +784,8 @@ fn measure(
     let mut triggers = Vec::new();
     let mut detections = Vec::new();
     let mut failed = 0u32;
+    let mut ro_misses = 0u32;
+    let mut ro_bindings = Vec::new();
     let (mut cur, mut next) = (a, b);
     for _ in 0..moves {
         let target = u64::from(site.ifindex(Node::Mn, next).unwrap_or(0));
@@ -783,7 +831,27 @@ fn measure(
         site.set_quality(next, 100)?;
         site.set_quality(cur, 60)?;
         let rest = window.saturating_sub(t0.elapsed());
-        pause(rest)?;
+        if ro {
+            // The rest of the window watching the correspondent's binding follow the move, and
+            // at least a second and two WAN round trips after the terminal reached its link (a
+            // make-before-break switch can come late in the window).
+            let mut seen = None;
+            let watch = rest.max(Duration::from_millis(1000 + 4 * delay));
+            let followed = wait_for("the correspondent's binding", watch, || {
+                seen = cn_binding(site);
+                (seen == serving_mma(next)).then(|| t0.elapsed().as_secs_f64() * 1000.0)
+            });
+            let at = match followed {
+                Ok(at) => Some(at),
+                Err(WaitError::Interrupted) => return Err(BenchError::Interrupted),
+                Err(_) => {
+                    ro_misses += 1;
+                    None
+                }
+            };
+            ro_bindings.push((seen, at));
+        }
+        pause(window.saturating_sub(t0.elapsed()))?;
         if style == "bbm" {
             carrier(site, cur, true)?;
         }
@@ -853,7 +921,43 @@ fn measure(
         mh_outside: outside.len(),
         mh_total: total.len(),
         failed_moves: failed,
+        ro_binding_misses: ro.then_some(ro_misses),
+        ro_bindings,
     })
+}
+
+/// The MMA serving the terminal on `ifname` (None: the home link).
+fn serving_mma(ifname: &str) -> Option<Ipv6Addr> {
+    match ifname {
+        "e1" | "e2" => Some(addr::MMA1),
+        "e3" => Some(addr::MMA2),
+        _ => None,
+    }
+}
+
+/// The care-of address the correspondent agent holds for the home address, if any.
+fn cn_binding(site: &Site) -> Option<Ipv6Addr> {
+    site.status_list(Node::Cn, "bindings")
+        .iter()
+        .find(|b| b["hoa"] == addr::HOA.to_string())
+        .and_then(|b| b["coa"].as_str()?.parse().ok())
+}
+
+/// Route optimisation on before a run: packets CN -> home address until mma1 (the terminal
+/// is placed on e1) has bound the correspondent, then a pause for the reverse route.
+fn bind_correspondent(site: &Site) -> Result<(), BenchError> {
+    let sock = udp_socket(&site.cn, addr::CN, 0)?;
+    let dst = SocketAddr::V6(SocketAddrV6::new(addr::HOA, DOWN_PORT + 10, 0, 0));
+    wait_for(
+        "the correspondent bound by mma1",
+        Duration::from_secs(20),
+        || {
+            let _ = sock.send_to(b"bind", dst);
+            (cn_binding(site) == Some(addr::MMA1)).then_some(())
+        },
+    )?;
+    pause(Duration::from_millis(500))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -340,6 +340,55 @@ fn terminal_gone_deregisters_bound_correspondents_and_removes_routes() {
     assert!(sight(&mut r, 6000, cn()).sends.is_empty());
 }
 
+/// 002 FIG 6 and back: the terminal moves to another MMA and returns within its grace.
+#[test]
+fn terminal_left_removes_routes_without_deregistering_and_rebinds_on_return() {
+    let (mut r, seq) = bound();
+    sight(&mut r, 2000, cn());
+    r.handle_input(now(5000), Input::TerminalLeft { hoa: hoa() });
+    let o = drain(&mut r, now(5000));
+    assert_eq!(o.kernel, vec![Change::Delete(reverse())]);
+    assert!(o.sends.is_empty(), "no deregistration: {:?}", o.sends);
+    // Still listed for the next MMA's context request.
+    assert_eq!(r.correspondents_of(hoa(), now(5000)).count(), 1);
+    // Neither sightings nor the refresh time bring a BU from here (it would take the
+    // correspondent's binding back from the next MMA).
+    assert!(sight(&mut r, 6000, cn()).sends.is_empty());
+    assert!(tick(&mut r, 33_000).sends.is_empty());
+    // Back within the grace: the context from the other MMA binds again, and the route
+    // returns with the acknowledgement.
+    r.handle_input(now(34_000), Input::TerminalUp { hoa: hoa() });
+    r.bind_now(
+        now(34_000),
+        hoa(),
+        CorrespondentBinding {
+            correspondent: cn(),
+            remaining_s: 30,
+            sequence: seq + 5,
+        },
+    );
+    let o = drain(&mut r, now(34_000));
+    assert_eq!(o.sends.len(), 1);
+    assert_eq!(bu_of(&o.sends[0]).0, seq + 6);
+    let o = deliver(&mut r, 34_050, cn(), &back(0, seq + 6, 40, true));
+    assert_eq!(o.kernel, vec![Change::Add(reverse())]);
+}
+
+/// A refresh acknowledged after the terminal left installs no route.
+#[test]
+fn late_acknowledgement_after_the_terminal_left_routes_nothing() {
+    let (mut r, seq) = bound();
+    sight(&mut r, 20_000, cn());
+    assert_eq!(tick(&mut r, 32_010).sends.len(), 1);
+    r.handle_input(now(32_020), Input::TerminalLeft { hoa: hoa() });
+    assert_eq!(
+        drain(&mut r, now(32_020)).kernel,
+        vec![Change::Delete(reverse())]
+    );
+    let o = deliver(&mut r, 32_050, cn(), &back(0, seq + 1, 40, true));
+    assert!(o.kernel.is_empty(), "{:?}", o.kernel);
+}
+
 #[test]
 fn context_transfer_lists_bindings_and_binds_at_once() {
     let (r, seq) = bound();
