@@ -43,7 +43,7 @@ const RETRY_AFTER_REFUSAL: std::time::Duration = std::time::Duration::from_secs(
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 /// A source-specific channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Sg {
     pub source: Ipv6Addr,
     pub group: Ipv6Addr,
@@ -308,6 +308,28 @@ impl Router {
 
     pub fn sg_count(&self) -> usize {
         self.sg.len()
+    }
+
+    /// Access interfaces: how many groups have MLD listeners (what `/status` lists, counted
+    /// without building it: the shell's periodic gauges must stay cheap at any table size).
+    pub fn listener_group_count(&self, ifindex: u32) -> Option<usize> {
+        match &self.ifaces.get(&ifindex)?.kind {
+            IfaceKind::Access { mld, .. } => Some(mld.group_count()),
+            IfaceKind::Core(_) => None,
+        }
+    }
+
+    /// Core interfaces: how many (S,G) downstream routers hold joined (not prune-pending).
+    pub fn downstream_join_count(&self, ifindex: u32) -> Option<usize> {
+        match &self.ifaces.get(&ifindex)?.kind {
+            IfaceKind::Access { .. } => None,
+            IfaceKind::Core(p) => Some(
+                p.downstream
+                    .values()
+                    .filter(|d| matches!(d, Downstream::Join { .. }))
+                    .count(),
+            ),
+        }
     }
 
     /// When [`Router::tick`] has something to do next.
