@@ -58,7 +58,8 @@ pub struct IfaceAddrs {
 }
 
 /// Which socket a packet belongs on (each has its own hop limit and options).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Proto {
     /// ICMPv6 MLD: hop limit 1, Router Alert.
     Mld,
