@@ -4,7 +4,6 @@ use mipcast_daemon::cli::RunOptions;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -28,6 +27,7 @@ use prometheus_client::registry::Registry;
 use crate::config::{Config, Role};
 use crate::core::machine::{Change, Event, Input};
 use crate::core::{IfaceAddrs, Packet, Proto, Router, RpfRoute, Rx, Sg, UpcallKind};
+use crate::counters::CounterReader;
 use crate::metrics::Metrics;
 use crate::status::Status;
 
@@ -60,6 +60,8 @@ const RS_TYPES: [u8; 1] = [mipcast_wire::nd::ROUTER_SOLICITATION];
 pub enum ShellError {
     #[error("cannot start the tokio runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot start the MFC counter thread: {0}")]
+    CounterThread(std::io::Error),
     #[error("{0}")]
     MissingFeature(String),
     #[error("netlink: {0}")]
@@ -117,10 +119,8 @@ struct Shell {
     /// `/status` requests from the metrics server's thread: each is answered with a snapshot
     /// of the router, built only then (at 10,000 (S,G) it takes milliseconds of the loop).
     status_requests: tokio::sync::mpsc::UnboundedReceiver<StatusReply>,
-    /// The background half of the last refresh, while it runs.
-    refreshing: Option<tokio::task::JoinHandle<()>>,
-    /// How long the last background half took, µs.
-    background_us: Arc<AtomicU64>,
+    /// Reads the kernel counters of the installed entries for each refresh, off the loop.
+    counters: CounterReader,
     /// (S,G) entries we installed in the kernel.
     installed: BTreeSet<Sg>,
     /// Lines a host can cause once per packet (send and upcall errors) are summarised.
@@ -162,15 +162,14 @@ impl Shell {
                 self.next_status = self.next_status.min(self.last_status + gap);
             }
             if self.next_status <= now {
-                if self.refreshing.as_ref().is_some_and(|h| !h.is_finished()) {
+                if self.counters.busy() {
                     // The previous refresh's background half still runs: look again soon.
                     self.next_status = now + STATUS_BUSY_RETRY;
                 } else {
                     let started = std::time::Instant::now();
                     self.refresh_status();
                     let on_loop = started.elapsed();
-                    let background =
-                        Duration::from_micros(self.background_us.load(Ordering::Relaxed));
+                    let background = self.counters.last_cost();
                     tracing::debug!(
                         on_loop_us = on_loop.as_micros(),
                         previous_background_us = background.as_micros(),
@@ -331,7 +330,7 @@ impl Shell {
     }
 
     /// Gauges from the router's counts (cheap at any table size), then the kernel counters
-    /// of every installed MFC entry on a blocking thread (a read per entry: about 9 ms at
+    /// of every installed MFC entry on the counter thread (a read per entry: about 9 ms at
     /// 10,000 entries on a 2-vCPU guest), so that the event loop keeps handling Joins.
     fn refresh_status(&mut self) {
         self.metrics.sync(self.router.stats());
@@ -353,26 +352,8 @@ impl Shell {
         }
         self.metrics
             .set_counts(self.router.sg_count(), self.installed.len());
-        let installed: Vec<Sg> = self.installed.iter().copied().collect();
-        let (mrt, metrics) = (Arc::clone(&self.mrt), Arc::clone(&self.metrics));
-        let cost = Arc::clone(&self.background_us);
-        self.refreshing = Some(tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            // In (source, group) order, as the set is.
-            let counters: Vec<_> = installed
-                .into_iter()
-                .filter_map(|sg| match mrt.sg_counters(sg.source, sg.group) {
-                    Ok(c) => Some((sg, c.packets, c.bytes)),
-                    Err(e) => {
-                        tracing::debug!("{e}");
-                        None
-                    }
-                })
-                .collect();
-            metrics.set_mfc_counters(counters);
-            let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            cost.store(us, Ordering::Relaxed);
-        }));
+        // The counter thread is idle here (the loop checked `busy`).
+        self.counters.read(self.installed.iter().copied().collect());
     }
 
     /// Applies a configuration read by a SIGHUP (off the event loop), once it validated.
@@ -413,9 +394,7 @@ impl Shell {
             tracing::warn!("--keep-kernel-state: MRT6 entries cannot outlive the multicast routing socket; the kernel flushes them anyway");
         }
         let table = self.mrt.table();
-        if let Some(refreshing) = self.refreshing.take() {
-            let _ = refreshing.await;
-        }
+        self.counters.stop();
         match Arc::try_unwrap(self.mrt) {
             Ok(mrt) => mrt.close()?,
             // Not expected (the refresh above was the only other holder): the table is then
@@ -506,6 +485,9 @@ impl Shell {
         let (status_tx, status_requests) = tokio::sync::mpsc::unbounded_channel();
         let addr = config.metrics.listen;
         let routes = status_route(status_tx, Arc::downgrade(&mrt));
+        let metrics = Arc::new(metrics);
+        let counters = CounterReader::start(Arc::clone(&mrt), Arc::clone(&metrics))
+            .map_err(ShellError::CounterThread)?;
         spawn_metrics_server(addr, Arc::new(registry), routes)
             .map_err(|source| ShellError::Metrics { addr, source })?;
         tracing::info!(metrics = %addr, interfaces = names.len(), "pim-lite running");
@@ -519,10 +501,9 @@ impl Shell {
             mrt,
             sockets,
             router,
-            metrics: Arc::new(metrics),
+            metrics,
             status_requests,
-            refreshing: None,
-            background_us: Arc::new(AtomicU64::new(0)),
+            counters,
             installed: BTreeSet::new(),
             log_limit: LogSummary::default(),
             names,
