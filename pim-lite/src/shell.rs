@@ -1,7 +1,7 @@
 //! The I/O shell: opens the sockets and the MRT6 table, feeds the core with packets, upcalls,
 //! RPF answers and clock ticks, and carries out its actions.
 use mipcast_daemon::cli::RunOptions;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::Path;
 use std::sync::{Arc, Weak};
@@ -27,7 +27,7 @@ use prometheus_client::registry::Registry;
 use crate::config::{Config, Role};
 use crate::core::machine::{Change, Event, Input};
 use crate::core::{IfaceAddrs, Packet, Proto, Router, RpfRoute, Rx, Sg, UpcallKind};
-use crate::counters::CounterReader;
+use crate::counters::Installed;
 use crate::metrics::Metrics;
 use crate::status::Status;
 
@@ -119,10 +119,8 @@ struct Shell {
     /// `/status` requests from the metrics server's thread: each is answered with a snapshot
     /// of the router, built only then (at 10,000 (S,G) it takes milliseconds of the loop).
     status_requests: tokio::sync::mpsc::UnboundedReceiver<StatusReply>,
-    /// Reads the kernel counters of the installed entries for each refresh, off the loop.
-    counters: CounterReader,
-    /// (S,G) entries we installed in the kernel.
-    installed: BTreeSet<Sg>,
+    /// (S,G) entries we installed in the kernel; their counters are read off the loop.
+    installed: Installed,
     /// Lines a host can cause once per packet (send and upcall errors) are summarised.
     log_limit: LogSummary,
     names: BTreeMap<u32, String>,
@@ -155,21 +153,21 @@ impl Shell {
             // cannot make us read every counter once per packet.
             // With thousands of entries the counter reads cost milliseconds: the gaps grow
             // with them so that they take at most a tenth of the time. They run off the
-            // event loop (see `refresh_status`); what stays on it is a few counts and a copy
-            // of the installed (S,G) list, so that a Join is not held up behind it.
+            // event loop (see `refresh_status`); what stays on it are a few counts, so that
+            // a Join is not held up behind it.
             if changed {
                 let gap = STATUS_AFTER_CHANGE.max(self.status_cost * STATUS_COST_SHARE);
                 self.next_status = self.next_status.min(self.last_status + gap);
             }
             if self.next_status <= now {
-                if self.counters.busy() {
+                if self.installed.busy() {
                     // The previous refresh's background half still runs: look again soon.
                     self.next_status = now + STATUS_BUSY_RETRY;
                 } else {
                     let started = std::time::Instant::now();
                     self.refresh_status();
                     let on_loop = started.elapsed();
-                    let background = self.counters.last_cost();
+                    let background = self.installed.last_cost();
                     tracing::debug!(
                         on_loop_us = on_loop.as_micros(),
                         previous_background_us = background.as_micros(),
@@ -353,7 +351,7 @@ impl Shell {
         self.metrics
             .set_counts(self.router.sg_count(), self.installed.len());
         // The counter thread is idle here (the loop checked `busy`).
-        self.counters.read(self.installed.iter().copied().collect());
+        self.installed.read_counters();
     }
 
     /// Applies a configuration read by a SIGHUP (off the event loop), once it validated.
@@ -394,7 +392,7 @@ impl Shell {
             tracing::warn!("--keep-kernel-state: MRT6 entries cannot outlive the multicast routing socket; the kernel flushes them anyway");
         }
         let table = self.mrt.table();
-        self.counters.stop();
+        self.installed.stop();
         match Arc::try_unwrap(self.mrt) {
             Ok(mrt) => mrt.close()?,
             // Not expected (the refresh above was the only other holder): the table is then
@@ -486,7 +484,7 @@ impl Shell {
         let addr = config.metrics.listen;
         let routes = status_route(status_tx, Arc::downgrade(&mrt));
         let metrics = Arc::new(metrics);
-        let counters = CounterReader::start(Arc::clone(&mrt), Arc::clone(&metrics))
+        let installed = Installed::start(Arc::clone(&mrt), Arc::clone(&metrics))
             .map_err(ShellError::CounterThread)?;
         spawn_metrics_server(addr, Arc::new(registry), routes)
             .map_err(|source| ShellError::Metrics { addr, source })?;
@@ -503,8 +501,7 @@ impl Shell {
             router,
             metrics,
             status_requests,
-            counters,
-            installed: BTreeSet::new(),
+            installed,
             log_limit: LogSummary::default(),
             names,
             next_addresses: now + ADDRESS_REFRESH,
@@ -733,7 +730,7 @@ struct PimIo<'a> {
     sockets: &'a Sockets,
     metrics: &'a Metrics,
     names: &'a BTreeMap<u32, String>,
-    installed: &'a mut BTreeSet<Sg>,
+    installed: &'a mut Installed,
     log_limit: &'a mut LogSummary,
     /// RPF answers to feed back once the round is done.
     answers: Vec<(Ipv6Addr, Option<RpfRoute>)>,
