@@ -324,12 +324,7 @@ impl Router {
     pub fn downstream_join_count(&self, ifindex: u32) -> Option<usize> {
         match &self.ifaces.get(&ifindex)?.kind {
             IfaceKind::Access { .. } => None,
-            IfaceKind::Core(p) => Some(
-                p.downstream
-                    .values()
-                    .filter(|d| matches!(d, Downstream::Join { .. }))
-                    .count(),
-            ),
+            IfaceKind::Core(p) => Some(p.downstream_joined()),
         }
     }
 
@@ -1102,7 +1097,7 @@ impl Router {
                 let joined = iface
                     .kind
                     .pim()
-                    .is_some_and(|p| p.downstream.contains_key(&sg));
+                    .is_some_and(|p| p.downstream().contains_key(&sg));
                 let listening = match &iface.kind {
                     IfaceKind::Access { mld, .. } => {
                         mld.has_listener(sg) && self.is_dr(i) != Some(false)
@@ -1501,7 +1496,7 @@ impl Router {
                     }
                     IfaceKind::Core(p) => {
                         s.downstream = p
-                            .downstream
+                            .downstream()
                             .iter()
                             .map(|(sg, d)| {
                                 let (state, expires) = match *d {
