@@ -204,6 +204,10 @@ pub struct Router {
     ifaces: BTreeMap<u32, Iface>,
     rpf: BTreeMap<Ipv6Addr, Rpf>,
     sg: BTreeMap<Sg, SgState>,
+    /// How many of `sg` have upstream Join state. A first-hop router (the source on a
+    /// connected link, as the site router next to the MMA) has none, however many (S,G) it
+    /// forwards: its next deadline then needs no walk over them on every event.
+    with_upstream: usize,
     asserts: BTreeMap<(Sg, u32), AssertState>,
     /// Pruned channels' entries that forward nowhere, so late packets are not queued.
     negative: hold::NegativeEntries,
@@ -247,6 +251,7 @@ impl Router {
             ifaces: map,
             rpf: BTreeMap::new(),
             sg: BTreeMap::new(),
+            with_upstream: 0,
             asserts: BTreeMap::new(),
             negative: hold::NegativeEntries::default(),
             now,
@@ -345,9 +350,11 @@ impl Router {
                 t = t.min(d);
             }
         }
-        for st in self.sg.values() {
-            if let Some(u) = st.upstream {
-                t = t.min(u.next_join);
+        if self.with_upstream > 0 {
+            for st in self.sg.values() {
+                if let Some(u) = st.upstream {
+                    t = t.min(u.next_join);
+                }
             }
         }
         for a in self.asserts.values() {
@@ -746,6 +753,7 @@ impl Router {
         self.actions
             .extend(negative.into_iter().map(|sg| Action::MfcDel { sg }));
         self.sg.clear();
+        self.with_upstream = 0;
         self.rpf.clear();
     }
 
@@ -1120,6 +1128,7 @@ impl Router {
             };
             tracing::info!(source = %sg.source, group = %sg.group, "no downstream interest left");
             if let Some(u) = st.upstream {
+                self.with_upstream -= 1;
                 self.prune_if_neighbor(now, u, sg);
             }
             self.cancel_lost_asserts(sg);
@@ -1225,6 +1234,11 @@ impl Router {
             }
         }
         if let Some(st) = self.sg.get_mut(&sg) {
+            match (st.upstream.is_some(), new_upstream.is_some()) {
+                (false, true) => self.with_upstream += 1,
+                (true, false) => self.with_upstream -= 1,
+                _ => {}
+            }
             st.upstream = new_upstream;
             st.mfc = new_mfc;
             st.latency_reported |= latency.is_some();
