@@ -45,15 +45,9 @@ pub fn mld_settings() -> MldSettings {
         query_interval_secs: 5,
         query_response_interval_ms: 1000,
         last_listener_query_interval_ms: 200,
-        last_listener_query_count: None,
         startup_query_interval_secs: Some(1),
-        startup_query_count: None,
         fast_leave: false,
-        max_groups: 1024,
-        max_sources_per_group: 64,
-        max_sg: 4096,
-        reports_per_second_per_host: 50,
-        report_burst_per_host: 100,
+        ..MldSettings::default()
     }
 }
 
@@ -62,17 +56,12 @@ pub fn mld_settings() -> MldSettings {
 pub fn pim_settings() -> PimSettings {
     PimSettings {
         hello_period_secs: 10,
-        hello_holdtime_secs: None,
         triggered_hello_delay_ms: 100,
-        dr_priority: 1,
         join_prune_period_secs: 3,
-        join_prune_holdtime_secs: None,
         override_interval_ms: 500,
         propagation_delay_ms: 100,
         rpf_check_interval_secs: 10,
-        assert_metric_preference: 101,
-        assert_metric: 1024,
-        assert_time_secs: 180,
+        ..PimSettings::default()
     }
 }
 
