@@ -2,9 +2,9 @@
 //! lowest CPU priority.
 //!
 //! A read is one `SIOCGETSGCNT_IN6` per entry: 8-15 ms of CPU at 10,000 entries. Off the event
-//! loop it no longer delays a Join directly, but on a 2-vCPU router it still competed with the
-//! loop for a CPU: in pim-bench, runs with the reads took a Join to its first forwarded packet
-//! in up to 3-20 ms where runs without them stayed under 2 ms. At nice 19 the loop preempts it
+//! loop it no longer delays a Join directly, but on a 2-vCPU router it still competes with the
+//! loop for a CPU (in pim-bench on a loaded machine, an experimental build without the reads
+//! had fewer Joins over 2 ms to their first forwarded packet). At nice 19 the loop preempts it
 //! as soon as it wakes up; the counters are for metrics and can wait.
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
