@@ -156,7 +156,8 @@ struct Daemon {
     clock: SystemClock,
     core: Arc<Mutex<Core>>,
     kernel: Kernel,
-    mrt6: Option<Mrt6>,
+    /// Shared with the MFC counter poll's blocking thread ([`Daemon::poll_mfc_counters`]).
+    mrt6: Option<Arc<Mrt6>>,
     mrule: Option<Mrule>,
     wan_mif: Mifi,
     site_mifs: Vec<Mifi>,
@@ -310,7 +311,7 @@ impl Daemon {
             clock,
             core,
             kernel,
-            mrt6: Some(mrt6),
+            mrt6: Some(Arc::new(mrt6)),
             mrule,
             wan_mif,
             site_mifs,
@@ -598,21 +599,43 @@ impl Daemon {
         mrt6.add_mfc(self.config.address, group, self.wan_mif, &self.site_mifs)
     }
 
-    /// Reads the (MMA, G) counters into the metrics and hands them to the core (the measured
-    /// load of the site links, for load-triggered handoff advice).
-    async fn poll_mfc_counters(&mut self) {
-        let Some(mrt6) = &self.mrt6 else { return };
+    /// Reads the (MMA, G) counters into the metrics on a blocking thread: one ioctl per
+    /// terminal's entry (100,000 at 100,000 terminals) would hold registrations up on the
+    /// event loop. The bytes per group come back to [`Daemon::mfc_counters_read`].
+    pub(super) fn poll_mfc_counters(&self) -> Option<JoinHandle<Vec<(Ipv6Addr, u64)>>> {
+        let mrt6 = Arc::clone(self.mrt6.as_ref()?);
+        let (core, metrics) = (Arc::clone(&self.core), self.metrics.clone());
         let source = self.config.address;
-        let mut bytes = Vec::new();
-        for group in lock(&self.core).desired_groups() {
-            match mrt6.sg_counters(source, group) {
-                Ok(c) => {
-                    self.metrics.set_sg(source, group, c);
-                    bytes.push((group, c.bytes));
+        Some(tokio::task::spawn_blocking(move || {
+            // The core's lock only for the list, not across the reads.
+            let groups = lock(&core).desired_groups();
+            let mut bytes = Vec::with_capacity(groups.len());
+            for group in groups {
+                match mrt6.sg_counters(source, group) {
+                    Ok(c) => {
+                        metrics.set_sg(source, group, c);
+                        bytes.push((group, c.bytes));
+                    }
+                    Err(e) => debug!(%group, error = %e, "reading MFC counters"),
                 }
-                Err(e) => debug!(%group, error = %e, "reading MFC counters"),
             }
-        }
+            bytes
+        }))
+    }
+
+    /// Hands the counters read by [`Daemon::poll_mfc_counters`] to the core (the measured
+    /// load of the site links, for load-triggered handoff advice).
+    pub(super) async fn mfc_counters_read(
+        &mut self,
+        read: Result<Vec<(Ipv6Addr, u64)>, tokio::task::JoinError>,
+    ) {
+        let bytes = match read {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                warn!(error = %e, "reading MFC counters");
+                return;
+            }
+        };
         let now = self.clock.reading();
         lock(&self.core).handle_input(now, Input::GroupCounters(&bytes));
         self.settle().await;
@@ -731,9 +754,15 @@ impl Daemon {
         self.server.abort();
         let mfc = lock(&self.core).desired_groups().len();
         if let Some(mrt6) = self.mrt6.take() {
-            // MRT6_DONE: the kernel drops our MIFs and MFC entries.
-            if let Err(e) = mrt6.close() {
-                warn!(error = %e, "closing the MRT6 table");
+            // MRT6_DONE: the kernel drops our MIFs and MFC entries. A counter poll still
+            // running holds the socket: the table is flushed when it ends (Mrt6's drop).
+            match Arc::try_unwrap(mrt6) {
+                Ok(mrt6) => {
+                    if let Err(e) = mrt6.close() {
+                        warn!(error = %e, "closing the MRT6 table");
+                    }
+                }
+                Err(_) => info!("MRT6 table closed once the running MFC counter poll ends"),
             }
         }
         if self.options.keep_kernel_state {

@@ -49,6 +49,26 @@ fn netns_registration_downlink_tcp_and_uplink() {
     );
     let site_packets = site.stop();
     let wan_packets = wan.stop();
+    // The MFC counter poll (every second here, on a blocking thread) reads the downlink's
+    // (MMA, G) entry into the sums.
+    let addr: std::net::SocketAddr = "[::1]:9642".parse().unwrap();
+    let forwarded = mipcast_netns_tests::wait::wait_for(
+        "mma_mfc_forwarded_packets_total > 0",
+        Duration::from_secs(5),
+        || {
+            let text = t
+                .mma
+                .enter(|| mipcast_daemon::metrics::fetch(addr, "/metrics"))
+                .ok()?;
+            let value: f64 = text.lines().find_map(|l| {
+                l.strip_prefix("mma_mfc_forwarded_packets_total ")
+                    .and_then(|v| v.trim().parse().ok())
+            })?;
+            (value > 0.0).then_some(value)
+        },
+    )
+    .unwrap();
+    assert!(forwarded > 0.0);
     let (mma, ha, hoa, group, cn) = (
         MMA.to_string(),
         HA.to_string(),

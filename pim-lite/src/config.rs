@@ -1,7 +1,10 @@
 //! The YAML configuration (`configs/pim-lite.yaml` is the commented example).
 //!
 //! Timer fields carry their unit in the name (`_secs`, `_ms`); defaults are the RFC 3810
-//! (MLDv2), RFC 7761 (PIM) and RFC 4861 (ND) protocol constants.
+//! (MLDv2), RFC 7761 (PIM) and RFC 4861 (ND) protocol constants. The protocol sections
+//! (`mld`, `ra`, `pim`) are the core's settings types themselves
+//! ([`crate::core::settings`]); what is only the daemon's (interfaces by name, the MRT6 table,
+//! metrics) and the checks are here.
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr};
@@ -10,6 +13,14 @@ use std::str::FromStr;
 use mipcast_daemon::config::{Ipv6Prefix, Validate, Validator};
 use mipcast_kernel::mrt6::{DEFAULT_TABLE, MAX_MIFS};
 use serde::{Deserialize, Deserializer};
+
+pub use crate::core::settings::Role;
+use crate::core::settings::{MldSettings, PimSettings, RaSettings};
+
+/// A range of multicast groups as the file writes it: `ff3x::/32` or a strict prefix.
+pub type GroupRange = crate::core::settings::GroupRange<Ipv6Prefix>;
+/// Router advertisement contents as the file writes them (strict prefixes).
+pub type RaConfig = RaSettings<Ipv6Prefix>;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,30 +31,11 @@ pub struct Config {
     #[serde(default = "default_ssm_groups")]
     pub ssm_groups: Vec<GroupRange>,
     #[serde(default)]
-    pub pim: PimConfig,
+    pub pim: PimSettings,
     #[serde(default)]
     pub mrt6: Mrt6Config,
     #[serde(default)]
     pub metrics: MetricsConfig,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// A leaf network with listeners: MLD querier and router advertisements, plus PIM
-    /// Hellos (unless `pim: false`) so that routers sharing the link elect one DR.
-    Access,
-    /// A link toward other routers (or toward a source): PIM Hellos and Join/Prune.
-    Core,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Access => "access",
-            Role::Core => "core",
-        })
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -52,179 +44,20 @@ pub struct InterfaceConfig {
     pub name: String,
     pub role: Role,
     /// MLD querier settings (access interfaces only).
-    pub mld: Option<MldConfig>,
+    pub mld: Option<MldSettings>,
     /// Router advertisement contents (access interfaces only).
     pub ra: Option<RaConfig>,
     /// Access interfaces: send and hear PIM Hellos, so that of several routers on the link
     /// only the elected DR (RFC 7761 §4.3.2) builds trees for its listeners, and Asserts
     /// settle duplicate forwarders. `false`: no PIM on the link, we always act as its DR.
     /// Core interfaces always run PIM.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::core::settings::yes")]
     pub pim: bool,
 }
 
 impl InterfaceConfig {
-    pub fn mld(&self) -> MldConfig {
+    pub fn mld(&self) -> MldSettings {
         self.mld.clone().unwrap_or_default()
-    }
-}
-
-/// RFC 3810 §9 variables for one access link (the core reads them as
-/// [`crate::core::settings::MldSettings`], with the derived timers).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MldConfig {
-    pub robustness: u8,
-    pub query_interval_secs: u64,
-    pub query_response_interval_ms: u64,
-    pub last_listener_query_interval_ms: u64,
-    /// Defaults to `robustness`.
-    pub last_listener_query_count: Option<u8>,
-    /// Defaults to a quarter of the query interval.
-    pub startup_query_interval_secs: Option<u64>,
-    /// Defaults to `robustness`.
-    pub startup_query_count: Option<u8>,
-    /// Drop a source as soon as its last listener reports it gone, without a
-    /// multicast-address-and-source-specific query (right for one listener per link).
-    pub fast_leave: bool,
-    /// Caps on what the hosts of one link can make us keep: groups with listeners, sources
-    /// per group and (S,G) pairs in all. Reports beyond are counted
-    /// (`pim_lite_mld_ignored_total{reason="..._limit"}`) and dropped.
-    pub max_groups: usize,
-    pub max_sources_per_group: usize,
-    pub max_sg: usize,
-    /// MLD reports taken from one host (source address) per second and at once; the rest
-    /// are counted and dropped before any parsing of their records.
-    pub reports_per_second_per_host: u32,
-    pub report_burst_per_host: u32,
-}
-
-impl Default for MldConfig {
-    fn default() -> Self {
-        MldConfig {
-            robustness: 2,
-            query_interval_secs: 125,
-            query_response_interval_ms: 10_000,
-            last_listener_query_interval_ms: 1_000,
-            last_listener_query_count: None,
-            startup_query_interval_secs: None,
-            startup_query_count: None,
-            fast_leave: false,
-            max_groups: 1024,
-            max_sources_per_group: 64,
-            max_sg: 4096,
-            reports_per_second_per_host: 50,
-            report_burst_per_host: 100,
-        }
-    }
-}
-
-/// What an access router announces (RFC 4861 §6.2.1, RFC 5380 §4).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RaConfig {
-    #[serde(default = "default_ra_max_interval_ms")]
-    pub max_interval_ms: u64,
-    /// Defaults to a third of `max_interval_ms` (RFC 4861 §6.2.1).
-    pub min_interval_ms: Option<u64>,
-    /// Upper bound of the random delay before answering a Router Solicitation. RFC 4861 says
-    /// 500 ms; movement detection wants it small.
-    #[serde(default = "default_solicited_delay_max_ms")]
-    pub solicited_delay_max_ms: u64,
-    /// Minimum gap between two multicast RAs (RFC 6275 §7.5 allows 30 ms for mobility).
-    #[serde(default = "default_min_delay_between_ras_ms")]
-    pub min_delay_between_ras_ms: u64,
-    /// Seconds; 0 = not a default router.
-    #[serde(default = "default_router_lifetime_secs")]
-    pub router_lifetime_secs: u16,
-    #[serde(default = "default_cur_hop_limit")]
-    pub cur_hop_limit: u8,
-    pub mtu: Option<u32>,
-    #[serde(default)]
-    pub prefixes: Vec<RaPrefix>,
-    pub map: Option<MapConfig>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RaPrefix {
-    pub prefix: Ipv6Prefix,
-    #[serde(default = "yes")]
-    pub on_link: bool,
-    #[serde(default = "yes")]
-    pub autonomous: bool,
-    #[serde(default = "default_valid_lifetime_secs")]
-    pub valid_lifetime_secs: u32,
-    #[serde(default = "default_preferred_lifetime_secs")]
-    pub preferred_lifetime_secs: u32,
-}
-
-/// The RFC 5380 MAP option announcing the site's MMA.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MapConfig {
-    /// The MMA's global address.
-    pub address: Ipv6Addr,
-    /// 0..=15; 1 = the MAP is reached over this link's router.
-    #[serde(default = "default_map_distance")]
-    pub distance: u8,
-    /// 0..=15; 15 most preferred, 0 = do not use.
-    #[serde(default = "default_map_preference")]
-    pub preference: u8,
-    /// The R flag (form a regional CoA from the MAP prefix); mipcast terminals use the MMA
-    /// address itself, so it is off by default.
-    #[serde(default)]
-    pub rcoa: bool,
-    #[serde(default = "default_map_valid_lifetime_secs")]
-    pub valid_lifetime_secs: u32,
-}
-
-/// RFC 7761 §4.11 timers and our Hello contents.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PimConfig {
-    pub hello_period_secs: u64,
-    /// Defaults to 3.5 × the hello period.
-    pub hello_holdtime_secs: Option<u16>,
-    pub triggered_hello_delay_ms: u64,
-    pub dr_priority: u32,
-    /// t_periodic: Join refresh interval.
-    pub join_prune_period_secs: u64,
-    /// Defaults to 3.5 × the join/prune period.
-    pub join_prune_holdtime_secs: Option<u16>,
-    /// Override_Interval: a router that sees a Prune it disagrees with sends its Join within
-    /// a random delay up to this.
-    pub override_interval_ms: u64,
-    /// Propagation_Delay: added to the override interval to give the Prune-Pending time.
-    pub propagation_delay_ms: u64,
-    /// How often the unicast route toward each source is looked up again (routes change).
-    pub rpf_check_interval_secs: u64,
-    /// Assert metric preference (RFC 7761 §4.6, the route's administrative distance; lower
-    /// wins). pim-lite does not read the kernel route's origin, so one value serves every
-    /// source; the defaults are pimd's.
-    pub assert_metric_preference: u32,
-    /// Assert metric (the route cost; lower wins; ties go to the higher address).
-    pub assert_metric: u32,
-    /// Assert_Time: how long an Assert loser stays silent on the link.
-    pub assert_time_secs: u64,
-}
-
-impl Default for PimConfig {
-    fn default() -> Self {
-        PimConfig {
-            hello_period_secs: 30,
-            hello_holdtime_secs: None,
-            triggered_hello_delay_ms: 5_000,
-            dr_priority: 1,
-            join_prune_period_secs: 60,
-            join_prune_holdtime_secs: None,
-            override_interval_ms: 2_500,
-            propagation_delay_ms: 500,
-            rpf_check_interval_secs: 5,
-            assert_metric_preference: 101,
-            assert_metric: 1024,
-            assert_time_secs: 180,
-        }
     }
 }
 
@@ -257,26 +90,7 @@ impl Default for MetricsConfig {
     }
 }
 
-/// A range of multicast groups: a prefix, or `ff3x::/32`, the SSM range of every scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupRange {
-    SsmAnyScope,
-    Prefix(Ipv6Prefix),
-}
-
 const SSM_ANY_SCOPE: &str = "ff3x::/32";
-
-impl GroupRange {
-    pub fn contains(&self, group: Ipv6Addr) -> bool {
-        match self {
-            GroupRange::SsmAnyScope => {
-                let s = group.segments();
-                s[0] & 0xfff0 == 0xff30 && s[1] == 0
-            }
-            GroupRange::Prefix(p) => p.contains(group),
-        }
-    }
-}
 
 impl FromStr for GroupRange {
     type Err = String;
@@ -311,39 +125,6 @@ impl<'de> Deserialize<'de> for GroupRange {
 
 fn default_ssm_groups() -> Vec<GroupRange> {
     vec![GroupRange::SsmAnyScope]
-}
-fn default_ra_max_interval_ms() -> u64 {
-    600_000
-}
-fn default_solicited_delay_max_ms() -> u64 {
-    50
-}
-fn default_min_delay_between_ras_ms() -> u64 {
-    30
-}
-fn default_router_lifetime_secs() -> u16 {
-    1800
-}
-fn default_cur_hop_limit() -> u8 {
-    64
-}
-fn yes() -> bool {
-    true
-}
-fn default_valid_lifetime_secs() -> u32 {
-    2_592_000
-}
-fn default_preferred_lifetime_secs() -> u32 {
-    604_800
-}
-fn default_map_distance() -> u8 {
-    1
-}
-fn default_map_preference() -> u8 {
-    10
-}
-fn default_map_valid_lifetime_secs() -> u32 {
-    1800
 }
 
 impl Validate for Config {
@@ -407,7 +188,7 @@ impl Validate for Config {
     }
 }
 
-fn validate_mld(v: &mut Validator, at: &str, m: &MldConfig) {
+fn validate_mld(v: &mut Validator, at: &str, m: &MldSettings) {
     if !(1..=7).contains(&m.robustness) {
         v.error(
             format!("{at}.robustness"),
@@ -538,7 +319,7 @@ fn validate_ra(v: &mut Validator, at: &str, ra: &RaConfig) {
     }
 }
 
-fn validate_pim(v: &mut Validator, p: &PimConfig) {
+fn validate_pim(v: &mut Validator, p: &PimSettings) {
     if p.hello_period_secs == 0 || p.hello_period_secs > 18_000 {
         v.error("pim.hello_period_secs", "must be 1 to 18000");
     }

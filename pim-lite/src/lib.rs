@@ -12,6 +12,8 @@
 pub mod config;
 pub mod core;
 #[cfg(feature = "shell")]
+mod counters;
+#[cfg(feature = "shell")]
 pub mod metrics;
 #[cfg(feature = "shell")]
 mod settings;

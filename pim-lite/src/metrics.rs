@@ -21,7 +21,6 @@ use mipcast_wire::{mld, nd, pim};
 use crate::core::stats::{Counter as Event, Stats};
 use crate::core::Proto;
 use crate::core::Sg;
-use crate::status::Status;
 
 type Labels = Vec<(&'static str, String)>;
 type U64Gauge = Gauge<u64, AtomicU64>;
@@ -328,20 +327,18 @@ impl Metrics {
     }
 
     /// Listener and downstream-join gauges from the `/status` document of the same instant.
-    pub fn set_from_status(&self, status: &Status) {
-        for i in &status.interfaces {
-            let labels = one("interface", &i.name);
-            if i.querier.is_some() {
-                self.mld_listener_groups
-                    .get_or_create(&labels)
-                    .set(i64::try_from(i.listeners.len()).unwrap_or(i64::MAX));
-            } else {
-                let joins = i.downstream.iter().filter(|d| d.state == "join").count();
-                self.downstream_joins
-                    .get_or_create(&labels)
-                    .set(i64::try_from(joins).unwrap_or(i64::MAX));
-            }
-        }
+    /// Access interfaces: groups with listeners.
+    pub fn set_listener_groups(&self, interface: &str, n: usize) {
+        self.mld_listener_groups
+            .get_or_create(&one("interface", interface))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Core interfaces: (S,G) joined by downstream routers.
+    pub fn set_downstream_joins(&self, interface: &str, n: usize) {
+        self.downstream_joins
+            .get_or_create(&one("interface", interface))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn set_counts(&self, sg_states: usize, mfc_entries: usize) {

@@ -1,11 +1,10 @@
 //! The I/O shell: opens the sockets and the MRT6 table, feeds the core with packets, upcalls,
 //! RPF answers and clock ticks, and carries out its actions.
 use mipcast_daemon::cli::RunOptions;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use mipcast_daemon::clock::{Clock, Millis, SystemClock};
@@ -27,7 +26,9 @@ use prometheus_client::registry::Registry;
 use crate::config::{Config, Role};
 use crate::core::machine::{Change, Event, Input};
 use crate::core::{IfaceAddrs, Packet, Proto, Router, RpfRoute, Rx, Sg, UpcallKind};
+use crate::counters::Installed;
 use crate::metrics::Metrics;
+use crate::status::Status;
 
 mod driven;
 
@@ -35,14 +36,17 @@ mod driven;
 /// once ([`LinkWatch`]: an access interface coming back advertises again within
 /// milliseconds); the poll only catches notifications the socket dropped.
 const ADDRESS_REFRESH: Duration = Duration::from_secs(2);
-/// How often kernel counters, gauges and `/status` are refreshed when nothing happens.
+/// How often kernel counters and gauges are refreshed when nothing happens. (`/status` is
+/// not refreshed: it is built when asked, see [`status_route`].)
 const STATUS_REFRESH: Duration = Duration::from_millis(500);
-/// How soon after the last refresh a state change is published.
+/// How soon after the last refresh a state change shows in the gauges.
 const STATUS_AFTER_CHANGE: Duration = Duration::from_millis(100);
 /// The gap after a refresh is at least this many times what it took.
 const STATUS_COST_SHARE: u32 = 10;
 /// How soon a refresh is tried again when the previous one is still running.
 const STATUS_BUSY_RETRY: Duration = Duration::from_millis(10);
+/// How long a `/status` request waits for the event loop's snapshot of the router.
+const STATUS_WAIT: Duration = Duration::from_secs(2);
 /// PIM messages handled before their changes are applied together.
 const PIM_BURST: usize = 64;
 /// The PIM socket's receive buffer: a downstream router may send thousands of (S,G) Joins in
@@ -57,6 +61,8 @@ const RS_TYPES: [u8; 1] = [mipcast_wire::nd::ROUTER_SOLICITATION];
 pub enum ShellError {
     #[error("cannot start the tokio runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot start the MFC counter thread: {0}")]
+    CounterThread(std::io::Error),
     #[error("{0}")]
     MissingFeature(String),
     #[error("netlink: {0}")]
@@ -111,20 +117,18 @@ struct Shell {
     sockets: Sockets,
     router: Router,
     metrics: Arc<Metrics>,
-    status: Arc<Mutex<String>>,
-    /// The background half of the last refresh, while it runs.
-    refreshing: Option<tokio::task::JoinHandle<()>>,
-    /// How long the last background half took, µs.
-    background_us: Arc<AtomicU64>,
-    /// (S,G) entries we installed in the kernel.
-    installed: BTreeSet<Sg>,
+    /// `/status` requests from the metrics server's thread: each is answered with a snapshot
+    /// of the router, built only then (at 10,000 (S,G) it takes milliseconds of the loop).
+    status_requests: tokio::sync::mpsc::UnboundedReceiver<StatusReply>,
+    /// (S,G) entries we installed in the kernel; their counters are read off the loop.
+    installed: Installed,
     /// Lines a host can cause once per packet (send and upcall errors) are summarised.
     log_limit: LogSummary,
     names: BTreeMap<u32, String>,
     next_addresses: Millis,
     next_status: Millis,
     last_status: Millis,
-    /// How long the last refresh of counters, gauges and `/status` took.
+    /// How long the last refresh of counters and gauges took.
     status_cost: Duration,
 }
 
@@ -142,30 +146,30 @@ impl Shell {
         let changed = self.drive().await;
         let now = self.clock.now();
         // A change brings the refresh forward to at most STATUS_AFTER_CHANGE from the
-        // last one: `/status` follows an MFC entry promptly, but a host flooding reports
-        // cannot make us rebuild it (over all state) once per packet.
-        // With thousands of entries a refresh costs milliseconds (a counter read per MFC
-        // entry, the whole document): the gaps grow with it so that it takes at most a
-        // tenth of the time. Its costly half runs off the event loop (see
-        // `refresh_status`), so that a Join is not held up behind it.
+        // last one: the gauges follow an MFC entry promptly, but a host flooding reports
+        // cannot make us read every counter once per packet.
+        // With thousands of entries the counter reads cost milliseconds: the gaps grow
+        // with them so that they take at most a tenth of the time. They run off the
+        // event loop (see `refresh_status`); what stays on it are a few counts, so that
+        // a Join is not held up behind it.
         if changed {
             let gap = STATUS_AFTER_CHANGE.max(self.status_cost * STATUS_COST_SHARE);
             self.next_status = self.next_status.min(self.last_status + gap);
         }
         if self.next_status <= now {
-            if self.refreshing.as_ref().is_some_and(|h| !h.is_finished()) {
+            if self.installed.busy() {
                 // The previous refresh's background half still runs: look again soon.
                 self.next_status = now + STATUS_BUSY_RETRY;
             } else {
                 let started = std::time::Instant::now();
-                self.refresh_status(now);
+                self.refresh_status();
                 let on_loop = started.elapsed();
-                let background = Duration::from_micros(self.background_us.load(Ordering::Relaxed));
+                let background = self.installed.last_cost();
                 tracing::debug!(
                     on_loop_us = on_loop.as_micros(),
                     previous_background_us = background.as_micros(),
                     mfc_entries = self.installed.len(),
-                    "counters, gauges and /status refresh"
+                    "counters and gauges refresh"
                 );
                 self.status_cost = on_loop + background;
                 self.last_status = now;
@@ -223,7 +227,10 @@ impl Shell {
         }
     }
 
-    fn refresh_status(&mut self, now: Millis) {
+    /// Gauges from the router's counts (cheap at any table size), then the kernel counters
+    /// of every installed MFC entry on the counter thread (a read per entry: about 9 ms at
+    /// 10,000 entries on a 2-vCPU guest), so that the event loop keeps handling Joins.
+    fn refresh_status(&mut self) {
         self.metrics.sync(self.router.stats());
         for (&ifindex, name) in &self.names {
             if let Some(q) = self.router.is_querier(ifindex) {
@@ -234,47 +241,17 @@ impl Shell {
             if let Some(dr) = self.router.is_dr(ifindex) {
                 self.metrics.set_dr(name, dr);
             }
+            if let Some(n) = self.router.listener_group_count(ifindex) {
+                self.metrics.set_listener_groups(name, n);
+            }
+            if let Some(n) = self.router.downstream_join_count(ifindex) {
+                self.metrics.set_downstream_joins(name, n);
+            }
         }
         self.metrics
             .set_counts(self.router.sg_count(), self.installed.len());
-        let mut status = self.router.status(now);
-        self.metrics.set_from_status(&status);
-        // The rest is a kernel counter read per MFC entry and the encoding of a document that
-        // lists them all (about 9 and 7 ms at 10,000 entries on a 2-vCPU guest): on a
-        // blocking thread, so that the event loop keeps handling Joins meanwhile.
-        let (mrt, metrics, shared) = (
-            Arc::clone(&self.mrt),
-            Arc::clone(&self.metrics),
-            Arc::clone(&self.status),
-        );
-        let cost = Arc::clone(&self.background_us);
-        self.refreshing = Some(tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let mut counters = Vec::new();
-            for sg in status.sg.iter_mut().filter(|s| s.mfc_installed) {
-                match mrt.sg_counters(sg.source, sg.group) {
-                    Ok(c) => {
-                        sg.packets = Some(c.packets);
-                        sg.bytes = Some(c.bytes);
-                        sg.wrong_if = Some(c.wrong_if);
-                        let key = Sg {
-                            source: sg.source,
-                            group: sg.group,
-                        };
-                        counters.push((key, c.packets, c.bytes));
-                    }
-                    Err(e) => tracing::debug!("{e}"),
-                }
-            }
-            counters.sort_unstable_by_key(|&(sg, _, _)| sg);
-            metrics.set_mfc_counters(counters);
-            match serde_json::to_string(&status) {
-                Ok(json) => *shared.lock().unwrap_or_else(|p| p.into_inner()) = json,
-                Err(e) => tracing::warn!("cannot encode /status: {e}"),
-            }
-            let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            cost.store(us, Ordering::Relaxed);
-        }));
+        // The counter thread is idle here (the loop checked `busy`).
+        self.installed.read_counters();
     }
 
     /// Applies a configuration read by a SIGHUP (off the event loop), once it validated.
@@ -315,9 +292,7 @@ impl Shell {
             tracing::warn!("--keep-kernel-state: MRT6 entries cannot outlive the multicast routing socket; the kernel flushes them anyway");
         }
         let table = self.mrt.table();
-        if let Some(refreshing) = self.refreshing.take() {
-            let _ = refreshing.await;
-        }
+        self.installed.stop();
         match Arc::try_unwrap(self.mrt) {
             Ok(mrt) => mrt.close()?,
             // Not expected (the refresh above was the only other holder): the table is then
@@ -404,15 +379,15 @@ impl Shell {
         let mut registry = Registry::default();
         register_build_info(&mut registry, "pim-lite", env!("CARGO_PKG_VERSION"));
         let metrics = Metrics::register(&mut registry);
-        let status = Arc::new(Mutex::new(String::from("{}")));
-        let served = Arc::clone(&status);
+        let mrt = Arc::new(mrt);
+        let (status_tx, status_requests) = tokio::sync::mpsc::unbounded_channel();
         let addr = config.metrics.listen;
-        let server = MetricsServer::bind(addr, Arc::new(registry), move |path| {
-            (path == "/status").then(|| served.lock().unwrap_or_else(|p| p.into_inner()).clone())
-        })
-        .await
-        .map_err(|source| ShellError::Metrics { addr, source })?;
-        tokio::spawn(server.run());
+        let routes = status_route(status_tx, Arc::downgrade(&mrt));
+        let metrics = Arc::new(metrics);
+        let installed = Installed::start(Arc::clone(&mrt), Arc::clone(&metrics))
+            .map_err(ShellError::CounterThread)?;
+        spawn_metrics_server(addr, Arc::new(registry), routes)
+            .map_err(|source| ShellError::Metrics { addr, source })?;
         tracing::info!(metrics = %addr, interfaces = names.len(), "pim-lite running");
 
         Ok(Shell {
@@ -420,14 +395,12 @@ impl Shell {
             opts,
             clock,
             kernel,
-            mrt: Arc::new(mrt),
+            mrt,
             sockets,
             router,
-            metrics: Arc::new(metrics),
-            status,
-            refreshing: None,
-            background_us: Arc::new(AtomicU64::new(0)),
-            installed: BTreeSet::new(),
+            metrics,
+            status_requests,
+            installed,
             log_limit: LogSummary::default(),
             names,
             next_addresses: now + ADDRESS_REFRESH,
@@ -435,6 +408,90 @@ impl Shell {
             last_status: now,
             status_cost: Duration::ZERO,
         })
+    }
+}
+
+/// The answer to one `/status` request: the router's snapshot.
+type StatusReply = std::sync::mpsc::SyncSender<Status>;
+
+/// Serves `/metrics` and `/status` from a thread of its own, so that a `/status` request can
+/// wait there for the event loop's snapshot of the router without blocking the loop.
+fn spawn_metrics_server(
+    addr: std::net::SocketAddr,
+    registry: Arc<Registry>,
+    routes: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+) -> std::io::Result<()> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match MetricsServer::bind(addr, registry, routes).await {
+                    Ok(server) => {
+                        let _ = ready_tx.send(Ok(()));
+                        server.run().await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        })?;
+    ready_rx
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the metrics thread ended at start")))
+}
+
+/// `/status`: asks the event loop for a snapshot of the router (built only now: nothing
+/// rebuilds it periodically), then reads each installed entry's kernel counters and encodes
+/// the document here, on the metrics thread.
+fn status_route(
+    requests: tokio::sync::mpsc::UnboundedSender<StatusReply>,
+    mrt: Weak<Mrt6>,
+) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+    move |path| {
+        if path != "/status" {
+            return None;
+        }
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        requests.send(reply).ok()?;
+        let mut status = match answer.recv_timeout(STATUS_WAIT) {
+            Ok(status) => status,
+            Err(e) => {
+                tracing::warn!("/status: no snapshot from the event loop ({e}); answered 404");
+                return None;
+            }
+        };
+        // Gone at shutdown: the document then goes without counters.
+        if let Some(mrt) = mrt.upgrade() {
+            for sg in status.sg.iter_mut().filter(|s| s.mfc_installed) {
+                match mrt.sg_counters(sg.source, sg.group) {
+                    Ok(c) => {
+                        sg.packets = Some(c.packets);
+                        sg.bytes = Some(c.bytes);
+                        sg.wrong_if = Some(c.wrong_if);
+                    }
+                    Err(e) => tracing::debug!("{e}"),
+                }
+            }
+        }
+        match serde_json::to_string(&status) {
+            Ok(json) => Some(json),
+            Err(e) => {
+                tracing::warn!("cannot encode /status: {e}");
+                None
+            }
+        }
     }
 }
 
@@ -572,7 +629,7 @@ struct PimIo<'a> {
     sockets: &'a Sockets,
     metrics: &'a Metrics,
     names: &'a BTreeMap<u32, String>,
-    installed: &'a mut BTreeSet<Sg>,
+    installed: &'a mut Installed,
     log_limit: &'a mut LogSummary,
     /// RPF answers to feed back once the round is done.
     answers: Vec<(Ipv6Addr, Option<RpfRoute>)>,

@@ -57,6 +57,15 @@ fn mutated_report(i: u64) -> Vec<u8> {
     b
 }
 
+/// Sets the flag when dropped (also while unwinding).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// RS -> first RA, from the host on `ifindex`.
 async fn solicit(ifindex: u32) -> Duration {
     let s = IcmpSocket::new(&[ROUTER_ADVERTISEMENT]).expect("icmp socket");
@@ -130,6 +139,9 @@ fn an_mld_flood_leaves_router_solicitations_answered_quickly() {
                 })
             })
         });
+        // The flood stops however this thread leaves the scope: a failed solicitation panics,
+        // and the scope would otherwise wait for the flood forever.
+        let _stop_flood = StopOnDrop(stop);
         // Let the flood build up its state first, then solicit every 200 ms.
         std::thread::sleep(Duration::from_secs(2));
         let flood_start = Instant::now();

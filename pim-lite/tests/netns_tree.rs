@@ -429,6 +429,32 @@ fn ssm_tree_follows_the_host_and_leaves_no_kernel_state() {
         },
     );
     assert!(metric(&m, "pim_lite_mfc_entries") == 1.0, "{m}");
+    // Gauges from the router's counts (not from a /status build) agree with /status: one
+    // downstream join, from acc2; on acc2's access link, as many groups with listeners as
+    // /status lists (the host's own link-scope groups too).
+    assert!(
+        metric(&m, "pim_lite_pim_downstream_joins{interface=\"c_a2\"}") == 1.0
+            && metric(&m, "pim_lite_pim_downstream_joins{interface=\"c_a1\"}") == 0.0,
+        "{m}"
+    );
+    let listener_groups = "pim_lite_mld_listener_groups{interface=\"a2_dn\"}";
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let (gauge, listed) = loop {
+        let listed = status(&acc2)
+            .interfaces
+            .iter()
+            .find(|i| i.name == "a2_dn")
+            .map_or(0, |i| i.listeners.len());
+        let gauge = metric(&metrics(&acc2), listener_groups);
+        if (gauge == listed as f64 && listed > 0) || Instant::now() > deadline {
+            break (gauge, listed);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        gauge == listed as f64 && listed > 0,
+        "{listener_groups} {gauge}, /status lists {listed}"
+    );
     assert!(
         metric(&m, "pim_lite_pim_neighbors{interface=\"c_a1\"}") == 1.0,
         "{m}"

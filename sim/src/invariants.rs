@@ -319,6 +319,7 @@ pub fn describe(w: &World, node: NodeId) -> String {
         NodeId::Ha => format!("{:?}", w.ha.core.status(crate::record::now_at(w.now))),
         NodeId::Mma(s) => format!("{:?}", w.mmas[s].core.terminal_status(Millis(w.now))),
         NodeId::Mn(t) => format!("{:?}", w.mn_status(t)),
+        NodeId::Router(id) => format!("{:?}", w.router(id).mfc),
     }
 }
 

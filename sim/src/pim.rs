@@ -10,19 +10,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 
-use mipcast_proto::{Machine, Output};
+use mipcast_proto::{Machine, Now, Output};
 use mipcast_wire::mld::{GroupRecord, MldRepr, RecordType};
 use mipcast_wire::pim::PimRepr;
 use pim_lite::core::machine::{Change, Input};
 use pim_lite::core::settings::Settings;
 use pim_lite::core::settings::{GroupRange, InterfaceSettings, MldSettings, PimSettings, Role};
 use pim_lite::core::{IfaceAddrs, Packet as PimPacket, Proto, Router, RpfRoute, Rx, Sg};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::invariants::{self, Settled};
 use crate::kernel::{FakeKernel, Op, Target, Verb};
-use crate::record::now_at;
-use crate::topology as topo;
+use crate::record::{self, now_at, In, What};
+use crate::topology::{self as topo, SimConfig};
 use crate::world::World;
 
 /// An access router's access link.
@@ -45,15 +45,9 @@ pub fn mld_settings() -> MldSettings {
         query_interval_secs: 5,
         query_response_interval_ms: 1000,
         last_listener_query_interval_ms: 200,
-        last_listener_query_count: None,
         startup_query_interval_secs: Some(1),
-        startup_query_count: None,
         fast_leave: false,
-        max_groups: 1024,
-        max_sources_per_group: 64,
-        max_sg: 4096,
-        reports_per_second_per_host: 50,
-        report_burst_per_host: 100,
+        ..MldSettings::default()
     }
 }
 
@@ -62,17 +56,12 @@ pub fn mld_settings() -> MldSettings {
 pub fn pim_settings() -> PimSettings {
     PimSettings {
         hello_period_secs: 10,
-        hello_holdtime_secs: None,
         triggered_hello_delay_ms: 100,
-        dr_priority: 1,
         join_prune_period_secs: 3,
-        join_prune_holdtime_secs: None,
         override_interval_ms: 500,
         propagation_delay_ms: 100,
         rpf_check_interval_secs: 10,
-        assert_metric_preference: 101,
-        assert_metric: 1024,
-        assert_time_secs: 180,
+        ..PimSettings::default()
     }
 }
 
@@ -87,7 +76,7 @@ pub fn join_holdtime_ms() -> u64 {
 }
 
 /// Which router.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum RouterId {
     /// The router next to site `s`'s MMA.
     Site(usize),
@@ -156,48 +145,64 @@ fn core_iface(name: String) -> InterfaceSettings {
     }
 }
 
+/// Index of router `id` among a world's routers: the site routers first, then the access
+/// routers site by site.
+pub fn router_index(cfg: &SimConfig, id: RouterId) -> usize {
+    match id {
+        RouterId::Site(s) => s,
+        RouterId::Access(s, l) => cfg.sites + s * cfg.links_per_site + l,
+    }
+}
+
+/// The pim-lite core of router `id` as a world built from `cfg` starts it (the replay builds
+/// it again from the same values).
+pub fn router_core(cfg: &SimConfig, id: RouterId) -> Router {
+    let (interfaces, ifaces): (Vec<InterfaceSettings>, Vec<(u32, IfaceAddrs)>) = match id {
+        RouterId::Access(s, l) => [
+            (
+                InterfaceSettings {
+                    name: format!("acc{s}.{l}"),
+                    role: Role::Access,
+                    mld: mld_settings(),
+                    // The world sends the links' advertisements itself.
+                    ra: None,
+                    pim: false,
+                },
+                (ACCESS_IF, addrs(access_ll(s, l))),
+            ),
+            (
+                core_iface(format!("up{s}.{l}")),
+                (UP_IF, addrs(up_ll(s, l))),
+            ),
+        ]
+        .into_iter()
+        .unzip(),
+        RouterId::Site(s) => std::iter::once((
+            core_iface(format!("mma{s}")),
+            (TO_MMA_IF, addrs(to_mma_ll(s))),
+        ))
+        .chain((0..cfg.links_per_site).map(|l| {
+            (
+                core_iface(format!("down{s}.{l}")),
+                (DOWN_IF_BASE + l as u32, addrs(down_ll(s, l))),
+            )
+        }))
+        .unzip(),
+    };
+    let settings = Settings {
+        interfaces,
+        ssm_groups: vec![GroupRange::SsmAnyScope],
+        pim: pim_settings(),
+    };
+    let seed = cfg.seed ^ (router_index(cfg, id) as u64 + 1);
+    Router::new(&settings, ifaces, now_at(0).mono, seed)
+}
+
 impl RouterNode {
-    pub fn new(id: RouterId, links_per_site: usize, seed: u64) -> RouterNode {
-        let (interfaces, ifaces): (Vec<InterfaceSettings>, Vec<(u32, IfaceAddrs)>) = match id {
-            RouterId::Access(s, l) => [
-                (
-                    InterfaceSettings {
-                        name: format!("acc{s}.{l}"),
-                        role: Role::Access,
-                        mld: mld_settings(),
-                        // The world sends the links' advertisements itself.
-                        ra: None,
-                        pim: false,
-                    },
-                    (ACCESS_IF, addrs(access_ll(s, l))),
-                ),
-                (
-                    core_iface(format!("up{s}.{l}")),
-                    (UP_IF, addrs(up_ll(s, l))),
-                ),
-            ]
-            .into_iter()
-            .unzip(),
-            RouterId::Site(s) => std::iter::once((
-                core_iface(format!("mma{s}")),
-                (TO_MMA_IF, addrs(to_mma_ll(s))),
-            ))
-            .chain((0..links_per_site).map(|l| {
-                (
-                    core_iface(format!("down{s}.{l}")),
-                    (DOWN_IF_BASE + l as u32, addrs(down_ll(s, l))),
-                )
-            }))
-            .unzip(),
-        };
-        let settings = Settings {
-            interfaces,
-            ssm_groups: vec![GroupRange::SsmAnyScope],
-            pim: pim_settings(),
-        };
+    pub fn new(cfg: &SimConfig, id: RouterId) -> RouterNode {
         RouterNode {
             id,
-            core: Router::new(&settings, ifaces, now_at(0).mono, seed),
+            core: router_core(cfg, id),
             kernel: FakeKernel::default(),
             mfc: BTreeMap::new(),
             negative: BTreeMap::new(),
@@ -220,58 +225,42 @@ impl RouterNode {
         }
     }
 
-    /// Drives the core to idle after an input at `now`: MFC changes go to the fake kernel,
-    /// RPF lookups are answered at once; returns the packets it sends.
-    pub fn drive(&mut self, now: u64) -> Vec<PimPacket> {
+    /// Drives the core to idle after an input at `now` with the harness's one burst rule
+    /// ([`record::drive`]): MFC changes go to the fake kernel; each RPF lookup is answered
+    /// from this topology as an input of its own (recorded, then driven to idle, so that a
+    /// replay feeding the recorded inputs one at a time sees the same rounds). Returns the
+    /// packets it sends; every input, output and outcome goes to `log`.
+    pub fn drive(&mut self, now: u64, log: &mut dyn FnMut(What)) -> Vec<PimPacket> {
         let now = now_at(now);
         let mut sends = Vec::new();
+        let mut lookups = std::collections::VecDeque::new();
         loop {
-            let mut lookups = Vec::new();
-            while let Some(o) = self.core.poll_output() {
-                match o {
-                    Output::Send(p) => sends.push(p),
-                    Output::Kernel(c) => {
-                        let outcome = self.apply(&c, &mut lookups);
-                        self.core.kernel_result(now, &c, outcome);
-                    }
-                    Output::Event(e) => match e {},
-                }
-            }
-            if lookups.is_empty() {
+            let RouterNode {
+                core,
+                kernel,
+                mfc,
+                negative,
+                ..
+            } = self;
+            let out = record::drive(
+                core,
+                now,
+                &mut |c| apply(kernel, mfc, negative, c, &mut lookups),
+                log,
+            );
+            sends.extend(out.into_iter().filter_map(|o| match o {
+                Output::Send(p) => Some(p),
+                _ => None,
+            }));
+            let Some(source) = lookups.pop_front() else {
                 return sends;
-            }
-            for source in lookups {
-                let route = self.rpf(source);
-                self.core.handle_input(now, Input::Rpf { source, route });
-            }
-        }
-    }
-
-    fn apply(&mut self, c: &Change, lookups: &mut Vec<Ipv6Addr>) -> mipcast_proto::Outcome {
-        match c {
-            Change::MfcAdd { sg, iif, oifs, .. } => {
-                let outcome = self.kernel.apply(&mfc_op(Verb::Add, *sg));
-                if outcome.reached(false) {
-                    let key = (sg.source, sg.group);
-                    if oifs.is_empty() {
-                        self.mfc.remove(&key);
-                        self.negative.insert(key, *iif);
-                    } else {
-                        self.negative.remove(&key);
-                        self.mfc.insert(key, (*iif, oifs.clone()));
-                    }
-                }
-                outcome
-            }
-            Change::MfcDel { sg } => {
-                let outcome = self.kernel.apply(&mfc_op(Verb::Delete, *sg));
-                self.mfc.remove(&(sg.source, sg.group));
-                self.negative.remove(&(sg.source, sg.group));
-                outcome
-            }
-            Change::LookupRpf(source) => {
-                lookups.push(*source);
-                mipcast_proto::Outcome::Applied
+            };
+            let input = rpf_input(source, self.rpf(source));
+            log(What::In {
+                input: input.clone(),
+            });
+            if let Err(e) = feed_pim(&mut self.core, now, &input) {
+                panic!("harness fed router {:?} a bad input: {e}", self.id);
             }
         }
     }
@@ -283,15 +272,18 @@ impl RouterNode {
             .is_some_and(|(_, oifs)| oifs.contains(&oif))
     }
 
-    pub fn handle(&mut self, now: u64, input: Input<'_>) -> Vec<PimPacket> {
-        self.core.handle_input(now_at(now), input);
-        self.drive(now)
-    }
-
-    pub fn timeout(&mut self, now: u64) -> Vec<PimPacket> {
-        self.last_timeout = Some(now);
-        self.core.handle_timeout(now_at(now));
-        self.drive(now)
+    /// Feeds one input (a message or a timeout) at `now` and drives the core to idle.
+    pub fn handle(&mut self, now: u64, input: &In, log: &mut dyn FnMut(What)) -> Vec<PimPacket> {
+        if matches!(input, In::Timeout) {
+            self.last_timeout = Some(now);
+        }
+        log(What::In {
+            input: input.clone(),
+        });
+        if let Err(e) = feed_pim(&mut self.core, now_at(now), input) {
+            panic!("harness fed router {:?} a bad input: {e}", self.id);
+        }
+        self.drive(now, log)
     }
 
     /// When it wants its next timeout (ms of virtual time).
@@ -302,6 +294,113 @@ impl RouterNode {
             _ => Some(t),
         }
     }
+}
+
+/// Applies an MFC change to a router's fake kernel and its forwarding view; an RPF lookup
+/// is queued for [`RouterNode::drive`] to answer.
+fn apply(
+    kernel: &mut FakeKernel,
+    mfc: &mut BTreeMap<(Ipv6Addr, Ipv6Addr), (u32, Vec<u32>)>,
+    negative: &mut BTreeMap<(Ipv6Addr, Ipv6Addr), u32>,
+    c: &Change,
+    lookups: &mut std::collections::VecDeque<Ipv6Addr>,
+) -> mipcast_proto::Outcome {
+    match c {
+        Change::MfcAdd { sg, iif, oifs, .. } => {
+            let outcome = kernel.apply(&mfc_op(Verb::Add, *sg));
+            if outcome.reached(false) {
+                let key = (sg.source, sg.group);
+                if oifs.is_empty() {
+                    mfc.remove(&key);
+                    negative.insert(key, *iif);
+                } else {
+                    negative.remove(&key);
+                    mfc.insert(key, (*iif, oifs.clone()));
+                }
+            }
+            outcome
+        }
+        Change::MfcDel { sg } => {
+            let outcome = kernel.apply(&mfc_op(Verb::Delete, *sg));
+            mfc.remove(&(sg.source, sg.group));
+            negative.remove(&(sg.source, sg.group));
+            outcome
+        }
+        Change::LookupRpf(source) => {
+            lookups.push_back(*source);
+            mipcast_proto::Outcome::Applied
+        }
+    }
+}
+
+/// The input answering an RPF lookup for `source`.
+fn rpf_input(source: Ipv6Addr, route: Option<RpfRoute>) -> In {
+    In::Rpf {
+        source,
+        ifindex: route.map(|r| r.ifindex),
+        gateway: route.and_then(|r| r.gateway),
+    }
+}
+
+/// The input of a multicast-control message `p` arriving on `ifindex` (hop limit 1, as MLD
+/// and PIM are sent).
+pub fn message_input(p: &PimPacket, ifindex: u32) -> In {
+    In::Mcast {
+        proto: p.proto,
+        ifindex,
+        src: p.source,
+        dst: p.destination,
+        hop_limit: 1,
+        bytes: record::hex(&p.bytes),
+    }
+}
+
+/// Feeds a recorded pim-lite input to a router's core.
+pub fn feed_pim(core: &mut Router, now: Now, input: &In) -> Result<(), String> {
+    match input {
+        In::Mcast {
+            proto,
+            ifindex,
+            src,
+            dst,
+            hop_limit,
+            bytes,
+        } => {
+            let bytes = record::unhex(bytes)?;
+            let rx = Rx {
+                ifindex: *ifindex,
+                source: *src,
+                destination: *dst,
+                hop_limit: *hop_limit,
+            };
+            let bytes = bytes.as_slice();
+            core.handle_input(
+                now,
+                match proto {
+                    Proto::Mld => Input::Mld { rx, bytes },
+                    Proto::Pim => Input::Pim { rx, bytes },
+                    Proto::Nd => Input::Nd { rx, bytes },
+                },
+            );
+        }
+        In::Rpf {
+            source,
+            ifindex,
+            gateway,
+        } => core.handle_input(
+            now,
+            Input::Rpf {
+                source: *source,
+                route: ifindex.map(|ifindex| RpfRoute {
+                    ifindex,
+                    gateway: *gateway,
+                }),
+            },
+        ),
+        In::Timeout => core.handle_timeout(now),
+        other => return Err(format!("not a pim-lite input: {other:?}")),
+    }
+    Ok(())
 }
 
 fn mfc_op(verb: Verb, sg: Sg) -> Op {
@@ -470,16 +569,6 @@ pub fn answer(
         q.max_response_delay_ms(),
         records(RecordType::ModeIsInclude, asked),
     ))
-}
-
-/// The Rx of a packet `p` arriving on `ifindex`.
-pub fn rx_of(p: &PimPacket, ifindex: u32) -> Rx {
-    Rx {
-        ifindex,
-        source: p.source,
-        destination: p.destination,
-        hop_limit: 1,
-    }
 }
 
 // ---- invariants of the multicast last hop --------------------------------------------------

@@ -9,6 +9,7 @@ use mipcast_proto::{next_step, Machine, Now, Outcome, Output, OutputOf, Step};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::pim::{self, RouterId};
 use crate::topology::{self, SimConfig, WALL0_MS};
 
 /// A node of the simulated network.
@@ -18,6 +19,8 @@ pub enum NodeId {
     Ha,
     Mma(usize),
     Mn(usize),
+    /// A pim-lite router of the multicast last hop.
+    Router(RouterId),
 }
 
 /// One input to a core.
@@ -44,6 +47,22 @@ pub enum In {
         ifindex: u32,
         src: Ipv6Addr,
         bytes: String,
+    },
+    /// An MLD, PIM or ND message reaching a pim-lite router (bytes in hex).
+    Mcast {
+        proto: pim_lite::core::Proto,
+        ifindex: u32,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        bytes: String,
+    },
+    /// The answer to a pim-lite router's RPF lookup: the interface (and next hop) toward
+    /// `source`, none when there is no route.
+    Rpf {
+        source: Ipv6Addr,
+        ifindex: Option<u32>,
+        gateway: Option<Ipv6Addr>,
     },
     /// The operator advises the terminals on a site link to leave it (MMA input).
     Advise {
@@ -184,6 +203,21 @@ impl SimCore for mobile_node::core::Core {
     }
 }
 
+impl SimCore for pim_lite::core::Router {
+    fn send_json(p: &Self::Send) -> Value {
+        serde_json::json!({
+            "proto": p.proto,
+            "ifindex": p.ifindex,
+            "src": p.source,
+            "dst": p.destination,
+            "bytes": hex(&p.bytes),
+        })
+    }
+    fn change_json(c: &Self::Change) -> Value {
+        serde_json::to_value(c).unwrap_or(Value::Null)
+    }
+}
+
 /// Drives `core` until it is idle with the one burst rule ([`next_step`]): each kernel change
 /// goes to `kernel`, whose outcome is fed back before what followed the batch; every output
 /// and outcome is passed to `log`. Returns the outputs other than kernel changes, in order.
@@ -271,6 +305,9 @@ pub fn replay(cfg: &SimConfig, records: &[Record]) -> Result<usize, String> {
             NodeId::Ha => replay_node(&mut topology::ha_core(cfg), &mut stream, feed_ha),
             NodeId::Mma(s) => replay_node(&mut topology::mma_core(cfg, s), &mut stream, feed_mma),
             NodeId::Mn(t) => replay_node(&mut topology::mn_core(cfg, t), &mut stream, feed_mn),
+            NodeId::Router(id) => {
+                replay_node(&mut pim::router_core(cfg, id), &mut stream, pim::feed_pim)
+            }
         }
         .map_err(|e| format!("{node:?}: {e}"))?;
         if produced.len() != stream.outputs.len() {

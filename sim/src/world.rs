@@ -285,8 +285,7 @@ impl World {
                 (0..cfg.sites)
                     .flat_map(|s| (0..cfg.links_per_site).map(move |l| RouterId::Access(s, l))),
             )
-            .enumerate()
-            .map(|(i, id)| RouterNode::new(id, cfg.links_per_site, cfg.seed ^ (i as u64 + 1)))
+            .map(|id| RouterNode::new(&cfg, id))
             .collect();
         World {
             cfg,
@@ -387,6 +386,10 @@ impl World {
             NodeId::Ha => &mut self.ha.kernel,
             NodeId::Mma(s) => &mut self.mmas[s].kernel,
             NodeId::Mn(t) => &mut self.mns[t].kernel,
+            NodeId::Router(id) => {
+                let r = self.router_index(id);
+                &mut self.routers[r].kernel
+            }
         }
     }
 
@@ -395,6 +398,7 @@ impl World {
             NodeId::Ha => &self.ha.kernel,
             NodeId::Mma(s) => &self.mmas[s].kernel,
             NodeId::Mn(t) => &self.mns[t].kernel,
+            NodeId::Router(id) => &self.router(id).kernel,
         }
     }
 
@@ -521,8 +525,7 @@ impl World {
         for r in 0..self.routers.len() {
             if self.routers[r].next_timeout().is_some_and(|t| t <= now) {
                 self.stats.router_timeouts += 1;
-                let sends = self.routers[r].timeout(now);
-                self.router_sends(r, sends);
+                self.router_input(r, In::Timeout);
             }
         }
     }
@@ -532,6 +535,7 @@ impl World {
             NodeId::Ha => self.ha.core.poll_timeout(),
             NodeId::Mma(s) => self.mmas[s].core.poll_timeout(),
             NodeId::Mn(m) => self.mns[m].core.poll_timeout(),
+            NodeId::Router(id) => self.router(id).core.poll_timeout(),
         }
     }
 
@@ -575,25 +579,7 @@ impl World {
                 router,
                 ifindex,
                 packet,
-            } => {
-                let rx = pim::rx_of(&packet, ifindex);
-                let input = match packet.proto {
-                    pim_lite::core::Proto::Mld => pim_lite::core::machine::Input::Mld {
-                        rx,
-                        bytes: &packet.bytes,
-                    },
-                    pim_lite::core::Proto::Pim => pim_lite::core::machine::Input::Pim {
-                        rx,
-                        bytes: &packet.bytes,
-                    },
-                    pim_lite::core::Proto::Nd => pim_lite::core::machine::Input::Nd {
-                        rx,
-                        bytes: &packet.bytes,
-                    },
-                };
-                let sends = self.routers[router].handle(self.now, input);
-                self.router_sends(router, sends);
-            }
+            } => self.router_input(router, pim::message_input(&packet, ifindex)),
             Delivery::ToHosts { link, bytes } => self.hosts_hear_query(link, &bytes),
             Delivery::HostSend {
                 mn,
@@ -736,8 +722,24 @@ impl World {
         self.input(NodeId::Mn(mn), input);
     }
 
+    /// Feeds one input to router `r` (by index), drives it to idle, records what it did
+    /// and puts what it sent on its links.
+    fn router_input(&mut self, r: usize, input: In) {
+        let node = NodeId::Router(self.routers[r].id);
+        let mut log = Vec::new();
+        let sends = self.routers[r].handle(self.now, &input, &mut |w| log.push(w));
+        for w in log {
+            self.record(node, w);
+        }
+        self.router_sends(r, sends);
+    }
+
     /// Feeds one input to `node`'s core and drives it to idle.
     fn input(&mut self, node: NodeId, input: In) {
+        if let NodeId::Router(id) = node {
+            self.router_input(self.router_index(id), input);
+            return;
+        }
         if matches!(input, In::Message { .. } | In::Link { .. }) {
             self.generation += 1;
         }
@@ -840,6 +842,8 @@ impl World {
                     })
                     .collect()
             }
+            // Routers are fed by `router_input` (returned above).
+            NodeId::Router(_) => Vec::new(),
         };
         for w in log {
             self.record(node, w);

@@ -78,6 +78,35 @@ fn replay_notices_a_different_outcome() {
 }
 
 #[test]
+fn replay_notices_a_refused_mfc_entry() {
+    let mut records = scenario();
+    // The first MFC entry a pim-lite router installs is refused instead: the replayed router
+    // forgets it and installs it again at its next check, which the recording never did.
+    let is_router = |r: &Record| matches!(r.node, mipcast_sim::NodeId::Router(_));
+    let add = records
+        .iter()
+        .position(|r| {
+            is_router(r)
+                && matches!(&r.what, What::Out { output } if output["kernel"].get("MfcAdd").is_some())
+        })
+        .expect("the scenario installs an MFC entry");
+    let node = records[add].node;
+    let outcome = records
+        .iter_mut()
+        .skip(add)
+        .find(|r| r.node == node && matches!(r.what, What::Kernel { .. }))
+        .unwrap();
+    outcome.what = What::Kernel {
+        outcome: RecOutcome::Refused {
+            errno: Some(12),
+            reason: "Cannot allocate memory".into(),
+        },
+    };
+    let err = record::replay(&config(), &records).unwrap_err();
+    assert!(err.contains("Router"), "{err}");
+}
+
+#[test]
 fn conformance_matches_expectation() {
     let path: PathBuf = [
         env!("CARGO_MANIFEST_DIR"),

@@ -92,7 +92,7 @@ fn nothing_left(w: &World, node: NodeId) {
                 w.mmas[s].kernel.objects
             );
         }
-        NodeId::Mn(_) => unreachable!(),
+        NodeId::Mn(_) | NodeId::Router(_) => unreachable!(),
     }
 }
 

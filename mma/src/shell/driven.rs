@@ -6,6 +6,8 @@ use mipcast_daemon::control;
 use mipcast_daemon::driver::{lock, Shell};
 use mipcast_kernel::sockets::SocketError;
 use mipcast_proto::Machine;
+use std::net::Ipv6Addr;
+use tokio::task::{JoinError, JoinHandle};
 use tokio::time::{Instant, Interval};
 
 use super::{next_request, next_sightings, Daemon, BURST, RECV_BUF};
@@ -17,6 +19,8 @@ pub(super) struct Driven {
     buf: Vec<u8>,
     /// `metrics.mfc_poll` (None: 0, no polling).
     mfc_tick: Option<Interval>,
+    /// The MFC counter poll running on a blocking thread, if one is.
+    mfc_reading: Option<JoinHandle<Vec<(Ipv6Addr, u64)>>>,
 }
 
 impl Driven {
@@ -27,6 +31,7 @@ impl Driven {
             daemon,
             buf: vec![0u8; RECV_BUF],
             mfc_tick,
+            mfc_reading: None,
         }
     }
 
@@ -48,9 +53,10 @@ impl Driven {
 /// What the MMA's sockets and ticks deliver.
 pub(super) enum Received {
     Mobility(Result<mipcast_kernel::sockets::Received, SocketError>),
-    Sightings(std::io::Result<Vec<(std::net::Ipv6Addr, std::net::Ipv6Addr)>>),
+    Sightings(std::io::Result<Vec<(Ipv6Addr, Ipv6Addr)>>),
     Control(control::Request),
     MfcPoll,
+    MfcRead(Result<Vec<(Ipv6Addr, u64)>, JoinError>),
 }
 
 /// A tick that never comes when there is no interval.
@@ -59,6 +65,14 @@ async fn tick(interval: &mut Option<Interval>) {
         Some(i) => {
             i.tick().await;
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// The MFC counter poll's result once it is done; never while none runs.
+async fn mfc_counters_done<T>(reading: &mut Option<JoinHandle<T>>) -> Result<T, JoinError> {
+    match reading {
+        Some(handle) => handle.await,
         None => std::future::pending().await,
     }
 }
@@ -78,7 +92,8 @@ impl Shell for Driven {
             sightings = next_sightings(&mut d.nflog) => Received::Sightings(sightings),
             received = d.mh.recv(&mut self.buf) => Received::Mobility(received),
             Some(request) = next_request(&mut d.control) => Received::Control(request),
-            _ = tick(&mut self.mfc_tick) => Received::MfcPoll,
+            _ = tick(&mut self.mfc_tick), if self.mfc_reading.is_none() => Received::MfcPoll,
+            read = mfc_counters_done(&mut self.mfc_reading) => Received::MfcRead(read),
         }
     }
 
@@ -102,7 +117,11 @@ impl Shell for Driven {
                 d.settle().await;
             }
             Received::Control(request) => d.control_request(request).await,
-            Received::MfcPoll => d.poll_mfc_counters().await,
+            Received::MfcPoll => self.mfc_reading = d.poll_mfc_counters(),
+            Received::MfcRead(read) => {
+                self.mfc_reading = None;
+                d.mfc_counters_read(read).await;
+            }
         }
     }
 

@@ -46,8 +46,8 @@ pub enum Input<'a> {
     Shutdown,
 }
 
-/// One change to (or read of) the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One change to (or read of) the kernel (as data: the simulation harness records it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Change {
     /// Install or replace the (S,G) entry. `interest_since` is set the first time the entry
     /// goes in after downstream interest appeared (for the join → MFC latency metric).

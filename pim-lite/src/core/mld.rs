@@ -163,6 +163,10 @@ impl MldIface {
             .flat_map(|(&group, g)| g.sources.keys().map(move |&source| Sg { source, group }))
     }
 
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
     pub fn groups(&self) -> Vec<GroupView> {
         self.groups
             .iter()

@@ -43,7 +43,7 @@ const RETRY_AFTER_REFUSAL: std::time::Duration = std::time::Duration::from_secs(
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 /// A source-specific channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Sg {
     pub source: Ipv6Addr,
     pub group: Ipv6Addr,
@@ -58,7 +58,8 @@ pub struct IfaceAddrs {
 }
 
 /// Which socket a packet belongs on (each has its own hop limit and options).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Proto {
     /// ICMPv6 MLD: hop limit 1, Router Alert.
     Mld,
@@ -203,6 +204,10 @@ pub struct Router {
     ifaces: BTreeMap<u32, Iface>,
     rpf: BTreeMap<Ipv6Addr, Rpf>,
     sg: BTreeMap<Sg, SgState>,
+    /// How many of `sg` have upstream Join state. A first-hop router (the source on a
+    /// connected link, as the site router next to the MMA) has none, however many (S,G) it
+    /// forwards: its next deadline then needs no walk over them on every event.
+    with_upstream: usize,
     asserts: BTreeMap<(Sg, u32), AssertState>,
     /// Pruned channels' entries that forward nowhere, so late packets are not queued.
     negative: hold::NegativeEntries,
@@ -246,6 +251,7 @@ impl Router {
             ifaces: map,
             rpf: BTreeMap::new(),
             sg: BTreeMap::new(),
+            with_upstream: 0,
             asserts: BTreeMap::new(),
             negative: hold::NegativeEntries::default(),
             now,
@@ -310,6 +316,23 @@ impl Router {
         self.sg.len()
     }
 
+    /// Access interfaces: how many groups have MLD listeners (what `/status` lists, counted
+    /// without building it: the shell's periodic gauges must stay cheap at any table size).
+    pub fn listener_group_count(&self, ifindex: u32) -> Option<usize> {
+        match &self.ifaces.get(&ifindex)?.kind {
+            IfaceKind::Access { mld, .. } => Some(mld.group_count()),
+            IfaceKind::Core(_) => None,
+        }
+    }
+
+    /// Core interfaces: how many (S,G) downstream routers hold joined (not prune-pending).
+    pub fn downstream_join_count(&self, ifindex: u32) -> Option<usize> {
+        match &self.ifaces.get(&ifindex)?.kind {
+            IfaceKind::Access { .. } => None,
+            IfaceKind::Core(p) => Some(p.downstream_joined()),
+        }
+    }
+
     /// When [`Router::tick`] has something to do next.
     pub fn next_deadline(&self) -> Millis {
         let mut t = self.next_rpf_check;
@@ -327,9 +350,11 @@ impl Router {
                 t = t.min(d);
             }
         }
-        for st in self.sg.values() {
-            if let Some(u) = st.upstream {
-                t = t.min(u.next_join);
+        if self.with_upstream > 0 {
+            for st in self.sg.values() {
+                if let Some(u) = st.upstream {
+                    t = t.min(u.next_join);
+                }
             }
         }
         for a in self.asserts.values() {
@@ -728,6 +753,7 @@ impl Router {
         self.actions
             .extend(negative.into_iter().map(|sg| Action::MfcDel { sg }));
         self.sg.clear();
+        self.with_upstream = 0;
         self.rpf.clear();
     }
 
@@ -1079,7 +1105,7 @@ impl Router {
                 let joined = iface
                     .kind
                     .pim()
-                    .is_some_and(|p| p.downstream.contains_key(&sg));
+                    .is_some_and(|p| p.downstream().contains_key(&sg));
                 let listening = match &iface.kind {
                     IfaceKind::Access { mld, .. } => {
                         mld.has_listener(sg) && self.is_dr(i) != Some(false)
@@ -1102,6 +1128,7 @@ impl Router {
             };
             tracing::info!(source = %sg.source, group = %sg.group, "no downstream interest left");
             if let Some(u) = st.upstream {
+                self.with_upstream -= 1;
                 self.prune_if_neighbor(now, u, sg);
             }
             self.cancel_lost_asserts(sg);
@@ -1207,6 +1234,11 @@ impl Router {
             }
         }
         if let Some(st) = self.sg.get_mut(&sg) {
+            match (st.upstream.is_some(), new_upstream.is_some()) {
+                (false, true) => self.with_upstream += 1,
+                (true, false) => self.with_upstream -= 1,
+                _ => {}
+            }
             st.upstream = new_upstream;
             st.mfc = new_mfc;
             st.latency_reported |= latency.is_some();
@@ -1478,7 +1510,7 @@ impl Router {
                     }
                     IfaceKind::Core(p) => {
                         s.downstream = p
-                            .downstream
+                            .downstream()
                             .iter()
                             .map(|(sg, d)| {
                                 let (state, expires) = match *d {

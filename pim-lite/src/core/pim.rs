@@ -1,6 +1,6 @@
 //! PIM (RFC 7761, SSM subset) per core link: neighbours from Hellos, downstream (S,G) join
 //! state, and building our Hello and Join/Prune messages.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
@@ -75,7 +75,13 @@ pub struct PimIface {
     /// only from routers they heard a Hello from (RFC 7761 §4.3.1).
     pub hello_current: bool,
     pub neighbors: BTreeMap<Ipv6Addr, Neighbor>,
-    pub downstream: BTreeMap<Sg, Downstream>,
+    /// Changed only through the methods below, which keep the two indexes after it.
+    downstream: BTreeMap<Sg, Downstream>,
+    /// Each downstream entry's deadline: the next one and the expired ones without a scan
+    /// (10,000 (S,G) from one downstream router made every loop iteration walk them all).
+    deadlines: BTreeSet<(Millis, Sg)>,
+    /// How many downstream entries are prune-pending (the rest are joined).
+    prune_pending: usize,
 }
 
 impl PimIface {
@@ -87,12 +93,47 @@ impl PimIface {
             hello_current: false,
             neighbors: BTreeMap::new(),
             downstream: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            prune_pending: 0,
         }
+    }
+
+    /// Downstream join state by (S,G).
+    pub fn downstream(&self) -> &BTreeMap<Sg, Downstream> {
+        &self.downstream
+    }
+
+    /// Downstream (S,G) in Join state (not prune-pending).
+    pub fn downstream_joined(&self) -> usize {
+        self.downstream.len() - self.prune_pending
+    }
+
+    /// Sets (S,G)'s downstream state, keeping the indexes; returns the previous one.
+    fn set_downstream(&mut self, sg: Sg, state: Option<Downstream>) -> Option<Downstream> {
+        let before = match state {
+            Some(d) => {
+                self.deadlines.insert((d.deadline(), sg));
+                if matches!(d, Downstream::PrunePending { .. }) {
+                    self.prune_pending += 1;
+                }
+                self.downstream.insert(sg, d)
+            }
+            None => self.downstream.remove(&sg),
+        };
+        if let Some(old) = before {
+            if state.is_none_or(|new| new.deadline() != old.deadline()) {
+                self.deadlines.remove(&(old.deadline(), sg));
+            }
+            if matches!(old, Downstream::PrunePending { .. }) {
+                self.prune_pending -= 1;
+            }
+        }
+        before
     }
 
     pub fn next_deadline(&self) -> Millis {
         let neighbors = self.neighbors.values().filter_map(|n| n.expires);
-        let downstream = self.downstream.values().map(Downstream::deadline);
+        let downstream = self.deadlines.first().map(|&(t, _)| t);
         neighbors
             .chain(downstream)
             .fold(self.next_hello, Millis::min)
@@ -245,8 +286,7 @@ impl PimIface {
             }
             None => until,
         };
-        self.downstream
-            .insert(sg, Downstream::Join { expires })
+        self.set_downstream(sg, Some(Downstream::Join { expires }))
             .is_none()
     }
 
@@ -258,17 +298,12 @@ impl PimIface {
             return false;
         };
         if self.neighbors.len() <= 1 {
-            self.downstream.remove(&sg);
+            self.set_downstream(sg, None);
             return true;
         }
         if let Downstream::Join { expires } = state {
-            self.downstream.insert(
-                sg,
-                Downstream::PrunePending {
-                    expires,
-                    prune_at: now + self.jp_override_interval(cfg),
-                },
-            );
+            let prune_at = now + self.jp_override_interval(cfg);
+            self.set_downstream(sg, Some(Downstream::PrunePending { expires, prune_at }));
         }
         false
     }
@@ -276,13 +311,13 @@ impl PimIface {
     /// Removes downstream state whose holdtime or prune-pending time ran out.
     pub fn expire_downstream(&mut self, now: Millis) -> Vec<Sg> {
         let gone: Vec<Sg> = self
-            .downstream
+            .deadlines
             .iter()
-            .filter(|(_, d)| d.deadline() <= now)
-            .map(|(&sg, _)| sg)
+            .take_while(|&&(t, _)| t <= now)
+            .map(|&(_, sg)| sg)
             .collect();
         for sg in &gone {
-            self.downstream.remove(sg);
+            self.set_downstream(*sg, None);
         }
         gone
     }
@@ -402,4 +437,62 @@ pub fn assert(sg: Sg, m: AssertMetric) -> PimRepr {
         metric_preference: m.preference,
         metric: m.metric,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // a test fails by panicking
+    use super::*;
+    use crate::core::settings::PimSettings;
+
+    fn sg(n: u16) -> Sg {
+        Sg {
+            source: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+            group: Ipv6Addr::new(0xff35, 0, 0, 0, 0, 0, 0, n),
+        }
+    }
+
+    fn neighbor() -> Neighbor {
+        Neighbor {
+            gen_id: None,
+            dr_priority: None,
+            addresses: Vec::new(),
+            lan_prune_delay: None,
+            expires: None,
+        }
+    }
+
+    /// The deadline index and the join count follow every change of the downstream state.
+    #[test]
+    fn downstream_indexes_follow_joins_prunes_and_expiry() {
+        let cfg = PimSettings::default();
+        let mut p = PimIface::new(1, Millis(0));
+        p.next_hello = Millis(1_000_000);
+        // Two neighbours: a Prune waits for the override window (prune-pending).
+        p.neighbors
+            .insert(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2), neighbor());
+        p.neighbors
+            .insert(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 3), neighbor());
+        assert!(p.downstream_join(Millis(0), sg(1), 100));
+        assert!(p.downstream_join(Millis(0), sg(2), 50));
+        assert_eq!(
+            (p.downstream_joined(), p.next_deadline()),
+            (2, Millis(50_000))
+        );
+        // A refresh extends sg(2): the earliest deadline is now sg(1)'s.
+        assert!(!p.downstream_join(Millis(10_000), sg(2), 200));
+        assert_eq!(p.next_deadline(), Millis(100_000));
+        assert!(!p.downstream_prune(Millis(20_000), sg(1), &cfg));
+        let prune_at = Millis(20_000) + p.jp_override_interval(&cfg);
+        assert_eq!((p.downstream_joined(), p.next_deadline()), (1, prune_at));
+        assert_eq!(p.expire_downstream(prune_at), vec![sg(1)]);
+        assert_eq!(
+            (p.downstream_joined(), p.next_deadline()),
+            (1, Millis(210_000))
+        );
+        assert_eq!(p.expire_downstream(Millis(210_000)), vec![sg(2)]);
+        assert_eq!(p.downstream_joined(), 0);
+        assert_eq!(p.next_deadline(), p.next_hello);
+        assert!(p.deadlines.is_empty() && p.downstream().is_empty());
+    }
 }

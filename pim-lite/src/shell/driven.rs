@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{
     next_link_event, received, received_drained, Direction, Input, Proto, Sg, Shell, ShellError,
-    UpcallKind, ADDRESS_REFRESH, PIM_BURST,
+    StatusReply, UpcallKind, ADDRESS_REFRESH, PIM_BURST,
 };
 use crate::config::Config;
 
@@ -51,6 +51,8 @@ pub(super) enum Received {
     Pim(Result<mipcast_kernel::sockets::Received, SocketError>),
     Upcall(Result<mrt6::Upcall, SocketError>),
     Link(Option<LinkEvent>),
+    /// A `/status` request from the metrics server's thread.
+    Status(Option<StatusReply>),
 }
 
 impl DriverShell for Driven {
@@ -77,13 +79,14 @@ impl DriverShell for Driven {
     }
 
     async fn next_input(&mut self) -> Received {
-        let s = &self.shell;
+        let s = &mut self.shell;
         tokio::select! {
             r = s.sockets.mld.recv(&mut self.mld_buf) => Received::Mld(r),
             r = s.sockets.nd.recv(&mut self.nd_buf) => Received::Nd(r),
             r = s.sockets.pim.recv(&mut self.pim_buf) => Received::Pim(r),
             u = s.mrt.recv_upcall() => Received::Upcall(u),
             ev = next_link_event(&mut self.links) => Received::Link(ev),
+            reply = s.status_requests.recv() => Received::Status(reply),
         }
     }
 
@@ -141,6 +144,19 @@ impl DriverShell for Driven {
                     }
                 }
             },
+            // The metrics server is gone (shutdown) when the channel ends: nothing to answer.
+            Received::Status(None) => {}
+            Received::Status(Some(reply)) => {
+                let started = std::time::Instant::now();
+                let status = s.router.status(s.clock.now());
+                tracing::debug!(
+                    build_us = started.elapsed().as_micros(),
+                    sg = status.sg.len(),
+                    "/status snapshot built on request"
+                );
+                // The requester gave up (STATUS_WAIT) if this fails: nothing to do.
+                let _ = reply.send(status);
+            }
             Received::Link(ev) => match ev {
                 Some(ev) => {
                     let ifindex = match ev {

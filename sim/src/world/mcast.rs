@@ -16,10 +16,7 @@ const UNSOLICITED_REPORT_INTERVAL_MS: u64 = 1000;
 impl World {
     /// Index of router `id` in [`World::routers`].
     pub fn router_index(&self, id: RouterId) -> usize {
-        match id {
-            RouterId::Site(s) => s,
-            RouterId::Access(s, l) => self.cfg.sites + s * self.cfg.links_per_site + l,
-        }
+        pim::router_index(&self.cfg, id)
     }
 
     pub fn router(&self, id: RouterId) -> &crate::pim::RouterNode {
