@@ -1296,9 +1296,10 @@ fn forwarding_request_beyond_the_max_grace_is_refused_with_130_and_changes_nothi
 }
 
 /// Issue 11, "Bad input": a forwarding request signed with the right key but sent from an
-/// address that is neither the care-of address registered here nor the new care-of address it
-/// names is refused with 129 and changes nothing; from the new care-of address (the terminal
-/// already on its new link) it is granted.
+/// address that is neither in the site (where the registered terminal can be) nor the new
+/// care-of address it names is refused with 129 and changes nothing; from another address of
+/// the site (the terminal moved within the site, which re-registers nothing) or from the new
+/// care-of address (the terminal already on its new link) it is granted.
 #[test]
 fn forwarding_request_from_another_source_is_refused_with_129_from_the_new_coa_granted() {
     let mut c = core();
@@ -1306,7 +1307,7 @@ fn forwarding_request_from_another_source_is_refused_with_129_from_the_new_coa_g
     register(&mut c, &clock);
     let before = c.desired_objects();
     clock.advance(10);
-    let stranger: Ipv6Addr = "2001:db8:4::3".parse().unwrap();
+    let stranger: Ipv6Addr = "2001:db8:5::9".parse().unwrap();
     let bu = Bu {
         coa: stranger,
         ..terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 10)))
@@ -1323,24 +1324,28 @@ fn forwarding_request_from_another_source_is_refused_with_129_from_the_new_coa_g
     assert_eq!(c.counts(), (1, 0));
     assert_eq!(c.desired_objects(), before);
 
-    clock.advance(10);
-    let bu = Bu {
-        coa: NEW_COA,
-        ..terminal_bu(3, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 10)))
-    };
-    let out = mh(&mut c, NEW_COA, &bu.bytes(), &clock);
-    assert!(
-        out.iter().any(|o| matches!(
-            o,
-            Output::Event(Event::ForwardingStarted {
-                new_coa: NEW_COA,
-                grace_s: 10,
-                ..
-            })
-        )),
-        "{out:?}"
-    );
-    assert_eq!(c.counts(), (0, 1));
+    for (seq, src) in [(3, "2001:db8:4::3".parse().unwrap()), (4, NEW_COA)] {
+        let mut c = core();
+        register(&mut c, &clock);
+        clock.advance(10);
+        let bu = Bu {
+            coa: src,
+            ..terminal_bu(seq, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 10)))
+        };
+        let out = mh(&mut c, src, &bu.bytes(), &clock);
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                Output::Event(Event::ForwardingStarted {
+                    new_coa: NEW_COA,
+                    grace_s: 10,
+                    ..
+                })
+            )),
+            "from {src}: {out:?}"
+        );
+        assert_eq!(c.counts(), (0, 1));
+    }
 }
 
 /// Issue 11, "Bad input": a forwarding request that is not the registered terminal's (signed

@@ -164,10 +164,14 @@ fn netns_forwarding_after_deregistration_then_stops() {
         (130, true),
         "grace 30 s beyond max_grace 3 s"
     );
-    // Another address on the terminal's link, signed with the terminal's key: neither the
-    // registered care-of address nor the new one.
-    let stranger = "2001:db8:4::3";
-    t.mn.sh(&format!("ip addr add {stranger}/64 dev e0 nodad"));
+    // An address outside the site (routed to the terminal's namespace), signed with the
+    // terminal's key: neither where the registered terminal can be nor the new care-of
+    // address.
+    let stranger = "2001:db8:6::3";
+    t.mn.sh(&format!("ip addr add {stranger}/128 dev e0 nodad"));
+    t.r.sh(&format!("ip -6 route add {stranger}/128 via 2001:db8:4::2"));
+    t.mma
+        .sh(&format!("ip -6 route add {stranger}/128 via 2001:db8:3::2"));
     let ack = t.send_bu(&Bu {
         coa: stranger.parse().unwrap(),
         ..terminal_bu(4, HOA, GROUP, ntp_now()).dereg(Some((NEW_COA, 3)))

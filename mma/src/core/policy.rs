@@ -15,9 +15,10 @@
 //! | 133    | not home agent for this MN    | forwarding request for a terminal not registered here      |
 //!
 //! A forwarding request (deregistration with a new care-of address) is also refused, and
-//! installs nothing, when its source is neither the care-of address registered here nor the
-//! new care-of address it names (129): only the terminal where it was, or where it now is, may
-//! redirect its traffic; and when it asks for a grace period beyond `max_grace_s` (130: the MMA
+//! installs nothing, when its source is neither in the site's prefixes (where the registered
+//! terminal can be: an intra-site move re-registers nothing) nor the new care-of address it
+//! names (129): only the terminal in this site, or where it now is, may redirect its traffic
+//! to an address; and when it asks for a grace period beyond `max_grace_s` (130: the MMA
 //! will not hold forwarding state that long; the terminal asks again within the limit, or for 0
 //! to get the default). Each refusal's reason is kept for the core's metrics
 //! ([`MmaPolicy::take_forwarding_refusal`]).
@@ -91,7 +92,7 @@ pub mod forwarding_refusal {
 
     /// The terminal is not registered here (nothing to forward).
     pub const NOT_REGISTERED: (&str, u8) = ("not_registered", back_status::NOT_HOME_AGENT);
-    /// The source is neither the registered care-of address nor the new one.
+    /// The source is neither in the site nor the new care-of address.
     pub const NOT_THE_TERMINAL: (&str, u8) = ("source_not_terminal", back_status::ADMIN_PROHIBITED);
     /// The grace period asked is beyond the configured maximum.
     pub const GRACE_OVER_MAX: (&str, u8) = ("grace_over_max", back_status::INSUFFICIENT_RESOURCES);
@@ -301,12 +302,13 @@ impl Policy for MmaPolicy {
             return self.refuse_forwarding(forwarding_refusal::NOT_UNICAST);
         }
         // A forwarding request asks for state (a tunnel to `new_coa`): there must be a
-        // terminal to forward for, it must come from that terminal (where it was registered,
-        // or the address it wants its traffic at), and within the configured grace.
+        // terminal to forward for, it must come from where that terminal can be (this site:
+        // intra-site moves re-register nothing, so the registered address may be stale; or
+        // the address it wants its traffic at), and within the configured grace.
         let Some(current) = cache.get(&req.hoa) else {
             return self.refuse_forwarding(forwarding_refusal::NOT_REGISTERED);
         };
-        if req.src != current.peer && req.src != new_coa {
+        if req.src != current.peer && req.src != new_coa && !self.config.on_site(req.src) {
             return self.refuse_forwarding(forwarding_refusal::NOT_THE_TERMINAL);
         }
         if asked > self.config.max_grace_s {
