@@ -158,7 +158,7 @@ pub struct Forwarding {
     /// Grace period used when a forwarding request asks for 0 seconds (seconds).
     #[serde(with = "secs")]
     pub default_grace: Duration,
-    /// Longest grace period granted; longer requests are cut to it (seconds).
+    /// Longest grace period granted; longer requests are refused with status 130 (seconds).
     #[serde(with = "secs")]
     pub max_grace: Duration,
 }

@@ -29,6 +29,12 @@ pub struct BuLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// not_registered, source_not_terminal, grace_over_max, new_coa_not_unicast.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
     pub op: String,
 }
@@ -51,6 +57,7 @@ pub struct Metrics {
     pub terminals: Gauge,
     pub forwarding_windows_active: Gauge,
     pub forwarding_windows: Counter,
+    pub forwarding_refused: Family<RefusalLabels, Counter>,
     pub binding_updates: Family<BuLabels, Counter>,
     pub auth_failures: Counter,
     pub kernel_errors: Family<OpLabels, Counter>,
@@ -129,6 +136,11 @@ impl Metrics {
             self.forwarding_windows.clone(),
         );
         r.register(
+            "forwarding_requests_refused",
+            "Forwarding requests refused, installing nothing, by reason (BAck status: not_registered 133, source_not_terminal 129, grace_over_max 130, new_coa_not_unicast 128)",
+            self.forwarding_refused.clone(),
+        );
+        r.register(
             "binding_updates",
             "Binding Updates and binding removals by outcome",
             self.binding_updates.clone(),
@@ -189,6 +201,11 @@ impl Metrics {
     /// Creates the series whose label values are known in advance at 0, so they exist before
     /// their first event (a family without any series is not exposed at all).
     fn zero_known_series(&self) {
+        for (reason, _) in crate::core::policy::forwarding_refusal::ALL {
+            self.forwarding_refused.get_or_create_owned(&RefusalLabels {
+                reason: reason.to_owned(),
+            });
+        }
         for op in ["add", "replace", "delete", "add_mfc", "del_mfc"] {
             let labels = OpLabels { op: op.to_owned() };
             self.kernel_changes.get_or_create_owned(&labels);
@@ -249,6 +266,13 @@ impl Metrics {
                     self.auth_failures.inc();
                 }
                 self.bu("rejected", status.to_string());
+            }
+            Event::ForwardingRefused { reason, .. } => {
+                self.forwarding_refused
+                    .get_or_create(&RefusalLabels {
+                        reason: (*reason).to_owned(),
+                    })
+                    .inc();
             }
             Event::Dropped { reason, .. } => self.bu("dropped", *reason),
             Event::ProgrammingFailed { .. } => self.bu("kernel_failed", "130"),

@@ -997,6 +997,9 @@ fn log_event(event: &Event, suppressed: u64) {
         Event::Rejected { peer, hoa, status } => {
             info!(%peer, hoa = ?hoa, status, suppressed, "binding update rejected")
         }
+        Event::ForwardingRefused { peer, hoa, reason } => {
+            info!(%peer, hoa = ?hoa, reason, "forwarding request refused; nothing installed")
+        }
         Event::Dropped { reason, detail } => {
             debug!(reason, detail, suppressed, "mobility message dropped")
         }

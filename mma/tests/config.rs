@@ -160,3 +160,28 @@ fn route_optimisation_mistakes_name_their_field() {
         "{err}"
     );
 }
+
+/// The seconds after `key:` on its line in a YAML example (comments after it ignored).
+fn yaml_secs(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split('#').next()?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no `{key}:` in the example"))
+}
+
+/// Issue 11, "Bad input": a grace period beyond the MMA's maximum is refused (130), so the
+/// terminal must not ask for more than MMAs allow by default: the examples and the MMA's
+/// built-in default agree.
+#[test]
+fn terminal_grace_is_within_the_mma_maximum() {
+    let asked = yaml_secs(
+        include_str!("../../configs/mobile-node.yaml"),
+        "forwarding_grace_secs",
+    );
+    let max = yaml_secs(EXAMPLE, "max_grace");
+    let built_in = mma::config::Forwarding::default().max_grace.as_secs();
+    assert!(
+        asked <= max && asked <= built_in,
+        "mobile node asks {asked} s; MMA example allows {max} s, built-in {built_in} s"
+    );
+}

@@ -311,12 +311,12 @@ fn refusals_install_nothing_and_carry_the_documented_status() {
 }
 
 #[test]
-fn forwarding_window_is_capped_redirects_to_the_new_coa_and_ends() {
+fn forwarding_window_of_the_max_grace_redirects_to_the_new_coa_and_ends() {
     let mut c = core();
     let mut clock = Clock { mono: 1000 };
     register(&mut c, &clock);
     clock.advance(500);
-    let dereg = terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 500)));
+    let dereg = terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 60)));
     let out = send(&mut c, &dereg, &clock);
     let forward = KObject::EncapRoute {
         dst: host(HOA),
@@ -1216,11 +1216,22 @@ fn restore_drops_records_the_configuration_no_longer_allows() {
     assert_eq!(restarted.desired_objects(), c.desired_objects());
 }
 
+/// The forwarding-refusal events of `out` (reason labels).
+fn forwarding_refusals(out: &[Output]) -> Vec<&'static str> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::ForwardingRefused { reason, .. }) => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Issue 11, "Bad input": a forwarding request for a terminal that is not registered here is
-/// acknowledged (status 0, as any deregistration of an unknown terminal, so a retransmission
-/// never looks like a failure) without the forwarding option: nothing is installed.
+/// refused with 133 (not the terminal's MMA, RFC 6275 §6.1.8) and installs nothing. (A plain
+/// deregistration of an unknown terminal is still acknowledged: a retransmission must not look
+/// like a failure; see the next test.)
 #[test]
-fn forwarding_request_for_an_unregistered_terminal_installs_nothing() {
+fn forwarding_request_for_an_unregistered_terminal_is_refused_with_133_and_installs_nothing() {
     let mut c = core();
     let clock = Clock { mono: 1000 };
     let out = send(
@@ -1230,7 +1241,7 @@ fn forwarding_request_for_an_unregistered_terminal_installs_nothing() {
     );
     assert_eq!(kernel(&out), vec![]);
     let a = ack(&out, HOA);
-    assert_eq!(a.status, 0);
+    assert_eq!((a.status, a.authentic), (133, true));
     assert!(
         !a.options.iter().any(|o| matches!(
             o,
@@ -1239,11 +1250,102 @@ fn forwarding_request_for_an_unregistered_terminal_installs_nothing() {
         "no forwarding granted: {:?}",
         a.options
     );
+    assert_eq!(forwarding_refusals(&out), vec!["not_registered"]);
     assert_eq!(c.counts(), (0, 0));
     assert!(c
         .desired_objects()
         .iter()
         .all(|o| !matches!(o, KObject::EncapRoute { .. })));
+}
+
+#[test]
+fn plain_deregistration_of_an_unregistered_terminal_is_acknowledged() {
+    let mut c = core();
+    let clock = Clock { mono: 1000 };
+    let out = send(
+        &mut c,
+        &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(None),
+        &clock,
+    );
+    assert_eq!(kernel(&out), vec![]);
+    assert_eq!(ack(&out, HOA).status, 0);
+    assert_eq!(forwarding_refusals(&out), Vec::<&str>::new());
+}
+
+/// Issue 11, "Bad input": a grace period beyond `max_grace_s` (60 here) is refused with 130,
+/// not cut: nothing changes, the terminal is still served here and its group still flows.
+#[test]
+fn forwarding_request_beyond_the_max_grace_is_refused_with_130_and_changes_nothing() {
+    let mut c = core();
+    let mut clock = Clock { mono: 1000 };
+    register(&mut c, &clock);
+    let before = c.desired_objects();
+    clock.advance(10);
+    let out = send(
+        &mut c,
+        &terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 61))),
+        &clock,
+    );
+    assert_eq!(kernel(&out), vec![], "nothing installed or removed");
+    let a = ack(&out, HOA);
+    assert_eq!((a.status, a.authentic), (130, true));
+    assert_eq!(forwarding_refusals(&out), vec!["grace_over_max"]);
+    assert_eq!(c.counts(), (1, 0), "still served here, not forwarding");
+    assert_eq!(c.desired_objects(), before);
+    assert_eq!(c.group_owner(GROUP), Some(HOA));
+}
+
+/// Issue 11, "Bad input": a forwarding request signed with the right key but sent from an
+/// address that is neither in the site (where the registered terminal can be) nor the new
+/// care-of address it names is refused with 129 and changes nothing; from another address of
+/// the site (the terminal moved within the site, which re-registers nothing) or from the new
+/// care-of address (the terminal already on its new link) it is granted.
+#[test]
+fn forwarding_request_from_another_source_is_refused_with_129_from_the_new_coa_granted() {
+    let mut c = core();
+    let mut clock = Clock { mono: 1000 };
+    register(&mut c, &clock);
+    let before = c.desired_objects();
+    clock.advance(10);
+    let stranger: Ipv6Addr = "2001:db8:5::9".parse().unwrap();
+    let bu = Bu {
+        coa: stranger,
+        ..terminal_bu(2, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 10)))
+    };
+    let out = mh(&mut c, stranger, &bu.bytes(), &clock);
+    assert_eq!(kernel(&out), vec![], "nothing installed or removed");
+    let Some(Output::Send(reply)) = out.iter().find(|o| matches!(o, Output::Send(_))) else {
+        panic!("no reply: {out:?}");
+    };
+    assert_eq!(reply.dst, stranger);
+    let a = parse_ack(&reply.bytes, stranger, HOA);
+    assert_eq!((a.status, a.authentic), (129, true));
+    assert_eq!(forwarding_refusals(&out), vec!["source_not_terminal"]);
+    assert_eq!(c.counts(), (1, 0));
+    assert_eq!(c.desired_objects(), before);
+
+    for (seq, src) in [(3, "2001:db8:4::3".parse().unwrap()), (4, NEW_COA)] {
+        let mut c = core();
+        register(&mut c, &clock);
+        clock.advance(10);
+        let bu = Bu {
+            coa: src,
+            ..terminal_bu(seq, HOA, GROUP, clock.ntp()).dereg(Some((NEW_COA, 10)))
+        };
+        let out = mh(&mut c, src, &bu.bytes(), &clock);
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                Output::Event(Event::ForwardingStarted {
+                    new_coa: NEW_COA,
+                    grace_s: 10,
+                    ..
+                })
+            )),
+            "from {src}: {out:?}"
+        );
+        assert_eq!(c.counts(), (0, 1));
+    }
 }
 
 /// Issue 11, "Bad input": a forwarding request that is not the registered terminal's (signed

@@ -164,10 +164,64 @@ fn netns_forwarding_after_deregistration_then_stops() {
     let t = Topo::new("mf");
     let config = t.write_config("");
     let _mma = t.start_mma(&config, 1);
-    t.register(1);
+    // Issue 11, "Bad input": each refused forwarding request gets its documented status,
+    // installs nothing and is counted by reason.
+    let constant = t.our_kernel_state();
+    let ack = t.send_bu(&terminal_bu(1, HOA, GROUP, ntp_now()).dereg(Some((NEW_COA, 3))));
+    assert_eq!(
+        (ack.status, ack.authentic),
+        (133, true),
+        "terminal not registered"
+    );
+    assert_eq!(t.our_kernel_state(), constant);
+    assert!(!t.has_mfc_entry());
 
-    // Grace 30 s asked, 3 s granted (max_grace).
-    let ack = t.send_bu(&terminal_bu(2, HOA, GROUP, ntp_now()).dereg(Some((NEW_COA, 30))));
+    t.register(2);
+    let registered = t.our_kernel_state();
+    let ack = t.send_bu(&terminal_bu(3, HOA, GROUP, ntp_now()).dereg(Some((NEW_COA, 30))));
+    assert_eq!(
+        (ack.status, ack.authentic),
+        (130, true),
+        "grace 30 s beyond max_grace 3 s"
+    );
+    // An address outside the site (routed to the terminal's namespace), signed with the
+    // terminal's key: neither where the registered terminal can be nor the new care-of
+    // address.
+    let stranger = "2001:db8:6::3";
+    t.mn.sh(&format!("ip addr add {stranger}/128 dev e0 nodad"));
+    t.r.sh(&format!("ip -6 route add {stranger}/128 via 2001:db8:4::2"));
+    t.mma
+        .sh(&format!("ip -6 route add {stranger}/128 via 2001:db8:3::2"));
+    let ack = t.send_bu(&Bu {
+        coa: stranger.parse().unwrap(),
+        ..terminal_bu(4, HOA, GROUP, ntp_now()).dereg(Some((NEW_COA, 3)))
+    });
+    assert_eq!(
+        (ack.status, ack.authentic),
+        (129, true),
+        "source not the terminal"
+    );
+    assert_eq!(
+        t.our_kernel_state(),
+        registered,
+        "refusals changed the kernel"
+    );
+    assert!(
+        t.has_mfc_entry(),
+        "the terminal is still served: {}",
+        t.mfc()
+    );
+    let metrics = t
+        .mma
+        .enter(|| mipcast_daemon::metrics::fetch("[::1]:9642".parse().unwrap(), "/metrics"))
+        .unwrap();
+    for reason in ["not_registered", "grace_over_max", "source_not_terminal"] {
+        let line = format!("mma_forwarding_requests_refused_total{{reason=\"{reason}\"}} 1");
+        assert!(metrics.contains(&line), "no `{line}` in:\n{metrics}");
+    }
+
+    // Within the maximum: granted and echoed.
+    let ack = t.send_bu(&terminal_bu(5, HOA, GROUP, ntp_now()).dereg(Some((NEW_COA, 3))));
     assert_eq!(ack.status, 0);
     assert!(ack.options.contains(&MobilityOption::Experimental(
         Experimental::ForwardingRequest {

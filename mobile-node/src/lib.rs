@@ -8,8 +8,11 @@
 //! - [`host`]: interface facts from sysfs and the link quality files.
 //! - [`carrier`]: carrier loss within milliseconds (the kernel may defer its notification).
 //! - [`metrics`]: the Prometheus metrics.
+//! - `announce`: unsolicited Neighbor Advertisements for the addresses it adds.
 //! - [`radio`]: link quality from the kernel's nl80211 (Wi-Fi) signal readings, probed.
 
+#[cfg(feature = "shell")]
+mod announce;
 #[cfg(feature = "shell")]
 pub mod carrier;
 #[cfg(feature = "shell")]

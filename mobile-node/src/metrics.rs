@@ -175,6 +175,7 @@ impl Metrics {
         let mut known = NODE_MH.to_vec();
         known.extend([
             (Direction::Sent, "router_solicitation"),
+            (Direction::Sent, "neighbor_advertisement"),
             (Direction::Received, "router_advertisement"),
         ]);
         m.signalling.register(registry, &known);

@@ -667,7 +667,13 @@ async fn apply_kernel(io: &Io, change: &KernelChange) -> Outcome {
     let result = match change {
         KernelChange::Join(m) => sock(io.ssm.join(m.ifindex, m.group, m.source)),
         KernelChange::Leave(m) => sock(io.ssm.leave(m.ifindex, m.group, m.source)),
-        KernelChange::AddAddress(a) => route(io.kernel.replace(&a.object()).await),
+        KernelChange::AddAddress(a) => {
+            let added = route(io.kernel.replace(&a.object()).await);
+            if added.is_ok() && crate::announce::unsolicited_na(&io.icmp, &io.macs, a).await {
+                io.metrics.signalling.sent("neighbor_advertisement");
+            }
+            added
+        }
         KernelChange::RemoveAddress(a) => route(io.kernel.delete(&a.object()).await),
         KernelChange::MarkGroup(g) => nft(io.nft.add_group(*g)),
         KernelChange::UnmarkGroup(g) => nft(io.nft.remove_group(*g)),

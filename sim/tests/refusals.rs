@@ -350,3 +350,39 @@ fn home_agent_revokes_when_a_predecessor_left_the_route() {
     assert!(w.ha.kernel.is_pristine(), "{:?}", w.ha.kernel.objects);
     registers_again(&mut w, 0);
 }
+
+/// Issue 11, "Bad input": a terminal that asks the previous MMA for a grace period beyond its
+/// maximum (60 s in the sim) gets 130 and no forwarding: the old MMA keeps the terminal as it
+/// was (until its lifetime ends) with no tunnel to the new care-of address, while the terminal
+/// settles in the new site all the same (the home agent's binding does not depend on it).
+#[test]
+fn old_mma_refuses_a_grace_beyond_its_maximum_and_installs_nothing() {
+    let mut w = World::new(SimConfig {
+        grace_s: 61,
+        ..SimConfig::default()
+    });
+    w.attach(0, 0, LinkId::Site(0, 0));
+    until_settled(&mut w, 0, 5000);
+    let before = w.mmas[0].kernel.objects.clone();
+    assert_eq!(backs_with(&w, 130), 0);
+    w.attach(0, 0, LinkId::Site(1, 0));
+    until_settled(&mut w, 0, 15_000);
+    run(&mut w, 2000);
+    assert_eq!(
+        backs_with(&w, 130),
+        1,
+        "the forwarding request, refused once"
+    );
+    assert_eq!(
+        w.mmas[0].kernel.objects, before,
+        "the old MMA's kernel changed"
+    );
+    assert_eq!(w.mmas[0].core.counts(), (1, 0), "not forwarding");
+    assert_eq!(
+        invariants::settled(&w, 0),
+        Settled::InSite {
+            site: 1,
+            ifindex: topo::IF_A
+        }
+    );
+}

@@ -114,6 +114,13 @@ pub enum Event {
         hoa: Option<Ipv6Addr>,
         status: u8,
     },
+    /// A forwarding request refused (after its `Rejected`); `reason` is a stable metrics label
+    /// (`policy::forwarding_refusal`).
+    ForwardingRefused {
+        peer: Ipv6Addr,
+        hoa: Option<Ipv6Addr>,
+        reason: &'static str,
+    },
     /// A message dropped without reply; `reason` is a stable metrics label.
     Dropped {
         reason: &'static str,
@@ -426,7 +433,16 @@ impl Core {
                 }
                 Action::Rejected {
                     peer, hoa, status, ..
-                } => self.hold(Output::Event(Event::Rejected { peer, hoa, status })),
+                } => {
+                    self.hold(Output::Event(Event::Rejected { peer, hoa, status }));
+                    if let Some(reason) = self.registrar.policy_mut().take_forwarding_refusal() {
+                        self.hold(Output::Event(Event::ForwardingRefused {
+                            peer,
+                            hoa,
+                            reason,
+                        }));
+                    }
+                }
                 Action::Drop(reason) => self.hold(Output::Event(Event::Dropped {
                     reason: reason.label(),
                     detail: reason.to_string(),

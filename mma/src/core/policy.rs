@@ -12,6 +12,16 @@
 //! |        |                               | "request handoff", issue 14)                               |
 //! | 131    | home registration not supported | H flag set: the MMA is not a home agent                  |
 //! | 132    | not home subnet               | no configured home agent serves the home address           |
+//! | 133    | not home agent for this MN    | forwarding request for a terminal not registered here      |
+//!
+//! A forwarding request (deregistration with a new care-of address) is also refused, and
+//! installs nothing, when its source is neither in the site's prefixes (where the registered
+//! terminal can be: an intra-site move re-registers nothing) nor the new care-of address it
+//! names (129): only the terminal in this site, or where it now is, may redirect its traffic
+//! to an address; and when it asks for a grace period beyond `max_grace_s` (130: the MMA
+//! will not hold forwarding state that long; the terminal asks again within the limit, or for 0
+//! to get the default). Each refusal's reason is kept for the core's metrics
+//! ([`MmaPolicy::take_forwarding_refusal`]).
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
@@ -72,6 +82,29 @@ pub struct MmaPolicy {
     groups: HashMap<Ipv6Addr, Ipv6Addr>,
     /// Terminals the site admits at most (None: no limit).
     max_terminals: Option<usize>,
+    /// Why the last forwarding request was refused (a metrics label), until the core takes it.
+    forwarding_refusal: Option<&'static str>,
+}
+
+/// Why a forwarding request was refused: a stable metrics label and the BAck status.
+pub mod forwarding_refusal {
+    use mipcast_wire::mh::back_status;
+
+    /// The terminal is not registered here (nothing to forward).
+    pub const NOT_REGISTERED: (&str, u8) = ("not_registered", back_status::NOT_HOME_AGENT);
+    /// The source is neither in the site nor the new care-of address.
+    pub const NOT_THE_TERMINAL: (&str, u8) = ("source_not_terminal", back_status::ADMIN_PROHIBITED);
+    /// The grace period asked is beyond the configured maximum.
+    pub const GRACE_OVER_MAX: (&str, u8) = ("grace_over_max", back_status::INSUFFICIENT_RESOURCES);
+    /// The new care-of address is not a unicast address other than ours.
+    pub const NOT_UNICAST: (&str, u8) = ("new_coa_not_unicast", back_status::UNSPECIFIED);
+    /// Every reason, for metrics that start at zero.
+    pub const ALL: [(&str, u8); 4] = [
+        NOT_REGISTERED,
+        NOT_THE_TERMINAL,
+        GRACE_OVER_MAX,
+        NOT_UNICAST,
+    ];
 }
 
 impl MmaPolicy {
@@ -81,7 +114,21 @@ impl MmaPolicy {
             mma,
             groups: HashMap::new(),
             max_terminals: None,
+            forwarding_refusal: None,
         }
+    }
+
+    /// Why the last refused deregistration's forwarding request was refused, once.
+    pub fn take_forwarding_refusal(&mut self) -> Option<&'static str> {
+        self.forwarding_refusal.take()
+    }
+
+    fn refuse_forwarding(
+        &mut self,
+        (reason, status): (&'static str, u8),
+    ) -> DeregVerdict<Terminal> {
+        self.forwarding_refusal = Some(reason);
+        DeregVerdict::Reject { status }
     }
 
     pub fn config(&self) -> &PolicyConfig {
@@ -198,6 +245,7 @@ impl Policy for MmaPolicy {
     }
 
     fn on_register(&mut self, req: &Request, cache: &BindingCache<Terminal>) -> Verdict<Terminal> {
+        self.forwarding_refusal = None;
         if req.has_flag(bu_flags::HOME) {
             return Self::reject(back_status::HOME_REG_NOT_SUPPORTED);
         }
@@ -242,6 +290,7 @@ impl Policy for MmaPolicy {
         req: &Request,
         cache: &BindingCache<Terminal>,
     ) -> DeregVerdict<Terminal> {
+        self.forwarding_refusal = None;
         let Some((new_coa, asked)) = forwarding_request(&req.options) else {
             // Deregistering an unknown terminal is acknowledged too: a retransmitted
             // deregistration must not look like a failure.
@@ -250,21 +299,26 @@ impl Policy for MmaPolicy {
             };
         };
         if !is_unicast(new_coa) || new_coa == self.mma {
-            return DeregVerdict::Reject {
-                status: back_status::UNSPECIFIED,
-            };
+            return self.refuse_forwarding(forwarding_refusal::NOT_UNICAST);
         }
+        // A forwarding request asks for state (a tunnel to `new_coa`): there must be a
+        // terminal to forward for, it must come from where that terminal can be (this site:
+        // intra-site moves re-register nothing, so the registered address may be stale; or
+        // the address it wants its traffic at), and within the configured grace.
         let Some(current) = cache.get(&req.hoa) else {
-            return DeregVerdict::Remove {
-                ack_options: Vec::new(),
-            };
+            return self.refuse_forwarding(forwarding_refusal::NOT_REGISTERED);
         };
+        if req.src != current.peer && req.src != new_coa && !self.config.on_site(req.src) {
+            return self.refuse_forwarding(forwarding_refusal::NOT_THE_TERMINAL);
+        }
+        if asked > self.config.max_grace_s {
+            return self.refuse_forwarding(forwarding_refusal::GRACE_OVER_MAX);
+        }
         let grace_s = if asked == 0 {
             self.config.default_grace_s
         } else {
             asked
-        }
-        .min(self.config.max_grace_s);
+        };
         DeregVerdict::Linger {
             payload: Terminal {
                 forward_to: Some(new_coa),

@@ -10,6 +10,7 @@
 //! and a change the kernel refused is asked for again until it holds.
 pub mod kernel;
 pub mod links;
+mod mipv6;
 pub mod raise;
 pub mod reg;
 #[cfg(test)]
@@ -242,7 +243,8 @@ impl Attach {
     }
 }
 
-/// A previous MMA tunnelling to one of our addresses until `until`.
+/// A previous MMA tunnelling to one of our addresses until `until` (in plain Mobile IPv6: the
+/// home agent to the previous care-of address, see `mipv6`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Forward {
     pub from: Ipv6Addr,
@@ -1558,6 +1560,7 @@ impl Core {
                 self.send_deferred_forward(now, out);
             }
         }
+        self.keep_previous_coa(old, new, now.mono);
         self.overlap = None;
         self.delivered = false;
         self.retry = None;
