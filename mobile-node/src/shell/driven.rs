@@ -180,26 +180,12 @@ impl Shell for Node {
                 Err(e) => tracing::warn!(error = %e, "receiving on the mobility header socket"),
             },
             Received::Carrier((ifindex, up)) => {
-                if let Some(p) = self
-                    .polled
-                    .iter_mut()
-                    .find(|p| p.ifindex == ifindex && p.up != Some(up))
-                {
-                    p.up = Some(up);
-                    apply(io, core, Event::Link { ifindex, up }, io.now()).await;
-                }
+                link_state(&mut self.polled, io, core, ifindex, up).await
             }
             Received::Link(ev) => {
                 match ev {
                     Some(LinkEvent::Link { ifindex, up }) => {
-                        if let Some(p) = self
-                            .polled
-                            .iter_mut()
-                            .find(|p| p.ifindex == ifindex && p.up != Some(up))
-                        {
-                            p.up = Some(up);
-                            apply(io, core, Event::Link { ifindex, up }, io.now()).await;
-                        }
+                        link_state(&mut self.polled, io, core, ifindex, up).await;
                         // The carrier read may have seen the link first; a solicitation held for
                         // want of carrier can go now.
                         release_held(io, io.now()).await;
@@ -271,5 +257,17 @@ impl Shell for Node {
             }
             tracing::info!(removed, "shutting down; removed our kernel state");
         }
+    }
+}
+
+/// A link's state as the carrier read or a netlink notification saw it: the core hears of a
+/// change once, from whichever saw it first.
+async fn link_state(polled: &mut [PolledLink], io: &Io, core: &mut Core, ifindex: u32, up: bool) {
+    if let Some(p) = polled
+        .iter_mut()
+        .find(|p| p.ifindex == ifindex && p.up != Some(up))
+    {
+        p.up = Some(up);
+        apply(io, core, Event::Link { ifindex, up }, io.now()).await;
     }
 }
