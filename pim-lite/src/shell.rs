@@ -119,7 +119,8 @@ struct Shell {
     metrics: Arc<Metrics>,
     /// `/status` requests from the metrics server's thread: each is answered with a snapshot
     /// of the router, built only then (at 10,000 (S,G) it takes milliseconds of the loop).
-    status_requests: tokio::sync::mpsc::UnboundedReceiver<StatusReply>,
+    /// None once the metrics server's thread has ended (then nobody asks any more).
+    status_requests: Option<tokio::sync::mpsc::UnboundedReceiver<StatusReply>>,
     /// (S,G) entries we installed in the kernel; their counters are read off the loop.
     installed: Installed,
     /// Lines a host can cause once per packet (send and upcall errors) are summarised.
@@ -399,7 +400,7 @@ impl Shell {
             sockets,
             router,
             metrics,
-            status_requests,
+            status_requests: Some(status_requests),
             installed,
             log_limit: LogSummary::default(),
             names,

@@ -86,7 +86,7 @@ impl DriverShell for Driven {
             r = s.sockets.pim.recv(&mut self.pim_buf) => Received::Pim(r),
             u = s.mrt.recv_upcall() => Received::Upcall(u),
             ev = next_link_event(&mut self.links) => Received::Link(ev),
-            reply = s.status_requests.recv() => Received::Status(reply),
+            reply = next_status_request(&mut s.status_requests) => Received::Status(reply),
         }
     }
 
@@ -144,8 +144,12 @@ impl DriverShell for Driven {
                     }
                 }
             },
-            // The metrics server is gone (shutdown) when the channel ends: nothing to answer.
-            Received::Status(None) => {}
+            // The metrics server's thread has ended: stop listening, or the closed channel
+            // would wake the loop at once every turn.
+            Received::Status(None) => {
+                tracing::warn!("the metrics server has stopped: /status is no longer served");
+                s.status_requests = None;
+            }
             Received::Status(Some(reply)) => {
                 let started = std::time::Instant::now();
                 let status = s.router.status(s.clock.now());
@@ -191,5 +195,15 @@ impl DriverShell for Driven {
     async fn shutdown(self, _keep_kernel_state: bool) -> Result<(), ShellError> {
         // pim-lite reads --keep-kernel-state from its own options.
         self.shell.shutdown().await
+    }
+}
+
+/// The next `/status` request; never, once the metrics server has gone.
+async fn next_status_request(
+    requests: &mut Option<tokio::sync::mpsc::UnboundedReceiver<StatusReply>>,
+) -> Option<StatusReply> {
+    match requests {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
