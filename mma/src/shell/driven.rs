@@ -26,7 +26,13 @@ pub(super) struct Driven {
 impl Driven {
     pub(super) fn new(daemon: Daemon) -> Driven {
         let mfc_poll = daemon.config.metrics.mfc_poll;
-        let mfc_tick = (!mfc_poll.is_zero()).then(|| tokio::time::interval(mfc_poll));
+        let mfc_tick = (!mfc_poll.is_zero()).then(|| {
+            let mut tick = tokio::time::interval(mfc_poll);
+            // A poll that outlasts the period (100,000 entries) is followed by a whole period,
+            // not by the ticks it missed back to back.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        });
         Driven {
             daemon,
             buf: vec![0u8; RECV_BUF],
