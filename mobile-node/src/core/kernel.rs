@@ -169,6 +169,11 @@ fn key(o: &KObject) -> RouteKey {
             dst: Ipv6Network::from(local),
             src: None,
         },
+        KObject::GatewayRoute { dst, table, .. } => RouteKey::Route {
+            table,
+            dst,
+            src: None,
+        },
         other => RouteKey::Other(other),
     }
 }

@@ -1127,6 +1127,7 @@ fn a_new_mma_on_the_same_link_is_an_inter_site_move() {
     assert_eq!(bus(&acts)[0].peer, mma2());
 }
 
+mod home;
 mod raise;
 mod selection;
 
