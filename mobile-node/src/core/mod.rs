@@ -592,13 +592,11 @@ impl Core {
         self.reselect(now, reattach, &mut out);
         self.prepare(now, &mut out);
         let desired = self.desired(now.mono);
-        self.queue.extend(
-            kernel::diff(&self.applied, &desired)
-                .into_iter()
-                .map(Output::Kernel),
-        );
+        let (before, after) = kernel::split_for_signalling(kernel::diff(&self.applied, &desired));
+        self.queue.extend(before.into_iter().map(Output::Kernel));
         self.queue
             .extend(out.sends.into_iter().map(|bu| Output::Send(Send::Bu(bu))));
+        self.queue.extend(after.into_iter().map(Output::Kernel));
         self.queue.extend(out.other);
     }
 

@@ -198,3 +198,58 @@ fn coming_home_keeps_the_site_branch_for_the_overlap() {
     assert!(k.contains(&KernelChange::Leave(branch)), "{k:?}");
     assert!(k.contains(&KernelChange::Remove(decap)), "{k:?}");
 }
+
+/// The nftables marking of the group follows the move's Binding Updates (it is slow and only
+/// feeds the delivery counters); the changes the BUs need (address, routes, rules) precede
+/// them.
+#[test]
+fn group_marking_follows_the_binding_updates_of_a_home_move() {
+    let first_bu = |acts: &[Action]| {
+        acts.iter()
+            .position(|x| matches!(x, Action::SendBu(_)))
+            .unwrap()
+    };
+    let at = |acts: &[Action], c: &KernelChange| {
+        acts.iter()
+            .position(|x| matches!(x, Action::Kernel(k) if k == c))
+            .unwrap()
+    };
+    // Coming home (break before make): the deregistration before the unmarking, after the
+    // home address is on the home link and the uplink rule is gone.
+    let mut h = H::registered_in_site1(Mode::Site);
+    h.up(E2);
+    h.ra(E2, HOME, None);
+    let acts = h.down(E1);
+    assert_eq!(handovers(&acts), vec![HandoverKind::Home]);
+    let bu = first_bu(&acts);
+    assert!(at(&acts, &KernelChange::UnmarkGroup(group())) > bu);
+    let hoa_on_link = KernelChange::AddAddress(Address {
+        ifindex: E2,
+        addr: hoa(),
+        prefix_len: 64,
+    });
+    assert!(at(&acts, &hoa_on_link) < bu);
+    let uplink_rule = KernelChange::Remove(KObject::Rule {
+        pref: 20,
+        from: Some(Ipv6Network::from(hoa())),
+        to: None,
+        ipproto: None,
+        table: 200,
+    });
+    assert!(at(&acts, &uplink_rule) < bu);
+    // Leaving home: the MMA registration before the marking, after the join.
+    let mut h = H::new(Mode::Site);
+    h.up(E1);
+    h.ra(E1, HOME, None);
+    h.up(E2);
+    h.ra(E2, SITE1, Some(mma1()));
+    let acts = h.down(E1);
+    let bu = first_bu(&acts);
+    assert!(at(&acts, &KernelChange::MarkGroup(group())) > bu);
+    let join = KernelChange::Join(Membership {
+        ifindex: E2,
+        group: group(),
+        source: mma1(),
+    });
+    assert!(at(&acts, &join) < bu);
+}
