@@ -86,6 +86,16 @@ impl Core {
         });
     }
 
+    /// Whether the group's tunnel packets are marked (counted per link) now. The nftables
+    /// commit holds the terminal's event loop for ~10 ms (the acknowledgements of a home move
+    /// are read that much later), so a terminal arriving in a site with the group unmarked
+    /// (from home, or detached) marks it only once the MMA accepted it: after the BU to the
+    /// home agent, which then does not wait for it. Nothing is tunnelled to us before the home
+    /// agent has that BU, so no delivery goes uncounted. A group already marked stays marked.
+    pub(super) fn mark_group_now(&self) -> bool {
+        self.pending_site.is_none() || self.applied.marked_groups.contains(&self.cfg.group)
+    }
+
     /// At home: the site branch kept for the overlap listens and decapsulates.
     pub(super) fn home_desired(&self, d: &mut Desired, now: Millis) {
         let Some((m, _)) = self.overlap.filter(|(_, until)| *until > now) else {

@@ -1822,7 +1822,9 @@ impl Core {
                     table: t.decap_table,
                     inner_table: RT_TABLE_LOCAL,
                 });
-                d.marked_groups.insert(c.group);
+                if self.mark_group_now() {
+                    d.marked_groups.insert(c.group);
+                }
                 // The reverse tunnel stays on the old MMA, out of the old link, during an
                 // inter-site overlap until the home agent has accepted the new care-of address:
                 // the new MMA's tunnel would be refused until then (no rule for its address),

@@ -237,7 +237,8 @@ fn group_marking_follows_the_binding_updates_of_a_home_move() {
         table: 200,
     });
     assert!(at(&acts, &uplink_rule) < bu);
-    // Leaving home: the MMA registration before the marking, after the join.
+    // Leaving home: the MMA registration after the join; the marking only once the MMA
+    // accepted us, after the BU to the home agent.
     let mut h = H::new(Mode::Site);
     h.up(E1);
     h.ra(E1, HOME, None);
@@ -245,11 +246,30 @@ fn group_marking_follows_the_binding_updates_of_a_home_move() {
     h.ra(E2, SITE1, Some(mma1()));
     let acts = h.down(E1);
     let bu = first_bu(&acts);
-    assert!(at(&acts, &KernelChange::MarkGroup(group())) > bu);
     let join = KernelChange::Join(Membership {
         ifindex: E2,
         group: group(),
         source: mma1(),
     });
     assert!(at(&acts, &join) < bu);
+    assert!(!kchanges(&acts).contains(&KernelChange::MarkGroup(group())));
+    let mma_bu = bus(&acts).remove(0);
+    let acts = h.ack(&mma_bu, 0, Some(mma1()));
+    let ha_bu = first_bu(&acts);
+    assert_eq!(bus(&acts)[0].peer, ha());
+    assert!(at(&acts, &KernelChange::MarkGroup(group())) > ha_bu);
+}
+
+/// Between sites the group stays marked throughout (no unmark and mark again).
+#[test]
+fn an_inter_site_move_keeps_the_group_marked() {
+    let mut h = H::registered_in_site1(Mode::Site);
+    h.up(E2);
+    h.ra(E2, "2001:db8:20:1::", Some(mma2()));
+    let mut acts = h.down(E1);
+    let mma_bu = bus(&acts).remove(0);
+    acts.extend(h.ack(&mma_bu, 0, Some(mma2())));
+    assert!(!kchanges(&acts)
+        .iter()
+        .any(|c| matches!(c, KernelChange::MarkGroup(_) | KernelChange::UnmarkGroup(_))));
 }
