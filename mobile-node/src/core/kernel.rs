@@ -169,6 +169,11 @@ fn key(o: &KObject) -> RouteKey {
             dst: Ipv6Network::from(local),
             src: None,
         },
+        KObject::GatewayRoute { dst, table, .. } => RouteKey::Route {
+            table,
+            dst,
+            src: None,
+        },
         other => RouteKey::Other(other),
     }
 }
@@ -267,6 +272,19 @@ pub fn diff(old: &Desired, new: &Desired) -> Vec<KernelChange> {
             .map(|i| KernelChange::SetLinkDown(*i)),
     );
     out
+}
+
+/// Splits a step's changes into those its Binding Updates need applied first (addresses,
+/// routes, rules, memberships) and those that can follow them: the nftables marking of the
+/// group's tunnel packets, which only feeds the per-link delivery counters. An nftables
+/// commit is slow (it waits for the kernel's synchronisation of the ruleset): in issue 11's
+/// home moves the acknowledgements came 13-34 ms after the move's decision in `mode: site`
+/// (the terminal's log) for a wire round trip of 1-4 ms (captures), while `mode: mipv6`, which
+/// marks nothing, came home with 2-4 ms gaps. The order within each part is kept.
+pub fn split_for_signalling(changes: Vec<KernelChange>) -> (Vec<KernelChange>, Vec<KernelChange>) {
+    changes
+        .into_iter()
+        .partition(|c| !matches!(c, KernelChange::MarkGroup(_) | KernelChange::UnmarkGroup(_)))
 }
 
 #[cfg(test)]

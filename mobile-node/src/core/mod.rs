@@ -8,6 +8,7 @@
 //! event ([`kernel::diff`]), so they are ordered make-before-break, are always listed before
 //! the Binding Updates of the same event (a BU sent from the home address needs the address),
 //! and a change the kernel refused is asked for again until it holds.
+mod home;
 pub mod kernel;
 pub mod links;
 mod mipv6;
@@ -328,6 +329,9 @@ pub struct Core {
     /// The forwarding request to the previous MMA (previous MMA, new care-of address),
     /// held while the old site still delivers during an inter-site overlap.
     deferred_forward: Option<(Ipv6Addr, Ipv6Addr)>,
+    /// The home link just left (ifindex, until): the uplink stays native on it meanwhile
+    /// (see `home`).
+    left_home: Option<(u32, Millis)>,
     forwards: Vec<Forward>,
     /// What the kernel holds of what we asked for: only changes it carried out.
     applied: Desired,
@@ -374,6 +378,7 @@ impl Core {
             overlap: None,
             delivered: false,
             deferred_forward: None,
+            left_home: None,
             forwards: Vec::new(),
             applied: Desired::default(),
             last_decision: None,
@@ -494,6 +499,7 @@ impl Core {
                 .map(|(_, u)| Millis(u.0.saturating_sub(FORWARD_LEAD_MS))),
             dwell,
             self.retry.map(|(at, _)| at),
+            self.left_home.map(|(_, until)| until),
         ]
         .into_iter()
         .flatten()
@@ -586,13 +592,11 @@ impl Core {
         self.reselect(now, reattach, &mut out);
         self.prepare(now, &mut out);
         let desired = self.desired(now.mono);
-        self.queue.extend(
-            kernel::diff(&self.applied, &desired)
-                .into_iter()
-                .map(Output::Kernel),
-        );
+        let (before, after) = kernel::split_for_signalling(kernel::diff(&self.applied, &desired));
+        self.queue.extend(before.into_iter().map(Output::Kernel));
         self.queue
             .extend(out.sends.into_iter().map(|bu| Output::Send(Send::Bu(bu))));
+        self.queue.extend(after.into_iter().map(Output::Kernel));
         self.queue.extend(out.other);
     }
 
@@ -1562,6 +1566,7 @@ impl Core {
         }
         self.keep_previous_coa(old, new, now.mono);
         self.overlap = None;
+        self.left_home = None;
         self.delivered = false;
         self.retry = None;
         self.refused_for_good = false;
@@ -1609,6 +1614,7 @@ impl Core {
                 }
             }
             Attach::Site { ifindex, mma } => {
+                self.note_left_home(old, ifindex, now);
                 let previous = self.last_mma.filter(|p| *p != mma);
                 // Make before break between sites too: the old site's branch keeps
                 // delivering (and the old link decapsulating) while the home agent and the
@@ -1649,8 +1655,9 @@ impl Core {
                     self.start(mma, self.mma_request(), src, now, out);
                 }
             }
-            Attach::Home { .. } => {
+            Attach::Home { ifindex } => {
                 self.pending_site = None;
+                self.keep_site_branch_at_home(old, ifindex, now);
                 let ha = self.cfg.home_agent;
                 if self.ha_registered || self.client.get(&ha).is_some() {
                     let req = Request {
@@ -1751,7 +1758,8 @@ impl Core {
             }
         }
         match self.attach {
-            Attach::Detached | Attach::Home { .. } => {}
+            Attach::Detached => {}
+            Attach::Home { .. } => self.home_desired(&mut d, now),
             Attach::Site { ifindex, mma } => {
                 d.memberships.insert(Membership {
                     ifindex,
@@ -1814,7 +1822,9 @@ impl Core {
                     table: t.decap_table,
                     inner_table: RT_TABLE_LOCAL,
                 });
-                d.marked_groups.insert(c.group);
+                if self.mark_group_now() {
+                    d.marked_groups.insert(c.group);
+                }
                 // The reverse tunnel stays on the old MMA, out of the old link, during an
                 // inter-site overlap until the home agent has accepted the new care-of address:
                 // the new MMA's tunnel would be refused until then (no rule for its address),
@@ -1823,9 +1833,10 @@ impl Core {
                 let old_uplink = overlap
                     .filter(|m| m.source != mma && !self.home_agent_moved(mma))
                     .filter(|m| self.old_site_link(now, m.source).is_some());
-                match old_uplink {
-                    Some(old) => uplink(&mut d, old.source, old.ifindex),
-                    None => uplink(&mut d, mma, ifindex),
+                match (old_uplink, self.home_uplink(now, mma)) {
+                    (Some(old), _) => uplink(&mut d, old.source, old.ifindex),
+                    (None, Some((home, router))) => self.native_uplink(&mut d, home, router),
+                    (None, None) => uplink(&mut d, mma, ifindex),
                 }
             }
             Attach::Mipv6 { ifindex, coa } => {

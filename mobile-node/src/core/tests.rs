@@ -473,7 +473,8 @@ fn home_to_visited_site_registers_with_the_mma_then_the_home_agent() {
         *c == KernelChange::Install(uplink_route(mma1(), E2))
     });
     assert!(join < up);
-    assert!(k.contains(&KernelChange::MarkGroup(group())));
+    // The marking waits for the MMA's acknowledgement (see `home::mark_group_now`).
+    assert!(!k.contains(&KernelChange::MarkGroup(group())));
     assert!(k.contains(&KernelChange::Install(KObject::Rule {
         pref: 10,
         from: None,
@@ -507,6 +508,7 @@ fn home_to_visited_site_registers_with_the_mma_then_the_home_agent() {
 
     // MMA accepts and assigns its address as CoA: now the home agent.
     let acts = h.ack(bu, 0, Some(mma1()));
+    assert!(kchanges(&acts).contains(&KernelChange::MarkGroup(group())));
     let sent = bus(&acts);
     assert_eq!(sent.len(), 1, "{sent:?}");
     let hbu = &sent[0];
@@ -1127,6 +1129,7 @@ fn a_new_mma_on_the_same_link_is_an_inter_site_move() {
     assert_eq!(bus(&acts)[0].peer, mma2());
 }
 
+mod home;
 mod raise;
 mod selection;
 
