@@ -123,7 +123,13 @@ fn registration_tunnels_both_ways_and_deregistration_removes_everything() {
             lifetime: 0
         })
     );
-    assert!(lab.kernel_state().is_idle(), "{:?}", lab.kernel_state());
+    // The binding's route and proxy entry go at once; its care-of address's decapsulation
+    // rule stays for the previous-CoA window (1 s), then goes too.
+    let k = lab.kernel_state();
+    assert!(k.is_idle_but_windows(), "{k:?}");
+    assert!(k.rules.iter().any(|r| r.contains(COA)), "{k:?}");
+    let k = lab.kernel_state_after_windows();
+    assert!(k.is_idle(), "{k:?}");
     udp_send(&lab.cn, CN, HOA, PORT, "after-dereg");
     assert!(at_mn.recv(Duration::from_millis(500)).is_none());
     assert_eq!(lab.metric("home_agent_bindings "), 0.0);

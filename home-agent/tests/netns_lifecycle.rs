@@ -126,7 +126,7 @@ fn thousand_register_deregister_cycles_leave_nothing() {
         bad.first()
     );
     eprintln!("1000 cycles in {:?}", started.elapsed());
-    let k = lab.kernel_state();
+    let k = lab.kernel_state_after_windows();
     assert!(k.is_idle(), "{k:?}");
     assert_eq!(
         lab.metric("home_agent_binding_updates_received_total{outcome=\"deregistered\"}"),

@@ -25,11 +25,13 @@ pub fn ownership(w: &World) -> Result<(), String> {
     let ha_bindings = w.ha.core.status(now);
     let hoas: BTreeSet<Ipv6Addr> = ha_bindings.iter().map(|b| b.hoa).collect();
     let mut coas: BTreeSet<Ipv6Addr> = ha_bindings.iter().map(|b| b.coa).collect();
-    // A previous care-of address in its window after a move is owned by that binding.
-    for (hoa, previous, _) in w.ha.core.plan().lingers() {
-        if !hoas.contains(&hoa) {
+    // A previous care-of address in its window after a move or a deregistration is owned by
+    // the window, which is bounded.
+    let window = w.ha.core.plan().previous_coa_window_ms();
+    for (hoa, previous, until) in w.ha.core.plan().lingers() {
+        if until > now.mono.plus_ms(window) {
             return Err(format!(
-                "home agent accepts {previous}, previous CoA of {hoa}, which has no binding"
+                "home agent accepts {previous}, previous CoA of {hoa}, until {until:?}: beyond the {window} ms window"
             ));
         }
         coas.insert(previous);

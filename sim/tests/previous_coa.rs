@@ -72,20 +72,26 @@ fn without_a_window_the_old_mma_is_refused_with_the_move() {
 }
 
 #[test]
-fn returning_home_within_the_window_removes_both_rules() {
+fn returning_home_within_the_window_ends_the_first_window_and_opens_one_for_the_last_coa() {
     let mut w = moved_to_site1(SimConfig::default());
     w.attach(0, 0, LinkId::Home);
     until_settled(&mut w, 0, 900);
+    // What the terminal sent up through site 1's MMA before it deregistered still arrives;
+    // the window of the earlier move (site 0's MMA) ended with the deregistration.
     assert!(
         !ha_accepts(&w, topo::mma_addr(0)),
         "{:?}",
         w.ha.kernel.objects
     );
     assert!(
-        !ha_accepts(&w, topo::mma_addr(1)),
+        ha_accepts(&w, topo::mma_addr(1)),
         "{:?}",
         w.ha.kernel.objects
     );
+    assert!(w.ha.core.is_empty());
+    invariants::check(&w).unwrap();
+    // The window (1 s) ends: nothing left.
+    run(&mut w, 1000);
     assert!(w.ha.kernel.is_pristine(), "{:?}", w.ha.kernel.objects);
     invariants::check(&w).unwrap();
 }

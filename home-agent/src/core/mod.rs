@@ -336,7 +336,7 @@ impl<P: Policy<Payload = ()>> Core<P> {
                     });
                     confirms = Some(binding);
                 }
-                Action::Remove { binding, reason } => self.remove(burst, &binding, reason),
+                Action::Remove { binding, reason } => self.remove(burst, &binding, reason, now),
                 Action::Send { dst, src, bytes } => {
                     if refusal {
                         if !rejected {
@@ -384,7 +384,7 @@ impl<P: Policy<Payload = ()>> Core<P> {
         self.plan.expire_lingers(&mut burst.round, now.mono);
         for action in self.registrar.poll_timers(now) {
             match action {
-                Action::Remove { binding, reason } => self.remove(burst, &binding, reason),
+                Action::Remove { binding, reason } => self.remove(burst, &binding, reason, now),
                 Action::Send { dst, src, bytes } => {
                     burst.events.push(Event::RefreshRequested { peer: dst });
                     burst.pending.push(Pending {
@@ -435,9 +435,17 @@ impl<P: Policy<Payload = ()>> Core<P> {
         burst: &mut Burst,
         binding: &mipcast_binding::Binding<()>,
         reason: RemoveReason,
+        now: Now,
     ) {
         self.plan.set(&mut burst.round, binding.hoa, None);
-        self.plan.unlinger(&mut burst.round, binding.hoa);
+        if reason == RemoveReason::Deregistered {
+            // Coming home: what the terminal sent up through its care-of address before it
+            // deregistered is still on its way, as after a move (an earlier window ends here).
+            self.plan
+                .linger(&mut burst.round, binding.hoa, binding.coa, now.mono);
+        } else {
+            self.plan.unlinger(&mut burst.round, binding.hoa);
+        }
         burst.events.push(Event::Removed {
             hoa: binding.hoa,
             coa: binding.coa,

@@ -9,9 +9,10 @@
 //! After a binding's care-of address changes, the previous CoA's rule may stay for a bounded
 //! window ([`Plan::with_previous_coa_window`]): reverse-tunnelled packets the terminal sent
 //! through its old care-of address before it learnt that we accepted the new one are still
-//! in flight, and refusing them loses about a WAN round trip of upstream traffic per move. The
-//! rule goes when the window ends, when the home address deregisters or moves again, and with
-//! everything else at shutdown; a restart does not restore it (reconciliation removes it).
+//! in flight, and refusing them loses about a WAN round trip of upstream traffic per move. A
+//! deregistration (the terminal came home) opens the same window for its last CoA. The rule
+//! goes when the window ends, when the home address moves again or its binding expires, and
+//! with everything else at shutdown; a restart does not restore it (reconciliation removes it).
 //!
 //! Changes are computed per [`Round`]: the shell feeds a burst of registrar actions into the
 //! plan, then asks for the net difference between the state before the round and now, so a
@@ -197,8 +198,8 @@ impl Plan {
         self.lingers.values().map(|(_, until)| *until).min()
     }
 
-    /// `hoa` moved away from `previous` at `now`: its tunnel is accepted for the window (a
-    /// window of an earlier move of `hoa` ends here). Nothing when the window is 0 or the
+    /// `hoa` moved away from `previous` (or deregistered from it) at `now`: its tunnel is
+    /// accepted for the window (a window of an earlier move of `hoa` ends here). Nothing when the window is 0 or the
     /// home address is bound to `previous` again.
     pub fn linger(&mut self, round: &mut Round, hoa: Ipv6Addr, previous: Ipv6Addr, now: Millis) {
         self.unlinger(round, hoa);
@@ -218,8 +219,7 @@ impl Plan {
             .insert(hoa, (previous, now.plus_ms(self.previous_coa_window_ms)));
     }
 
-    /// Ends `hoa`'s previous-CoA window, if it has one (it deregistered, expired, or moved
-    /// again).
+    /// Ends `hoa`'s previous-CoA window, if it has one (its binding expired or was refused).
     pub fn unlinger(&mut self, round: &mut Round, hoa: Ipv6Addr) {
         let Some((coa, _)) = self.lingers.remove(&hoa) else {
             return;

@@ -737,15 +737,22 @@ fn without_a_window_the_previous_coa_is_refused_at_once() {
 }
 
 #[test]
-fn deregistration_ends_the_window_with_the_binding() {
+fn deregistration_opens_a_window_for_the_last_coa_and_ends_the_earlier_one() {
     let mut c = core_window(1000);
     register(&mut c, MMA1, 1, 0);
     register(&mut c, MMA2, 2, 100);
+    // Coming home: what the terminal sent up through MMA2 before it deregistered is still on
+    // its way, as after a move.
     let dereg = bu(HOA, MMA2, 3, 0, 200, KEY);
     let out = round(&mut c, &[(a(MMA2), dereg)], 200, kernel_ok);
     assert_eq!(acks(&out), vec![Some(0)]);
     let ch = changes_of(&out);
     assert!(ch.contains(&Change::Delete(decap_rule(MMA1))), "{ch:?}");
+    assert!(!ch.contains(&Change::Delete(decap_rule(MMA2))), "{ch:?}");
+    assert!(c.desired().contains(&decap_rule(MMA2)));
+    assert_eq!(c.plan().lingering(&a(HOA)), Some((a(MMA2), Millis(1200))));
+    assert_eq!(c.poll_timeout(), Some(Millis(1200)));
+    let ch = changes_of(&tick(&mut c, 1200));
     assert!(ch.contains(&Change::Delete(decap_rule(MMA2))), "{ch:?}");
     assert_eq!(c.desired(), HashSet::from([c.plan().decap_route()]));
     assert_eq!(c.poll_timeout(), None, "nothing left to time");

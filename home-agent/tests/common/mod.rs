@@ -167,6 +167,19 @@ impl Lab {
 
     /// Our routes (all tables), rules and proxy entries in the HA namespace, as iproute2
     /// prints them.
+    /// The kernel state once the previous-CoA windows a deregistration opened (1 s by
+    /// default) have ended, or after 3 s.
+    pub(crate) fn kernel_state_after_windows(&self) -> KernelState {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let k = self.kernel_state();
+            if k.is_idle() || std::time::Instant::now() > deadline {
+                return k;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub(crate) fn kernel_state(&self) -> KernelState {
         KernelState {
             routes: lines(&self.ha.sh("ip -6 route show table all proto 158")),
@@ -193,6 +206,14 @@ impl KernelState {
         self.routes.len() == 1
             && self.routes[0].contains("encap seg6local action End.DT6")
             && self.rules.iter().all(|r| !r.contains("ipproto"))
+            && self.proxies.is_empty()
+    }
+
+    /// Idle apart from the care-of addresses' decapsulation rules, which a deregistration
+    /// keeps for `kernel.previous_coa_accept_ms`.
+    pub(crate) fn is_idle_but_windows(&self) -> bool {
+        self.routes.len() == 1
+            && self.routes[0].contains("encap seg6local action End.DT6")
             && self.proxies.is_empty()
     }
 
