@@ -174,3 +174,12 @@ pub async fn run<S: Shell>(
     }
     shell.shutdown(keep_kernel_state).await
 }
+
+/// Awaits `f` when there is one; never completes otherwise. For `select!` branches whose
+/// source is optional (a poll that is off, a channel that has closed, a task not running).
+pub async fn or_never<F: std::future::Future>(f: Option<F>) -> F::Output {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}

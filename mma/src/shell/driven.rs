@@ -3,7 +3,7 @@
 //! MFC counter poll), its two timers (the core's, route optimisation's), reload and shutdown.
 use mipcast_daemon::config::ConfigError;
 use mipcast_daemon::control;
-use mipcast_daemon::driver::{lock, Shell};
+use mipcast_daemon::driver::{lock, or_never, Shell};
 use mipcast_kernel::sockets::SocketError;
 use mipcast_proto::Machine;
 use std::net::Ipv6Addr;
@@ -65,24 +65,6 @@ pub(super) enum Received {
     MfcRead(Result<Vec<(Ipv6Addr, u64)>, JoinError>),
 }
 
-/// A tick that never comes when there is no interval.
-async fn tick(interval: &mut Option<Interval>) {
-    match interval {
-        Some(i) => {
-            i.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// The MFC counter poll's result once it is done; never while none runs.
-async fn mfc_counters_done<T>(reading: &mut Option<JoinHandle<T>>) -> Result<T, JoinError> {
-    match reading {
-        Some(handle) => handle.await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Shell for Driven {
     type Config = Config;
     type Input = Received;
@@ -98,8 +80,8 @@ impl Shell for Driven {
             sightings = next_sightings(&mut d.nflog) => Received::Sightings(sightings),
             received = d.mh.recv(&mut self.buf) => Received::Mobility(received),
             Some(request) = next_request(&mut d.control) => Received::Control(request),
-            _ = tick(&mut self.mfc_tick), if self.mfc_reading.is_none() => Received::MfcPoll,
-            read = mfc_counters_done(&mut self.mfc_reading) => Received::MfcRead(read),
+            _ = or_never(self.mfc_tick.as_mut().map(Interval::tick)), if self.mfc_reading.is_none() => Received::MfcPoll,
+            read = or_never(self.mfc_reading.as_mut()) => Received::MfcRead(read),
         }
     }
 

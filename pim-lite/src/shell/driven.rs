@@ -3,7 +3,7 @@
 //! and its own (status refresh, address poll), reload and shutdown.
 use mipcast_daemon::clock::Clock;
 use mipcast_daemon::config::ConfigError;
-use mipcast_daemon::driver::Shell as DriverShell;
+use mipcast_daemon::driver::{or_never, Shell as DriverShell};
 use mipcast_kernel::linkwatch::{LinkEvent, LinkWatch};
 use mipcast_kernel::mrt6;
 use mipcast_kernel::sockets::SocketError;
@@ -86,7 +86,7 @@ impl DriverShell for Driven {
             r = s.sockets.pim.recv(&mut self.pim_buf) => Received::Pim(r),
             u = s.mrt.recv_upcall() => Received::Upcall(u),
             ev = next_link_event(&mut self.links) => Received::Link(ev),
-            reply = next_status_request(&mut s.status_requests) => Received::Status(reply),
+            reply = or_never(s.status_requests.as_mut().map(|r| r.recv())) => Received::Status(reply),
         }
     }
 
@@ -195,15 +195,5 @@ impl DriverShell for Driven {
     async fn shutdown(self, _keep_kernel_state: bool) -> Result<(), ShellError> {
         // pim-lite reads --keep-kernel-state from its own options.
         self.shell.shutdown().await
-    }
-}
-
-/// The next `/status` request; never, once the metrics server has gone.
-async fn next_status_request(
-    requests: &mut Option<tokio::sync::mpsc::UnboundedReceiver<StatusReply>>,
-) -> Option<StatusReply> {
-    match requests {
-        Some(r) => r.recv().await,
-        None => std::future::pending().await,
     }
 }
