@@ -11,8 +11,8 @@ use mipcast_binding::{RegistrarConfig, SaError, SaTable};
 use mipcast_daemon::caps::Capability;
 use mipcast_daemon::cli::RunOptions;
 use mipcast_daemon::config::ConfigError;
+use mipcast_daemon::driver::ReloadDiff;
 use mipcast_proto::ReplyBudgets;
-use tracing::info;
 
 use crate::config::Config;
 use crate::core::{CorrespondentPolicy, PolicyError};
@@ -93,14 +93,17 @@ impl Agent for Config {
     }
 
     /// The MMAs (sources, keys, home prefixes) and the reply rate limit change in place.
+    fn live_diff(&self, new: &Self) -> ReloadDiff {
+        ReloadDiff::default()
+            // Each MMA's association key is re-read from its file.
+            .live("mmas", true)
+            .live(
+                "reply_rate_limit",
+                self.reply_rate_limit != new.reply_rate_limit,
+            )
+    }
+
     fn adopt(&mut self, new: Self) {
-        let spis = |c: &Config| -> Vec<u32> { c.mmas.iter().map(|m| m.spi).collect() };
-        info!(
-            spis_before = ?spis(self),
-            spis_after = ?spis(&new),
-            rate_limit = ?new.reply_rate_limit,
-            "reload: MMAs and rate limit replaced; bindings kept"
-        );
         self.mmas = new.mmas;
         self.reply_rate_limit = new.reply_rate_limit;
     }

@@ -17,3 +17,4 @@ pub mod metrics;
 pub mod notify;
 pub mod signals;
 pub mod state;
+pub mod status;

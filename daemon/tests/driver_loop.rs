@@ -1,7 +1,8 @@
 //! The run loop of `mipcast_daemon::driver` around a scripted shell: every input is one round,
-//! the deadline fires the timer, SIGHUP reloads through the background loader, the state is
-//! written after each round, and SIGTERM ends in one ordered shutdown. Its own test binary:
-//! the signals are raised at the whole process.
+//! the deadline fires the timer, SIGHUP reloads through the background loader and is reported
+//! by section (applied, or refused as a whole), `/status` is answered from the loop, and
+//! SIGTERM ends in one ordered shutdown. Its own test binary: the signals are raised at the
+//! whole process.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,22 +11,29 @@
 )] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mipcast_daemon::config::ConfigError;
-use mipcast_daemon::driver::{run, Shell};
+use mipcast_daemon::driver::{run, Loop, LoopMetrics, ReloadDiff, Shell};
 use mipcast_daemon::signals::Signals;
+use mipcast_daemon::status::{status_channel, Snapshot};
 use nix::sys::signal::{kill, Signal as Sig};
 use nix::unistd::Pid;
+use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+/// The first load reads a changed file; the second finds it unreadable.
+static LOADS: AtomicU32 = AtomicU32::new(0);
 
 struct Scripted {
     inputs: mpsc::UnboundedReceiver<u32>,
     /// The timer is armed once both inputs were handled.
     handled: u32,
     timer_fired: bool,
+    config: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -41,7 +49,13 @@ impl Shell for Scripted {
     type Exit = &'static str;
 
     fn load(path: &Path) -> Result<String, ConfigError> {
-        Ok(path.display().to_string())
+        match LOADS.fetch_add(1, Ordering::SeqCst) {
+            0 => Ok(format!("{} v2", path.display())),
+            _ => Err(ConfigError::Read {
+                file: path.to_owned(),
+                source: std::io::Error::other("gone"),
+            }),
+        }
     }
 
     async fn next_input(&mut self) -> u32 {
@@ -66,13 +80,28 @@ impl Shell for Scripted {
         kill(Pid::this(), Sig::SIGHUP).unwrap();
     }
 
-    async fn on_reload(&mut self, loaded: Result<String, ConfigError>) {
-        self.note(format!("reload {}", loaded.unwrap()));
-        kill(Pid::this(), Sig::SIGTERM).unwrap();
+    fn reload_diff(&self, new: &String) -> ReloadDiff {
+        ReloadDiff::default()
+            .live("name", *new != self.config)
+            .restart("port", true)
+            .live("unchanged", false)
     }
 
-    fn write_state(&mut self) {
-        self.note("state".into());
+    async fn reload(&mut self, new: String, diff: &ReloadDiff) -> Result<(), String> {
+        self.note(format!(
+            "reload {new} live={:?} restart={:?}",
+            diff.changed(),
+            diff.needs_restart()
+        ));
+        self.config = new;
+        // The next SIGHUP finds the file unreadable: the loop refuses it without asking us.
+        kill(Pid::this(), Sig::SIGHUP).unwrap();
+        Ok(())
+    }
+
+    fn status(&mut self) -> Snapshot {
+        self.note("status".into());
+        Snapshot::json(self.config.clone())
     }
 
     async fn before_wait(&mut self) {
@@ -85,8 +114,14 @@ impl Shell for Scripted {
     }
 }
 
+fn encoded(registry: &Registry) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    text
+}
+
 #[tokio::test]
-async fn rounds_timer_reload_and_shutdown_in_order() {
+async fn rounds_timer_reloads_status_and_shutdown_in_order() {
     // Handlers are installed before anything is raised.
     let signals = Signals::new().expect("install handlers");
     let (tx, inputs) = mpsc::unbounded_channel();
@@ -97,32 +132,55 @@ async fn rounds_timer_reload_and_shutdown_in_order() {
         inputs,
         handled: 0,
         timer_fired: false,
+        config: "/etc/scripted.yaml".into(),
         log: Arc::clone(&log),
     };
-    let exit = tokio::time::timeout(
-        Duration::from_secs(10),
-        run(shell, signals, PathBuf::from("/etc/scripted.yaml"), true),
-    )
-    .await
-    .expect("SIGTERM ends the loop");
+    let mut registry = Registry::default();
+    let metrics = LoopMetrics::register(&mut registry);
+    let (desk, status) = status_channel();
+    // The operator's side: once the second reload is refused, read /status, then stop.
+    let operator = tokio::spawn(async move {
+        while !encoded(&registry).contains("config_reloads_total{outcome=\"refused\"} 1") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let text = encoded(&registry);
+        assert!(
+            text.contains("config_reloads_total{outcome=\"applied\"} 1"),
+            "{text}"
+        );
+        let status = desk.fetch().await.expect("the loop answers /status");
+        kill(Pid::this(), Sig::SIGTERM).unwrap();
+        status
+    });
+    let parts = Loop {
+        signals,
+        status,
+        metrics,
+        config_path: PathBuf::from("/etc/scripted.yaml"),
+        keep_kernel_state: true,
+    };
+    let exit = tokio::time::timeout(Duration::from_secs(10), run(shell, parts))
+        .await
+        .expect("SIGTERM ends the loop");
     assert_eq!(exit, "stopped");
-    // Each turn waits once; the SIGHUP and SIGTERM turns are no rounds (no state write).
+    assert_eq!(operator.await.unwrap(), "\"/etc/scripted.yaml v2\"");
+    // Each turn waits once. A refused reload reaches no shell call.
     assert_eq!(
         *log.lock().unwrap(),
         [
             "wait",
             "input 1",
-            "state",
             "wait",
             "input 2",
-            "state",
             "wait",
             "timer",
-            "state",
             "wait",
             "wait",
-            "reload /etc/scripted.yaml",
-            "state",
+            "reload /etc/scripted.yaml v2 live=[\"name\"] restart=[\"port\"]",
+            "wait",
+            "wait",
+            "wait",
+            "status",
             "wait",
             "shutdown keep=true",
         ]

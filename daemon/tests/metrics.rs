@@ -13,6 +13,7 @@ use mipcast_daemon::metrics::{
     fetch, register_build_info, FetchError, MetricsServer, OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
 };
+use mipcast_daemon::status::{status_channel, Snapshot};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
@@ -44,7 +45,7 @@ fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
 }
 
 #[tokio::test]
-async fn serves_metrics_health_json_routes_and_404() {
+async fn serves_metrics_health_status_and_404() {
     let mut registry = Registry::default();
     let updates = Counter::<u64>::default();
     registry.register(
@@ -55,13 +56,21 @@ async fn serves_metrics_health_json_routes_and_404() {
     register_build_info(&mut registry, "mma", "0.1.0");
     updates.inc_by(42);
 
+    let (desk, mut requests) = status_channel();
     let server = MetricsServer::bind(
         "127.0.0.1:0".parse().expect("addr"),
         Arc::new(registry),
-        |path| (path == "/bindings").then(|| r#"[{"hoa":"2001:db8::1"}]"#.to_owned()),
+        desk,
     )
     .await
     .expect("bind");
+    // The event loop's part: each request is answered with a snapshot of "the daemon".
+    let event_loop = tokio::spawn(async move {
+        loop {
+            let reply = requests.next().await;
+            let _ = reply.send(Snapshot::json(vec![("hoa", "2001:db8::1")]));
+        }
+    });
     let addr = server.local_addr().expect("local addr");
     assert_ne!(addr.port(), 0);
     let task = tokio::spawn(server.run());
@@ -102,15 +111,15 @@ async fn serves_metrics_health_json_routes_and_404() {
         assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
         assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
 
-        let bindings = get(addr, "/bindings?verbose=1");
-        assert!(bindings.starts_with("HTTP/1.1 200 OK\r\n"), "{bindings}");
-        assert_eq!(header(&bindings, "content-type"), Some("application/json"));
+        let status = get(addr, "/status?verbose=1");
+        assert!(status.starts_with("HTTP/1.1 200 OK\r\n"), "{status}");
+        assert_eq!(header(&status, "content-type"), Some("application/json"));
         assert!(
-            bindings.ends_with("\r\n\r\n[{\"hoa\":\"2001:db8::1\"}]"),
-            "{bindings}"
+            status.ends_with("\r\n\r\n[[\"hoa\",\"2001:db8::1\"]]"),
+            "{status}"
         );
 
-        let missing = get(addr, "/status");
+        let missing = get(addr, "/bindings");
         assert!(
             missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
             "{missing}"
@@ -133,7 +142,7 @@ async fn serves_metrics_health_json_routes_and_404() {
     let fetched = tokio::task::spawn_blocking(move || {
         (
             fetch(addr, "/metrics"),
-            fetch(addr, "/bindings"),
+            fetch(addr, "/status"),
             fetch(addr, "/nope"),
         )
     })
@@ -145,8 +154,8 @@ async fn serves_metrics_health_json_routes_and_404() {
         "{metrics}"
     );
     assert_eq!(
-        fetched.1.expect("fetch /bindings"),
-        r#"[{"hoa":"2001:db8::1"}]"#
+        fetched.1.expect("fetch /status"),
+        r#"[["hoa","2001:db8::1"]]"#
     );
     match fetched.2 {
         Err(FetchError::Status {
@@ -154,6 +163,17 @@ async fn serves_metrics_health_json_routes_and_404() {
         }) => assert_eq!(body, "not found"),
         other => panic!("expected a 404, got {other:?}"),
     }
+
+    // The loop has stopped (shutdown): /status says so instead of hanging.
+    event_loop.abort();
+    let _ = event_loop.await;
+    let gone = tokio::task::spawn_blocking(move || get(addr, "/status"))
+        .await
+        .expect("get thread");
+    assert!(
+        gone.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{gone}"
+    );
     task.abort();
 }
 

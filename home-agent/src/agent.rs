@@ -12,6 +12,7 @@ use mipcast_binding::{Now, Policy, RegistrarConfig, RestoreRefusal, SaError, SaT
 use mipcast_daemon::caps::Capability;
 use mipcast_daemon::cli::{self, RunOptions};
 use mipcast_daemon::config::ConfigError;
+use mipcast_daemon::driver::ReloadDiff;
 use mipcast_proto::ReplyBudgets;
 
 use crate::config::{Config, ProxyMode};
@@ -70,8 +71,11 @@ pub trait Agent: Sized + Send + 'static {
     fn budgets(&self) -> ReplyBudgets;
     /// The kernel plan, with the ifindex of [`Settings::interface`].
     fn plan(&self, ifindex: u32) -> Plan;
-    /// SIGHUP: logs what changes in place and takes it from `new` (the settings that need a
-    /// restart stay as they are running).
+    /// SIGHUP: the sections [`Agent::adopt`] takes from `new`, those that changed (keys are
+    /// re-read from their files, so associations always count as changed).
+    fn live_diff(&self, new: &Self) -> ReloadDiff;
+    /// SIGHUP: takes what changes in place from `new` (the settings that need a restart stay
+    /// as they are running).
     fn adopt(&mut self, new: Self);
     /// After a reload: the bindings the new configuration refuses, withdrawn from the core's
     /// open round. None by default (they live on until they expire).
@@ -147,16 +151,17 @@ impl Agent for Config {
     }
 
     /// Security associations, home prefixes and the reply rate limit change in place.
+    fn live_diff(&self, new: &Self) -> ReloadDiff {
+        ReloadDiff::default()
+            .live("security_associations", true)
+            .live("home_prefixes", self.home_prefixes != new.home_prefixes)
+            .live(
+                "reply_rate_limit",
+                self.reply_rate_limit != new.reply_rate_limit,
+            )
+    }
+
     fn adopt(&mut self, new: Self) {
-        let spis =
-            |c: &Config| -> Vec<u32> { c.security_associations.iter().map(|s| s.spi).collect() };
-        tracing::info!(
-            spis_before = ?spis(self),
-            spis_after = ?spis(&new),
-            home_prefixes = ?new.home_prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            rate_limit = ?new.reply_rate_limit,
-            "reload: security associations, home prefixes and rate limit replaced; bindings kept"
-        );
         self.security_associations = new.security_associations;
         self.home_prefixes = new.home_prefixes;
         self.reply_rate_limit = new.reply_rate_limit;

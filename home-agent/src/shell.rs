@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use mipcast_binding::{BindingRecord, Registrar};
 use mipcast_daemon::clock::{Clock, SystemClock};
-use mipcast_daemon::driver::{self, lock, settle, Effects, Shell};
+use mipcast_daemon::driver::{self, lock, settle, Effects, Loop, LoopMetrics, ReloadDiff, Shell};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::Signals;
 use mipcast_daemon::state::{BindingEntry, Journal, StateError, StateFile};
+use mipcast_daemon::status::{status_channel, Snapshot};
 
 /// The agent's binding record in the state journal.
 type HaRecord = BindingEntry<()>;
@@ -129,8 +130,6 @@ struct Daemon<A: Agent> {
     me: Ipv6Addr,
     /// Home addresses whose binding changed in the round being settled.
     touched: Vec<Ipv6Addr>,
-    /// Replies of the round being settled, held until its journal records are on disk.
-    held: Vec<Send>,
     /// The user-space neighbour proxy (`home_link.proxy: user`).
     responder: Option<Responder>,
     /// Home addresses registered in the round just settled, to announce on the home link.
@@ -222,7 +221,6 @@ async fn run_async<A: Agent>(config: A, options: RunOptions) -> Result<(), Shell
         state_path: settings.state_file.clone(),
         me,
         touched: Vec::new(),
-        held: Vec::new(),
         responder,
         announce: Vec::new(),
     };
@@ -238,18 +236,14 @@ async fn run_async<A: Agent>(config: A, options: RunOptions) -> Result<(), Shell
     );
 
     let signals = Signals::new().map_err(ShellError::Signals)?;
-    let status_core = Arc::clone(&core);
-    let server = MetricsServer::bind(settings.metrics, Arc::new(registry), move |path| {
-        (path == "/status").then(|| {
-            let bindings = lock(&status_core).status(clock.reading());
-            serde_json::to_string(&StatusPage { bindings }).unwrap_or_default()
-        })
-    })
-    .await
-    .map_err(|source| ShellError::Metrics {
-        addr: settings.metrics,
-        source,
-    })?;
+    let loop_metrics = LoopMetrics::register(&mut registry);
+    let (desk, status) = status_channel();
+    let server = MetricsServer::bind(settings.metrics, Arc::new(registry), desk)
+        .await
+        .map_err(|source| ShellError::Metrics {
+            addr: settings.metrics,
+            source,
+        })?;
     let listen = server.local_addr().unwrap_or(settings.metrics);
     tokio::spawn(server.run());
     info!(
@@ -260,13 +254,14 @@ async fn run_async<A: Agent>(config: A, options: RunOptions) -> Result<(), Shell
         "{} ready",
         A::TITLE
     );
-    driver::run(
-        daemon,
+    let parts = Loop {
         signals,
-        options.config_path,
-        options.keep_kernel_state,
-    )
-    .await;
+        status,
+        metrics: loop_metrics,
+        config_path: options.config_path,
+        keep_kernel_state: options.keep_kernel_state,
+    };
+    driver::run(daemon, parts).await;
     Ok(())
 }
 
@@ -319,12 +314,40 @@ impl<A: Agent> Shell for Daemon<A> {
         self.settle(Instant::now()).await;
     }
 
-    async fn on_reload(&mut self, loaded: Result<A, mipcast_daemon::config::ConfigError>) {
-        reload(&mut self.config, loaded, &self.core);
-        self.revalidate().await;
+    /// The agent's own section (interface, address), `bindings`, `kernel`, `metrics` and
+    /// `state` need a restart; what [`Agent::adopt`] takes changes in place.
+    fn reload_diff(&self, new: &A) -> ReloadDiff {
+        let (old, config) = (self.config.settings(), new.settings());
+        ReloadDiff::default()
+            .restart(
+                A::LOCAL_SECTION,
+                old.interface != config.interface || old.address != config.address,
+            )
+            .restart(
+                "bindings",
+                self.config.registrar_config() != new.registrar_config(),
+            )
+            .restart("kernel", old.kernel != config.kernel)
+            .restart("metrics", old.metrics != config.metrics)
+            .restart("state", old.state_file != config.state_file)
+            .merge(self.config.live_diff(new))
     }
 
-    // The journal is written inside each round (commit_round), before its replies leave.
+    /// Bindings are kept; those the new configuration refuses are withdrawn at once.
+    async fn reload(&mut self, new: A, _diff: &ReloadDiff) -> Result<(), String> {
+        let sas = new.sa_table().map_err(|e| e.to_string())?;
+        let policy = new.policy().map_err(|e| e.to_string())?;
+        lock(&self.core).reload(sas, policy, new.budgets());
+        // Keep the settings that need a restart as they are running.
+        self.config.adopt(new);
+        self.revalidate().await;
+        Ok(())
+    }
+
+    fn status(&mut self) -> Snapshot {
+        let bindings = lock(&self.core).status(self.clock.reading());
+        Snapshot::json(StatusPage { bindings })
+    }
 
     async fn shutdown(self, keep_kernel_state: bool) {
         self.stop(keep_kernel_state).await;
@@ -429,60 +452,6 @@ fn proxy_ndp_path(interface: &str) -> PathBuf {
     Path::new("/proc/sys/net/ipv6/conf")
         .join(interface)
         .join("proxy_ndp")
-}
-
-/// SIGHUP: what the agent changes in place ([`Agent::adopt`]: associations, prefixes, the
-/// reply rate limit); bindings are kept. Anything else needs a restart and is reported as
-/// ignored.
-fn reload<A: Agent>(
-    config: &mut A,
-    new: Result<A, mipcast_daemon::config::ConfigError>,
-    core: &Mutex<Core<A::Policy>>,
-) {
-    let new = match new {
-        Ok(c) => c,
-        Err(e) => {
-            error!(error = %e, "reload: keeping the running configuration");
-            return;
-        }
-    };
-    let (sas, policy) = match (new.sa_table(), new.policy()) {
-        (Ok(s), Ok(p)) => (s, p),
-        (Err(e), _) => {
-            error!(error = %e, "reload: keeping the running configuration");
-            return;
-        }
-        (_, Err(e)) => {
-            error!(error = %e, "reload: keeping the running configuration");
-            return;
-        }
-    };
-    let (old_settings, new_settings) = (config.settings(), new.settings());
-    let needs_restart: Vec<&str> = [
-        (
-            A::LOCAL_SECTION,
-            old_settings.interface != new_settings.interface
-                || old_settings.address != new_settings.address,
-        ),
-        (
-            "bindings",
-            config.registrar_config() != new.registrar_config(),
-        ),
-        ("kernel", old_settings.kernel != new_settings.kernel),
-        ("metrics", old_settings.metrics != new_settings.metrics),
-        ("state", old_settings.state_file != new_settings.state_file),
-    ]
-    .into_iter()
-    .filter(|(_, changed)| *changed)
-    .map(|(name, _)| name)
-    .collect();
-    if !needs_restart.is_empty() {
-        warn!(sections = ?needs_restart, "reload: these settings change only at restart; ignored");
-    }
-    let limiter = new.budgets();
-    lock(core).reload(sas, policy, limiter);
-    // Keep the settings that need a restart as they are running.
-    config.adopt(new);
 }
 
 impl<A: Agent> Daemon<A> {
@@ -628,7 +597,6 @@ impl<A: Agent> Daemon<A> {
         }
         let core = Arc::clone(&self.core);
         settle(&*core, self).await;
-        self.commit_round().await;
         self.announce_registrations().await;
         self.metrics
             .burst_seconds
@@ -685,11 +653,12 @@ impl<A: Agent> Daemon<A> {
         }
     }
 
-    /// Appends the settled round's binding changes to the journal (synced), then lets the
-    /// round's replies go: a BAck(0) is only sent for a binding that is on disk. A journal
-    /// that cannot be written is logged and counted; the replies still go (the binding is in
-    /// the kernel and serving; only a crash before the next compaction would lose it).
-    async fn commit_round(&mut self) {
+    /// Appends the settled round's binding changes to the journal (synced) before the
+    /// round's replies go ([`Effects::COMMIT_BEFORE_SEND`]): a BAck(0) is only sent for a
+    /// binding that is on disk. A journal that cannot be written is logged and counted; the
+    /// replies still go (the binding is in the kernel and serving; only a crash before the
+    /// next compaction would lose it).
+    fn commit_round(&mut self) {
         let touched = std::mem::take(&mut self.touched);
         let (now, me) = (self.clock.reading(), self.me);
         let outcome = {
@@ -704,9 +673,6 @@ impl<A: Agent> Daemon<A> {
             if self.journal.needs_compaction(live) {
                 self.write_state_now();
             }
-        }
-        for send in std::mem::take(&mut self.held) {
-            self.send_now(send).await;
         }
     }
 
@@ -916,9 +882,14 @@ impl<A: Agent> Effects<Core<A::Policy>> for Daemon<A> {
         outcomes
     }
 
-    /// Held until the round's journal records are on disk ([`Daemon::commit_round`]).
     async fn send(&mut self, send: Send) {
-        self.held.push(send);
+        self.send_now(send).await;
+    }
+
+    const COMMIT_BEFORE_SEND: bool = true;
+
+    async fn commit(&mut self) {
+        self.commit_round();
     }
 
     fn event(&mut self, event: Event) {

@@ -15,11 +15,12 @@ use mipcast_binding::{BindingRecord, RegistrarConfig, SaError, SaTable};
 use mipcast_daemon::clock::{Clock, SystemClock};
 use mipcast_daemon::config::{sa, ConfigError};
 use mipcast_daemon::control::{self, ControlSocket};
-use mipcast_daemon::driver::{self, lock, settle, Effects};
+use mipcast_daemon::driver::{self, lock, settle, Effects, Loop, LoopMetrics, ReloadDiff};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::Signals;
 use mipcast_daemon::state::{Journal, StateError, StateFile};
+use mipcast_daemon::status::{status_channel, Snapshot, StatusRequests};
 use mipcast_kernel::mrt6::{Mifi, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{outcome_of, Kernel, Op, RouteError};
@@ -170,8 +171,6 @@ struct Daemon {
     saved: Records,
     /// Home addresses whose registration changed in the round being settled.
     touched: Vec<Ipv6Addr>,
-    /// Replies of the round being settled, held until its journal records are on disk.
-    held: Vec<Send>,
     /// The seg6 tunnel source before we set ours, put back on shutdown.
     previous_tunsrc: Ipv6Addr,
     /// A clean stop put `previous_tunsrc` back: the journal no longer keeps it.
@@ -188,6 +187,9 @@ struct Daemon {
     /// Route optimisation (`route_optimisation:`), and the NFLOG group of its sightings.
     ro: Option<crate::ro_shell::RoShell>,
     nflog: Option<mipcast_kernel::sockets::NflogSocket>,
+    /// The loop's ends, until [`Daemon::run`] hands them over.
+    status: Option<StatusRequests>,
+    loop_metrics: LoopMetrics,
 }
 
 impl Daemon {
@@ -282,16 +284,14 @@ impl Daemon {
         if let Some(ro) = &ro {
             ro.register_metrics(&mut registry);
         }
-        let status_core = Arc::clone(&core);
-        let address = config.address;
-        let server = MetricsServer::bind(config.metrics.listen, Arc::new(registry), move |path| {
-            (path == "/status").then(|| status_json(&lock(&status_core), address, clock))
-        })
-        .await
-        .map_err(|source| ShellError::Metrics {
-            addr: config.metrics.listen,
-            source,
-        })?;
+        let loop_metrics = LoopMetrics::register(&mut registry);
+        let (desk, status) = status_channel();
+        let server = MetricsServer::bind(config.metrics.listen, Arc::new(registry), desk)
+            .await
+            .map_err(|source| ShellError::Metrics {
+                addr: config.metrics.listen,
+                source,
+            })?;
         info!(listen = %server.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "metrics listener up");
         let server = tokio::spawn(server.run());
 
@@ -320,7 +320,6 @@ impl Daemon {
             journal,
             saved,
             touched: Vec::new(),
-            held: Vec::new(),
             previous_tunsrc,
             tunsrc_restored: false,
             server,
@@ -330,6 +329,8 @@ impl Daemon {
             log_limit: LogSummary::default(),
             ro,
             nflog,
+            status: Some(status),
+            loop_metrics,
         };
         daemon.restore().await;
         Ok(daemon)
@@ -394,13 +395,15 @@ impl Daemon {
     }
 
     /// Runs the daemon on the daemons' one event loop ([`driven`]) until SIGTERM/SIGINT.
-    async fn run(self) -> Result<(), ShellError> {
-        let signals = Signals::new().map_err(ShellError::Runtime)?;
-        let (path, keep) = (
-            self.options.config_path.clone(),
-            self.options.keep_kernel_state,
-        );
-        driver::run(driven::Driven::new(self), signals, path, keep).await;
+    async fn run(mut self) -> Result<(), ShellError> {
+        let parts = Loop {
+            signals: Signals::new().map_err(ShellError::Runtime)?,
+            status: self.status.take().unwrap_or_else(StatusRequests::none),
+            metrics: self.loop_metrics.clone(),
+            config_path: self.options.config_path.clone(),
+            keep_kernel_state: self.options.keep_kernel_state,
+        };
+        driver::run(driven::Driven::new(self), parts).await;
         Ok(())
     }
 
@@ -449,7 +452,6 @@ impl Daemon {
         if self.changed {
             self.update_counts();
         }
-        self.commit_round().await;
         self.drive_ro().await;
     }
 
@@ -481,10 +483,11 @@ impl Daemon {
         self.drive_ro().await;
     }
 
-    /// Appends the settled round's terminal changes to the journal (synced), then lets the
-    /// round's replies go: a BAck(0) leaves only for a registration that is on disk. A
-    /// journal that cannot be written is logged and counted; the replies still go.
-    async fn commit_round(&mut self) {
+    /// Appends the settled round's terminal changes to the journal (synced) before the
+    /// round's replies go ([`Effects::COMMIT_BEFORE_SEND`]): a BAck(0) leaves only for a
+    /// registration that is on disk. A journal that cannot be written is logged and counted;
+    /// the replies still go.
+    fn commit_round(&mut self) {
         let touched = std::mem::take(&mut self.touched);
         let now = self.clock.reading();
         let me = self.config.address;
@@ -502,9 +505,6 @@ impl Daemon {
             if self.journal.needs_compaction(live) {
                 self.compact();
             }
-        }
-        for send in std::mem::take(&mut self.held) {
-            self.send_now(send).await;
         }
     }
 
@@ -646,67 +646,49 @@ impl Daemon {
         self.metrics.set_counts(served, forwarding);
     }
 
-    /// Applies a configuration read by a SIGHUP (off the event loop), once it validated.
-    async fn reload(&mut self, new: Result<Config, ConfigError>) {
-        let new: Config = match new {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "reload refused; keeping the running configuration");
-                return;
-            }
-        };
-        let sas = match sa::sa_table(&new.security_associations) {
-            Ok(t) => t,
-            Err(e) => {
-                warn!(error = %e, "reload refused; keeping the running configuration");
-                return;
-            }
-        };
+    /// What a SIGHUP's configuration changes: the addresses, interfaces, registration,
+    /// kernel, metrics, state, control socket and route optimisation need a restart.
+    fn reload_diff(&self, new: &Config) -> ReloadDiff {
         let old = &self.config;
-        let restart_only = [
-            ("address", old.address != new.address),
-            ("wan_interface", old.wan_interface != new.wan_interface),
-            (
+        ReloadDiff::default()
+            .restart("address", old.address != new.address)
+            .restart("wan_interface", old.wan_interface != new.wan_interface)
+            .restart(
                 "site_interfaces",
                 old.site_interfaces != new.site_interfaces,
-            ),
-            ("registration", old.registration != new.registration),
-            ("kernel", old.kernel != new.kernel),
-            ("metrics", old.metrics != new.metrics),
-            ("state", old.state != new.state),
-            (
+            )
+            .restart("registration", old.registration != new.registration)
+            .restart("kernel", old.kernel != new.kernel)
+            .restart("metrics", old.metrics != new.metrics)
+            .restart("state", old.state != new.state)
+            .restart(
                 "advice.control_socket",
                 old.advice.control_socket != new.advice.control_socket,
-            ),
-            (
+            )
+            .restart(
                 "route_optimisation",
                 old.route_optimisation != new.route_optimisation,
-            ),
-        ];
-        for (field, _) in restart_only.iter().filter(|(_, changed)| *changed) {
-            warn!(
-                field,
-                "changing this setting needs a restart; the running value stays"
-            );
-        }
-        let changed: Vec<&str> = [
-            ("site_prefixes", old.site_prefixes != new.site_prefixes),
-            ("group_prefix", old.group_prefix() != new.group_prefix()),
-            ("home_agents", old.home_agents != new.home_agents),
-            ("forwarding", old.forwarding != new.forwarding),
-            (
+            )
+            .live("site_prefixes", old.site_prefixes != new.site_prefixes)
+            .live("group_prefix", old.group_prefix() != new.group_prefix())
+            .live("home_agents", old.home_agents != new.home_agents)
+            .live("forwarding", old.forwarding != new.forwarding)
+            .live(
                 "reply_rate_limit",
                 old.reply_rate_limit != new.reply_rate_limit,
-            ),
-            ("security_associations", true),
-            ("advice", old.advice != new.advice),
-            ("admission", old.admission != new.admission),
-            ("peers", old.peers != new.peers),
-        ]
-        .iter()
-        .filter(|(_, c)| *c)
-        .map(|(f, _)| *f)
-        .collect();
+            )
+            // Keys are re-read from their files.
+            .live("security_associations", true)
+            .live("advice", old.advice != new.advice)
+            .live("admission", old.admission != new.admission)
+            .live("peers", old.peers != new.peers)
+    }
+
+    /// Applies what changes in place (registered terminals kept; those the new configuration
+    /// refuses leave now, not at their next refresh).
+    async fn reload(&mut self, new: Config) -> Result<(), String> {
+        let sas = sa::sa_table(&new.security_associations).map_err(|e| e.to_string())?;
+        let old = &self.config;
         // Settings that need a restart keep their running values.
         let mut merged = new;
         merged.address = old.address;
@@ -732,7 +714,6 @@ impl Daemon {
             );
         }
         self.config = merged;
-        // Terminals the new configuration refuses leave now, not at their next refresh.
         let dropped = lock(&self.core).revalidate(self.clock.reading());
         mipcast_daemon::logsummary::log_reload_refusals(&dropped);
         self.metrics.invalidated("reload", &dropped);
@@ -743,7 +724,22 @@ impl Daemon {
             self.update_counts();
         }
         self.reconcile("reload").await;
-        info!(changed = ?changed, "configuration reloaded (registered terminals kept)");
+        Ok(())
+    }
+
+    /// `/status`: the terminals and the contexts handed over.
+    fn status(&self) -> Snapshot {
+        let core = lock(&self.core);
+        let now = self.clock.reading();
+        let (served, forwarding) = core.counts();
+        Snapshot::json(Status {
+            address: self.config.address,
+            uptime_s: now.mono_ms() / 1000,
+            terminals_registered: served,
+            forwarding_windows: forwarding,
+            terminals: core.terminal_status(now.mono),
+            contexts: core.context_status(),
+        })
     }
 
     async fn shutdown(mut self) {
@@ -815,20 +811,6 @@ impl Daemon {
             "shut down; kernel state removed"
         );
     }
-}
-
-fn status_json(core: &Core, address: Ipv6Addr, clock: SystemClock) -> String {
-    let now = clock.reading();
-    let (served, forwarding) = core.counts();
-    let status = Status {
-        address,
-        uptime_s: now.mono_ms() / 1000,
-        terminals_registered: served,
-        forwarding_windows: forwarding,
-        terminals: core.terminal_status(now.mono),
-        contexts: core.context_status(),
-    };
-    serde_json::to_string(&status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 /// The context transfer settings from the config: the peer MMAs and the replay window of
@@ -1062,9 +1044,14 @@ impl Effects<Core> for Daemon {
         outcomes
     }
 
-    /// Held until the round's journal records are on disk ([`Daemon::commit_round`]).
     async fn send(&mut self, send: Send) {
-        self.held.push(send);
+        self.send_now(send).await;
+    }
+
+    const COMMIT_BEFORE_SEND: bool = true;
+
+    async fn commit(&mut self) {
+        self.commit_round();
     }
 
     fn event(&mut self, event: Event) {

@@ -75,7 +75,7 @@ pub struct SecurityAssociations {
     pub default_mma: Option<SaConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InterfaceConfig {
     pub name: String,
@@ -110,7 +110,7 @@ pub enum QualitySource {
     Control,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Selection {
     /// Score margin a candidate needs over the current link before we switch.
@@ -175,7 +175,7 @@ impl Selection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Handover {
     /// Make-before-break: how long the old link keeps its membership after an intra-site
@@ -187,7 +187,7 @@ pub struct Handover {
     pub forwarding_grace_secs: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelConfig {
     #[serde(default = "default_protocol")]
@@ -214,7 +214,7 @@ pub struct KernelConfig {
     pub nft_table: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     #[serde(default = "default_metrics")]

@@ -6,14 +6,15 @@ use mipcast_daemon::control::{self, ControlSocket};
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mipcast_daemon::clock::{Millis, SystemClock};
-use mipcast_daemon::driver::{self, settle, Effects};
+use mipcast_daemon::driver::{self, settle, Effects, Loop, LoopMetrics, ReloadDiff};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::Signals;
 use mipcast_daemon::state::StateFile;
+use mipcast_daemon::status::status_channel;
 use mipcast_kernel::linkwatch::{LinkEvent, LinkWatch};
 use mipcast_kernel::nft::{NftError, NftMarker};
 use mipcast_kernel::probe::Feature;
@@ -243,21 +244,14 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     let mut registry = Registry::default();
     register_build_info(&mut registry, "mobile-node", env!("CARGO_PKG_VERSION"));
     let metrics = Metrics::register(&mut registry);
-    let status_json = Arc::new(Mutex::new(String::from("{}")));
-    let status_route = Arc::clone(&status_json);
-    let server = MetricsServer::bind(
-        cfg.metrics.listen,
-        Arc::new(registry),
-        move |path| match path {
-            "/status" => status_route.lock().ok().map(|s| s.clone()),
-            _ => None,
-        },
-    )
-    .await
-    .map_err(|source| StartError::Io {
-        what: format!("binding the metrics listener {}", cfg.metrics.listen),
-        source,
-    })?;
+    let loop_metrics = LoopMetrics::register(&mut registry);
+    let (desk, status) = status_channel();
+    let server = MetricsServer::bind(cfg.metrics.listen, Arc::new(registry), desk)
+        .await
+        .map_err(|source| StartError::Io {
+            what: format!("binding the metrics listener {}", cfg.metrics.listen),
+            source,
+        })?;
     tokio::spawn(server.run());
     let control = match &cfg.control_socket {
         Some(path) => Some(ControlSocket::bind(path).map_err(|source| StartError::Io {
@@ -315,7 +309,6 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
             .map(|p| (p.ifindex, p.name.clone()))
             .collect::<Vec<_>>(),
     );
-    let (config_path, keep) = (opts.config_path.clone(), opts.keep_kernel_state);
     let node = driven::Node {
         cfg,
         io,
@@ -323,7 +316,6 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
         polled,
         radio,
         control,
-        status_json,
         state_file,
         last_persisted: persisted,
         interruption: crate::interruption::Interruption::default(),
@@ -334,7 +326,14 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
         ra_buf: vec![0u8; 2048],
         mh_buf: vec![0u8; 2048],
     };
-    driver::run(node, signals, config_path, keep).await;
+    let parts = Loop {
+        signals,
+        status,
+        metrics: loop_metrics,
+        config_path: opts.config_path,
+        keep_kernel_state: opts.keep_kernel_state,
+    };
+    driver::run(node, parts).await;
     Ok(())
 }
 
@@ -366,50 +365,77 @@ async fn remove_ours(kernel: &Kernel, nft: &NftMarker) -> usize {
     removed
 }
 
+/// What a SIGHUP's configuration changes against the running one.
+fn reload_diff(running: &Config, new: &Config) -> ReloadDiff {
+    let names = |c: &Config| {
+        c.interfaces
+            .iter()
+            .map(|i| i.name.clone())
+            .collect::<Vec<_>>()
+    };
+    // nl80211 is probed at start.
+    let sources = |c: &Config| {
+        c.interfaces
+            .iter()
+            .map(|i| i.quality_source)
+            .collect::<Vec<_>>()
+    };
+    let tuning = |c: &Config| {
+        c.interfaces
+            .iter()
+            .map(|i| (i.preference, i.cost, i.quality_file.clone()))
+            .collect::<Vec<_>>()
+    };
+    ReloadDiff::default()
+        .restart("home_address", new.home_address != running.home_address)
+        .restart("home_agent", new.home_agent != running.home_agent)
+        .restart("home_prefix", new.home_prefix != running.home_prefix)
+        .restart("mode", new.mode != running.mode)
+        .restart(
+            "multicast_prefix",
+            new.multicast_prefix != running.multicast_prefix,
+        )
+        .restart(
+            "group_interface",
+            new.group_interface != running.group_interface,
+        )
+        .restart("interfaces (names)", names(new) != names(running))
+        .restart(
+            "interfaces (quality_source)",
+            sources(new) != sources(running),
+        )
+        .restart("kernel", new.kernel != running.kernel)
+        .restart("metrics", new.metrics != running.metrics)
+        .restart("state_file", new.state_file != running.state_file)
+        .restart(
+            "control_socket",
+            new.control_socket != running.control_socket,
+        )
+        .live("selection", new.selection != running.selection)
+        .live(
+            "binding_lifetime",
+            new.binding_lifetime != running.binding_lifetime,
+        )
+        .live("handover", new.handover != running.handover)
+        // Keys are re-read from their files.
+        .live("security_associations", true)
+        .live(
+            "interfaces (preference, cost, quality_file)",
+            names(new) == names(running) && tuning(new) != tuning(running),
+        )
+}
+
+/// Applies what changes in place; `running` then holds it (the rest keeps its running value).
 async fn reload(
-    loaded: Result<Config, mipcast_daemon::config::ConfigError>,
-    running: &Config,
+    new: Config,
+    running: &mut Config,
     io: &Io,
     core: &mut Core,
     polled: &mut [PolledLink],
-) {
-    let new: Config = match loaded {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "reload: configuration rejected; keeping the running one");
-            return;
-        }
-    };
-    let (new_core, new_polled) = match core_config(&new, &io.kernel).await {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!(error = %e, "reload: configuration rejected; keeping the running one");
-            return;
-        }
-    };
-    let fixed_changed = new.home_address != running.home_address
-        || new.home_agent != running.home_agent
-        || new.home_prefix != running.home_prefix
-        || new.mode != running.mode
-        || new.multicast_prefix != running.multicast_prefix
-        || new
-            .interfaces
-            .iter()
-            .map(|i| &i.name)
-            .ne(running.interfaces.iter().map(|i| &i.name))
-        || new.metrics.listen != running.metrics.listen
-        || new.kernel.protocol != running.kernel.protocol;
-    if fixed_changed {
-        tracing::warn!("reload: home address, home agent, prefixes, mode, interfaces, metrics or kernel settings changed; they need a restart and were not applied");
-    }
-    if new
-        .interfaces
-        .iter()
-        .map(|i| i.quality_source)
-        .ne(running.interfaces.iter().map(|i| i.quality_source))
-    {
-        tracing::warn!("reload: an interface's quality_source changed; it needs a restart (nl80211 is probed at start) and was not applied");
-    }
+) -> Result<(), String> {
+    let (new_core, new_polled) = core_config(&new, &io.kernel)
+        .await
+        .map_err(|e| e.to_string())?;
     let changes = core.reload(&new_core);
     for (p, n) in polled.iter_mut().zip(new_polled) {
         if p.quality_file != n.quality_file {
@@ -418,7 +444,22 @@ async fn reload(
             p.quality = None;
         }
     }
-    tracing::info!(?changes, "configuration reloaded");
+    if new
+        .interfaces
+        .iter()
+        .map(|i| &i.name)
+        .eq(running.interfaces.iter().map(|i| &i.name))
+    {
+        for (r, n) in running.interfaces.iter_mut().zip(new.interfaces) {
+            (r.preference, r.cost, r.quality_file) = (n.preference, n.cost, n.quality_file);
+        }
+    }
+    running.selection = new.selection;
+    running.binding_lifetime = new.binding_lifetime;
+    running.handover = new.handover;
+    running.security_associations = new.security_associations;
+    tracing::debug!(?changes, "reload: the core's settings");
+    Ok(())
 }
 
 /// The next link notification; never, without the subscription.
@@ -704,15 +745,9 @@ async fn apply_kernel(io: &Io, change: &KernelChange) -> Outcome {
     }
 }
 
-/// Updates `/status` and the current-attachment info metric.
-fn publish(core: &Core, io: &Io, status: &Mutex<String>, now: Millis) {
-    let st = core.status(now);
-    io.metrics.set_links(&st.links);
-    if let Ok(json) = serde_json::to_string_pretty(&st) {
-        if let Ok(mut s) = status.lock() {
-            *s = json;
-        }
-    }
+/// Updates the per-link gauges and the current-attachment info metric.
+fn publish(core: &Core, io: &Io, now: Millis) {
+    io.metrics.set_links(&core.status(now).links);
     let (kind, link, mma) = match core.attachment() {
         Attach::Detached => ("detached", None, None),
         Attach::Home { ifindex } => ("home", Some(ifindex), None),

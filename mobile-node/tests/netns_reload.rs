@@ -155,7 +155,7 @@ fn netns_sighup_applies_preference_and_lifetime_and_refuses_broken_file() {
         std::fs::write(&cfg, bad).unwrap();
         hup(&daemon);
         wait_for(Duration::from_secs(5), "reload refusal logged", || {
-            (log_count(&log, "reload: configuration rejected") == n + 1).then_some(())
+            (log_count(&log, "reload refused") == n + 1).then_some(())
         });
         std::thread::sleep(Duration::from_millis(1500));
         assert!(

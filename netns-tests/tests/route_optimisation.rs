@@ -220,7 +220,7 @@ fn correspondent_restores_after_a_crash_and_reloads_its_mmas() {
     assert!(site.signal_node(Node::Cn, nix::sys::signal::Signal::SIGHUP));
     wait_for("the reload", Duration::from_secs(5), || {
         site.log(Node::Cn)
-            .contains("reload: MMAs and rate limit replaced")
+            .contains("configuration reloaded")
             .then_some(())
     })
     .unwrap();

@@ -4,15 +4,16 @@ use mipcast_daemon::cli::RunOptions;
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mipcast_daemon::clock::{Clock, Millis, SystemClock};
-use mipcast_daemon::driver::{self, settle, Effects};
+use mipcast_daemon::driver::{self, settle, Effects, Loop, LoopMetrics, ReloadDiff};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::signalling::Direction;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::Signals;
+use mipcast_daemon::status::{encode, status_channel, Snapshot, StatusDesk, StatusRequests};
 use mipcast_kernel::linkwatch::LinkWatch;
 use mipcast_kernel::mrt6::{self, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
@@ -28,7 +29,6 @@ use crate::core::machine::{Change, Event, Input};
 use crate::core::{IfaceAddrs, Packet, Proto, Router, RpfRoute, Rx, Sg, UpcallKind};
 use crate::counters::Installed;
 use crate::metrics::Metrics;
-use crate::status::Status;
 
 mod driven;
 
@@ -37,7 +37,7 @@ mod driven;
 /// milliseconds); the poll only catches notifications the socket dropped.
 const ADDRESS_REFRESH: Duration = Duration::from_secs(2);
 /// How often kernel counters and gauges are refreshed when nothing happens. (`/status` is
-/// not refreshed: it is built when asked, see [`status_route`].)
+/// not refreshed: it is built when asked, see [`Shell::status`].)
 const STATUS_REFRESH: Duration = Duration::from_millis(500);
 /// How soon after the last refresh a state change shows in the gauges.
 const STATUS_AFTER_CHANGE: Duration = Duration::from_millis(100);
@@ -45,8 +45,6 @@ const STATUS_AFTER_CHANGE: Duration = Duration::from_millis(100);
 const STATUS_COST_SHARE: u32 = 10;
 /// How soon a refresh is tried again when the previous one is still running.
 const STATUS_BUSY_RETRY: Duration = Duration::from_millis(10);
-/// How long a `/status` request waits for the event loop's snapshot of the router.
-const STATUS_WAIT: Duration = Duration::from_secs(2);
 /// PIM messages handled before their changes are applied together.
 const PIM_BURST: usize = 64;
 /// The PIM socket's receive buffer: a downstream router may send thousands of (S,G) Joins in
@@ -117,10 +115,9 @@ struct Shell {
     sockets: Sockets,
     router: Router,
     metrics: Arc<Metrics>,
-    /// `/status` requests from the metrics server's thread: each is answered with a snapshot
-    /// of the router, built only then (at 10,000 (S,G) it takes milliseconds of the loop).
-    /// None once the metrics server's thread has ended (then nobody asks any more).
-    status_requests: Option<tokio::sync::mpsc::UnboundedReceiver<StatusReply>>,
+    /// The loop's ends, until [`Shell::run_loop`] hands them over.
+    status_requests: Option<StatusRequests>,
+    loop_metrics: LoopMetrics,
     /// (S,G) entries we installed in the kernel; their counters are read off the loop.
     installed: Installed,
     /// Lines a host can cause once per packet (send and upcall errors) are summarised.
@@ -135,10 +132,18 @@ struct Shell {
 
 impl Shell {
     /// Runs the daemon on the daemons' one event loop ([`driven`]) until SIGTERM/SIGINT.
-    async fn run_loop(self) -> Result<(), ShellError> {
-        let signals = Signals::new().map_err(ShellError::Signals)?;
-        let (path, keep) = (self.opts.config_path.clone(), self.opts.keep_kernel_state);
-        driver::run(driven::Driven::new(self), signals, path, keep).await
+    async fn run_loop(mut self) -> Result<(), ShellError> {
+        let parts = Loop {
+            signals: Signals::new().map_err(ShellError::Signals)?,
+            status: self
+                .status_requests
+                .take()
+                .unwrap_or_else(StatusRequests::none),
+            metrics: self.loop_metrics.clone(),
+            config_path: self.opts.config_path.clone(),
+            keep_kernel_state: self.opts.keep_kernel_state,
+        };
+        driver::run(driven::Driven::new(self), parts).await
     }
 
     /// What each turn of the loop does before it waits: the round's outputs, then the status
@@ -255,32 +260,59 @@ impl Shell {
         self.installed.read_counters();
     }
 
-    /// Applies a configuration read by a SIGHUP (off the event loop), once it validated.
-    fn reload(&mut self, new: Result<Config, mipcast_daemon::config::ConfigError>) {
-        let new: Config = match new {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("new configuration rejected, keeping the old one:\n{e}");
-                return;
-            }
-        };
-        if new.mrt6 != self.config.mrt6 || new.metrics != self.config.metrics {
-            tracing::error!("mrt6 and metrics settings need a restart: new configuration rejected, keeping the old one");
-            return;
-        }
-        match self
+    /// `mrt6` and `metrics` need a restart; interfaces, SSM ranges and PIM change in place.
+    fn reload_diff(&self, new: &Config) -> ReloadDiff {
+        let old = &self.config;
+        ReloadDiff::default()
+            .restart("mrt6", new.mrt6 != old.mrt6)
+            .restart("metrics", new.metrics != old.metrics)
+            .live("interfaces", new.interfaces != old.interfaces)
+            .live("ssm_groups", new.ssm_groups != old.ssm_groups)
+            .live("pim", new.pim != old.pim)
+    }
+
+    /// Applies what changes in place (the router refuses what it cannot change running,
+    /// such as an interface added or PIM turned off: then nothing changes).
+    fn reload(&mut self, mut new: Config) -> Result<(), String> {
+        new.mrt6 = self.config.mrt6.clone();
+        new.metrics = self.config.metrics.clone();
+        let changes = self
             .router
-            .reload(&crate::core::settings::Settings::from(&new))
-        {
-            Ok(changes) if changes.is_empty() => tracing::info!("configuration unchanged"),
-            Ok(changes) => {
-                for c in changes {
-                    tracing::info!("reload: {c}");
-                }
-                self.config = new;
-            }
-            Err(e) => tracing::error!("new configuration rejected, keeping the old one: {e}"),
+            .reload(&crate::core::settings::Settings::from(&new))?;
+        for c in changes {
+            tracing::info!("reload: {c}");
         }
+        self.config = new;
+        Ok(())
+    }
+
+    /// `/status`: the router's snapshot, built now; each installed entry's kernel counters
+    /// are read off the loop, where the document is encoded. Without the MRT6 socket
+    /// (shutdown) the document goes without counters.
+    fn status(&self) -> Snapshot {
+        let started = std::time::Instant::now();
+        let mut status = self.router.status(self.clock.now());
+        tracing::debug!(
+            build_us = started.elapsed().as_micros(),
+            sg = status.sg.len(),
+            "/status snapshot built on request"
+        );
+        let mrt = Arc::downgrade(&self.mrt);
+        Snapshot::finish_with(move || {
+            if let Some(mrt) = mrt.upgrade() {
+                for sg in status.sg.iter_mut().filter(|s| s.mfc_installed) {
+                    match mrt.sg_counters(sg.source, sg.group) {
+                        Ok(c) => {
+                            sg.packets = Some(c.packets);
+                            sg.bytes = Some(c.bytes);
+                            sg.wrong_if = Some(c.wrong_if);
+                        }
+                        Err(e) => tracing::debug!("{e}"),
+                    }
+                }
+            }
+            encode(&status)
+        })
     }
 
     async fn shutdown(mut self) -> Result<(), ShellError> {
@@ -381,13 +413,13 @@ impl Shell {
         register_build_info(&mut registry, "pim-lite", env!("CARGO_PKG_VERSION"));
         let metrics = Metrics::register(&mut registry);
         let mrt = Arc::new(mrt);
-        let (status_tx, status_requests) = tokio::sync::mpsc::unbounded_channel();
+        let loop_metrics = LoopMetrics::register(&mut registry);
+        let (desk, status_requests) = status_channel();
         let addr = config.metrics.listen;
-        let routes = status_route(status_tx, Arc::downgrade(&mrt));
         let metrics = Arc::new(metrics);
         let installed = Installed::start(Arc::clone(&mrt), Arc::clone(&metrics))
             .map_err(ShellError::CounterThread)?;
-        spawn_metrics_server(addr, Arc::new(registry), routes)
+        spawn_metrics_server(addr, Arc::new(registry), desk)
             .map_err(|source| ShellError::Metrics { addr, source })?;
         tracing::info!(metrics = %addr, interfaces = names.len(), "pim-lite running");
 
@@ -401,6 +433,7 @@ impl Shell {
             router,
             metrics,
             status_requests: Some(status_requests),
+            loop_metrics,
             installed,
             log_limit: LogSummary::default(),
             names,
@@ -412,15 +445,12 @@ impl Shell {
     }
 }
 
-/// The answer to one `/status` request: the router's snapshot.
-type StatusReply = std::sync::mpsc::SyncSender<Status>;
-
-/// Serves `/metrics` and `/status` from a thread of its own, so that a `/status` request can
-/// wait there for the event loop's snapshot of the router without blocking the loop.
+/// Serves `/metrics` and `/status` from a thread of its own: scrapes, and the counters and
+/// encoding of a `/status` document, stay off the thread that forwards joins.
 fn spawn_metrics_server(
     addr: std::net::SocketAddr,
     registry: Arc<Registry>,
-    routes: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    status: StatusDesk,
 ) -> std::io::Result<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
@@ -437,7 +467,7 @@ fn spawn_metrics_server(
                 }
             };
             rt.block_on(async move {
-                match MetricsServer::bind(addr, registry, routes).await {
+                match MetricsServer::bind(addr, registry, status).await {
                     Ok(server) => {
                         let _ = ready_tx.send(Ok(()));
                         server.run().await;
@@ -451,49 +481,6 @@ fn spawn_metrics_server(
     ready_rx
         .recv()
         .unwrap_or_else(|_| Err(std::io::Error::other("the metrics thread ended at start")))
-}
-
-/// `/status`: asks the event loop for a snapshot of the router (built only now: nothing
-/// rebuilds it periodically), then reads each installed entry's kernel counters and encodes
-/// the document here, on the metrics thread.
-fn status_route(
-    requests: tokio::sync::mpsc::UnboundedSender<StatusReply>,
-    mrt: Weak<Mrt6>,
-) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
-    move |path| {
-        if path != "/status" {
-            return None;
-        }
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        requests.send(reply).ok()?;
-        let mut status = match answer.recv_timeout(STATUS_WAIT) {
-            Ok(status) => status,
-            Err(e) => {
-                tracing::warn!("/status: no snapshot from the event loop ({e}); answered 404");
-                return None;
-            }
-        };
-        // Gone at shutdown: the document then goes without counters.
-        if let Some(mrt) = mrt.upgrade() {
-            for sg in status.sg.iter_mut().filter(|s| s.mfc_installed) {
-                match mrt.sg_counters(sg.source, sg.group) {
-                    Ok(c) => {
-                        sg.packets = Some(c.packets);
-                        sg.bytes = Some(c.bytes);
-                        sg.wrong_if = Some(c.wrong_if);
-                    }
-                    Err(e) => tracing::debug!("{e}"),
-                }
-            }
-        }
-        match serde_json::to_string(&status) {
-            Ok(json) => Some(json),
-            Err(e) => {
-                tracing::warn!("cannot encode /status: {e}");
-                None
-            }
-        }
-    }
 }
 
 fn open_sockets(config: &Config, ifindexes: &[u32]) -> Result<Sockets, ShellError> {

@@ -14,6 +14,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::status::{StatusDesk, Unavailable};
+
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -22,11 +24,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Back-off after a failed accept (e.g. out of file descriptors) instead of spinning.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-type Routes = dyn Fn(&str) -> Option<String> + Send + Sync;
-
 struct Shared {
     registry: Arc<Registry>,
-    routes: Box<Routes>,
+    status: StatusDesk,
 }
 
 /// A bound HTTP/1 listener; nothing is answered until [`MetricsServer::run`] is polled.
@@ -38,13 +38,12 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// Binds `addr` (port 0 picks a free port, see [`MetricsServer::local_addr`]).
     ///
-    /// `routes` answers every GET path other than `/metrics` and `/healthz` (without the query
-    /// string): `Some(json)` is served as `application/json`, `None` is a 404. It runs on the
-    /// server's task, so it must only take short locks.
+    /// `/status` is asked of the daemon's event loop through `status` (see
+    /// [`crate::status`]).
     pub async fn bind(
         addr: SocketAddr,
         registry: Arc<Registry>,
-        routes: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+        status: StatusDesk,
     ) -> io::Result<Self> {
         if !addr.ip().is_loopback() {
             // Status pages name every terminal and its addresses; metrics show load. Serving
@@ -57,10 +56,7 @@ impl MetricsServer {
         let listener = TcpListener::bind(addr).await?;
         Ok(Self {
             listener,
-            shared: Arc::new(Shared {
-                registry,
-                routes: Box::new(routes),
-            }),
+            shared: Arc::new(Shared { registry, status }),
         })
     }
 
@@ -82,8 +78,8 @@ impl MetricsServer {
             let shared = Arc::clone(&self.shared);
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
-                    let response = respond(&shared, &request);
-                    async move { Ok::<_, Infallible>(response) }
+                    let shared = Arc::clone(&shared);
+                    async move { Ok::<_, Infallible>(respond(&shared, &request).await) }
                 });
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -97,7 +93,7 @@ impl MetricsServer {
     }
 }
 
-fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     if request.method() != Method::GET {
         let mut response = reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -131,10 +127,20 @@ fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>
             }
         }
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        path => match (shared.routes)(path) {
-            Some(json) => reply(StatusCode::OK, "application/json", json),
-            None => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        "/status" => match shared.status.fetch().await {
+            Ok(json) => reply(StatusCode::OK, "application/json", json),
+            Err(Unavailable::Busy) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "the daemon is busy; try again\n".into(),
+            ),
+            Err(Unavailable::Gone) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "no status: the daemon is stopping\n".into(),
+            ),
         },
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }
 

@@ -3,7 +3,8 @@
 //! MFC counter poll), its two timers (the core's, route optimisation's), reload and shutdown.
 use mipcast_daemon::config::ConfigError;
 use mipcast_daemon::control;
-use mipcast_daemon::driver::{lock, or_never, Shell};
+use mipcast_daemon::driver::{lock, or_never, ReloadDiff, Shell};
+use mipcast_daemon::status::Snapshot;
 use mipcast_kernel::sockets::SocketError;
 use mipcast_proto::Machine;
 use std::net::Ipv6Addr;
@@ -131,11 +132,17 @@ impl Shell for Driven {
         }
     }
 
-    async fn on_reload(&mut self, loaded: Result<Config, ConfigError>) {
-        self.daemon.reload(loaded).await;
+    fn reload_diff(&self, new: &Config) -> ReloadDiff {
+        self.daemon.reload_diff(new)
     }
 
-    // The journal is written inside each round (commit_round), before its replies leave.
+    async fn reload(&mut self, new: Config, _diff: &ReloadDiff) -> Result<(), String> {
+        self.daemon.reload(new).await
+    }
+
+    fn status(&mut self) -> Snapshot {
+        self.daemon.status()
+    }
 
     async fn shutdown(self, _keep_kernel_state: bool) {
         // The MMA reads --keep-kernel-state from its own options.

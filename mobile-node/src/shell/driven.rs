@@ -3,22 +3,22 @@
 //! notifications, `mobile-node quality set` requests, the interruption probe's samples), the
 //! turn's polls (interface state, quality, status, the state file), the core's timers, reload
 //! and shutdown.
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mipcast_daemon::clock::Millis;
 use mipcast_daemon::config::ConfigError;
 use mipcast_daemon::control::{self, ControlSocket};
-use mipcast_daemon::driver::Shell;
+use mipcast_daemon::driver::{ReloadDiff, Shell};
 use mipcast_daemon::state::StateFile;
+use mipcast_daemon::status::Snapshot;
 use mipcast_kernel::linkwatch::{LinkEvent, LinkWatch};
 use mipcast_kernel::sockets::SocketError;
 use mipcast_proto::Machine;
 
 use super::{
     apply, host, next_link_event, next_request, publish, quality_request, release_held, reload,
-    remove_ours, sample_due, sample_interruption, tick, Io, PolledLink, LINK_POLL_INTERVAL,
-    POLL_INTERVAL,
+    reload_diff, remove_ours, sample_due, sample_interruption, tick, Io, PolledLink,
+    LINK_POLL_INTERVAL, POLL_INTERVAL,
 };
 use crate::carrier::CarrierChange;
 use crate::config::Config;
@@ -26,14 +26,14 @@ use crate::core::{Core, Event, Persisted};
 
 /// Everything the loop keeps between turns.
 pub(super) struct Node {
-    /// The configuration as started (reload compares against it).
+    /// The running configuration (reload compares against it and takes what changes in
+    /// place).
     pub(super) cfg: Config,
     pub(super) io: Io,
     pub(super) core: Core,
     pub(super) polled: Vec<PolledLink>,
     pub(super) radio: Option<crate::radio::Radio>,
     pub(super) control: Option<ControlSocket>,
-    pub(super) status_json: Arc<Mutex<String>>,
     pub(super) state_file: StateFile<Persisted>,
     pub(super) last_persisted: Persisted,
     pub(super) interruption: crate::interruption::Interruption,
@@ -117,7 +117,7 @@ impl Shell for Node {
                     io.nft.link_counters().ok()
                 });
         }
-        publish(&self.core, &self.io, &self.status_json, self.io.now().mono);
+        publish(&self.core, &self.io, self.io.now().mono);
         let p = self.core.persisted();
         if p != self.last_persisted {
             if let Err(e) = self.state_file.store(&p) {
@@ -222,15 +222,23 @@ impl Shell for Node {
         tick(&self.io, &mut self.core, self.io.now()).await;
     }
 
-    async fn on_reload(&mut self, loaded: Result<Config, ConfigError>) {
+    fn reload_diff(&self, new: &Config) -> ReloadDiff {
+        reload_diff(&self.cfg, new)
+    }
+
+    async fn reload(&mut self, new: Config, _diff: &ReloadDiff) -> Result<(), String> {
         reload(
-            loaded,
-            &self.cfg,
+            new,
+            &mut self.cfg,
             &self.io,
             &mut self.core,
             &mut self.polled,
         )
-        .await;
+        .await
+    }
+
+    fn status(&mut self) -> Snapshot {
+        Snapshot::json(self.core.status(self.io.now().mono))
     }
 
     async fn shutdown(self, keep_kernel_state: bool) {

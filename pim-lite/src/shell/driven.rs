@@ -3,7 +3,8 @@
 //! and its own (status refresh, address poll), reload and shutdown.
 use mipcast_daemon::clock::Clock;
 use mipcast_daemon::config::ConfigError;
-use mipcast_daemon::driver::{or_never, Shell as DriverShell};
+use mipcast_daemon::driver::{ReloadDiff, Shell as DriverShell};
+use mipcast_daemon::status::Snapshot;
 use mipcast_kernel::linkwatch::{LinkEvent, LinkWatch};
 use mipcast_kernel::mrt6;
 use mipcast_kernel::sockets::SocketError;
@@ -12,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{
     next_link_event, received, received_drained, Direction, Input, Proto, Sg, Shell, ShellError,
-    StatusReply, UpcallKind, ADDRESS_REFRESH, PIM_BURST,
+    UpcallKind, ADDRESS_REFRESH, PIM_BURST,
 };
 use crate::config::Config;
 
@@ -51,8 +52,6 @@ pub(super) enum Received {
     Pim(Result<mipcast_kernel::sockets::Received, SocketError>),
     Upcall(Result<mrt6::Upcall, SocketError>),
     Link(Option<LinkEvent>),
-    /// A `/status` request from the metrics server's thread.
-    Status(Option<StatusReply>),
 }
 
 impl DriverShell for Driven {
@@ -86,7 +85,6 @@ impl DriverShell for Driven {
             r = s.sockets.pim.recv(&mut self.pim_buf) => Received::Pim(r),
             u = s.mrt.recv_upcall() => Received::Upcall(u),
             ev = next_link_event(&mut self.links) => Received::Link(ev),
-            reply = or_never(s.status_requests.as_mut().map(|r| r.recv())) => Received::Status(reply),
         }
     }
 
@@ -144,23 +142,6 @@ impl DriverShell for Driven {
                     }
                 }
             },
-            // The metrics server's thread has ended: stop listening, or the closed channel
-            // would wake the loop at once every turn.
-            Received::Status(None) => {
-                tracing::warn!("the metrics server has stopped: /status is no longer served");
-                s.status_requests = None;
-            }
-            Received::Status(Some(reply)) => {
-                let started = std::time::Instant::now();
-                let status = s.router.status(s.clock.now());
-                tracing::debug!(
-                    build_us = started.elapsed().as_micros(),
-                    sg = status.sg.len(),
-                    "/status snapshot built on request"
-                );
-                // The requester gave up (STATUS_WAIT) if this fails: nothing to do.
-                let _ = reply.send(status);
-            }
             Received::Link(ev) => match ev {
                 Some(ev) => {
                     let ifindex = match ev {
@@ -188,8 +169,16 @@ impl DriverShell for Driven {
         s.router.handle_timeout(s.clock.reading());
     }
 
-    async fn on_reload(&mut self, loaded: Result<Config, ConfigError>) {
-        self.shell.reload(loaded);
+    fn reload_diff(&self, new: &Config) -> ReloadDiff {
+        self.shell.reload_diff(new)
+    }
+
+    async fn reload(&mut self, new: Config, _diff: &ReloadDiff) -> Result<(), String> {
+        self.shell.reload(new)
+    }
+
+    fn status(&mut self) -> Snapshot {
+        self.shell.status()
     }
 
     async fn shutdown(self, _keep_kernel_state: bool) -> Result<(), ShellError> {
