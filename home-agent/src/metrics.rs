@@ -320,14 +320,6 @@ impl Metrics {
         }
     }
 
-    /// Counts the changes of one batch before it goes to the kernel.
-    /// `n` kernel changes of kind `op` attempted.
-    pub fn kernel_changes(&self, op: &'static str, n: usize) {
-        self.kernel_changes
-            .get_or_create(&OpLabel { op })
-            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
-    }
-
     /// Counts bindings dropped by a restore or a reload's re-check.
     pub fn invalidated(&self, when: &'static str, dropped: &[mipcast_binding::RestoreRefusal]) {
         for d in dropped {
@@ -337,6 +329,14 @@ impl Metrics {
                     reason: d.reason,
                 })
                 .inc();
+        }
+    }
+
+    /// One kernel change of kind `op` and the kernel's answer.
+    pub fn kernel_change(&self, op: &'static str, outcome: &mipcast_proto::Outcome) {
+        self.kernel_changes.get_or_create(&OpLabel { op }).inc();
+        if matches!(outcome, mipcast_proto::Outcome::Refused { .. }) {
+            self.kernel_error(op);
         }
     }
 

@@ -464,8 +464,9 @@ impl<A: Agent> Daemon<A> {
         mipcast_daemon::logsummary::log_restore_refusals(&self.state_path, &refused);
         self.metrics.invalidated("start", &refused);
         self.resolve_all().await;
+        info!(saved, restored, "bindings restored");
         let desired: HashSet<KObject> = lock(&self.core).desired();
-        match self.kernel.reconcile(&desired).await {
+        match self.kernel.reconcile_logged(&desired, "start").await {
             Ok(report) => {
                 let failed_hoas: Vec<Ipv6Addr> = report
                     .failed
@@ -475,25 +476,12 @@ impl<A: Agent> Daemon<A> {
                         _ => None,
                     })
                     .collect();
-                for e in &report.failed {
+                for _ in &report.failed {
                     self.metrics.kernel_error("reconcile");
-                    warn!(error = %e, "reconcile");
                 }
                 lock(&self.core).mark_unprogrammed(failed_hoas);
-                info!(
-                    saved,
-                    restored,
-                    added = report.added.len(),
-                    replaced = report.replaced.len(),
-                    removed = report.removed.len() + report.removed_unrecognised,
-                    failed = report.failed.len(),
-                    "kernel reconciled with the restored bindings"
-                );
             }
-            Err(e) => {
-                self.metrics.kernel_error("reconcile");
-                error!(error = %e, "cannot reconcile the kernel state");
-            }
+            Err(_) => self.metrics.kernel_error("reconcile"),
         }
         self.metrics.bindings.set(gauge(lock(&self.core).len()));
     }
@@ -733,25 +721,10 @@ impl<A: Agent> Daemon<A> {
             );
             return;
         }
-        let (removed, failed) = match self.kernel.remove_all_ours().await {
-            Ok(r) => {
-                for e in &r.failed {
-                    warn!(error = %e, "removing kernel state");
-                }
-                (r.removed.len() + r.removed_unrecognised, r.failed.len())
-            }
-            Err(e) => {
-                error!(error = %e, "cannot list our kernel state");
-                (0, 1)
-            }
-        };
-        if let Err(e) = self
+        let (removed, failed) = self
             .kernel
-            .restore_local_rule(settings.kernel.local_rule_pref)
-            .await
-        {
-            warn!(error = %e, "restoring the local rule");
-        }
+            .remove_ours_at_stop(settings.kernel.local_rule_pref)
+            .await;
         if let Some(tunsrc) = self.originals.seg6_tunsrc.take() {
             if let Err(e) = self.kernel.set_seg6_tunsrc(tunsrc).await {
                 warn!(error = %e, "restoring the seg6 tunnel source");
@@ -849,35 +822,18 @@ fn log_event(e: &Event, suppressed: u64) {
 }
 
 impl<A: Agent> Effects<Core<A::Policy>> for Daemon<A> {
-    /// Runs of changes of one kind are one netlink batch each.
     async fn apply(&mut self, changes: &[Change]) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(changes.len());
-        let mut rest = changes;
-        while let Some(first) = rest.first() {
-            let run = rest
-                .iter()
-                .take_while(|c| std::mem::discriminant(*c) == std::mem::discriminant(first))
-                .count();
-            let (now, later) = rest.split_at(run);
-            let (op, label) = match first {
-                Change::Add(_) => (Op::Add, "add"),
-                Change::Replace(_) => (Op::Replace, "replace"),
-                Change::Delete(_) => (Op::Delete, "delete"),
-            };
-            let objects: Vec<KObject> = now
-                .iter()
-                .map(|c| match *c {
-                    Change::Add(o) | Change::Replace(o) | Change::Delete(o) => o,
-                })
-                .collect();
-            self.metrics.kernel_changes(label, objects.len());
-            for outcome in self.kernel.apply(op, &objects).await {
-                if matches!(outcome, Outcome::Refused { .. }) {
-                    self.metrics.kernel_error(label);
-                }
-                outcomes.push(outcome);
-            }
-            rest = later;
+        let ops: Vec<(Op, KObject)> = changes
+            .iter()
+            .map(|c| match *c {
+                Change::Add(o) => (Op::Add, o),
+                Change::Replace(o) => (Op::Replace, o),
+                Change::Delete(o) => (Op::Delete, o),
+            })
+            .collect();
+        let outcomes = self.kernel.apply_in_runs(&ops).await;
+        for ((op, _), outcome) in ops.iter().zip(&outcomes) {
+            self.metrics.kernel_change(op.label(), outcome);
         }
         outcomes
     }

@@ -173,6 +173,26 @@ impl Kernel {
     /// replaces one by one) and returns one [`Outcome`] per object, in order, classified by
     /// the one errno policy. What drivers of the protocol cores call.
     pub async fn apply(&self, op: Op, objects: &[KObject]) -> Vec<Outcome> {
+        // The kernel's failures name their object, not their place in the batch: a run that
+        // holds one object twice (add, then add again) is cut where it repeats, so that each
+        // failure belongs to exactly one change.
+        let mut outcomes = Vec::with_capacity(objects.len());
+        let mut rest = objects;
+        while !rest.is_empty() {
+            let mut seen = HashSet::new();
+            let unique = rest
+                .iter()
+                .take_while(|o| seen.insert(o.normalized()))
+                .count();
+            let (now, later) = rest.split_at(unique);
+            outcomes.extend(self.apply_distinct(op, now).await);
+            rest = later;
+        }
+        outcomes
+    }
+
+    /// [`Self::apply`] of objects that are all different.
+    async fn apply_distinct(&self, op: Op, objects: &[KObject]) -> Vec<Outcome> {
         let failures = match op {
             Op::Add => self.add_batch(objects).await,
             Op::Delete => self.delete_batch(objects).await,
@@ -333,6 +353,72 @@ impl Kernel {
 
         self.remove(to_remove, unrecognised, &mut report).await;
         Ok(report)
+    }
+
+    /// Applies `changes` in order; each run of consecutive changes with one op is one netlink
+    /// batch. One outcome per change.
+    pub async fn apply_in_runs(&self, changes: &[(Op, KObject)]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(changes.len());
+        let mut rest = changes;
+        while let Some(&(op, _)) = rest.first() {
+            let run = rest.iter().take_while(|(o, _)| *o == op).count();
+            let (now, later) = rest.split_at(run);
+            let objects: Vec<KObject> = now.iter().map(|(_, object)| *object).collect();
+            outcomes.extend(self.apply(op, &objects).await);
+            rest = later;
+        }
+        outcomes
+    }
+
+    /// [`Self::reconcile`], reported in one log line (`why`: start, reload) and a warning per
+    /// object the kernel refused. The report's `failed` are for the daemon's error counter.
+    pub async fn reconcile_logged(
+        &self,
+        desired: &HashSet<KObject>,
+        why: &str,
+    ) -> Result<ReconcileReport, RouteError> {
+        let report = self.reconcile(desired).await.inspect_err(|e| {
+            tracing::error!(why, error = %e, "cannot reconcile the kernel state");
+        })?;
+        for e in &report.failed {
+            tracing::warn!(why, error = %e, "reconcile");
+        }
+        tracing::info!(
+            why,
+            wanted = desired.len(),
+            added = report.added.len(),
+            replaced = report.replaced.len(),
+            removed = report.removed.len() + report.removed_unrecognised,
+            failed = report.failed.len(),
+            "kernel reconciled"
+        );
+        Ok(report)
+    }
+
+    /// At a daemon's stop: removes every object with our tag and puts the `lookup local` rule
+    /// back at preference 0 ([`Self::restore_local_rule`]), logging each failure. Returns how
+    /// many objects went and how many steps failed.
+    pub async fn remove_ours_at_stop(&self, local_rule_pref: u32) -> (usize, usize) {
+        let (removed, mut failed) = match self.remove_all_ours().await {
+            Ok(report) => {
+                for e in &report.failed {
+                    tracing::warn!(error = %e, "removing kernel state");
+                }
+                (
+                    report.removed.len() + report.removed_unrecognised,
+                    report.failed.len(),
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list our kernel state");
+                (0, 1)
+            }
+        };
+        if let Err(e) = self.restore_local_rule(local_rule_pref).await {
+            tracing::warn!(error = %e, "restoring the local rule");
+            failed += 1;
+        }
+        (removed, failed)
     }
 
     /// Removes every object with our tag (except the `lookup local` rule, see

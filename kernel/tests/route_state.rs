@@ -589,3 +589,80 @@ fn addresses_and_gateway_routes_are_ours_alone() {
     });
     assert_eq!(theirs, vec![other_protocol]);
 }
+
+/// `apply_in_runs`: one outcome per change in order, across runs of adds, deletes and
+/// replaces; `remove_ours_at_stop` leaves nothing of ours and the local rule at 0.
+#[test]
+#[ignore = "needs root"]
+fn changes_in_runs_answer_in_order_and_stop_removes_everything() {
+    use mipcast_kernel::route::Op;
+    use mipcast_proto::Outcome;
+    require_root();
+    let (ns, x0) = one_link("rr");
+    let route = |n: u16, tunnel: &str| KObject::EncapRoute {
+        dst: format!("2001:db8:b::{n:x}/128").parse().unwrap(),
+        src: None,
+        tunnel_dst: tunnel.parse().unwrap(),
+        oif: x0,
+        table: 201,
+    };
+    let (a, b, c) = (
+        route(1, "ff35::1"),
+        route(2, "ff35::2"),
+        route(3, "ff35::3"),
+    );
+    let changes = [
+        (Op::Add, a),
+        (Op::Add, b),
+        // Already there: refused as EEXIST, and only this one.
+        (Op::Add, a),
+        (Op::Delete, b),
+        // Already gone.
+        (Op::Delete, b),
+        (Op::Replace, route(1, "ff35::9")),
+        (Op::Add, c),
+    ];
+    let outcomes = with_kernel(&ns, async |k| {
+        k.ensure_local_rule_moved(DEFAULT_LOCAL_RULE_PREF)
+            .await
+            .expect("move the local rule");
+        k.apply_in_runs(&changes).await
+    });
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Applied,
+            Outcome::Applied,
+            Outcome::AlreadyPresent,
+            Outcome::Applied,
+            Outcome::AlreadyGone,
+            Outcome::Applied,
+            Outcome::Applied,
+        ]
+    );
+    let routes = lines(&ns, "ip -6 route show table 201 proto 158");
+    assert_eq!(routes.len(), 2, "{routes:?}");
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.starts_with("2001:db8:b::1 ") && r.contains("ff35::9")),
+        "{routes:?}"
+    );
+    assert!(
+        routes.iter().any(|r| r.starts_with("2001:db8:b::3 ")),
+        "{routes:?}"
+    );
+
+    let (removed, failed) = with_kernel(&ns, async |k| {
+        k.remove_ours_at_stop(DEFAULT_LOCAL_RULE_PREF).await
+    });
+    assert_eq!((removed, failed), (2, 0));
+    assert!(lines(&ns, "ip -6 route show table all proto 158").is_empty());
+    assert!(
+        lines(&ns, "ip -6 rule")
+            .iter()
+            .any(|r| r.starts_with("0:") && r.contains("lookup local")),
+        "{:?}",
+        lines(&ns, "ip -6 rule")
+    );
+}

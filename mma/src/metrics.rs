@@ -314,10 +314,14 @@ impl Metrics {
             .inc();
     }
 
-    pub fn kernel_changes(&self, op: &str, n: usize) {
+    /// One kernel change of kind `op` and the kernel's answer.
+    pub fn kernel_change(&self, op: &str, outcome: &mipcast_proto::Outcome) {
         self.kernel_changes
             .get_or_create(&OpLabels { op: op.to_owned() })
-            .inc_by(n as u64);
+            .inc();
+        if matches!(outcome, mipcast_proto::Outcome::Refused { .. }) {
+            self.kernel_error(op);
+        }
     }
 
     pub fn kernel_error(&self, op: &str) {

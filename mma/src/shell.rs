@@ -371,26 +371,12 @@ impl Daemon {
     async fn reconcile(&mut self, why: &str) {
         let mut desired: HashSet<KObject> = lock(&self.core).desired_objects();
         desired.extend(self.ro.iter().flat_map(|ro| ro.desired()));
-        match self.kernel.reconcile(&desired).await {
-            Ok(report) => {
-                for e in &report.failed {
-                    warn!(error = %e, "reconcile");
-                    self.metrics.kernel_error("reconcile");
-                }
-                info!(
-                    why,
-                    wanted = desired.len(),
-                    added = report.added.len(),
-                    replaced = report.replaced.len(),
-                    removed = report.removed.len() + report.removed_unrecognised,
-                    failed = report.failed.len(),
-                    "kernel reconciled"
-                );
-            }
-            Err(e) => {
-                warn!(error = %e, "reconcile failed");
-                self.metrics.kernel_error("reconcile");
-            }
+        let failed = match self.kernel.reconcile_logged(&desired, why).await {
+            Ok(report) => report.failed.len(),
+            Err(_) => 1,
+        };
+        for _ in 0..failed {
+            self.metrics.kernel_error("reconcile");
         }
     }
 
@@ -534,40 +520,8 @@ impl Daemon {
         outcome.is_ok()
     }
 
-    /// Applies one run of route changes of one kind; one outcome per change.
-    async fn apply_routes(&self, changes: &[Change]) -> Vec<Outcome> {
-        let (op, label) = match changes.first() {
-            Some(Change::Add(_)) => (Op::Add, "add"),
-            Some(Change::Replace(_)) => (Op::Replace, "replace"),
-            _ => (Op::Delete, "delete"),
-        };
-        let objects: Vec<KObject> = changes
-            .iter()
-            .filter_map(|c| match *c {
-                Change::Add(o) | Change::Replace(o) | Change::Delete(o) => Some(o),
-                _ => None,
-            })
-            .collect();
-        self.metrics.kernel_changes(label, objects.len());
-        let outcomes = self.kernel.apply(op, &objects).await;
-        for o in &outcomes {
-            if !o.reached(op == Op::Delete) && *o != Outcome::AlreadyPresent {
-                self.metrics.kernel_error(label);
-            }
-        }
-        outcomes
-    }
-
     /// Applies an MFC change.
     fn apply_mfc(&self, change: Change) -> Outcome {
-        self.metrics.kernel_changes(
-            if change.is_delete() {
-                "del_mfc"
-            } else {
-                "add_mfc"
-            },
-            1,
-        );
         let result = match change {
             Change::AddMfc { group, .. } => self.add_mfc(group),
             Change::DelMfc { source, group } => match &self.mrt6 {
@@ -576,20 +530,17 @@ impl Daemon {
             },
             _ => Ok(()),
         };
-        match result {
+        let outcome = match result {
             Ok(()) => Outcome::Applied,
-            Err(e) => {
-                let outcome = outcome_of(e.errno(), || e.to_string());
-                if !outcome.reached(change.is_delete()) {
-                    self.metrics.kernel_error(if change.is_delete() {
-                        "del_mfc"
-                    } else {
-                        "add_mfc"
-                    });
-                }
-                outcome
-            }
-        }
+            Err(e) => outcome_of(e.errno(), || e.to_string()),
+        };
+        let op = if change.is_delete() {
+            "del_mfc"
+        } else {
+            "add_mfc"
+        };
+        self.metrics.kernel_change(op, &outcome);
+        outcome
     }
 
     fn add_mfc(&self, group: Ipv6Addr) -> Result<(), SocketError> {
@@ -768,18 +719,10 @@ impl Daemon {
             );
             return;
         }
-        let removed = match self.kernel.remove_all_ours().await {
-            Ok(report) => {
-                for e in &report.failed {
-                    warn!(error = %e, "removing kernel state");
-                }
-                report.removed.len() + report.removed_unrecognised
-            }
-            Err(e) => {
-                warn!(error = %e, "removing kernel state");
-                0
-            }
-        };
+        let (removed, failed) = self
+            .kernel
+            .remove_ours_at_stop(self.config.kernel.local_rule_pref)
+            .await;
         if let Some(ro) = &self.ro {
             ro.shutdown();
         }
@@ -787,13 +730,6 @@ impl Daemon {
             if let Err(e) = rule.remove().await {
                 warn!(error = %e, "removing the mrule");
             }
-        }
-        if let Err(e) = self
-            .kernel
-            .restore_local_rule(self.config.kernel.local_rule_pref)
-            .await
-        {
-            warn!(error = %e, "restoring the local rule");
         }
         // Put back whatever tunnel source was there before us (usually `::`, unset).
         if let Err(e) = self.kernel.set_seg6_tunsrc(self.previous_tunsrc).await {
@@ -805,6 +741,7 @@ impl Daemon {
         }
         info!(
             routes_and_rules = removed,
+            failed,
             mfc_entries = mfc,
             mrule = self.mrule.is_some(),
             tunsrc = %self.previous_tunsrc,
@@ -1023,23 +960,23 @@ fn log_context(e: &crate::core::ContextEvent, suppressed: u64) {
 }
 
 impl Effects<Core> for Daemon {
+    /// Route changes go in netlink batches (one per run of one op); MFC changes one by one.
     async fn apply(&mut self, changes: &[Change]) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(changes.len());
-        // Consecutive route changes of one kind are one netlink batch; MFC changes go one by one.
         let mut rest = changes;
         while let Some(first) = rest.first() {
-            if matches!(first, Change::AddMfc { .. } | Change::DelMfc { .. }) {
+            let routes: Vec<(Op, KObject)> = rest.iter().map_while(route_change).collect();
+            if routes.is_empty() {
                 outcomes.push(self.apply_mfc(*first));
                 rest = rest.get(1..).unwrap_or_default();
                 continue;
             }
-            let run = rest
-                .iter()
-                .take_while(|c| std::mem::discriminant(*c) == std::mem::discriminant(first))
-                .count();
-            let (now, later) = rest.split_at(run);
-            outcomes.extend(self.apply_routes(now).await);
-            rest = later;
+            let applied = self.kernel.apply_in_runs(&routes).await;
+            for ((op, _), outcome) in routes.iter().zip(&applied) {
+                self.metrics.kernel_change(op.label(), outcome);
+            }
+            outcomes.extend(applied);
+            rest = rest.get(routes.len()..).unwrap_or_default();
         }
         outcomes
     }
@@ -1108,6 +1045,16 @@ impl Daemon {
                 warn!(dst = %send.dst, error = %e, suppressed, "sending a mobility message failed");
             }
         }
+    }
+}
+
+/// A route, rule or neighbour change as the kernel layer takes it; None for MFC changes.
+fn route_change(change: &Change) -> Option<(Op, KObject)> {
+    match *change {
+        Change::Add(o) => Some((Op::Add, o)),
+        Change::Replace(o) => Some((Op::Replace, o)),
+        Change::Delete(o) => Some((Op::Delete, o)),
+        Change::AddMfc { .. } | Change::DelMfc { .. } => None,
     }
 }
 

@@ -3,7 +3,7 @@
 //! timer ticks to the core and applies its actions in order.
 use mipcast_daemon::cli::RunOptions;
 use mipcast_daemon::control::{self, ControlSocket};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -224,7 +224,10 @@ async fn run_async(cfg: Config, opts: RunOptions) -> Result<(), StartError> {
     }
 
     // Restart: whatever a previous run left is removed; the core then installs what it wants.
-    let stale = remove_ours(&kernel, &nft).await;
+    let stale = match kernel.reconcile_logged(&HashSet::new(), "start").await {
+        Ok(report) => report.removed.len() + report.removed_unrecognised,
+        Err(_) => 0,
+    } + remove_nft(&nft);
     tracing::info!(
         removed = stale,
         "removed kernel state left by a previous run"
@@ -343,22 +346,15 @@ impl Io {
     }
 }
 
-/// Removes every route, rule, address and nftables rule carrying our tag; returns the count.
-async fn remove_ours(kernel: &Kernel, nft: &NftMarker) -> usize {
-    let mut removed = 0;
-    match kernel.remove_all_ours().await {
-        Ok(report) => {
-            removed += report.removed.len() + report.removed_unrecognised;
-            for f in report.failed {
-                tracing::warn!(error = %f, "removing a kernel object");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "listing our kernel objects"),
-    }
-    match nft.groups() {
-        Ok(groups) => removed += groups.len(),
-        Err(e) => tracing::debug!(error = %e, "listing nftables groups"),
-    }
+/// Removes our nftables table; returns the count of groups it counted.
+fn remove_nft(nft: &NftMarker) -> usize {
+    let removed = nft.groups().map_or_else(
+        |e| {
+            tracing::debug!(error = %e, "listing nftables groups");
+            0
+        },
+        |groups| groups.len(),
+    );
     if let Err(e) = nft.remove_table() {
         tracing::warn!(error = %e, "removing our nftables table");
     }

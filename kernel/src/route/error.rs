@@ -14,6 +14,17 @@ pub enum Op {
     Delete,
 }
 
+impl Op {
+    /// The operation's metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Replace => "replace",
+            Op::Delete => "delete",
+        }
+    }
+}
+
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

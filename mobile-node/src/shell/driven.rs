@@ -17,7 +17,7 @@ use mipcast_proto::Machine;
 
 use super::{
     apply, host, next_link_event, next_request, publish, quality_request, release_held, reload,
-    reload_diff, remove_ours, sample_due, sample_interruption, tick, Io, PolledLink,
+    reload_diff, remove_nft, sample_due, sample_interruption, tick, Io, PolledLink,
     LINK_POLL_INTERVAL, POLL_INTERVAL,
 };
 use crate::carrier::CarrierChange;
@@ -247,7 +247,11 @@ impl Shell for Node {
             tracing::info!("shutting down; kernel state kept (--keep-kernel-state)");
         } else {
             drop(io.ssm);
-            let removed = remove_ours(&io.kernel, &io.nft).await;
+            let (removed, _) = io
+                .kernel
+                .remove_ours_at_stop(cfg.kernel.local_rule_pref)
+                .await;
+            let removed = removed + remove_nft(&io.nft);
             for ifindex in core.raised_links() {
                 match io.kernel.set_link_admin(ifindex, false).await {
                     Ok(_) => tracing::info!(ifindex, "interface we brought up is down again"),
@@ -255,13 +259,6 @@ impl Shell for Node {
                         tracing::warn!(ifindex, error = %e, "putting an interface we brought up down")
                     }
                 }
-            }
-            if let Err(e) = io
-                .kernel
-                .restore_local_rule(cfg.kernel.local_rule_pref)
-                .await
-            {
-                tracing::warn!(error = %e, "restoring the local rule");
             }
             tracing::info!(removed, "shutting down; removed our kernel state");
         }
