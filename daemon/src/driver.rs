@@ -149,9 +149,23 @@ pub trait Shell {
     async fn reload(&mut self, new: Self::Config, diff: &ReloadDiff) -> Result<(), String>;
     /// The status document, now (served as `/status`, see [`crate::status`]).
     fn status(&mut self) -> Snapshot;
-    /// SIGTERM/SIGINT: the state is written; unless `keep_kernel_state`, what was installed
-    /// in the kernel and the namespace is removed.
-    async fn shutdown(self, keep_kernel_state: bool) -> Self::Exit;
+    /// SIGTERM/SIGINT, first: the state is written and what works beside the loop stops
+    /// (tasks, goodbyes to neighbours).
+    async fn stop(&mut self);
+    /// Then, unless `--keep-kernel-state`: what the daemon installed in the kernel and the
+    /// namespace is removed, and what it changed (rules, sysctls) is put back.
+    async fn remove_installed(&mut self) -> Removal;
+    /// Last: what [`run`] returns.
+    fn exit(self) -> Self::Exit;
+}
+
+/// What [`Shell::remove_installed`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Removal {
+    /// Kernel objects (routes, rules, neighbour proxies, MFC entries, interfaces) removed.
+    pub removed: usize,
+    /// Steps that failed (each logged where it failed).
+    pub failed: usize,
 }
 
 /// What a reloaded configuration changes, by section: applied in place, or only at the next
@@ -279,7 +293,27 @@ pub async fn run<S: Shell>(mut shell: S, parts: Loop) -> S::Exit {
             _ = sleep_until(deadline) => shell.on_timer().await,
         }
     }
-    shell.shutdown(keep_kernel_state).await
+    stop(shell, keep_kernel_state).await
+}
+
+/// The ordered shutdown, logged the same way for every daemon.
+async fn stop<S: Shell>(mut shell: S, keep_kernel_state: bool) -> S::Exit {
+    info!("stopping");
+    shell.stop().await;
+    if keep_kernel_state {
+        info!("stopped; kernel state kept (--keep-kernel-state)");
+    } else {
+        let Removal { removed, failed } = shell.remove_installed().await;
+        if failed == 0 {
+            info!(removed, "stopped; kernel state removed");
+        } else {
+            warn!(
+                removed,
+                failed, "stopped; kernel state removed, with failures"
+            );
+        }
+    }
+    shell.exit()
 }
 
 /// One SIGHUP's outcome, logged the same way for every daemon.

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mipcast_daemon::config::ConfigError;
-use mipcast_daemon::driver::{run, Loop, LoopMetrics, ReloadDiff, Shell};
+use mipcast_daemon::driver::{run, Loop, LoopMetrics, ReloadDiff, Removal, Shell};
 use mipcast_daemon::signals::Signals;
 use mipcast_daemon::status::{status_channel, Snapshot};
 use nix::sys::signal::{kill, Signal as Sig};
@@ -108,8 +108,17 @@ impl Shell for Scripted {
         self.note("wait".into());
     }
 
-    async fn shutdown(self, keep_kernel_state: bool) -> &'static str {
-        self.note(format!("shutdown keep={keep_kernel_state}"));
+    async fn stop(&mut self) {
+        self.note("stop".into());
+    }
+
+    async fn remove_installed(&mut self) -> Removal {
+        self.note("remove".into());
+        Removal::default()
+    }
+
+    fn exit(self) -> &'static str {
+        self.note("exit".into());
         "stopped"
     }
 }
@@ -182,7 +191,32 @@ async fn rounds_timer_reloads_status_and_shutdown_in_order() {
             "wait",
             "status",
             "wait",
-            "shutdown keep=true",
+            "stop",
+            "exit",
         ]
     );
+
+    // Without --keep-kernel-state the installed state is removed between stop and exit.
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (_tx, inputs) = mpsc::unbounded_channel();
+    let shell = Scripted {
+        inputs,
+        handled: 0,
+        timer_fired: false,
+        config: String::new(),
+        log: Arc::clone(&log),
+    };
+    let parts = Loop {
+        signals: Signals::new().expect("install handlers"),
+        status: mipcast_daemon::status::StatusRequests::none(),
+        metrics: LoopMetrics::default(),
+        config_path: PathBuf::from("/etc/scripted.yaml"),
+        keep_kernel_state: false,
+    };
+    kill(Pid::this(), Sig::SIGTERM).unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), run(shell, parts))
+        .await
+        .expect("SIGTERM ends the loop");
+    assert_eq!(exit, "stopped");
+    assert_eq!(*log.lock().unwrap(), ["wait", "stop", "remove", "exit"]);
 }

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use mipcast_binding::{BindingRecord, Registrar};
 use mipcast_daemon::clock::{Clock, SystemClock};
-use mipcast_daemon::driver::{self, lock, settle, Effects, Loop, LoopMetrics, ReloadDiff, Shell};
+use mipcast_daemon::driver::{
+    self, lock, settle, Effects, Loop, LoopMetrics, ReloadDiff, Removal, Shell,
+};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::Signals;
@@ -349,9 +351,38 @@ impl<A: Agent> Shell for Daemon<A> {
         Snapshot::json(StatusPage { bindings })
     }
 
-    async fn shutdown(self, keep_kernel_state: bool) {
-        self.stop(keep_kernel_state).await;
+    /// The state file is written (bindings survive a restart either way).
+    async fn stop(&mut self) {
+        self.write_state_now();
+        info!(bindings = lock(&self.core).len(), "state saved");
     }
+
+    /// Our routes, rules and proxy entries go; the local rule, the seg6 tunnel source and
+    /// proxy_ndp are put back.
+    async fn remove_installed(&mut self) -> Removal {
+        let (removed, mut failed) = self
+            .kernel
+            .remove_ours_at_stop(self.settings.kernel.local_rule_pref)
+            .await;
+        if let Some(tunsrc) = self.originals.seg6_tunsrc.take() {
+            if let Err(e) = self.kernel.set_seg6_tunsrc(tunsrc).await {
+                warn!(error = %e, "restoring the seg6 tunnel source");
+                failed += 1;
+            }
+        }
+        if let Some(value) = self.originals.proxy_ndp.take() {
+            let path = proxy_ndp_path(&self.settings.interface);
+            if let Err(e) = std::fs::write(&path, value) {
+                warn!(path = %path.display(), error = %e, "restoring proxy_ndp");
+                failed += 1;
+            }
+        }
+        // The namespace is as we found it: a later start must not "restore" these again.
+        self.write_state_now();
+        Removal { removed, failed }
+    }
+
+    fn exit(self) {}
 }
 
 #[derive(Serialize, Deserialize)]
@@ -706,39 +737,6 @@ impl<A: Agent> Daemon<A> {
         let meta = serde_json::to_vec(&self.originals).unwrap_or_default();
         let outcome = self.journal.compact(records.iter(), Some(&meta));
         self.count_state_write(&outcome);
-    }
-
-    /// Clean stop: the state file is written (bindings survive a restart either way); unless
-    /// told to keep it, everything we installed in the kernel and the namespace goes.
-    async fn stop(mut self, keep_kernel_state: bool) {
-        let settings = self.settings.clone();
-        self.write_state_now();
-        let bindings = lock(&self.core).len();
-        if keep_kernel_state {
-            info!(
-                bindings,
-                "stopping; kernel state kept (--keep-kernel-state)"
-            );
-            return;
-        }
-        let (removed, failed) = self
-            .kernel
-            .remove_ours_at_stop(settings.kernel.local_rule_pref)
-            .await;
-        if let Some(tunsrc) = self.originals.seg6_tunsrc.take() {
-            if let Err(e) = self.kernel.set_seg6_tunsrc(tunsrc).await {
-                warn!(error = %e, "restoring the seg6 tunnel source");
-            }
-        }
-        if let Some(value) = self.originals.proxy_ndp.take() {
-            let path = proxy_ndp_path(&settings.interface);
-            if let Err(e) = std::fs::write(&path, value) {
-                warn!(path = %path.display(), error = %e, "restoring proxy_ndp");
-            }
-        }
-        // The namespace is as we found it: a later start must not "restore" these again.
-        self.write_state_now();
-        info!(bindings, removed, failed, "stopped; kernel state removed");
     }
 }
 

@@ -441,8 +441,9 @@ impl Mrt6 {
         }
     }
 
-    /// Gives the table up (`MRT6_DONE`): the kernel flushes our MIFs and MFC entries.
-    pub fn close(self) -> Result<()> {
+    /// Gives the table up (`MRT6_DONE`): the kernel flushes our MIFs and MFC entries. Once
+    /// only (later calls, and the drop, do nothing); the socket then serves nothing more.
+    pub fn close(&self) -> Result<()> {
         self.done()
     }
 

@@ -15,7 +15,7 @@ use mipcast_binding::{BindingRecord, RegistrarConfig, SaError, SaTable};
 use mipcast_daemon::clock::{Clock, SystemClock};
 use mipcast_daemon::config::{sa, ConfigError};
 use mipcast_daemon::control::{self, ControlSocket};
-use mipcast_daemon::driver::{self, lock, settle, Effects, Loop, LoopMetrics, ReloadDiff};
+use mipcast_daemon::driver::{self, lock, settle, Effects, Loop, LoopMetrics, ReloadDiff, Removal};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::Signals;
@@ -187,6 +187,8 @@ struct Daemon {
     /// Route optimisation (`route_optimisation:`), and the NFLOG group of its sightings.
     ro: Option<crate::ro_shell::RoShell>,
     nflog: Option<mipcast_kernel::sockets::NflogSocket>,
+    /// MFC entries the kernel flushed when the MRT6 table closed ([`Daemon::stop`]).
+    mfc_flushed: usize,
     /// The loop's ends, until [`Daemon::run`] hands them over.
     status: Option<StatusRequests>,
     loop_metrics: LoopMetrics,
@@ -329,6 +331,7 @@ impl Daemon {
             log_limit: LogSummary::default(),
             ro,
             nflog,
+            mfc_flushed: 0,
             status: Some(status),
             loop_metrics,
         };
@@ -693,33 +696,28 @@ impl Daemon {
         })
     }
 
-    async fn shutdown(mut self) {
+    /// The state is saved; the metrics server stops; the MRT6 table closes (the kernel drops
+    /// our MIFs and MFC entries with it, kept state or not).
+    async fn stop(&mut self) {
         let terminals = lock(&self.core).records_len();
         if self.compact() {
             info!(terminals, file = %self.journal.path().display(), "state saved");
         }
         self.server.abort();
-        let mfc = lock(&self.core).desired_groups().len();
+        self.mfc_flushed = lock(&self.core).desired_groups().len();
+        // A counter poll still running holds the socket too; it reads nothing more.
         if let Some(mrt6) = self.mrt6.take() {
-            // MRT6_DONE: the kernel drops our MIFs and MFC entries. A counter poll still
-            // running holds the socket: the table is flushed when it ends (Mrt6's drop).
-            match Arc::try_unwrap(mrt6) {
-                Ok(mrt6) => {
-                    if let Err(e) = mrt6.close() {
-                        warn!(error = %e, "closing the MRT6 table");
-                    }
-                }
-                Err(_) => info!("MRT6 table closed once the running MFC counter poll ends"),
+            if let Err(e) = mrt6.close() {
+                warn!(error = %e, "closing the MRT6 table");
             }
         }
-        if self.options.keep_kernel_state {
-            info!(
-                mfc_entries_flushed = mfc,
-                "shutting down; routes and rules kept (--keep-kernel-state)"
-            );
-            return;
-        }
-        let (removed, failed) = self
+        info!(mfc_entries = self.mfc_flushed, "MRT6 table closed");
+    }
+
+    /// Our routes and rules go (route optimisation's too), the mrule, the local rule and the
+    /// seg6 tunnel source are put back.
+    async fn remove_installed(&mut self) -> Removal {
+        let (removed, mut failed) = self
             .kernel
             .remove_ours_at_stop(self.config.kernel.local_rule_pref)
             .await;
@@ -729,24 +727,22 @@ impl Daemon {
         if let Some(rule) = &self.mrule {
             if let Err(e) = rule.remove().await {
                 warn!(error = %e, "removing the mrule");
+                failed += 1;
             }
         }
         // Put back whatever tunnel source was there before us (usually `::`, unset).
         if let Err(e) = self.kernel.set_seg6_tunsrc(self.previous_tunsrc).await {
             warn!(error = %e, "restoring the seg6 tunnel source");
+            failed += 1;
         } else {
             // Put back: a later start must not "restore" it again.
             self.tunsrc_restored = true;
             self.compact();
         }
-        info!(
-            routes_and_rules = removed,
+        Removal {
+            removed: removed + self.mfc_flushed + usize::from(self.mrule.is_some()),
             failed,
-            mfc_entries = mfc,
-            mrule = self.mrule.is_some(),
-            tunsrc = %self.previous_tunsrc,
-            "shut down; kernel state removed"
-        );
+        }
     }
 }
 

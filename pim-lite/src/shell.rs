@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mipcast_daemon::clock::{Clock, Millis, SystemClock};
-use mipcast_daemon::driver::{self, settle, Effects, Loop, LoopMetrics, ReloadDiff};
+use mipcast_daemon::driver::{self, settle, Effects, Loop, LoopMetrics, ReloadDiff, Removal};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::signalling::Direction;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
@@ -115,6 +115,8 @@ struct Shell {
     sockets: Sockets,
     router: Router,
     metrics: Arc<Metrics>,
+    /// Why closing the MRT6 table failed at stop ([`Shell::remove_installed`]).
+    close_error: Option<SocketError>,
     /// The loop's ends, until [`Shell::run_loop`] hands them over.
     status_requests: Option<StatusRequests>,
     loop_metrics: LoopMetrics,
@@ -315,30 +317,38 @@ impl Shell {
         })
     }
 
-    async fn shutdown(mut self) -> Result<(), ShellError> {
-        let mfc = self.installed.len();
+    /// Goodbyes first (PIM Hello with holdtime 0, Prunes upstream), then the counter thread
+    /// stops.
+    async fn stop(&mut self) {
         self.router
             .handle_input(self.clock.reading(), Input::Shutdown);
         self.drive().await;
-        let mifs = self.names.len();
+        self.installed.stop();
         if self.opts.keep_kernel_state {
             tracing::warn!("--keep-kernel-state: MRT6 entries cannot outlive the multicast routing socket; the kernel flushes them anyway");
         }
-        let table = self.mrt.table();
-        self.installed.stop();
-        match Arc::try_unwrap(self.mrt) {
-            Ok(mrt) => mrt.close()?,
-            // Not expected (the refresh above was the only other holder): the table is then
-            // flushed when the last holder drops it.
-            Err(_) => tracing::warn!("MRT6 socket still shared at shutdown"),
+    }
+
+    /// MRT6_DONE: the kernel flushes our MFC entries and MIFs.
+    fn remove_installed(&mut self) -> Removal {
+        let removed = self.installed.len() + self.names.len();
+        match self.mrt.close() {
+            Ok(()) => Removal { removed, failed: 0 },
+            Err(e) => {
+                tracing::warn!(table = self.mrt.table(), error = %e, "closing the MRT6 table");
+                self.close_error = Some(e);
+                Removal { removed, failed: 1 }
+            }
         }
-        tracing::info!(
-            table,
-            mfc_entries = mfc,
-            mifs,
-            "shut down: MFC entries and MIFs removed (MRT6_DONE)"
-        );
-        Ok(())
+    }
+
+    /// The MRT6 table is closed by now, or here (kept state): a failure to close it is the
+    /// daemon's exit status.
+    fn exit(mut self) -> Result<(), ShellError> {
+        match self.close_error.take() {
+            Some(e) => Err(e.into()),
+            None => Ok(self.mrt.close()?),
+        }
     }
 }
 
@@ -433,6 +443,7 @@ impl Shell {
             router,
             metrics,
             status_requests: Some(status_requests),
+            close_error: None,
             loop_metrics,
             installed,
             log_limit: LogSummary::default(),

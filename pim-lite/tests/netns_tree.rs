@@ -315,7 +315,7 @@ fn ssm_tree_follows_the_host_and_leaves_no_kernel_state() {
     // Restart acc2: its table is flushed on SIGTERM and rebuilt from relearned MLD state.
     let old_gen_id = neighbor_gen_id(&core, "c_a2").expect("core has acc2 as neighbour");
     let log2 = r_acc2.take().expect("acc2").stop();
-    assert!(log2.contains("shut down"), "{log2}");
+    assert!(log2.contains("stopped; kernel state removed"), "{log2}");
     assert!(
         mfc(&acc2).is_empty() && mifs(&acc2).is_empty(),
         "acc2 left MRT6 state"

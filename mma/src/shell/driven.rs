@@ -3,7 +3,7 @@
 //! MFC counter poll), its two timers (the core's, route optimisation's), reload and shutdown.
 use mipcast_daemon::config::ConfigError;
 use mipcast_daemon::control;
-use mipcast_daemon::driver::{lock, or_never, ReloadDiff, Shell};
+use mipcast_daemon::driver::{lock, or_never, ReloadDiff, Removal, Shell};
 use mipcast_daemon::status::Snapshot;
 use mipcast_kernel::sockets::SocketError;
 use mipcast_proto::Machine;
@@ -144,8 +144,13 @@ impl Shell for Driven {
         self.daemon.status()
     }
 
-    async fn shutdown(self, _keep_kernel_state: bool) {
-        // The MMA reads --keep-kernel-state from its own options.
-        self.daemon.shutdown().await;
+    async fn stop(&mut self) {
+        self.daemon.stop().await;
     }
+
+    async fn remove_installed(&mut self) -> Removal {
+        self.daemon.remove_installed().await
+    }
+
+    fn exit(self) {}
 }

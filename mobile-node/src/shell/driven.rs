@@ -8,7 +8,7 @@ use std::time::Instant;
 use mipcast_daemon::clock::Millis;
 use mipcast_daemon::config::ConfigError;
 use mipcast_daemon::control::{self, ControlSocket};
-use mipcast_daemon::driver::{ReloadDiff, Shell};
+use mipcast_daemon::driver::{ReloadDiff, Removal, Shell};
 use mipcast_daemon::state::StateFile;
 use mipcast_daemon::status::Snapshot;
 use mipcast_kernel::linkwatch::{LinkEvent, LinkWatch};
@@ -241,28 +241,35 @@ impl Shell for Node {
         Snapshot::json(self.core.status(self.io.now().mono))
     }
 
-    async fn shutdown(self, keep_kernel_state: bool) {
-        let Node { cfg, io, core, .. } = self;
-        if keep_kernel_state {
-            tracing::info!("shutting down; kernel state kept (--keep-kernel-state)");
-        } else {
-            drop(io.ssm);
-            let (removed, _) = io
-                .kernel
-                .remove_ours_at_stop(cfg.kernel.local_rule_pref)
-                .await;
-            let removed = removed + remove_nft(&io.nft);
-            for ifindex in core.raised_links() {
-                match io.kernel.set_link_admin(ifindex, false).await {
-                    Ok(_) => tracing::info!(ifindex, "interface we brought up is down again"),
-                    Err(e) => {
-                        tracing::warn!(ifindex, error = %e, "putting an interface we brought up down")
-                    }
+    /// The state file was written by the last turn; nothing runs beside the loop.
+    async fn stop(&mut self) {}
+
+    /// Our routes, rules, addresses and nftables table go, the local rule is put back, and
+    /// interfaces we brought up go down again.
+    async fn remove_installed(&mut self) -> Removal {
+        let io = &self.io;
+        let (routes, mut failed) = io
+            .kernel
+            .remove_ours_at_stop(self.cfg.kernel.local_rule_pref)
+            .await;
+        let mut removed = routes + remove_nft(&io.nft);
+        for ifindex in self.core.raised_links() {
+            match io.kernel.set_link_admin(ifindex, false).await {
+                Ok(_) => {
+                    removed += 1;
+                    tracing::info!(ifindex, "interface we brought up is down again");
+                }
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(ifindex, error = %e, "putting an interface we brought up down");
                 }
             }
-            tracing::info!(removed, "shutting down; removed our kernel state");
         }
+        Removal { removed, failed }
     }
+
+    /// Closing the membership socket leaves the terminal group.
+    fn exit(self) {}
 }
 
 /// A link's state as the carrier read or a netlink notification saw it: the core hears of a

@@ -3,7 +3,7 @@
 //! and its own (status refresh, address poll), reload and shutdown.
 use mipcast_daemon::clock::Clock;
 use mipcast_daemon::config::ConfigError;
-use mipcast_daemon::driver::{ReloadDiff, Shell as DriverShell};
+use mipcast_daemon::driver::{ReloadDiff, Removal, Shell as DriverShell};
 use mipcast_daemon::status::Snapshot;
 use mipcast_kernel::linkwatch::{LinkEvent, LinkWatch};
 use mipcast_kernel::mrt6;
@@ -181,8 +181,15 @@ impl DriverShell for Driven {
         self.shell.status()
     }
 
-    async fn shutdown(self, _keep_kernel_state: bool) -> Result<(), ShellError> {
-        // pim-lite reads --keep-kernel-state from its own options.
-        self.shell.shutdown().await
+    async fn stop(&mut self) {
+        self.shell.stop().await;
+    }
+
+    async fn remove_installed(&mut self) -> Removal {
+        self.shell.remove_installed()
+    }
+
+    fn exit(self) -> Result<(), ShellError> {
+        self.shell.exit()
     }
 }
