@@ -49,10 +49,7 @@ impl SystemClock {
 /// Sleeps until `at`; never wakes when there is nothing to wait for. For `select!` branches
 /// whose deadline comes and goes (the next timer of a core, a debounced write).
 pub async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+    crate::driver::or_never(at.map(tokio::time::sleep_until)).await
 }
 
 impl Default for SystemClock {

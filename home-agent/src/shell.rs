@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use mipcast_binding::{BindingRecord, Registrar};
 use mipcast_daemon::clock::{Clock, SystemClock};
 use mipcast_daemon::driver::{
-    self, lock, settle, Effects, Loop, LoopMetrics, ReloadDiff, Removal, Shell,
+    self, lock, or_never, settle, Effects, Loop, LoopMetrics, ReloadDiff, Removal, Shell,
 };
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
@@ -286,7 +286,7 @@ impl<A: Agent> Shell for Daemon<A> {
     async fn next_input(&mut self) -> Received {
         tokio::select! {
             first = self.socket.recv(&mut self.buf) => Received::Mobility(first),
-            frame = solicitation(self.responder.as_ref(), &mut self.nd_buf) => Received::Solicitation(frame),
+            frame = or_never(self.responder.as_ref().map(|r| r.socket.recv(&mut self.nd_buf))) => Received::Solicitation(frame),
         }
     }
 
@@ -469,14 +469,6 @@ fn enable_proxy_ndp(interface: &str, originals: &mut Originals) -> Result<(), Sh
         originals.proxy_ndp.get_or_insert(current);
     }
     Ok(())
-}
-
-/// The next frame from the responder's socket; never resolves without one.
-async fn solicitation(responder: Option<&Responder>, buf: &mut [u8]) -> std::io::Result<usize> {
-    match responder {
-        Some(r) => r.socket.recv(buf).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn proxy_ndp_path(interface: &str) -> PathBuf {

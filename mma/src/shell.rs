@@ -783,24 +783,6 @@ pub fn advice_config(c: &Config) -> AdviceConfig {
     }
 }
 
-/// The next control request; never, without a control socket.
-/// The next datagram of route optimisation's NFLOG group; never resolves when it is off.
-async fn next_sightings(
-    nflog: &mut Option<mipcast_kernel::sockets::NflogSocket>,
-) -> std::io::Result<Vec<(Ipv6Addr, Ipv6Addr)>> {
-    match nflog {
-        Some(n) => n.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_request(control: &mut Option<ControlSocket>) -> Option<control::Request> {
-    match control {
-        Some(c) => c.next().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// An `mma advise` request: `{"advise": {"link": NAME or PREFIX, "reason": ..., "avoid_secs": N}}`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

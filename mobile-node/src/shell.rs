@@ -2,7 +2,7 @@
 //! [`Core`]. Single-threaded; one loop feeds received packets, link notifications (netlink), quality polls, signals and
 //! timer ticks to the core and applies its actions in order.
 use mipcast_daemon::cli::RunOptions;
-use mipcast_daemon::control::{self, ControlSocket};
+use mipcast_daemon::control::ControlSocket;
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::Signals;
 use mipcast_daemon::state::StateFile;
 use mipcast_daemon::status::status_channel;
-use mipcast_kernel::linkwatch::{LinkEvent, LinkWatch};
+use mipcast_kernel::linkwatch::LinkWatch;
 use mipcast_kernel::nft::{NftError, NftMarker};
 use mipcast_kernel::probe::Feature;
 use mipcast_kernel::route::{outcome_of, Kernel, RouteError};
@@ -458,22 +458,6 @@ async fn reload(
     Ok(())
 }
 
-/// The next link notification; never, without the subscription.
-async fn next_link_event(links: &mut Option<LinkWatch>) -> Option<LinkEvent> {
-    match links {
-        Some(w) => w.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The next control request; never, without a control socket.
-async fn next_request(control: &mut Option<ControlSocket>) -> Option<control::Request> {
-    match control {
-        Some(c) => c.next().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// A `mobile-node quality set` request: `{"quality": {"link": NAME, "value": 0-100 or null}}`.
 #[derive(Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -527,14 +511,6 @@ fn count_links(io: &Io, links: &[PolledLink]) -> bool {
         }
     }
     true
-}
-
-/// Resolves at `at`; never without a probe running.
-async fn sample_due(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// One reading of the per-link counters during a move; the link the new path showed on, if

@@ -14,7 +14,6 @@ use mipcast_daemon::metrics::signalling::Direction;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::Signals;
 use mipcast_daemon::status::{encode, status_channel, Snapshot, StatusDesk, StatusRequests};
-use mipcast_kernel::linkwatch::LinkWatch;
 use mipcast_kernel::mrt6::{self, Mrt6};
 use mipcast_kernel::probe::{self, Feature};
 use mipcast_kernel::route::{outcome_of, Kernel, RouteError, RTPROT_MIPCAST};
@@ -563,16 +562,6 @@ fn received_drained<'a>(
             tracing::debug!("{what} socket: {e}");
             None
         }
-    }
-}
-
-/// The next link or address notification; never, without the subscription.
-async fn next_link_event(
-    links: &mut Option<LinkWatch>,
-) -> Option<mipcast_kernel::linkwatch::LinkEvent> {
-    match links {
-        Some(w) => w.next().await,
-        None => std::future::pending().await,
     }
 }
 

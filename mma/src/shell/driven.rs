@@ -11,7 +11,7 @@ use std::net::Ipv6Addr;
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::{Instant, Interval};
 
-use super::{next_request, next_sightings, Daemon, BURST, RECV_BUF};
+use super::{Daemon, BURST, RECV_BUF};
 use crate::config::Config;
 
 /// The daemon, with what only the loop uses.
@@ -78,9 +78,9 @@ impl Shell for Driven {
     async fn next_input(&mut self) -> Received {
         let d = &mut self.daemon;
         tokio::select! {
-            sightings = next_sightings(&mut d.nflog) => Received::Sightings(sightings),
+            sightings = or_never(d.nflog.as_mut().map(|n| n.next())) => Received::Sightings(sightings),
             received = d.mh.recv(&mut self.buf) => Received::Mobility(received),
-            Some(request) = next_request(&mut d.control) => Received::Control(request),
+            Some(request) = or_never(d.control.as_mut().map(|c| c.next())) => Received::Control(request),
             _ = or_never(self.mfc_tick.as_mut().map(Interval::tick)), if self.mfc_reading.is_none() => Received::MfcPoll,
             read = or_never(self.mfc_reading.as_mut()) => Received::MfcRead(read),
         }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use mipcast_daemon::clock::Millis;
 use mipcast_daemon::config::ConfigError;
 use mipcast_daemon::control::{self, ControlSocket};
-use mipcast_daemon::driver::{ReloadDiff, Removal, Shell};
+use mipcast_daemon::driver::{or_never, ReloadDiff, Removal, Shell};
 use mipcast_daemon::state::StateFile;
 use mipcast_daemon::status::Snapshot;
 use mipcast_kernel::linkwatch::{LinkEvent, LinkWatch};
@@ -16,9 +16,8 @@ use mipcast_kernel::sockets::SocketError;
 use mipcast_proto::Machine;
 
 use super::{
-    apply, host, next_link_event, next_request, publish, quality_request, release_held, reload,
-    reload_diff, remove_nft, sample_due, sample_interruption, tick, Io, PolledLink,
-    LINK_POLL_INTERVAL, POLL_INTERVAL,
+    apply, host, publish, quality_request, release_held, reload, reload_diff, remove_nft,
+    sample_interruption, tick, Io, PolledLink, LINK_POLL_INTERVAL, POLL_INTERVAL,
 };
 use crate::carrier::CarrierChange;
 use crate::config::Config;
@@ -141,9 +140,9 @@ impl Shell for Node {
             r = self.io.icmp.recv(&mut self.ra_buf) => Received::Ra(r),
             r = self.io.mh.recv(&mut self.mh_buf) => Received::Mobility(r),
             Some(change) = self.carrier.recv() => Received::Carrier(change),
-            ev = next_link_event(&mut self.links) => Received::Link(ev),
-            () = sample_due(self.interruption.next_sample(Instant::now())) => Received::Sample,
-            Some(request) = next_request(&mut self.control) => Received::Control(request),
+            ev = or_never(self.links.as_mut().map(|w| w.next())) => Received::Link(ev),
+            () = or_never(self.interruption.next_sample(Instant::now()).map(|at| tokio::time::sleep_until(at.into()))) => Received::Sample,
+            Some(request) = or_never(self.control.as_mut().map(|c| c.next())) => Received::Control(request),
         }
     }
 

@@ -3,7 +3,7 @@
 //! and its own (status refresh, address poll), reload and shutdown.
 use mipcast_daemon::clock::Clock;
 use mipcast_daemon::config::ConfigError;
-use mipcast_daemon::driver::{ReloadDiff, Removal, Shell as DriverShell};
+use mipcast_daemon::driver::{or_never, ReloadDiff, Removal, Shell as DriverShell};
 use mipcast_daemon::status::Snapshot;
 use mipcast_kernel::linkwatch::{LinkEvent, LinkWatch};
 use mipcast_kernel::mrt6;
@@ -12,8 +12,8 @@ use mipcast_proto::Machine;
 use tokio::time::Instant;
 
 use super::{
-    next_link_event, received, received_drained, Direction, Input, Proto, Sg, Shell, ShellError,
-    UpcallKind, ADDRESS_REFRESH, PIM_BURST,
+    received, received_drained, Direction, Input, Proto, Sg, Shell, ShellError, UpcallKind,
+    ADDRESS_REFRESH, PIM_BURST,
 };
 use crate::config::Config;
 
@@ -84,7 +84,7 @@ impl DriverShell for Driven {
             r = s.sockets.nd.recv(&mut self.nd_buf) => Received::Nd(r),
             r = s.sockets.pim.recv(&mut self.pim_buf) => Received::Pim(r),
             u = s.mrt.recv_upcall() => Received::Upcall(u),
-            ev = next_link_event(&mut self.links) => Received::Link(ev),
+            ev = or_never(self.links.as_mut().map(|w| w.next())) => Received::Link(ev),
         }
     }
 
