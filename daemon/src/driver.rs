@@ -146,7 +146,7 @@ pub trait Shell {
     /// SIGHUP, once the file is read and compared: applies what changes in place; sections
     /// that need a restart keep their running values. An error refuses `new` as a whole and
     /// must leave the running configuration as it was.
-    async fn reload(&mut self, new: Self::Config, diff: &ReloadDiff) -> Result<(), String>;
+    async fn reload(&mut self, new: Self::Config) -> Result<(), String>;
     /// The status document, now (served as `/status`, see [`crate::status`]).
     fn status(&mut self) -> Snapshot;
     /// SIGTERM/SIGINT, first: the state is written and what works beside the loop stops
@@ -333,7 +333,7 @@ async fn reload<S: Shell>(
         }
     };
     let diff = shell.reload_diff(&new);
-    if let Err(e) = shell.reload(new, &diff).await {
+    if let Err(e) = shell.reload(new).await {
         error!(error = %e, "reload refused, the running configuration stays");
         return "refused";
     }

@@ -87,7 +87,8 @@ impl Shell for Scripted {
             .live("unchanged", false)
     }
 
-    async fn reload(&mut self, new: String, diff: &ReloadDiff) -> Result<(), String> {
+    async fn reload(&mut self, new: String) -> Result<(), String> {
+        let diff = self.reload_diff(&new);
         self.note(format!(
             "reload {new} live={:?} restart={:?}",
             diff.changed(),

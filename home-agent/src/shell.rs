@@ -336,7 +336,7 @@ impl<A: Agent> Shell for Daemon<A> {
     }
 
     /// Bindings are kept; those the new configuration refuses are withdrawn at once.
-    async fn reload(&mut self, new: A, _diff: &ReloadDiff) -> Result<(), String> {
+    async fn reload(&mut self, new: A) -> Result<(), String> {
         let sas = new.sa_table().map_err(|e| e.to_string())?;
         let policy = new.policy().map_err(|e| e.to_string())?;
         lock(&self.core).reload(sas, policy, new.budgets());

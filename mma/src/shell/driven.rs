@@ -136,7 +136,7 @@ impl Shell for Driven {
         self.daemon.reload_diff(new)
     }
 
-    async fn reload(&mut self, new: Config, _diff: &ReloadDiff) -> Result<(), String> {
+    async fn reload(&mut self, new: Config) -> Result<(), String> {
         self.daemon.reload(new).await
     }
 

@@ -225,7 +225,7 @@ impl Shell for Node {
         reload_diff(&self.cfg, new)
     }
 
-    async fn reload(&mut self, new: Config, _diff: &ReloadDiff) -> Result<(), String> {
+    async fn reload(&mut self, new: Config) -> Result<(), String> {
         reload(
             new,
             &mut self.cfg,

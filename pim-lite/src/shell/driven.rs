@@ -173,7 +173,7 @@ impl DriverShell for Driven {
         self.shell.reload_diff(new)
     }
 
-    async fn reload(&mut self, new: Config, _diff: &ReloadDiff) -> Result<(), String> {
+    async fn reload(&mut self, new: Config) -> Result<(), String> {
         self.shell.reload(new)
     }
 
