@@ -859,16 +859,10 @@ impl<A: Agent> Effects<Core<A::Policy>> for Daemon<A> {
             }
         }
         self.metrics.count_events(std::slice::from_ref(&event));
-        let now = self.clock.now();
-        match per_packet_kind(&event) {
-            Some(kind) => {
-                if let Some(suppressed) = self.log_limit.admit(kind, now) {
-                    log_event(&event, suppressed);
-                }
-            }
-            None => log_event(&event, 0),
-        }
-        self.log_limit.flush(now);
+        self.log_limit
+            .log(per_packet_kind(&event), self.clock.now(), |suppressed| {
+                log_event(&event, suppressed)
+            });
     }
 
     fn now(&self) -> Now {

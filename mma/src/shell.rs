@@ -988,16 +988,10 @@ impl Effects<Core> for Daemon {
             | Event::ProgrammingFailed { hoa, .. } => self.touched.push(*hoa),
             _ => {}
         }
-        let now = self.clock.now();
-        match per_packet_kind(&event) {
-            Some(kind) => {
-                if let Some(suppressed) = self.log_limit.admit(kind, now) {
-                    log_event(&event, suppressed);
-                }
-            }
-            None => log_event(&event, 0),
-        }
-        self.log_limit.flush(now);
+        self.log_limit
+            .log(per_packet_kind(&event), self.clock.now(), |suppressed| {
+                log_event(&event, suppressed)
+            });
         self.metrics.record(&event, self.config.address);
     }
 

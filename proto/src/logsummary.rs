@@ -91,6 +91,21 @@ impl LogSummary {
             .collect()
     }
 
+    /// Writes one line through `line` (given the count of lines of its kind suppressed
+    /// before it): limited when it has a `kind` (something a stranger can cause once per
+    /// packet), always otherwise. Then flushes the summaries that are due.
+    pub fn log(&mut self, kind: Option<&'static str>, now: Millis, line: impl FnOnce(u64)) {
+        match kind {
+            Some(kind) => {
+                if let Some(suppressed) = self.admit(kind, now) {
+                    line(suppressed);
+                }
+            }
+            None => line(0),
+        }
+        self.flush(now);
+    }
+
     /// Logs what [`Self::due`] returns, one INFO line per kind.
     pub fn flush(&mut self, now: Millis) {
         for (kind, suppressed) in self.due(now) {
@@ -106,6 +121,30 @@ impl LogSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_limits_lines_of_a_kind_only() {
+        let t0 = Millis(1000);
+        let mut s = LogSummary::new(1, Duration::from_secs(1));
+        let mut written = Vec::new();
+        for _ in 0..3 {
+            s.log(Some("refused"), t0, |n| written.push(("refused", n)));
+            s.log(None, t0, |n| written.push(("always", n)));
+        }
+        let later = Millis(2000);
+        s.log(Some("refused"), later, |n| written.push(("refused", n)));
+        assert_eq!(
+            written,
+            [
+                ("refused", 0),
+                ("always", 0),
+                ("always", 0),
+                ("always", 0),
+                // The next window's first line carries the two suppressed before it.
+                ("refused", 2),
+            ]
+        );
+    }
 
     #[test]
     fn a_few_lines_then_a_count() {
