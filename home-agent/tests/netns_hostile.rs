@@ -217,7 +217,7 @@ fn a_sighup_with_a_deep_config_leaves_registrations_unaffected() {
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
     assert!(
-        logs.contains("keeping the running configuration") && logs.contains("nested"),
+        logs.contains("reload refused, the running configuration stays") && logs.contains("nested"),
         "{logs}"
     );
 }
