@@ -74,6 +74,25 @@ pub trait Agent: Sized + Send + 'static {
     /// SIGHUP: the sections [`Agent::adopt`] takes from `new`, those that changed (keys are
     /// re-read from their files, so associations always count as changed).
     fn live_diff(&self, new: &Self) -> ReloadDiff;
+    /// SIGHUP: what `new` changes against this running configuration. The agent's own
+    /// section (interface, address), `bindings`, `kernel`, `metrics` and `state` need a
+    /// restart; what [`Agent::adopt`] takes ([`Agent::live_diff`]) changes in place.
+    fn reload_diff(&self, new: &Self) -> ReloadDiff {
+        let (old, config) = (self.settings(), new.settings());
+        ReloadDiff::default()
+            .restart(
+                Self::LOCAL_SECTION,
+                old.interface != config.interface || old.address != config.address,
+            )
+            .restart(
+                "bindings",
+                self.registrar_config() != new.registrar_config(),
+            )
+            .restart("kernel", old.kernel != config.kernel)
+            .restart("metrics", old.metrics != config.metrics)
+            .restart("state", old.state_file != config.state_file)
+            .merge(self.live_diff(new))
+    }
     /// SIGHUP: takes what changes in place from `new` (the settings that need a restart stay
     /// as they are running).
     fn adopt(&mut self, new: Self);

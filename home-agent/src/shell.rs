@@ -316,23 +316,8 @@ impl<A: Agent> Shell for Daemon<A> {
         self.settle(Instant::now()).await;
     }
 
-    /// The agent's own section (interface, address), `bindings`, `kernel`, `metrics` and
-    /// `state` need a restart; what [`Agent::adopt`] takes changes in place.
     fn reload_diff(&self, new: &A) -> ReloadDiff {
-        let (old, config) = (self.config.settings(), new.settings());
-        ReloadDiff::default()
-            .restart(
-                A::LOCAL_SECTION,
-                old.interface != config.interface || old.address != config.address,
-            )
-            .restart(
-                "bindings",
-                self.config.registrar_config() != new.registrar_config(),
-            )
-            .restart("kernel", old.kernel != config.kernel)
-            .restart("metrics", old.metrics != config.metrics)
-            .restart("state", old.state_file != config.state_file)
-            .merge(self.config.live_diff(new))
+        self.config.reload_diff(new)
     }
 
     /// Bindings are kept; those the new configuration refuses are withdrawn at once.

@@ -15,12 +15,11 @@ fn temp(tag: &str) -> std::path::PathBuf {
     p
 }
 
-#[test]
-fn example_config_passes() {
+/// A copy of the example in a fresh directory, with the key files it names beside it (they
+/// are relative to its own directory).
+fn example_copy(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/home-agent.yaml");
-    // The example names key files relative to its own directory: check a copy with keys
-    // beside it.
-    let dir = temp("ok");
+    let dir = temp(tag);
     let copy = dir.join("home-agent.yaml");
     std::fs::copy(&example, &copy).unwrap();
     for (name, key) in [
@@ -34,6 +33,12 @@ fn example_config_passes() {
         std::fs::write(&p, key).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
+    (dir, copy)
+}
+
+#[test]
+fn example_config_passes() {
+    let (dir, copy) = example_copy("ok");
     let out = Command::new(env!("CARGO_BIN_EXE_home-agent"))
         .args(["--check-config", "-c"])
         .arg(&copy)
@@ -105,5 +110,46 @@ fn broken_config_names_file_and_line() {
         assert!(err.contains(&format!("{}{line}", cfg.display())), "{err}");
         assert!(err.contains(field), "{err}");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A SIGHUP's file compared with the running one: home prefixes and the reply rate limit
+/// change in place; the interface, bindings and the metrics listener wait for a restart;
+/// associations always count as changed (keys are re-read).
+#[test]
+fn reload_diff_sorts_sections_into_live_and_restart() {
+    use home_agent::agent::Agent;
+    use home_agent::config::Config;
+    let (dir, copy) = example_copy("diff");
+    let text = std::fs::read_to_string(&copy).unwrap();
+    let load = |text: &str| -> Config {
+        std::fs::write(&copy, text).unwrap();
+        Config::load(&copy).unwrap()
+    };
+    let running = load(&text);
+    let same = running.reload_diff(&load(&text));
+    assert_eq!(same.changed(), ["security_associations"]);
+    assert!(same.needs_restart().is_empty(), "{same:?}");
+
+    let tuned = text
+        .replace(
+            "  - 2001:db8:1::/64",
+            "  - 2001:db8:1::/64\n  - 2001:db8:11::/64",
+        )
+        .replace("per_second: 20 ", "per_second: 30 ");
+    assert_ne!(tuned, text);
+    let diff = running.reload_diff(&load(&tuned));
+    assert_eq!(
+        diff.changed(),
+        ["security_associations", "home_prefixes", "reply_rate_limit"]
+    );
+    assert!(diff.needs_restart().is_empty(), "{diff:?}");
+
+    let moved = text
+        .replace("interface: eth0", "interface: eth1")
+        .replace("max_lifetime: 3600", "max_lifetime: 1800");
+    assert_ne!(moved, text);
+    let diff = running.reload_diff(&load(&moved));
+    assert_eq!(diff.needs_restart(), ["home_link", "bindings"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use mipcast_daemon::config::ratelimit::RateLimitConfig;
 use mipcast_daemon::config::sa::{self, SaConfig};
 use mipcast_daemon::config::{limits, secs, Ipv6Prefix, Validate, Validator};
+use mipcast_daemon::driver::ReloadDiff;
 use mipcast_wire::group::{DEFAULT_GROUP_PREFIX, GROUP_PREFIX_LEN};
 
 pub const DEFAULT_METRICS_PORT: u16 = 9642;
@@ -418,6 +419,44 @@ impl Validate for Config {
 }
 
 impl Config {
+    /// What a SIGHUP's configuration changes: the addresses, interfaces, registration,
+    /// kernel, metrics, state, control socket and route optimisation need a restart.
+    pub fn reload_diff(&self, new: &Config) -> ReloadDiff {
+        let old = self;
+        ReloadDiff::default()
+            .restart("address", old.address != new.address)
+            .restart("wan_interface", old.wan_interface != new.wan_interface)
+            .restart(
+                "site_interfaces",
+                old.site_interfaces != new.site_interfaces,
+            )
+            .restart("registration", old.registration != new.registration)
+            .restart("kernel", old.kernel != new.kernel)
+            .restart("metrics", old.metrics != new.metrics)
+            .restart("state", old.state != new.state)
+            .restart(
+                "advice.control_socket",
+                old.advice.control_socket != new.advice.control_socket,
+            )
+            .restart(
+                "route_optimisation",
+                old.route_optimisation != new.route_optimisation,
+            )
+            .live("site_prefixes", old.site_prefixes != new.site_prefixes)
+            .live("group_prefix", old.group_prefix() != new.group_prefix())
+            .live("home_agents", old.home_agents != new.home_agents)
+            .live("forwarding", old.forwarding != new.forwarding)
+            .live(
+                "reply_rate_limit",
+                old.reply_rate_limit != new.reply_rate_limit,
+            )
+            // Keys are re-read from their files.
+            .live("security_associations", true)
+            .live("advice", old.advice != new.advice)
+            .live("admission", old.admission != new.admission)
+            .live("peers", old.peers != new.peers)
+    }
+
     fn validate_peers(&self, v: &mut Validator) {
         for (i, peer) in self.peers.iter().enumerate() {
             let at = |f: &str| format!("peers[{i}].{f}");

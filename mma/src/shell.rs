@@ -15,7 +15,7 @@ use mipcast_binding::{BindingRecord, RegistrarConfig, SaError, SaTable};
 use mipcast_daemon::clock::{Clock, SystemClock};
 use mipcast_daemon::config::{sa, ConfigError};
 use mipcast_daemon::control::{self, ControlSocket};
-use mipcast_daemon::driver::{self, lock, settle, Effects, Loop, LoopMetrics, ReloadDiff, Removal};
+use mipcast_daemon::driver::{self, lock, settle, Effects, Loop, LoopMetrics, Removal};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::Signals;
@@ -598,44 +598,6 @@ impl Daemon {
     fn update_counts(&self) {
         let (served, forwarding) = lock(&self.core).counts();
         self.metrics.set_counts(served, forwarding);
-    }
-
-    /// What a SIGHUP's configuration changes: the addresses, interfaces, registration,
-    /// kernel, metrics, state, control socket and route optimisation need a restart.
-    fn reload_diff(&self, new: &Config) -> ReloadDiff {
-        let old = &self.config;
-        ReloadDiff::default()
-            .restart("address", old.address != new.address)
-            .restart("wan_interface", old.wan_interface != new.wan_interface)
-            .restart(
-                "site_interfaces",
-                old.site_interfaces != new.site_interfaces,
-            )
-            .restart("registration", old.registration != new.registration)
-            .restart("kernel", old.kernel != new.kernel)
-            .restart("metrics", old.metrics != new.metrics)
-            .restart("state", old.state != new.state)
-            .restart(
-                "advice.control_socket",
-                old.advice.control_socket != new.advice.control_socket,
-            )
-            .restart(
-                "route_optimisation",
-                old.route_optimisation != new.route_optimisation,
-            )
-            .live("site_prefixes", old.site_prefixes != new.site_prefixes)
-            .live("group_prefix", old.group_prefix() != new.group_prefix())
-            .live("home_agents", old.home_agents != new.home_agents)
-            .live("forwarding", old.forwarding != new.forwarding)
-            .live(
-                "reply_rate_limit",
-                old.reply_rate_limit != new.reply_rate_limit,
-            )
-            // Keys are re-read from their files.
-            .live("security_associations", true)
-            .live("advice", old.advice != new.advice)
-            .live("admission", old.admission != new.admission)
-            .live("peers", old.peers != new.peers)
     }
 
     /// Applies what changes in place (registered terminals kept; those the new configuration

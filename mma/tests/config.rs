@@ -185,3 +185,41 @@ fn terminal_grace_is_within_the_mma_maximum() {
         "mobile node asks {asked} s; MMA example allows {max} s, built-in {built_in} s"
     );
 }
+
+/// A SIGHUP's file compared with the running one: forwarding and the reply rate limit change
+/// in place; the address and the metrics listener wait for a restart; associations always
+/// count as changed (keys are re-read).
+#[test]
+fn reload_diff_sorts_sections_into_live_and_restart() {
+    use mma::config::Config;
+    let dir = std::env::temp_dir().join(format!("mma-config-{}-diff", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mma.yaml");
+    let load = |text: &str| -> Config {
+        std::fs::write(&path, with_key(text, &dir)).unwrap();
+        mipcast_daemon::config::load(&path).unwrap()
+    };
+    let running = load(EXAMPLE);
+    let same = running.reload_diff(&load(EXAMPLE));
+    assert_eq!(same.changed(), ["security_associations"]);
+    assert!(same.needs_restart().is_empty(), "{same:?}");
+
+    let tuned = EXAMPLE
+        .replace("default_grace: 10 ", "default_grace: 20 ")
+        .replace("per_second: 20 ", "per_second: 30 ");
+    assert_ne!(tuned, EXAMPLE);
+    let diff = running.reload_diff(&load(&tuned));
+    assert_eq!(
+        diff.changed(),
+        ["forwarding", "reply_rate_limit", "security_associations"]
+    );
+    assert!(diff.needs_restart().is_empty(), "{diff:?}");
+
+    let moved = EXAMPLE
+        .replace("address: 2001:db8:2::2", "address: 2001:db8:2::3")
+        .replace("\"[::1]:9642\"", "\"[::1]:9652\"");
+    assert_ne!(moved, EXAMPLE);
+    let diff = running.reload_diff(&load(&moved));
+    assert_eq!(diff.needs_restart(), ["address", "metrics"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

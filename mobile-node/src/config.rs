@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use mipcast_daemon::config::sa::{check_key_len, SaAlgorithm};
 use mipcast_daemon::config::{secs, Ipv6Prefix, SecretKey, Validate, Validator};
+use mipcast_daemon::driver::ReloadDiff;
 use mipcast_wire::group::{DEFAULT_GROUP_PREFIX, GROUP_PREFIX_LEN};
 
 /// Default metrics listener of the mobile node.
@@ -46,6 +47,69 @@ pub struct Config {
 }
 
 pub use crate::core::Mode;
+
+impl Config {
+    /// What a SIGHUP's configuration `new` changes against this, the running one.
+    pub fn reload_diff(&self, new: &Config) -> ReloadDiff {
+        let running = self;
+        let names = |c: &Config| {
+            c.interfaces
+                .iter()
+                .map(|i| i.name.clone())
+                .collect::<Vec<_>>()
+        };
+        // nl80211 is probed at start.
+        let sources = |c: &Config| {
+            c.interfaces
+                .iter()
+                .map(|i| i.quality_source)
+                .collect::<Vec<_>>()
+        };
+        let tuning = |c: &Config| {
+            c.interfaces
+                .iter()
+                .map(|i| (i.preference, i.cost, i.quality_file.clone()))
+                .collect::<Vec<_>>()
+        };
+        ReloadDiff::default()
+            .restart("home_address", new.home_address != running.home_address)
+            .restart("home_agent", new.home_agent != running.home_agent)
+            .restart("home_prefix", new.home_prefix != running.home_prefix)
+            .restart("mode", new.mode != running.mode)
+            .restart(
+                "multicast_prefix",
+                new.multicast_prefix != running.multicast_prefix,
+            )
+            .restart(
+                "group_interface",
+                new.group_interface != running.group_interface,
+            )
+            .restart("interfaces (names)", names(new) != names(running))
+            .restart(
+                "interfaces (quality_source)",
+                sources(new) != sources(running),
+            )
+            .restart("kernel", new.kernel != running.kernel)
+            .restart("metrics", new.metrics != running.metrics)
+            .restart("state_file", new.state_file != running.state_file)
+            .restart(
+                "control_socket",
+                new.control_socket != running.control_socket,
+            )
+            .live("selection", new.selection != running.selection)
+            .live(
+                "binding_lifetime",
+                new.binding_lifetime != running.binding_lifetime,
+            )
+            .live("handover", new.handover != running.handover)
+            // Keys are re-read from their files.
+            .live("security_associations", true)
+            .live(
+                "interfaces (preference, cost, quality_file)",
+                names(new) == names(running) && tuning(new) != tuning(running),
+            )
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mipcast_daemon::clock::{Millis, SystemClock};
-use mipcast_daemon::driver::{self, settle, Effects, Loop, LoopMetrics, ReloadDiff};
+use mipcast_daemon::driver::{self, settle, Effects, Loop, LoopMetrics};
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
 use mipcast_daemon::signals::Signals;
 use mipcast_daemon::state::StateFile;
@@ -359,66 +359,6 @@ fn remove_nft(nft: &NftMarker) -> usize {
         tracing::warn!(error = %e, "removing our nftables table");
     }
     removed
-}
-
-/// What a SIGHUP's configuration changes against the running one.
-fn reload_diff(running: &Config, new: &Config) -> ReloadDiff {
-    let names = |c: &Config| {
-        c.interfaces
-            .iter()
-            .map(|i| i.name.clone())
-            .collect::<Vec<_>>()
-    };
-    // nl80211 is probed at start.
-    let sources = |c: &Config| {
-        c.interfaces
-            .iter()
-            .map(|i| i.quality_source)
-            .collect::<Vec<_>>()
-    };
-    let tuning = |c: &Config| {
-        c.interfaces
-            .iter()
-            .map(|i| (i.preference, i.cost, i.quality_file.clone()))
-            .collect::<Vec<_>>()
-    };
-    ReloadDiff::default()
-        .restart("home_address", new.home_address != running.home_address)
-        .restart("home_agent", new.home_agent != running.home_agent)
-        .restart("home_prefix", new.home_prefix != running.home_prefix)
-        .restart("mode", new.mode != running.mode)
-        .restart(
-            "multicast_prefix",
-            new.multicast_prefix != running.multicast_prefix,
-        )
-        .restart(
-            "group_interface",
-            new.group_interface != running.group_interface,
-        )
-        .restart("interfaces (names)", names(new) != names(running))
-        .restart(
-            "interfaces (quality_source)",
-            sources(new) != sources(running),
-        )
-        .restart("kernel", new.kernel != running.kernel)
-        .restart("metrics", new.metrics != running.metrics)
-        .restart("state_file", new.state_file != running.state_file)
-        .restart(
-            "control_socket",
-            new.control_socket != running.control_socket,
-        )
-        .live("selection", new.selection != running.selection)
-        .live(
-            "binding_lifetime",
-            new.binding_lifetime != running.binding_lifetime,
-        )
-        .live("handover", new.handover != running.handover)
-        // Keys are re-read from their files.
-        .live("security_associations", true)
-        .live(
-            "interfaces (preference, cost, quality_file)",
-            names(new) == names(running) && tuning(new) != tuning(running),
-        )
 }
 
 /// Applies what changes in place; `running` then holds it (the rest keeps its running value).

@@ -160,3 +160,45 @@ fn quality_source_is_checked() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A SIGHUP's file compared with the running one: selection, lifetime and preferences change
+/// in place; an interface renamed and the metrics listener wait for a restart; associations
+/// always count as changed (keys are re-read).
+#[test]
+fn reload_diff_sorts_sections_into_live_and_restart() {
+    use mobile_node::config::Config;
+    let dir = std::env::temp_dir().join(format!("mipcast-mn-diff-{}", std::process::id()));
+    let path = example_with_keys(&dir);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let running: Config = mipcast_daemon::config::load(&path).unwrap();
+    let same = running.reload_diff(&mipcast_daemon::config::load(&path).unwrap());
+    assert_eq!(same.changed(), ["security_associations"]);
+    assert!(same.needs_restart().is_empty(), "{same:?}");
+
+    let tuned = text
+        .replace("binding_lifetime: 300", "binding_lifetime: 120")
+        .replace("preference: 60", "preference: 70")
+        .replace("hysteresis: 10", "hysteresis: 20");
+    assert_ne!(tuned, text);
+    std::fs::write(&path, tuned).unwrap();
+    let diff = running.reload_diff(&mipcast_daemon::config::load(&path).unwrap());
+    assert_eq!(
+        diff.changed(),
+        [
+            "selection",
+            "binding_lifetime",
+            "security_associations",
+            "interfaces (preference, cost, quality_file)"
+        ]
+    );
+    assert!(diff.needs_restart().is_empty(), "{diff:?}");
+
+    let moved = text
+        .replace("name: eth0", "name: eth1")
+        .replace("\"[::1]:9643\"", "\"[::1]:9653\"");
+    std::fs::write(&path, moved).unwrap();
+    let diff = running.reload_diff(&mipcast_daemon::config::load(&path).unwrap());
+    assert_eq!(diff.needs_restart(), ["interfaces (names)", "metrics"]);
+    assert_eq!(diff.changed(), ["security_associations"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

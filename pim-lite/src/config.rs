@@ -11,6 +11,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 use mipcast_daemon::config::{Ipv6Prefix, Validate, Validator};
+use mipcast_daemon::driver::ReloadDiff;
 use mipcast_kernel::mrt6::{DEFAULT_TABLE, MAX_MIFS};
 use serde::{Deserialize, Deserializer};
 
@@ -53,6 +54,19 @@ pub struct InterfaceConfig {
     /// Core interfaces always run PIM.
     #[serde(default = "crate::core::settings::yes")]
     pub pim: bool,
+}
+
+impl Config {
+    /// `mrt6` and `metrics` need a restart; interfaces, SSM ranges and PIM change in place.
+    pub fn reload_diff(&self, new: &Config) -> ReloadDiff {
+        let old = self;
+        ReloadDiff::default()
+            .restart("mrt6", new.mrt6 != old.mrt6)
+            .restart("metrics", new.metrics != old.metrics)
+            .live("interfaces", new.interfaces != old.interfaces)
+            .live("ssm_groups", new.ssm_groups != old.ssm_groups)
+            .live("pim", new.pim != old.pim)
+    }
 }
 
 impl InterfaceConfig {
@@ -362,5 +376,39 @@ fn validate_pim(v: &mut Validator, p: &PimSettings) {
     }
     if p.assert_time_secs < 2 || p.assert_time_secs > 65_535 {
         v.error("pim.assert_time_secs", "must be 2 to 65535");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::path::Path;
+
+    /// A SIGHUP's file compared with the running one: RA contents and PIM timers change in
+    /// place, the MRT6 table and the metrics listener wait for a restart.
+    #[test]
+    fn reload_diff_sorts_sections_into_live_and_restart() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/pim-lite.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let load = |text: &str| {
+            mipcast_daemon::config::load_str::<Config>(Path::new("p.yaml"), text).unwrap()
+        };
+        let running = load(&text);
+        assert_eq!(running.reload_diff(&load(&text)), ReloadDiff::default());
+
+        let tuned = text
+            .replace("preference: 10", "preference: 11")
+            .replace("override_interval_ms: 2500", "override_interval_ms: 3000");
+        assert_ne!(tuned, text);
+        let diff = running.reload_diff(&load(&tuned));
+        assert_eq!(diff.changed(), ["interfaces", "pim"]);
+        assert!(diff.needs_restart().is_empty(), "{diff:?}");
+
+        let moved = text.replace("\"[::1]:9644\"", "\"[::1]:9654\"");
+        assert_ne!(moved, text);
+        let diff = running.reload_diff(&load(&moved));
+        assert_eq!(diff.needs_restart(), ["metrics"]);
+        assert!(diff.changed().is_empty(), "{diff:?}");
     }
 }

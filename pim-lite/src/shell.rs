@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mipcast_daemon::clock::{Clock, Millis, SystemClock};
-use mipcast_daemon::driver::{self, settle, Effects, Loop, LoopMetrics, ReloadDiff, Removal};
+use mipcast_daemon::driver::{self, settle, Effects, Loop, LoopMetrics, Removal};
 use mipcast_daemon::logsummary::LogSummary;
 use mipcast_daemon::metrics::signalling::Direction;
 use mipcast_daemon::metrics::{register_build_info, MetricsServer};
@@ -259,17 +259,6 @@ impl Shell {
             .set_counts(self.router.sg_count(), self.installed.len());
         // The counter thread is idle here (the loop checked `busy`).
         self.installed.read_counters();
-    }
-
-    /// `mrt6` and `metrics` need a restart; interfaces, SSM ranges and PIM change in place.
-    fn reload_diff(&self, new: &Config) -> ReloadDiff {
-        let old = &self.config;
-        ReloadDiff::default()
-            .restart("mrt6", new.mrt6 != old.mrt6)
-            .restart("metrics", new.metrics != old.metrics)
-            .live("interfaces", new.interfaces != old.interfaces)
-            .live("ssm_groups", new.ssm_groups != old.ssm_groups)
-            .live("pim", new.pim != old.pim)
     }
 
     /// Applies what changes in place (the router refuses what it cannot change running,

@@ -133,7 +133,7 @@ impl Shell for Driven {
     }
 
     fn reload_diff(&self, new: &Config) -> ReloadDiff {
-        self.daemon.reload_diff(new)
+        self.daemon.config.reload_diff(new)
     }
 
     async fn reload(&mut self, new: Config) -> Result<(), String> {

@@ -16,8 +16,8 @@ use mipcast_kernel::sockets::SocketError;
 use mipcast_proto::Machine;
 
 use super::{
-    apply, host, publish, quality_request, release_held, reload, reload_diff, remove_nft,
-    sample_interruption, tick, Io, PolledLink, LINK_POLL_INTERVAL, POLL_INTERVAL,
+    apply, host, publish, quality_request, release_held, reload, remove_nft, sample_interruption,
+    tick, Io, PolledLink, LINK_POLL_INTERVAL, POLL_INTERVAL,
 };
 use crate::carrier::CarrierChange;
 use crate::config::Config;
@@ -222,7 +222,7 @@ impl Shell for Node {
     }
 
     fn reload_diff(&self, new: &Config) -> ReloadDiff {
-        reload_diff(&self.cfg, new)
+        self.cfg.reload_diff(new)
     }
 
     async fn reload(&mut self, new: Config) -> Result<(), String> {

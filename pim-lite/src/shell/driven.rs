@@ -170,7 +170,7 @@ impl DriverShell for Driven {
     }
 
     fn reload_diff(&self, new: &Config) -> ReloadDiff {
-        self.shell.reload_diff(new)
+        self.shell.config.reload_diff(new)
     }
 
     async fn reload(&mut self, new: Config) -> Result<(), String> {
