@@ -88,7 +88,10 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), ShellError> {
         .enable_all()
         .build()
         .map_err(ShellError::Runtime)?;
-    runtime.block_on(async move { Daemon::start(config, options).await?.run().await })
+    runtime.block_on(async move {
+        let (daemon, status, metrics) = Daemon::start(config, options).await?;
+        daemon.run(status, metrics).await
+    })
 }
 
 type Records = Vec<BindingRecord<crate::core::Terminal>>;
@@ -189,13 +192,14 @@ struct Daemon {
     nflog: Option<mipcast_kernel::sockets::NflogSocket>,
     /// MFC entries the kernel flushed when the MRT6 table closed ([`Daemon::stop`]).
     mfc_flushed: usize,
-    /// The loop's ends, until [`Daemon::run`] hands them over.
-    status: Option<StatusRequests>,
-    loop_metrics: LoopMetrics,
 }
 
 impl Daemon {
-    async fn start(config: Config, options: RunOptions) -> Result<Daemon, ShellError> {
+    /// Sets the MMA up; with it, the loop's `/status` requests and metrics for [`Daemon::run`].
+    async fn start(
+        config: Config,
+        options: RunOptions,
+    ) -> Result<(Daemon, StatusRequests, LoopMetrics), ShellError> {
         let caps = probe::probe().await?;
         let mut needed = vec![
             Feature::Seg6Encap,
@@ -332,11 +336,9 @@ impl Daemon {
             ro,
             nflog,
             mfc_flushed: 0,
-            status: Some(status),
-            loop_metrics,
         };
         daemon.restore().await;
-        Ok(daemon)
+        Ok((daemon, status, loop_metrics))
     }
 
     /// Restores the state file's terminals and makes the kernel match: reconcile routes and
@@ -384,11 +386,11 @@ impl Daemon {
     }
 
     /// Runs the daemon on the daemons' one event loop ([`driven`]) until SIGTERM/SIGINT.
-    async fn run(mut self) -> Result<(), ShellError> {
+    async fn run(self, status: StatusRequests, metrics: LoopMetrics) -> Result<(), ShellError> {
         let parts = Loop {
             signals: Signals::new().map_err(ShellError::Runtime)?,
-            status: self.status.take().unwrap_or_else(StatusRequests::none),
-            metrics: self.loop_metrics.clone(),
+            status,
+            metrics,
             config_path: self.options.config_path.clone(),
             keep_kernel_state: self.options.keep_kernel_state,
         };

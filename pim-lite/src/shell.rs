@@ -95,7 +95,10 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), ShellError> {
         .enable_all()
         .build()
         .map_err(ShellError::Runtime)?;
-    rt.block_on(async { Shell::open(config, opts).await?.run_loop().await })
+    rt.block_on(async {
+        let (shell, status, metrics) = Shell::open(config, opts).await?;
+        shell.run_loop(status, metrics).await
+    })
 }
 
 struct Sockets {
@@ -116,9 +119,6 @@ struct Shell {
     metrics: Arc<Metrics>,
     /// Why closing the MRT6 table failed at stop ([`Shell::remove_installed`]).
     close_error: Option<SocketError>,
-    /// The loop's ends, until [`Shell::run_loop`] hands them over.
-    status_requests: Option<StatusRequests>,
-    loop_metrics: LoopMetrics,
     /// (S,G) entries we installed in the kernel; their counters are read off the loop.
     installed: Installed,
     /// Lines a host can cause once per packet (send and upcall errors) are summarised.
@@ -133,14 +133,15 @@ struct Shell {
 
 impl Shell {
     /// Runs the daemon on the daemons' one event loop ([`driven`]) until SIGTERM/SIGINT.
-    async fn run_loop(mut self) -> Result<(), ShellError> {
+    async fn run_loop(
+        self,
+        status: StatusRequests,
+        metrics: LoopMetrics,
+    ) -> Result<(), ShellError> {
         let parts = Loop {
             signals: Signals::new().map_err(ShellError::Signals)?,
-            status: self
-                .status_requests
-                .take()
-                .unwrap_or_else(StatusRequests::none),
-            metrics: self.loop_metrics.clone(),
+            status,
+            metrics,
             config_path: self.opts.config_path.clone(),
             keep_kernel_state: self.opts.keep_kernel_state,
         };
@@ -341,7 +342,12 @@ impl Shell {
 }
 
 impl Shell {
-    async fn open(config: Config, opts: RunOptions) -> Result<Shell, ShellError> {
+    /// Sets pim-lite up; with it, the loop's `/status` requests and metrics for
+    /// [`Shell::run_loop`].
+    async fn open(
+        config: Config,
+        opts: RunOptions,
+    ) -> Result<(Shell, StatusRequests, LoopMetrics), ShellError> {
         let caps = probe::probe()
             .await
             .map_err(|e| ShellError::Route(Box::new(e)))?;
@@ -421,7 +427,7 @@ impl Shell {
             .map_err(|source| ShellError::Metrics { addr, source })?;
         tracing::info!(metrics = %addr, interfaces = names.len(), "pim-lite running");
 
-        Ok(Shell {
+        let shell = Shell {
             config,
             opts,
             clock,
@@ -430,9 +436,7 @@ impl Shell {
             sockets,
             router,
             metrics,
-            status_requests: Some(status_requests),
             close_error: None,
-            loop_metrics,
             installed,
             log_limit: LogSummary::default(),
             names,
@@ -440,7 +444,8 @@ impl Shell {
             next_status: now,
             last_status: now,
             status_cost: Duration::ZERO,
-        })
+        };
+        Ok((shell, status_requests, loop_metrics))
     }
 }
 
